@@ -1,0 +1,201 @@
+//! Text and JSON output shared by the commands: the JSON shapes are the stable contract for
+//! scripts; tables are for people and may change.
+
+use chrono::{DateTime, Utc};
+use comfy_table::{Table, presets};
+use serde::Serialize;
+
+use crate::db::services::{ServiceRow, is_up, parse_lateness};
+use crate::db::{EventRow, JobRow, VolumeRow};
+use crate::service::lateness::{Summary, summarize};
+
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::ASCII_FULL_CONDENSED).set_header(header.iter().copied());
+    t
+}
+
+pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Bytes in binary units, as `rbd` and `df -h` print them.
+pub fn human_bytes(b: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+pub fn age(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 120.0 {
+        format!("{s:.0}s")
+    } else if s < 7200.0 {
+        format!("{:.0}m", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.0}h", s / 3600.0)
+    } else {
+        format!("{:.0}d", s / 86400.0)
+    }
+}
+
+/// A service as scripts see it (`service list --json`).
+#[derive(Debug, Serialize)]
+pub struct ServiceJson {
+    pub host: String,
+    pub binary: String,
+    pub backend: String,
+    pub cluster: Option<String>,
+    pub driver: String,
+    pub status: &'static str,
+    pub state: &'static str,
+    pub disabled_reason: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: Option<String>,
+    pub heartbeat_age_s: Option<f64>,
+    pub report_count: i64,
+    pub lateness_ms: Option<Summary>,
+    pub stopped: bool,
+    pub version: String,
+    pub pid: Option<i64>,
+}
+
+impl ServiceJson {
+    pub fn from_row(r: &ServiceRow, now_ms: i64, down_time_ms: i64) -> Self {
+        ServiceJson {
+            host: r.host.clone(),
+            binary: r.binary_name.clone(),
+            backend: r.backend.clone(),
+            cluster: r.cluster.clone(),
+            driver: r.driver.clone(),
+            status: if r.disabled { "disabled" } else { "enabled" },
+            state: if is_up(r, now_ms, down_time_ms) { "up" } else { "down" },
+            disabled_reason: r.disabled_reason.clone(),
+            error: r.error.clone(),
+            updated_at: r.updated_at.map(rfc3339),
+            heartbeat_age_s: r.updated_at.map(|u| ((now_ms - u) as f64 / 1000.0 * 10.0).round() / 10.0),
+            report_count: r.report_count,
+            lateness_ms: summarize(&parse_lateness(&r.lateness_ms)),
+            stopped: r.stopped_at.is_some(),
+            version: r.version.clone(),
+            pid: r.pid,
+        }
+    }
+}
+
+/// A volume as scripts see it: the keys are fixed by the job issue's contract.
+#[derive(Debug, Serialize)]
+pub struct VolumeJson {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub size_bytes: i64,
+    pub backend: String,
+    pub parent: Option<String>,
+    pub clone_depth: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&VolumeRow> for VolumeJson {
+    fn from(v: &VolumeRow) -> Self {
+        VolumeJson {
+            id: v.id.clone(),
+            name: v.name.clone(),
+            status: v.status.clone(),
+            size_bytes: v.size_bytes,
+            backend: v.backend.clone(),
+            parent: v.source_snapshot_id.clone(),
+            clone_depth: v.clone_depth,
+            created_at: rfc3339(v.created_at),
+            updated_at: rfc3339(v.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobJson {
+    pub id: String,
+    pub kind: String,
+    pub target: String,
+    pub backend: String,
+    pub state: String,
+    pub bytes_done: i64,
+    pub bytes_total: i64,
+    pub error: Option<String>,
+    pub requested_by: String,
+    pub claimed_by: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl From<&JobRow> for JobJson {
+    fn from(j: &JobRow) -> Self {
+        JobJson {
+            id: j.id.clone(),
+            kind: j.kind.clone(),
+            target: j.target_id.clone(),
+            backend: j.backend.clone(),
+            state: j.state.clone(),
+            bytes_done: j.bytes_done,
+            bytes_total: j.bytes_total,
+            error: j.error.clone(),
+            requested_by: j.requested_by.clone(),
+            claimed_by: j.claimed_by.clone(),
+            created_at: rfc3339(j.created_at),
+            started_at: j.started_at.map(rfc3339),
+            finished_at: j.finished_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventJson {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub host: Option<String>,
+    pub kind: String,
+    pub target: Option<String>,
+    pub message: String,
+}
+
+impl From<&EventRow> for EventJson {
+    fn from(e: &EventRow) -> Self {
+        EventJson {
+            id: e.id,
+            at: rfc3339(e.at),
+            actor: e.actor.clone(),
+            host: e.host.clone(),
+            kind: e.kind.clone(),
+            target: e.target.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(10 << 30), "10.0 GiB");
+        assert_eq!(age(5.2), "5s");
+        assert_eq!(age(600.0), "10m");
+    }
+}

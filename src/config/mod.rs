@@ -1,0 +1,559 @@
+//! Configuration: where the file is, what it says, and what ember understood of it.
+//!
+//! Owner: `config/`. Imports nothing internal. Two syntaxes (ember's TOML, Cinder's
+//! `cinder.conf`) share one vocabulary; `raw.rs` reads either into sections with line numbers,
+//! `options.rs` types each option, and this module assembles a [`Config`]. A fault in the
+//! service-wide options is fatal; a fault in one backend's section only disables that backend
+//! (listed in [`Config::broken`] with its reason), as Cinder skips a backend that fails to start.
+
+pub mod defaults;
+pub mod error;
+pub mod options;
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use raw::Format;
+
+use options::{BACKEND_KEYS, Lookup, SERVICE_KEYS, closest, section_label};
+use raw::{RawDoc, RawSection};
+
+/// Everything ember needs to run, resolved: no option is left to interpret later.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Config {
+    /// The file it came from (None for a config built in code).
+    pub file: Option<PathBuf>,
+    pub format: Format,
+    /// This machine's name in service hosts (`host@backend`); Cinder's `host`.
+    pub host: String,
+    /// Cinder's `backend_host`: replaces `host` in service hosts, for active-passive pairs.
+    pub backend_host: Option<String>,
+    pub cluster: Option<String>,
+    #[serde(with = "secs")]
+    pub report_interval: Duration,
+    #[serde(with = "secs")]
+    pub service_down_time: Duration,
+    #[serde(with = "secs")]
+    pub periodic_interval: Duration,
+    #[serde(with = "secs")]
+    pub periodic_fuzzy_delay: Duration,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// Refuse every mutating action (for on-call viewers).
+    pub read_only: bool,
+    /// Backends that will be started.
+    pub backends: Vec<BackendConfig>,
+    /// Enabled backends whose section is faulty: not started, shown with the reason.
+    pub broken: Vec<BrokenBackend>,
+    /// Things worth saying that are not errors: ignored keys, substituted values.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrokenBackend {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendConfig {
+    pub name: String,
+    /// Cinder's `volume_backend_name`, the name volume types match on; defaults to `name`.
+    pub volume_backend_name: String,
+    pub driver: DriverConfig,
+    /// How many storage calls may run at once on this backend.
+    pub pool_size: usize,
+    pub max_over_subscription_ratio: f64,
+    pub reserved_percentage: u8,
+    pub enable_deferred_deletion: bool,
+}
+
+impl BackendConfig {
+    pub fn driver_name(&self) -> &'static str {
+        match self.driver {
+            DriverConfig::File { .. } => "file",
+            DriverConfig::Rbd(_) => "rbd",
+            DriverConfig::Fake(_) => "fake",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DriverConfig {
+    File { dir: PathBuf },
+    Rbd(RbdConfig),
+    Fake(FakeConfig),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RbdConfig {
+    pub pool: String,
+    /// The client name without `client.`; None lets librados use its default (admin).
+    pub user: Option<String>,
+    pub ceph_conf: Option<PathBuf>,
+    pub keyring_conf: Option<PathBuf>,
+    pub cluster_name: String,
+    pub max_clone_depth: u32,
+    pub flatten_volume_from_snapshot: bool,
+    #[serde(with = "secs")]
+    pub connect_timeout: Duration,
+}
+
+/// The test driver's knobs (fault injection).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FakeConfig {
+    pub latency_ms: u64,
+    /// Latency really blocks the calling thread (proves blocking calls cannot starve the reactor).
+    pub blocking: bool,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Where `ember` looks when no `--config` is given, in order (after `$EMBER_CONFIG`).
+pub fn search_paths() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("config/ember.toml")];
+    if let Some(home) = std::env::var_os("HOME") {
+        paths.push(PathBuf::from(home).join(".config/ember/ember.toml"));
+    }
+    paths.push(PathBuf::from("/etc/ember/ember.toml"));
+    paths
+}
+
+/// Finds the config file: the explicit path, else `$EMBER_CONFIG`, else the search paths.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("EMBER_CONFIG").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let tried = search_paths();
+    tried.iter().find(|p| p.is_file()).cloned().ok_or(ConfigError::NotFound { tried })
+}
+
+/// Reads and resolves a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    from_str(path, &text)
+}
+
+/// Resolves config text; `path` is used for messages and relative defaults only.
+pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let doc = raw::parse(path, text)?;
+    build(path, &doc)
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("ember");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/ember"),
+        None => PathBuf::from("/var/lib/ember"),
+    }
+}
+
+fn secs_opt(l: &Lookup<'_>, key: &str, default: i64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(l.int(key, default, 0, i64::MAX)? as u64))
+}
+
+fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
+    let file = path.to_path_buf();
+    let mut notes = vec![];
+    let service = Lookup { file: path, format: doc.format, chain: vec![&doc.default] };
+
+    check_service_keys(path, doc, &mut notes)?;
+
+    let report_interval = secs_opt(&service, "report_interval", defaults::REPORT_INTERVAL_S)?;
+    if report_interval.is_zero() {
+        return Err(ConfigError::Value {
+            file,
+            line: service.line("report_interval").unwrap_or(0),
+            section: section_label(doc.format, "DEFAULT"),
+            key: "report_interval".into(),
+            expected: "a whole number of seconds >= 1".into(),
+            found: "0".into(),
+        });
+    }
+    let mut service_down_time =
+        secs_opt(&service, "service_down_time", defaults::SERVICE_DOWN_TIME_S)?;
+    if service_down_time <= report_interval {
+        // Cinder's rule: a service cannot be declared down before it was due to report.
+        let raised = report_interval.mul_f64(2.5);
+        notes.push(format!(
+            "service_down_time ({}s) <= report_interval ({}s): raised to {}s as Cinder does",
+            service_down_time.as_secs(),
+            report_interval.as_secs(),
+            raised.as_secs_f64()
+        ));
+        service_down_time = raised;
+    }
+    let periodic_interval = secs_opt(&service, "periodic_interval", defaults::PERIODIC_INTERVAL_S)?;
+    let periodic_fuzzy_delay =
+        secs_opt(&service, "periodic_fuzzy_delay", defaults::PERIODIC_FUZZY_DELAY_S)?;
+    let host = match service.string("host")? {
+        Some(h) if !h.is_empty() => h,
+        _ => hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
+    };
+    let backend_host = service.string("backend_host")?.filter(|s| !s.is_empty());
+    let cluster = service.string("cluster")?.filter(|s| !s.is_empty());
+    let data_dir = match service.string("data_dir")? {
+        Some(d) if !d.is_empty() => expand_home(&d),
+        _ => default_data_dir(),
+    };
+    let database_url = match service.string("database_url")? {
+        Some(u) if !u.is_empty() => u,
+        _ => format!("sqlite://{}", data_dir.join("ember.db").display()),
+    };
+    let read_only = service.bool("read_only", false)?;
+
+    if doc.format == Format::CinderConf {
+        if let Some(conn) = doc.section("database").and_then(|s| s.get("connection")) {
+            notes.push(format!(
+                "{}:{}: [database] connection is Cinder's own database; ember keeps its own ({})",
+                path.display(),
+                conn.line,
+                redact_url(&database_url)
+            ));
+        }
+    }
+
+    // Which backends, and from which sections.
+    let (names, legacy) = enabled_backend_names(path, doc, &service, &mut notes)?;
+    let mut backends = vec![];
+    let mut broken = vec![];
+    for name in names {
+        let section = if legacy { Some(&doc.default) } else { doc.section(&name) };
+        let Some(section) = section else {
+            let label = section_label(doc.format, &name);
+            broken.push(BrokenBackend {
+                name: name.clone(),
+                reason: ConfigError::MissingSection { file: file.clone(), name, section: label }
+                    .to_string(),
+            });
+            continue;
+        };
+        match backend(path, doc, section, &name, &data_dir, &mut notes) {
+            Ok(b) => backends.push(b),
+            Err(e) => broken.push(BrokenBackend { name, reason: e.to_string() }),
+        }
+    }
+    if backends.is_empty() && broken.is_empty() {
+        return Err(ConfigError::NoBackends { file });
+    }
+    Ok(Config {
+        file: Some(file),
+        format: doc.format,
+        host,
+        backend_host,
+        cluster,
+        report_interval,
+        service_down_time,
+        periodic_interval,
+        periodic_fuzzy_delay,
+        data_dir,
+        database_url,
+        read_only,
+        backends,
+        broken,
+        notes,
+    })
+}
+
+/// TOML: an unknown top-level key or table is fatal. cinder.conf: listed, because the same
+/// file configures the API, scheduler and backup services too.
+fn check_service_keys(path: &Path, doc: &RawDoc, notes: &mut Vec<String>) -> Result<(), ConfigError> {
+    let known = || SERVICE_KEYS.iter().chain(BACKEND_KEYS).copied();
+    let unknown: Vec<_> = doc.default.entries.iter().filter(|e| !known().any(|k| k == e.key)).collect();
+    match doc.format {
+        Format::Toml => {
+            if let Some(e) = unknown.first() {
+                return Err(ConfigError::UnknownKey {
+                    file: path.to_path_buf(),
+                    line: e.line,
+                    section: "the top level".into(),
+                    key: e.key.clone(),
+                    suggestion: closest(&e.key, known().chain(["backends"])),
+                });
+            }
+            if let Some((name, line)) = doc.stray_tables.first() {
+                return Err(ConfigError::UnknownKey {
+                    file: path.to_path_buf(),
+                    line: *line,
+                    section: "the top level".into(),
+                    key: format!("[{name}]"),
+                    suggestion: closest(name, ["backends"]).map(|_| "[backends.NAME]".into()),
+                });
+            }
+        }
+        Format::CinderConf => {
+            if !unknown.is_empty() {
+                let names: Vec<_> = unknown.iter().map(|e| e.key.as_str()).collect();
+                notes.push(format!("ignored [DEFAULT] keys (not ember's): {}", names.join(", ")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn enabled_backend_names(
+    path: &Path,
+    doc: &RawDoc,
+    service: &Lookup<'_>,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<String>, bool), ConfigError> {
+    if let Some(list) = service.list("enabled_backends")? {
+        let mut seen = std::collections::HashSet::new();
+        let names: Vec<String> = list.into_iter().filter(|n| seen.insert(n.clone())).collect();
+        if doc.format == Format::CinderConf {
+            let other: Vec<_> = doc
+                .sections
+                .iter()
+                .filter(|s| !names.contains(&s.name) && s.name != "backend_defaults")
+                .map(|s| {
+                    if s.get("volume_driver").is_some() {
+                        format!("[{}] (a backend not in enabled_backends)", s.name)
+                    } else {
+                        format!("[{}]", s.name)
+                    }
+                })
+                .collect();
+            if !other.is_empty() {
+                notes.push(format!("sections not used by ember: {}", other.join(", ")));
+            }
+        }
+        return Ok((names, false));
+    }
+    match doc.format {
+        Format::Toml => Ok((doc.sections.iter().map(|s| s.name.clone()).collect(), false)),
+        Format::CinderConf => {
+            if doc.default.get("volume_driver").is_some() {
+                let name = service.string("volume_backend_name")?.unwrap_or_else(|| "default".into());
+                notes.push(format!(
+                    "{}: legacy single-backend file (driver options in [DEFAULT], no enabled_backends): one backend \"{name}\"",
+                    path.display()
+                ));
+                Ok((vec![name], true))
+            } else {
+                Ok((vec![], false))
+            }
+        }
+    }
+}
+
+fn backend(
+    path: &Path,
+    doc: &RawDoc,
+    section: &RawSection,
+    name: &str,
+    data_dir: &Path,
+    notes: &mut Vec<String>,
+) -> Result<BackendConfig, ConfigError> {
+    let label = section_label(doc.format, &section.name);
+    for e in &section.entries {
+        if !BACKEND_KEYS.contains(&e.key.as_str()) {
+            let err = ConfigError::UnknownKey {
+                file: path.to_path_buf(),
+                line: e.line,
+                section: label.clone(),
+                key: e.key.clone(),
+                suggestion: closest(&e.key, BACKEND_KEYS.iter().copied()),
+            };
+            match doc.format {
+                Format::Toml => return Err(err),
+                Format::CinderConf => notes.push(format!("ignored: {err}")),
+            }
+        }
+    }
+    let mut chain = vec![section];
+    if let Some(bd) = doc.section("backend_defaults") {
+        chain.push(bd);
+    }
+    if !std::ptr::eq(section, &doc.default) {
+        chain.push(&doc.default);
+    }
+    let l = Lookup { file: path, format: doc.format, chain };
+    let Some(driver_name) = l.string("volume_driver")? else {
+        return Err(ConfigError::Missing {
+            file: path.to_path_buf(),
+            line: Some(section.line),
+            section: label,
+            key: "volume_driver".into(),
+            why: "say which driver serves this backend (\"file\", \"rbd\" or \"fake\")".into(),
+        });
+    };
+    let driver = match driver_name.as_str() {
+        "file" => {
+            let dir = match l.string("file_dir")? {
+                Some(d) if !d.is_empty() => expand_home(&d),
+                _ => data_dir.join("volumes").join(name),
+            };
+            DriverConfig::File { dir }
+        }
+        "rbd" | "cinder.volume.drivers.rbd.RBDDriver" => DriverConfig::Rbd(rbd(path, &l, &label, name, notes)?),
+        "fake" => DriverConfig::Fake(FakeConfig {
+            latency_ms: l.int("fake_latency_ms", 0, 0, 3_600_000)? as u64,
+            blocking: l.bool("fake_blocking", false)?,
+        }),
+        other => {
+            return Err(ConfigError::UnknownDriver {
+                file: path.to_path_buf(),
+                line: l.line("volume_driver").unwrap_or(section.line),
+                section: label,
+                driver: other.to_string(),
+            });
+        }
+    };
+    let pool_size = l.int(
+        "backend_native_threads_pool_size",
+        defaults::NATIVE_THREADS_POOL_SIZE,
+        1,
+        1024,
+    )? as usize;
+    Ok(BackendConfig {
+        name: name.to_string(),
+        volume_backend_name: l.string("volume_backend_name")?.unwrap_or_else(|| name.to_string()),
+        driver,
+        pool_size,
+        max_over_subscription_ratio: over_subscription(&l)?,
+        reserved_percentage: l.int("reserved_percentage", 0, 0, 100)? as u8,
+        enable_deferred_deletion: l.bool("enable_deferred_deletion", false)?,
+    })
+}
+
+/// `max_over_subscription_ratio` is a number >= 1, or Cinder's `auto` (ember: the default).
+fn over_subscription(l: &Lookup<'_>) -> Result<f64, ConfigError> {
+    if l.string("max_over_subscription_ratio").ok().flatten().as_deref() == Some("auto") {
+        return Ok(defaults::MAX_OVER_SUBSCRIPTION_RATIO);
+    }
+    l.float("max_over_subscription_ratio", defaults::MAX_OVER_SUBSCRIPTION_RATIO, 1.0)
+}
+
+fn rbd(
+    path: &Path,
+    l: &Lookup<'_>,
+    label: &str,
+    name: &str,
+    notes: &mut Vec<String>,
+) -> Result<RbdConfig, ConfigError> {
+    let pool = l.string("rbd_pool")?.unwrap_or_else(|| defaults::RBD_POOL.to_string());
+    if pool.is_empty() {
+        return Err(ConfigError::Missing {
+            file: path.to_path_buf(),
+            line: l.line("rbd_pool"),
+            section: label.to_string(),
+            key: "rbd_pool".into(),
+            why: "the rbd driver needs the pool its volumes live in".into(),
+        });
+    }
+    let timeout = l.int("rados_connect_timeout", -1, -1, 3600)?;
+    let connect_timeout = if timeout <= 0 {
+        notes.push(format!(
+            "backend {name}: rados_connect_timeout = {timeout} means no timeout in Cinder; ember uses {}s so that no call waits forever",
+            defaults::RADOS_CONNECT_TIMEOUT_S
+        ));
+        Duration::from_secs(defaults::RADOS_CONNECT_TIMEOUT_S as u64)
+    } else {
+        Duration::from_secs(timeout as u64)
+    };
+    let path_opt = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
+        Ok(l.string(key)?.filter(|s| !s.is_empty()).map(|s| expand_home(&s)))
+    };
+    Ok(RbdConfig {
+        pool,
+        user: l.string("rbd_user")?.filter(|s| !s.is_empty()),
+        ceph_conf: path_opt("rbd_ceph_conf")?,
+        keyring_conf: path_opt("rbd_keyring_conf")?,
+        cluster_name: l
+            .string("rbd_cluster_name")?
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| defaults::RBD_CLUSTER_NAME.into()),
+        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)? as u32,
+        flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
+        connect_timeout,
+    })
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// A database URL with any password replaced, for messages and `config check`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// The service host as Cinder writes it: `<backend_host or host>@<backend>`.
+    pub fn service_host(&self, backend: &str) -> String {
+        format!("{}@{backend}", self.backend_host.as_deref().unwrap_or(&self.host))
+    }
+
+    /// The cluster as Cinder writes it: `<cluster>@<backend>`.
+    pub fn service_cluster(&self, backend: &str) -> Option<String> {
+        self.cluster.as_ref().map(|c| format!("{c}@{backend}"))
+    }
+
+    pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        from_str(Path::new("t.toml"), text)
+    }
+
+    #[test]
+    fn minimal_toml() {
+        let c = load_str("data_dir = \"/var/lib/ember\"\nreport_interval = 10\n[backends.file0]\nvolume_driver = \"file\"\n")
+            .expect("loads");
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.database_url, "sqlite:///var/lib/ember/ember.db");
+        match &c.backends[0].driver {
+            DriverConfig::File { dir } => assert_eq!(dir, Path::new("/var/lib/ember/volumes/file0")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typo_in_backend_breaks_only_that_backend() {
+        let c = load_str("[backends.a]\nvolume_driver = \"file\"\n[backends.b]\nvolume_driver = \"rbd\"\nrbd_pol = \"x\"\n")
+            .expect("loads");
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.broken[0].name, "b");
+        assert!(c.broken[0].reason.contains("did you mean \"rbd_pool\""), "{}", c.broken[0].reason);
+        assert!(c.broken[0].reason.starts_with("t.toml:5:"), "{}", c.broken[0].reason);
+    }
+
+    #[test]
+    fn redacts_password() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+}

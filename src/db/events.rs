@@ -1,0 +1,57 @@
+//! The append-only `events` log: what was done, to what, and by whom. Never updated, never
+//! deleted by ember; operators read it with `ember events`.
+
+use sqlx::FromRow;
+
+use super::{Db, DbError, now_ms, q};
+
+#[derive(Debug, Clone, FromRow, PartialEq, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub host: Option<String>,
+    pub kind: String,
+    pub target: Option<String>,
+    pub message: String,
+}
+
+/// An event about to be written.
+pub struct NewEvent<'a> {
+    pub actor: &'a str,
+    pub host: Option<&'a str>,
+    pub kind: &'a str,
+    pub target: Option<&'a str>,
+    pub message: &'a str,
+}
+
+impl Db {
+    pub async fn add_event(&self, e: &NewEvent<'_>) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO events (at, actor, host, kind, target, message) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(now_ms())
+        .bind(e.actor)
+        .bind(e.host)
+        .bind(e.kind)
+        .bind(e.target)
+        .bind(e.message)
+        .execute(&self.pool)
+        .await
+        .map_err(q("add event"))?;
+        Ok(())
+    }
+
+    /// The newest `limit` events, oldest first (as a log reads).
+    pub async fn list_events(&self, limit: i64) -> Result<Vec<EventRow>, DbError> {
+        let mut rows = sqlx::query_as::<_, EventRow>(
+            "SELECT id, at, actor, host, kind, target, message FROM events ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list events"))?;
+        rows.reverse();
+        Ok(rows)
+    }
+}

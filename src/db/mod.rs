@@ -1,0 +1,161 @@
+//! The database: one pool, typed queries, row types.
+//!
+//! Owner: `db/`. May import `config`. SQLite (embedded default) and PostgreSQL (several hosts
+//! sharing one cluster) are served by the same queries through sqlx's `Any` driver: times are
+//! Unix milliseconds, ids are text, placeholders are `$n` (which SQLite also accepts). Each
+//! engine has its own migrations under `migrations/<engine>/`, run at connect.
+
+pub mod events;
+pub mod jobs;
+pub mod services;
+pub mod volumes;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use thiserror::Error;
+
+pub use events::EventRow;
+pub use jobs::JobRow;
+pub use services::ServiceRow;
+pub use volumes::{SnapshotRow, VolumeRow};
+
+/// How long a statement waits for a SQLite lock held by another process before failing, and
+/// how long any connect may take. Long enough for a busy writer, short enough to never look hung.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("database {url}: migrations failed: {message}")]
+    Migrate { url: String, message: String },
+    #[error("database query ({what}) failed: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("unsupported database_url {url:?}: expected sqlite://PATH or postgres://...")]
+    Scheme { url: String },
+}
+
+/// Wraps a sqlx error with the name of the query that failed.
+pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { what, source }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A connected, migrated database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub engine: Engine,
+    /// The URL with any password hidden, for messages.
+    pub display_url: String,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// Creates the SQLite file (and its directory) private to this user before sqlx opens it:
+/// the database names hosts, users and SSH clients.
+fn prepare_sqlite_file(path: &Path, url: &str) -> Result<(), DbError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let err = |what: &str, e: std::io::Error| DbError::Connect {
+        url: url.to_string(),
+        message: format!("{what} {}: {e}", path.display()),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| err("cannot create directory for", e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err("cannot open", e))?;
+    Ok(())
+}
+
+impl Db {
+    /// Connects and runs the engine's migrations.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        install_default_drivers();
+        let display_url = crate::config::redact_url(url);
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            return Err(DbError::Scheme { url: display_url });
+        };
+        let mut url_owned = url.to_string();
+        if engine == Engine::Sqlite {
+            if let Some(path) = sqlite_path(url) {
+                prepare_sqlite_file(&path, &display_url)?;
+            }
+            if !url.contains('?') {
+                url_owned.push_str("?mode=rwc");
+            }
+        }
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 4 } else { 8 })
+            .acquire_timeout(BUSY_TIMEOUT * 2);
+        if engine == Engine::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets the console read while a job writes; the busy timeout turns
+                    // a lock held by another ember into a wait, then a clear error.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = tokio::time::timeout(BUSY_TIMEOUT * 2, opts.connect(&url_owned))
+            .await
+            .map_err(|_| DbError::Connect {
+                url: display_url.clone(),
+                message: format!("no answer within {}s", (BUSY_TIMEOUT * 2).as_secs()),
+            })?
+            .map_err(|e| DbError::Connect { url: display_url.clone(), message: e.to_string() })?;
+        let migrator = match engine {
+            Engine::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| DbError::Migrate { url: display_url.clone(), message: e.to_string() })?;
+        Ok(Db { pool, engine, display_url })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

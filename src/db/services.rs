@@ -1,0 +1,168 @@
+//! The `services` table: one row per (host@backend, binary), written by the service that owns
+//! it (register, heartbeat, capacity, stop) and read by anyone to tell up from down.
+
+use sqlx::FromRow;
+
+use super::{Db, DbError, now_ms, q};
+
+/// The binary name in service rows (Cinder writes `cinder-volume`).
+pub const BINARY: &str = "ember-volume";
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct ServiceRow {
+    pub id: i64,
+    pub host: String,
+    pub binary_name: String,
+    pub backend: String,
+    pub cluster: Option<String>,
+    pub driver: String,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub error: Option<String>,
+    pub version: String,
+    pub pid: Option<i64>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+    pub report_count: i64,
+    pub lateness_ms: String,
+    pub capacity_total: Option<i64>,
+    pub capacity_free: Option<i64>,
+    pub capacity_provisioned: Option<i64>,
+    pub capacity_at: Option<i64>,
+}
+
+/// What a service says about itself when it starts.
+pub struct Registration<'a> {
+    pub host: &'a str,
+    pub backend: &'a str,
+    pub cluster: Option<&'a str>,
+    pub driver: &'a str,
+    /// Why the backend could not start; None when it started.
+    pub error: Option<&'a str>,
+}
+
+const COLUMNS: &str = "id, host, binary_name, backend, cluster, driver, disabled, disabled_reason, error, \
+     version, pid, created_at, started_at, updated_at, stopped_at, report_count, lateness_ms, \
+     capacity_total, capacity_free, capacity_provisioned, capacity_at";
+
+impl Db {
+    /// Creates or updates the service's row (Cinder's `_create_service_ref` / update on start),
+    /// keeping the operator's `disabled` flag. Returns the row id.
+    pub async fn register_service(&self, r: &Registration<'_>) -> Result<i64, DbError> {
+        let now = now_ms();
+        let pid = i64::from(std::process::id());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO services (host, binary_name, backend, cluster, driver, error, version, pid, \
+                 created_at, started_at, stopped_at, report_count, lateness_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, NULL, 0, '') \
+             ON CONFLICT (host, binary_name) DO UPDATE SET \
+                 backend = $3, cluster = $4, driver = $5, error = $6, version = $7, pid = $8, \
+                 started_at = $9, stopped_at = NULL, lateness_ms = '' \
+             RETURNING id",
+        )
+        .bind(r.host)
+        .bind(BINARY)
+        .bind(r.backend)
+        .bind(r.cluster)
+        .bind(r.driver)
+        .bind(r.error)
+        .bind(env!("CARGO_PKG_VERSION"))
+        .bind(pid)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("register service"))?;
+        Ok(id)
+    }
+
+    /// One heartbeat: bumps `report_count` and `updated_at`, and stores recent lateness.
+    pub async fn heartbeat(&self, id: i64, lateness_ms: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE services SET updated_at = $1, report_count = report_count + 1, lateness_ms = $2 \
+             WHERE id = $3",
+        )
+        .bind(now_ms())
+        .bind(lateness_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(q("heartbeat"))?;
+        Ok(())
+    }
+
+    pub async fn set_capacity(
+        &self,
+        id: i64,
+        total: u64,
+        free: u64,
+        provisioned: u64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE services SET capacity_total = $1, capacity_free = $2, capacity_provisioned = $3, \
+             capacity_at = $4 WHERE id = $5",
+        )
+        .bind(clamp(total))
+        .bind(clamp(free))
+        .bind(clamp(provisioned))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(q("set capacity"))?;
+        Ok(())
+    }
+
+    /// Records that the service's backend failed at run time (or recovered, with None).
+    pub async fn set_service_error(&self, id: i64, error: Option<&str>) -> Result<(), DbError> {
+        sqlx::query("UPDATE services SET error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set service error"))?;
+        Ok(())
+    }
+
+    /// A clean stop: the row stays, marked stopped, so `service list` shows it down at once
+    /// instead of after `service_down_time`.
+    pub async fn stop_service(&self, id: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE services SET stopped_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("stop service"))?;
+        Ok(())
+    }
+
+    pub async fn list_services(&self) -> Result<Vec<ServiceRow>, DbError> {
+        let sql = format!("SELECT {COLUMNS} FROM services ORDER BY backend, host");
+        sqlx::query_as::<_, ServiceRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list services"))
+    }
+}
+
+pub(crate) fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Whether a service counts as up, from anyone's point of view (Cinder's `is_up`): it has
+/// heartbeated within `down_time`, has not stopped cleanly, and its backend is not failing.
+pub fn is_up(row: &ServiceRow, now_ms: i64, down_time_ms: i64) -> bool {
+    if row.stopped_at.is_some() || row.error.is_some() {
+        return false;
+    }
+    match row.updated_at {
+        Some(last) => now_ms - last <= down_time_ms,
+        None => false,
+    }
+}
+
+/// Parses the stored recent lateness (comma-separated milliseconds).
+pub fn parse_lateness(s: &str) -> Vec<f64> {
+    s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+}

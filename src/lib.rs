@@ -1,0 +1,17 @@
+//! ember: a terminal operations console for block-storage volumes that is also the volume
+//! service (modelled on OpenStack Cinder's `cinder-volume`).
+//!
+//! # Layout
+//! - [`config`]: where the config is, what it says (ember TOML or Cinder's `cinder.conf`).
+//! - [`db`]: the shared state (services, volumes, snapshots, jobs, events) on SQLite or PostgreSQL.
+//! - [`driver`]: storage drivers; blocking by contract, never called on the reactor.
+//! - [`service`]: the volume services: registration, heartbeats, periodic tasks.
+//! - [`cli`]: the subcommands and their text/JSON output.
+//!
+//! Imports go one way: `cli` → `service` → (`db`, `driver`) → `config`.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod driver;
+pub mod service;

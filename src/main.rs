@@ -1,0 +1,37 @@
+//! The binary edge: parse the command line, set up logging and the runtime, run, and turn any
+//! error into one clear line on stderr and a non-zero exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ember::cli::{self, args::Cli};
+
+fn main() -> ExitCode {
+    let parsed = Cli::parse();
+    let Some(command) = parsed.command else {
+        // arg_required_else_help covers the bare `ember`; flags alone land here.
+        eprintln!("ember: a command is required (try `ember serve` or `ember --help`)");
+        return ExitCode::from(2);
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ember: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::run(command, parsed.global)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ember: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! One volume service per enabled backend (Cinder's `_launch_service`): its row in `services`,
+//! its driver, its heartbeat and its periodic tasks.
+//!
+//! The heartbeat and periodic timers are tokio tasks that never wait for storage: every driver
+//! call goes through [`BackendService::call_driver`], which runs it on the blocking pool under
+//! the backend's semaphore and a timeout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::db::events::NewEvent;
+use crate::driver::{DriverError, VolumeDriver};
+
+use super::lateness::Lateness;
+
+/// How long a setup check or capacity refresh may take before it counts as failed. The call
+/// itself cannot be killed; it finishes on its blocking thread, but nobody waits for it.
+pub const DRIVER_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct BackendService {
+    pub name: String,
+    /// `host@backend`.
+    pub host: String,
+    pub row_id: i64,
+    pub driver: Arc<dyn VolumeDriver>,
+    /// False while the driver's setup check or last capacity refresh failed: heartbeats are
+    /// then skipped (as Cinder skips `report_state` for an uninitialised driver), so the
+    /// service shows down with its error, and the periodic task retries.
+    pub healthy: AtomicBool,
+    pub lateness: Mutex<Lateness>,
+    /// Bounds the storage calls running at once on this backend.
+    pub slots: Arc<Semaphore>,
+}
+
+impl BackendService {
+    /// Runs a blocking driver call off the reactor, under the backend's semaphore, with a timeout.
+    pub async fn call_driver<T, F>(&self, op: &'static str, timeout: Duration, f: F) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
+    {
+        let driver = self.driver.clone();
+        let backend = self.name.clone();
+        let work = async {
+            let _permit = self.slots.clone().acquire_owned().await.map_err(|_| DriverError::Io {
+                backend: backend.clone(),
+                op,
+                message: "service is stopping".into(),
+            })?;
+            tokio::task::spawn_blocking(move || f(driver.as_ref())).await.map_err(|e| DriverError::Io {
+                backend: backend.clone(),
+                op,
+                message: format!("driver call panicked: {e}"),
+            })?
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(DriverError::Io {
+                backend: self.name.clone(),
+                op,
+                message: format!("no answer within {}s", timeout.as_secs()),
+            }),
+        }
+    }
+
+    /// Setup check; marks the service healthy or records why not.
+    pub async fn check(&self, db: &Db) -> bool {
+        match self.call_driver("setup check", DRIVER_CHECK_TIMEOUT, |d| d.check_setup()).await {
+            Ok(()) => {
+                if !self.healthy.swap(true, Ordering::SeqCst) {
+                    if let Err(e) = db.set_service_error(self.row_id, None).await {
+                        warn!(backend = %self.name, "cannot clear service error: {e}");
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                self.fail(db, &e.to_string()).await;
+                false
+            }
+        }
+    }
+
+    async fn fail(&self, db: &Db, reason: &str) {
+        let was = self.healthy.swap(false, Ordering::SeqCst);
+        warn!(backend = %self.name, "backend failing: {reason}");
+        if let Err(e) = db.set_service_error(self.row_id, Some(reason)).await {
+            warn!(backend = %self.name, "cannot record service error: {e}");
+        }
+        if was {
+            let _ = db
+                .add_event(&NewEvent {
+                    actor: "ember",
+                    host: Some(&self.host),
+                    kind: "backend_failed",
+                    target: Some(&self.name),
+                    message: reason,
+                })
+                .await;
+        }
+    }
+
+    /// Heartbeats every `report_interval` until cancelled, recording how late each fired.
+    pub async fn heartbeat_loop(self: Arc<Self>, db: Db, interval: Duration, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            let scheduled = tokio::select! {
+                _ = cancel.cancelled() => return,
+                t = ticker.tick() => t,
+            };
+            let late = Instant::now().saturating_duration_since(scheduled);
+            let encoded = {
+                let mut l = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
+                l.record(late);
+                l.encode()
+            };
+            if !self.healthy.load(Ordering::SeqCst) {
+                continue;
+            }
+            match tokio::time::timeout(interval, db.heartbeat(self.row_id, &encoded)).await {
+                Ok(Ok(())) => {}
+                // Cinder logs DB errors in report_state and keeps going; so does ember.
+                Ok(Err(e)) => warn!(backend = %self.name, "heartbeat not written: {e}"),
+                Err(_) => warn!(backend = %self.name, "heartbeat not written: database did not answer within {}s", interval.as_secs()),
+            }
+        }
+    }
+
+    /// Periodic tasks: capacity refresh (or a retry of a failed setup), first after a random
+    /// delay up to `periodic_fuzzy_delay`, then every `periodic_interval`.
+    pub async fn periodic_loop(self: Arc<Self>, db: Db, config: Arc<Config>, cancel: CancellationToken) {
+        let fuzzy = config.periodic_fuzzy_delay.as_millis() as u64;
+        let first = Duration::from_millis(if fuzzy == 0 { 0 } else { rand::rng().random_range(0..=fuzzy) });
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(first) => {}
+        }
+        let period = config.periodic_interval.max(Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if !self.healthy.load(Ordering::SeqCst) {
+                if self.check(&db).await {
+                    info!(backend = %self.name, "backend recovered");
+                    let _ = db.add_event(&NewEvent { actor: "ember", host: Some(&self.host), kind: "backend_recovered", target: Some(&self.name), message: "setup check passed" }).await;
+                } else {
+                    continue;
+                }
+            }
+            self.refresh_capacity(&db).await;
+        }
+    }
+
+    pub async fn refresh_capacity(&self, db: &Db) {
+        match self.call_driver("capacity", DRIVER_CHECK_TIMEOUT, |d| d.capacity()).await {
+            Ok(c) => {
+                if let Err(e) = db.set_capacity(self.row_id, c.total_bytes, c.free_bytes, c.provisioned_bytes).await {
+                    warn!(backend = %self.name, "capacity not written: {e}");
+                }
+            }
+            Err(e) => self.fail(db, &e.to_string()).await,
+        }
+    }
+}
+
+/// The fuzzy first delay is random; tests and `serve` both want to know the bound.
+pub fn new_backend(
+    name: &str,
+    host: String,
+    row_id: i64,
+    driver: Arc<dyn VolumeDriver>,
+    pool_size: usize,
+) -> Arc<BackendService> {
+    Arc::new(BackendService {
+        name: name.to_string(),
+        host,
+        row_id,
+        driver,
+        healthy: AtomicBool::new(false),
+        lateness: Mutex::new(Lateness::default()),
+        slots: Arc::new(Semaphore::new(pool_size.max(1))),
+    })
+}
