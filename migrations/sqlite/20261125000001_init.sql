@@ -8,7 +8,7 @@ CREATE TABLE services (
     backend         TEXT    NOT NULL,
     cluster         TEXT,
     driver          TEXT    NOT NULL,
-    disabled        BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled        BIGINT  NOT NULL DEFAULT 0,       -- 0/1: sqlx Any has no SQLite bool
     disabled_reason TEXT,
     error           TEXT,                      -- why the backend could not start, if it could not
     version         TEXT    NOT NULL,
@@ -68,7 +68,7 @@ CREATE TABLE jobs (
     error        TEXT,
     requested_by TEXT   NOT NULL,             -- OS user, and the SSH client if any
     claimed_by   TEXT,                        -- service host that runs it
-    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
     created_at   BIGINT NOT NULL,
     started_at   BIGINT,
     updated_at   BIGINT NOT NULL,

@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// ember: operations console and volume service for block-storage backends.
 #[derive(Debug, Parser)]
-#[command(name = "ember", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "ember",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -21,7 +26,13 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Database URL (sqlite://PATH or postgres://...); overrides the config's database_url
-    #[arg(long, global = true, env = "EMBER_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "EMBER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Print data as JSON (stable snake_case keys) instead of tables
     #[arg(long, global = true)]

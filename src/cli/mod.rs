@@ -83,7 +83,9 @@ fn config_check(g: &Global, path: Option<std::path::PathBuf>) -> anyhow::Result<
         Ok(c) => c,
         Err(e) => {
             if g.json {
-                print_json(&serde_json::json!({ "file": path, "ok": false, "error": e.to_string() }))?;
+                print_json(
+                    &serde_json::json!({ "file": path, "ok": false, "error": e.to_string() }),
+                )?;
                 return Ok(ExitCode::from(1));
             }
             return Err(e.into());
@@ -96,15 +98,26 @@ fn config_check(g: &Global, path: Option<std::path::PathBuf>) -> anyhow::Result<
         v["ok"] = serde_json::Value::Bool(ok);
         print_json(&v)?;
     } else {
-        println!("{}: {} ({})", path.display(), if ok { "ok" } else { "errors" }, match cfg.format {
-            config::Format::Toml => "ember TOML",
-            config::Format::CinderConf => "cinder.conf",
-        });
-        println!("  host               {}", cfg.backend_host.as_deref().unwrap_or(&cfg.host));
+        println!(
+            "{}: {} ({})",
+            path.display(),
+            if ok { "ok" } else { "errors" },
+            match cfg.format {
+                config::Format::Toml => "ember TOML",
+                config::Format::CinderConf => "cinder.conf",
+            }
+        );
+        println!(
+            "  host               {}",
+            cfg.backend_host.as_deref().unwrap_or(&cfg.host)
+        );
         if let Some(c) = &cfg.cluster {
             println!("  cluster            {c}");
         }
-        println!("  database           {}", config::redact_url(&cfg.database_url));
+        println!(
+            "  database           {}",
+            config::redact_url(&cfg.database_url)
+        );
         println!("  data_dir           {}", cfg.data_dir.display());
         println!(
             "  intervals          report {}s, down after {}s, periodic {}s (first within {}s)",
@@ -120,14 +133,26 @@ fn config_check(g: &Global, path: Option<std::path::PathBuf>) -> anyhow::Result<
                     "pool {}, user {}, conf {}, cluster {}, max clone depth {}, connect timeout {}s",
                     r.pool,
                     r.user.as_deref().unwrap_or("(librados default)"),
-                    r.ceph_conf.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(librados default)".into()),
+                    r.ceph_conf
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "(librados default)".into()),
                     r.cluster_name,
                     r.max_clone_depth,
                     r.connect_timeout.as_secs()
                 ),
-                DriverConfig::Fake(f) => format!("latency {} ms{}", f.latency_ms, if f.blocking { ", blocking" } else { "" }),
+                DriverConfig::Fake(f) => format!(
+                    "latency {} ms{}",
+                    f.latency_ms,
+                    if f.blocking { ", blocking" } else { "" }
+                ),
             };
-            println!("  backend {:<10} {} driver: {detail}; {} slots", b.name, b.driver_name(), b.pool_size);
+            println!(
+                "  backend {:<10} {} driver: {detail}; {} slots",
+                b.name,
+                b.driver_name(),
+                b.pool_size
+            );
         }
         for b in &cfg.broken {
             println!("  backend {:<10} DISABLED: {}", b.name, b.reason);
@@ -136,7 +161,11 @@ fn config_check(g: &Global, path: Option<std::path::PathBuf>) -> anyhow::Result<
             println!("  note: {n}");
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn down_time_ms(cfg: &Option<Config>) -> i64 {
@@ -149,12 +178,26 @@ async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
     let now = now_ms();
-    let rows: Vec<ServiceJson> =
-        db.list_services().await?.iter().map(|r| ServiceJson::from_row(r, now, down_time_ms(&cfg))).collect();
+    let rows: Vec<ServiceJson> = db
+        .list_services()
+        .await?
+        .iter()
+        .map(|r| ServiceJson::from_row(r, now, down_time_ms(&cfg)))
+        .collect();
     if g.json {
         print_json(&rows)?;
     } else {
-        let mut t = table(&["Binary", "Host", "Cluster", "Driver", "Status", "State", "Heartbeat", "Late p50/max", "Reason"]);
+        let mut t = table(&[
+            "Binary",
+            "Host",
+            "Cluster",
+            "Driver",
+            "Status",
+            "State",
+            "Heartbeat",
+            "Late p50/max",
+            "Reason",
+        ]);
         for s in &rows {
             t.add_row(vec![
                 s.binary.clone(),
@@ -168,8 +211,13 @@ async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
                     (Some(a), _) => format!("{} ago", age(a)),
                     (None, _) => "never".into(),
                 },
-                s.lateness_ms.map(|l| format!("{:.1}/{:.1} ms", l.p50, l.max)).unwrap_or_default(),
-                s.error.clone().or_else(|| s.disabled_reason.clone()).unwrap_or_default(),
+                s.lateness_ms
+                    .map(|l| format!("{:.1}/{:.1} ms", l.p50, l.max))
+                    .unwrap_or_default(),
+                s.error
+                    .clone()
+                    .or_else(|| s.disabled_reason.clone())
+                    .unwrap_or_default(),
             ]);
         }
         println!("{t}");
@@ -184,11 +232,19 @@ async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
     let now = now_ms();
     let down = cfg.service_down_time.as_millis() as i64;
     let mut out = vec![];
-    let names = cfg.backends.iter().map(|b| (b.name.clone(), Some(b))).chain(cfg.broken.iter().map(|b| (b.name.clone(), None)));
+    let names = cfg
+        .backends
+        .iter()
+        .map(|b| (b.name.clone(), Some(b)))
+        .chain(cfg.broken.iter().map(|b| (b.name.clone(), None)));
     for (name, b) in names {
         let host = cfg.service_host(&name);
         let row = rows.iter().find(|r| r.host == host);
-        let broken_reason = cfg.broken.iter().find(|x| x.name == name).map(|x| x.reason.clone());
+        let broken_reason = cfg
+            .broken
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.reason.clone());
         out.push(serde_json::json!({
             "name": name,
             "host": host,
@@ -206,8 +262,17 @@ async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
     if g.json {
         print_json(&out)?;
     } else {
-        let mut t = table(&["Backend", "Driver", "State", "Total", "Free", "Provisioned", "Error"]);
-        let bytes = |v: &serde_json::Value| v.as_i64().map(human_bytes).unwrap_or_else(|| "-".into());
+        let mut t = table(&[
+            "Backend",
+            "Driver",
+            "State",
+            "Total",
+            "Free",
+            "Provisioned",
+            "Error",
+        ]);
+        let bytes =
+            |v: &serde_json::Value| v.as_i64().map(human_bytes).unwrap_or_else(|| "-".into());
         for b in &out {
             t.add_row(vec![
                 b["name"].as_str().unwrap_or("").to_string(),
@@ -227,7 +292,12 @@ async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
 async fn volume_list(g: &Global, backend: Option<&str>) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let vols: Vec<VolumeJson> = db.list_volumes(backend).await?.iter().map(VolumeJson::from).collect();
+    let vols: Vec<VolumeJson> = db
+        .list_volumes(backend)
+        .await?
+        .iter()
+        .map(VolumeJson::from)
+        .collect();
     if g.json {
         print_json(&vols)?;
     } else {
@@ -254,15 +324,28 @@ async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
     let v = match db.find_volume(key).await? {
         Found::One(v) => v,
         Found::None => bail!("no volume with id or name {key:?}"),
-        Found::Ambiguous(ids) => bail!("{} volumes are named {key:?}; use an id: {}", ids.len(), ids.join(", ")),
+        Found::Ambiguous(ids) => bail!(
+            "{} volumes are named {key:?}; use an id: {}",
+            ids.len(),
+            ids.join(", ")
+        ),
     };
-    let snaps = db.snapshots_of(&v.id).await.with_context(|| format!("volume {}", v.id))?;
+    let snaps = db
+        .snapshots_of(&v.id)
+        .await
+        .with_context(|| format!("volume {}", v.id))?;
     let jobs = db.list_jobs(Some(&v.id), 20).await?;
     let vj = VolumeJson::from(&v);
     if g.json {
         let mut j = serde_json::to_value(&vj)?;
-        j["snapshots"] = snaps.iter().map(|s| serde_json::json!({"id": s.id, "name": s.name, "status": s.status})).collect();
-        j["jobs"] = jobs.iter().map(|x| serde_json::to_value(JobJson::from(x))).collect::<Result<_, _>>()?;
+        j["snapshots"] = snaps
+            .iter()
+            .map(|s| serde_json::json!({"id": s.id, "name": s.name, "status": s.status}))
+            .collect();
+        j["jobs"] = jobs
+            .iter()
+            .map(|x| serde_json::to_value(JobJson::from(x)))
+            .collect::<Result<_, _>>()?;
         print_json(&j)?;
     } else {
         let mut t = table(&["Field", "Value"]);
@@ -270,11 +353,21 @@ async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
             ("id", vj.id.clone()),
             ("name", vj.name.clone()),
             ("status", vj.status.clone()),
-            ("size", format!("{} ({} bytes)", human_bytes(vj.size_bytes), vj.size_bytes)),
+            (
+                "size",
+                format!("{} ({} bytes)", human_bytes(vj.size_bytes), vj.size_bytes),
+            ),
             ("backend", vj.backend.clone()),
             ("parent", vj.parent.clone().unwrap_or_else(|| "-".into())),
             ("clone_depth", vj.clone_depth.to_string()),
-            ("snapshots", snaps.iter().map(|s| format!("{} ({})", s.name, s.id)).collect::<Vec<_>>().join(", ")),
+            (
+                "snapshots",
+                snaps
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
             ("created_at", vj.created_at.clone()),
             ("updated_at", vj.updated_at.clone()),
         ] {
@@ -288,14 +381,39 @@ async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
 async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let jobs: Vec<JobJson> = db.list_jobs(None, limit).await?.iter().map(JobJson::from).collect();
+    let jobs: Vec<JobJson> = db
+        .list_jobs(None, limit)
+        .await?
+        .iter()
+        .map(JobJson::from)
+        .collect();
     if g.json {
         print_json(&jobs)?;
     } else {
-        let mut t = table(&["ID", "Kind", "Target", "State", "Progress", "Requested by", "Error"]);
+        let mut t = table(&[
+            "ID",
+            "Kind",
+            "Target",
+            "State",
+            "Progress",
+            "Requested by",
+            "Error",
+        ]);
         for j in &jobs {
-            let pct = if j.bytes_total > 0 { format!("{:.0}%", 100.0 * j.bytes_done as f64 / j.bytes_total as f64) } else { "-".into() };
-            t.add_row(vec![j.id.clone(), j.kind.clone(), j.target.clone(), j.state.clone(), pct, j.requested_by.clone(), j.error.clone().unwrap_or_default()]);
+            let pct = if j.bytes_total > 0 {
+                format!("{:.0}%", 100.0 * j.bytes_done as f64 / j.bytes_total as f64)
+            } else {
+                "-".into()
+            };
+            t.add_row(vec![
+                j.id.clone(),
+                j.kind.clone(),
+                j.target.clone(),
+                j.state.clone(),
+                pct,
+                j.requested_by.clone(),
+                j.error.clone().unwrap_or_default(),
+            ]);
         }
         println!("{t}");
     }
@@ -305,7 +423,9 @@ async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
 async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let Some(j) = db.get_job(id).await? else { bail!("no job with id {id:?}") };
+    let Some(j) = db.get_job(id).await? else {
+        bail!("no job with id {id:?}")
+    };
     let jj = JobJson::from(&j);
     if g.json {
         print_json(&jj)?;
@@ -314,7 +434,12 @@ async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         let mut t = table(&["Field", "Value"]);
         if let Some(map) = v.as_object() {
             for (k, val) in map {
-                t.add_row(vec![k.clone(), val.as_str().map(String::from).unwrap_or_else(|| val.to_string())]);
+                t.add_row(vec![
+                    k.clone(),
+                    val.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| val.to_string()),
+                ]);
             }
         }
         println!("{t}");
@@ -325,13 +450,25 @@ async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
 async fn events(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let evs: Vec<EventJson> = db.list_events(limit).await?.iter().map(EventJson::from).collect();
+    let evs: Vec<EventJson> = db
+        .list_events(limit)
+        .await?
+        .iter()
+        .map(EventJson::from)
+        .collect();
     if g.json {
         print_json(&evs)?;
     } else {
         let mut t = table(&["At", "Actor", "Host", "Kind", "Target", "Message"]);
         for e in &evs {
-            t.add_row(vec![e.at.clone(), e.actor.clone(), e.host.clone().unwrap_or_default(), e.kind.clone(), e.target.clone().unwrap_or_default(), e.message.clone()]);
+            t.add_row(vec![
+                e.at.clone(),
+                e.actor.clone(),
+                e.host.clone().unwrap_or_default(),
+                e.kind.clone(),
+                e.target.clone().unwrap_or_default(),
+                e.message.clone(),
+            ]);
         }
         println!("{t}");
     }

@@ -11,7 +11,8 @@ use crate::service::lateness::{Summary, summarize};
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::ASCII_FULL_CONDENSED).set_header(header.iter().copied());
+    t.load_preset(presets::ASCII_FULL_CONDENSED)
+        .set_header(header.iter().copied());
     t
 }
 
@@ -35,7 +36,11 @@ pub fn human_bytes(b: i64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 pub fn age(seconds: f64) -> String {
@@ -80,12 +85,22 @@ impl ServiceJson {
             backend: r.backend.clone(),
             cluster: r.cluster.clone(),
             driver: r.driver.clone(),
-            status: if r.disabled { "disabled" } else { "enabled" },
-            state: if is_up(r, now_ms, down_time_ms) { "up" } else { "down" },
+            status: if r.disabled != 0 {
+                "disabled"
+            } else {
+                "enabled"
+            },
+            state: if is_up(r, now_ms, down_time_ms) {
+                "up"
+            } else {
+                "down"
+            },
             disabled_reason: r.disabled_reason.clone(),
             error: r.error.clone(),
             updated_at: r.updated_at.map(rfc3339),
-            heartbeat_age_s: r.updated_at.map(|u| ((now_ms - u) as f64 / 1000.0 * 10.0).round() / 10.0),
+            heartbeat_age_s: r
+                .updated_at
+                .map(|u| ((now_ms - u) as f64 / 1000.0 * 10.0).round() / 10.0),
             report_count: r.report_count,
             lateness_ms: summarize(&parse_lateness(&r.lateness_ms)),
             stopped: r.stopped_at.is_some(),

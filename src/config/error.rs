@@ -14,7 +14,11 @@ pub enum ConfigError {
     NotFound { tried: Vec<PathBuf> },
 
     #[error("{}{}: {message}", file.display(), at_line(*line))]
-    Syntax { file: PathBuf, line: Option<usize>, message: String },
+    Syntax {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
 
     #[error("{}:{line}: unknown key \"{key}\" in {section}{}", file.display(), did_you_mean(suggestion))]
     UnknownKey {
@@ -36,16 +40,31 @@ pub enum ConfigError {
     },
 
     #[error("{}: enabled_backends names \"{name}\" but there is no {section} section", file.display())]
-    MissingSection { file: PathBuf, name: String, section: String },
+    MissingSection {
+        file: PathBuf,
+        name: String,
+        section: String,
+    },
 
     #[error(
         "{}:{line}: unknown volume_driver \"{driver}\" in {section}; expected \"file\", \"rbd\" (or cinder.volume.drivers.rbd.RBDDriver) or \"fake\"",
         file.display()
     )]
-    UnknownDriver { file: PathBuf, line: usize, section: String, driver: String },
+    UnknownDriver {
+        file: PathBuf,
+        line: usize,
+        section: String,
+        driver: String,
+    },
 
     #[error("{}{}: {section} has no {key}: {why}", file.display(), at_line(*line))]
-    Missing { file: PathBuf, line: Option<usize>, section: String, key: String, why: String },
+    Missing {
+        file: PathBuf,
+        line: Option<usize>,
+        section: String,
+        key: String,
+        why: String,
+    },
 
     #[error("{}: no backend configured: add a [backends.NAME] table (TOML) or enabled_backends and its sections (cinder.conf)", file.display())]
     NoBackends { file: PathBuf },
@@ -56,9 +75,15 @@ fn at_line(line: Option<usize>) -> String {
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!("; did you mean \"{s}\"?")).unwrap_or_default()
+    s.as_ref()
+        .map(|s| format!("; did you mean \"{s}\"?"))
+        .unwrap_or_default()
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -6,6 +6,10 @@
 //! service-wide options is fatal; a fault in one backend's section only disables that backend
 //! (listed in [`Config::broken`] with its reason), as Cinder skips a backend that fails to start.
 
+// Config errors are built once, on a cold path, and carry the file, line, key and value the
+// operator needs; boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod defaults;
 pub mod error;
 pub mod options;
@@ -111,7 +115,10 @@ pub struct FakeConfig {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -135,7 +142,11 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
         return Ok(PathBuf::from(p));
     }
     let tried = search_paths();
-    tried.iter().find(|p| p.is_file()).cloned().ok_or(ConfigError::NotFound { tried })
+    tried
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(ConfigError::NotFound { tried })
 }
 
 /// Reads and resolves a config file.
@@ -170,7 +181,11 @@ fn secs_opt(l: &Lookup<'_>, key: &str, default: i64) -> Result<Duration, ConfigE
 fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
     let file = path.to_path_buf();
     let mut notes = vec![];
-    let service = Lookup { file: path, format: doc.format, chain: vec![&doc.default] };
+    let service = Lookup {
+        file: path,
+        format: doc.format,
+        chain: vec![&doc.default],
+    };
 
     check_service_keys(path, doc, &mut notes)?;
 
@@ -199,11 +214,16 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         service_down_time = raised;
     }
     let periodic_interval = secs_opt(&service, "periodic_interval", defaults::PERIODIC_INTERVAL_S)?;
-    let periodic_fuzzy_delay =
-        secs_opt(&service, "periodic_fuzzy_delay", defaults::PERIODIC_FUZZY_DELAY_S)?;
+    let periodic_fuzzy_delay = secs_opt(
+        &service,
+        "periodic_fuzzy_delay",
+        defaults::PERIODIC_FUZZY_DELAY_S,
+    )?;
     let host = match service.string("host")? {
         Some(h) if !h.is_empty() => h,
-        _ => hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
+        _ => hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
     };
     let backend_host = service.string("backend_host")?.filter(|s| !s.is_empty());
     let cluster = service.string("cluster")?.filter(|s| !s.is_empty());
@@ -217,15 +237,15 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
     };
     let read_only = service.bool("read_only", false)?;
 
-    if doc.format == Format::CinderConf {
-        if let Some(conn) = doc.section("database").and_then(|s| s.get("connection")) {
-            notes.push(format!(
-                "{}:{}: [database] connection is Cinder's own database; ember keeps its own ({})",
-                path.display(),
-                conn.line,
-                redact_url(&database_url)
-            ));
-        }
+    if doc.format == Format::CinderConf
+        && let Some(conn) = doc.section("database").and_then(|s| s.get("connection"))
+    {
+        notes.push(format!(
+            "{}:{}: [database] connection is Cinder's own database; ember keeps its own ({})",
+            path.display(),
+            conn.line,
+            redact_url(&database_url)
+        ));
     }
 
     // Which backends, and from which sections.
@@ -233,19 +253,30 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
     let mut backends = vec![];
     let mut broken = vec![];
     for name in names {
-        let section = if legacy { Some(&doc.default) } else { doc.section(&name) };
+        let section = if legacy {
+            Some(&doc.default)
+        } else {
+            doc.section(&name)
+        };
         let Some(section) = section else {
             let label = section_label(doc.format, &name);
             broken.push(BrokenBackend {
                 name: name.clone(),
-                reason: ConfigError::MissingSection { file: file.clone(), name, section: label }
-                    .to_string(),
+                reason: ConfigError::MissingSection {
+                    file: file.clone(),
+                    name,
+                    section: label,
+                }
+                .to_string(),
             });
             continue;
         };
         match backend(path, doc, section, &name, &data_dir, &mut notes) {
             Ok(b) => backends.push(b),
-            Err(e) => broken.push(BrokenBackend { name, reason: e.to_string() }),
+            Err(e) => broken.push(BrokenBackend {
+                name,
+                reason: e.to_string(),
+            }),
         }
     }
     if backends.is_empty() && broken.is_empty() {
@@ -272,9 +303,18 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
 
 /// TOML: an unknown top-level key or table is fatal. cinder.conf: listed, because the same
 /// file configures the API, scheduler and backup services too.
-fn check_service_keys(path: &Path, doc: &RawDoc, notes: &mut Vec<String>) -> Result<(), ConfigError> {
+fn check_service_keys(
+    path: &Path,
+    doc: &RawDoc,
+    notes: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     let known = || SERVICE_KEYS.iter().chain(BACKEND_KEYS).copied();
-    let unknown: Vec<_> = doc.default.entries.iter().filter(|e| !known().any(|k| k == e.key)).collect();
+    let unknown: Vec<_> = doc
+        .default
+        .entries
+        .iter()
+        .filter(|e| !known().any(|k| k == e.key))
+        .collect();
     match doc.format {
         Format::Toml => {
             if let Some(e) = unknown.first() {
@@ -299,7 +339,10 @@ fn check_service_keys(path: &Path, doc: &RawDoc, notes: &mut Vec<String>) -> Res
         Format::CinderConf => {
             if !unknown.is_empty() {
                 let names: Vec<_> = unknown.iter().map(|e| e.key.as_str()).collect();
-                notes.push(format!("ignored [DEFAULT] keys (not ember's): {}", names.join(", ")));
+                notes.push(format!(
+                    "ignored [DEFAULT] keys (not ember's): {}",
+                    names.join(", ")
+                ));
             }
         }
     }
@@ -314,7 +357,10 @@ fn enabled_backend_names(
 ) -> Result<(Vec<String>, bool), ConfigError> {
     if let Some(list) = service.list("enabled_backends")? {
         let mut seen = std::collections::HashSet::new();
-        let names: Vec<String> = list.into_iter().filter(|n| seen.insert(n.clone())).collect();
+        let names: Vec<String> = list
+            .into_iter()
+            .filter(|n| seen.insert(n.clone()))
+            .collect();
         if doc.format == Format::CinderConf {
             let other: Vec<_> = doc
                 .sections
@@ -338,7 +384,9 @@ fn enabled_backend_names(
         Format::Toml => Ok((doc.sections.iter().map(|s| s.name.clone()).collect(), false)),
         Format::CinderConf => {
             if doc.default.get("volume_driver").is_some() {
-                let name = service.string("volume_backend_name")?.unwrap_or_else(|| "default".into());
+                let name = service
+                    .string("volume_backend_name")?
+                    .unwrap_or_else(|| "default".into());
                 notes.push(format!(
                     "{}: legacy single-backend file (driver options in [DEFAULT], no enabled_backends): one backend \"{name}\"",
                     path.display()
@@ -382,7 +430,11 @@ fn backend(
     if !std::ptr::eq(section, &doc.default) {
         chain.push(&doc.default);
     }
-    let l = Lookup { file: path, format: doc.format, chain };
+    let l = Lookup {
+        file: path,
+        format: doc.format,
+        chain,
+    };
     let Some(driver_name) = l.string("volume_driver")? else {
         return Err(ConfigError::Missing {
             file: path.to_path_buf(),
@@ -400,7 +452,9 @@ fn backend(
             };
             DriverConfig::File { dir }
         }
-        "rbd" | "cinder.volume.drivers.rbd.RBDDriver" => DriverConfig::Rbd(rbd(path, &l, &label, name, notes)?),
+        "rbd" | "cinder.volume.drivers.rbd.RBDDriver" => {
+            DriverConfig::Rbd(rbd(path, &l, &label, name, notes)?)
+        }
         "fake" => DriverConfig::Fake(FakeConfig {
             latency_ms: l.int("fake_latency_ms", 0, 0, 3_600_000)? as u64,
             blocking: l.bool("fake_blocking", false)?,
@@ -422,7 +476,9 @@ fn backend(
     )? as usize;
     Ok(BackendConfig {
         name: name.to_string(),
-        volume_backend_name: l.string("volume_backend_name")?.unwrap_or_else(|| name.to_string()),
+        volume_backend_name: l
+            .string("volume_backend_name")?
+            .unwrap_or_else(|| name.to_string()),
         driver,
         pool_size,
         max_over_subscription_ratio: over_subscription(&l)?,
@@ -433,10 +489,19 @@ fn backend(
 
 /// `max_over_subscription_ratio` is a number >= 1, or Cinder's `auto` (ember: the default).
 fn over_subscription(l: &Lookup<'_>) -> Result<f64, ConfigError> {
-    if l.string("max_over_subscription_ratio").ok().flatten().as_deref() == Some("auto") {
+    if l.string("max_over_subscription_ratio")
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some("auto")
+    {
         return Ok(defaults::MAX_OVER_SUBSCRIPTION_RATIO);
     }
-    l.float("max_over_subscription_ratio", defaults::MAX_OVER_SUBSCRIPTION_RATIO, 1.0)
+    l.float(
+        "max_over_subscription_ratio",
+        defaults::MAX_OVER_SUBSCRIPTION_RATIO,
+        1.0,
+    )
 }
 
 fn rbd(
@@ -446,7 +511,9 @@ fn rbd(
     name: &str,
     notes: &mut Vec<String>,
 ) -> Result<RbdConfig, ConfigError> {
-    let pool = l.string("rbd_pool")?.unwrap_or_else(|| defaults::RBD_POOL.to_string());
+    let pool = l
+        .string("rbd_pool")?
+        .unwrap_or_else(|| defaults::RBD_POOL.to_string());
     if pool.is_empty() {
         return Err(ConfigError::Missing {
             file: path.to_path_buf(),
@@ -467,7 +534,9 @@ fn rbd(
         Duration::from_secs(timeout as u64)
     };
     let path_opt = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
-        Ok(l.string(key)?.filter(|s| !s.is_empty()).map(|s| expand_home(&s)))
+        Ok(l.string(key)?
+            .filter(|s| !s.is_empty())
+            .map(|s| expand_home(&s)))
     };
     Ok(RbdConfig {
         pool,
@@ -478,7 +547,8 @@ fn rbd(
             .string("rbd_cluster_name")?
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| defaults::RBD_CLUSTER_NAME.into()),
-        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)? as u32,
+        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)?
+            as u32,
         flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
         connect_timeout,
     })
@@ -508,7 +578,10 @@ pub fn redact_url(url: &str) -> String {
 impl Config {
     /// The service host as Cinder writes it: `<backend_host or host>@<backend>`.
     pub fn service_host(&self, backend: &str) -> String {
-        format!("{}@{backend}", self.backend_host.as_deref().unwrap_or(&self.host))
+        format!(
+            "{}@{backend}",
+            self.backend_host.as_deref().unwrap_or(&self.host)
+        )
     }
 
     /// The cluster as Cinder writes it: `<cluster>@<backend>`.
@@ -536,7 +609,9 @@ mod tests {
         assert_eq!(c.backends.len(), 1);
         assert_eq!(c.database_url, "sqlite:///var/lib/ember/ember.db");
         match &c.backends[0].driver {
-            DriverConfig::File { dir } => assert_eq!(dir, Path::new("/var/lib/ember/volumes/file0")),
+            DriverConfig::File { dir } => {
+                assert_eq!(dir, Path::new("/var/lib/ember/volumes/file0"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -547,13 +622,24 @@ mod tests {
             .expect("loads");
         assert_eq!(c.backends.len(), 1);
         assert_eq!(c.broken[0].name, "b");
-        assert!(c.broken[0].reason.contains("did you mean \"rbd_pool\""), "{}", c.broken[0].reason);
-        assert!(c.broken[0].reason.starts_with("t.toml:5:"), "{}", c.broken[0].reason);
+        assert!(
+            c.broken[0].reason.contains("did you mean \"rbd_pool\""),
+            "{}",
+            c.broken[0].reason
+        );
+        assert!(
+            c.broken[0].reason.starts_with("t.toml:5:"),
+            "{}",
+            c.broken[0].reason
+        );
     }
 
     #[test]
     fn redacts_password() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("sqlite:///x/y.db"), "sqlite:///x/y.db");
     }
 }

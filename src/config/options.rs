@@ -103,7 +103,9 @@ impl<'a> Lookup<'a> {
     }
 
     pub fn int(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let Some((e, s)) = self.find(key) else { return Ok(default) };
+        let Some((e, s)) = self.find(key) else {
+            return Ok(default);
+        };
         let n = match &e.value {
             RawValue::Int(n) => Some(*n),
             RawValue::Text(t) => t.trim().parse::<i64>().ok(),
@@ -121,7 +123,9 @@ impl<'a> Lookup<'a> {
     }
 
     pub fn float(&self, key: &str, default: f64, min: f64) -> Result<f64, ConfigError> {
-        let Some((e, s)) = self.find(key) else { return Ok(default) };
+        let Some((e, s)) = self.find(key) else {
+            return Ok(default);
+        };
         let n = match &e.value {
             RawValue::Int(n) => Some(*n as f64),
             RawValue::Float(f) => Some(*f),
@@ -135,7 +139,9 @@ impl<'a> Lookup<'a> {
     }
 
     pub fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
-        let Some((e, s)) = self.find(key) else { return Ok(default) };
+        let Some((e, s)) = self.find(key) else {
+            return Ok(default);
+        };
         let b = match &e.value {
             RawValue::Bool(b) => Some(*b),
             // oslo.config's spellings.
@@ -151,7 +157,9 @@ impl<'a> Lookup<'a> {
 
     /// A list: a TOML array of strings, or comma-separated text (oslo's ListOpt).
     pub fn list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        let Some((e, s)) = self.find(key) else { return Ok(None) };
+        let Some((e, s)) = self.find(key) else {
+            return Ok(None);
+        };
         match &e.value {
             RawValue::List(items) => Ok(Some(items.iter().map(|i| i.trim().to_string()).collect())),
             RawValue::Text(t) | RawValue::Str(t) => Ok(Some(
@@ -183,7 +191,10 @@ mod tests {
 
     #[test]
     fn closest_finds_typos_only() {
-        assert_eq!(closest("rbd_pol", BACKEND_KEYS.iter().copied()).as_deref(), Some("rbd_pool"));
+        assert_eq!(
+            closest("rbd_pol", BACKEND_KEYS.iter().copied()).as_deref(),
+            Some("rbd_pool")
+        );
         assert_eq!(
             closest("report_intervall", SERVICE_KEYS.iter().copied()).as_deref(),
             Some("report_interval")

@@ -98,11 +98,17 @@ fn is_toml_name(path: &Path) -> bool {
 
 /// A `[DEFAULT]` header, or a `;` comment line, never appears in ember's TOML.
 fn looks_like_cinder_conf(text: &str) -> bool {
-    text.lines().map(str::trim).any(|l| l.eq_ignore_ascii_case("[default]") || l.starts_with(';'))
+    text.lines()
+        .map(str::trim)
+        .any(|l| l.eq_ignore_ascii_case("[default]") || l.starts_with(';'))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
@@ -115,7 +121,11 @@ fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
             message: e.message().trim().to_string(),
         }
     })?;
-    let mut default = RawSection { name: "DEFAULT".into(), line: 1, entries: vec![] };
+    let mut default = RawSection {
+        name: "DEFAULT".into(),
+        line: 1,
+        entries: vec![],
+    };
     let mut sections = vec![];
     let mut stray_tables = vec![];
 
@@ -154,8 +164,11 @@ fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
             DeValue::Table(t) if key.get_ref() == "backends" => {
                 for (name, body) in t {
                     let sline = line_of(text, name.span().start);
-                    let mut section =
-                        RawSection { name: name.get_ref().to_string(), line: sline, entries: vec![] };
+                    let mut section = RawSection {
+                        name: name.get_ref().to_string(),
+                        line: sline,
+                        entries: vec![],
+                    };
                     match body.get_ref() {
                         DeValue::Table(body) => {
                             for (k, v) in body {
@@ -191,14 +204,23 @@ fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
     }
     sections.sort_by_key(|s| s.line);
     default.entries.sort_by_key(|e| e.line);
-    Ok(RawDoc { format: Format::Toml, default, sections, stray_tables })
+    Ok(RawDoc {
+        format: Format::Toml,
+        default,
+        sections,
+        stray_tables,
+    })
 }
 
 /// oslo.config's INI dialect. Hand-written because no INI crate reports the line of each key,
 /// which every error message here needs, and oslo's dialect (`;`/`#` comments, indented
 /// continuation lines, `key: value`, repeated sections that merge) is small.
 fn parse_ini(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
-    let mut default = RawSection { name: "DEFAULT".into(), line: 1, entries: vec![] };
+    let mut default = RawSection {
+        name: "DEFAULT".into(),
+        line: 1,
+        entries: vec![],
+    };
     let mut sections: Vec<RawSection> = vec![];
     // Index into `sections`, or None for DEFAULT; and whether any section has been opened.
     let mut current: Option<Option<usize>> = None;
@@ -222,7 +244,10 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
                 Some(i) => &mut sections[i],
             };
             match target.entries.last_mut() {
-                Some(RawEntry { value: RawValue::Text(v), .. }) => {
+                Some(RawEntry {
+                    value: RawValue::Text(v),
+                    ..
+                }) => {
                     v.push('\n');
                     v.push_str(trimmed);
                     continue;
@@ -250,7 +275,11 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
             } else if let Some(i) = sections.iter().position(|s| s.name == name) {
                 current = Some(Some(i));
             } else {
-                sections.push(RawSection { name: name.to_string(), line: lineno, entries: vec![] });
+                sections.push(RawSection {
+                    name: name.to_string(),
+                    line: lineno,
+                    entries: vec![],
+                });
                 current = Some(Some(sections.len() - 1));
             }
             continue;
@@ -268,9 +297,18 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
             None => &mut default,
             Some(i) => &mut sections[i],
         };
-        target.entries.push(RawEntry { key, value: RawValue::Text(value), line: lineno });
+        target.entries.push(RawEntry {
+            key,
+            value: RawValue::Text(value),
+            line: lineno,
+        });
     }
-    Ok(RawDoc { format: Format::CinderConf, default, sections, stray_tables: vec![] })
+    Ok(RawDoc {
+        format: Format::CinderConf,
+        default,
+        sections,
+        stray_tables: vec![],
+    })
 }
 
 #[cfg(test)]
@@ -286,7 +324,12 @@ mod tests {
             doc.default.get("enabled_backends").map(|e| e.value.clone()),
             Some(RawValue::Text("a,\nb".into()))
         );
-        assert_eq!(doc.section("a").and_then(|s| s.get("volume_driver")).map(|e| e.line), Some(7));
+        assert_eq!(
+            doc.section("a")
+                .and_then(|s| s.get("volume_driver"))
+                .map(|e| e.line),
+            Some(7)
+        );
     }
 
     #[test]
@@ -294,7 +337,10 @@ mod tests {
         let text = "report_interval = 5\n\n[backends.f0]\nvolume_driver = \"file\"\n";
         let doc = parse(Path::new("x.toml"), text).expect("parses");
         assert_eq!(doc.format, Format::Toml);
-        assert_eq!(doc.default.get("report_interval").map(|e| e.value.clone()), Some(RawValue::Int(5)));
+        assert_eq!(
+            doc.default.get("report_interval").map(|e| e.value.clone()),
+            Some(RawValue::Int(5))
+        );
         let s = doc.section("f0").expect("backend");
         assert_eq!(s.line, 3);
         assert_eq!(s.get("volume_driver").map(|e| e.line), Some(4));

@@ -18,7 +18,7 @@ pub struct JobRow {
     pub error: Option<String>,
     pub requested_by: String,
     pub claimed_by: Option<String>,
-    pub cancel_requested: bool,
+    pub cancel_requested: i64,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub updated_at: i64,
@@ -30,7 +30,11 @@ const JOB_COLUMNS: &str = "id, kind, target_id, backend, state, params, bytes_do
 
 impl Db {
     /// Jobs newest first; `target` narrows to one volume or snapshot.
-    pub async fn list_jobs(&self, target: Option<&str>, limit: i64) -> Result<Vec<JobRow>, DbError> {
+    pub async fn list_jobs(
+        &self,
+        target: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<JobRow>, DbError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR target_id = $1) \
              ORDER BY created_at DESC, id LIMIT $2"

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 use thiserror::Error;
 
 pub use events::EventRow;
@@ -32,11 +32,12 @@ pub enum DbError {
     Connect { url: String, message: String },
     #[error("database {url}: migrations failed: {message}")]
     Migrate { url: String, message: String },
-    #[error("database query ({what}) failed: {source}")]
+    /// The sqlx error is shown in the message, not chained: its own Display already nests
+    /// its causes, and chaining would print them twice.
+    #[error("database query ({what}) failed: {cause}")]
     Query {
         what: &'static str,
-        #[source]
-        source: sqlx::Error,
+        cause: Box<sqlx::Error>,
     },
     #[error("unsupported database_url {url:?}: expected sqlite://PATH or postgres://...")]
     Scheme { url: String },
@@ -44,7 +45,10 @@ pub enum DbError {
 
 /// Wraps a sqlx error with the name of the query that failed.
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { what, source }
+    move |e| DbError::Query {
+        what,
+        cause: Box::new(e),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -68,7 +72,9 @@ pub fn now_ms() -> i64 {
 }
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     if path.is_empty() || path == ":memory:" {
         return None;
@@ -84,7 +90,10 @@ fn prepare_sqlite_file(path: &Path, url: &str) -> Result<(), DbError> {
         url: url.to_string(),
         message: format!("{what} {}: {e}", path.display()),
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -98,6 +107,38 @@ fn prepare_sqlite_file(path: &Path, url: &str) -> Result<(), DbError> {
         .open(path)
         .map_err(|e| err("cannot open", e))?;
     Ok(())
+}
+
+/// Takes an exclusive lock on `<db>.lock` (waiting off the reactor, at most [`BUSY_TIMEOUT`]).
+async fn lock_file(db: &Path, url: &str) -> Result<nix::fcntl::Flock<std::fs::File>, DbError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let err = |m: String| DbError::Migrate {
+        url: url.to_string(),
+        message: m,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+    let locking = tokio::task::spawn_blocking(move || {
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)
+    });
+    match tokio::time::timeout(BUSY_TIMEOUT, locking).await {
+        Ok(Ok(Ok(lock))) => Ok(lock),
+        Ok(Ok(Err(e))) => Err(err(format!("cannot lock {}: {e}", path.display()))),
+        Ok(Err(e)) => Err(err(format!("lock task failed: {e}"))),
+        Err(_) => Err(err(format!(
+            "{} is held by another ember for more than {}s",
+            path.display(),
+            BUSY_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 impl Db {
@@ -137,22 +178,49 @@ impl Db {
                 })
             });
         }
+        // One plain connection first: the pool retries a refused connection until its acquire
+        // timeout, while an operator wants "connection refused" at once.
+        let probe = tokio::time::timeout(BUSY_TIMEOUT, sqlx::AnyConnection::connect(&url_owned))
+            .await
+            .map_err(|_| DbError::Connect {
+                url: display_url.clone(),
+                message: format!("no answer within {}s", BUSY_TIMEOUT.as_secs()),
+            })?
+            .map_err(|e| DbError::Connect {
+                url: display_url.clone(),
+                message: e.to_string(),
+            })?;
+        let _ = probe.close().await;
         let pool = tokio::time::timeout(BUSY_TIMEOUT * 2, opts.connect(&url_owned))
             .await
             .map_err(|_| DbError::Connect {
                 url: display_url.clone(),
                 message: format!("no answer within {}s", (BUSY_TIMEOUT * 2).as_secs()),
             })?
-            .map_err(|e| DbError::Connect { url: display_url.clone(), message: e.to_string() })?;
+            .map_err(|e| DbError::Connect {
+                url: display_url.clone(),
+                message: e.to_string(),
+            })?;
         let migrator = match engine {
             Engine::Sqlite => sqlx::migrate!("migrations/sqlite"),
             Engine::Postgres => sqlx::migrate!("migrations/postgres"),
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| DbError::Migrate { url: display_url.clone(), message: e.to_string() })?;
-        Ok(Db { pool, engine, display_url })
+        // PostgreSQL migrations take an advisory lock; sqlx's SQLite ones take none, so two
+        // ember processes starting at once would both create the tables. A file lock beside
+        // the database serialises them.
+        let _guard = match (engine, sqlite_path(url)) {
+            (Engine::Sqlite, Some(path)) => Some(lock_file(&path, &display_url).await?),
+            _ => None,
+        };
+        migrator.run(&pool).await.map_err(|e| DbError::Migrate {
+            url: display_url.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Db {
+            pool,
+            engine,
+            display_url,
+        })
     }
 
     pub async fn close(&self) {

@@ -16,7 +16,8 @@ pub struct ServiceRow {
     pub backend: String,
     pub cluster: Option<String>,
     pub driver: String,
-    pub disabled: bool,
+    /// 0 or 1 (sqlx Any maps no boolean for SQLite).
+    pub disabled: i64,
     pub disabled_reason: Option<String>,
     pub error: Option<String>,
     pub version: String,

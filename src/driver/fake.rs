@@ -15,7 +15,10 @@ pub struct FakeDriver {
 
 impl FakeDriver {
     pub fn new(backend: &str, cfg: FakeConfig) -> Self {
-        Self { backend: backend.to_string(), cfg }
+        Self {
+            backend: backend.to_string(),
+            cfg,
+        }
     }
 
     /// Waits the configured latency. In blocking mode the thread really sleeps, as librbd does.
@@ -38,7 +41,11 @@ impl VolumeDriver for FakeDriver {
 
     fn capacity(&self) -> Result<Capacity, DriverError> {
         self.delay();
-        Ok(Capacity { total_bytes: 1 << 40, free_bytes: 1 << 40, provisioned_bytes: 0 })
+        Ok(Capacity {
+            total_bytes: 1 << 40,
+            free_bytes: 1 << 40,
+            provisioned_bytes: 0,
+        })
     }
 
     fn list(&self) -> Result<Vec<ImageInfo>, DriverError> {

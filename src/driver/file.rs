@@ -14,11 +14,18 @@ pub struct FileDriver {
 
 impl FileDriver {
     pub fn new(backend: &str, dir: PathBuf) -> Self {
-        Self { backend: backend.to_string(), dir }
+        Self {
+            backend: backend.to_string(),
+            dir,
+        }
     }
 
     fn err(&self, op: &'static str, e: impl std::fmt::Display) -> DriverError {
-        DriverError::Io { backend: self.backend.clone(), op, message: e.to_string() }
+        DriverError::Io {
+            backend: self.backend.clone(),
+            op,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -64,8 +71,14 @@ impl VolumeDriver for FileDriver {
             if !(name.starts_with("volume-") || name.starts_with("snapshot-")) {
                 continue;
             }
-            let md = entry.metadata().map_err(|e| self.err("stat", format!("{name}: {e}")))?;
-            out.push(ImageInfo { name, size_bytes: md.len(), used_bytes: md.blocks() * 512 });
+            let md = entry
+                .metadata()
+                .map_err(|e| self.err("stat", format!("{name}: {e}")))?;
+            out.push(ImageInfo {
+                name,
+                size_bytes: md.len(),
+                used_bytes: md.blocks() * 512,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

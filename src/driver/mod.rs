@@ -35,9 +35,17 @@ pub struct ImageInfo {
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum DriverError {
     #[error("backend {backend}: {op}: {message}")]
-    Io { backend: String, op: &'static str, message: String },
+    Io {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
     #[error("backend {backend}: the {driver} driver is not available in this build: {why}")]
-    Unavailable { backend: String, driver: &'static str, why: &'static str },
+    Unavailable {
+        backend: String,
+        driver: &'static str,
+        why: &'static str,
+    },
     #[error("backend {backend}: {op}: injected failure")]
     Injected { backend: String, op: &'static str },
 }

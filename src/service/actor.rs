@@ -6,10 +6,16 @@ pub fn current_actor() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name)
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
         })
         .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()));
-    match std::env::var("SSH_CLIENT").ok().and_then(|s| s.split_whitespace().next().map(String::from)) {
+    match std::env::var("SSH_CLIENT")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+    {
         Some(addr) => format!("{user} (ssh from {addr})"),
         None => user,
     }

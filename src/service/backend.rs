@@ -44,7 +44,12 @@ pub struct BackendService {
 
 impl BackendService {
     /// Runs a blocking driver call off the reactor, under the backend's semaphore, with a timeout.
-    pub async fn call_driver<T, F>(&self, op: &'static str, timeout: Duration, f: F) -> Result<T, DriverError>
+    pub async fn call_driver<T, F>(
+        &self,
+        op: &'static str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, DriverError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
@@ -52,16 +57,23 @@ impl BackendService {
         let driver = self.driver.clone();
         let backend = self.name.clone();
         let work = async {
-            let _permit = self.slots.clone().acquire_owned().await.map_err(|_| DriverError::Io {
-                backend: backend.clone(),
-                op,
-                message: "service is stopping".into(),
-            })?;
-            tokio::task::spawn_blocking(move || f(driver.as_ref())).await.map_err(|e| DriverError::Io {
-                backend: backend.clone(),
-                op,
-                message: format!("driver call panicked: {e}"),
-            })?
+            let _permit =
+                self.slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| DriverError::Io {
+                        backend: backend.clone(),
+                        op,
+                        message: "service is stopping".into(),
+                    })?;
+            tokio::task::spawn_blocking(move || f(driver.as_ref()))
+                .await
+                .map_err(|e| DriverError::Io {
+                    backend: backend.clone(),
+                    op,
+                    message: format!("driver call panicked: {e}"),
+                })?
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
@@ -75,12 +87,15 @@ impl BackendService {
 
     /// Setup check; marks the service healthy or records why not.
     pub async fn check(&self, db: &Db) -> bool {
-        match self.call_driver("setup check", DRIVER_CHECK_TIMEOUT, |d| d.check_setup()).await {
+        match self
+            .call_driver("setup check", DRIVER_CHECK_TIMEOUT, |d| d.check_setup())
+            .await
+        {
             Ok(()) => {
-                if !self.healthy.swap(true, Ordering::SeqCst) {
-                    if let Err(e) = db.set_service_error(self.row_id, None).await {
-                        warn!(backend = %self.name, "cannot clear service error: {e}");
-                    }
+                if !self.healthy.swap(true, Ordering::SeqCst)
+                    && let Err(e) = db.set_service_error(self.row_id, None).await
+                {
+                    warn!(backend = %self.name, "cannot clear service error: {e}");
                 }
                 true
             }
@@ -111,7 +126,12 @@ impl BackendService {
     }
 
     /// Heartbeats every `report_interval` until cancelled, recording how late each fired.
-    pub async fn heartbeat_loop(self: Arc<Self>, db: Db, interval: Duration, cancel: CancellationToken) {
+    pub async fn heartbeat_loop(
+        self: Arc<Self>,
+        db: Db,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
@@ -132,16 +152,27 @@ impl BackendService {
                 Ok(Ok(())) => {}
                 // Cinder logs DB errors in report_state and keeps going; so does ember.
                 Ok(Err(e)) => warn!(backend = %self.name, "heartbeat not written: {e}"),
-                Err(_) => warn!(backend = %self.name, "heartbeat not written: database did not answer within {}s", interval.as_secs()),
+                Err(_) => {
+                    warn!(backend = %self.name, "heartbeat not written: database did not answer within {}s", interval.as_secs())
+                }
             }
         }
     }
 
     /// Periodic tasks: capacity refresh (or a retry of a failed setup), first after a random
     /// delay up to `periodic_fuzzy_delay`, then every `periodic_interval`.
-    pub async fn periodic_loop(self: Arc<Self>, db: Db, config: Arc<Config>, cancel: CancellationToken) {
+    pub async fn periodic_loop(
+        self: Arc<Self>,
+        db: Db,
+        config: Arc<Config>,
+        cancel: CancellationToken,
+    ) {
         let fuzzy = config.periodic_fuzzy_delay.as_millis() as u64;
-        let first = Duration::from_millis(if fuzzy == 0 { 0 } else { rand::rng().random_range(0..=fuzzy) });
+        let first = Duration::from_millis(if fuzzy == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=fuzzy)
+        });
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(first) => {}
@@ -157,7 +188,15 @@ impl BackendService {
             if !self.healthy.load(Ordering::SeqCst) {
                 if self.check(&db).await {
                     info!(backend = %self.name, "backend recovered");
-                    let _ = db.add_event(&NewEvent { actor: "ember", host: Some(&self.host), kind: "backend_recovered", target: Some(&self.name), message: "setup check passed" }).await;
+                    let _ = db
+                        .add_event(&NewEvent {
+                            actor: "ember",
+                            host: Some(&self.host),
+                            kind: "backend_recovered",
+                            target: Some(&self.name),
+                            message: "setup check passed",
+                        })
+                        .await;
                 } else {
                     continue;
                 }
@@ -167,9 +206,20 @@ impl BackendService {
     }
 
     pub async fn refresh_capacity(&self, db: &Db) {
-        match self.call_driver("capacity", DRIVER_CHECK_TIMEOUT, |d| d.capacity()).await {
+        match self
+            .call_driver("capacity", DRIVER_CHECK_TIMEOUT, |d| d.capacity())
+            .await
+        {
             Ok(c) => {
-                if let Err(e) = db.set_capacity(self.row_id, c.total_bytes, c.free_bytes, c.provisioned_bytes).await {
+                if let Err(e) = db
+                    .set_capacity(
+                        self.row_id,
+                        c.total_bytes,
+                        c.free_bytes,
+                        c.provisioned_bytes,
+                    )
+                    .await
+                {
                     warn!(backend = %self.name, "capacity not written: {e}");
                 }
             }

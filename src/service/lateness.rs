@@ -53,7 +53,12 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    Some(Summary { count: v.len(), p50: rank(0.50), p99: rank(0.99), max: v[v.len() - 1] })
+    Some(Summary {
+        count: v.len(),
+        p50: rank(0.50),
+        p99: rank(0.99),
+        max: v[v.len() - 1],
+    })
 }
 
 #[cfg(test)]

@@ -48,7 +48,11 @@ pub struct Services {
 
 impl Services {
     /// Registers and starts a service per configured backend. `cancel` stops them all.
-    pub async fn start(config: Arc<Config>, db: Db, cancel: CancellationToken) -> Result<Services, ServiceError> {
+    pub async fn start(
+        config: Arc<Config>,
+        db: Db,
+        cancel: CancellationToken,
+    ) -> Result<Services, ServiceError> {
         let mut reasons = vec![];
         // Faulty sections: listed in `services` with their reason, never started.
         for b in &config.broken {
@@ -100,17 +104,37 @@ impl Services {
             let svc = backend::new_backend(&b.name, host.clone(), row_id, driver, b.pool_size);
             if svc.check(&db).await {
                 info!(backend = %b.name, host = %host, driver = b.driver_name(), "service started");
-                event(&db, &host, "service_started", &b.name, &format!("driver {}", b.driver_name())).await;
+                event(
+                    &db,
+                    &host,
+                    "service_started",
+                    &b.name,
+                    &format!("driver {}", b.driver_name()),
+                )
+                .await;
                 svc.refresh_capacity(&db).await;
             } else {
-                let reason = current_error(&db, row_id).await.unwrap_or_else(|| "setup check failed".into());
+                let reason = current_error(&db, row_id)
+                    .await
+                    .unwrap_or_else(|| "setup check failed".into());
                 reasons.push(format!("{}: {reason}", b.name));
             }
-            tracker.spawn(svc.clone().heartbeat_loop(db.clone(), config.report_interval, cancel.child_token()));
-            tracker.spawn(svc.clone().periodic_loop(db.clone(), config.clone(), cancel.child_token()));
+            tracker.spawn(svc.clone().heartbeat_loop(
+                db.clone(),
+                config.report_interval,
+                cancel.child_token(),
+            ));
+            tracker.spawn(svc.clone().periodic_loop(
+                db.clone(),
+                config.clone(),
+                cancel.child_token(),
+            ));
             backends.push(svc);
         }
-        if !backends.iter().any(|b| b.healthy.load(std::sync::atomic::Ordering::SeqCst)) {
+        if !backends
+            .iter()
+            .any(|b| b.healthy.load(std::sync::atomic::Ordering::SeqCst))
+        {
             cancel.cancel();
             tracker.close();
             tracker.wait().await;
@@ -119,7 +143,13 @@ impl Services {
             }
             return Err(ServiceError::NoBackendStarted { reasons });
         }
-        Ok(Services { db, config, backends, cancel, tracker })
+        Ok(Services {
+            db,
+            config,
+            backends,
+            cancel,
+            tracker,
+        })
     }
 
     /// Stops every task and marks the services stopped. Safe to call once the token is
@@ -127,8 +157,14 @@ impl Services {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
-            warn!("some tasks did not stop within {}s", SHUTDOWN_GRACE.as_secs());
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "some tasks did not stop within {}s",
+                SHUTDOWN_GRACE.as_secs()
+            );
         }
         for b in &self.backends {
             if let Err(e) = self.db.stop_service(b.row_id).await {
@@ -141,12 +177,23 @@ impl Services {
 }
 
 async fn current_error(db: &Db, row_id: i64) -> Option<String> {
-    db.list_services().await.ok()?.into_iter().find(|r| r.id == row_id)?.error
+    db.list_services()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|r| r.id == row_id)?
+        .error
 }
 
 async fn event(db: &Db, host: &str, kind: &str, target: &str, message: &str) {
     let r = db
-        .add_event(&NewEvent { actor: "ember", host: Some(host), kind, target: Some(target), message })
+        .add_event(&NewEvent {
+            actor: "ember",
+            host: Some(host),
+            kind,
+            target: Some(target),
+            message,
+        })
         .await;
     if let Err(e) = r {
         warn!("event not recorded: {e}");
@@ -156,7 +203,10 @@ async fn event(db: &Db, host: &str, kind: &str, target: &str, message: &str) {
 /// Resolves when SIGTERM or SIGINT arrives (or at once if they cannot be watched).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         warn!("cannot install signal handlers; stopping");
         return;
     };

@@ -1,0 +1,207 @@
+//! Test helpers: run the real `ember` binary as an operator would, on a fresh database of
+//! either engine.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const EMBER: &str = env!("CARGO_BIN_EXE_ember");
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database URL for one test, or None (with a printed notice) when PostgreSQL is not
+/// available outside CI. In CI (`EMBER_REQUIRE_PG` or `CI`), a missing PostgreSQL is a failure.
+pub fn fresh_db(engine: Engine, dir: &Path) -> Option<String> {
+    match engine {
+        Engine::Sqlite => Some(format!("sqlite://{}", dir.join("ember.db").display())),
+        Engine::Postgres => {
+            let Ok(admin) = std::env::var("EMBER_TEST_DATABASE_URL") else {
+                if std::env::var_os("EMBER_REQUIRE_PG").is_some()
+                    || std::env::var_os("CI").is_some()
+                {
+                    panic!(
+                        "EMBER_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh"
+                    );
+                }
+                eprintln!(
+                    "NOTICE: PostgreSQL variant skipped: EMBER_TEST_DATABASE_URL not set (scripts/test.sh sets it)"
+                );
+                return None;
+            };
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let out = Command::new("psql")
+                .args([admin.as_str(), "-qAtc", &format!("CREATE DATABASE {name}")])
+                .output()
+                .expect("psql runs");
+            assert!(
+                out.status.success(),
+                "create database: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+            Some(format!("{base}/{name}"))
+        }
+    }
+}
+
+/// Runs `f` once per engine with a fresh temp dir and database.
+pub fn each_engine(mut f: impl FnMut(Engine, &Path, &str)) {
+    for engine in [Engine::Sqlite, Engine::Postgres] {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(url) = fresh_db(engine, dir.path()) {
+            eprintln!("--- {engine:?}");
+            f(engine, dir.path(), &url);
+        }
+    }
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs ember to completion with a hard timeout (a hang fails the test, never CI's clock).
+pub fn ember(args: &[&str]) -> Output {
+    ember_env(args, &[])
+}
+
+pub fn ember_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(EMBER)
+        .args(args)
+        .env_remove("EMBER_CONFIG")
+        .env_remove("EMBER_DATABASE_URL")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("ember {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "ember failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+/// A running `ember serve`, killed on drop so a failing test leaves nothing behind.
+pub struct Serve {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    pub fn start(config: &Path, db_url: &str, dir: &Path) -> Serve {
+        let log = dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
+        let child = Command::new(EMBER)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--database-url",
+                db_url,
+                "serve",
+            ])
+            .env_remove("EMBER_CONFIG")
+            .env("EMBER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Serve { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits for exit with a timeout; returns the exit code (None if killed by a signal).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ember serve did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, or fails after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `service list --json` as a list of objects.
+pub fn services(config: &Path, db_url: &str) -> Vec<serde_json::Value> {
+    let o = ember(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--database-url",
+        db_url,
+        "service",
+        "list",
+        "--json",
+    ]);
+    json(&o).as_array().unwrap().clone()
+}
+
+pub fn service<'a>(list: &'a [serde_json::Value], backend: &str) -> Option<&'a serde_json::Value> {
+    list.iter().find(|s| s["backend"] == backend)
+}

@@ -1,0 +1,142 @@
+//! Every shipped example and every file in tests/valid_configs/ loads, and means what it says.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use ember::config::{self, DriverConfig, Format};
+
+#[test]
+fn every_shipped_and_valid_config_loads_without_broken_backends() {
+    for dir in ["config", "tests/valid_configs"] {
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                cfg.broken.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                cfg.broken
+            );
+            assert!(!cfg.backends.is_empty(), "{}", path.display());
+            let out = ember(&["config", "check", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", path.display(), stdout(&out));
+        }
+    }
+}
+
+#[test]
+fn shipped_cinder_conf_is_read_as_cinder_reads_it() {
+    let cfg = config::load(Path::new("config/cinder.conf")).unwrap();
+    assert_eq!(cfg.format, Format::CinderConf);
+    let names: Vec<_> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["rbd0", "rbd1", "local0"],
+        "continuation line in enabled_backends"
+    );
+    assert_eq!(cfg.service_host("rbd0"), "storage-01@rbd0");
+    assert_eq!(cfg.service_cluster("rbd0").as_deref(), Some("ceph-a@rbd0"));
+    let DriverConfig::Rbd(r) = &cfg.backends[0].driver else {
+        panic!("rbd0 is rbd")
+    };
+    assert_eq!(
+        (r.pool.as_str(), r.user.as_deref(), r.max_clone_depth),
+        ("volumes", Some("cinder"), 5)
+    );
+    assert_eq!(
+        r.connect_timeout.as_secs(),
+        10,
+        "-1 becomes ember's safe default"
+    );
+    assert!(cfg.backends[1].enable_deferred_deletion);
+    let notes = cfg.notes.join("\n");
+    for expected in [
+        "transport_url",
+        "[database] connection is Cinder's own database",
+        "[keystone_authtoken]",
+        "rados_connect_timeout = -1",
+    ] {
+        assert!(
+            notes.contains(expected),
+            "no note about {expected}: {notes}"
+        );
+    }
+}
+
+#[test]
+fn legacy_single_backend_file_and_backend_defaults() {
+    let cfg = config::load(Path::new("tests/valid_configs/legacy-cinder.conf")).unwrap();
+    assert_eq!(cfg.backends.len(), 1);
+    assert_eq!(cfg.backends[0].name, "default");
+    assert_eq!(cfg.backends[0].driver_name(), "rbd");
+    assert!(
+        cfg.notes
+            .iter()
+            .any(|n| n.contains("legacy single-backend")),
+        "{:?}",
+        cfg.notes
+    );
+
+    let cfg = config::load(Path::new("tests/valid_configs/backend-defaults.conf")).unwrap();
+    assert_eq!(
+        cfg.backends[0].driver_name(),
+        "file",
+        "volume_driver from [backend_defaults]"
+    );
+    assert_eq!(cfg.backends[0].reserved_percentage, 10);
+    assert_eq!(cfg.backends[1].driver_name(), "rbd");
+    assert_eq!(
+        cfg.service_down_time.as_secs_f64(),
+        12.5,
+        "raised to 2.5 x report_interval as Cinder does"
+    );
+}
+
+#[test]
+fn config_lookup_order_and_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a.toml",
+        "[backends.from_env]\nvolume_driver = \"file\"\n",
+    );
+    // $EMBER_CONFIG is used when --config is absent.
+    let out = ember_env(
+        &["config", "check"],
+        &[("EMBER_CONFIG", a.to_str().unwrap())],
+    );
+    assert!(
+        stdout(&out).contains("backend from_env"),
+        "{}",
+        stdout(&out)
+    );
+    // ./config/ember.toml is found from the working directory.
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    write(
+        &dir.path().join("config"),
+        "ember.toml",
+        "[backends.from_cwd]\nvolume_driver = \"file\"\n",
+    );
+    let out = std::process::Command::new(EMBER)
+        .args(["config", "check", "--json"])
+        .current_dir(dir.path())
+        .env_remove("EMBER_CONFIG")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backends"][0]["name"], "from_cwd");
+    assert_eq!(v["ok"], true);
+    // --database-url wins over the file, and the password never prints.
+    let out = ember(&[
+        "--config",
+        a.to_str().unwrap(),
+        "--database-url",
+        "postgres://u:pw@127.0.0.1:1/db",
+        "config",
+        "check",
+    ]);
+    assert!(!stdout(&out).contains("pw@"), "{}", stdout(&out));
+}
