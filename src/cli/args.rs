@@ -78,6 +78,17 @@ pub enum BackendCmd {
     List,
 }
 
+fn size(s: &str) -> Result<u64, String> {
+    crate::service::units::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Follow the job until it ends: progress (bytes, rate, ETA) on stderr; exit 0 only if it succeeded
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Wait {
+    #[arg(long)]
+    pub wait: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum VolumeCmd {
     /// List volumes
@@ -88,6 +99,87 @@ pub enum VolumeCmd {
     },
     /// Show one volume (by id or unique name)
     Show { volume: String },
+    /// Create a volume: empty, or a clone of a snapshot or of another volume
+    Create {
+        name: String,
+        /// Size: 512M, 10G, 1T; a bare number is GiB. Clones default to their source's size
+        #[arg(long, value_parser = size)]
+        size: Option<u64>,
+        /// Backend for a new empty volume (clones stay on their source's backend)
+        #[arg(long)]
+        backend: Option<String>,
+        /// Clone from this snapshot (id or name)
+        #[arg(long, conflicts_with = "source")]
+        snapshot: Option<String>,
+        /// Clone this volume (snapshot + clone underneath, as Cinder's rbd driver)
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Copy into a clone what it still reads from its parent, and cut the link
+    Flatten {
+        volume: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Grow a volume
+    Extend {
+        volume: String,
+        /// The new size (larger than the current one)
+        #[arg(long, value_parser = size)]
+        size: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Delete a volume (refused while clones depend on its snapshots)
+    Delete {
+        volume: String,
+        /// Delete its snapshots too
+        #[arg(long)]
+        cascade: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Volume snapshots
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Compare the database with what the backend holds; --fix repairs the differences
+    Reconcile {
+        backend: String,
+        /// Delete orphan images, mark volumes whose image is missing as error, take the
+        /// storage's word for parent links
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Snapshot a volume
+    Create {
+        name: String,
+        /// The volume (id or name)
+        #[arg(long)]
+        volume: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Delete a snapshot (refused while clones depend on it, unless deferred deletion is on)
+    Delete {
+        snapshot: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// List snapshots
+    List {
+        /// Only this volume's snapshots
+        #[arg(long)]
+        volume: Option<String>,
+        /// Include the snapshots ember makes under `create --source`
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,8 +189,12 @@ pub enum JobCmd {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
     },
-    /// Show one job
+    /// Show one job (id or unique id prefix)
     Show { id: String },
+    /// Follow a job until it ends, with a progress bar
+    Watch { id: String },
+    /// Cancel a job: a queued one at once, a running one at its next progress step
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]

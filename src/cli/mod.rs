@@ -4,6 +4,7 @@
 //! Errors here are `anyhow` with context naming the file, backend or volume.
 
 pub mod args;
+pub mod jobs;
 pub mod output;
 
 use std::process::ExitCode;
@@ -16,7 +17,8 @@ use crate::db::volumes::Found;
 use crate::db::{Db, now_ms};
 use crate::service::{Services, shutdown_signal};
 
-use args::{BackendCmd, Command, ConfigCmd, Global, JobCmd, ServiceCmd, VolumeCmd};
+use crate::service::jobs::Request;
+use args::{BackendCmd, Command, ConfigCmd, Global, JobCmd, ServiceCmd, SnapshotCmd, VolumeCmd};
 use output::*;
 
 /// Loads the config the command should use, with `--database-url` / `$EMBER_DATABASE_URL`
@@ -57,8 +59,43 @@ pub async fn run(cmd: Command, g: Global) -> anyhow::Result<ExitCode> {
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
         Command::Volume(VolumeCmd::List { backend }) => volume_list(&g, backend.as_deref()).await,
         Command::Volume(VolumeCmd::Show { volume }) => volume_show(&g, &volume).await,
+        Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::List { volume, all })) => {
+            let (_, url) = load_for_reading(&g)?;
+            jobs::snapshot_list(&g, &open_db(&url).await?, volume.as_deref(), all).await
+        }
+        Command::Volume(VolumeCmd::Reconcile { backend, fix }) => reconcile(&g, &backend, fix).await,
+        Command::Volume(cmd) => {
+            let (req, wait) = match cmd {
+                VolumeCmd::Create { name, size, backend, snapshot, source, wait } => {
+                    if size.is_none() && snapshot.is_none() && source.is_none() {
+                        bail!("volume create needs --size (or --snapshot / --source to clone)");
+                    }
+                    (Request::Create { name, size, backend, snapshot, source }, wait)
+                }
+                VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
+                VolumeCmd::Extend { volume, size, wait } => (Request::Extend { volume, size }, wait),
+                VolumeCmd::Delete { volume, cascade, wait } => (Request::Delete { volume, cascade }, wait),
+                VolumeCmd::Snapshot(SnapshotCmd::Create { name, volume, wait }) => (Request::SnapshotCreate { name, volume }, wait),
+                VolumeCmd::Snapshot(SnapshotCmd::Delete { snapshot, wait }) => (Request::SnapshotDelete { snapshot }, wait),
+                VolumeCmd::List { .. } | VolumeCmd::Show { .. } | VolumeCmd::Reconcile { .. } | VolumeCmd::Snapshot(SnapshotCmd::List { .. }) => {
+                    unreachable!("matched above")
+                }
+            };
+            let cfg = load_config(&g)?;
+            let db = open_db(&cfg.database_url).await?;
+            jobs::submit(&g, &cfg, &db, req, wait.wait).await
+        }
         Command::Job(JobCmd::List { limit }) => job_list(&g, limit).await,
         Command::Job(JobCmd::Show { id }) => job_show(&g, &id).await,
+        Command::Job(JobCmd::Watch { id }) => {
+            let cfg = load_config(&g)?;
+            let db = open_db(&cfg.database_url).await?;
+            jobs::watch(&g, &cfg, &db, &id).await
+        }
+        Command::Job(JobCmd::Cancel { id }) => {
+            let (_, url) = load_for_reading(&g)?;
+            jobs::cancel(&g, &open_db(&url).await?, &id).await
+        }
         Command::Events { limit } => events(&g, limit).await,
     }
 }
@@ -130,7 +167,7 @@ fn config_check(g: &Global, path: Option<std::path::PathBuf>) -> anyhow::Result<
             let detail = match &b.driver {
                 DriverConfig::File { dir } => format!("dir {}", dir.display()),
                 DriverConfig::Rbd(r) => format!(
-                    "pool {}, user {}, conf {}, cluster {}, max clone depth {}, connect timeout {}s",
+                    "pool {}, user {}, conf {}, cluster {}, connect timeout {}s",
                     r.pool,
                     r.user.as_deref().unwrap_or("(librados default)"),
                     r.ceph_conf
@@ -138,7 +175,6 @@ fn config_check(g: &Global, path: Option<std::path::PathBuf>) -> anyhow::Result<
                         .map(|p| p.display().to_string())
                         .unwrap_or_else(|| "(librados default)".into()),
                     r.cluster_name,
-                    r.max_clone_depth,
                     r.connect_timeout.as_secs()
                 ),
                 DriverConfig::Fake(f) => format!(
@@ -473,4 +509,27 @@ async fn events(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
         println!("{t}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn reconcile(g: &Global, backend: &str, fix: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(g)?;
+    let Some(b) = cfg.backend(backend) else {
+        let names: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
+        bail!("no backend {backend:?} in {}; known: {}", cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), names.join(", "));
+    };
+    let db = open_db(&cfg.database_url).await?;
+    let findings = crate::service::reconcile::reconcile(&db, b, fix).await?;
+    if g.json {
+        print_json(&findings)?;
+    } else if findings.is_empty() {
+        println!("backend {backend}: database and storage agree");
+    } else {
+        let mut t = table(&["Kind", "Image", "Detail", "Fixed"]);
+        for f in &findings {
+            t.add_row(vec![f.kind.to_string(), f.image.clone(), f.detail.clone(), f.fixed.clone().unwrap_or_else(|| "-".into())]);
+        }
+        println!("{t}");
+    }
+    let open = findings.iter().filter(|f| f.fixed.as_deref().is_none_or(|x| x.starts_with("not "))).count();
+    Ok(if open == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -72,6 +72,11 @@ pub struct BackendConfig {
     pub max_over_subscription_ratio: f64,
     pub reserved_percentage: u8,
     pub enable_deferred_deletion: bool,
+    /// Cinder's `rbd_max_clone_depth`, applied to every layering backend: a clone whose chain
+    /// would be deeper is flattened at once. 0: every clone is a full copy.
+    pub max_clone_depth: u32,
+    /// Cinder's `rbd_flatten_volume_from_snapshot`: volumes made from snapshots are flattened.
+    pub flatten_volume_from_snapshot: bool,
 }
 
 impl BackendConfig {
@@ -100,8 +105,6 @@ pub struct RbdConfig {
     pub ceph_conf: Option<PathBuf>,
     pub keyring_conf: Option<PathBuf>,
     pub cluster_name: String,
-    pub max_clone_depth: u32,
-    pub flatten_volume_from_snapshot: bool,
     #[serde(with = "secs")]
     pub connect_timeout: Duration,
 }
@@ -112,6 +115,14 @@ pub struct FakeConfig {
     pub latency_ms: u64,
     /// Latency really blocks the calling thread (proves blocking calls cannot starve the reactor).
     pub blocking: bool,
+    /// The op to fail (`create`, `delete`, `flatten`, `snapshot`, `clone`, `capacity`...).
+    pub fail_op: Option<String>,
+    /// Fail the Nth call of `fail_op` (1-based); 0 fails every call.
+    pub fail_call: u64,
+    /// Fail `fail_op` once its progress reaches this percentage.
+    pub fail_at_percent: Option<u8>,
+    /// Long calls copy this many MiB of memory, like a real data path (0: no copying).
+    pub copy_mib: u64,
 }
 
 mod secs {
@@ -458,6 +469,13 @@ fn backend(
         "fake" => DriverConfig::Fake(FakeConfig {
             latency_ms: l.int("fake_latency_ms", 0, 0, 3_600_000)? as u64,
             blocking: l.bool("fake_blocking", false)?,
+            fail_op: l.string("fake_fail_op")?.filter(|s| !s.is_empty()),
+            fail_call: l.int("fake_fail_call", 0, 0, i64::MAX)? as u64,
+            fail_at_percent: match l.int("fake_fail_at_percent", -1, -1, 100)? {
+                -1 => None,
+                p => Some(p as u8),
+            },
+            copy_mib: l.int("fake_copy_mib", 0, 0, 1 << 20)? as u64,
         }),
         other => {
             return Err(ConfigError::UnknownDriver {
@@ -484,6 +502,8 @@ fn backend(
         max_over_subscription_ratio: over_subscription(&l)?,
         reserved_percentage: l.int("reserved_percentage", 0, 0, 100)? as u8,
         enable_deferred_deletion: l.bool("enable_deferred_deletion", false)?,
+        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)? as u32,
+        flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
     })
 }
 
@@ -547,9 +567,6 @@ fn rbd(
             .string("rbd_cluster_name")?
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| defaults::RBD_CLUSTER_NAME.into()),
-        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)?
-            as u32,
-        flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
         connect_timeout,
     })
 }

@@ -43,6 +43,10 @@ pub const BACKEND_KEYS: &[&str] = &[
     "backend_native_threads_pool_size",
     "fake_latency_ms",
     "fake_blocking",
+    "fake_fail_op",
+    "fake_fail_call",
+    "fake_fail_at_percent",
+    "fake_copy_mib",
 ];
 
 /// The known key closest to a misspelt one, if any is close enough to be a likely typo.

@@ -1,4 +1,6 @@
-//! The `volumes` and `snapshots` tables. Statuses are Cinder's words, stored as text.
+//! The `volumes` and `snapshots` tables. Statuses are Cinder's words, stored as text; every
+//! status change that could race is a conditional update (`... WHERE status IN (...)`), so two
+//! deleters cannot both win, as in Cinder.
 
 use sqlx::FromRow;
 
@@ -10,6 +12,7 @@ pub struct VolumeRow {
     pub name: String,
     pub size_bytes: i64,
     pub status: String,
+    pub status_reason: Option<String>,
     pub backend: String,
     pub host: Option<String>,
     pub source_snapshot_id: Option<String>,
@@ -27,7 +30,10 @@ pub struct SnapshotRow {
     pub volume_id: String,
     pub size_bytes: i64,
     pub status: String,
+    pub status_reason: Option<String>,
     pub backend: String,
+    /// `user` or `clone` (made under `volume create --source`, removed with its last clone).
+    pub purpose: String,
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
@@ -45,8 +51,20 @@ pub struct NewVolume<'a> {
     pub clone_depth: i64,
 }
 
-const VOLUME_COLUMNS: &str = "id, name, size_bytes, status, backend, host, source_snapshot_id, \
-     source_volume_id, clone_depth, created_at, updated_at, deleted_at";
+pub struct NewSnapshot<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub volume_id: &'a str,
+    pub size_bytes: i64,
+    pub status: &'a str,
+    pub backend: &'a str,
+    pub purpose: &'a str,
+}
+
+pub(crate) const VOLUME_COLUMNS: &str = "id, name, size_bytes, status, status_reason, backend, host, \
+     source_snapshot_id, source_volume_id, clone_depth, created_at, updated_at, deleted_at";
+pub(crate) const SNAPSHOT_COLUMNS: &str = "id, name, volume_id, size_bytes, status, status_reason, \
+     backend, purpose, created_at, updated_at, deleted_at";
 
 /// A lookup that matches an id, else a unique name, as the `openstack` CLI does.
 #[derive(Debug)]
@@ -59,25 +77,8 @@ pub enum Found<T> {
 
 impl Db {
     pub async fn insert_volume(&self, v: &NewVolume<'_>) -> Result<(), DbError> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO volumes (id, name, size_bytes, status, backend, source_snapshot_id, \
-                 source_volume_id, clone_depth, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        )
-        .bind(v.id)
-        .bind(v.name)
-        .bind(v.size_bytes)
-        .bind(v.status)
-        .bind(v.backend)
-        .bind(v.source_snapshot_id)
-        .bind(v.source_volume_id)
-        .bind(v.clone_depth)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(q("insert volume"))?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(q("insert volume"))?;
+        insert_volume(&mut conn, v).await
     }
 
     /// Volumes not deleted, newest first; `backend` narrows to one backend.
@@ -91,6 +92,15 @@ impl Db {
             .fetch_all(&self.pool)
             .await
             .map_err(q("list volumes"))
+    }
+
+    pub async fn get_volume(&self, id: &str) -> Result<Option<VolumeRow>, DbError> {
+        let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE id = $1");
+        sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get volume"))
     }
 
     /// Finds a live volume by id, else by unique name.
@@ -107,16 +117,221 @@ impl Db {
         Ok(pick(rows, key, |r| &r.id))
     }
 
-    pub async fn snapshots_of(&self, volume_id: &str) -> Result<Vec<SnapshotRow>, DbError> {
-        sqlx::query_as::<_, SnapshotRow>(
-            "SELECT id, name, volume_id, size_bytes, status, backend, created_at, updated_at, deleted_at \
-             FROM snapshots WHERE deleted_at IS NULL AND volume_id = $1 ORDER BY created_at",
-        )
-        .bind(volume_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("list snapshots"))
+    /// Sets a volume's status only if it is in one of `from` (empty: any). True if it changed.
+    pub async fn set_volume_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, DbError> {
+        self.set_status("volumes", id, from, to, reason).await
     }
+
+    /// The one conditional status update behind volumes and snapshots.
+    async fn set_status(
+        &self,
+        table: &'static str,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let guard = if from.is_empty() {
+            String::new()
+        } else {
+            let marks: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
+            format!(" AND status IN ({})", marks.join(", "))
+        };
+        let sql = format!(
+            "UPDATE {table} SET status = $1, status_reason = $2, updated_at = $3 \
+             WHERE id = $4 AND deleted_at IS NULL{guard}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to).bind(reason).bind(now_ms()).bind(id);
+        for f in from {
+            query = query.bind(*f);
+        }
+        let r = query.execute(&self.pool).await.map_err(q("set status"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// After a flatten (or a clone flattened at once): no parent, depth 0.
+    pub async fn set_volume_flattened(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE volumes SET source_snapshot_id = NULL, clone_depth = 0, updated_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set volume flattened"))?;
+        Ok(())
+    }
+
+    pub async fn set_volume_size(&self, id: &str, size: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE volumes SET size_bytes = $1, updated_at = $2 WHERE id = $3")
+            .bind(size)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set volume size"))?;
+        Ok(())
+    }
+
+    pub async fn mark_volume_deleted(&self, id: &str) -> Result<(), DbError> {
+        let now = now_ms();
+        sqlx::query("UPDATE volumes SET status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("mark volume deleted"))?;
+        Ok(())
+    }
+
+    /// Live volumes cloned from a snapshot and not yet flattened: they depend on it.
+    pub async fn clones_of_snapshot(&self, snapshot_id: &str) -> Result<Vec<VolumeRow>, DbError> {
+        let sql = format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL AND source_snapshot_id = $1 ORDER BY created_at"
+        );
+        sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
+            .bind(snapshot_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("clones of snapshot"))
+    }
+
+    /// Volumes (and snapshots) left in a transitional state on a backend: crash leftovers.
+    pub async fn transitional_volumes(&self, backend: &str) -> Result<Vec<VolumeRow>, DbError> {
+        let sql = format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL AND backend = $1 \
+             AND status IN ('creating', 'deleting', 'extending')"
+        );
+        sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
+            .bind(backend)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("transitional volumes"))
+    }
+
+    pub async fn insert_snapshot(&self, s: &NewSnapshot<'_>) -> Result<(), DbError> {
+        let mut conn = self.pool.acquire().await.map_err(q("insert snapshot"))?;
+        insert_snapshot(&mut conn, s).await
+    }
+
+    /// Snapshots not deleted; `volume` narrows to one volume; clone snapshots only with `all`.
+    pub async fn list_snapshots(&self, volume: Option<&str>, all: bool) -> Result<Vec<SnapshotRow>, DbError> {
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL \
+             AND ($1 IS NULL OR volume_id = $1) AND ($2 = 1 OR purpose = 'user') ORDER BY created_at, id"
+        );
+        sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .bind(volume)
+            .bind(i64::from(all))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list snapshots"))
+    }
+
+    /// Snapshots of a volume, user and clone ones.
+    pub async fn snapshots_of(&self, volume_id: &str) -> Result<Vec<SnapshotRow>, DbError> {
+        self.list_snapshots(Some(volume_id), true).await
+    }
+
+    pub async fn get_snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, DbError> {
+        let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = $1");
+        sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get snapshot"))
+    }
+
+    pub async fn find_snapshot(&self, key: &str) -> Result<Found<SnapshotRow>, DbError> {
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL AND (id = $1 OR name = $1) ORDER BY created_at"
+        );
+        let rows = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("find snapshot"))?;
+        Ok(pick(rows, key, |r| &r.id))
+    }
+
+    pub async fn set_snapshot_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, DbError> {
+        self.set_status("snapshots", id, from, to, reason).await
+    }
+
+    pub async fn mark_snapshot_deleted(&self, id: &str) -> Result<(), DbError> {
+        let now = now_ms();
+        sqlx::query("UPDATE snapshots SET status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("mark snapshot deleted"))?;
+        Ok(())
+    }
+
+    pub async fn transitional_snapshots(&self, backend: &str) -> Result<Vec<SnapshotRow>, DbError> {
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL AND backend = $1 \
+             AND status IN ('creating', 'deleting')"
+        );
+        sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .bind(backend)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("transitional snapshots"))
+    }
+}
+
+pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, v: &NewVolume<'_>) -> Result<(), DbError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO volumes (id, name, size_bytes, status, backend, source_snapshot_id, \
+             source_volume_id, clone_depth, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(v.id)
+    .bind(v.name)
+    .bind(v.size_bytes)
+    .bind(v.status)
+    .bind(v.backend)
+    .bind(v.source_snapshot_id)
+    .bind(v.source_volume_id)
+    .bind(v.clone_depth)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(q("insert volume"))?;
+    Ok(())
+}
+
+pub(crate) async fn insert_snapshot(conn: &mut sqlx::AnyConnection, s: &NewSnapshot<'_>) -> Result<(), DbError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO snapshots (id, name, volume_id, size_bytes, status, backend, purpose, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(s.id)
+    .bind(s.name)
+    .bind(s.volume_id)
+    .bind(s.size_bytes)
+    .bind(s.status)
+    .bind(s.backend)
+    .bind(s.purpose)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(q("insert snapshot"))?;
+    Ok(())
 }
 
 /// An exact id wins over names; otherwise a name must be unique.

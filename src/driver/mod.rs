@@ -2,11 +2,16 @@
 //!
 //! Owner: `driver/`. May import `config` (its own section types) only: a driver knows nothing of
 //! the database, the service or the console. Every method is **blocking by contract**: the
-//! service calls drivers only from `spawn_blocking`/its bounded pool, never on the reactor,
-//! so a call that takes hours (an RBD flatten) cannot stop heartbeats or the screen.
+//! service calls drivers only from its bounded blocking pool, never on the reactor, so a call
+//! that takes hours (an RBD flatten) cannot stop heartbeats or the screen.
+//!
+//! Every mutating call is idempotent (create of an existing image of the right size, delete of
+//! a missing one, a flatten that already copied half): after a crash the service simply runs
+//! the job again.
 
 pub mod fake;
 pub mod file;
+mod sparse;
 
 use std::sync::Arc;
 
@@ -24,30 +29,67 @@ pub struct Capacity {
 }
 
 /// One image (volume or snapshot) as the storage sees it, to reconcile with the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImageInfo {
+    /// `volume-<uuid>` or `snapshot-<uuid>`.
     pub name: String,
     pub size_bytes: u64,
     /// Bytes really allocated (sparse files, thin images).
     pub used_bytes: u64,
+    /// The image this one reads through to (a clone's snapshot), if any.
+    pub parent: Option<String>,
+    /// Marked for deferred deletion, removed once nothing depends on it.
+    pub deferred_delete: bool,
+}
+
+/// Image names as Cinder makes them, so an operator finds a volume's data by its id.
+pub fn volume_image(id: &str) -> String {
+    format!("volume-{id}")
+}
+
+pub fn snapshot_image(id: &str) -> String {
+    format!("snapshot-{id}")
 }
 
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum DriverError {
     #[error("backend {backend}: {op}: {message}")]
-    Io {
-        backend: String,
-        op: &'static str,
-        message: String,
-    },
+    Io { backend: String, op: &'static str, message: String },
     #[error("backend {backend}: the {driver} driver is not available in this build: {why}")]
-    Unavailable {
-        backend: String,
-        driver: &'static str,
-        why: &'static str,
-    },
+    Unavailable { backend: String, driver: &'static str, why: &'static str },
     #[error("backend {backend}: {op}: injected failure")]
     Injected { backend: String, op: &'static str },
+    #[error("backend {backend}: {op}: cancelled")]
+    Cancelled { backend: String, op: &'static str },
+    #[error("backend {backend}: image {image} not found")]
+    NotFound { backend: String, image: String },
+    #[error("backend {backend}: {image} has dependent clones: {}", dependents.join(", "))]
+    Busy { backend: String, image: String, dependents: Vec<String> },
+    #[error("backend {backend}: {op}: {message}")]
+    Invalid { backend: String, op: &'static str, message: String },
+}
+
+/// Progress of a long call, and the caller's way to stop it.
+pub trait Progress: Send + Sync {
+    /// Bytes done of total so far. Returns false when the call must stop (cancelled).
+    fn update(&self, done: u64, total: u64) -> bool;
+}
+
+/// For calls nobody watches.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn update(&self, _done: u64, _total: u64) -> bool {
+        true
+    }
+}
+
+/// What a deferred-capable delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    /// Clones still read from it: hidden now, removed by `purge_deferred` after the last goes.
+    Deferred,
 }
 
 /// What every backend can do. Blocking: call only off the reactor.
@@ -58,6 +100,21 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     fn capacity(&self) -> Result<Capacity, DriverError>;
     /// Every image the backend holds, to compare with the database.
     fn list(&self) -> Result<Vec<ImageInfo>, DriverError>;
+    /// A new empty (thin) volume.
+    fn create_volume(&self, id: &str, size: u64) -> Result<(), DriverError>;
+    fn delete_volume(&self, id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
+    /// Grows a volume; shrinking is refused.
+    fn extend_volume(&self, id: &str, size: u64) -> Result<(), DriverError>;
+    /// A point-in-time, read-only image of the volume.
+    fn create_snapshot(&self, snap_id: &str, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
+    /// Refused with `Busy` while clones depend on it, unless `deferred`.
+    fn delete_snapshot(&self, snap_id: &str, deferred: bool) -> Result<Deleted, DriverError>;
+    /// A new volume that reads through to the snapshot (layering): fast whatever the size.
+    fn clone_snapshot(&self, snap_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError>;
+    /// Copies into the volume what it still reads from its parents, then drops the link.
+    fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
+    /// Removes deferred-deleted images that nothing depends on any more; returns their names.
+    fn purge_deferred(&self) -> Result<Vec<String>, DriverError>;
 }
 
 /// Builds the driver a backend's section names. Builds only; `check_setup` tells if it works.

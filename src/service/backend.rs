@@ -15,11 +15,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use std::collections::HashMap;
+
+use crate::config::{BackendConfig, Config};
 use crate::db::Db;
 use crate::db::events::NewEvent;
 use crate::driver::{DriverError, VolumeDriver};
 
+use super::jobs::exec::JobProgress;
 use super::lateness::Lateness;
 
 /// How long a setup check or capacity refresh may take before it counts as failed. The call
@@ -40,6 +43,9 @@ pub struct BackendService {
     pub lateness: Mutex<Lateness>,
     /// Bounds the storage calls running at once on this backend.
     pub slots: Arc<Semaphore>,
+    pub cfg: BackendConfig,
+    /// Jobs running here, by id: a cancel from this process reaches them at once.
+    pub running: Mutex<HashMap<String, Arc<JobProgress>>>,
 }
 
 impl BackendService {
@@ -228,21 +234,16 @@ impl BackendService {
     }
 }
 
-/// The fuzzy first delay is random; tests and `serve` both want to know the bound.
-pub fn new_backend(
-    name: &str,
-    host: String,
-    row_id: i64,
-    driver: Arc<dyn VolumeDriver>,
-    pool_size: usize,
-) -> Arc<BackendService> {
+pub fn new_backend(cfg: &BackendConfig, host: String, row_id: i64, driver: Arc<dyn VolumeDriver>) -> Arc<BackendService> {
     Arc::new(BackendService {
-        name: name.to_string(),
+        name: cfg.name.clone(),
         host,
         row_id,
         driver,
         healthy: AtomicBool::new(false),
         lateness: Mutex::new(Lateness::default()),
-        slots: Arc::new(Semaphore::new(pool_size.max(1))),
+        slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),
+        cfg: cfg.clone(),
+        running: Mutex::default(),
     })
 }

@@ -9,7 +9,10 @@
 
 pub mod actor;
 pub mod backend;
+pub mod jobs;
 pub mod lateness;
+pub mod reconcile;
+pub mod units;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +104,10 @@ impl Services {
                     error: None,
                 })
                 .await?;
-            let svc = backend::new_backend(&b.name, host.clone(), row_id, driver, b.pool_size);
+            let svc = backend::new_backend(b, host.clone(), row_id, driver);
+            if let Err(e) = jobs::recovery::recover(&svc, &db).await {
+                warn!(backend = %b.name, "crash cleanup failed: {e}");
+            }
             if svc.check(&db).await {
                 info!(backend = %b.name, host = %host, driver = b.driver_name(), "service started");
                 event(
@@ -128,6 +134,12 @@ impl Services {
                 db.clone(),
                 config.clone(),
                 cancel.child_token(),
+            ));
+            tracker.spawn(jobs::runner::job_loop(
+                svc.clone(),
+                db.clone(),
+                cancel.child_token(),
+                tracker.clone(),
             ));
             backends.push(svc);
         }

@@ -1,0 +1,191 @@
+//! The commands that change things: they enqueue jobs (the service runs them) and, with
+//! `--wait`, follow them with a progress bar on stderr.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Config;
+use crate::db::services::is_up;
+use crate::db::{Db, JobRow, now_ms};
+use crate::service::actor::current_actor;
+use crate::service::jobs::request::Cancelled;
+use crate::service::jobs::{self, Enqueued, Request};
+
+use super::args::Global;
+use super::output::{JobJson, VolumeJson, human_bytes, print_json, table};
+
+/// How often `--wait` reads the job.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// A live service of `backend`, from the services table.
+async fn live_service(db: &Db, cfg: &Config, backend: &str) -> anyhow::Result<bool> {
+    let down = cfg.service_down_time.as_millis() as i64;
+    Ok(db.list_services().await?.iter().any(|s| s.backend == backend && is_up(s, now_ms(), down)))
+}
+
+/// Checks, enqueues, and prints or follows.
+pub async fn submit(g: &Global, cfg: &Config, db: &Db, req: Request, wait: bool) -> anyhow::Result<ExitCode> {
+    let enq = jobs::enqueue(db, cfg, req, &current_actor()).await?;
+    if !live_service(db, cfg, &enq.backend).await? {
+        eprintln!(
+            "ember: warning: no live service serves backend {}: job {} stays queued until `ember serve` (or the console) runs it",
+            enq.backend, enq.job_id
+        );
+        if wait {
+            // Waiting would never end: say so instead of hanging.
+            bail!("not waiting for job {}: no live service serves backend {}", enq.job_id, enq.backend);
+        }
+    }
+    if !wait {
+        print_enqueued(g, &enq)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !g.json {
+        eprintln!("job {} queued", enq.job_id);
+    }
+    let job = follow(db, cfg, &enq.job_id, g.json).await?;
+    finish(g, db, &job).await
+}
+
+fn print_enqueued(g: &Global, enq: &Enqueued) -> anyhow::Result<()> {
+    if g.json {
+        let mut v = serde_json::json!({ "job_id": enq.job_id });
+        if let Some(vol) = &enq.volume {
+            v["volume"] = serde_json::to_value(VolumeJson::from(vol))?;
+        }
+        if let Some(s) = &enq.snapshot {
+            v["snapshot"] = snapshot_json(s);
+        }
+        print_json(&v)?;
+    } else {
+        match (&enq.volume, &enq.snapshot) {
+            (Some(v), _) => println!("volume {} ({}) is {}; job {} queued", v.name, v.id, v.status, enq.job_id),
+            (_, Some(s)) => println!("snapshot {} ({}) is {}; job {} queued", s.name, s.id, s.status, enq.job_id),
+            _ => println!("job {} queued", enq.job_id),
+        }
+    }
+    Ok(())
+}
+
+pub fn snapshot_json(s: &crate::db::SnapshotRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "name": s.name,
+        "volume_id": s.volume_id,
+        "status": s.status,
+        "status_reason": s.status_reason,
+        "size_bytes": s.size_bytes,
+        "backend": s.backend,
+        "purpose": s.purpose,
+        "created_at": super::output::rfc3339(s.created_at),
+    })
+}
+
+/// Prints the ended job (and its target) and turns its state into the exit code.
+async fn finish(g: &Global, db: &Db, job: &JobRow) -> anyhow::Result<ExitCode> {
+    if g.json {
+        let mut v = serde_json::json!({ "job_id": job.id, "job": JobJson::from(job) });
+        if let Some(vol) = db.get_volume(&job.target_id).await? {
+            v["volume"] = serde_json::to_value(VolumeJson::from(&vol))?;
+        } else if let Some(s) = db.get_snapshot(&job.target_id).await? {
+            v["snapshot"] = snapshot_json(&s);
+        }
+        print_json(&v)?;
+    }
+    match job.state.as_str() {
+        "succeeded" => {
+            if !g.json {
+                eprintln!("job {} succeeded", job.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        state => bail!("{} job {} {state}: {}", job.kind, job.id, job.error.as_deref().unwrap_or("no reason recorded")),
+    }
+}
+
+/// Follows a job until it ends. Never hangs: if no live service can run it, it says so.
+pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow::Result<JobRow> {
+    let bar = ProgressBar::with_draw_target(None, if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut orphaned_since: Option<Instant> = None;
+    loop {
+        let job = db.get_job(job_id).await?.with_context(|| format!("job {job_id} disappeared"))?;
+        if job.bytes_total > 0 {
+            bar.set_length(job.bytes_total as u64);
+            bar.set_position(job.bytes_done as u64);
+        }
+        bar.set_message(format!("{} {}", job.kind, job.state));
+        bar.tick();
+        if matches!(job.state.as_str(), "succeeded" | "failed" | "cancelled") {
+            bar.finish_and_clear();
+            return Ok(job);
+        }
+        // Who can finish it? Give a dead worker service_down_time before giving up.
+        if live_service(db, cfg, &job.backend).await? {
+            orphaned_since = None;
+        } else if orphaned_since.get_or_insert_with(Instant::now).elapsed() > cfg.service_down_time {
+            bar.abandon();
+            bail!(
+                "stopped waiting for job {}: no live service serves backend {} (the job is {}; it resumes when `ember serve` runs again)",
+                job.id,
+                job.backend,
+                job.state
+            );
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+pub async fn watch(g: &Global, cfg: &Config, db: &Db, key: &str) -> anyhow::Result<ExitCode> {
+    let job = match db.find_job(key).await? {
+        crate::db::volumes::Found::One(j) => j,
+        crate::db::volumes::Found::None => bail!("no job with id {key:?}"),
+        crate::db::volumes::Found::Ambiguous(ids) => bail!("job id {key:?} is ambiguous: {}", ids.join(", ")),
+    };
+    let job = follow(db, cfg, &job.id, g.json).await?;
+    finish(g, db, &job).await
+}
+
+pub async fn cancel(g: &Global, db: &Db, key: &str) -> anyhow::Result<ExitCode> {
+    let out = jobs::cancel(db, key, &current_actor()).await?;
+    let (job, text) = match &out {
+        Cancelled::Now(j) => (j, "cancelled (it had not started)"),
+        Cancelled::Requested(j) => (j, "cancel requested: the worker stops it at its next progress step"),
+    };
+    if g.json {
+        print_json(&serde_json::json!({ "job_id": job.id, "result": match out { Cancelled::Now(_) => "cancelled", Cancelled::Requested(_) => "cancel_requested" } }))?;
+    } else {
+        println!("{} job {}: {text}", job.kind, job.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn snapshot_list(g: &Global, db: &Db, volume: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
+    let vol_id = match volume {
+        Some(key) => match db.find_volume(key).await? {
+            crate::db::volumes::Found::One(v) => Some(v.id),
+            crate::db::volumes::Found::None => bail!("no volume with id or name {key:?}"),
+            crate::db::volumes::Found::Ambiguous(ids) => bail!("{} volumes are named {key:?}; use an id: {}", ids.len(), ids.join(", ")),
+        },
+        None => None,
+    };
+    let snaps = db.list_snapshots(vol_id.as_deref(), all).await?;
+    if g.json {
+        print_json(&snaps.iter().map(snapshot_json).collect::<Vec<_>>())?;
+    } else {
+        let mut t = table(&["ID", "Name", "Volume", "Status", "Size", "Clones"]);
+        for s in &snaps {
+            let clones = db.clones_of_snapshot(&s.id).await?.len();
+            t.add_row(vec![s.id.clone(), s.name.clone(), s.volume_id.clone(), s.status.clone(), human_bytes(s.size_bytes), clones.to_string()]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,305 @@
+//! What each job kind does, with Cinder's status transitions:
+//! create/clone `creating → available | error`; extend `extending → available | error_extending`;
+//! delete `deleting → deleted | error_deleting`, or back to `available` when the storage says
+//! it is busy (clones depend on it); snapshots the same way. Driver calls run on the blocking
+//! pool; the job already holds one of the backend's slots.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::db::{Db, DbError, JobRow};
+use crate::driver::{Deleted, DriverError, Progress, VolumeDriver};
+use crate::service::BackendService;
+
+use super::{JobKind, Params};
+
+/// Progress of the running driver call, read by the runner's throttled writer, and the two
+/// ways to stop it: an operator's cancel, or the service stopping (the job is handed back).
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    pub cancel: CancellationToken,
+    pub stop: CancellationToken,
+}
+
+impl Progress for JobProgress {
+    fn update(&self, done: u64, total: u64) -> bool {
+        self.done.store(done, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        !(self.cancel.is_cancelled() || self.stop.is_cancelled())
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(String),
+    Cancelled,
+    /// The service is stopping: back to the queue, to be run again from the top.
+    HandedBack,
+}
+
+/// A failure inside a job body: the driver's, or the database's.
+#[derive(Debug)]
+enum Step {
+    Driver(DriverError),
+    Db(DbError),
+}
+
+impl From<DriverError> for Step {
+    fn from(e: DriverError) -> Self {
+        Step::Driver(e)
+    }
+}
+
+impl From<DbError> for Step {
+    fn from(e: DbError) -> Self {
+        Step::Db(e)
+    }
+}
+
+pub struct Ctx {
+    pub db: Db,
+    pub svc: Arc<BackendService>,
+    pub job: JobRow,
+    pub params: Params,
+    pub progress: Arc<JobProgress>,
+}
+
+impl Ctx {
+    /// One blocking driver call, off the reactor.
+    async fn call<T, F>(&self, f: F) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn VolumeDriver, &dyn Progress) -> Result<T, DriverError> + Send + 'static,
+    {
+        let driver = self.svc.driver.clone();
+        let progress = self.progress.clone();
+        tokio::task::spawn_blocking(move || f(driver.as_ref(), progress.as_ref()))
+            .await
+            .map_err(|e| DriverError::Io {
+                backend: self.svc.name.clone(),
+                op: "job",
+                message: format!("driver call panicked: {e}"),
+            })?
+    }
+
+    fn id(&self) -> String {
+        self.job.target_id.clone()
+    }
+}
+
+/// Runs the job's body and settles its target's status. Never panics; every path ends in
+/// an [`Outcome`].
+pub async fn execute(ctx: &Ctx) -> Outcome {
+    let Some(kind) = JobKind::parse(&ctx.job.kind) else {
+        return Outcome::Failed(format!("unknown job kind {:?}", ctx.job.kind));
+    };
+    let result = match kind {
+        JobKind::Create => create(ctx).await,
+        JobKind::Clone => clone(ctx).await,
+        JobKind::Flatten => flatten(ctx).await,
+        JobKind::Extend => extend(ctx).await,
+        JobKind::Delete => delete(ctx).await,
+        JobKind::SnapshotCreate => snapshot_create(ctx).await,
+        JobKind::SnapshotDelete => snapshot_delete(ctx).await,
+    };
+    let err = match result {
+        Ok(()) => return Outcome::Succeeded,
+        Err(e) => e,
+    };
+    let stopped = matches!(err, Step::Driver(DriverError::Cancelled { .. }));
+    if stopped && ctx.progress.stop.is_cancelled() && !ctx.progress.cancel.is_cancelled() {
+        return Outcome::HandedBack;
+    }
+    let (outcome, reason) = if stopped {
+        (Outcome::Cancelled, "cancelled by an operator".to_string())
+    } else {
+        let text = match &err {
+            Step::Driver(e) => e.to_string(),
+            Step::Db(e) => e.to_string(),
+        };
+        (Outcome::Failed(text.clone()), text)
+    };
+    if let Err(e) = settle_failure(ctx, kind, &err, &reason).await {
+        warn!(job = %ctx.job.id, "status after failure not recorded: {e}");
+    }
+    outcome
+}
+
+/// Status of the target after a failed or cancelled job.
+async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> Result<(), DbError> {
+    let db = &ctx.db;
+    let id = ctx.id();
+    let busy = matches!(err, Step::Driver(DriverError::Busy { .. }));
+    match kind {
+        JobKind::Create | JobKind::Clone => {
+            db.set_volume_status(&id, &["creating"], "error", Some(reason)).await?;
+            if let Some(sid) = &ctx.params.source_volume_id.as_ref().and(ctx.params.snapshot_id.clone()) {
+                db.set_snapshot_status(sid, &["creating"], "error", Some(reason)).await?;
+            }
+        }
+        JobKind::Flatten => {}
+        JobKind::Extend => {
+            db.set_volume_status(&id, &["extending"], "error_extending", Some(reason)).await?;
+        }
+        JobKind::Delete => {
+            // Cinder: "volume is busy" puts it back to available; anything else is an error.
+            let to = if busy { "available" } else { "error_deleting" };
+            db.set_volume_status(&id, &["deleting"], to, Some(reason)).await?;
+        }
+        JobKind::SnapshotCreate => {
+            db.set_snapshot_status(&id, &["creating"], "error", Some(reason)).await?;
+        }
+        JobKind::SnapshotDelete => {
+            let to = if busy { "available" } else { "error_deleting" };
+            db.set_snapshot_status(&id, &["deleting"], to, Some(reason)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A queued job was cancelled before any worker took it: put its target back as it was.
+pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), DbError> {
+    let params: Params = serde_json::from_str(&job.params).unwrap_or_default();
+    let id = &job.target_id;
+    match JobKind::parse(&job.kind) {
+        // Nothing was made in storage: the rows go.
+        Some(JobKind::Create | JobKind::Clone) => {
+            db.mark_volume_deleted(id).await?;
+            if let (Some(_), Some(sid)) = (&params.source_volume_id, &params.snapshot_id) {
+                db.mark_snapshot_deleted(sid).await?;
+            }
+        }
+        Some(JobKind::Extend) => {
+            db.set_volume_status(id, &["extending"], "available", None).await?;
+        }
+        Some(JobKind::Delete) => {
+            db.set_volume_status(id, &["deleting"], "available", None).await?;
+        }
+        Some(JobKind::SnapshotCreate) => db.mark_snapshot_deleted(id).await?,
+        Some(JobKind::SnapshotDelete) => {
+            db.set_snapshot_status(id, &["deleting"], "available", None).await?;
+        }
+        Some(JobKind::Flatten) | None => {}
+    }
+    Ok(())
+}
+
+async fn create(ctx: &Ctx) -> Result<(), Step> {
+    let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
+    ctx.call(move |d, _| d.create_volume(&id, size)).await?;
+    ctx.db.set_volume_status(&ctx.id(), &["creating"], "available", None).await?;
+    Ok(())
+}
+
+async fn clone(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let Some(snap) = ctx.params.snapshot_id.clone() else {
+        return Err(Step::Driver(DriverError::Invalid { backend: ctx.svc.name.clone(), op: "clone", message: "no snapshot in the job".into() }));
+    };
+    if let Some(src) = ctx.params.source_volume_id.clone() {
+        let s = snap.clone();
+        ctx.call(move |d, p| d.create_snapshot(&s, &src, p)).await?;
+        ctx.db.set_snapshot_status(&snap, &["creating"], "available", None).await?;
+    }
+    let size = ctx.params.size.unwrap_or(0);
+    let (s, v) = (snap.clone(), id.clone());
+    ctx.call(move |d, _| d.clone_snapshot(&s, &v, size)).await?;
+    if ctx.params.flatten {
+        let v = id.clone();
+        ctx.call(move |d, p| d.flatten(&v, p)).await?;
+        ctx.db.set_volume_flattened(&id).await?;
+        collect_clone_snapshot(ctx, &snap).await?;
+    }
+    ctx.db.set_volume_status(&id, &["creating"], "available", None).await?;
+    Ok(())
+}
+
+async fn flatten(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let parent = ctx.db.get_volume(&id).await?.and_then(|v| v.source_snapshot_id);
+    let v = id.clone();
+    ctx.call(move |d, p| d.flatten(&v, p)).await?;
+    ctx.db.set_volume_flattened(&id).await?;
+    if let Some(snap) = parent {
+        collect_clone_snapshot(ctx, &snap).await?;
+    }
+    Ok(())
+}
+
+async fn extend(ctx: &Ctx) -> Result<(), Step> {
+    let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
+    ctx.call(move |d, _| d.extend_volume(&id, size)).await?;
+    ctx.db.set_volume_size(&ctx.id(), size as i64).await?;
+    ctx.db.set_volume_status(&ctx.id(), &["extending"], "available", None).await?;
+    Ok(())
+}
+
+async fn delete(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let deferred = ctx.svc.cfg.enable_deferred_deletion;
+    let parent = ctx.db.get_volume(&id).await?.and_then(|v| v.source_snapshot_id);
+    // Its snapshots first (user ones only with --cascade: the request checked that).
+    for s in ctx.db.snapshots_of(&id).await? {
+        let sid = s.id.clone();
+        match ctx.call(move |d, _| d.delete_snapshot(&sid, deferred)).await {
+            Ok(Deleted::Now | Deleted::Deferred) | Err(DriverError::NotFound { .. }) => ctx.db.mark_snapshot_deleted(&s.id).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let v = id.clone();
+    match ctx.call(move |d, p| d.delete_volume(&v, p)).await {
+        Ok(()) | Err(DriverError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.db.mark_volume_deleted(&id).await?;
+    if let Some(snap) = parent {
+        collect_clone_snapshot(ctx, &snap).await?;
+    }
+    Ok(())
+}
+
+async fn snapshot_create(ctx: &Ctx) -> Result<(), Step> {
+    let snap = ctx.id();
+    let Some(vol) = ctx.params.volume_id.clone() else {
+        return Err(Step::Driver(DriverError::Invalid { backend: ctx.svc.name.clone(), op: "snapshot", message: "no volume in the job".into() }));
+    };
+    let s = snap.clone();
+    ctx.call(move |d, p| d.create_snapshot(&s, &vol, p)).await?;
+    ctx.db.set_snapshot_status(&snap, &["creating"], "available", None).await?;
+    Ok(())
+}
+
+async fn snapshot_delete(ctx: &Ctx) -> Result<(), Step> {
+    let snap = ctx.id();
+    let deferred = ctx.svc.cfg.enable_deferred_deletion;
+    let s = snap.clone();
+    match ctx.call(move |d, _| d.delete_snapshot(&s, deferred)).await {
+        Ok(_) | Err(DriverError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.db.mark_snapshot_deleted(&snap).await?;
+    Ok(())
+}
+
+/// A snapshot made under `create --source` goes with its last clone, as Cinder's rbd driver
+/// removes `<dest>.clone_snap`.
+async fn collect_clone_snapshot(ctx: &Ctx, snap_id: &str) -> Result<(), Step> {
+    let Some(s) = ctx.db.get_snapshot(snap_id).await? else { return Ok(()) };
+    if s.purpose != "clone" || s.deleted_at.is_some() || !ctx.db.clones_of_snapshot(snap_id).await?.is_empty() {
+        return Ok(());
+    }
+    let sid = snap_id.to_string();
+    match ctx.call(move |d, _| d.delete_snapshot(&sid, false)).await {
+        Ok(_) | Err(DriverError::NotFound { .. }) => ctx.db.mark_snapshot_deleted(snap_id).await?,
+        // Still read by something the database does not know: leave it for reconcile.
+        Err(e) => warn!(snapshot = snap_id, "clone snapshot kept: {e}"),
+    }
+    Ok(())
+}

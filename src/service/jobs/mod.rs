@@ -1,0 +1,101 @@
+//! Jobs: long storage work (create, clone, flatten, extend, delete, snapshots) asked for by an
+//! operator, queued in the database, and run by a service of the target's backend.
+//!
+//! - `request.rs`: checks a request at once (unknown volume, dependent clones, shrinking...)
+//!   and writes the volume/snapshot rows and the job in one transaction.
+//! - `runner.rs`: each backend claims queued jobs when it has a free slot and runs them, the
+//!   driver call on the blocking pool, with throttled progress writes and cancellation.
+//! - `exec.rs`: what each kind does, and the status transitions Cinder operators expect.
+//! - `recovery.rs`: at start, what a crash left running or half-done is resumed or settled.
+
+pub mod exec;
+pub mod recovery;
+pub mod request;
+pub mod runner;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::db::DbError;
+
+pub use request::{Enqueued, Request, cancel, enqueue};
+
+/// What a job does. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Create,
+    /// A new volume from a snapshot (layering), flattened at once past the clone depth.
+    Clone,
+    Flatten,
+    Extend,
+    Delete,
+    SnapshotCreate,
+    SnapshotDelete,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Create => "create",
+            JobKind::Clone => "clone",
+            JobKind::Flatten => "flatten",
+            JobKind::Extend => "extend",
+            JobKind::Delete => "delete",
+            JobKind::SnapshotCreate => "snapshot_create",
+            JobKind::SnapshotDelete => "snapshot_delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        [
+            JobKind::Create,
+            JobKind::Clone,
+            JobKind::Flatten,
+            JobKind::Extend,
+            JobKind::Delete,
+            JobKind::SnapshotCreate,
+            JobKind::SnapshotDelete,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A job's parameters, stored as JSON in `jobs.params`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// New size (create, clone, extend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The snapshot a clone reads from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// `--source`: snapshot this volume first (into `snapshot_id`), then clone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_volume_id: Option<String>,
+    /// Flatten the clone at once (clone depth reached, or `rbd_flatten_volume_from_snapshot`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flatten: bool,
+    /// Delete the volume's snapshots too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cascade: bool,
+    /// The volume a snapshot job snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_id: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("no {what} with id or name {key:?}")]
+    NotFound { what: &'static str, key: String },
+    #[error("{count} {what}s are named {key:?}; use an id: {}", ids.join(", "))]
+    Ambiguous { what: &'static str, key: String, count: usize, ids: Vec<String> },
+    /// The request cannot be done now; the text says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Input(#[from] super::units::InputError),
+}

@@ -1,0 +1,403 @@
+//! Requests: everything that can be refused is refused here, at once, before anything is
+//! written (unknown volume, busy volume, dependent clones, shrinking extend...). What passes is
+//! written in one transaction: the new rows, the guarded status change, the job.
+
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::db::events::NewEvent;
+use crate::db::jobs::{Enqueue, NewJob, Transition};
+use crate::db::volumes::{Found, NewSnapshot, NewVolume};
+use crate::db::{Db, JobRow, SnapshotRow, VolumeRow};
+
+use super::{JobError, JobKind, Params};
+use crate::service::units::check_name;
+
+/// What an operator asks for. Volumes and snapshots are named by id or unique name.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Create { name: String, size: Option<u64>, backend: Option<String>, snapshot: Option<String>, source: Option<String> },
+    Flatten { volume: String },
+    Extend { volume: String, size: u64 },
+    Delete { volume: String, cascade: bool },
+    SnapshotCreate { name: String, volume: String },
+    SnapshotDelete { snapshot: String },
+}
+
+/// What was enqueued: the job, and the volume or snapshot as it now stands.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub job_id: String,
+    pub backend: String,
+    pub volume: Option<VolumeRow>,
+    pub snapshot: Option<SnapshotRow>,
+}
+
+/// Volume statuses from which each action may start (Cinder's rules).
+const DELETABLE: &[&str] = &["available", "error", "error_deleting", "error_extending"];
+const USABLE: &[&str] = &["available", "in-use"];
+const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
+
+async fn volume(db: &Db, key: &str) -> Result<VolumeRow, JobError> {
+    match db.find_volume(key).await? {
+        Found::One(v) => Ok(v),
+        Found::None => Err(JobError::NotFound { what: "volume", key: key.to_string() }),
+        Found::Ambiguous(ids) => Err(JobError::Ambiguous { what: "volume", key: key.to_string(), count: ids.len(), ids }),
+    }
+}
+
+async fn snapshot(db: &Db, key: &str) -> Result<SnapshotRow, JobError> {
+    match db.find_snapshot(key).await? {
+        Found::One(s) => Ok(s),
+        Found::None => Err(JobError::NotFound { what: "snapshot", key: key.to_string() }),
+        Found::Ambiguous(ids) => Err(JobError::Ambiguous { what: "snapshot", key: key.to_string(), count: ids.len(), ids }),
+    }
+}
+
+async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
+    if let Some(j) = db.active_job_on(id).await? {
+        return Err(JobError::Refused(format!(
+            "{what} is busy: {} job {} is {}; wait for it or cancel it (ember job cancel {})",
+            j.kind,
+            short(&j.id),
+            j.state,
+            short(&j.id)
+        )));
+    }
+    Ok(())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+fn status_is(v: &VolumeRow, allowed: &[&str], action: &str) -> Result<(), JobError> {
+    if allowed.contains(&v.status.as_str()) {
+        return Ok(());
+    }
+    Err(JobError::Refused(format!(
+        "cannot {action} volume {} ({}): it is {}; {action} needs one of: {}",
+        v.name,
+        v.id,
+        v.status,
+        allowed.join(", ")
+    )))
+}
+
+/// The clones reading from a snapshot, as a refusal naming them and the fix.
+async fn dependents(db: &Db, snap: &SnapshotRow) -> Result<Option<String>, JobError> {
+    let clones = db.clones_of_snapshot(&snap.id).await?;
+    if clones.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = clones.iter().map(|c| format!("{} ({})", c.name, c.id)).collect();
+    Ok(Some(format!(
+        "snapshot {} ({}) has dependent clones: {}; flatten them first (ember volume flatten {}) or enable enable_deferred_deletion on backend {}",
+        snap.name,
+        snap.id,
+        names.join(", "),
+        clones[0].id,
+        snap.backend
+    )))
+}
+
+fn backend_cfg<'c>(cfg: &'c Config, name: &str) -> Result<&'c crate::config::BackendConfig, JobError> {
+    cfg.backend(name).ok_or_else(|| {
+        let known: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
+        JobError::Refused(format!("no backend {name:?} in the config; known: {}", known.join(", ")))
+    })
+}
+
+/// A checked request, ready to be written.
+struct Plan {
+    kind: JobKind,
+    target: String,
+    backend: String,
+    params: Params,
+    volume: Option<PlanVolume>,
+    snapshot: Option<PlanSnapshot>,
+    transition: Option<(&'static str, String, &'static [&'static str], &'static str)>,
+    describe: String,
+}
+
+struct PlanVolume {
+    id: String,
+    name: String,
+    size: i64,
+    source_snapshot_id: Option<String>,
+    source_volume_id: Option<String>,
+    depth: i64,
+}
+
+struct PlanSnapshot {
+    id: String,
+    name: String,
+    volume_id: String,
+    size: i64,
+    purpose: &'static str,
+}
+
+impl Plan {
+    fn new(kind: JobKind, target: &str, backend: &str, describe: String) -> Plan {
+        Plan {
+            kind,
+            target: target.to_string(),
+            backend: backend.to_string(),
+            params: Params::default(),
+            volume: None,
+            snapshot: None,
+            transition: None,
+            describe,
+        }
+    }
+}
+
+/// Checks a request and enqueues its job. Nothing is written when it is refused.
+pub async fn enqueue(db: &Db, cfg: &Config, req: Request, actor: &str) -> Result<Enqueued, JobError> {
+    if cfg.read_only {
+        return Err(JobError::Refused("ember is read-only (read_only = true): no changes are made".into()));
+    }
+    let plan = match &req {
+        Request::Create { name, size, backend, snapshot, source } => {
+            plan_create(db, cfg, name, *size, backend.as_deref(), snapshot.as_deref(), source.as_deref()).await?
+        }
+        Request::Flatten { volume: key } => {
+            let v = volume(db, key).await?;
+            status_is(&v, USABLE, "flatten")?;
+            if v.source_snapshot_id.is_none() {
+                return Err(JobError::Refused(format!("volume {} ({}) has no parent: nothing to flatten", v.name, v.id)));
+            }
+            not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+            Plan::new(JobKind::Flatten, &v.id, &v.backend, format!("flatten {}", v.name))
+        }
+        Request::Extend { volume: key, size } => {
+            let v = volume(db, key).await?;
+            status_is(&v, &["available"], "extend")?;
+            if *size <= v.size_bytes as u64 {
+                return Err(JobError::Refused(format!(
+                    "volume {} is {} bytes; extend needs a larger size (got {size}); volumes never shrink",
+                    v.name, v.size_bytes
+                )));
+            }
+            not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+            let mut plan = Plan::new(JobKind::Extend, &v.id, &v.backend, format!("extend {} to {size} bytes", v.name));
+            plan.params.size = Some(*size);
+            plan.transition = Some(("volumes", v.id, &["available"], "extending"));
+            plan
+        }
+        Request::Delete { volume: key, cascade } => {
+            let v = volume(db, key).await?;
+            status_is(&v, DELETABLE, "delete")?;
+            not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+            let bc = backend_cfg(cfg, &v.backend)?;
+            for s in db.snapshots_of(&v.id).await? {
+                not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
+                if s.purpose == "user" && !cascade {
+                    return Err(JobError::Refused(format!(
+                        "volume {} has snapshot {} ({}); delete its snapshots first, or use --cascade",
+                        v.name, s.name, s.id
+                    )));
+                }
+                if !bc.enable_deferred_deletion
+                    && let Some(why) = dependents(db, &s).await?
+                {
+                    return Err(JobError::Refused(why));
+                }
+            }
+            let mut plan = Plan::new(JobKind::Delete, &v.id, &v.backend, format!("delete {}", v.name));
+            plan.params.cascade = *cascade;
+            plan.transition = Some(("volumes", v.id, DELETABLE, "deleting"));
+            plan
+        }
+        Request::SnapshotCreate { name, volume: key } => {
+            check_name(name)?;
+            let v = volume(db, key).await?;
+            status_is(&v, USABLE, "snapshot")?;
+            not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+            let id = Uuid::new_v4().to_string();
+            let mut plan = Plan::new(JobKind::SnapshotCreate, &id, &v.backend, format!("snapshot {} as {name}", v.name));
+            plan.params.volume_id = Some(v.id.clone());
+            plan.snapshot = Some(PlanSnapshot { id, name: name.clone(), volume_id: v.id, size: v.size_bytes, purpose: "user" });
+            plan
+        }
+        Request::SnapshotDelete { snapshot: key } => {
+            let s = snapshot(db, key).await?;
+            if !SNAPSHOT_DELETABLE.contains(&s.status.as_str()) {
+                return Err(JobError::Refused(format!(
+                    "snapshot {} is {}; delete needs one of: {}",
+                    s.name,
+                    s.status,
+                    SNAPSHOT_DELETABLE.join(", ")
+                )));
+            }
+            not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
+            let bc = backend_cfg(cfg, &s.backend)?;
+            if !bc.enable_deferred_deletion
+                && let Some(why) = dependents(db, &s).await?
+            {
+                return Err(JobError::Refused(why));
+            }
+            let mut plan = Plan::new(JobKind::SnapshotDelete, &s.id, &s.backend, format!("delete snapshot {}", s.name));
+            plan.transition = Some(("snapshots", s.id, SNAPSHOT_DELETABLE, "deleting"));
+            plan
+        }
+    };
+    write(db, actor, plan).await
+}
+
+/// A new volume: empty, or a clone of a snapshot (`--snapshot`) or of a volume (`--source`).
+async fn plan_create(
+    db: &Db,
+    cfg: &Config,
+    name: &str,
+    size: Option<u64>,
+    want_backend: Option<&str>,
+    snap_key: Option<&str>,
+    source_key: Option<&str>,
+) -> Result<Plan, JobError> {
+    check_name(name)?;
+    let id = Uuid::new_v4().to_string();
+    // (backend, clone depth, source snapshot, source volume, smallest size allowed)
+    let (backend, depth, src_snap, src_vol, min_size) = if let Some(key) = snap_key {
+        let s = snapshot(db, key).await?;
+        if s.status != "available" {
+            return Err(JobError::Refused(format!("snapshot {} is {}; clones need an available snapshot", s.name, s.status)));
+        }
+        let depth = db.get_volume(&s.volume_id).await?.map(|v| v.clone_depth + 1).unwrap_or(1);
+        (s.backend.clone(), depth, Some(s.id.clone()), None, s.size_bytes as u64)
+    } else if let Some(key) = source_key {
+        let v = volume(db, key).await?;
+        status_is(&v, USABLE, "clone")?;
+        not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+        // Cinder's rbd driver: snapshot the source, then clone that snapshot.
+        (v.backend.clone(), v.clone_depth + 1, Some(Uuid::new_v4().to_string()), Some(v.clone()), v.size_bytes as u64)
+    } else {
+        let b = match want_backend {
+            Some(w) => w.to_string(),
+            None if cfg.backends.len() == 1 => cfg.backends[0].name.clone(),
+            None => {
+                let names: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
+                return Err(JobError::Refused(format!("several backends: choose one with --backend ({})", names.join(", "))));
+            }
+        };
+        (b, 0, None, None, 1)
+    };
+    if let Some(w) = want_backend
+        && w != backend
+    {
+        return Err(JobError::Refused(format!("a clone stays on its source's backend {backend}, not {w}")));
+    }
+    let bc = backend_cfg(cfg, &backend)?;
+    let size = size.unwrap_or(min_size);
+    if size < min_size {
+        return Err(JobError::Refused(format!("size {size} bytes is smaller than the source ({min_size} bytes); a clone cannot shrink")));
+    }
+    let kind = if src_snap.is_some() { JobKind::Clone } else { JobKind::Create };
+    let describe = match (&src_vol, snap_key) {
+        (Some(v), _) => format!("clone of volume {} as {name}", v.name),
+        (None, Some(k)) => format!("clone of snapshot {k} as {name}"),
+        _ => format!("create {name}"),
+    };
+    let mut plan = Plan::new(kind, &id, &backend, describe);
+    plan.params.size = Some(size);
+    if src_snap.is_some() {
+        plan.params.flatten = depth > i64::from(bc.max_clone_depth) || (snap_key.is_some() && bc.flatten_volume_from_snapshot);
+        plan.params.snapshot_id = src_snap.clone();
+        plan.params.source_volume_id = src_vol.as_ref().map(|v| v.id.clone());
+    }
+    if let (Some(v), Some(sid)) = (&src_vol, &src_snap) {
+        plan.snapshot = Some(PlanSnapshot {
+            id: sid.clone(),
+            name: format!("clone-snap-{}", short(&id)),
+            volume_id: v.id.clone(),
+            size: v.size_bytes,
+            purpose: "clone",
+        });
+    }
+    plan.volume = Some(PlanVolume {
+        id,
+        name: name.to_string(),
+        size: size as i64,
+        source_snapshot_id: src_snap,
+        source_volume_id: src_vol.map(|v| v.id),
+        depth: if plan.params.flatten { 0 } else { depth },
+    });
+    Ok(plan)
+}
+
+async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
+    let job_id = Uuid::new_v4().to_string();
+    let params_json = serde_json::to_string(&plan.params).unwrap_or_else(|_| "{}".into());
+    let e = Enqueue {
+        volume: plan.volume.as_ref().map(|v| NewVolume {
+            id: &v.id,
+            name: &v.name,
+            size_bytes: v.size,
+            status: "creating",
+            backend: &plan.backend,
+            source_snapshot_id: v.source_snapshot_id.as_deref(),
+            source_volume_id: v.source_volume_id.as_deref(),
+            clone_depth: v.depth,
+        }),
+        snapshot: plan.snapshot.as_ref().map(|s| NewSnapshot {
+            id: &s.id,
+            name: &s.name,
+            volume_id: &s.volume_id,
+            size_bytes: s.size,
+            status: "creating",
+            backend: &plan.backend,
+            purpose: s.purpose,
+        }),
+        transition: plan.transition.as_ref().map(|(table, id, from, to)| Transition { table, id, from, to }),
+        job: NewJob {
+            id: &job_id,
+            kind: plan.kind.as_str(),
+            target_id: &plan.target,
+            backend: &plan.backend,
+            params: &params_json,
+            requested_by: actor,
+        },
+    };
+    if !db.enqueue(&e).await? {
+        return Err(JobError::Refused(format!("{}: the target changed state meanwhile; look again and retry", plan.describe)));
+    }
+    let message = format!("{} job {job_id}: {}", plan.kind.as_str(), plan.describe);
+    let _ = db.add_event(&NewEvent { actor, host: None, kind: "job_queued", target: Some(&plan.target), message: &message }).await;
+    let is_snapshot = matches!(plan.kind, JobKind::SnapshotCreate | JobKind::SnapshotDelete);
+    Ok(Enqueued {
+        job_id,
+        backend: plan.backend,
+        volume: if is_snapshot { None } else { db.get_volume(&plan.target).await? },
+        snapshot: if is_snapshot { db.get_snapshot(&plan.target).await? } else { None },
+    })
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled {
+    /// It had not started: ended at once, and its target put back.
+    Now(JobRow),
+    /// It is running: its worker stops it at the next progress step.
+    Requested(JobRow),
+}
+
+/// Cancels a job by id or unique id prefix.
+pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobError> {
+    let job = match db.find_job(key).await? {
+        Found::One(j) => j,
+        Found::None => return Err(JobError::NotFound { what: "job", key: key.to_string() }),
+        Found::Ambiguous(ids) => return Err(JobError::Ambiguous { what: "job", key: key.to_string(), count: ids.len(), ids }),
+    };
+    let outcome = match db.request_cancel(&job.id).await?.as_deref() {
+        Some("cancelled") => {
+            super::exec::settle_cancelled_before_start(db, &job).await?;
+            Cancelled::Now(job.clone())
+        }
+        Some(_) => Cancelled::Requested(job.clone()),
+        None => return Err(JobError::Refused(format!("job {} is already {}", short(&job.id), job.state))),
+    };
+    let _ = db
+        .add_event(&NewEvent { actor, host: None, kind: "job_cancel", target: Some(&job.target_id), message: &format!("cancel of {} job {}", job.kind, job.id) })
+        .await;
+    Ok(outcome)
+}

@@ -1,0 +1,125 @@
+//! Reconcile: the database against what a backend really holds.
+//!
+//! Finds images with no row (orphans, e.g. left by a crash between the storage call and the
+//! database write), rows whose image is gone, and parent links that disagree. With `fix`:
+//! orphans nothing depends on are deleted, volumes whose image is gone go to `error` with the
+//! reason, and parent links take the storage's word. Anything a running job touches is left
+//! alone: it is not a difference, only work in progress.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::config::BackendConfig;
+use crate::db::Db;
+use crate::driver::{self, ImageInfo, NoProgress, snapshot_image, volume_image};
+
+use super::jobs::JobError;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    /// `orphan_image`, `missing_image` or `parent_mismatch`.
+    pub kind: &'static str,
+    /// The image name on the backend.
+    pub image: String,
+    pub detail: String,
+    /// With `fix`: what was done (None: left as is, and why is in `detail`).
+    pub fixed: Option<String>,
+}
+
+pub async fn reconcile(db: &Db, backend: &BackendConfig, fix: bool) -> Result<Vec<Finding>, JobError> {
+    let drv = driver::open(backend).map_err(|e| JobError::Refused(e.to_string()))?;
+    let d = drv.clone();
+    let images: Vec<ImageInfo> = tokio::task::spawn_blocking(move || d.list())
+        .await
+        .map_err(|e| JobError::Refused(format!("driver list panicked: {e}")))?
+        .map_err(|e| JobError::Refused(e.to_string()))?;
+    let by_name: HashMap<&str, &ImageInfo> = images.iter().map(|i| (i.name.as_str(), i)).collect();
+
+    let volumes = db.list_volumes(Some(&backend.name)).await?;
+    let snapshots: Vec<_> = db.list_snapshots(None, true).await?.into_iter().filter(|s| s.backend == backend.name).collect();
+    let mut known: HashMap<String, Option<String>> = HashMap::new(); // image -> expected parent
+    let mut findings = vec![];
+
+    for v in &volumes {
+        let image = volume_image(&v.id);
+        known.insert(image.clone(), v.source_snapshot_id.as_deref().map(snapshot_image));
+        if db.active_job_referencing(&v.id).await?.is_some() {
+            continue;
+        }
+        match by_name.get(image.as_str()) {
+            None if v.status != "error" => {
+                let mut f = Finding { kind: "missing_image", image: image.clone(), detail: format!("volume {} ({}) is {} but the backend has no image", v.name, v.id, v.status), fixed: None };
+                if fix {
+                    db.set_volume_status(&v.id, &[], "error", Some("image missing on the backend (reconcile)")).await?;
+                    f.fixed = Some("volume marked error".into());
+                }
+                findings.push(f);
+            }
+            Some(img) => {
+                let want = v.source_snapshot_id.as_deref().map(snapshot_image);
+                if img.parent != want {
+                    let mut f = Finding {
+                        kind: "parent_mismatch",
+                        image: image.clone(),
+                        detail: format!("database parent {:?}, backend parent {:?}", want, img.parent),
+                        fixed: None,
+                    };
+                    if fix && img.parent.is_none() {
+                        db.set_volume_flattened(&v.id).await?;
+                        f.fixed = Some("database now says: no parent (flattened)".into());
+                    }
+                    findings.push(f);
+                }
+            }
+            None => {}
+        }
+    }
+    for s in &snapshots {
+        let image = snapshot_image(&s.id);
+        known.insert(image.clone(), None);
+        if db.active_job_referencing(&s.id).await?.is_some() || s.status == "error" {
+            continue;
+        }
+        if !by_name.contains_key(image.as_str()) {
+            let mut f = Finding { kind: "missing_image", image, detail: format!("snapshot {} ({}) is {} but the backend has no image", s.name, s.id, s.status), fixed: None };
+            if fix {
+                db.set_snapshot_status(&s.id, &[], "error", Some("image missing on the backend (reconcile)")).await?;
+                f.fixed = Some("snapshot marked error".into());
+            }
+            findings.push(f);
+        }
+    }
+    for img in &images {
+        if known.contains_key(&img.name) || img.deferred_delete {
+            continue;
+        }
+        let id = img.name.split_once('-').map(|(_, id)| id).unwrap_or("");
+        if db.active_job_referencing(id).await?.is_some() {
+            continue;
+        }
+        let children: Vec<&str> = images.iter().filter(|i| i.parent.as_deref() == Some(img.name.as_str())).map(|i| i.name.as_str()).collect();
+        let mut f = Finding {
+            kind: "orphan_image",
+            image: img.name.clone(),
+            detail: format!("{} bytes on the backend, no live row in the database", img.size_bytes),
+            fixed: None,
+        };
+        if !children.is_empty() {
+            f.detail.push_str(&format!("; kept: {} read from it", children.join(", ")));
+        } else if fix {
+            let (d, name, sid) = (drv.clone(), img.name.clone(), id.to_string());
+            let r = tokio::task::spawn_blocking(move || {
+                if name.starts_with("volume-") { d.delete_volume(&sid, &NoProgress) } else { d.delete_snapshot(&sid, false).map(|_| ()) }
+            })
+            .await
+            .map_err(|e| JobError::Refused(format!("driver delete panicked: {e}")))?;
+            f.fixed = Some(match r {
+                Ok(()) => "image deleted".into(),
+                Err(e) => format!("not deleted: {e}"),
+            });
+        }
+        findings.push(f);
+    }
+    Ok(findings)
+}

@@ -1,0 +1,78 @@
+//! Sizes and names as operators type them, checked once for the CLI and the console alike.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum InputError {
+    #[error("bad size {input:?}: {why} (examples: 512M, 10G, 1T; a bare number is GiB)")]
+    Size { input: String, why: String },
+    #[error("bad name {input:?}: {why}")]
+    Name { input: String, why: &'static str },
+}
+
+/// Largest size accepted: 1 PiB, far beyond any volume and far below overflow.
+const MAX_SIZE: u64 = 1 << 50;
+
+/// Parses `512M`, `10G`, `1.5T`, `4096B`; units are binary (M = MiB). A bare number is GiB,
+/// as in Cinder, where sizes are whole gibibytes.
+pub fn parse_size(input: &str) -> Result<u64, InputError> {
+    let s = input.trim();
+    let err = |why: &str| InputError::Size { input: input.to_string(), why: why.to_string() };
+    if s.is_empty() {
+        return Err(err("empty"));
+    }
+    let bytes = if s.chars().all(|c| c.is_ascii_digit()) {
+        s.parse::<u64>().map_err(|_| err("too large"))?.checked_mul(1 << 30).ok_or_else(|| err("too large"))?
+    } else {
+        parse_size::Config::new()
+            .with_binary()
+            .parse_size(s)
+            .map_err(|e| err(&e.to_string()))?
+    };
+    if bytes == 0 {
+        return Err(err("must be more than 0"));
+    }
+    if bytes > MAX_SIZE {
+        return Err(err("larger than 1 PiB"));
+    }
+    Ok(bytes)
+}
+
+/// Volume and snapshot names: free text as in Cinder, but one printable line.
+pub fn check_name(input: &str) -> Result<&str, InputError> {
+    let err = |why| InputError::Name { input: input.to_string(), why };
+    if input.trim().is_empty() {
+        return Err(err("empty"));
+    }
+    if input.len() > 255 {
+        return Err(err("longer than 255 bytes"));
+    }
+    if input.chars().any(char::is_control) {
+        return Err(err("contains control characters"));
+    }
+    Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10"), Ok(10 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("db-data 2").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a\nb").is_err());
+    }
+}
