@@ -23,21 +23,35 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// A live service of `backend`, from the services table.
 async fn live_service(db: &Db, cfg: &Config, backend: &str) -> anyhow::Result<bool> {
     let down = cfg.service_down_time.as_millis() as i64;
-    Ok(db.list_services().await?.iter().any(|s| s.backend == backend && is_up(s, now_ms(), down)))
+    Ok(db
+        .list_services()
+        .await?
+        .iter()
+        .any(|s| s.backend == backend && is_up(s, now_ms(), down)))
 }
 
 /// Checks, enqueues, and prints or follows.
-pub async fn submit(g: &Global, cfg: &Config, db: &Db, req: Request, wait: bool) -> anyhow::Result<ExitCode> {
-    let enq = jobs::enqueue(db, cfg, req, &current_actor()).await?;
-    if !live_service(db, cfg, &enq.backend).await? {
-        eprintln!(
-            "ember: warning: no live service serves backend {}: job {} stays queued until `ember serve` (or the console) runs it",
-            enq.backend, enq.job_id
+pub async fn submit(
+    g: &Global,
+    cfg: &Config,
+    db: &Db,
+    req: Request,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let backend = jobs::check(db, cfg, &req).await?;
+    let live = live_service(db, cfg, &backend).await?;
+    if !live && wait {
+        // Waiting would never end: refuse before anything is written, instead of hanging.
+        bail!(
+            "no live service serves backend {backend}: start `ember serve` (or the console) first; nothing was queued"
         );
-        if wait {
-            // Waiting would never end: say so instead of hanging.
-            bail!("not waiting for job {}: no live service serves backend {}", enq.job_id, enq.backend);
-        }
+    }
+    let enq = jobs::enqueue(db, cfg, req, &current_actor()).await?;
+    if !live {
+        eprintln!(
+            "ember: warning: no live service serves backend {backend}: job {} stays queued until `ember serve` (or the console) runs it",
+            enq.job_id
+        );
     }
     if !wait {
         print_enqueued(g, &enq)?;
@@ -62,8 +76,14 @@ fn print_enqueued(g: &Global, enq: &Enqueued) -> anyhow::Result<()> {
         print_json(&v)?;
     } else {
         match (&enq.volume, &enq.snapshot) {
-            (Some(v), _) => println!("volume {} ({}) is {}; job {} queued", v.name, v.id, v.status, enq.job_id),
-            (_, Some(s)) => println!("snapshot {} ({}) is {}; job {} queued", s.name, s.id, s.status, enq.job_id),
+            (Some(v), _) => println!(
+                "volume {} ({}) is {}; job {} queued",
+                v.name, v.id, v.status, enq.job_id
+            ),
+            (_, Some(s)) => println!(
+                "snapshot {} ({}) is {}; job {} queued",
+                s.name, s.id, s.status, enq.job_id
+            ),
             _ => println!("job {} queued", enq.job_id),
         }
     }
@@ -102,21 +122,38 @@ async fn finish(g: &Global, db: &Db, job: &JobRow) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        state => bail!("{} job {} {state}: {}", job.kind, job.id, job.error.as_deref().unwrap_or("no reason recorded")),
+        state => bail!(
+            "{} job {} {state}: {}",
+            job.kind,
+            job.id,
+            job.error.as_deref().unwrap_or("no reason recorded")
+        ),
     }
 }
 
 /// Follows a job until it ends. Never hangs: if no live service can run it, it says so.
 pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow::Result<JobRow> {
-    let bar = ProgressBar::with_draw_target(None, if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let mut orphaned_since: Option<Instant> = None;
     loop {
-        let job = db.get_job(job_id).await?.with_context(|| format!("job {job_id} disappeared"))?;
+        let job = db
+            .get_job(job_id)
+            .await?
+            .with_context(|| format!("job {job_id} disappeared"))?;
         if job.bytes_total > 0 {
             bar.set_length(job.bytes_total as u64);
             bar.set_position(job.bytes_done as u64);
@@ -130,7 +167,8 @@ pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow:
         // Who can finish it? Give a dead worker service_down_time before giving up.
         if live_service(db, cfg, &job.backend).await? {
             orphaned_since = None;
-        } else if orphaned_since.get_or_insert_with(Instant::now).elapsed() > cfg.service_down_time {
+        } else if orphaned_since.get_or_insert_with(Instant::now).elapsed() > cfg.service_down_time
+        {
             bar.abandon();
             bail!(
                 "stopped waiting for job {}: no live service serves backend {} (the job is {}; it resumes when `ember serve` runs again)",
@@ -147,7 +185,9 @@ pub async fn watch(g: &Global, cfg: &Config, db: &Db, key: &str) -> anyhow::Resu
     let job = match db.find_job(key).await? {
         crate::db::volumes::Found::One(j) => j,
         crate::db::volumes::Found::None => bail!("no job with id {key:?}"),
-        crate::db::volumes::Found::Ambiguous(ids) => bail!("job id {key:?} is ambiguous: {}", ids.join(", ")),
+        crate::db::volumes::Found::Ambiguous(ids) => {
+            bail!("job id {key:?} is ambiguous: {}", ids.join(", "))
+        }
     };
     let job = follow(db, cfg, &job.id, g.json).await?;
     finish(g, db, &job).await
@@ -157,22 +197,36 @@ pub async fn cancel(g: &Global, db: &Db, key: &str) -> anyhow::Result<ExitCode> 
     let out = jobs::cancel(db, key, &current_actor()).await?;
     let (job, text) = match &out {
         Cancelled::Now(j) => (j, "cancelled (it had not started)"),
-        Cancelled::Requested(j) => (j, "cancel requested: the worker stops it at its next progress step"),
+        Cancelled::Requested(j) => (
+            j,
+            "cancel requested: the worker stops it at its next progress step",
+        ),
     };
     if g.json {
-        print_json(&serde_json::json!({ "job_id": job.id, "result": match out { Cancelled::Now(_) => "cancelled", Cancelled::Requested(_) => "cancel_requested" } }))?;
+        print_json(
+            &serde_json::json!({ "job_id": job.id, "result": match out { Cancelled::Now(_) => "cancelled", Cancelled::Requested(_) => "cancel_requested" } }),
+        )?;
     } else {
         println!("{} job {}: {text}", job.kind, job.id);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn snapshot_list(g: &Global, db: &Db, volume: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
+pub async fn snapshot_list(
+    g: &Global,
+    db: &Db,
+    volume: Option<&str>,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
     let vol_id = match volume {
         Some(key) => match db.find_volume(key).await? {
             crate::db::volumes::Found::One(v) => Some(v.id),
             crate::db::volumes::Found::None => bail!("no volume with id or name {key:?}"),
-            crate::db::volumes::Found::Ambiguous(ids) => bail!("{} volumes are named {key:?}; use an id: {}", ids.len(), ids.join(", ")),
+            crate::db::volumes::Found::Ambiguous(ids) => bail!(
+                "{} volumes are named {key:?}; use an id: {}",
+                ids.len(),
+                ids.join(", ")
+            ),
         },
         None => None,
     };
@@ -183,7 +237,14 @@ pub async fn snapshot_list(g: &Global, db: &Db, volume: Option<&str>, all: bool)
         let mut t = table(&["ID", "Name", "Volume", "Status", "Size", "Clones"]);
         for s in &snaps {
             let clones = db.clones_of_snapshot(&s.id).await?.len();
-            t.add_row(vec![s.id.clone(), s.name.clone(), s.volume_id.clone(), s.status.clone(), human_bytes(s.size_bytes), clones.to_string()]);
+            t.add_row(vec![
+                s.id.clone(),
+                s.name.clone(),
+                s.volume_id.clone(),
+                s.status.clone(),
+                human_bytes(s.size_bytes),
+                clones.to_string(),
+            ]);
         }
         println!("{t}");
     }

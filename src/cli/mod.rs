@@ -63,21 +63,52 @@ pub async fn run(cmd: Command, g: Global) -> anyhow::Result<ExitCode> {
             let (_, url) = load_for_reading(&g)?;
             jobs::snapshot_list(&g, &open_db(&url).await?, volume.as_deref(), all).await
         }
-        Command::Volume(VolumeCmd::Reconcile { backend, fix }) => reconcile(&g, &backend, fix).await,
+        Command::Volume(VolumeCmd::Reconcile { backend, fix }) => {
+            reconcile(&g, &backend, fix).await
+        }
         Command::Volume(cmd) => {
             let (req, wait) = match cmd {
-                VolumeCmd::Create { name, size, backend, snapshot, source, wait } => {
+                VolumeCmd::Create {
+                    name,
+                    size,
+                    backend,
+                    snapshot,
+                    source,
+                    wait,
+                } => {
                     if size.is_none() && snapshot.is_none() && source.is_none() {
                         bail!("volume create needs --size (or --snapshot / --source to clone)");
                     }
-                    (Request::Create { name, size, backend, snapshot, source }, wait)
+                    (
+                        Request::Create {
+                            name,
+                            size,
+                            backend,
+                            snapshot,
+                            source,
+                        },
+                        wait,
+                    )
                 }
                 VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
-                VolumeCmd::Extend { volume, size, wait } => (Request::Extend { volume, size }, wait),
-                VolumeCmd::Delete { volume, cascade, wait } => (Request::Delete { volume, cascade }, wait),
-                VolumeCmd::Snapshot(SnapshotCmd::Create { name, volume, wait }) => (Request::SnapshotCreate { name, volume }, wait),
-                VolumeCmd::Snapshot(SnapshotCmd::Delete { snapshot, wait }) => (Request::SnapshotDelete { snapshot }, wait),
-                VolumeCmd::List { .. } | VolumeCmd::Show { .. } | VolumeCmd::Reconcile { .. } | VolumeCmd::Snapshot(SnapshotCmd::List { .. }) => {
+                VolumeCmd::Extend { volume, size, wait } => {
+                    (Request::Extend { volume, size }, wait)
+                }
+                VolumeCmd::Delete {
+                    volume,
+                    cascade,
+                    wait,
+                } => (Request::Delete { volume, cascade }, wait),
+                VolumeCmd::Snapshot(SnapshotCmd::Create { name, volume, wait }) => {
+                    (Request::SnapshotCreate { name, volume }, wait)
+                }
+                VolumeCmd::Snapshot(SnapshotCmd::Delete { snapshot, wait }) => {
+                    (Request::SnapshotDelete { snapshot }, wait)
+                }
+                VolumeCmd::List { .. }
+                | VolumeCmd::Show { .. }
+                | VolumeCmd::Reconcile { .. }
+                | VolumeCmd::Snapshot(SnapshotCmd::List { .. }) => {
                     unreachable!("matched above")
                 }
             };
@@ -515,7 +546,14 @@ async fn reconcile(g: &Global, backend: &str, fix: bool) -> anyhow::Result<ExitC
     let cfg = load_config(g)?;
     let Some(b) = cfg.backend(backend) else {
         let names: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
-        bail!("no backend {backend:?} in {}; known: {}", cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), names.join(", "));
+        bail!(
+            "no backend {backend:?} in {}; known: {}",
+            cfg.file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            names.join(", ")
+        );
     };
     let db = open_db(&cfg.database_url).await?;
     let findings = crate::service::reconcile::reconcile(&db, b, fix).await?;
@@ -526,10 +564,22 @@ async fn reconcile(g: &Global, backend: &str, fix: bool) -> anyhow::Result<ExitC
     } else {
         let mut t = table(&["Kind", "Image", "Detail", "Fixed"]);
         for f in &findings {
-            t.add_row(vec![f.kind.to_string(), f.image.clone(), f.detail.clone(), f.fixed.clone().unwrap_or_else(|| "-".into())]);
+            t.add_row(vec![
+                f.kind.to_string(),
+                f.image.clone(),
+                f.detail.clone(),
+                f.fixed.clone().unwrap_or_else(|| "-".into()),
+            ]);
         }
         println!("{t}");
     }
-    let open = findings.iter().filter(|f| f.fixed.as_deref().is_none_or(|x| x.starts_with("not "))).count();
-    Ok(if open == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let open = findings
+        .iter()
+        .filter(|f| f.fixed.as_deref().is_none_or(|x| x.starts_with("not ")))
+        .count();
+    Ok(if open == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -77,6 +77,8 @@ pub struct BackendConfig {
     pub max_clone_depth: u32,
     /// Cinder's `rbd_flatten_volume_from_snapshot`: volumes made from snapshots are flattened.
     pub flatten_volume_from_snapshot: bool,
+    /// Cinder's `volume_copy_bps_limit`: bytes per second for data copies; 0 is no limit.
+    pub volume_copy_bps_limit: u64,
 }
 
 impl BackendConfig {
@@ -502,8 +504,10 @@ fn backend(
         max_over_subscription_ratio: over_subscription(&l)?,
         reserved_percentage: l.int("reserved_percentage", 0, 0, 100)? as u8,
         enable_deferred_deletion: l.bool("enable_deferred_deletion", false)?,
-        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)? as u32,
+        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)?
+            as u32,
         flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
+        volume_copy_bps_limit: l.int("volume_copy_bps_limit", 0, 0, i64::MAX)? as u64,
     })
 }
 

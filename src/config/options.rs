@@ -41,6 +41,7 @@ pub const BACKEND_KEYS: &[&str] = &[
     "reserved_percentage",
     "enable_deferred_deletion",
     "backend_native_threads_pool_size",
+    "volume_copy_bps_limit",
     "fake_latency_ms",
     "fake_blocking",
     "fake_fail_op",

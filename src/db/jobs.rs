@@ -82,11 +82,20 @@ impl Db {
                 t.table,
                 marks.join(", ")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(t.to).bind(now_ms()).bind(t.id);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(t.to)
+                .bind(now_ms())
+                .bind(t.id);
             for f in t.from {
                 query = query.bind(*f);
             }
-            if query.execute(&mut *tx).await.map_err(q("enqueue transition"))?.rows_affected() == 0 {
+            if query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("enqueue transition"))?
+                .rows_affected()
+                == 0
+            {
                 tx.rollback().await.map_err(q("rollback enqueue"))?;
                 return Ok(false);
             }
@@ -112,7 +121,11 @@ impl Db {
     }
 
     /// Jobs newest first; `target` narrows to one volume or snapshot.
-    pub async fn list_jobs(&self, target: Option<&str>, limit: i64) -> Result<Vec<JobRow>, DbError> {
+    pub async fn list_jobs(
+        &self,
+        target: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<JobRow>, DbError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR target_id = $1) \
              ORDER BY created_at DESC, id LIMIT $2"
@@ -136,7 +149,9 @@ impl Db {
 
     /// A job by id or unique id prefix (ids are long; operators paste the first 8 characters).
     pub async fn find_job(&self, key: &str) -> Result<super::volumes::Found<JobRow>, DbError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 OR id LIKE $2 ORDER BY created_at LIMIT 10");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 OR id LIKE $2 ORDER BY created_at LIMIT 10"
+        );
         let rows = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
             .bind(key)
             .bind(format!("{}%", key.replace(['%', '_'], "")))
@@ -148,7 +163,9 @@ impl Db {
 
     /// The unfinished job on a volume or snapshot, if any (one at a time per target).
     pub async fn active_job_on(&self, target: &str) -> Result<Option<JobRow>, DbError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE target_id = $1 AND state IN {ACTIVE} ORDER BY created_at LIMIT 1");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE target_id = $1 AND state IN {ACTIVE} ORDER BY created_at LIMIT 1"
+        );
         sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
             .bind(target)
             .fetch_optional(&self.pool)
@@ -204,7 +221,12 @@ impl Db {
     }
 
     /// Ends a job: `succeeded`, `failed` (with the error) or `cancelled`.
-    pub async fn finish_job(&self, id: &str, state: &str, error: Option<&str>) -> Result<(), DbError> {
+    pub async fn finish_job(
+        &self,
+        id: &str,
+        state: &str,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
         let now = now_ms();
         sqlx::query("UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 WHERE id = $4")
             .bind(state)

@@ -147,7 +147,11 @@ impl Db {
             "UPDATE {table} SET status = $1, status_reason = $2, updated_at = $3 \
              WHERE id = $4 AND deleted_at IS NULL{guard}"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to).bind(reason).bind(now_ms()).bind(id);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to)
+            .bind(reason)
+            .bind(now_ms())
+            .bind(id);
         for f in from {
             query = query.bind(*f);
         }
@@ -219,7 +223,11 @@ impl Db {
     }
 
     /// Snapshots not deleted; `volume` narrows to one volume; clone snapshots only with `all`.
-    pub async fn list_snapshots(&self, volume: Option<&str>, all: bool) -> Result<Vec<SnapshotRow>, DbError> {
+    pub async fn list_snapshots(
+        &self,
+        volume: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<SnapshotRow>, DbError> {
         let sql = format!(
             "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL \
              AND ($1 IS NULL OR volume_id = $1) AND ($2 = 1 OR purpose = 'user') ORDER BY created_at, id"
@@ -292,7 +300,10 @@ impl Db {
     }
 }
 
-pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, v: &NewVolume<'_>) -> Result<(), DbError> {
+pub(crate) async fn insert_volume(
+    conn: &mut sqlx::AnyConnection,
+    v: &NewVolume<'_>,
+) -> Result<(), DbError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO volumes (id, name, size_bytes, status, backend, source_snapshot_id, \
@@ -314,7 +325,10 @@ pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, v: &NewVolume<
     Ok(())
 }
 
-pub(crate) async fn insert_snapshot(conn: &mut sqlx::AnyConnection, s: &NewSnapshot<'_>) -> Result<(), DbError> {
+pub(crate) async fn insert_snapshot(
+    conn: &mut sqlx::AnyConnection,
+    s: &NewSnapshot<'_>,
+) -> Result<(), DbError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO snapshots (id, name, volume_id, size_bytes, status, backend, purpose, created_at, updated_at) \

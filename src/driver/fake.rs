@@ -33,7 +33,12 @@ pub struct FakeDriver {
 
 impl FakeDriver {
     pub fn new(backend: &str, cfg: FakeConfig) -> Self {
-        Self { backend: backend.to_string(), cfg, images: Mutex::default(), calls: AtomicU64::new(0) }
+        Self {
+            backend: backend.to_string(),
+            cfg,
+            images: Mutex::default(),
+            calls: AtomicU64::new(0),
+        }
     }
 
     fn images(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Image>> {
@@ -48,7 +53,10 @@ impl FakeDriver {
         if self.cfg.fail_op.as_deref() == Some(op) && self.cfg.fail_at_percent.is_none() {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if self.cfg.fail_call == 0 || n == self.cfg.fail_call {
-                return Err(DriverError::Injected { backend: self.backend.clone(), op });
+                return Err(DriverError::Injected {
+                    backend: self.backend.clone(),
+                    op,
+                });
             }
         }
         Ok(())
@@ -71,21 +79,34 @@ impl FakeDriver {
                 && let Some(pct) = self.cfg.fail_at_percent
                 && done * 100 >= total * u64::from(pct)
             {
-                return Err(DriverError::Injected { backend: self.backend.clone(), op });
+                return Err(DriverError::Injected {
+                    backend: self.backend.clone(),
+                    op,
+                });
             }
             if !progress.update(done, total) {
-                return Err(DriverError::Cancelled { backend: self.backend.clone(), op });
+                return Err(DriverError::Cancelled {
+                    backend: self.backend.clone(),
+                    op,
+                });
             }
         }
         Ok(())
     }
 
     fn not_found(&self, image: &str) -> DriverError {
-        DriverError::NotFound { backend: self.backend.clone(), image: image.to_string() }
+        DriverError::NotFound {
+            backend: self.backend.clone(),
+            image: image.to_string(),
+        }
     }
 
     fn children(images: &BTreeMap<String, Image>, name: &str) -> Vec<String> {
-        images.iter().filter(|(_, i)| i.parent.as_deref() == Some(name)).map(|(n, _)| n.clone()).collect()
+        images
+            .iter()
+            .filter(|(_, i)| i.parent.as_deref() == Some(name))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 }
 
@@ -100,8 +121,17 @@ impl VolumeDriver for FakeDriver {
 
     fn capacity(&self) -> Result<Capacity, DriverError> {
         self.enter("capacity")?;
-        let provisioned = self.images().iter().filter(|(n, _)| n.starts_with("volume-")).map(|(_, i)| i.size).sum();
-        Ok(Capacity { total_bytes: 1 << 40, free_bytes: 1 << 40, provisioned_bytes: provisioned })
+        let provisioned = self
+            .images()
+            .iter()
+            .filter(|(n, _)| n.starts_with("volume-"))
+            .map(|(_, i)| i.size)
+            .sum();
+        Ok(Capacity {
+            total_bytes: 1 << 40,
+            free_bytes: 1 << 40,
+            provisioned_bytes: provisioned,
+        })
     }
 
     fn list(&self) -> Result<Vec<ImageInfo>, DriverError> {
@@ -121,7 +151,11 @@ impl VolumeDriver for FakeDriver {
 
     fn create_volume(&self, id: &str, size: u64) -> Result<(), DriverError> {
         self.enter("create")?;
-        self.images().entry(volume_image(id)).or_insert(Image { size, parent: None, deferred: false });
+        self.images().entry(volume_image(id)).or_insert(Image {
+            size,
+            parent: None,
+            deferred: false,
+        });
         Ok(())
     }
 
@@ -130,7 +164,11 @@ impl VolumeDriver for FakeDriver {
         let name = volume_image(id);
         let children = Self::children(&self.images(), &name);
         if !children.is_empty() {
-            return Err(DriverError::Busy { backend: self.backend.clone(), image: name, dependents: children });
+            return Err(DriverError::Busy {
+                backend: self.backend.clone(),
+                image: name,
+                dependents: children,
+            });
         }
         self.work("delete", progress)?;
         self.images().remove(&name);
@@ -143,17 +181,37 @@ impl VolumeDriver for FakeDriver {
         let mut images = self.images();
         let img = images.get_mut(&name).ok_or_else(|| self.not_found(&name))?;
         if size < img.size {
-            return Err(DriverError::Invalid { backend: self.backend.clone(), op: "extend", message: "shrinking is not allowed".into() });
+            return Err(DriverError::Invalid {
+                backend: self.backend.clone(),
+                op: "extend",
+                message: "shrinking is not allowed".into(),
+            });
         }
         img.size = size;
         Ok(())
     }
 
-    fn create_snapshot(&self, snap_id: &str, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+    fn create_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        progress: &dyn Progress,
+    ) -> Result<(), DriverError> {
         self.enter("snapshot")?;
-        let src = self.images().get(&volume_image(volume_id)).cloned().ok_or_else(|| self.not_found(&volume_image(volume_id)))?;
+        let src = self
+            .images()
+            .get(&volume_image(volume_id))
+            .cloned()
+            .ok_or_else(|| self.not_found(&volume_image(volume_id)))?;
         self.work("snapshot", progress)?;
-        self.images().insert(snapshot_image(snap_id), Image { size: src.size, parent: src.parent, deferred: false });
+        self.images().insert(
+            snapshot_image(snap_id),
+            Image {
+                size: src.size,
+                parent: src.parent,
+                deferred: false,
+            },
+        );
         Ok(())
     }
 
@@ -167,7 +225,11 @@ impl VolumeDriver for FakeDriver {
             return Ok(Deleted::Now);
         }
         if !deferred {
-            return Err(DriverError::Busy { backend: self.backend.clone(), image: name, dependents: children });
+            return Err(DriverError::Busy {
+                backend: self.backend.clone(),
+                image: name,
+                dependents: children,
+            });
         }
         if let Some(i) = images.get_mut(&name) {
             i.deferred = true;
@@ -182,7 +244,11 @@ impl VolumeDriver for FakeDriver {
         if !images.contains_key(&snap) {
             return Err(self.not_found(&snap));
         }
-        images.entry(volume_image(volume_id)).or_insert(Image { size, parent: Some(snap), deferred: false });
+        images.entry(volume_image(volume_id)).or_insert(Image {
+            size,
+            parent: Some(snap),
+            deferred: false,
+        });
         Ok(())
     }
 

@@ -32,15 +32,43 @@ const MAX_CHAIN: usize = 128;
 pub struct FileDriver {
     backend: String,
     dir: PathBuf,
+    /// Cinder's `volume_copy_bps_limit`: copies (flatten, snapshot) stay under this many
+    /// bytes per second, so a flatten does not starve the disk for everyone else. 0: no limit.
+    bps_limit: u64,
 }
 
 impl FileDriver {
-    pub fn new(backend: &str, dir: PathBuf) -> Self {
-        Self { backend: backend.to_string(), dir }
+    pub fn new(backend: &str, dir: PathBuf, bps_limit: u64) -> Self {
+        Self {
+            backend: backend.to_string(),
+            dir,
+            bps_limit,
+        }
+    }
+
+    /// Reports a copied chunk and holds the copy to `bps_limit`. False: stop (cancelled).
+    fn pace(
+        &self,
+        started: std::time::Instant,
+        done: u64,
+        total: u64,
+        progress: &dyn Progress,
+    ) -> bool {
+        if self.bps_limit > 0 {
+            let due = std::time::Duration::from_secs_f64(done as f64 / self.bps_limit as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        progress.update(done, total)
     }
 
     fn err(&self, op: &'static str, e: impl std::fmt::Display) -> DriverError {
-        DriverError::Io { backend: self.backend.clone(), op, message: e.to_string() }
+        DriverError::Io {
+            backend: self.backend.clone(),
+            op,
+            message: e.to_string(),
+        }
     }
 
     fn path(&self, image: &str) -> PathBuf {
@@ -52,17 +80,24 @@ impl FileDriver {
     }
 
     fn not_found(&self, image: &str) -> DriverError {
-        DriverError::NotFound { backend: self.backend.clone(), image: image.to_string() }
+        DriverError::NotFound {
+            backend: self.backend.clone(),
+            image: image.to_string(),
+        }
     }
 
     fn open(&self, op: &'static str, image: &str, write: bool) -> Result<File, DriverError> {
-        File::options().read(true).write(write).open(self.path(image)).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                self.not_found(image)
-            } else {
-                self.err(op, format!("{image}: {e}"))
-            }
-        })
+        File::options()
+            .read(true)
+            .write(write)
+            .open(self.path(image))
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    self.not_found(image)
+                } else {
+                    self.err(op, format!("{image}: {e}"))
+                }
+            })
     }
 
     fn parent_of(&self, image: &str) -> Result<Option<String>, DriverError> {
@@ -83,7 +118,8 @@ impl FileDriver {
                     .and_then(|()| std::fs::rename(&tmp, &link))
                     .map_err(|e| self.err("write parent link", format!("{image}: {e}")))
             }
-            None => remove_if_exists(&link).map_err(|e| self.err("remove parent link", format!("{image}: {e}"))),
+            None => remove_if_exists(&link)
+                .map_err(|e| self.err("remove parent link", format!("{image}: {e}"))),
         }
     }
 
@@ -93,7 +129,10 @@ impl FileDriver {
         let mut cur = image.to_string();
         while let Some(p) = self.parent_of(&cur)? {
             if out.len() >= MAX_CHAIN || out.contains(&p) {
-                return Err(self.err("parent chain", format!("{image}: chain loops or exceeds {MAX_CHAIN}")));
+                return Err(self.err(
+                    "parent chain",
+                    format!("{image}: chain loops or exceeds {MAX_CHAIN}"),
+                ));
             }
             out.push(p.clone());
             cur = p;
@@ -113,11 +152,17 @@ impl FileDriver {
     }
 
     fn image_names(&self) -> Result<Vec<String>, DriverError> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|e| self.err("list", format!("{}: {e}", self.dir.display())))?;
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| self.err("list", format!("{}: {e}", self.dir.display())))?;
         let mut names = vec![];
         for entry in rd {
-            let name = entry.map_err(|e| self.err("list", e))?.file_name().to_string_lossy().into_owned();
-            if (name.starts_with("volume-") || name.starts_with("snapshot-")) && !name.contains('.') {
+            let name = entry
+                .map_err(|e| self.err("list", e))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if (name.starts_with("volume-") || name.starts_with("snapshot-")) && !name.contains('.')
+            {
                 names.push(name);
             }
         }
@@ -126,21 +171,30 @@ impl FileDriver {
     }
 
     fn remove_image(&self, image: &str) -> Result<(), DriverError> {
-        for p in [self.path(image), self.side(image, "parent"), self.side(image, "deleted")] {
-            remove_if_exists(&p).map_err(|e| self.err("remove", format!("{}: {e}", p.display())))?;
+        for p in [
+            self.path(image),
+            self.side(image, "parent"),
+            self.side(image, "deleted"),
+        ] {
+            remove_if_exists(&p)
+                .map_err(|e| self.err("remove", format!("{}: {e}", p.display())))?;
         }
         Ok(())
     }
 
     fn new_sparse(&self, op: &'static str, path: &Path, size: u64) -> Result<File, DriverError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Volume data is the tenants': private to the service's user.
         let f = File::options()
+            .mode(0o600)
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(path)
             .map_err(|e| self.err(op, format!("{}: {e}", path.display())))?;
-        f.set_len(size).map_err(|e| self.err(op, format!("{}: {e}", path.display())))?;
+        f.set_len(size)
+            .map_err(|e| self.err(op, format!("{}: {e}", path.display())))?;
         Ok(f)
     }
 }
@@ -175,8 +229,12 @@ impl VolumeDriver for FileDriver {
         let st = nix::sys::statvfs::statvfs(&self.dir)
             .map_err(|e| self.err("statvfs", format!("{}: {e}", self.dir.display())))?;
         let frag = st.fragment_size();
-        let provisioned =
-            self.list()?.iter().filter(|i| i.name.starts_with("volume-")).map(|i| i.size_bytes).sum();
+        let provisioned = self
+            .list()?
+            .iter()
+            .filter(|i| i.name.starts_with("volume-"))
+            .map(|i| i.size_bytes)
+            .sum();
         Ok(Capacity {
             total_bytes: st.blocks() * frag,
             free_bytes: st.blocks_available() * frag,
@@ -211,7 +269,10 @@ impl VolumeDriver for FileDriver {
             if md.len() == size && self.parent_of(&image)?.is_none() {
                 return Ok(());
             }
-            return Err(self.err("create", format!("{image} already exists with another size or a parent")));
+            return Err(self.err(
+                "create",
+                format!("{image} already exists with another size or a parent"),
+            ));
         }
         let tmp = self.dir.join(format!(".tmp-{image}"));
         let f = self.new_sparse("create", &tmp, size)?;
@@ -223,9 +284,15 @@ impl VolumeDriver for FileDriver {
         let image = volume_image(id);
         let children = self.children(&image)?;
         if !children.is_empty() {
-            return Err(DriverError::Busy { backend: self.backend.clone(), image, dependents: children });
+            return Err(DriverError::Busy {
+                backend: self.backend.clone(),
+                image,
+                dependents: children,
+            });
         }
-        let size = std::fs::metadata(self.path(&image)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(self.path(&image))
+            .map(|m| m.len())
+            .unwrap_or(0);
         self.remove_image(&image)?;
         progress.update(size, size);
         Ok(())
@@ -242,10 +309,16 @@ impl VolumeDriver for FileDriver {
                 message: format!("{image} is {cur} bytes; shrinking to {size} is not allowed"),
             });
         }
-        f.set_len(size).map_err(|e| self.err("extend", format!("{image}: {e}")))
+        f.set_len(size)
+            .map_err(|e| self.err("extend", format!("{image}: {e}")))
     }
 
-    fn create_snapshot(&self, snap_id: &str, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+    fn create_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        progress: &dyn Progress,
+    ) -> Result<(), DriverError> {
         let src_name = volume_image(volume_id);
         let snap = snapshot_image(snap_id);
         let src = self.open("snapshot", &src_name, false)?;
@@ -258,23 +331,28 @@ impl VolumeDriver for FileDriver {
             let extents = data_extents(&src, 0, size).map_err(|e| self.err("snapshot", e))?;
             let total: u64 = extents.iter().map(|(a, b)| b - a).sum();
             let mut done = 0;
+            let started = std::time::Instant::now();
             for (a, b) in extents {
                 let ok = copy_range(&src, &dst, a, b - a, &mut |n| {
                     done += n;
-                    progress.update(done, total)
+                    self.pace(started, done, total, progress)
                 })
                 .map_err(|e| self.err("snapshot", e))?;
                 if !ok {
                     drop(dst);
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(DriverError::Cancelled { backend: self.backend.clone(), op: "snapshot" });
+                    return Err(DriverError::Cancelled {
+                        backend: self.backend.clone(),
+                        op: "snapshot",
+                    });
                 }
             }
             dst.sync_all().map_err(|e| self.err("snapshot", e))?;
         }
         // The snapshot reads through to whatever the volume reads through to.
         self.set_parent(&snap, self.parent_of(&src_name)?.as_deref())?;
-        std::fs::rename(&tmp, self.path(&snap)).map_err(|e| self.err("snapshot", format!("{snap}: {e}")))
+        std::fs::rename(&tmp, self.path(&snap))
+            .map_err(|e| self.err("snapshot", format!("{snap}: {e}")))
     }
 
     fn delete_snapshot(&self, snap_id: &str, deferred: bool) -> Result<Deleted, DriverError> {
@@ -285,16 +363,25 @@ impl VolumeDriver for FileDriver {
             return Ok(Deleted::Now);
         }
         if !deferred {
-            return Err(DriverError::Busy { backend: self.backend.clone(), image: snap, dependents: children });
+            return Err(DriverError::Busy {
+                backend: self.backend.clone(),
+                image: snap,
+                dependents: children,
+            });
         }
-        std::fs::write(self.side(&snap, "deleted"), b"").map_err(|e| self.err("defer delete", e))?;
+        std::fs::write(self.side(&snap, "deleted"), b"")
+            .map_err(|e| self.err("defer delete", e))?;
         Ok(Deleted::Deferred)
     }
 
     fn clone_snapshot(&self, snap_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError> {
         let snap = snapshot_image(snap_id);
         let image = volume_image(volume_id);
-        let snap_size = self.open("clone", &snap, false)?.metadata().map_err(|e| self.err("clone", e))?.len();
+        let snap_size = self
+            .open("clone", &snap, false)?
+            .metadata()
+            .map_err(|e| self.err("clone", e))?
+            .len();
         if size < snap_size {
             return Err(DriverError::Invalid {
                 backend: self.backend.clone(),
@@ -310,7 +397,8 @@ impl VolumeDriver for FileDriver {
         self.set_parent(&image, Some(&snap))?;
         let tmp = self.dir.join(format!(".tmp-{image}"));
         self.new_sparse("clone", &tmp, size)?;
-        std::fs::rename(&tmp, self.path(&image)).map_err(|e| self.err("clone", format!("{image}: {e}")))
+        std::fs::rename(&tmp, self.path(&image))
+            .map_err(|e| self.err("clone", format!("{image}: {e}")))
     }
 
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
@@ -324,14 +412,22 @@ impl VolumeDriver for FileDriver {
         let mut total = 0;
         for p in &chain {
             let f = self.open("flatten", p, false)?;
-            let plen = f.metadata().map_err(|e| self.err("flatten", e))?.len().min(size);
+            let plen = f
+                .metadata()
+                .map_err(|e| self.err("flatten", e))?
+                .len()
+                .min(size);
             let ext = data_extents(&f, 0, plen).map_err(|e| self.err("flatten", e))?;
             total += ext.iter().map(|(a, b)| b - a).sum::<u64>();
             parents.push((f, ext));
         }
         let mut done = 0;
+        let started = std::time::Instant::now();
         if !progress.update(0, total) {
-            return Err(DriverError::Cancelled { backend: self.backend.clone(), op: "flatten" });
+            return Err(DriverError::Cancelled {
+                backend: self.backend.clone(),
+                op: "flatten",
+            });
         }
         for (src, extents) in &parents {
             for &(a, b) in extents {
@@ -341,13 +437,16 @@ impl VolumeDriver for FileDriver {
                 for (x, y) in holes {
                     let ok = copy_range(src, &dst, x, y - x, &mut |n| {
                         done += n;
-                        progress.update(done, total)
+                        self.pace(started, done, total, progress)
                     })
                     .map_err(|e| self.err("flatten", e))?;
                     if !ok {
                         // What was copied stays: a re-run copies only what is left.
                         let _ = dst.sync_data();
-                        return Err(DriverError::Cancelled { backend: self.backend.clone(), op: "flatten" });
+                        return Err(DriverError::Cancelled {
+                            backend: self.backend.clone(),
+                            op: "flatten",
+                        });
                     }
                 }
             }

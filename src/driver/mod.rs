@@ -54,9 +54,17 @@ pub fn snapshot_image(id: &str) -> String {
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum DriverError {
     #[error("backend {backend}: {op}: {message}")]
-    Io { backend: String, op: &'static str, message: String },
+    Io {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
     #[error("backend {backend}: the {driver} driver is not available in this build: {why}")]
-    Unavailable { backend: String, driver: &'static str, why: &'static str },
+    Unavailable {
+        backend: String,
+        driver: &'static str,
+        why: &'static str,
+    },
     #[error("backend {backend}: {op}: injected failure")]
     Injected { backend: String, op: &'static str },
     #[error("backend {backend}: {op}: cancelled")]
@@ -64,9 +72,17 @@ pub enum DriverError {
     #[error("backend {backend}: image {image} not found")]
     NotFound { backend: String, image: String },
     #[error("backend {backend}: {image} has dependent clones: {}", dependents.join(", "))]
-    Busy { backend: String, image: String, dependents: Vec<String> },
+    Busy {
+        backend: String,
+        image: String,
+        dependents: Vec<String>,
+    },
     #[error("backend {backend}: {op}: {message}")]
-    Invalid { backend: String, op: &'static str, message: String },
+    Invalid {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
 }
 
 /// Progress of a long call, and the caller's way to stop it.
@@ -106,7 +122,12 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     /// Grows a volume; shrinking is refused.
     fn extend_volume(&self, id: &str, size: u64) -> Result<(), DriverError>;
     /// A point-in-time, read-only image of the volume.
-    fn create_snapshot(&self, snap_id: &str, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
+    fn create_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        progress: &dyn Progress,
+    ) -> Result<(), DriverError>;
     /// Refused with `Busy` while clones depend on it, unless `deferred`.
     fn delete_snapshot(&self, snap_id: &str, deferred: bool) -> Result<Deleted, DriverError>;
     /// A new volume that reads through to the snapshot (layering): fast whatever the size.
@@ -120,7 +141,11 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
 /// Builds the driver a backend's section names. Builds only; `check_setup` tells if it works.
 pub fn open(cfg: &BackendConfig) -> Result<Arc<dyn VolumeDriver>, DriverError> {
     match &cfg.driver {
-        DriverConfig::File { dir } => Ok(Arc::new(file::FileDriver::new(&cfg.name, dir.clone()))),
+        DriverConfig::File { dir } => Ok(Arc::new(file::FileDriver::new(
+            &cfg.name,
+            dir.clone(),
+            cfg.volume_copy_bps_limit,
+        ))),
         DriverConfig::Fake(f) => Ok(Arc::new(fake::FakeDriver::new(&cfg.name, f.clone()))),
         DriverConfig::Rbd(_) => Err(DriverError::Unavailable {
             backend: cfg.name.clone(),

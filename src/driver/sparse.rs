@@ -26,7 +26,9 @@ pub fn data_extents(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>>
     let mut out = vec![];
     let mut pos = from;
     while pos < to {
-        let Some(start) = seek(f, pos, Whence::SeekData)? else { break };
+        let Some(start) = seek(f, pos, Whence::SeekData)? else {
+            break;
+        };
         if start >= to {
             break;
         }
@@ -55,14 +57,21 @@ pub fn holes_within(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>>
 
 /// Copies `[off, off + len)` of `src` to the same offset of `dst`, chunk by chunk. `tick` gets
 /// the bytes of each chunk and returns false to stop. Returns false when stopped.
-pub fn copy_range(src: &File, dst: &File, off: u64, len: u64, tick: &mut dyn FnMut(u64) -> bool) -> io::Result<bool> {
+pub fn copy_range(
+    src: &File,
+    dst: &File,
+    off: u64,
+    len: u64,
+    tick: &mut dyn FnMut(u64) -> bool,
+) -> io::Result<bool> {
     let end = off + len;
     let mut pos = off;
     let mut buf: Vec<u8> = vec![];
     while pos < end {
         let want = (end - pos).min(CHUNK) as usize;
         let (mut o_in, mut o_out) = (pos as i64, pos as i64);
-        let n = match nix::fcntl::copy_file_range(src, Some(&mut o_in), dst, Some(&mut o_out), want) {
+        let n = match nix::fcntl::copy_file_range(src, Some(&mut o_in), dst, Some(&mut o_out), want)
+        {
             Ok(n) => n,
             // Not supported between these files: copy through a buffer.
             Err(Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP) => {
@@ -92,16 +101,29 @@ mod tests {
     #[test]
     fn extents_holes_and_copy() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = File::options().create(true).truncate(true).read(true).write(true).open(dir.path().join("a")).expect("a");
+        let a = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.path().join("a"))
+            .expect("a");
         a.set_len(64 << 20).expect("len");
-        a.write_all_at(&vec![7u8; 1 << 20], 16 << 20).expect("write");
+        a.write_all_at(&vec![7u8; 1 << 20], 16 << 20)
+            .expect("write");
         let ext = data_extents(&a, 0, 64 << 20).expect("extents");
         assert_eq!(ext.len(), 1);
         assert!(ext[0].0 <= 16 << 20 && ext[0].1 >= 17 << 20, "{ext:?}");
         let holes = holes_within(&a, 0, 64 << 20).expect("holes");
         assert_eq!(holes.first().map(|h| h.0), Some(0));
 
-        let b = File::options().create(true).truncate(true).read(true).write(true).open(dir.path().join("b")).expect("b");
+        let b = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.path().join("b"))
+            .expect("b");
         b.set_len(64 << 20).expect("len");
         let mut copied = 0;
         let done = copy_range(&a, &b, ext[0].0, ext[0].1 - ext[0].0, &mut |n| {
@@ -114,6 +136,10 @@ mod tests {
         let mut got = vec![0u8; 1 << 20];
         b.read_exact_at(&mut got, 16 << 20).expect("read");
         assert!(got.iter().all(|x| *x == 7));
-        assert_eq!(data_extents(&b, 0, 64 << 20).expect("ext b").len(), 1, "copy stays sparse");
+        assert_eq!(
+            data_extents(&b, 0, 64 << 20).expect("ext b").len(),
+            1,
+            "copy stays sparse"
+        );
     }
 }

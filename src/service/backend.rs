@@ -234,7 +234,12 @@ impl BackendService {
     }
 }
 
-pub fn new_backend(cfg: &BackendConfig, host: String, row_id: i64, driver: Arc<dyn VolumeDriver>) -> Arc<BackendService> {
+pub fn new_backend(
+    cfg: &BackendConfig,
+    host: String,
+    row_id: i64,
+    driver: Arc<dyn VolumeDriver>,
+) -> Arc<BackendService> {
     Arc::new(BackendService {
         name: cfg.name.clone(),
         host,

@@ -27,7 +27,11 @@ pub struct Finding {
     pub fixed: Option<String>,
 }
 
-pub async fn reconcile(db: &Db, backend: &BackendConfig, fix: bool) -> Result<Vec<Finding>, JobError> {
+pub async fn reconcile(
+    db: &Db,
+    backend: &BackendConfig,
+    fix: bool,
+) -> Result<Vec<Finding>, JobError> {
     let drv = driver::open(backend).map_err(|e| JobError::Refused(e.to_string()))?;
     let d = drv.clone();
     let images: Vec<ImageInfo> = tokio::task::spawn_blocking(move || d.list())
@@ -37,21 +41,43 @@ pub async fn reconcile(db: &Db, backend: &BackendConfig, fix: bool) -> Result<Ve
     let by_name: HashMap<&str, &ImageInfo> = images.iter().map(|i| (i.name.as_str(), i)).collect();
 
     let volumes = db.list_volumes(Some(&backend.name)).await?;
-    let snapshots: Vec<_> = db.list_snapshots(None, true).await?.into_iter().filter(|s| s.backend == backend.name).collect();
+    let snapshots: Vec<_> = db
+        .list_snapshots(None, true)
+        .await?
+        .into_iter()
+        .filter(|s| s.backend == backend.name)
+        .collect();
     let mut known: HashMap<String, Option<String>> = HashMap::new(); // image -> expected parent
     let mut findings = vec![];
 
     for v in &volumes {
         let image = volume_image(&v.id);
-        known.insert(image.clone(), v.source_snapshot_id.as_deref().map(snapshot_image));
+        known.insert(
+            image.clone(),
+            v.source_snapshot_id.as_deref().map(snapshot_image),
+        );
         if db.active_job_referencing(&v.id).await?.is_some() {
             continue;
         }
         match by_name.get(image.as_str()) {
             None if v.status != "error" => {
-                let mut f = Finding { kind: "missing_image", image: image.clone(), detail: format!("volume {} ({}) is {} but the backend has no image", v.name, v.id, v.status), fixed: None };
+                let mut f = Finding {
+                    kind: "missing_image",
+                    image: image.clone(),
+                    detail: format!(
+                        "volume {} ({}) is {} but the backend has no image",
+                        v.name, v.id, v.status
+                    ),
+                    fixed: None,
+                };
                 if fix {
-                    db.set_volume_status(&v.id, &[], "error", Some("image missing on the backend (reconcile)")).await?;
+                    db.set_volume_status(
+                        &v.id,
+                        &[],
+                        "error",
+                        Some("image missing on the backend (reconcile)"),
+                    )
+                    .await?;
                     f.fixed = Some("volume marked error".into());
                 }
                 findings.push(f);
@@ -62,7 +88,10 @@ pub async fn reconcile(db: &Db, backend: &BackendConfig, fix: bool) -> Result<Ve
                     let mut f = Finding {
                         kind: "parent_mismatch",
                         image: image.clone(),
-                        detail: format!("database parent {:?}, backend parent {:?}", want, img.parent),
+                        detail: format!(
+                            "database parent {:?}, backend parent {:?}",
+                            want, img.parent
+                        ),
                         fixed: None,
                     };
                     if fix && img.parent.is_none() {
@@ -82,9 +111,23 @@ pub async fn reconcile(db: &Db, backend: &BackendConfig, fix: bool) -> Result<Ve
             continue;
         }
         if !by_name.contains_key(image.as_str()) {
-            let mut f = Finding { kind: "missing_image", image, detail: format!("snapshot {} ({}) is {} but the backend has no image", s.name, s.id, s.status), fixed: None };
+            let mut f = Finding {
+                kind: "missing_image",
+                image,
+                detail: format!(
+                    "snapshot {} ({}) is {} but the backend has no image",
+                    s.name, s.id, s.status
+                ),
+                fixed: None,
+            };
             if fix {
-                db.set_snapshot_status(&s.id, &[], "error", Some("image missing on the backend (reconcile)")).await?;
+                db.set_snapshot_status(
+                    &s.id,
+                    &[],
+                    "error",
+                    Some("image missing on the backend (reconcile)"),
+                )
+                .await?;
                 f.fixed = Some("snapshot marked error".into());
             }
             findings.push(f);
@@ -98,19 +141,31 @@ pub async fn reconcile(db: &Db, backend: &BackendConfig, fix: bool) -> Result<Ve
         if db.active_job_referencing(id).await?.is_some() {
             continue;
         }
-        let children: Vec<&str> = images.iter().filter(|i| i.parent.as_deref() == Some(img.name.as_str())).map(|i| i.name.as_str()).collect();
+        let children: Vec<&str> = images
+            .iter()
+            .filter(|i| i.parent.as_deref() == Some(img.name.as_str()))
+            .map(|i| i.name.as_str())
+            .collect();
         let mut f = Finding {
             kind: "orphan_image",
             image: img.name.clone(),
-            detail: format!("{} bytes on the backend, no live row in the database", img.size_bytes),
+            detail: format!(
+                "{} bytes on the backend, no live row in the database",
+                img.size_bytes
+            ),
             fixed: None,
         };
         if !children.is_empty() {
-            f.detail.push_str(&format!("; kept: {} read from it", children.join(", ")));
+            f.detail
+                .push_str(&format!("; kept: {} read from it", children.join(", ")));
         } else if fix {
             let (d, name, sid) = (drv.clone(), img.name.clone(), id.to_string());
             let r = tokio::task::spawn_blocking(move || {
-                if name.starts_with("volume-") { d.delete_volume(&sid, &NoProgress) } else { d.delete_snapshot(&sid, false).map(|_| ()) }
+                if name.starts_with("volume-") {
+                    d.delete_volume(&sid, &NoProgress)
+                } else {
+                    d.delete_snapshot(&sid, false).map(|_| ())
+                }
             })
             .await
             .map_err(|e| JobError::Refused(format!("driver delete panicked: {e}")))?;

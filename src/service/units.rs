@@ -17,12 +17,18 @@ const MAX_SIZE: u64 = 1 << 50;
 /// as in Cinder, where sizes are whole gibibytes.
 pub fn parse_size(input: &str) -> Result<u64, InputError> {
     let s = input.trim();
-    let err = |why: &str| InputError::Size { input: input.to_string(), why: why.to_string() };
+    let err = |why: &str| InputError::Size {
+        input: input.to_string(),
+        why: why.to_string(),
+    };
     if s.is_empty() {
         return Err(err("empty"));
     }
     let bytes = if s.chars().all(|c| c.is_ascii_digit()) {
-        s.parse::<u64>().map_err(|_| err("too large"))?.checked_mul(1 << 30).ok_or_else(|| err("too large"))?
+        s.parse::<u64>()
+            .map_err(|_| err("too large"))?
+            .checked_mul(1 << 30)
+            .ok_or_else(|| err("too large"))?
     } else {
         parse_size::Config::new()
             .with_binary()
@@ -40,7 +46,10 @@ pub fn parse_size(input: &str) -> Result<u64, InputError> {
 
 /// Volume and snapshot names: free text as in Cinder, but one printable line.
 pub fn check_name(input: &str) -> Result<&str, InputError> {
-    let err = |why| InputError::Name { input: input.to_string(), why };
+    let err = |why| InputError::Name {
+        input: input.to_string(),
+        why,
+    };
     if input.trim().is_empty() {
         return Err(err("empty"));
     }

@@ -205,3 +205,94 @@ pub fn services(config: &Path, db_url: &str) -> Vec<serde_json::Value> {
 pub fn service<'a>(list: &'a [serde_json::Value], backend: &str) -> Option<&'a serde_json::Value> {
     list.iter().find(|s| s["backend"] == backend)
 }
+
+/// One ember setup: a config file and a database, with shorthands to run commands on them.
+pub struct Env {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub url: String,
+}
+
+impl Env {
+    /// A config with fast timers (1 s heartbeats, down after 3 s) plus `backends` (TOML).
+    pub fn new(dir: &Path, url: &str, backends: &str) -> Env {
+        let text = format!(
+            "data_dir = \"{}\"\nreport_interval = 1\nservice_down_time = 3\nperiodic_interval = 1\nperiodic_fuzzy_delay = 0\n{backends}",
+            dir.join("data").display()
+        );
+        Env {
+            dir: dir.to_path_buf(),
+            config: write(dir, "ember.toml", &text),
+            url: url.to_string(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "--database-url",
+            &self.url,
+        ];
+        all.extend_from_slice(args);
+        ember(&all)
+    }
+
+    /// Runs with `--json`, asserting success.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        json(&self.run(&all))
+    }
+
+    /// Runs, asserting failure with `code`, and returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "ember {args:?}: stdout {} stderr {}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        stderr(&o)
+    }
+
+    pub fn serve(&self) -> Serve {
+        let s = Serve::start(&self.config, &self.url, &self.dir);
+        wait_for("the service to heartbeat", Duration::from_secs(30), || {
+            let l = services(&self.config, &self.url);
+            l.iter().any(|s| s["state"] == "up").then_some(())
+        });
+        s
+    }
+
+    pub fn volume(&self, key: &str) -> serde_json::Value {
+        self.json(&["volume", "show", key])
+    }
+
+    /// The backend's directory of the file driver.
+    pub fn file_dir(&self, backend: &str) -> PathBuf {
+        self.dir.join("data/volumes").join(backend)
+    }
+
+    pub fn image(&self, backend: &str, volume_id: &str) -> PathBuf {
+        self.file_dir(backend).join(format!("volume-{volume_id}"))
+    }
+}
+
+/// Writes `len` bytes of `byte` at `offset` into a file (a volume's data, as a guest would).
+pub fn write_at(path: &Path, offset: u64, len: usize, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&vec![byte; len], offset).unwrap();
+}
+
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, offset).unwrap();
+    buf
+}

@@ -139,26 +139,37 @@ async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> R
     let busy = matches!(err, Step::Driver(DriverError::Busy { .. }));
     match kind {
         JobKind::Create | JobKind::Clone => {
-            db.set_volume_status(&id, &["creating"], "error", Some(reason)).await?;
-            if let Some(sid) = &ctx.params.source_volume_id.as_ref().and(ctx.params.snapshot_id.clone()) {
-                db.set_snapshot_status(sid, &["creating"], "error", Some(reason)).await?;
+            db.set_volume_status(&id, &["creating"], "error", Some(reason))
+                .await?;
+            if let Some(sid) = &ctx
+                .params
+                .source_volume_id
+                .as_ref()
+                .and(ctx.params.snapshot_id.clone())
+            {
+                db.set_snapshot_status(sid, &["creating"], "error", Some(reason))
+                    .await?;
             }
         }
         JobKind::Flatten => {}
         JobKind::Extend => {
-            db.set_volume_status(&id, &["extending"], "error_extending", Some(reason)).await?;
+            db.set_volume_status(&id, &["extending"], "error_extending", Some(reason))
+                .await?;
         }
         JobKind::Delete => {
             // Cinder: "volume is busy" puts it back to available; anything else is an error.
             let to = if busy { "available" } else { "error_deleting" };
-            db.set_volume_status(&id, &["deleting"], to, Some(reason)).await?;
+            db.set_volume_status(&id, &["deleting"], to, Some(reason))
+                .await?;
         }
         JobKind::SnapshotCreate => {
-            db.set_snapshot_status(&id, &["creating"], "error", Some(reason)).await?;
+            db.set_snapshot_status(&id, &["creating"], "error", Some(reason))
+                .await?;
         }
         JobKind::SnapshotDelete => {
             let to = if busy { "available" } else { "error_deleting" };
-            db.set_snapshot_status(&id, &["deleting"], to, Some(reason)).await?;
+            db.set_snapshot_status(&id, &["deleting"], to, Some(reason))
+                .await?;
         }
     }
     Ok(())
@@ -177,14 +188,17 @@ pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), 
             }
         }
         Some(JobKind::Extend) => {
-            db.set_volume_status(id, &["extending"], "available", None).await?;
+            db.set_volume_status(id, &["extending"], "available", None)
+                .await?;
         }
         Some(JobKind::Delete) => {
-            db.set_volume_status(id, &["deleting"], "available", None).await?;
+            db.set_volume_status(id, &["deleting"], "available", None)
+                .await?;
         }
         Some(JobKind::SnapshotCreate) => db.mark_snapshot_deleted(id).await?,
         Some(JobKind::SnapshotDelete) => {
-            db.set_snapshot_status(id, &["deleting"], "available", None).await?;
+            db.set_snapshot_status(id, &["deleting"], "available", None)
+                .await?;
         }
         Some(JobKind::Flatten) | None => {}
     }
@@ -194,19 +208,27 @@ pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), 
 async fn create(ctx: &Ctx) -> Result<(), Step> {
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.create_volume(&id, size)).await?;
-    ctx.db.set_volume_status(&ctx.id(), &["creating"], "available", None).await?;
+    ctx.db
+        .set_volume_status(&ctx.id(), &["creating"], "available", None)
+        .await?;
     Ok(())
 }
 
 async fn clone(ctx: &Ctx) -> Result<(), Step> {
     let id = ctx.id();
     let Some(snap) = ctx.params.snapshot_id.clone() else {
-        return Err(Step::Driver(DriverError::Invalid { backend: ctx.svc.name.clone(), op: "clone", message: "no snapshot in the job".into() }));
+        return Err(Step::Driver(DriverError::Invalid {
+            backend: ctx.svc.name.clone(),
+            op: "clone",
+            message: "no snapshot in the job".into(),
+        }));
     };
     if let Some(src) = ctx.params.source_volume_id.clone() {
         let s = snap.clone();
         ctx.call(move |d, p| d.create_snapshot(&s, &src, p)).await?;
-        ctx.db.set_snapshot_status(&snap, &["creating"], "available", None).await?;
+        ctx.db
+            .set_snapshot_status(&snap, &["creating"], "available", None)
+            .await?;
     }
     let size = ctx.params.size.unwrap_or(0);
     let (s, v) = (snap.clone(), id.clone());
@@ -217,13 +239,19 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
         ctx.db.set_volume_flattened(&id).await?;
         collect_clone_snapshot(ctx, &snap).await?;
     }
-    ctx.db.set_volume_status(&id, &["creating"], "available", None).await?;
+    ctx.db
+        .set_volume_status(&id, &["creating"], "available", None)
+        .await?;
     Ok(())
 }
 
 async fn flatten(ctx: &Ctx) -> Result<(), Step> {
     let id = ctx.id();
-    let parent = ctx.db.get_volume(&id).await?.and_then(|v| v.source_snapshot_id);
+    let parent = ctx
+        .db
+        .get_volume(&id)
+        .await?
+        .and_then(|v| v.source_snapshot_id);
     let v = id.clone();
     ctx.call(move |d, p| d.flatten(&v, p)).await?;
     ctx.db.set_volume_flattened(&id).await?;
@@ -237,19 +265,30 @@ async fn extend(ctx: &Ctx) -> Result<(), Step> {
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.extend_volume(&id, size)).await?;
     ctx.db.set_volume_size(&ctx.id(), size as i64).await?;
-    ctx.db.set_volume_status(&ctx.id(), &["extending"], "available", None).await?;
+    ctx.db
+        .set_volume_status(&ctx.id(), &["extending"], "available", None)
+        .await?;
     Ok(())
 }
 
 async fn delete(ctx: &Ctx) -> Result<(), Step> {
     let id = ctx.id();
     let deferred = ctx.svc.cfg.enable_deferred_deletion;
-    let parent = ctx.db.get_volume(&id).await?.and_then(|v| v.source_snapshot_id);
+    let parent = ctx
+        .db
+        .get_volume(&id)
+        .await?
+        .and_then(|v| v.source_snapshot_id);
     // Its snapshots first (user ones only with --cascade: the request checked that).
     for s in ctx.db.snapshots_of(&id).await? {
         let sid = s.id.clone();
-        match ctx.call(move |d, _| d.delete_snapshot(&sid, deferred)).await {
-            Ok(Deleted::Now | Deleted::Deferred) | Err(DriverError::NotFound { .. }) => ctx.db.mark_snapshot_deleted(&s.id).await?,
+        match ctx
+            .call(move |d, _| d.delete_snapshot(&sid, deferred))
+            .await
+        {
+            Ok(Deleted::Now | Deleted::Deferred) | Err(DriverError::NotFound { .. }) => {
+                ctx.db.mark_snapshot_deleted(&s.id).await?
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -268,11 +307,17 @@ async fn delete(ctx: &Ctx) -> Result<(), Step> {
 async fn snapshot_create(ctx: &Ctx) -> Result<(), Step> {
     let snap = ctx.id();
     let Some(vol) = ctx.params.volume_id.clone() else {
-        return Err(Step::Driver(DriverError::Invalid { backend: ctx.svc.name.clone(), op: "snapshot", message: "no volume in the job".into() }));
+        return Err(Step::Driver(DriverError::Invalid {
+            backend: ctx.svc.name.clone(),
+            op: "snapshot",
+            message: "no volume in the job".into(),
+        }));
     };
     let s = snap.clone();
     ctx.call(move |d, p| d.create_snapshot(&s, &vol, p)).await?;
-    ctx.db.set_snapshot_status(&snap, &["creating"], "available", None).await?;
+    ctx.db
+        .set_snapshot_status(&snap, &["creating"], "available", None)
+        .await?;
     Ok(())
 }
 
@@ -291,8 +336,13 @@ async fn snapshot_delete(ctx: &Ctx) -> Result<(), Step> {
 /// A snapshot made under `create --source` goes with its last clone, as Cinder's rbd driver
 /// removes `<dest>.clone_snap`.
 async fn collect_clone_snapshot(ctx: &Ctx, snap_id: &str) -> Result<(), Step> {
-    let Some(s) = ctx.db.get_snapshot(snap_id).await? else { return Ok(()) };
-    if s.purpose != "clone" || s.deleted_at.is_some() || !ctx.db.clones_of_snapshot(snap_id).await?.is_empty() {
+    let Some(s) = ctx.db.get_snapshot(snap_id).await? else {
+        return Ok(());
+    };
+    if s.purpose != "clone"
+        || s.deleted_at.is_some()
+        || !ctx.db.clones_of_snapshot(snap_id).await?.is_empty()
+    {
         return Ok(());
     }
     let sid = snap_id.to_string();

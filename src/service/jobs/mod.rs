@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::db::DbError;
 
-pub use request::{Enqueued, Request, cancel, enqueue};
+pub use request::{Enqueued, Request, cancel, check, enqueue};
 
 /// What a job does. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +92,12 @@ pub enum JobError {
     #[error("no {what} with id or name {key:?}")]
     NotFound { what: &'static str, key: String },
     #[error("{count} {what}s are named {key:?}; use an id: {}", ids.join(", "))]
-    Ambiguous { what: &'static str, key: String, count: usize, ids: Vec<String> },
+    Ambiguous {
+        what: &'static str,
+        key: String,
+        count: usize,
+        ids: Vec<String>,
+    },
     /// The request cannot be done now; the text says why and what to do.
     #[error("{0}")]
     Refused(String),

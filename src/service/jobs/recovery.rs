@@ -14,10 +14,19 @@ use crate::service::BackendService;
 
 pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
     for job in db.requeue_claimed_by(&svc.host).await? {
-        let message = format!("{} job {} was running when {} stopped uncleanly: queued again", job.kind, job.id, svc.host);
+        let message = format!(
+            "{} job {} was running when {} stopped uncleanly: queued again",
+            job.kind, job.id, svc.host
+        );
         info!(backend = %svc.name, "{message}");
         let _ = db
-            .add_event(&NewEvent { actor: "ember", host: Some(&svc.host), kind: "job_requeued", target: Some(&job.target_id), message: &message })
+            .add_event(&NewEvent {
+                actor: "ember",
+                host: Some(&svc.host),
+                kind: "job_requeued",
+                target: Some(&job.target_id),
+                message: &message,
+            })
             .await;
     }
     for v in db.transitional_volumes(&svc.name).await? {
@@ -29,19 +38,31 @@ pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
             "extending" => "error_extending",
             _ => "error_deleting",
         };
-        let reason = format!("{} was interrupted and no job is left to finish it", v.status);
+        let reason = format!(
+            "{} was interrupted and no job is left to finish it",
+            v.status
+        );
         warn!(backend = %svc.name, volume = %v.id, "{reason}: now {to}");
-        db.set_volume_status(&v.id, &[v.status.as_str()], to, Some(&reason)).await?;
+        db.set_volume_status(&v.id, &[v.status.as_str()], to, Some(&reason))
+            .await?;
     }
     for s in db.transitional_snapshots(&svc.name).await? {
         // A clone snapshot's job targets the new volume and names the snapshot in its params.
         if db.active_job_referencing(&s.id).await?.is_some() {
             continue;
         }
-        let to = if s.status == "creating" { "error" } else { "error_deleting" };
-        let reason = format!("{} was interrupted and no job is left to finish it", s.status);
+        let to = if s.status == "creating" {
+            "error"
+        } else {
+            "error_deleting"
+        };
+        let reason = format!(
+            "{} was interrupted and no job is left to finish it",
+            s.status
+        );
         warn!(backend = %svc.name, snapshot = %s.id, "{reason}: now {to}");
-        db.set_snapshot_status(&s.id, &[s.status.as_str()], to, Some(&reason)).await?;
+        db.set_snapshot_status(&s.id, &[s.status.as_str()], to, Some(&reason))
+            .await?;
     }
     Ok(())
 }

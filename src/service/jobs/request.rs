@@ -16,12 +16,31 @@ use crate::service::units::check_name;
 /// What an operator asks for. Volumes and snapshots are named by id or unique name.
 #[derive(Debug, Clone)]
 pub enum Request {
-    Create { name: String, size: Option<u64>, backend: Option<String>, snapshot: Option<String>, source: Option<String> },
-    Flatten { volume: String },
-    Extend { volume: String, size: u64 },
-    Delete { volume: String, cascade: bool },
-    SnapshotCreate { name: String, volume: String },
-    SnapshotDelete { snapshot: String },
+    Create {
+        name: String,
+        size: Option<u64>,
+        backend: Option<String>,
+        snapshot: Option<String>,
+        source: Option<String>,
+    },
+    Flatten {
+        volume: String,
+    },
+    Extend {
+        volume: String,
+        size: u64,
+    },
+    Delete {
+        volume: String,
+        cascade: bool,
+    },
+    SnapshotCreate {
+        name: String,
+        volume: String,
+    },
+    SnapshotDelete {
+        snapshot: String,
+    },
 }
 
 /// What was enqueued: the job, and the volume or snapshot as it now stands.
@@ -41,16 +60,32 @@ const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
 async fn volume(db: &Db, key: &str) -> Result<VolumeRow, JobError> {
     match db.find_volume(key).await? {
         Found::One(v) => Ok(v),
-        Found::None => Err(JobError::NotFound { what: "volume", key: key.to_string() }),
-        Found::Ambiguous(ids) => Err(JobError::Ambiguous { what: "volume", key: key.to_string(), count: ids.len(), ids }),
+        Found::None => Err(JobError::NotFound {
+            what: "volume",
+            key: key.to_string(),
+        }),
+        Found::Ambiguous(ids) => Err(JobError::Ambiguous {
+            what: "volume",
+            key: key.to_string(),
+            count: ids.len(),
+            ids,
+        }),
     }
 }
 
 async fn snapshot(db: &Db, key: &str) -> Result<SnapshotRow, JobError> {
     match db.find_snapshot(key).await? {
         Found::One(s) => Ok(s),
-        Found::None => Err(JobError::NotFound { what: "snapshot", key: key.to_string() }),
-        Found::Ambiguous(ids) => Err(JobError::Ambiguous { what: "snapshot", key: key.to_string(), count: ids.len(), ids }),
+        Found::None => Err(JobError::NotFound {
+            what: "snapshot",
+            key: key.to_string(),
+        }),
+        Found::Ambiguous(ids) => Err(JobError::Ambiguous {
+            what: "snapshot",
+            key: key.to_string(),
+            count: ids.len(),
+            ids,
+        }),
     }
 }
 
@@ -90,7 +125,10 @@ async fn dependents(db: &Db, snap: &SnapshotRow) -> Result<Option<String>, JobEr
     if clones.is_empty() {
         return Ok(None);
     }
-    let names: Vec<String> = clones.iter().map(|c| format!("{} ({})", c.name, c.id)).collect();
+    let names: Vec<String> = clones
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.id))
+        .collect();
     Ok(Some(format!(
         "snapshot {} ({}) has dependent clones: {}; flatten them first (ember volume flatten {}) or enable enable_deferred_deletion on backend {}",
         snap.name,
@@ -101,10 +139,16 @@ async fn dependents(db: &Db, snap: &SnapshotRow) -> Result<Option<String>, JobEr
     )))
 }
 
-fn backend_cfg<'c>(cfg: &'c Config, name: &str) -> Result<&'c crate::config::BackendConfig, JobError> {
+fn backend_cfg<'c>(
+    cfg: &'c Config,
+    name: &str,
+) -> Result<&'c crate::config::BackendConfig, JobError> {
     cfg.backend(name).ok_or_else(|| {
         let known: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
-        JobError::Refused(format!("no backend {name:?} in the config; known: {}", known.join(", ")))
+        JobError::Refused(format!(
+            "no backend {name:?} in the config; known: {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -153,22 +197,62 @@ impl Plan {
 }
 
 /// Checks a request and enqueues its job. Nothing is written when it is refused.
-pub async fn enqueue(db: &Db, cfg: &Config, req: Request, actor: &str) -> Result<Enqueued, JobError> {
+pub async fn enqueue(
+    db: &Db,
+    cfg: &Config,
+    req: Request,
+    actor: &str,
+) -> Result<Enqueued, JobError> {
+    let plan = plan(db, cfg, &req).await?;
+    write(db, actor, plan).await
+}
+
+/// Checks a request without writing anything; returns the backend that would run it.
+pub async fn check(db: &Db, cfg: &Config, req: &Request) -> Result<String, JobError> {
+    Ok(plan(db, cfg, req).await?.backend)
+}
+
+async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
     if cfg.read_only {
-        return Err(JobError::Refused("ember is read-only (read_only = true): no changes are made".into()));
+        return Err(JobError::Refused(
+            "ember is read-only (read_only = true): no changes are made".into(),
+        ));
     }
-    let plan = match &req {
-        Request::Create { name, size, backend, snapshot, source } => {
-            plan_create(db, cfg, name, *size, backend.as_deref(), snapshot.as_deref(), source.as_deref()).await?
+    Ok(match req {
+        Request::Create {
+            name,
+            size,
+            backend,
+            snapshot,
+            source,
+        } => {
+            plan_create(
+                db,
+                cfg,
+                name,
+                *size,
+                backend.as_deref(),
+                snapshot.as_deref(),
+                source.as_deref(),
+            )
+            .await?
         }
         Request::Flatten { volume: key } => {
             let v = volume(db, key).await?;
             status_is(&v, USABLE, "flatten")?;
             if v.source_snapshot_id.is_none() {
-                return Err(JobError::Refused(format!("volume {} ({}) has no parent: nothing to flatten", v.name, v.id)));
+                return Err(JobError::Refused(format!(
+                    "volume {} ({}) has no parent: nothing to flatten",
+                    v.name, v.id
+                )));
             }
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
-            Plan::new(JobKind::Flatten, &v.id, &v.backend, format!("flatten {}", v.name))
+            Plan::new(
+                JobKind::Flatten,
+                &v.id,
+                &v.backend,
+                format!("flatten {}", v.name),
+            )
         }
         Request::Extend { volume: key, size } => {
             let v = volume(db, key).await?;
@@ -180,12 +264,20 @@ pub async fn enqueue(db: &Db, cfg: &Config, req: Request, actor: &str) -> Result
                 )));
             }
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
-            let mut plan = Plan::new(JobKind::Extend, &v.id, &v.backend, format!("extend {} to {size} bytes", v.name));
+            let mut plan = Plan::new(
+                JobKind::Extend,
+                &v.id,
+                &v.backend,
+                format!("extend {} to {size} bytes", v.name),
+            );
             plan.params.size = Some(*size);
             plan.transition = Some(("volumes", v.id, &["available"], "extending"));
             plan
         }
-        Request::Delete { volume: key, cascade } => {
+        Request::Delete {
+            volume: key,
+            cascade,
+        } => {
             let v = volume(db, key).await?;
             status_is(&v, DELETABLE, "delete")?;
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
@@ -204,7 +296,12 @@ pub async fn enqueue(db: &Db, cfg: &Config, req: Request, actor: &str) -> Result
                     return Err(JobError::Refused(why));
                 }
             }
-            let mut plan = Plan::new(JobKind::Delete, &v.id, &v.backend, format!("delete {}", v.name));
+            let mut plan = Plan::new(
+                JobKind::Delete,
+                &v.id,
+                &v.backend,
+                format!("delete {}", v.name),
+            );
             plan.params.cascade = *cascade;
             plan.transition = Some(("volumes", v.id, DELETABLE, "deleting"));
             plan
@@ -215,9 +312,20 @@ pub async fn enqueue(db: &Db, cfg: &Config, req: Request, actor: &str) -> Result
             status_is(&v, USABLE, "snapshot")?;
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             let id = Uuid::new_v4().to_string();
-            let mut plan = Plan::new(JobKind::SnapshotCreate, &id, &v.backend, format!("snapshot {} as {name}", v.name));
+            let mut plan = Plan::new(
+                JobKind::SnapshotCreate,
+                &id,
+                &v.backend,
+                format!("snapshot {} as {name}", v.name),
+            );
             plan.params.volume_id = Some(v.id.clone());
-            plan.snapshot = Some(PlanSnapshot { id, name: name.clone(), volume_id: v.id, size: v.size_bytes, purpose: "user" });
+            plan.snapshot = Some(PlanSnapshot {
+                id,
+                name: name.clone(),
+                volume_id: v.id,
+                size: v.size_bytes,
+                purpose: "user",
+            });
             plan
         }
         Request::SnapshotDelete { snapshot: key } => {
@@ -237,12 +345,16 @@ pub async fn enqueue(db: &Db, cfg: &Config, req: Request, actor: &str) -> Result
             {
                 return Err(JobError::Refused(why));
             }
-            let mut plan = Plan::new(JobKind::SnapshotDelete, &s.id, &s.backend, format!("delete snapshot {}", s.name));
+            let mut plan = Plan::new(
+                JobKind::SnapshotDelete,
+                &s.id,
+                &s.backend,
+                format!("delete snapshot {}", s.name),
+            );
             plan.transition = Some(("snapshots", s.id, SNAPSHOT_DELETABLE, "deleting"));
             plan
         }
-    };
-    write(db, actor, plan).await
+    })
 }
 
 /// A new volume: empty, or a clone of a snapshot (`--snapshot`) or of a volume (`--source`).
@@ -261,23 +373,45 @@ async fn plan_create(
     let (backend, depth, src_snap, src_vol, min_size) = if let Some(key) = snap_key {
         let s = snapshot(db, key).await?;
         if s.status != "available" {
-            return Err(JobError::Refused(format!("snapshot {} is {}; clones need an available snapshot", s.name, s.status)));
+            return Err(JobError::Refused(format!(
+                "snapshot {} is {}; clones need an available snapshot",
+                s.name, s.status
+            )));
         }
-        let depth = db.get_volume(&s.volume_id).await?.map(|v| v.clone_depth + 1).unwrap_or(1);
-        (s.backend.clone(), depth, Some(s.id.clone()), None, s.size_bytes as u64)
+        let depth = db
+            .get_volume(&s.volume_id)
+            .await?
+            .map(|v| v.clone_depth + 1)
+            .unwrap_or(1);
+        (
+            s.backend.clone(),
+            depth,
+            Some(s.id.clone()),
+            None,
+            s.size_bytes as u64,
+        )
     } else if let Some(key) = source_key {
         let v = volume(db, key).await?;
         status_is(&v, USABLE, "clone")?;
         not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
         // Cinder's rbd driver: snapshot the source, then clone that snapshot.
-        (v.backend.clone(), v.clone_depth + 1, Some(Uuid::new_v4().to_string()), Some(v.clone()), v.size_bytes as u64)
+        (
+            v.backend.clone(),
+            v.clone_depth + 1,
+            Some(Uuid::new_v4().to_string()),
+            Some(v.clone()),
+            v.size_bytes as u64,
+        )
     } else {
         let b = match want_backend {
             Some(w) => w.to_string(),
             None if cfg.backends.len() == 1 => cfg.backends[0].name.clone(),
             None => {
                 let names: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
-                return Err(JobError::Refused(format!("several backends: choose one with --backend ({})", names.join(", "))));
+                return Err(JobError::Refused(format!(
+                    "several backends: choose one with --backend ({})",
+                    names.join(", ")
+                )));
             }
         };
         (b, 0, None, None, 1)
@@ -285,14 +419,22 @@ async fn plan_create(
     if let Some(w) = want_backend
         && w != backend
     {
-        return Err(JobError::Refused(format!("a clone stays on its source's backend {backend}, not {w}")));
+        return Err(JobError::Refused(format!(
+            "a clone stays on its source's backend {backend}, not {w}"
+        )));
     }
     let bc = backend_cfg(cfg, &backend)?;
     let size = size.unwrap_or(min_size);
     if size < min_size {
-        return Err(JobError::Refused(format!("size {size} bytes is smaller than the source ({min_size} bytes); a clone cannot shrink")));
+        return Err(JobError::Refused(format!(
+            "size {size} bytes is smaller than the source ({min_size} bytes); a clone cannot shrink"
+        )));
     }
-    let kind = if src_snap.is_some() { JobKind::Clone } else { JobKind::Create };
+    let kind = if src_snap.is_some() {
+        JobKind::Clone
+    } else {
+        JobKind::Create
+    };
     let describe = match (&src_vol, snap_key) {
         (Some(v), _) => format!("clone of volume {} as {name}", v.name),
         (None, Some(k)) => format!("clone of snapshot {k} as {name}"),
@@ -301,7 +443,8 @@ async fn plan_create(
     let mut plan = Plan::new(kind, &id, &backend, describe);
     plan.params.size = Some(size);
     if src_snap.is_some() {
-        plan.params.flatten = depth > i64::from(bc.max_clone_depth) || (snap_key.is_some() && bc.flatten_volume_from_snapshot);
+        plan.params.flatten = depth > i64::from(bc.max_clone_depth)
+            || (snap_key.is_some() && bc.flatten_volume_from_snapshot);
         plan.params.snapshot_id = src_snap.clone();
         plan.params.source_volume_id = src_vol.as_ref().map(|v| v.id.clone());
     }
@@ -348,7 +491,15 @@ async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
             backend: &plan.backend,
             purpose: s.purpose,
         }),
-        transition: plan.transition.as_ref().map(|(table, id, from, to)| Transition { table, id, from, to }),
+        transition: plan
+            .transition
+            .as_ref()
+            .map(|(table, id, from, to)| Transition {
+                table,
+                id,
+                from,
+                to,
+            }),
         job: NewJob {
             id: &job_id,
             kind: plan.kind.as_str(),
@@ -359,16 +510,35 @@ async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
         },
     };
     if !db.enqueue(&e).await? {
-        return Err(JobError::Refused(format!("{}: the target changed state meanwhile; look again and retry", plan.describe)));
+        return Err(JobError::Refused(format!(
+            "{}: the target changed state meanwhile; look again and retry",
+            plan.describe
+        )));
     }
     let message = format!("{} job {job_id}: {}", plan.kind.as_str(), plan.describe);
-    let _ = db.add_event(&NewEvent { actor, host: None, kind: "job_queued", target: Some(&plan.target), message: &message }).await;
+    let _ = db
+        .add_event(&NewEvent {
+            actor,
+            host: None,
+            kind: "job_queued",
+            target: Some(&plan.target),
+            message: &message,
+        })
+        .await;
     let is_snapshot = matches!(plan.kind, JobKind::SnapshotCreate | JobKind::SnapshotDelete);
     Ok(Enqueued {
         job_id,
         backend: plan.backend,
-        volume: if is_snapshot { None } else { db.get_volume(&plan.target).await? },
-        snapshot: if is_snapshot { db.get_snapshot(&plan.target).await? } else { None },
+        volume: if is_snapshot {
+            None
+        } else {
+            db.get_volume(&plan.target).await?
+        },
+        snapshot: if is_snapshot {
+            db.get_snapshot(&plan.target).await?
+        } else {
+            None
+        },
     })
 }
 
@@ -385,8 +555,20 @@ pub enum Cancelled {
 pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobError> {
     let job = match db.find_job(key).await? {
         Found::One(j) => j,
-        Found::None => return Err(JobError::NotFound { what: "job", key: key.to_string() }),
-        Found::Ambiguous(ids) => return Err(JobError::Ambiguous { what: "job", key: key.to_string(), count: ids.len(), ids }),
+        Found::None => {
+            return Err(JobError::NotFound {
+                what: "job",
+                key: key.to_string(),
+            });
+        }
+        Found::Ambiguous(ids) => {
+            return Err(JobError::Ambiguous {
+                what: "job",
+                key: key.to_string(),
+                count: ids.len(),
+                ids,
+            });
+        }
     };
     let outcome = match db.request_cancel(&job.id).await?.as_deref() {
         Some("cancelled") => {
@@ -394,10 +576,22 @@ pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobErr
             Cancelled::Now(job.clone())
         }
         Some(_) => Cancelled::Requested(job.clone()),
-        None => return Err(JobError::Refused(format!("job {} is already {}", short(&job.id), job.state))),
+        None => {
+            return Err(JobError::Refused(format!(
+                "job {} is already {}",
+                short(&job.id),
+                job.state
+            )));
+        }
     };
     let _ = db
-        .add_event(&NewEvent { actor, host: None, kind: "job_cancel", target: Some(&job.target_id), message: &format!("cancel of {} job {}", job.kind, job.id) })
+        .add_event(&NewEvent {
+            actor,
+            host: None,
+            kind: "job_cancel",
+            target: Some(&job.target_id),
+            message: &format!("cancel of {} job {}", job.kind, job.id),
+        })
         .await;
     Ok(outcome)
 }

@@ -27,7 +27,12 @@ pub const POLL: Duration = Duration::from_millis(500);
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Claims and starts jobs until `stop` is cancelled. Running jobs are tracked by `jobs`.
-pub async fn job_loop(svc: Arc<BackendService>, db: Db, stop: CancellationToken, jobs: TaskTracker) {
+pub async fn job_loop(
+    svc: Arc<BackendService>,
+    db: Db,
+    stop: CancellationToken,
+    jobs: TaskTracker,
+) {
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
@@ -69,13 +74,38 @@ async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     }
 }
 
-async fn run_job(svc: Arc<BackendService>, db: Db, job: JobRow, _permit: OwnedSemaphorePermit, stop: CancellationToken) {
+async fn run_job(
+    svc: Arc<BackendService>,
+    db: Db,
+    job: JobRow,
+    _permit: OwnedSemaphorePermit,
+    stop: CancellationToken,
+) {
     let params = serde_json::from_str(&job.params).unwrap_or_default();
-    let progress = Arc::new(JobProgress { stop: stop.clone(), ..JobProgress::default() });
-    svc.running.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone(), progress.clone());
+    let progress = Arc::new(JobProgress {
+        stop: stop.clone(),
+        ..JobProgress::default()
+    });
+    svc.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(job.id.clone(), progress.clone());
     info!(backend = %svc.name, job = %job.id, kind = %job.kind, target = %job.target_id, "job started");
-    event(&db, &svc.host, "job_started", &job, &format!("{} job {} by {}", job.kind, job.id, svc.host)).await;
-    let ctx = Ctx { db: db.clone(), svc: svc.clone(), job: job.clone(), params, progress: progress.clone() };
+    event(
+        &db,
+        &svc.host,
+        "job_started",
+        &job,
+        &format!("{} job {} by {}", job.kind, job.id, svc.host),
+    )
+    .await;
+    let ctx = Ctx {
+        db: db.clone(),
+        svc: svc.clone(),
+        job: job.clone(),
+        params,
+        progress: progress.clone(),
+    };
 
     let body = execute(&ctx);
     tokio::pin!(body);
@@ -95,11 +125,19 @@ async fn run_job(svc: Arc<BackendService>, db: Db, job: JobRow, _permit: OwnedSe
             }
         }
     };
-    svc.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
-    let (done, total) = (progress.done.load(Ordering::Relaxed), progress.total.load(Ordering::Relaxed));
+    svc.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&job.id);
+    let (done, total) = (
+        progress.done.load(Ordering::Relaxed),
+        progress.total.load(Ordering::Relaxed),
+    );
     let finished = match &outcome {
         Outcome::Succeeded => {
-            let _ = db.job_progress(&job.id, total.max(done), total.max(done)).await;
+            let _ = db
+                .job_progress(&job.id, total.max(done), total.max(done))
+                .await;
             db.finish_job(&job.id, "succeeded", None).await
         }
         Outcome::Failed(e) => {
@@ -108,7 +146,8 @@ async fn run_job(svc: Arc<BackendService>, db: Db, job: JobRow, _permit: OwnedSe
         }
         Outcome::Cancelled => {
             let _ = db.job_progress(&job.id, done, total).await;
-            db.finish_job(&job.id, "cancelled", Some("cancelled by an operator")).await
+            db.finish_job(&job.id, "cancelled", Some("cancelled by an operator"))
+                .await
         }
         Outcome::HandedBack => db.requeue_job(&job.id).await,
     };
@@ -116,10 +155,22 @@ async fn run_job(svc: Arc<BackendService>, db: Db, job: JobRow, _permit: OwnedSe
         warn!(job = %job.id, "job end not recorded: {e}");
     }
     let (kind, text) = match &outcome {
-        Outcome::Succeeded => ("job_succeeded", format!("{} job {} succeeded", job.kind, job.id)),
-        Outcome::Failed(e) => ("job_failed", format!("{} job {} failed: {e}", job.kind, job.id)),
-        Outcome::Cancelled => ("job_cancelled", format!("{} job {} cancelled", job.kind, job.id)),
-        Outcome::HandedBack => ("job_requeued", format!("{} job {} handed back: service stopping", job.kind, job.id)),
+        Outcome::Succeeded => (
+            "job_succeeded",
+            format!("{} job {} succeeded", job.kind, job.id),
+        ),
+        Outcome::Failed(e) => (
+            "job_failed",
+            format!("{} job {} failed: {e}", job.kind, job.id),
+        ),
+        Outcome::Cancelled => (
+            "job_cancelled",
+            format!("{} job {} cancelled", job.kind, job.id),
+        ),
+        Outcome::HandedBack => (
+            "job_requeued",
+            format!("{} job {} handed back: service stopping", job.kind, job.id),
+        ),
     };
     match &outcome {
         Outcome::Failed(_) => warn!(backend = %svc.name, job = %job.id, "{text}"),
@@ -130,6 +181,12 @@ async fn run_job(svc: Arc<BackendService>, db: Db, job: JobRow, _permit: OwnedSe
 
 async fn event(db: &Db, host: &str, kind: &str, job: &JobRow, message: &str) {
     let _ = db
-        .add_event(&NewEvent { actor: "ember", host: Some(host), kind, target: Some(&job.target_id), message })
+        .add_event(&NewEvent {
+            actor: "ember",
+            host: Some(host),
+            kind,
+            target: Some(&job.target_id),
+            message,
+        })
         .await;
 }
