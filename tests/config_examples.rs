@@ -43,7 +43,11 @@ fn shipped_cinder_conf_is_read_as_cinder_reads_it() {
         panic!("rbd0 is rbd")
     };
     assert_eq!(
-        (r.pool.as_str(), r.user.as_deref(), cfg.backends[0].max_clone_depth),
+        (
+            r.pool.as_str(),
+            r.user.as_deref(),
+            cfg.backends[0].max_clone_depth
+        ),
         ("volumes", Some("cinder"), 5)
     );
     assert_eq!(

@@ -200,24 +200,28 @@ impl Db {
             .bind(backend)
             .bind(host)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            // fetch_all, never fetch_optional/fetch_one, on RETURNING: SQLite commits the
+            // statement only when it is stepped to the end, and a half-read statement keeps
+            // the write lock, stalling every other writer.
+            .fetch_all(&self.pool)
             .await
+            .map(|mut rows| rows.pop())
             .map_err(q("claim job"))
     }
 
     /// Writes progress; returns whether an operator asked to cancel meanwhile.
     pub async fn job_progress(&self, id: &str, done: u64, total: u64) -> Result<bool, DbError> {
-        let r: Option<i64> = sqlx::query_scalar(
+        let r: Vec<i64> = sqlx::query_scalar(
             "UPDATE jobs SET bytes_done = $1, bytes_total = $2, updated_at = $3 WHERE id = $4 RETURNING cancel_requested",
         )
         .bind(super::services::clamp(done))
         .bind(super::services::clamp(total))
         .bind(now_ms())
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool) // see claim_job: RETURNING must be read to the end
         .await
         .map_err(q("job progress"))?;
-        Ok(r.unwrap_or(0) != 0)
+        Ok(r.first().copied().unwrap_or(0) != 0)
     }
 
     /// Ends a job: `succeeded`, `failed` (with the error) or `cancelled`.

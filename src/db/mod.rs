@@ -163,7 +163,7 @@ impl Db {
             }
         }
         let mut opts = AnyPoolOptions::new()
-            .max_connections(if engine == Engine::Sqlite { 4 } else { 8 })
+            .max_connections(if engine == Engine::Sqlite { 8 } else { 10 })
             .acquire_timeout(BUSY_TIMEOUT * 2);
         if engine == Engine::Sqlite {
             opts = opts.after_connect(|conn, _meta| {

@@ -54,7 +54,7 @@ impl Db {
     pub async fn register_service(&self, r: &Registration<'_>) -> Result<i64, DbError> {
         let now = now_ms();
         let pid = i64::from(std::process::id());
-        let id: i64 = sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO services (host, binary_name, backend, cluster, driver, error, version, pid, \
                  created_at, started_at, stopped_at, report_count, lateness_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, NULL, 0, '') \
@@ -72,10 +72,13 @@ impl Db {
         .bind(env!("CARGO_PKG_VERSION"))
         .bind(pid)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool) // RETURNING is read to the end: see Db::claim_job
         .await
         .map_err(q("register service"))?;
-        Ok(id)
+        ids.first().copied().ok_or(DbError::Query {
+            what: "register service",
+            cause: Box::new(sqlx::Error::RowNotFound),
+        })
     }
 
     /// One heartbeat: bumps `report_count` and `updated_at`, and stores recent lateness.

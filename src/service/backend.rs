@@ -140,6 +140,7 @@ impl BackendService {
     ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut inflight: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let scheduled = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -154,14 +155,20 @@ impl BackendService {
             if !self.healthy.load(Ordering::SeqCst) {
                 continue;
             }
-            match tokio::time::timeout(interval, db.heartbeat(self.row_id, &encoded)).await {
-                Ok(Ok(())) => {}
-                // Cinder logs DB errors in report_state and keeps going; so does ember.
-                Ok(Err(e)) => warn!(backend = %self.name, "heartbeat not written: {e}"),
-                Err(_) => {
-                    warn!(backend = %self.name, "heartbeat not written: database did not answer within {}s", interval.as_secs())
-                }
+            // The write runs as its own task so the timer keeps its schedule; at most one is in
+            // flight. It is never dropped half-way (a dropped sqlx future can strand its
+            // pooled connection); the pool's acquire timeout and SQLite's busy timeout bound it.
+            if inflight.as_ref().is_some_and(|h| !h.is_finished()) {
+                warn!(backend = %self.name, "heartbeat skipped: the previous one is still being written (database slow)");
+                continue;
             }
+            let (db, me) = (db.clone(), self.clone());
+            inflight = Some(tokio::spawn(async move {
+                // Cinder logs DB errors in report_state and keeps going; so does ember.
+                if let Err(e) = db.heartbeat(me.row_id, &encoded).await {
+                    warn!(backend = %me.name, "heartbeat not written: {e}");
+                }
+            }));
         }
     }
 

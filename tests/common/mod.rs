@@ -72,7 +72,7 @@ pub fn ember(args: &[&str]) -> Output {
 }
 
 pub fn ember_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(EMBER)
+    let child = Command::new(EMBER)
         .args(args)
         .env_remove("EMBER_CONFIG")
         .env_remove("EMBER_DATABASE_URL")
@@ -82,16 +82,18 @@ pub fn ember_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
+    let pid = child.id();
+    // Read the pipes while waiting (a full pipe would block ember), with a hard timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("ember {args:?} did not finish within 60 s");
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
