@@ -187,7 +187,7 @@ fn two_services_on_one_postgres_run_each_of_200_jobs_exactly_once() {
     let Some(url) = fresh_db(Engine::Postgres, dir.path()) else {
         return;
     };
-    let backend = "[backends.fake0]\nvolume_driver = \"fake\"\nfake_latency_ms = 5\nfake_blocking = true\nbackend_native_threads_pool_size = 4\n";
+    let backend = "[backends.fake0]\nvolume_driver = \"fake\"\nfake_latency_ms = 50\nfake_blocking = true\nbackend_native_threads_pool_size = 4\n";
     let a_dir = dir.path().join("a");
     let b_dir = dir.path().join("b");
     std::fs::create_dir_all(&a_dir).unwrap();
@@ -212,8 +212,9 @@ fn two_services_on_one_postgres_run_each_of_200_jobs_exactly_once() {
         ids
     });
     // Both start on a full queue: they race for every job.
-    let _sa = a.serve();
-    let _sb = b.serve();
+    // 50 ms per job on 4 slots: one service alone would need 2.5 s, so both get work.
+    let _sa = Serve::start(&a.config, &a.url, &a.dir);
+    let _sb = Serve::start(&b.config, &b.url, &b.dir);
     wait_for("200 jobs to finish", Duration::from_secs(120), || {
         let jobs = a.json(&["job", "list", "--limit", "1000"]);
         jobs.as_array()

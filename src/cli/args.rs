@@ -64,6 +64,36 @@ pub enum Command {
     /// Configuration
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Benchmarks: figures beside a baseline measured in the same run
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Heartbeat lateness while jobs copy data: ember's storage pool vs plain spawn_blocking
+    Heartbeat {
+        /// Jobs submitted per run (comma-separated)
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 8, 64])]
+        jobs: Vec<usize>,
+        /// Seconds per run
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// Storage pool threads (backend_native_threads_pool_size)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: u64,
+    },
+    /// File-driver clone and flatten of a volume with data vs `cp --sparse=always`
+    Flatten {
+        /// Where to put the test files (a filesystem like the backend's)
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        #[arg(long, value_parser = size, default_value = "1G")]
+        size: u64,
+        /// How much of it holds data
+        #[arg(long, value_parser = size, default_value = "512M")]
+        data: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 //! Errors here are `anyhow` with context naming the file, backend or volume.
 
 pub mod args;
+pub mod bench;
 pub mod jobs;
 pub mod output;
 
@@ -128,6 +129,14 @@ pub async fn run(cmd: Command, g: Global) -> anyhow::Result<ExitCode> {
             jobs::cancel(&g, &open_db(&url).await?, &id).await
         }
         Command::Events { limit } => events(&g, limit).await,
+        Command::Bench(args::BenchCmd::Heartbeat {
+            jobs,
+            seconds,
+            threads,
+        }) => bench::heartbeat(&g, &jobs, seconds, threads as usize).await,
+        Command::Bench(args::BenchCmd::Flatten { dir, size, data }) => {
+            bench::flatten(&g, &dir, size, data)
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::driver::{DriverError, VolumeDriver};
 
 use super::jobs::exec::JobProgress;
 use super::lateness::Lateness;
+use super::pool::StoragePool;
 
 /// How long a setup check or capacity refresh may take before it counts as failed. The call
 /// itself cannot be killed; it finishes on its blocking thread, but nobody waits for it.
@@ -41,8 +42,11 @@ pub struct BackendService {
     /// service shows down with its error, and the periodic task retries.
     pub healthy: AtomicBool,
     pub lateness: Mutex<Lateness>,
-    /// Bounds the storage calls running at once on this backend.
+    /// Bounds the storage calls running at once on this backend; a job is claimed only
+    /// with a slot in hand, so queued jobs stay visible (and takeable by another ember).
     pub slots: Arc<Semaphore>,
+    /// The low-priority threads that run this backend's driver calls.
+    pub pool: StoragePool,
     pub cfg: BackendConfig,
     /// Jobs running here, by id: a cancel from this process reaches them at once.
     pub running: Mutex<HashMap<String, Arc<JobProgress>>>,
@@ -73,12 +77,13 @@ impl BackendService {
                         op,
                         message: "service is stopping".into(),
                     })?;
-            tokio::task::spawn_blocking(move || f(driver.as_ref()))
+            self.pool
+                .run(move || f(driver.as_ref()))
                 .await
                 .map_err(|e| DriverError::Io {
                     backend: backend.clone(),
                     op,
-                    message: format!("driver call panicked: {e}"),
+                    message: e.to_string(),
                 })?
         };
         match tokio::time::timeout(timeout, work).await {
@@ -255,6 +260,7 @@ pub fn new_backend(
         healthy: AtomicBool::new(false),
         lateness: Mutex::new(Lateness::default()),
         slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),
+        pool: StoragePool::new(&cfg.name, cfg.pool_size.max(1)),
         cfg: cfg.clone(),
         running: Mutex::default(),
     })

@@ -9,8 +9,10 @@
 
 pub mod actor;
 pub mod backend;
+pub mod bench;
 pub mod jobs;
 pub mod lateness;
+pub mod pool;
 pub mod reconcile;
 pub mod units;
 

@@ -72,7 +72,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// One blocking driver call, off the reactor.
+    /// One blocking driver call, on the backend's storage pool, off the reactor.
     async fn call<T, F>(&self, f: F) -> Result<T, DriverError>
     where
         T: Send + 'static,
@@ -80,12 +80,14 @@ impl Ctx {
     {
         let driver = self.svc.driver.clone();
         let progress = self.progress.clone();
-        tokio::task::spawn_blocking(move || f(driver.as_ref(), progress.as_ref()))
+        self.svc
+            .pool
+            .run(move || f(driver.as_ref(), progress.as_ref()))
             .await
             .map_err(|e| DriverError::Io {
                 backend: self.svc.name.clone(),
                 op: "job",
-                message: format!("driver call panicked: {e}"),
+                message: e.to_string(),
             })?
     }
 

@@ -1,0 +1,170 @@
+//! `ember bench`: prints figures, each beside its baseline measured in the same run.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::driver::file::FileDriver;
+use crate::driver::{NoProgress, VolumeDriver, volume_image};
+use crate::service::bench::{self, Strategy, fill_volume, time};
+
+use super::args::Global;
+use super::output::print_json;
+
+pub async fn heartbeat(
+    g: &Global,
+    jobs: &[usize],
+    seconds: u64,
+    threads: usize,
+) -> anyhow::Result<ExitCode> {
+    let dur = Duration::from_secs(seconds);
+    let mut rows = vec![];
+    if !g.json {
+        println!(
+            "heartbeat lateness: a 100 ms timer on the runtime, {seconds} s per run, while N jobs copy memory flat out"
+        );
+        println!(
+            "{} cores; ember = storage pool of {threads} threads (SCHED_BATCH, nice 19); baseline = one spawn_blocking per job",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
+        println!(
+            "{:>5}  {:<14} {:>8} {:>8} {:>8} {:>12}",
+            "jobs", "run by", "p50 ms", "p99 ms", "max ms", "copied MiB/s"
+        );
+    }
+    for &n in jobs {
+        for (label, strategy) in [
+            ("spawn_blocking", Strategy::SpawnBlocking),
+            ("ember pool", Strategy::Pool { threads }),
+        ] {
+            if n == 0 && strategy == Strategy::SpawnBlocking {
+                continue; // no jobs: nothing to compare
+            }
+            let r = bench::heartbeat(n, dur, strategy).await;
+            if !g.json {
+                let l = r.lateness_ms;
+                println!(
+                    "{:>5}  {:<14} {:>8.2} {:>8.2} {:>8.2} {:>12.0}",
+                    n,
+                    if n == 0 { "-" } else { label },
+                    l.p50,
+                    l.p99,
+                    l.max,
+                    r.copied_mib_s
+                );
+            }
+            rows.push(serde_json::json!({ "jobs": n, "run_by": label, "lateness_ms": r.lateness_ms, "copied_mib_s": r.copied_mib_s }));
+        }
+    }
+    if g.json {
+        print_json(&rows)?;
+    } else {
+        println!("goal: with 64 jobs through ember's pool, p99 < 10 ms and max < 50 ms");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Median of three timed runs.
+fn median3(mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<Duration> {
+    let mut v = [f()?, f()?, f()?];
+    v.sort();
+    Ok(v[1])
+}
+
+pub fn flatten(
+    g: &Global,
+    dir: &std::path::Path,
+    size: u64,
+    data: u64,
+) -> anyhow::Result<ExitCode> {
+    let work = tempfile::Builder::new()
+        .prefix("ember-bench-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot make a temp dir in {}", dir.display()))?;
+    let drv = FileDriver::new("bench", work.path().to_path_buf(), 0);
+    drv.check_setup()?;
+    let base = "00000000-0000-0000-0000-00000000base";
+    drv.create_volume(base, size)?;
+    fill_volume(&work.path().join(volume_image(base)), size, data)?;
+    let snap = "00000000-0000-0000-0000-00000000snap";
+    let (made, snap_t) = time(|| drv.create_snapshot(snap, base, &NoProgress));
+    made?;
+    let snap_file = work.path().join(format!("snapshot-{snap}"));
+    if !snap_file.exists() {
+        bail!("snapshot was not made in {}", work.path().display());
+    }
+    let mut n = 0;
+    let mut clone_times = vec![];
+    let flatten_t = median3(|| {
+        n += 1;
+        let id = format!("00000000-0000-0000-0000-{n:012}");
+        let (cloned, ct) = time(|| drv.clone_snapshot(snap, &id, size));
+        cloned?;
+        clone_times.push(ct);
+        let (r, t) = time(|| drv.flatten(&id, &NoProgress));
+        r?;
+        drv.delete_volume(&id, &NoProgress)?;
+        Ok(t)
+    })?;
+    let cp_t = median3(|| {
+        let dst = work.path().join("cp-copy");
+        let (st, t) = time(|| {
+            std::process::Command::new("cp")
+                .arg("--sparse=always")
+                .arg(&snap_file)
+                .arg(&dst)
+                .status()
+        });
+        if !st.context("cannot run cp")?.success() {
+            bail!("cp failed");
+        }
+        std::fs::remove_file(&dst)?;
+        Ok(t)
+    })?;
+    clone_times.sort();
+    let clone_t = clone_times[clone_times.len() / 2];
+    let mib = data as f64 / (1 << 20) as f64;
+    let rate = |d: Duration| mib / d.as_secs_f64();
+    let ratio = rate(flatten_t) / rate(cp_t);
+    if g.json {
+        print_json(&serde_json::json!({
+            "size_bytes": size, "data_bytes": data, "dir": dir,
+            "clone_ms": clone_t.as_secs_f64() * 1000.0,
+            "snapshot_s": snap_t.as_secs_f64(),
+            "flatten_s": flatten_t.as_secs_f64(), "flatten_mib_s": rate(flatten_t),
+            "cp_s": cp_t.as_secs_f64(), "cp_mib_s": rate(cp_t),
+            "flatten_vs_cp": ratio,
+        }))?;
+    } else {
+        println!(
+            "file driver: {} volume holding {} of data, in {} (median of 3)",
+            super::output::human_bytes(size as i64),
+            super::output::human_bytes(data as i64),
+            dir.display()
+        );
+        println!(
+            "  clone from snapshot (layering)  {:>9.2} ms",
+            clone_t.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  snapshot (sparse copy)          {:>9.3} s  {:>7.0} MiB/s",
+            snap_t.as_secs_f64(),
+            rate(snap_t)
+        );
+        println!(
+            "  flatten of the clone            {:>9.3} s  {:>7.0} MiB/s",
+            flatten_t.as_secs_f64(),
+            rate(flatten_t)
+        );
+        println!(
+            "  cp --sparse=always (baseline)   {:>9.3} s  {:>7.0} MiB/s",
+            cp_t.as_secs_f64(),
+            rate(cp_t)
+        );
+        println!("  flatten throughput / cp         {ratio:>9.2}x   (goal >= 0.95)");
+    }
+    Ok(ExitCode::SUCCESS)
+}

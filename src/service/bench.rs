@@ -1,0 +1,121 @@
+//! Benchmarks run by `ember bench`: figures, each beside a baseline measured in the same run.
+//!
+//! - heartbeat: lateness of a 100 ms timer on the runtime (the heartbeat's mechanism) while
+//!   N jobs copy data flat out, through ember's storage pool versus plain `spawn_blocking`.
+//! - flatten / clone: the file driver on a 1 GiB volume with data, versus `cp --sparse=always`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::time::MissedTickBehavior;
+
+use super::lateness::{Summary, summarize};
+use super::pool::StoragePool;
+
+/// How the jobs' blocking work is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The naive baseline: one `spawn_blocking` per job, normal priority.
+    SpawnBlocking,
+    /// ember: the backend's storage pool (`threads` low-priority threads).
+    Pool { threads: usize },
+}
+
+/// One job's body: copy memory in 8 MiB steps until told to stop, as a flatten's data path.
+fn copy_until(stop: &AtomicBool, copied: &AtomicU64) {
+    let src = vec![0x5au8; 8 << 20];
+    let mut dst = vec![0u8; 8 << 20];
+    while !stop.load(Ordering::Relaxed) {
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+        copied.fetch_add(8 << 20, Ordering::Relaxed);
+    }
+}
+
+/// Result of one heartbeat run.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct HeartbeatRun {
+    pub jobs: usize,
+    pub lateness_ms: Summary,
+    /// Data the jobs copied per second: the price, if any, of keeping the timer on time.
+    pub copied_mib_s: f64,
+}
+
+pub async fn heartbeat(jobs: usize, duration: Duration, strategy: Strategy) -> HeartbeatRun {
+    let stop = Arc::new(AtomicBool::new(false));
+    let copied = Arc::new(AtomicU64::new(0));
+    let pool = match strategy {
+        Strategy::Pool { threads } => Some(StoragePool::new("bench", threads)),
+        Strategy::SpawnBlocking => None,
+    };
+    let mut handles = vec![];
+    for _ in 0..jobs {
+        let (stop, copied) = (stop.clone(), copied.clone());
+        let body = move || copy_until(&stop, &copied);
+        handles.push(match &pool {
+            Some(p) => {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let _ = p.run(body).await;
+                })
+            }
+            None => tokio::spawn(async move {
+                let _ = tokio::task::spawn_blocking(body).await;
+            }),
+        });
+    }
+    let period = Duration::from_millis(100);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let started = Instant::now();
+    let mut late = vec![];
+    ticker.tick().await; // the first tick is immediate
+    while started.elapsed() < duration {
+        let scheduled = ticker.tick().await;
+        late.push(
+            tokio::time::Instant::now()
+                .saturating_duration_since(scheduled)
+                .as_secs_f64()
+                * 1000.0,
+        );
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    HeartbeatRun {
+        jobs,
+        lateness_ms: summarize(&late).unwrap_or(Summary {
+            count: 0,
+            p50: 0.0,
+            p99: 0.0,
+            max: 0.0,
+        }),
+        copied_mib_s: copied.load(Ordering::Relaxed) as f64 / (1 << 20) as f64 / elapsed,
+    }
+}
+
+/// Time of one blocking action, for throughput figures.
+pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed())
+}
+
+/// Fills `path` (a sparse file of `size`) with `data` bytes of non-zero data in 4 MiB pieces
+/// spread over the file, as a used volume looks.
+pub fn fill_volume(path: &Path, size: u64, data: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let piece = 4u64 << 20;
+    let pieces = data / piece;
+    let stride = (size / pieces.max(1)).max(piece);
+    let buf: Vec<u8> = (0..piece).map(|i| (i % 251) as u8 + 1).collect();
+    for i in 0..pieces {
+        f.write_all_at(&buf, i * stride)?;
+    }
+    f.sync_all()
+}
