@@ -6,6 +6,7 @@
 //! - [`db`]: the shared state (services, volumes, snapshots, jobs, events) on SQLite or PostgreSQL.
 //! - [`driver`]: storage drivers; blocking by contract, never called on the reactor.
 //! - [`service`]: the volume services: registration, heartbeats, periodic tasks.
+//! - [`tui`]: the full-screen console; it reads service snapshots and sends commands.
 //! - [`cli`]: the subcommands and their text/JSON output.
 //!
 //! Imports go one way: `cli` → `service` → (`db`, `driver`) → `config`.
@@ -15,3 +16,4 @@ pub mod config;
 pub mod db;
 pub mod driver;
 pub mod service;
+pub mod tui;

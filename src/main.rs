@@ -4,24 +4,28 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ember::cli::{self, args::Cli};
+use ember::cli::{
+    self,
+    args::{Cli, Command},
+};
 
 fn main() -> ExitCode {
     let parsed = Cli::parse();
-    let Some(command) = parsed.command else {
-        // arg_required_else_help covers the bare `ember`; flags alone land here.
-        eprintln!("ember: a command is required (try `ember serve` or `ember --help`)");
-        return ExitCode::from(2);
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    let command = parsed
+        .command
+        .unwrap_or(Command::Console { no_worker: false });
+    // The console draws its own log view and writes a log file; everything else logs to stderr.
+    if !matches!(command, Command::Console { .. }) {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(cli::run(command, parsed.global));
+    let result = runtime.block_on(cli::run(command, parsed.global, parsed.console));
     // A storage call still running on a blocking thread (it cannot be killed) must not keep
     // the process alive after the services stopped.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -5,18 +5,31 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// ember: operations console and volume service for block-storage backends.
+///
+/// With no command, opens the full-screen console, which also runs the services of the
+/// configured backends (the console is the worker).
 #[derive(Debug, Parser)]
-#[command(
-    name = "ember",
-    version,
-    propagate_version = true,
-    arg_required_else_help = true
-)]
+#[command(name = "ember", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConsoleArgs {
+    /// Open the console on the database without running services (watch workers elsewhere)
+    #[arg(long)]
+    pub attach: bool,
+    /// Hide and refuse every action that changes something (on-call viewers)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Theme: dark, light, high-contrast, or a theme file (NO_COLOR turns colours off)
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -41,6 +54,12 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The full-screen console (the default command)
+    Console {
+        /// Do not run services: only watch the database (same as --attach)
+        #[arg(long)]
+        no_worker: bool,
+    },
     /// Run the volume services of the configured backends headless (for systemd; logs to stderr)
     Serve,
     /// Volume services and their heartbeats

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod console;
 pub mod jobs;
 pub mod output;
 
@@ -52,8 +53,13 @@ async fn open_db(url: &str) -> anyhow::Result<Db> {
     Ok(Db::connect(url).await?)
 }
 
-pub async fn run(cmd: Command, g: Global) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    cmd: Command,
+    g: Global,
+    console_args: args::ConsoleArgs,
+) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Console { no_worker } => console::run(&g, &console_args, no_worker).await,
         Command::Serve => serve(&g).await,
         Command::Config(ConfigCmd::Check { path }) => config_check(&g, path),
         Command::Service(ServiceCmd::List) => service_list(&g).await,

@@ -1,7 +1,6 @@
 //! Text and JSON output shared by the commands: the JSON shapes are the stable contract for
 //! scripts; tables are for people and may change.
 
-use chrono::{DateTime, Utc};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
@@ -21,40 +20,7 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| ms.to_string())
-}
-
-/// Bytes in binary units, as `rbd` and `df -h` print them.
-pub fn human_bytes(b: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-pub fn age(seconds: f64) -> String {
-    let s = seconds.max(0.0);
-    if s < 120.0 {
-        format!("{s:.0}s")
-    } else if s < 7200.0 {
-        format!("{:.0}m", s / 60.0)
-    } else if s < 172_800.0 {
-        format!("{:.0}h", s / 3600.0)
-    } else {
-        format!("{:.0}d", s / 86400.0)
-    }
-}
+pub use crate::service::units::{age, human_bytes, rfc3339};
 
 /// A service as scripts see it (`service list --json`).
 #[derive(Debug, Serialize)]

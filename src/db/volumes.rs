@@ -94,6 +94,17 @@ impl Db {
             .map_err(q("list volumes"))
     }
 
+    /// (last update, row count): changes whenever any volume row does; lets a reader skip
+    /// reloading a large table that did not change.
+    pub async fn volumes_version(&self) -> Result<(i64, i64), DbError> {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT COALESCE(MAX(updated_at), 0), COUNT(*) FROM volumes",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("volumes version"))
+    }
+
     pub async fn get_volume(&self, id: &str) -> Result<Option<VolumeRow>, DbError> {
         let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE id = $1");
         sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))

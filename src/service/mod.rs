@@ -10,10 +10,12 @@
 pub mod actor;
 pub mod backend;
 pub mod bench;
+pub mod handle;
 pub mod jobs;
 pub mod lateness;
 pub mod pool;
 pub mod reconcile;
+pub mod snapshot;
 pub mod units;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use super::{JobError, JobKind, Params};
 use crate::service::units::check_name;
 
 /// What an operator asks for. Volumes and snapshots are named by id or unique name.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Create {
         name: String,

@@ -1,0 +1,125 @@
+//! `ember` with no command: the console, running the services in the same process unless
+//! attached. If an `ember serve` on this host already runs the backends, the console attaches
+//! instead of registering a second service under the same name.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::db::services::is_up;
+use crate::db::{Db, now_ms};
+use crate::service::Services;
+use crate::service::handle::Handle;
+use crate::service::snapshot::spawn_publisher;
+use crate::tui;
+
+use super::args::{ConsoleArgs, Global};
+use super::load_config;
+
+/// How often the console re-reads the database (in-process changes also poke it at once).
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// Console logs go to the log view and to `<data_dir>/ember.log`, never to the screen.
+fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    if let Some(dir) = log_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)?;
+    tui_logger::init_logger(tui_logger::LevelFilter::Info)
+        .map_err(|e| anyhow::anyhow!("log view: {e}"))?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with(tui_logger::TuiTracingSubscriberLayer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .with_target(false),
+        )
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+    Ok(())
+}
+
+pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Result<ExitCode> {
+    let mut cfg = load_config(g)?;
+    cfg.read_only |= args.read_only;
+    init_logging(&cfg.data_dir.join("ember.log"))?;
+    let db = Db::connect(&cfg.database_url).await?;
+    let cfg = Arc::new(cfg);
+    let mut notice = None;
+    let mut worker = !(args.attach || no_worker);
+    if worker {
+        // Another ember on this host already serving these backends? Attach to it.
+        let down = cfg.service_down_time.as_millis() as i64;
+        let me = i64::from(std::process::id());
+        let hosts: Vec<String> = cfg
+            .backends
+            .iter()
+            .map(|b| cfg.service_host(&b.name))
+            .collect();
+        if let Some(other) = db
+            .list_services()
+            .await?
+            .into_iter()
+            .find(|s| hosts.contains(&s.host) && is_up(s, now_ms(), down) && s.pid != Some(me))
+        {
+            worker = false;
+            notice = Some(format!(
+                "attached: {} is already served by pid {} (ember serve?)",
+                other.host,
+                other.pid.unwrap_or(0)
+            ));
+        }
+    }
+    let cancel = CancellationToken::new();
+    let services = if worker {
+        match Services::start(cfg.clone(), db.clone(), cancel.clone()).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                worker = false;
+                notice = Some(format!("no service started here: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (rx, poke) = spawn_publisher(db.clone(), cfg.clone(), REFRESH, cancel.clone());
+    let handle = Arc::new(Handle::new(
+        db,
+        cfg.clone(),
+        rx,
+        poke,
+        worker,
+        cfg.read_only,
+    ));
+    let host = cfg.backend_host.clone().unwrap_or_else(|| cfg.host.clone());
+    let result = tui::run(
+        handle,
+        tui::Options {
+            theme: args.theme.clone(),
+            read_only: cfg.read_only,
+            notice,
+        },
+        host,
+    )
+    .await;
+    cancel.cancel();
+    if let Some(s) = services {
+        // Running jobs go back to the queue for another worker or the next start.
+        s.shutdown().await;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,68 @@
+//! The console's one door into the service layer: the published snapshot to draw, and the
+//! commands it may send. The console holds this and nothing below it (no `db`, no `driver`).
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::db::Db;
+
+use super::actor::current_actor;
+use super::jobs::request::Cancelled;
+use super::jobs::{self, Enqueued, JobError, Request};
+use super::snapshot::Snapshot;
+
+pub struct Handle {
+    db: Db,
+    pub config: Arc<Config>,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    poke: Arc<Notify>,
+    /// True when this process runs the services (the console is the worker).
+    pub worker: bool,
+    pub read_only: bool,
+}
+
+impl Handle {
+    pub fn new(
+        db: Db,
+        config: Arc<Config>,
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        poke: Arc<Notify>,
+        worker: bool,
+        read_only: bool,
+    ) -> Handle {
+        Handle {
+            db,
+            config,
+            snapshot,
+            poke,
+            worker,
+            read_only,
+        }
+    }
+
+    fn refuse_if_read_only(&self) -> Result<(), JobError> {
+        if self.read_only {
+            return Err(JobError::Refused(
+                "read-only console: no changes are made".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks and enqueues a request; the snapshot refreshes at once.
+    pub async fn submit(&self, req: Request) -> Result<Enqueued, JobError> {
+        self.refuse_if_read_only()?;
+        let out = jobs::enqueue(&self.db, &self.config, req, &current_actor()).await;
+        self.poke.notify_one();
+        out
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, JobError> {
+        self.refuse_if_read_only()?;
+        let out = jobs::cancel(&self.db, job_id, &current_actor()).await;
+        self.poke.notify_one();
+        out
+    }
+}

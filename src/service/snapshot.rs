@@ -1,0 +1,170 @@
+//! The one state model the console draws: a whole, immutable picture of services, volumes,
+//! snapshots and jobs, published on a `watch` channel. The embedded worker and a console
+//! attached to a remote database build it the same way, by reading the database; the console
+//! never sees a half-updated state and never touches the database or a driver itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::db::services::{ServiceRow, is_up, parse_lateness};
+use crate::db::{Db, JobRow, SnapshotRow, VolumeRow, now_ms};
+
+/// A service as the console shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    pub row: ServiceRow,
+    pub up: bool,
+    /// Recent heartbeat lateness, oldest first (ms).
+    pub lateness_ms: Vec<f64>,
+}
+
+/// A backend as the console shows it: configured here, or seen in the services table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendView {
+    pub name: String,
+    pub driver: String,
+    pub up: usize,
+    pub down: usize,
+    pub total_bytes: Option<i64>,
+    pub free_bytes: Option<i64>,
+    pub provisioned_bytes: Option<i64>,
+    pub max_over_subscription_ratio: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// When it was read (Unix ms); ages are computed against the render time.
+    pub generated_at: i64,
+    pub service_down_time_ms: i64,
+    pub services: Vec<ServiceView>,
+    pub backends: Vec<BackendView>,
+    pub volumes: Arc<Vec<VolumeRow>>,
+    pub snapshots: Vec<SnapshotRow>,
+    /// Newest first.
+    pub jobs: Vec<JobRow>,
+    /// Why the last read failed, if it did (the previous data is kept).
+    pub error: Option<String>,
+}
+
+/// How many recent jobs the console keeps.
+const JOBS_SHOWN: i64 = 500;
+
+/// Reads a fresh snapshot. Volumes are re-read only when they changed (`volumes_key`), so a
+/// large table is not reloaded every second.
+pub async fn read(
+    db: &Db,
+    cfg: &Config,
+    prev: &Snapshot,
+    volumes_key: &mut Option<(i64, i64)>,
+) -> Snapshot {
+    let now = now_ms();
+    let down = cfg.service_down_time.as_millis() as i64;
+    let mut snap = Snapshot {
+        generated_at: now,
+        service_down_time_ms: down,
+        ..prev.clone()
+    };
+    let result: Result<(), crate::db::DbError> = async {
+        let rows = db.list_services().await?;
+        snap.services = rows
+            .into_iter()
+            .map(|r| ServiceView {
+                up: is_up(&r, now, down),
+                lateness_ms: parse_lateness(&r.lateness_ms),
+                row: r,
+            })
+            .collect();
+        let key = db.volumes_version().await?;
+        if Some(key) != *volumes_key {
+            snap.volumes = Arc::new(db.list_volumes(None).await?);
+            *volumes_key = Some(key);
+        }
+        snap.snapshots = db.list_snapshots(None, true).await?;
+        snap.jobs = db.list_jobs(None, JOBS_SHOWN).await?;
+        Ok(())
+    }
+    .await;
+    snap.error = result.err().map(|e| e.to_string());
+    snap.backends = backends(cfg, &snap.services);
+    snap
+}
+
+fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
+    let mut names: Vec<String> = cfg.backends.iter().map(|b| b.name.clone()).collect();
+    names.extend(cfg.broken.iter().map(|b| b.name.clone()));
+    for s in services {
+        if !names.contains(&s.row.backend) {
+            names.push(s.row.backend.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let of: Vec<&ServiceView> = services.iter().filter(|s| s.row.backend == name).collect();
+            let newest = of
+                .iter()
+                .filter(|s| s.row.capacity_at.is_some())
+                .max_by_key(|s| s.row.capacity_at);
+            let cfgb = cfg.backend(&name);
+            BackendView {
+                driver: cfgb
+                    .map(|b| b.driver_name().to_string())
+                    .or_else(|| of.first().map(|s| s.row.driver.clone()))
+                    .unwrap_or_else(|| "?".into()),
+                up: of.iter().filter(|s| s.up).count(),
+                down: of.iter().filter(|s| !s.up).count(),
+                total_bytes: newest.and_then(|s| s.row.capacity_total),
+                free_bytes: newest.and_then(|s| s.row.capacity_free),
+                provisioned_bytes: newest.and_then(|s| s.row.capacity_provisioned),
+                max_over_subscription_ratio: cfgb.map(|b| b.max_over_subscription_ratio),
+                error: cfg
+                    .broken
+                    .iter()
+                    .find(|b| b.name == name)
+                    .map(|b| b.reason.clone())
+                    .or_else(|| of.iter().find_map(|s| s.row.error.clone())),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// Publishes a snapshot every `every` until cancelled; `poke` asks for one at once (after a
+/// command, so the operator sees its effect without waiting).
+pub fn spawn_publisher(
+    db: Db,
+    cfg: Arc<Config>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> (watch::Receiver<Arc<Snapshot>>, Arc<tokio::sync::Notify>) {
+    let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+    let poke = Arc::new(tokio::sync::Notify::new());
+    let poked = poke.clone();
+    tokio::spawn(async move {
+        let mut key = None;
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+                _ = poked.notified() => {}
+            }
+            let prev = tx.borrow().clone();
+            let next = read(&db, &cfg, &prev, &mut key).await;
+            if let Some(e) = &next.error {
+                warn!("console state not refreshed: {e}");
+            }
+            if tx.send(Arc::new(next)).is_err() {
+                return;
+            }
+        }
+    });
+    (rx, poke)
+}

@@ -1,0 +1,67 @@
+//! What a key asks for. Keys map to actions through the keymap (data), and only
+//! `App::update` turns actions into state changes.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Action {
+    Help,
+    Quit,
+    Command,
+    Overview,
+    Services,
+    Volumes,
+    Jobs,
+    Logs,
+    Up,
+    Down,
+    Top,
+    Bottom,
+    PageUp,
+    PageDown,
+    Back,
+    Filter,
+    Detail,
+    Sort,
+    NewVolume,
+    Snapshot,
+    CloneVolume,
+    Flatten,
+    Extend,
+    Delete,
+    CancelJob,
+}
+
+impl Action {
+    /// Every action an operator can trigger: each must have a key (tested).
+    pub fn user_facing() -> &'static [Action] {
+        use Action::*;
+        &[
+            Help,
+            Quit,
+            Command,
+            Overview,
+            Services,
+            Volumes,
+            Jobs,
+            Logs,
+            Up,
+            Down,
+            Top,
+            Bottom,
+            PageUp,
+            PageDown,
+            Back,
+            Filter,
+            Detail,
+            Sort,
+            NewVolume,
+            Snapshot,
+            CloneVolume,
+            Flatten,
+            Extend,
+            Delete,
+            CancelJob,
+        ]
+    }
+}

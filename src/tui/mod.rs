@@ -1,0 +1,148 @@
+//! The full-screen console.
+//!
+//! Owner: `tui/`. May import `service` (its `Handle` and snapshot types) and `config`; never
+//! `db` or `driver`. One event loop: input (a thread reading the terminal), snapshots from the
+//! service, a 1 s tick (clock and heartbeat ages), and command results all arrive here; only
+//! `App` changes state; the screen is redrawn only when something changed.
+
+pub mod action;
+pub mod keymap;
+pub mod state;
+pub mod theme;
+pub mod views;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use tokio::sync::mpsc;
+
+use crate::service::handle::Handle;
+use crate::service::jobs::request::Cancelled;
+
+use state::{App, Command};
+
+/// What the console was started with.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub theme: Option<String>,
+    pub read_only: bool,
+    /// A message to show at start (e.g. "attached: ember serve already runs file0").
+    pub notice: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs the console until the operator quits. The terminal is restored on every path,
+/// including a panic (ratatui's init installs the hook).
+pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::Result<()> {
+    let theme = theme::Theme::load(opts.theme.as_deref()).map_err(std::io::Error::other)?;
+    let mut app = App::new(
+        keymap::Keymap::default_map(),
+        theme,
+        handle.read_only,
+        handle.worker,
+        host,
+    );
+    app.toast = opts.notice.map(|n| (n, false));
+    app.set_snapshot(handle.snapshot.borrow().clone());
+
+    let mut terminal = ratatui::try_init()?;
+    let (input_tx, mut input_rx) = mpsc::unbounded_channel::<Event>();
+    let stop_input = Arc::new(AtomicBool::new(false));
+    let stop = stop_input.clone();
+    // Input is read on its own thread: crossterm's read blocks.
+    std::thread::Builder::new()
+        .name("ember-input".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match event::poll(Duration::from_millis(200)) {
+                    Ok(true) => match event::read() {
+                        Ok(ev) => {
+                            if input_tx.send(ev).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    },
+                    Ok(false) => {}
+                    Err(_) => return,
+                }
+            }
+        })?;
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, bool)>();
+    let mut snapshots = handle.snapshot.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut dirty = true;
+    let result = loop {
+        if dirty {
+            if let Err(e) = terminal.draw(|f| views::draw(f, &app, now_ms())) {
+                break Err(e);
+            }
+            dirty = false;
+        }
+        tokio::select! {
+            ev = input_rx.recv() => {
+                let Some(ev) = ev else { break Ok(()) };
+                match ev {
+                    Event::Key(k) if k.kind == KeyEventKind::Press => {
+                        app.toast = None;
+                        if let Some(cmd) = app.handle_key(k) {
+                            match cmd {
+                                Command::Quit => break Ok(()),
+                                Command::Submit(req) => {
+                                    let (h, tx) = (handle.clone(), done_tx.clone());
+                                    tokio::spawn(async move {
+                                        let msg = match h.submit(req).await {
+                                            Ok(e) => (format!("job {} queued", &e.job_id[..8]), false),
+                                            Err(e) => (e.to_string(), true),
+                                        };
+                                        let _ = tx.send(msg);
+                                    });
+                                }
+                                Command::Cancel(id) => {
+                                    let (h, tx) = (handle.clone(), done_tx.clone());
+                                    tokio::spawn(async move {
+                                        let msg = match h.cancel(&id).await {
+                                            Ok(Cancelled::Now(j)) => (format!("{} job cancelled before it started", j.kind), false),
+                                            Ok(Cancelled::Requested(j)) => (format!("cancel of {} job requested: it stops at its next step", j.kind), false),
+                                            Err(e) => (e.to_string(), true),
+                                        };
+                                        let _ = tx.send(msg);
+                                    });
+                                }
+                            }
+                        }
+                        dirty = true;
+                    }
+                    Event::Resize(_, _) => dirty = true,
+                    _ => {}
+                }
+            }
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                let snap = snapshots.borrow_and_update().clone();
+                if !Arc::ptr_eq(&snap, &app.snap) {
+                    app.set_snapshot(snap);
+                    dirty = true;
+                }
+            }
+            msg = done_rx.recv() => {
+                if let Some(m) = msg {
+                    app.toast = Some(m);
+                    dirty = true;
+                }
+            }
+            _ = tick.tick() => dirty = true,
+        }
+    };
+    stop_input.store(true, Ordering::Relaxed);
+    ratatui::restore();
+    result
+}

@@ -1,0 +1,618 @@
+//! The console's state and the one place it changes: `App::handle_key` (input → action) and
+//! `App::update` (action → state, maybe a command for the service). Drawing only reads it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+
+use crate::service::jobs::Request;
+use crate::service::snapshot::Snapshot;
+use crate::service::units::parse_size;
+
+use super::action::Action;
+use super::keymap::Keymap;
+use super::theme::Theme;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Services,
+    Volumes,
+    Jobs,
+    Logs,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::Overview,
+        View::Services,
+        View::Volumes,
+        View::Jobs,
+        View::Logs,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Overview => "overview",
+            View::Services => "services",
+            View::Volumes => "volumes",
+            View::Jobs => "jobs",
+            View::Logs => "logs",
+        }
+    }
+
+    fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+
+    /// `:name` command mode, with short aliases as operators type them.
+    pub fn parse(s: &str) -> Option<View> {
+        match s.trim().trim_start_matches(':') {
+            "overview" | "o" | "home" => Some(View::Overview),
+            "services" | "service" | "svc" | "s" => Some(View::Services),
+            "volumes" | "volume" | "vol" | "v" => Some(View::Volumes),
+            "jobs" | "job" | "j" => Some(View::Jobs),
+            "logs" | "log" | "l" => Some(View::Logs),
+            _ => None,
+        }
+    }
+}
+
+/// What a prompt is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptKind {
+    NewVolume,
+    Snapshot {
+        volume: String,
+    },
+    CloneVolume {
+        volume: String,
+    },
+    Extend {
+        volume: String,
+    },
+    /// Destructive: the operator types the volume's name.
+    Delete {
+        volume: String,
+        name: String,
+    },
+    Flatten {
+        volume: String,
+        name: String,
+    },
+    CancelJob {
+        job: String,
+    },
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub title: String,
+    /// (label, value) pairs; a yes/no prompt has none.
+    pub fields: Vec<(String, String)>,
+    pub focus: usize,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Normal,
+    Help,
+    Filter,
+    Command(String),
+    Prompt(Prompt),
+}
+
+/// Something the service must do; the event loop sends it and reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Submit(Request),
+    Cancel(String),
+    Quit,
+}
+
+/// Volume table columns, for sorting.
+pub const VOLUME_COLUMNS: [&str; 7] = [
+    "name", "size", "status", "backend", "parent", "depth", "created",
+];
+
+pub struct App {
+    pub view: View,
+    pub mode: Mode,
+    pub snap: Arc<Snapshot>,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub read_only: bool,
+    pub worker: bool,
+    pub host: String,
+    /// Selected row per view.
+    pub selected: [usize; 5],
+    pub filter: String,
+    pub sort: usize,
+    pub sort_desc: bool,
+    /// Indices into `snap.volumes` after filter and sort; rebuilt only when they change.
+    pub visible: Vec<usize>,
+    visible_key: (usize, String, usize, bool),
+    pub detail: bool,
+    /// The last message for the operator: (text, is_error).
+    pub toast: Option<(String, bool)>,
+    pub quit: bool,
+    /// Bytes done per job at the previous snapshot, for rates: (bytes, at ms).
+    pub rates: HashMap<String, f64>,
+    last_progress: HashMap<String, (i64, i64)>,
+}
+
+impl App {
+    pub fn new(keymap: Keymap, theme: Theme, read_only: bool, worker: bool, host: String) -> App {
+        App {
+            view: View::Overview,
+            mode: Mode::Normal,
+            snap: Arc::new(Snapshot::default()),
+            keymap,
+            theme,
+            read_only,
+            worker,
+            host,
+            selected: [0; 5],
+            filter: String::new(),
+            sort: 0,
+            sort_desc: false,
+            visible: vec![],
+            visible_key: (0, String::new(), usize::MAX, false),
+            detail: false,
+            toast: None,
+            quit: false,
+            rates: HashMap::new(),
+            last_progress: HashMap::new(),
+        }
+    }
+
+    /// Takes in a new snapshot: job rates from the progress since the last one, and the
+    /// volume view (only if the volumes, filter or sort changed).
+    pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
+        for j in snap.jobs.iter().filter(|j| j.state == "running") {
+            if let Some((done, at)) = self.last_progress.get(&j.id)
+                && j.updated_at > *at
+            {
+                let rate = (j.bytes_done - done) as f64 / ((j.updated_at - at) as f64 / 1000.0);
+                self.rates.insert(j.id.clone(), rate.max(0.0));
+            }
+            self.last_progress
+                .insert(j.id.clone(), (j.bytes_done, j.updated_at));
+        }
+        self.snap = snap;
+        self.refresh_visible();
+        self.clamp();
+    }
+
+    pub fn refresh_visible(&mut self) {
+        let key = (
+            Arc::as_ptr(&self.snap.volumes) as usize,
+            self.filter.clone(),
+            self.sort,
+            self.sort_desc,
+        );
+        if key == self.visible_key {
+            return;
+        }
+        self.visible = filter_sort(&self.snap, &self.filter, self.sort, self.sort_desc);
+        self.visible_key = key;
+    }
+
+    pub fn rows(&self, view: View) -> usize {
+        match view {
+            View::Overview => self.snap.backends.len(),
+            View::Services => self.snap.services.len(),
+            View::Volumes => self.visible.len(),
+            View::Jobs => self.snap.jobs.len(),
+            View::Logs => 0,
+        }
+    }
+
+    fn clamp(&mut self) {
+        for v in View::ALL {
+            let n = self.rows(v);
+            let s = &mut self.selected[v.index()];
+            *s = if n == 0 { 0 } else { (*s).min(n - 1) };
+        }
+    }
+
+    pub fn selection(&self, view: View) -> usize {
+        self.selected[view.index()]
+    }
+
+    pub fn selected_volume(&self) -> Option<&crate::db::VolumeRow> {
+        self.visible
+            .get(self.selection(View::Volumes))
+            .and_then(|i| self.snap.volumes.get(*i))
+    }
+
+    pub fn selected_job(&self) -> Option<&crate::db::JobRow> {
+        self.snap.jobs.get(self.selection(View::Jobs))
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let n = self.rows(self.view) as isize;
+        let i = self.view.index();
+        let cur = self.selected[i] as isize;
+        self.selected[i] = (cur + delta).clamp(0, (n - 1).max(0)) as usize;
+    }
+
+    /// Input → action (via the keymap) → state. Returns a command for the service, if any.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Option<Command> {
+        match &mut self.mode {
+            Mode::Help => {
+                self.mode = Mode::Normal;
+                None
+            }
+            Mode::Filter => {
+                match key.code {
+                    KeyCode::Esc => {
+                        self.filter.clear();
+                        self.mode = Mode::Normal;
+                    }
+                    KeyCode::Enter => self.mode = Mode::Normal,
+                    KeyCode::Backspace => {
+                        self.filter.pop();
+                    }
+                    KeyCode::Char(c) => self.filter.push(c),
+                    _ => {}
+                }
+                self.selected[View::Volumes.index()] = 0;
+                self.refresh_visible();
+                None
+            }
+            Mode::Command(text) => {
+                match key.code {
+                    KeyCode::Esc => self.mode = Mode::Normal,
+                    KeyCode::Backspace => {
+                        text.pop();
+                    }
+                    KeyCode::Char(c) => text.push(c),
+                    KeyCode::Enter => {
+                        let t = text.clone();
+                        self.mode = Mode::Normal;
+                        match t.trim() {
+                            "q" | "quit" => return self.update(Action::Quit),
+                            other => match View::parse(other) {
+                                Some(v) => self.show(v),
+                                None => {
+                                    self.toast = Some((
+                                        format!(
+                                            "unknown command :{other} (try :volumes, :jobs, :services, :logs, :overview, :q)"
+                                        ),
+                                        true,
+                                    ))
+                                }
+                            },
+                        }
+                    }
+                    _ => {}
+                }
+                None
+            }
+            Mode::Prompt(_) => self.prompt_key(key),
+            Mode::Normal => {
+                let action = self.keymap.lookup(self.view, &key, self.read_only)?;
+                self.update(action)
+            }
+        }
+    }
+
+    fn show(&mut self, v: View) {
+        self.view = v;
+        self.detail = false;
+    }
+
+    fn ask(&mut self, kind: PromptKind, title: String, fields: &[(&str, &str)]) {
+        self.mode = Mode::Prompt(Prompt {
+            kind,
+            title,
+            fields: fields
+                .iter()
+                .map(|(l, v)| (l.to_string(), v.to_string()))
+                .collect(),
+            focus: 0,
+            error: None,
+        });
+    }
+
+    pub fn update(&mut self, action: Action) -> Option<Command> {
+        let page = 10;
+        match action {
+            Action::Help => self.mode = Mode::Help,
+            Action::Quit => {
+                let running = self
+                    .snap
+                    .jobs
+                    .iter()
+                    .filter(|j| j.state == "running")
+                    .count();
+                if self.worker && running > 0 {
+                    self.ask(
+                        PromptKind::Quit,
+                        format!(
+                            "{running} job(s) running. Quit and hand them back to the queue? (y/n)"
+                        ),
+                        &[],
+                    );
+                } else {
+                    self.quit = true;
+                    return Some(Command::Quit);
+                }
+            }
+            Action::Command => self.mode = Mode::Command(String::new()),
+            Action::Overview => self.show(View::Overview),
+            Action::Services => self.show(View::Services),
+            Action::Volumes => self.show(View::Volumes),
+            Action::Jobs => self.show(View::Jobs),
+            Action::Logs => self.show(View::Logs),
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
+            Action::Top => self.selected[self.view.index()] = 0,
+            Action::Bottom => {
+                self.selected[self.view.index()] = self.rows(self.view).saturating_sub(1)
+            }
+            Action::Back => {
+                if self.detail {
+                    self.detail = false;
+                } else if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.refresh_visible();
+                } else {
+                    self.show(View::Overview);
+                }
+            }
+            Action::Filter => self.mode = Mode::Filter,
+            Action::Detail => self.detail = self.selected_volume().is_some() && !self.detail,
+            Action::Sort => {
+                if self.sort_desc {
+                    self.sort = (self.sort + 1) % VOLUME_COLUMNS.len();
+                }
+                self.sort_desc = !self.sort_desc;
+                self.refresh_visible();
+            }
+            Action::NewVolume => {
+                let backend = self
+                    .snap
+                    .backends
+                    .first()
+                    .map(|b| b.name.clone())
+                    .unwrap_or_default();
+                self.ask(
+                    PromptKind::NewVolume,
+                    "New volume".into(),
+                    &[
+                        ("name", ""),
+                        ("size (10G, 512M)", ""),
+                        ("backend", &backend),
+                    ],
+                );
+            }
+            Action::Snapshot
+            | Action::CloneVolume
+            | Action::Extend
+            | Action::Delete
+            | Action::Flatten => {
+                let Some(v) = self.selected_volume().cloned() else {
+                    self.toast = Some(("no volume selected".into(), true));
+                    return None;
+                };
+                match action {
+                    Action::Snapshot => self.ask(
+                        PromptKind::Snapshot {
+                            volume: v.id.clone(),
+                        },
+                        format!("Snapshot of {}", v.name),
+                        &[("snapshot name", &format!("{}-snap", v.name))],
+                    ),
+                    Action::CloneVolume => self.ask(
+                        PromptKind::CloneVolume {
+                            volume: v.id.clone(),
+                        },
+                        format!("Clone of {}", v.name),
+                        &[
+                            ("new volume name", &format!("{}-clone", v.name)),
+                            ("size (empty: same)", ""),
+                        ],
+                    ),
+                    Action::Extend => self.ask(
+                        PromptKind::Extend {
+                            volume: v.id.clone(),
+                        },
+                        format!("Extend {} (now {} bytes)", v.name, v.size_bytes),
+                        &[("new size", "")],
+                    ),
+                    Action::Delete => self.ask(
+                        PromptKind::Delete {
+                            volume: v.id.clone(),
+                            name: v.name.clone(),
+                        },
+                        format!(
+                            "Delete volume {} ({})? Type its name to confirm",
+                            v.name, v.id
+                        ),
+                        &[("name", "")],
+                    ),
+                    _ => self.ask(
+                        PromptKind::Flatten {
+                            volume: v.id.clone(),
+                            name: v.name.clone(),
+                        },
+                        format!(
+                            "Flatten {}: copy what it reads from its parent? (y/n)",
+                            v.name
+                        ),
+                        &[],
+                    ),
+                }
+            }
+            Action::CancelJob => match self.selected_job().cloned() {
+                Some(j) if j.state == "queued" || j.state == "running" => {
+                    self.ask(
+                        PromptKind::CancelJob { job: j.id.clone() },
+                        format!(
+                            "Cancel {} job {}? (y/n)",
+                            j.kind,
+                            &j.id[..8.min(j.id.len())]
+                        ),
+                        &[],
+                    );
+                }
+                Some(j) => {
+                    self.toast = Some((
+                        format!("job {} is already {}", &j.id[..8.min(j.id.len())], j.state),
+                        true,
+                    ))
+                }
+                None => self.toast = Some(("no job selected".into(), true)),
+            },
+        }
+        None
+    }
+
+    fn prompt_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let Mode::Prompt(p) = &mut self.mode else {
+            return None;
+        };
+        if p.fields.is_empty() {
+            // A yes/no question.
+            return match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    let kind = p.kind.clone();
+                    self.mode = Mode::Normal;
+                    match kind {
+                        PromptKind::Flatten { volume, .. } => {
+                            Some(Command::Submit(Request::Flatten { volume }))
+                        }
+                        PromptKind::CancelJob { job } => Some(Command::Cancel(job)),
+                        PromptKind::Quit => {
+                            self.quit = true;
+                            Some(Command::Quit)
+                        }
+                        _ => None,
+                    }
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    self.mode = Mode::Normal;
+                    None
+                }
+                _ => None,
+            };
+        }
+        match key.code {
+            KeyCode::Esc => self.mode = Mode::Normal,
+            KeyCode::Tab | KeyCode::Down => p.focus = (p.focus + 1) % p.fields.len(),
+            KeyCode::Up | KeyCode::BackTab => {
+                p.focus = (p.focus + p.fields.len() - 1) % p.fields.len()
+            }
+            KeyCode::Backspace => {
+                p.fields[p.focus].1.pop();
+            }
+            KeyCode::Char(c) => p.fields[p.focus].1.push(c),
+            KeyCode::Enter => match build_request(p) {
+                Ok(req) => {
+                    self.mode = Mode::Normal;
+                    return Some(Command::Submit(req));
+                }
+                Err(e) => p.error = Some(e),
+            },
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Validates a filled prompt into a request (size units, names, the typed confirmation).
+fn build_request(p: &Prompt) -> Result<Request, String> {
+    let f = |i: usize| {
+        p.fields
+            .get(i)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let size = |s: &str| parse_size(s).map_err(|e| e.to_string());
+    let name = |s: String| {
+        crate::service::units::check_name(&s)
+            .map(|_| s.clone())
+            .map_err(|e| e.to_string())
+    };
+    Ok(match &p.kind {
+        PromptKind::NewVolume => Request::Create {
+            name: name(f(0))?,
+            size: Some(size(&f(1))?),
+            backend: Some(f(2)).filter(|b| !b.is_empty()),
+            snapshot: None,
+            source: None,
+        },
+        PromptKind::Snapshot { volume } => Request::SnapshotCreate {
+            name: name(f(0))?,
+            volume: volume.clone(),
+        },
+        PromptKind::CloneVolume { volume } => Request::Create {
+            name: name(f(0))?,
+            size: if f(1).is_empty() {
+                None
+            } else {
+                Some(size(&f(1))?)
+            },
+            backend: None,
+            snapshot: None,
+            source: Some(volume.clone()),
+        },
+        PromptKind::Extend { volume } => Request::Extend {
+            volume: volume.clone(),
+            size: size(&f(0))?,
+        },
+        PromptKind::Delete { volume, name } => {
+            if f(0) != *name {
+                return Err(format!("type the volume's name ({name}) to delete it"));
+            }
+            Request::Delete {
+                volume: volume.clone(),
+                cascade: false,
+            }
+        }
+        _ => return Err("nothing to submit".into()),
+    })
+}
+
+/// The volume rows to show: `filter` is words, each a substring of the id or name, or
+/// `field:value` on status, backend or name; then sorted by a column.
+pub fn filter_sort(snap: &Snapshot, filter: &str, sort: usize, desc: bool) -> Vec<usize> {
+    let words: Vec<String> = filter.split_whitespace().map(str::to_lowercase).collect();
+    let mut idx: Vec<usize> = snap
+        .volumes
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            words.iter().all(|w| match w.split_once(':') {
+                Some(("status", s)) => v.status.to_lowercase().starts_with(s),
+                Some(("backend", b)) => v.backend.to_lowercase().contains(b),
+                Some(("name", n)) => v.name.to_lowercase().contains(n),
+                _ => v.name.to_lowercase().contains(w.as_str()) || v.id.starts_with(w.as_str()),
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let vols = &snap.volumes;
+    idx.sort_by(|a, b| {
+        let (x, y) = (&vols[*a], &vols[*b]);
+        let o = match sort {
+            0 => x.name.cmp(&y.name),
+            1 => x.size_bytes.cmp(&y.size_bytes),
+            2 => x.status.cmp(&y.status),
+            3 => x.backend.cmp(&y.backend),
+            4 => x.source_snapshot_id.cmp(&y.source_snapshot_id),
+            5 => x.clone_depth.cmp(&y.clone_depth),
+            _ => x.created_at.cmp(&y.created_at),
+        };
+        if desc { o.reverse() } else { o }
+    });
+    idx
+}

@@ -1,0 +1,83 @@
+//! Jobs: running and recent jobs with progress, bytes, rate, ETA and who asked.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
+
+use crate::service::units::{age, human_bytes};
+use crate::tui::state::{App, View};
+
+pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
+    let t = &app.theme;
+    let rows = app.snap.jobs.iter().map(|j| {
+        let rate = app
+            .rates
+            .get(&j.id)
+            .copied()
+            .filter(|_| j.state == "running");
+        let eta = match rate {
+            Some(r) if r > 0.0 && j.bytes_total > j.bytes_done => {
+                age((j.bytes_total - j.bytes_done) as f64 / r)
+            }
+            _ => "-".into(),
+        };
+        let style = match j.state.as_str() {
+            "failed" => t.error,
+            "running" => t.accent,
+            "cancelled" => t.warn,
+            "succeeded" => t.ok,
+            _ => t.text,
+        };
+        let when = j.finished_at.or(j.started_at).unwrap_or(j.created_at);
+        Row::new(vec![
+            Cell::from(j.id[..8.min(j.id.len())].to_string()),
+            Cell::from(j.kind.clone()),
+            Cell::from(Span::styled(j.state.clone(), style)),
+            Cell::from(super::text_bar(j.bytes_done, j.bytes_total)),
+            Cell::from(format!(
+                "{}/{}",
+                human_bytes(j.bytes_done),
+                human_bytes(j.bytes_total)
+            )),
+            Cell::from(
+                rate.map(|r| format!("{}/s", human_bytes(r as i64)))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::from(eta),
+            Cell::from(format!("{} ago", age((now_ms - when) as f64 / 1000.0))),
+            Cell::from(j.requested_by.clone()),
+            Cell::from(Span::styled(j.error.clone().unwrap_or_default(), t.error)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Length(15),
+            Constraint::Length(9),
+            Constraint::Length(19),
+            Constraint::Length(21),
+            Constraint::Length(11),
+            Constraint::Length(5),
+            Constraint::Length(8),
+            Constraint::Length(12),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(vec![
+            "job", "kind", "state", "progress", "bytes", "rate", "eta", "when", "by", "error",
+        ])
+        .style(t.accent),
+    )
+    .row_highlight_style(t.selected)
+    .block(
+        Block::default()
+            .title(" jobs ")
+            .borders(Borders::ALL)
+            .border_style(t.border),
+    );
+    let mut state = TableState::default().with_selected(Some(app.selection(View::Jobs)));
+    frame.render_stateful_widget(table, area, &mut state);
+}

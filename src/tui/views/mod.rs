@@ -1,0 +1,249 @@
+//! Drawing: `draw` reads the `App` and the frame; it changes nothing. Each view has its own
+//! file; the title bar (where you are), the footer (keys, from the keymap) and overlays
+//! (help, prompts) are here.
+
+mod jobs;
+mod overview;
+mod services;
+mod volumes;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Wrap};
+
+use super::state::{App, Mode, View};
+
+/// Width of a text progress bar in tables.
+pub const BAR: usize = 12;
+
+pub fn draw(frame: &mut Frame, app: &App, now_ms: i64) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, app, header, now_ms);
+    match app.view {
+        View::Overview => overview::draw(frame, app, body, now_ms),
+        View::Services => services::draw(frame, app, body, now_ms),
+        View::Volumes => volumes::draw(frame, app, body),
+        View::Jobs => jobs::draw(frame, app, body, now_ms),
+        View::Logs => draw_logs(frame, app, body),
+    }
+    draw_footer(frame, app, footer);
+    match &app.mode {
+        Mode::Help => draw_help(frame, app),
+        Mode::Prompt(p) => draw_prompt(frame, app, p),
+        _ => {}
+    }
+}
+
+fn draw_header(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
+    let t = &app.theme;
+    let mut spans = vec![Span::raw(" ember "), Span::raw("│ ")];
+    for v in View::ALL {
+        let label = format!("{} ", v.name());
+        spans.push(if v == app.view {
+            Span::styled(label, t.header.add_modifier(Modifier::UNDERLINED))
+        } else {
+            Span::raw(label)
+        });
+    }
+    spans.push(Span::raw(format!("│ {} ", app.host)));
+    spans.push(Span::raw(if app.worker {
+        "│ worker "
+    } else {
+        "│ attached "
+    }));
+    if app.read_only {
+        spans.push(Span::raw("│ READ-ONLY "));
+    }
+    if let Some(e) = &app.snap.error {
+        spans.push(Span::raw(format!("│ DB: {e} ")));
+    }
+    let clock = crate::service::units::rfc3339(now_ms);
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    let pad = (area.width as usize).saturating_sub(used + clock.len() + 1);
+    spans.push(Span::raw(" ".repeat(pad)));
+    spans.push(Span::raw(clock));
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(t.header), area);
+}
+
+fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let line = match &app.mode {
+        Mode::Filter => Line::from(vec![
+            Span::styled("/", t.accent),
+            Span::raw(app.filter.clone()),
+            Span::styled("█", t.accent),
+            Span::styled("  enter keep · esc clear", t.dim),
+        ]),
+        Mode::Command(c) => Line::from(vec![
+            Span::styled(":", t.accent),
+            Span::raw(c.clone()),
+            Span::styled("█", t.accent),
+        ]),
+        _ => match &app.toast {
+            Some((msg, true)) => Line::from(Span::styled(msg.clone(), t.error)),
+            Some((msg, false)) => Line::from(Span::styled(msg.clone(), t.ok)),
+            None => {
+                let mut spans = vec![];
+                for r in app
+                    .keymap
+                    .hints(app.view, app.read_only)
+                    .into_iter()
+                    .filter(|r| {
+                        !matches!(r.on.as_str(), "down" | "up" | "pageup" | "pagedown" | "G")
+                    })
+                {
+                    spans.push(Span::styled(format!("{} ", r.on), t.accent));
+                    spans.push(Span::styled(
+                        format!("{}  ", r.desc.split(" (").next().unwrap_or(&r.desc)),
+                        t.dim,
+                    ));
+                }
+                Line::from(spans)
+            }
+        },
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_logs(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let w = tui_logger::TuiLoggerWidget::default()
+        .block(
+            Block::default()
+                .title(" logs (also written to the log file) ")
+                .borders(Borders::ALL)
+                .border_style(t.border),
+        )
+        .style_error(t.error)
+        .style_warn(t.warn)
+        .style_info(t.text)
+        .output_target(false)
+        .output_file(false)
+        .output_line(false);
+    frame.render_widget(w, area);
+}
+
+/// A centered box of `w` x `h` cells (clamped to the screen).
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_help(frame: &mut Frame, app: &App) {
+    let t = &app.theme;
+    let mut rows = vec![];
+    for r in app.keymap.hints(app.view, app.read_only) {
+        let keys = app.keymap.keys_for(&r.view, r.action).join(", ");
+        rows.push(Row::new(vec![
+            keys,
+            r.desc.clone(),
+            if r.view == "global" {
+                "".into()
+            } else {
+                r.view.clone()
+            },
+        ]));
+    }
+    let area = centered(frame.area(), 70, rows.len() as u16 + 4);
+    frame.render_widget(Clear, area);
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(16),
+            Constraint::Min(20),
+            Constraint::Length(10),
+        ],
+    )
+    .header(Row::new(vec!["key", "action", "view"]).style(t.accent))
+    .block(
+        Block::default()
+            .title(format!(" help: {} (any key closes) ", app.view.name()))
+            .borders(Borders::ALL)
+            .border_style(t.accent),
+    );
+    frame.render_widget(table, area);
+}
+
+fn draw_prompt(frame: &mut Frame, app: &App, p: &super::state::Prompt) {
+    let t = &app.theme;
+    let mut lines = vec![
+        Line::from(Span::styled(
+            p.title.clone(),
+            t.text.add_modifier(Modifier::BOLD),
+        )),
+        Line::raw(""),
+    ];
+    for (i, (label, value)) in p.fields.iter().enumerate() {
+        let focus = i == p.focus;
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{label:>20}: "),
+                if focus { t.accent } else { t.dim },
+            ),
+            Span::styled(value.clone(), if focus { t.selected } else { t.text }),
+            Span::styled(if focus { "█" } else { "" }, t.accent),
+        ]));
+    }
+    if let Some(e) = &p.error {
+        lines.push(Line::raw(""));
+        lines.push(Line::from(Span::styled(e.clone(), t.error)));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled(
+        if p.fields.is_empty() {
+            "y yes · n no"
+        } else {
+            "enter submit · tab next field · esc cancel"
+        },
+        t.dim,
+    )));
+    let area = centered(frame.area(), 76, lines.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.accent),
+        ),
+        area,
+    );
+}
+
+/// `[=====>     ] 42%` as text, for table cells.
+pub fn text_bar(done: i64, total: i64) -> String {
+    if total <= 0 {
+        return format!("[{}]   -", " ".repeat(BAR));
+    }
+    let frac = (done as f64 / total as f64).clamp(0.0, 1.0);
+    let filled = (frac * BAR as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "=".repeat(filled),
+        " ".repeat(BAR - filled),
+        frac * 100.0
+    )
+}
+
+/// A sparkline of recent values as block characters, scaled to `max` (at least 1 ms, so an
+/// idle service draws a flat low line rather than noise blown up to full height).
+pub fn sparkline(values: &[f64], width: usize) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let tail = &values[values.len().saturating_sub(width)..];
+    let max = tail.iter().copied().fold(1.0_f64, f64::max);
+    tail.iter()
+        .map(|v| BLOCKS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize])
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! Services: every volume service with its heartbeat, ticking age, and recent lateness as a
+//! sparkline. A down service stands out; a late one warns before it is down.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
+
+use crate::service::units::age;
+use crate::tui::state::{App, View};
+
+/// A heartbeat later than this (ms) is shown as a warning: the reactor is being starved.
+const LATE_WARN_MS: f64 = 100.0;
+
+pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
+    let t = &app.theme;
+    let rows = app.snap.services.iter().map(|s| {
+        let r = &s.row;
+        let last = s.lateness_ms.last().copied().unwrap_or(0.0);
+        let max = s.lateness_ms.iter().copied().fold(0.0_f64, f64::max);
+        let heartbeat = match (r.stopped_at, r.updated_at) {
+            (Some(_), _) => "stopped".to_string(),
+            (None, Some(u)) => format!("{} ago", age((now_ms - u) as f64 / 1000.0)),
+            (None, None) => "never".into(),
+        };
+        let state_style = if s.up { t.ok } else { t.error };
+        let late_style = if max > LATE_WARN_MS { t.warn } else { t.dim };
+        Row::new(vec![
+            Cell::from(r.host.clone()),
+            Cell::from(r.driver.clone()),
+            Cell::from(if r.disabled != 0 {
+                "disabled"
+            } else {
+                "enabled"
+            }),
+            Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
+            Cell::from(heartbeat),
+            Cell::from(Line::from(vec![
+                Span::styled(super::sparkline(&s.lateness_ms, 20), late_style),
+                Span::styled(format!(" {last:.1}/{max:.1}ms"), late_style),
+            ])),
+            Cell::from(Span::styled(
+                r.error
+                    .clone()
+                    .or_else(|| r.disabled_reason.clone())
+                    .unwrap_or_default(),
+                t.error,
+            )),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(22),
+            Constraint::Length(6),
+            Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Length(10),
+            Constraint::Length(36),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(vec![
+            "host",
+            "driver",
+            "status",
+            "state",
+            "heartbeat",
+            "lateness (recent, last/max)",
+            "reason",
+        ])
+        .style(t.accent),
+    )
+    .row_highlight_style(t.selected)
+    .block(
+        Block::default()
+            .title(format!(
+                " services (down after {}s without a heartbeat) ",
+                app.snap.service_down_time_ms / 1000
+            ))
+            .borders(Borders::ALL)
+            .border_style(t.border),
+    );
+    let mut state = TableState::default().with_selected(Some(app.selection(View::Services)));
+    frame.render_stateful_widget(table, area, &mut state);
+}
