@@ -407,11 +407,31 @@ async fn plan_create(
             Some(w) => w.to_string(),
             None if cfg.backends.len() == 1 => cfg.backends[0].name.clone(),
             None => {
-                let names: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
-                return Err(JobError::Refused(format!(
-                    "several backends: choose one with --backend ({})",
-                    names.join(", ")
-                )));
+                // Several configured: the one that is up, if only one is.
+                let down = cfg.service_down_time.as_millis() as i64;
+                let rows = db.list_services().await?;
+                let live: Vec<&str> = cfg
+                    .backends
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .filter(|n| {
+                        rows.iter().any(|r| {
+                            r.backend == *n
+                                && crate::db::services::is_up(r, crate::db::now_ms(), down)
+                        })
+                    })
+                    .collect();
+                match live.as_slice() {
+                    [only] => only.to_string(),
+                    _ => {
+                        let names: Vec<&str> =
+                            cfg.backends.iter().map(|b| b.name.as_str()).collect();
+                        return Err(JobError::Refused(format!(
+                            "several backends: choose one with --backend ({})",
+                            names.join(", ")
+                        )));
+                    }
+                }
             }
         };
         (b, 0, None, None, 1)

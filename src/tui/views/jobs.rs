@@ -1,15 +1,71 @@
 //! Jobs: running and recent jobs with progress, bytes, rate, ETA and who asked.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
 
 use crate::service::units::{age, human_bytes};
 use crate::tui::state::{App, View};
 
+use super::{Col, fit, pick};
+
+const COLS: [Col; 10] = [
+    Col {
+        title: "job",
+        width: 8,
+        keep: true,
+    },
+    Col {
+        title: "kind",
+        width: 15,
+        keep: true,
+    },
+    Col {
+        title: "state",
+        width: 9,
+        keep: true,
+    },
+    Col {
+        title: "progress",
+        width: 19,
+        keep: true,
+    },
+    Col {
+        title: "bytes",
+        width: 21,
+        keep: false,
+    },
+    Col {
+        title: "rate",
+        width: 11,
+        keep: false,
+    },
+    Col {
+        title: "eta",
+        width: 5,
+        keep: false,
+    },
+    Col {
+        title: "when",
+        width: 8,
+        keep: false,
+    },
+    Col {
+        title: "by",
+        width: 14,
+        keep: false,
+    },
+    Col {
+        title: "error",
+        width: 0,
+        keep: true,
+    },
+];
+
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     let t = &app.theme;
+    let (shown, widths) = fit(&COLS, area.width);
     let rows = app.snap.jobs.iter().map(|j| {
         let rate = app
             .rates
@@ -30,54 +86,38 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             _ => t.text,
         };
         let when = j.finished_at.or(j.started_at).unwrap_or(j.created_at);
-        Row::new(vec![
-            Cell::from(j.id[..8.min(j.id.len())].to_string()),
-            Cell::from(j.kind.clone()),
-            Cell::from(Span::styled(j.state.clone(), style)),
-            Cell::from(super::text_bar(j.bytes_done, j.bytes_total)),
-            Cell::from(format!(
-                "{}/{}",
-                human_bytes(j.bytes_done),
-                human_bytes(j.bytes_total)
-            )),
-            Cell::from(
-                rate.map(|r| format!("{}/s", human_bytes(r as i64)))
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            Cell::from(eta),
-            Cell::from(format!("{} ago", age((now_ms - when) as f64 / 1000.0))),
-            Cell::from(j.requested_by.clone()),
-            Cell::from(Span::styled(j.error.clone().unwrap_or_default(), t.error)),
-        ])
+        Row::new(pick(
+            vec![
+                Cell::from(j.id[..8.min(j.id.len())].to_string()),
+                Cell::from(j.kind.clone()),
+                Cell::from(Span::styled(j.state.clone(), style)),
+                Cell::from(super::text_bar(j.bytes_done, j.bytes_total)),
+                Cell::from(format!(
+                    "{}/{}",
+                    human_bytes(j.bytes_done),
+                    human_bytes(j.bytes_total)
+                )),
+                Cell::from(
+                    rate.map(|r| format!("{}/s", human_bytes(r as i64)))
+                        .unwrap_or_else(|| "-".into()),
+                ),
+                Cell::from(eta),
+                Cell::from(format!("{} ago", age((now_ms - when) as f64 / 1000.0))),
+                Cell::from(j.requested_by.clone()),
+                Cell::from(Span::styled(j.error.clone().unwrap_or_default(), t.error)),
+            ],
+            &shown,
+        ))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(8),
-            Constraint::Length(15),
-            Constraint::Length(9),
-            Constraint::Length(19),
-            Constraint::Length(21),
-            Constraint::Length(11),
-            Constraint::Length(5),
-            Constraint::Length(8),
-            Constraint::Length(12),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new(vec![
-            "job", "kind", "state", "progress", "bytes", "rate", "eta", "when", "by", "error",
-        ])
-        .style(t.accent),
-    )
-    .row_highlight_style(t.selected)
-    .block(
-        Block::default()
-            .title(" jobs ")
-            .borders(Borders::ALL)
-            .border_style(t.border),
-    );
+    let table = Table::new(rows, widths)
+        .header(Row::new(pick(COLS.iter().map(|c| c.title).collect(), &shown)).style(t.accent))
+        .row_highlight_style(t.selected)
+        .block(
+            Block::default()
+                .title(" jobs ")
+                .borders(Borders::ALL)
+                .border_style(t.border),
+        );
     let mut state = TableState::default().with_selected(Some(app.selection(View::Jobs)));
     frame.render_stateful_widget(table, area, &mut state);
 }

@@ -64,7 +64,9 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     if let Some(e) = &app.snap.error {
         spans.push(Span::raw(format!("│ DB: {e} ")));
     }
-    let clock = crate::service::units::rfc3339(now_ms);
+    let clock = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now_ms)
+        .map(|t| t.format("%H:%M:%S UTC").to_string())
+        .unwrap_or_default();
     let used: usize = spans.iter().map(|s| s.width()).sum();
     let pad = (area.width as usize).saturating_sub(used + clock.len() + 1);
     spans.push(Span::raw(" ".repeat(pad)));
@@ -237,13 +239,56 @@ pub fn text_bar(done: i64, total: i64) -> String {
     )
 }
 
-/// A sparkline of recent values as block characters, scaled to `max` (at least 1 ms, so an
-/// idle service draws a flat low line rather than noise blown up to full height).
+/// A sparkline of recent values as block characters, scaled to the largest value but at
+/// least 20 ms, so a healthy service (1-2 ms late) draws a flat low line instead of timer
+/// noise blown up to full height.
 pub fn sparkline(values: &[f64], width: usize) -> String {
     const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let tail = &values[values.len().saturating_sub(width)..];
-    let max = tail.iter().copied().fold(1.0_f64, f64::max);
+    let max = tail.iter().copied().fold(20.0_f64, f64::max);
     tail.iter()
         .map(|v| BLOCKS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize])
+        .collect()
+}
+
+/// A table column: title, width (0: takes what is left), and whether it stays on a narrow
+/// terminal. Columns that do not fit are dropped from the least important, so 80 columns
+/// shows fewer columns rather than truncating every one of them.
+pub struct Col {
+    pub title: &'static str,
+    pub width: u16,
+    pub keep: bool,
+}
+
+/// Which columns fit in `width` (indices), and their constraints.
+pub fn fit(cols: &[Col], width: u16) -> (Vec<usize>, Vec<Constraint>) {
+    let mut shown: Vec<usize> = (0..cols.len()).collect();
+    let need = |s: &[usize]| s.iter().map(|i| cols[*i].width.max(8) + 1).sum::<u16>() + 2;
+    while need(&shown) > width {
+        match shown.iter().rposition(|i| !cols[*i].keep) {
+            Some(p) => {
+                shown.remove(p);
+            }
+            None => break,
+        }
+    }
+    let constraints = shown
+        .iter()
+        .map(|i| {
+            if cols[*i].width == 0 {
+                Constraint::Min(8)
+            } else {
+                Constraint::Length(cols[*i].width)
+            }
+        })
+        .collect();
+    (shown, constraints)
+}
+
+/// Keeps only the shown cells of a row.
+pub fn pick<T: Clone>(cells: Vec<T>, shown: &[usize]) -> Vec<T> {
+    shown
+        .iter()
+        .filter_map(|i| cells.get(*i).cloned())
         .collect()
 }

@@ -2,18 +2,59 @@
 //! sparkline. A down service stands out; a late one warns before it is down.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
 
 use crate::service::units::age;
 use crate::tui::state::{App, View};
 
+use super::{Col, fit, pick};
+
+const COLS: [Col; 7] = [
+    Col {
+        title: "host",
+        width: 22,
+        keep: true,
+    },
+    Col {
+        title: "driver",
+        width: 6,
+        keep: false,
+    },
+    Col {
+        title: "status",
+        width: 8,
+        keep: false,
+    },
+    Col {
+        title: "state",
+        width: 5,
+        keep: true,
+    },
+    Col {
+        title: "heartbeat",
+        width: 10,
+        keep: true,
+    },
+    Col {
+        title: "lateness (recent, last/max)",
+        width: 36,
+        keep: true,
+    },
+    Col {
+        title: "reason",
+        width: 0,
+        keep: true,
+    },
+];
+
 /// A heartbeat later than this (ms) is shown as a warning: the reactor is being starved.
 const LATE_WARN_MS: f64 = 100.0;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     let t = &app.theme;
+    let (shown, widths) = fit(&COLS, area.width);
     let rows = app.snap.services.iter().map(|s| {
         let r = &s.row;
         let last = s.lateness_ms.last().copied().unwrap_or(0.0);
@@ -25,63 +66,44 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         };
         let state_style = if s.up { t.ok } else { t.error };
         let late_style = if max > LATE_WARN_MS { t.warn } else { t.dim };
-        Row::new(vec![
-            Cell::from(r.host.clone()),
-            Cell::from(r.driver.clone()),
-            Cell::from(if r.disabled != 0 {
-                "disabled"
-            } else {
-                "enabled"
-            }),
-            Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
-            Cell::from(heartbeat),
-            Cell::from(Line::from(vec![
-                Span::styled(super::sparkline(&s.lateness_ms, 20), late_style),
-                Span::styled(format!(" {last:.1}/{max:.1}ms"), late_style),
-            ])),
-            Cell::from(Span::styled(
-                r.error
-                    .clone()
-                    .or_else(|| r.disabled_reason.clone())
-                    .unwrap_or_default(),
-                t.error,
-            )),
-        ])
+        Row::new(pick(
+            vec![
+                Cell::from(r.host.clone()),
+                Cell::from(r.driver.clone()),
+                Cell::from(if r.disabled != 0 {
+                    "disabled"
+                } else {
+                    "enabled"
+                }),
+                Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
+                Cell::from(heartbeat),
+                Cell::from(Line::from(vec![
+                    Span::styled(super::sparkline(&s.lateness_ms, 20), late_style),
+                    Span::styled(format!(" {last:.1}/{max:.1}ms"), late_style),
+                ])),
+                Cell::from(Span::styled(
+                    r.error
+                        .clone()
+                        .or_else(|| r.disabled_reason.clone())
+                        .unwrap_or_default(),
+                    t.error,
+                )),
+            ],
+            &shown,
+        ))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(22),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(10),
-            Constraint::Length(36),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new(vec![
-            "host",
-            "driver",
-            "status",
-            "state",
-            "heartbeat",
-            "lateness (recent, last/max)",
-            "reason",
-        ])
-        .style(t.accent),
-    )
-    .row_highlight_style(t.selected)
-    .block(
-        Block::default()
-            .title(format!(
-                " services (down after {}s without a heartbeat) ",
-                app.snap.service_down_time_ms / 1000
-            ))
-            .borders(Borders::ALL)
-            .border_style(t.border),
-    );
+    let table = Table::new(rows, widths)
+        .header(Row::new(pick(COLS.iter().map(|c| c.title).collect(), &shown)).style(t.accent))
+        .row_highlight_style(t.selected)
+        .block(
+            Block::default()
+                .title(format!(
+                    " services (down after {}s without a heartbeat) ",
+                    app.snap.service_down_time_ms / 1000
+                ))
+                .borders(Borders::ALL)
+                .border_style(t.border),
+        );
     let mut state = TableState::default().with_selected(Some(app.selection(View::Services)));
     frame.render_stateful_widget(table, area, &mut state);
 }

@@ -11,6 +11,52 @@ use crate::db::VolumeRow;
 use crate::service::units::{human_bytes, rfc3339};
 use crate::tui::state::{App, VOLUME_COLUMNS, View};
 
+use super::{Col, fit, pick};
+
+/// `id` then `VOLUME_COLUMNS` (the sortable ones).
+const COLS: [Col; 8] = [
+    Col {
+        title: "id",
+        width: 8,
+        keep: true,
+    },
+    Col {
+        title: "name",
+        width: 0,
+        keep: true,
+    },
+    Col {
+        title: "size",
+        width: 10,
+        keep: true,
+    },
+    Col {
+        title: "status",
+        width: 14,
+        keep: true,
+    },
+    Col {
+        title: "backend",
+        width: 8,
+        keep: false,
+    },
+    Col {
+        title: "parent",
+        width: 8,
+        keep: false,
+    },
+    Col {
+        title: "depth",
+        width: 5,
+        keep: false,
+    },
+    Col {
+        title: "created",
+        width: 20,
+        keep: false,
+    },
+];
+
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let (table_area, detail_area) = if app.detail {
         let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
@@ -27,6 +73,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
 fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
+    let (shown, widths) = fit(&COLS, area.width);
     let page = (area.height as usize).saturating_sub(3).max(1);
     let sel = app.selection(View::Volumes);
     let offset = sel.saturating_sub(page - 1);
@@ -43,21 +90,24 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
                 s if s.starts_with("error") => t.error,
                 _ => t.warn,
             };
-            Row::new(vec![
-                Cell::from(v.id[..8.min(v.id.len())].to_string()),
-                Cell::from(v.name.clone()),
-                Cell::from(human_bytes(v.size_bytes)),
-                Cell::from(Span::styled(v.status.clone(), status)),
-                Cell::from(v.backend.clone()),
-                Cell::from(
-                    v.source_snapshot_id
-                        .as_deref()
-                        .map(|p| p[..8.min(p.len())].to_string())
-                        .unwrap_or_default(),
-                ),
-                Cell::from(v.clone_depth.to_string()),
-                Cell::from(rfc3339(v.created_at)),
-            ])
+            Row::new(pick(
+                vec![
+                    Cell::from(v.id[..8.min(v.id.len())].to_string()),
+                    Cell::from(v.name.clone()),
+                    Cell::from(human_bytes(v.size_bytes)),
+                    Cell::from(Span::styled(v.status.clone(), status)),
+                    Cell::from(v.backend.clone()),
+                    Cell::from(
+                        v.source_snapshot_id
+                            .as_deref()
+                            .map(|p| p[..8.min(p.len())].to_string())
+                            .unwrap_or_default(),
+                    ),
+                    Cell::from(v.clone_depth.to_string()),
+                    Cell::from(rfc3339(v.created_at)),
+                ],
+                &shown,
+            ))
         });
     let mut header: Vec<String> = vec!["id".into()];
     for (i, c) in VOLUME_COLUMNS.iter().enumerate() {
@@ -77,27 +127,15 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         app.visible.len(),
         snap.volumes.len()
     );
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(8),
-            Constraint::Min(12),
-            Constraint::Length(10),
-            Constraint::Length(14),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(20),
-        ],
-    )
-    .header(Row::new(header).style(t.accent))
-    .row_highlight_style(t.selected)
-    .block(
-        Block::default()
-            .title(title)
-            .borders(Borders::ALL)
-            .border_style(t.border),
-    );
+    let table = Table::new(rows, widths)
+        .header(Row::new(pick(header, &shown)).style(t.accent))
+        .row_highlight_style(t.selected)
+        .block(
+            Block::default()
+                .title(title)
+                .borders(Borders::ALL)
+                .border_style(t.border),
+        );
     let mut state = TableState::default().with_selected(Some(sel - offset));
     frame.render_stateful_widget(table, area, &mut state);
 }

@@ -1,0 +1,312 @@
+//! Every console view rendered from a fixed snapshot at a fixed time, at 80x24 and 120x40,
+//! compared with the committed pictures (`tests/snapshots/`, reviewed with `cargo insta review`).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use ember::db::services::ServiceRow;
+use ember::db::{JobRow, SnapshotRow, VolumeRow};
+use ember::service::snapshot::{BackendView, ServiceView, Snapshot};
+use ember::tui::keymap::Keymap;
+use ember::tui::state::{App, Mode, View};
+use ember::tui::theme::Theme;
+use ember::tui::views;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// 2026-11-26T12:00:00Z
+const NOW: i64 = 1_795_694_400_000;
+
+fn volume(i: usize, name: &str, status: &str, parent: Option<&str>, depth: i64) -> VolumeRow {
+    VolumeRow {
+        id: format!("{i:08x}-0000-4000-8000-000000000000"),
+        name: name.into(),
+        size_bytes: (10 + i as i64) << 30,
+        status: status.into(),
+        status_reason: None,
+        backend: "file0".into(),
+        host: None,
+        source_snapshot_id: parent.map(String::from),
+        source_volume_id: None,
+        clone_depth: depth,
+        created_at: NOW - 86_400_000 + i as i64 * 60_000,
+        updated_at: NOW - 3_600_000,
+        deleted_at: None,
+    }
+}
+
+fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> ServiceView {
+    ServiceView {
+        row: ServiceRow {
+            id: 1,
+            host: format!("storage-01@{backend}"),
+            binary_name: "ember-volume".into(),
+            backend: backend.into(),
+            cluster: None,
+            driver: driver.into(),
+            disabled: 0,
+            disabled_reason: None,
+            error: error.map(String::from),
+            version: "0.1.0".into(),
+            pid: Some(4242),
+            created_at: NOW - 7_200_000,
+            started_at: Some(NOW - 7_200_000),
+            updated_at: if up { Some(NOW - 4_000) } else { None },
+            stopped_at: None,
+            report_count: 720,
+            lateness_ms: String::new(),
+            capacity_total: up.then_some(1 << 40),
+            capacity_free: up.then_some(600 << 30),
+            capacity_provisioned: up.then_some(900 << 30),
+            capacity_at: up.then_some(NOW - 30_000),
+        },
+        up,
+        lateness_ms: if up {
+            vec![1.2, 1.4, 1.1, 2.0, 1.3, 45.0, 1.2, 1.5]
+        } else {
+            vec![]
+        },
+    }
+}
+
+fn job(id: &str, kind: &str, state: &str, done: i64, total: i64, error: Option<&str>) -> JobRow {
+    JobRow {
+        id: id.into(),
+        kind: kind.into(),
+        target_id: "00000002-0000-4000-8000-000000000000".into(),
+        backend: "file0".into(),
+        state: state.into(),
+        params: "{}".into(),
+        bytes_done: done,
+        bytes_total: total,
+        error: error.map(String::from),
+        requested_by: "alice (ssh from 10.0.0.7)".into(),
+        claimed_by: Some("storage-01@file0".into()),
+        cancel_requested: 0,
+        created_at: NOW - 120_000,
+        started_at: Some(NOW - 100_000),
+        updated_at: NOW - 1_000,
+        finished_at: (state != "running").then_some(NOW - 50_000),
+    }
+}
+
+fn fixture() -> Snapshot {
+    let snap_id = "5a5a5a5a-0000-4000-8000-000000000000";
+    Snapshot {
+        generated_at: NOW,
+        service_down_time_ms: 60_000,
+        services: vec![
+            service("file0", "file", true, None),
+            service(
+                "rbd0",
+                "rbd",
+                false,
+                Some("backend rbd0: cannot connect to the cluster"),
+            ),
+        ],
+        backends: vec![
+            BackendView {
+                name: "file0".into(),
+                driver: "file".into(),
+                up: 1,
+                down: 0,
+                total_bytes: Some(1 << 40),
+                free_bytes: Some(600 << 30),
+                provisioned_bytes: Some(900 << 30),
+                max_over_subscription_ratio: Some(20.0),
+                error: None,
+            },
+            BackendView {
+                name: "rbd0".into(),
+                driver: "rbd".into(),
+                up: 0,
+                down: 1,
+                total_bytes: None,
+                free_bytes: None,
+                provisioned_bytes: None,
+                max_over_subscription_ratio: Some(20.0),
+                error: Some("backend rbd0: cannot connect to the cluster".into()),
+            },
+        ],
+        volumes: Arc::new(vec![
+            volume(1, "web-root", "available", None, 0),
+            volume(2, "db-data", "in-use", None, 0),
+            volume(3, "db-clone", "available", Some(snap_id), 1),
+            volume(4, "scratch", "error", None, 0),
+            volume(5, "old-logs", "deleting", None, 0),
+        ]),
+        snapshots: vec![SnapshotRow {
+            id: snap_id.into(),
+            name: "db-nightly".into(),
+            volume_id: "00000002-0000-4000-8000-000000000000".into(),
+            size_bytes: 12 << 30,
+            status: "available".into(),
+            status_reason: None,
+            backend: "file0".into(),
+            purpose: "user".into(),
+            created_at: NOW - 40_000_000,
+            updated_at: NOW - 40_000_000,
+            deleted_at: None,
+        }],
+        jobs: vec![
+            job(
+                "7f3c9a10-aaaa-4000-8000-000000000000",
+                "flatten",
+                "running",
+                3 << 30,
+                8 << 30,
+                None,
+            ),
+            job(
+                "11111111-bbbb-4000-8000-000000000000",
+                "delete",
+                "failed",
+                0,
+                0,
+                Some("backend file0: volume-... has dependent clones"),
+            ),
+            job(
+                "22222222-cccc-4000-8000-000000000000",
+                "create",
+                "succeeded",
+                0,
+                0,
+                None,
+            ),
+        ],
+        error: None,
+    }
+}
+
+fn app(view: View) -> App {
+    let mut a = App::new(
+        Keymap::default_map(),
+        Theme::monochrome(),
+        false,
+        true,
+        "storage-01".into(),
+    );
+    a.set_snapshot(Arc::new(fixture()));
+    a.view = view;
+    a
+}
+
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| views::draw(f, app, NOW)).unwrap();
+    t.backend().to_string()
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+#[test]
+fn every_view_at_80x24_and_120x40() {
+    for view in [View::Overview, View::Services, View::Volumes, View::Jobs] {
+        let a = app(view);
+        for (w, h) in [(80, 24), (120, 40)] {
+            insta::assert_snapshot!(format!("{}_{w}x{h}", view.name()), render(&a, w, h));
+        }
+    }
+}
+
+#[test]
+fn volume_detail_filter_help_and_prompts() {
+    let mut a = app(View::Volumes);
+    a.selected = [0, 0, 2, 0, 0]; // db-clone? rows are sorted by name: db-clone, db-data, old-logs, scratch, web-root
+    a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    insta::assert_snapshot!("volumes_detail_120x40", render(&a, 120, 40));
+
+    let mut a = app(View::Volumes);
+    a.handle_key(key('/'));
+    for c in "status:err".chars() {
+        a.handle_key(key(c));
+    }
+    assert_eq!(
+        a.visible.len(),
+        1,
+        "status:err keeps only the volume in error"
+    );
+    insta::assert_snapshot!("volumes_filter_80x24", render(&a, 80, 24));
+
+    let mut a = app(View::Volumes);
+    a.handle_key(key('d'));
+    assert!(matches!(a.mode, Mode::Prompt(_)));
+    insta::assert_snapshot!("volumes_delete_prompt_80x24", render(&a, 80, 24));
+
+    let mut a = app(View::Jobs);
+    a.handle_key(key('?'));
+    insta::assert_snapshot!("jobs_help_80x24", render(&a, 80, 24));
+}
+
+#[test]
+fn read_only_hides_every_mutating_key_and_says_so() {
+    let mut a = App::new(
+        Keymap::default_map(),
+        Theme::monochrome(),
+        true,
+        false,
+        "storage-01".into(),
+    );
+    a.set_snapshot(Arc::new(fixture()));
+    a.view = View::Volumes;
+    for c in ['n', 's', 'c', 'f', 'e', 'd'] {
+        assert_eq!(a.handle_key(key(c)), None);
+        assert_eq!(
+            a.mode,
+            Mode::Normal,
+            "{c} opened something in read-only mode"
+        );
+    }
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("READ-ONLY"));
+    assert!(
+        !screen.contains("delete"),
+        "no delete hint in read-only mode"
+    );
+}
+
+/// Random keys never panic, and the selection always stays in bounds.
+#[test]
+fn random_keys_never_panic_and_keep_selection_in_bounds() {
+    let keys: Vec<KeyEvent> = "jkgG/abc123456789:qdnsfexo?"
+        .chars()
+        .map(key)
+        .chain(
+            [
+                KeyCode::Esc,
+                KeyCode::Enter,
+                KeyCode::Tab,
+                KeyCode::Backspace,
+                KeyCode::PageDown,
+                KeyCode::PageUp,
+                KeyCode::Up,
+                KeyCode::Down,
+            ]
+            .map(|c| KeyEvent::new(c, KeyModifiers::NONE)),
+        )
+        .collect();
+    let mut a = app(View::Overview);
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let k = keys[(seed % keys.len() as u64) as usize];
+        let _ = a.handle_key(k);
+        if a.quit {
+            a.quit = false;
+        }
+        for v in View::ALL {
+            let n = a.rows(v);
+            assert!(
+                n == 0 || a.selection(v) < n,
+                "{v:?}: selection {} of {n}",
+                a.selection(v)
+            );
+        }
+    }
+    let _ = render(&a, 80, 24);
+}
