@@ -9,6 +9,7 @@ source scripts/pg.sh
 trap pg_stop EXIT
 pg_start
 export EMBER_REQUIRE_PG=1
+export EMBER_E2E=1
 
 echo "== cargo fmt --check"
 cargo fmt --check
