@@ -18,14 +18,30 @@ struct Tmux {
 impl Tmux {
     fn start(cmd: &str) -> Tmux {
         let session = format!("ember-e2e-{}", std::process::id());
-        let st = Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "36", cmd]).status().unwrap();
+        let st = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "120",
+                "-y",
+                "36",
+                cmd,
+            ])
+            .status()
+            .unwrap();
         assert!(st.success(), "tmux new-session");
         Tmux { session }
     }
 
     fn keys(&self, keys: &[&str]) {
         for k in keys {
-            let st = Command::new("tmux").args(["send-keys", "-t", &self.session, k]).status().unwrap();
+            let st = Command::new("tmux")
+                .args(["send-keys", "-t", &self.session, k])
+                .status()
+                .unwrap();
             assert!(st.success());
             // Space keys out: a terminal reads ESC followed at once by a letter as Alt+letter.
             std::thread::sleep(Duration::from_millis(150));
@@ -33,18 +49,27 @@ impl Tmux {
     }
 
     fn text(&self, text: &str) {
-        let st = Command::new("tmux").args(["send-keys", "-t", &self.session, "-l", text]).status().unwrap();
+        let st = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session, "-l", text])
+            .status()
+            .unwrap();
         assert!(st.success());
         std::thread::sleep(Duration::from_millis(150));
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn alternate_screen(&self) -> bool {
-        let out = Command::new("tmux").args(["display", "-p", "-t", &self.session, "#{alternate_on}"]).output().unwrap();
+        let out = Command::new("tmux")
+            .args(["display", "-p", "-t", &self.session, "#{alternate_on}"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim() == "1"
     }
 
@@ -58,28 +83,54 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
     }
 }
 
 #[test]
 fn operator_session_in_a_real_terminal() {
     if std::env::var_os("EMBER_E2E").is_none() {
-        eprintln!("NOTICE: end-to-end console test skipped: set EMBER_E2E=1 (scripts/test.sh does)");
+        eprintln!(
+            "NOTICE: end-to-end console test skipped: set EMBER_E2E=1 (scripts/test.sh does)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let env = Env::new(dir.path(), &url, "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n");
-    let cmd = format!("{EMBER} --config {} --database-url {url}; echo CONSOLE-EXITED-$?; sleep 60", env.config.display());
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
+    );
+    let cmd = format!(
+        "{EMBER} --config {} --database-url {url}; echo CONSOLE-EXITED-$?; sleep 60",
+        env.config.display()
+    );
     let tmux = Tmux::start(&cmd);
-    tmux.wait_for("the console", 20, |s| s.contains("overview") && s.contains("file0") && s.contains("1 up"));
-    assert!(tmux.alternate_screen(), "the console uses the alternate screen");
+    tmux.wait_for("the console", 20, |s| {
+        s.contains("overview") && s.contains("file0") && s.contains("1 up")
+    });
+    assert!(
+        tmux.alternate_screen(),
+        "the console uses the alternate screen"
+    );
 
     // Volumes made from the command line; the console's own service runs the jobs.
     env.json(&["volume", "create", "src", "--size", "256M", "--wait"]);
-    let s = env.json(&["volume", "snapshot", "create", "s", "--volume", "src", "--wait"]);
-    write_at(&env.file_dir("file0").join(format!("snapshot-{}", s["snapshot"]["id"].as_str().unwrap())), 0, 48 << 20, 7);
+    let s = env.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+    ]);
+    write_at(
+        &env.file_dir("file0").join(format!(
+            "snapshot-{}",
+            s["snapshot"]["id"].as_str().unwrap()
+        )),
+        0,
+        48 << 20,
+        7,
+    );
     env.json(&["volume", "create", "web-clone", "--snapshot", "s", "--wait"]);
     env.json(&["volume", "create", "other", "--size", "64M", "--wait"]);
 
@@ -89,27 +140,45 @@ fn operator_session_in_a_real_terminal() {
     tmux.keys(&["/"]);
     tmux.text("clone");
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("the filter", 10, |s| s.contains("volumes 1 of 3") && s.contains("filter: clone"));
-    assert!(screen.contains("web-clone") && !screen.contains("other "), "{screen}");
+    let screen = tmux.wait_for("the filter", 10, |s| {
+        s.contains("volumes 1 of 3") && s.contains("filter: clone")
+    });
+    assert!(
+        screen.contains("web-clone") && !screen.contains("other "),
+        "{screen}"
+    );
 
     // Flatten it, confirm, and watch the job in Jobs.
     tmux.keys(&["f"]);
-    tmux.wait_for("the flatten prompt", 10, |s| s.contains("Flatten web-clone"));
+    tmux.wait_for("the flatten prompt", 10, |s| {
+        s.contains("Flatten web-clone")
+    });
     tmux.keys(&["y"]);
     tmux.wait_for("the job queued toast", 10, |s| s.contains("queued"));
     tmux.keys(&["4"]);
-    tmux.wait_for("the running flatten", 20, |s| s.lines().any(|l| l.contains("flatten") && l.contains("running")));
-    tmux.wait_for("the flatten to succeed", 60, |s| s.lines().any(|l| l.contains("flatten") && l.contains("succeeded")));
+    tmux.wait_for("the running flatten", 20, |s| {
+        s.lines()
+            .any(|l| l.contains("flatten") && l.contains("running"))
+    });
+    tmux.wait_for("the flatten to succeed", 60, |s| {
+        s.lines()
+            .any(|l| l.contains("flatten") && l.contains("succeeded"))
+    });
 
     // The log view has the line.
     tmux.keys(&["5"]);
-    tmux.wait_for("the log line", 10, |s| s.contains("flatten job") && s.contains("succeeded"));
+    tmux.wait_for("the log line", 10, |s| {
+        s.contains("flatten job") && s.contains("succeeded")
+    });
 
     // Quit: the screen is restored and the process ends cleanly.
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the console to exit", 20, |s| s.contains("CONSOLE-EXITED-"));
     assert!(screen.contains("CONSOLE-EXITED-0"), "{screen}");
-    assert!(!tmux.alternate_screen(), "terminal restored to the normal screen");
+    assert!(
+        !tmux.alternate_screen(),
+        "terminal restored to the normal screen"
+    );
     let v = env.volume("web-clone");
     assert!(v["parent"].is_null(), "the flatten really happened: {v}");
 }

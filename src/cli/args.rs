@@ -102,6 +102,12 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1024))]
         threads: u64,
     },
+    /// Console speed with many volumes: frame, filter keystroke, first frame from SQLite, RSS
+    Console {
+        /// Volume counts (comma-separated)
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+        volumes: Vec<usize>,
+    },
     /// File-driver clone and flatten of a volume with data vs `cp --sparse=always`
     Flatten {
         /// Where to put the test files (a filesystem like the backend's)

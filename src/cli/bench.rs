@@ -196,3 +196,102 @@ pub fn flatten(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Resident memory of this process (kB), from /proc.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Console speed with many volumes: a frame of the Volumes view, a filter keystroke, and the
+/// first frame read from SQLite, at each size.
+pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
+    use crate::service::snapshot::{Snapshot, read};
+    use crate::tui::{keymap::Keymap, state::App, state::View, theme::Theme, views};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::{Terminal, backend::TestBackend};
+    use std::sync::Arc;
+
+    let mut rows = vec![];
+    if !g.json {
+        println!(
+            "console, Volumes view at 120x36 (release build); goals at 100k: frame < 2 ms, keystroke < 10 ms, first frame < 300 ms, RSS < 100 MB"
+        );
+        println!(
+            "{:>8} {:>10} {:>14} {:>16} {:>10}",
+            "volumes", "frame ms", "keystroke ms", "first frame ms", "RSS MB"
+        );
+    }
+    for &n in counts {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let db = crate::db::Db::connect(&url).await?;
+        db.bench_fill_volumes(n).await?;
+        db.close().await;
+        let rss_before = rss_kb();
+
+        // First frame: connect, read everything, build the view, draw.
+        let t0 = std::time::Instant::now();
+        let db = crate::db::Db::connect(&url).await?;
+        let cfg = crate::config::from_str(
+            std::path::Path::new("bench.toml"),
+            "[backends.file0]\nvolume_driver = \"file\"\n",
+        )?;
+        let snap = read(&db, &cfg, &Snapshot::default(), &mut None).await;
+        let mut app = App::new(
+            Keymap::default_map(),
+            Theme::load(Some("dark")).unwrap_or_else(|_| Theme::monochrome()),
+            false,
+            false,
+            "bench".into(),
+        );
+        app.view = View::Volumes;
+        app.set_snapshot(Arc::new(snap));
+        let mut term = Terminal::new(TestBackend::new(120, 36))?;
+        let now = crate::db::now_ms();
+        term.draw(|f| views::draw(f, &app, now))?;
+        let first = t0.elapsed();
+
+        let frames = 200;
+        let t1 = std::time::Instant::now();
+        for i in 0..frames {
+            app.selected = [0, 0, i % n.max(1), 0, 0];
+            term.draw(|f| views::draw(f, &app, now))?;
+        }
+        let frame = t1.elapsed() / frames as u32;
+
+        app.handle_key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE));
+        let typed = "vol-1";
+        let t2 = std::time::Instant::now();
+        for c in typed.chars() {
+            app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+            term.draw(|f| views::draw(f, &app, now))?;
+        }
+        let key = t2.elapsed() / typed.len() as u32;
+        let rss_mb = rss_kb().max(rss_before) as f64 / 1024.0;
+        if !g.json {
+            println!(
+                "{n:>8} {:>10.3} {:>14.3} {:>16.1} {rss_mb:>10.1}",
+                ms(frame),
+                ms(key),
+                ms(first)
+            );
+        }
+        rows.push(serde_json::json!({"volumes": n, "frame_ms": ms(frame), "keystroke_ms": ms(key), "first_frame_ms": ms(first), "rss_mb": rss_mb}));
+        db.close().await;
+    }
+    if g.json {
+        print_json(&rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -19,7 +19,7 @@ use super::args::{ConsoleArgs, Global};
 use super::load_config;
 
 /// How often the console re-reads the database (in-process changes also poke it at once).
-const REFRESH: Duration = Duration::from_secs(1);
+const REFRESH: Duration = Duration::from_secs(2);
 
 /// Console logs go to the log view and to `<data_dir>/ember.log`, never to the screen.
 fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {

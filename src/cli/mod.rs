@@ -140,6 +140,7 @@ pub async fn run(
             seconds,
             threads,
         }) => bench::heartbeat(&g, &jobs, seconds, threads as usize).await,
+        Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
         Command::Bench(args::BenchCmd::Flatten { dir, size, data }) => {
             bench::flatten(&g, &dir, size, data)
         }

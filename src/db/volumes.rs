@@ -105,6 +105,28 @@ impl Db {
         .map_err(q("volumes version"))
     }
 
+    /// Benchmark data: `n` available volumes named `vol-N`, written in one transaction.
+    pub async fn bench_fill_volumes(&self, n: usize) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin fill"))?;
+        let now = now_ms();
+        for i in 0..n {
+            let id = format!("{i:08x}-0000-4000-8000-{i:012x}");
+            sqlx::query(
+                "INSERT INTO volumes (id, name, size_bytes, status, backend, clone_depth, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'available', 'file0', 0, $4, $4)",
+            )
+            .bind(&id)
+            .bind(format!("vol-{i}"))
+            .bind(((i % 100) as i64 + 1) << 30)
+            .bind(now - i as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("fill volumes"))?;
+        }
+        tx.commit().await.map_err(q("commit fill"))?;
+        Ok(())
+    }
+
     pub async fn get_volume(&self, id: &str) -> Result<Option<VolumeRow>, DbError> {
         let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE id = $1");
         sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))

@@ -32,6 +32,20 @@ pub struct Options {
     pub notice: Option<String>,
 }
 
+/// Whether two snapshots draw the same (the read time aside): a re-read that found nothing
+/// new does not redraw.
+fn same_picture(
+    a: &crate::service::snapshot::Snapshot,
+    b: &crate::service::snapshot::Snapshot,
+) -> bool {
+    Arc::ptr_eq(&a.volumes, &b.volumes)
+        && a.services == b.services
+        && a.backends == b.backends
+        && a.jobs == b.jobs
+        && a.snapshots == b.snapshots
+        && a.error == b.error
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -78,6 +92,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
     let mut snapshots = handle.snapshot.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dirty = true;
+    let mut last_minute = now_ms() / 60_000;
     let result = loop {
         if dirty {
             if let Err(e) = terminal.draw(|f| views::draw(f, &app, now_ms())) {
@@ -128,7 +143,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                     break Ok(());
                 }
                 let snap = snapshots.borrow_and_update().clone();
-                if !Arc::ptr_eq(&snap, &app.snap) {
+                if !same_picture(&snap, &app.snap) {
                     app.set_snapshot(snap);
                     dirty = true;
                 }
@@ -139,7 +154,15 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                     dirty = true;
                 }
             }
-            _ = tick.tick() => dirty = true,
+            _ = tick.tick() => {
+                // Idle, almost nothing goes to the terminal: only views with ticking ages
+                // redraw every second; the clock shows minutes.
+                let minute = now_ms() / 60_000;
+                if matches!(app.view, state::View::Services | state::View::Jobs) || minute != last_minute {
+                    last_minute = minute;
+                    dirty = true;
+                }
+            }
         }
     };
     stop_input.store(true, Ordering::Relaxed);

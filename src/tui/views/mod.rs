@@ -65,7 +65,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         spans.push(Span::raw(format!("│ DB: {e} ")));
     }
     let clock = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now_ms)
-        .map(|t| t.format("%H:%M:%S UTC").to_string())
+        .map(|t| t.format("%H:%M UTC").to_string())
         .unwrap_or_default();
     let used: usize = spans.iter().map(|s| s.width()).sum();
     let pad = (area.width as usize).saturating_sub(used + clock.len() + 1);
