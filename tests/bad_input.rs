@@ -279,7 +279,7 @@ fn cases() -> Vec<Case> {
             ],
             code: 1,
             on: On::Stderr,
-            expect: &["no job with id \"nope\""],
+            expect: &["no job with id or name \"nope\""],
         },
         Case {
             name: "unknown subcommand",

@@ -13,6 +13,10 @@ fn every_shipped_and_valid_config_loads_without_broken_backends() {
     for dir in ["config", "tests/valid_configs"] {
         for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
             let path = entry.unwrap().path();
+            // The console's keymap lives beside the configs; its own unit test checks it.
+            if path.file_name().is_some_and(|n| n == "keymap.toml") {
+                continue;
+            }
             let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
             assert!(
                 cfg.broken.is_empty(),

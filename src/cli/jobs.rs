@@ -182,13 +182,7 @@ pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow:
 }
 
 pub async fn watch(g: &Global, cfg: &Config, db: &Db, key: &str) -> anyhow::Result<ExitCode> {
-    let job = match db.find_job(key).await? {
-        crate::db::volumes::Found::One(j) => j,
-        crate::db::volumes::Found::None => bail!("no job with id {key:?}"),
-        crate::db::volumes::Found::Ambiguous(ids) => {
-            bail!("job id {key:?} is ambiguous: {}", ids.join(", "))
-        }
-    };
+    let job = jobs::request::found("job", key, db.find_job(key).await?)?;
     let job = follow(db, cfg, &job.id, g.json).await?;
     finish(g, db, &job).await
 }
@@ -219,15 +213,7 @@ pub async fn snapshot_list(
     all: bool,
 ) -> anyhow::Result<ExitCode> {
     let vol_id = match volume {
-        Some(key) => match db.find_volume(key).await? {
-            crate::db::volumes::Found::One(v) => Some(v.id),
-            crate::db::volumes::Found::None => bail!("no volume with id or name {key:?}"),
-            crate::db::volumes::Found::Ambiguous(ids) => bail!(
-                "{} volumes are named {key:?}; use an id: {}",
-                ids.len(),
-                ids.join(", ")
-            ),
-        },
+        Some(key) => Some(jobs::request::volume(db, key).await?.id),
         None => None,
     };
     let snaps = db.list_snapshots(vol_id.as_deref(), all).await?;

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::config::{self, Config, DriverConfig};
-use crate::db::volumes::Found;
 use crate::db::{Db, now_ms};
 use crate::service::{Services, shutdown_signal};
 
@@ -116,7 +115,7 @@ pub async fn run(
                 | VolumeCmd::Show { .. }
                 | VolumeCmd::Reconcile { .. }
                 | VolumeCmd::Snapshot(SnapshotCmd::List { .. }) => {
-                    unreachable!("matched above")
+                    bail!("internal error: this volume command queues no job")
                 }
             };
             let cfg = load_config(&g)?;
@@ -404,15 +403,7 @@ async fn volume_list(g: &Global, backend: Option<&str>) -> anyhow::Result<ExitCo
 async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let v = match db.find_volume(key).await? {
-        Found::One(v) => v,
-        Found::None => bail!("no volume with id or name {key:?}"),
-        Found::Ambiguous(ids) => bail!(
-            "{} volumes are named {key:?}; use an id: {}",
-            ids.len(),
-            ids.join(", ")
-        ),
-    };
+    let v = crate::service::jobs::request::volume(&db, key).await?;
     let snaps = db
         .snapshots_of(&v.id)
         .await
@@ -506,9 +497,7 @@ async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
 async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let Some(j) = db.get_job(id).await? else {
-        bail!("no job with id {id:?}")
-    };
+    let j = crate::service::jobs::request::found("job", id, db.find_job(id).await?)?;
     let jj = JobJson::from(&j);
     if g.json {
         print_json(&jj)?;

@@ -215,13 +215,20 @@ impl Db {
     }
 
     pub async fn mark_volume_deleted(&self, id: &str) -> Result<(), DbError> {
-        let now = now_ms();
-        sqlx::query("UPDATE volumes SET status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $1 WHERE id = $2")
-            .bind(now)
+        self.mark_deleted("volumes", id).await
+    }
+
+    /// Rows are never removed: a deleted volume or snapshot keeps its history for `events`.
+    async fn mark_deleted(&self, table: &'static str, id: &str) -> Result<(), DbError> {
+        let sql = format!(
+            "UPDATE {table} SET status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $1 WHERE id = $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms())
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(q("mark volume deleted"))?;
+            .map_err(q("mark deleted"))?;
         Ok(())
     }
 
@@ -310,14 +317,7 @@ impl Db {
     }
 
     pub async fn mark_snapshot_deleted(&self, id: &str) -> Result<(), DbError> {
-        let now = now_ms();
-        sqlx::query("UPDATE snapshots SET status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("mark snapshot deleted"))?;
-        Ok(())
+        self.mark_deleted("snapshots", id).await
     }
 
     pub async fn transitional_snapshots(&self, backend: &str) -> Result<Vec<SnapshotRow>, DbError> {

@@ -57,15 +57,16 @@ const DELETABLE: &[&str] = &["available", "error", "error_deleting", "error_exte
 const USABLE: &[&str] = &["available", "in-use"];
 const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
 
-async fn volume(db: &Db, key: &str) -> Result<VolumeRow, JobError> {
-    match db.find_volume(key).await? {
+/// One row from an id-or-name lookup, or the error an operator should see.
+pub fn found<T>(what: &'static str, key: &str, f: Found<T>) -> Result<T, JobError> {
+    match f {
         Found::One(v) => Ok(v),
         Found::None => Err(JobError::NotFound {
-            what: "volume",
+            what,
             key: key.to_string(),
         }),
         Found::Ambiguous(ids) => Err(JobError::Ambiguous {
-            what: "volume",
+            what,
             key: key.to_string(),
             count: ids.len(),
             ids,
@@ -73,20 +74,13 @@ async fn volume(db: &Db, key: &str) -> Result<VolumeRow, JobError> {
     }
 }
 
+/// A live volume by id or unique name.
+pub async fn volume(db: &Db, key: &str) -> Result<VolumeRow, JobError> {
+    found("volume", key, db.find_volume(key).await?)
+}
+
 async fn snapshot(db: &Db, key: &str) -> Result<SnapshotRow, JobError> {
-    match db.find_snapshot(key).await? {
-        Found::One(s) => Ok(s),
-        Found::None => Err(JobError::NotFound {
-            what: "snapshot",
-            key: key.to_string(),
-        }),
-        Found::Ambiguous(ids) => Err(JobError::Ambiguous {
-            what: "snapshot",
-            key: key.to_string(),
-            count: ids.len(),
-            ids,
-        }),
-    }
+    found("snapshot", key, db.find_snapshot(key).await?)
 }
 
 async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
@@ -573,23 +567,7 @@ pub enum Cancelled {
 
 /// Cancels a job by id or unique id prefix.
 pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobError> {
-    let job = match db.find_job(key).await? {
-        Found::One(j) => j,
-        Found::None => {
-            return Err(JobError::NotFound {
-                what: "job",
-                key: key.to_string(),
-            });
-        }
-        Found::Ambiguous(ids) => {
-            return Err(JobError::Ambiguous {
-                what: "job",
-                key: key.to_string(),
-                count: ids.len(),
-                ids,
-            });
-        }
-    };
+    let job = found("job", key, db.find_job(key).await?)?;
     let outcome = match db.request_cancel(&job.id).await?.as_deref() {
         Some("cancelled") => {
             super::exec::settle_cancelled_before_start(db, &job).await?;
