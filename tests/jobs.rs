@@ -459,3 +459,52 @@ fn reconcile_reports_and_fixes_differences() {
         assert!(stdout(&again).contains("agree"), "{}", stdout(&again));
     });
 }
+
+#[test]
+fn deferred_deletion_hides_a_snapshot_with_clones_and_purges_it_after_the_last_one() {
+    each_engine(|_, dir, url| {
+        let env = Env::new(
+            dir,
+            url,
+            "[backends.file0]\nvolume_driver = \"file\"\nenable_deferred_deletion = true\n",
+        );
+        let _serve = env.serve();
+        env.json(&["volume", "create", "a", "--size", "64M", "--wait"]);
+        let s = env.json(&[
+            "volume", "snapshot", "create", "s", "--volume", "a", "--wait",
+        ]);
+        let snap_file = env.file_dir("file0").join(format!(
+            "snapshot-{}",
+            s["snapshot"]["id"].as_str().unwrap()
+        ));
+        env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
+        // With deferred deletion the delete is accepted though a clone reads from it.
+        let d = env.json(&["volume", "snapshot", "delete", "s", "--wait"]);
+        assert_eq!(d["job"]["state"], "succeeded");
+        assert_eq!(
+            env.json(&["volume", "snapshot", "list", "--all"])
+                .as_array()
+                .unwrap()
+                .len(),
+            0,
+            "hidden"
+        );
+        assert!(snap_file.exists(), "kept while the clone reads from it");
+        // Once the clone no longer depends on it, the periodic task removes it.
+        env.json(&["volume", "flatten", "c", "--wait"]);
+        wait_for(
+            "the deferred snapshot to be purged",
+            Duration::from_secs(20),
+            || (!snap_file.exists()).then_some(()),
+        );
+        let events = env.json(&["events", "--limit", "100"]);
+        assert!(
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "image_purged"),
+            "{events}"
+        );
+    });
+}

@@ -215,7 +215,7 @@ fn every_view_at_80x24_and_120x40() {
 #[test]
 fn volume_detail_filter_help_and_prompts() {
     let mut a = app(View::Volumes);
-    a.selected = [0, 0, 2, 0, 0]; // db-clone? rows are sorted by name: db-clone, db-data, old-logs, scratch, web-root
+    a.selected = [0, 0, 0, 0, 0]; // rows sorted by name: db-clone first, a clone with a parent
     a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     insta::assert_snapshot!("volumes_detail_120x40", render(&a, 120, 40));
 

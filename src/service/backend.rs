@@ -220,6 +220,36 @@ impl BackendService {
                 }
             }
             self.refresh_capacity(&db).await;
+            self.purge_deferred(&db).await;
+        }
+    }
+
+    /// Deferred deletion: removes hidden images that nothing reads from any more.
+    async fn purge_deferred(&self, db: &Db) {
+        if !self.cfg.enable_deferred_deletion {
+            return;
+        }
+        match self
+            .call_driver("purge deferred", DRIVER_CHECK_TIMEOUT, |d| {
+                d.purge_deferred()
+            })
+            .await
+        {
+            Ok(gone) => {
+                for image in gone {
+                    info!(backend = %self.name, "deferred delete of {image} done: nothing depends on it any more");
+                    let _ = db
+                        .add_event(&NewEvent {
+                            actor: "ember",
+                            host: Some(&self.host),
+                            kind: "image_purged",
+                            target: Some(&image),
+                            message: "deferred deletion: its last clone is gone",
+                        })
+                        .await;
+                }
+            }
+            Err(e) => warn!(backend = %self.name, "deferred deletions not purged: {e}"),
         }
     }
 
