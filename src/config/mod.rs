@@ -47,6 +47,11 @@ pub struct Config {
     pub database_url: String,
     /// Refuse every mutating action (for on-call viewers).
     pub read_only: bool,
+    /// A keymap file whose rows override the console's default keys (same format as
+    /// `config/keymap.toml`).
+    pub keymap: Option<PathBuf>,
+    /// The console theme: a shipped name or a theme file.
+    pub theme: Option<String>,
     /// Backends that will be started.
     pub backends: Vec<BackendConfig>,
     /// Enabled backends whose section is faulty: not started, shown with the reason.
@@ -249,6 +254,11 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         _ => format!("sqlite://{}", data_dir.join("ember.db").display()),
     };
     let read_only = service.bool("read_only", false)?;
+    let keymap = service
+        .string("keymap")?
+        .filter(|s| !s.is_empty())
+        .map(|s| expand_home(&s));
+    let theme = service.string("theme")?.filter(|s| !s.is_empty());
 
     if doc.format == Format::CinderConf
         && let Some(conn) = doc.section("database").and_then(|s| s.get("connection"))
@@ -308,6 +318,8 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         data_dir,
         database_url,
         read_only,
+        keymap,
+        theme,
         backends,
         broken,
         notes,

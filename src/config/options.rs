@@ -22,6 +22,8 @@ pub const SERVICE_KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "read_only",
+    "keymap",
+    "theme",
 ];
 
 /// Keys of a backend section.

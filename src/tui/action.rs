@@ -30,6 +30,12 @@ pub enum Action {
     Extend,
     Delete,
     CancelJob,
+    /// Logs view: show or hide the target list (with per-target levels).
+    LogTargets,
+    /// Logs view: more detail for the selected target.
+    LogMore,
+    /// Logs view: less detail for the selected target.
+    LogLess,
 }
 
 impl Action {

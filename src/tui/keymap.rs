@@ -40,6 +40,22 @@ impl Keymap {
         Keymap { rows }
     }
 
+    /// The default keymap with a user's file over it: a user row replaces any default row of
+    /// the same view bound to the same key or to the same action (a rebinding).
+    pub fn with_overrides(path: &std::path::Path) -> Result<Keymap, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("keymap {}: {e}", path.display()))?;
+        let user = toml::from_str::<File>(&text)
+            .map_err(|e| format!("keymap {}: {}", path.display(), e.message()))?;
+        let mut map = Keymap::default_map();
+        for row in user.keys {
+            map.rows
+                .retain(|d| !(d.view == row.view && (d.on == row.on || d.action == row.action)));
+            map.rows.push(row);
+        }
+        Ok(map)
+    }
+
     /// The action bound to `key` in `view` (view rows first, then global ones).
     pub fn lookup(&self, view: View, key: &KeyEvent, read_only: bool) -> Option<Action> {
         let name = key_name(key)?;
@@ -121,6 +137,31 @@ mod tests {
         for a in Action::user_facing() {
             assert!(km.rows.iter().any(|r| r.action == *a), "{a:?} has no key");
         }
+    }
+
+    #[test]
+    fn a_user_file_rebinds_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("keys.toml");
+        std::fs::write(&p, "[[keys]]\nview = \"volumes\"\non = \"D\"\naction = \"Delete\"\ndesc = \"delete\"\ndangerous = true\n").expect("write");
+        let km = Keymap::with_overrides(&p).expect("loads");
+        let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+        assert_eq!(
+            km.lookup(View::Volumes, &key('D'), false),
+            Some(Action::Delete)
+        );
+        assert_eq!(
+            km.lookup(View::Volumes, &key('d'), false),
+            None,
+            "the old binding is gone"
+        );
+        std::fs::write(
+            &p,
+            "[[keys]]\nview = \"volumes\"\non = \"x\"\naction = \"Nope\"\ndesc = \"?\"\n",
+        )
+        .expect("write");
+        let err = Keymap::with_overrides(&p).expect_err("unknown action");
+        assert!(err.contains("keys.toml") && err.contains("Nope"), "{err}");
     }
 
     #[test]

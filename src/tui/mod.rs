@@ -53,14 +53,14 @@ fn now_ms() -> i64 {
 /// Runs the console until the operator quits. The terminal is restored on every path,
 /// including a panic (ratatui's init installs the hook).
 pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::Result<()> {
-    let theme = theme::Theme::load(opts.theme.as_deref()).map_err(std::io::Error::other)?;
-    let mut app = App::new(
-        keymap::Keymap::default_map(),
-        theme,
-        handle.read_only,
-        handle.worker,
-        host,
-    );
+    let theme = theme::Theme::load(opts.theme.as_deref().or(handle.config.theme.as_deref()))
+        .map_err(std::io::Error::other)?;
+    // Checked before the screen is taken over, so a bad file is a plain error message.
+    let keys = match &handle.config.keymap {
+        Some(path) => keymap::Keymap::with_overrides(path).map_err(std::io::Error::other)?,
+        None => keymap::Keymap::default_map(),
+    };
+    let mut app = App::new(keys, theme, handle.read_only, handle.worker, host);
     app.toast = opts.notice.map(|n| (n, false));
     app.set_snapshot(handle.snapshot.borrow().clone());
 

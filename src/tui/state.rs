@@ -143,6 +143,8 @@ pub struct App {
     /// Bytes done per job at the previous snapshot, for rates: (bytes, at ms).
     pub rates: HashMap<String, f64>,
     last_progress: HashMap<String, (i64, i64)>,
+    /// The log view's own state: scroll position, target selection, levels per target.
+    pub logs: tui_logger::TuiWidgetState,
 }
 
 impl App {
@@ -167,6 +169,13 @@ impl App {
             quit: false,
             rates: HashMap::new(),
             last_progress: HashMap::new(),
+            logs: {
+                // The target list starts hidden: full-width lines; `h` shows it.
+                let st = tui_logger::TuiWidgetState::new()
+                    .set_default_display_level(tui_logger::LevelFilter::Info);
+                st.transition(tui_logger::TuiWidgetEvent::HideKey);
+                st
+            },
         }
     }
 
@@ -322,6 +331,23 @@ impl App {
 
     pub fn update(&mut self, action: Action) -> Option<Command> {
         let page = 10;
+        if self.view == View::Logs {
+            use tui_logger::TuiWidgetEvent as E;
+            let event = match action {
+                Action::Up => Some(E::UpKey),
+                Action::Down => Some(E::DownKey),
+                Action::PageUp => Some(E::PrevPageKey),
+                Action::PageDown => Some(E::NextPageKey),
+                Action::LogTargets => Some(E::HideKey),
+                Action::LogMore => Some(E::RightKey),
+                Action::LogLess => Some(E::LeftKey),
+                _ => None,
+            };
+            if let Some(e) = event {
+                self.logs.transition(e);
+                return None;
+            }
+        }
         match action {
             Action::Help => self.mode = Mode::Help,
             Action::Quit => {
@@ -452,6 +478,8 @@ impl App {
                     ),
                 }
             }
+            // Only meaningful in the logs view, handled above.
+            Action::LogTargets | Action::LogMore | Action::LogLess => {}
             Action::CancelJob => match self.selected_job().cloned() {
                 Some(j) if j.state == "queued" || j.state == "running" => {
                     self.ask(

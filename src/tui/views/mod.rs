@@ -116,19 +116,19 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
 
 fn draw_logs(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let w = tui_logger::TuiLoggerWidget::default()
-        .block(
-            Block::default()
-                .title(" logs (also written to the log file) ")
-                .borders(Borders::ALL)
-                .border_style(t.border),
-        )
+    let w = tui_logger::TuiLoggerSmartWidget::default()
+        .title_log(" logs (also in <data_dir>/ember.log) ")
+        .title_target(" targets: +/- level ")
+        .border_style(t.border)
         .style_error(t.error)
         .style_warn(t.warn)
         .style_info(t.text)
+        .style_debug(t.dim)
+        .style_trace(t.dim)
         .output_target(false)
         .output_file(false)
-        .output_line(false);
+        .output_line(false)
+        .state(&app.logs);
     frame.render_widget(w, area);
 }
 
