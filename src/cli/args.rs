@@ -98,9 +98,10 @@ pub enum BenchCmd {
         /// Seconds per run
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
         seconds: u64,
-        /// Storage pool threads (backend_native_threads_pool_size)
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1024))]
-        threads: u64,
+        /// Storage pool threads (backend_native_threads_pool_size; default: its default, the
+        /// number of CPUs)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: Option<u64>,
     },
     /// Console speed with many volumes: frame, filter keystroke, first frame from SQLite, RSS
     Console {

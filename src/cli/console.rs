@@ -32,8 +32,11 @@ fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
         .create(true)
         .append(true)
         .open(log_file)?;
-    tui_logger::init_logger(tui_logger::LevelFilter::Info)
-        .map_err(|e| anyhow::anyhow!("log view: {e}"))?;
+    // Not tui_logger::init_logger: its mover thread wakes 100 times a second, which was most of
+    // the idle console's CPU (measured per thread). The console moves events itself, once a
+    // second and before each frame.
+    tui_logger::set_default_level(tui_logger::LevelFilter::Info);
+    tui_logger::set_hot_buffer_depth(10_000);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")

@@ -138,7 +138,17 @@ pub async fn run(
             jobs,
             seconds,
             threads,
-        }) => bench::heartbeat(&g, &jobs, seconds, threads as usize).await,
+        }) => {
+            bench::heartbeat(
+                &g,
+                &jobs,
+                seconds,
+                threads
+                    .map(|t| t as usize)
+                    .unwrap_or_else(|| config::defaults::native_threads_pool_size() as usize),
+            )
+            .await
+        }
         Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
         Command::Bench(args::BenchCmd::Flatten { dir, size, data }) => {
             bench::flatten(&g, &dir, size, data)

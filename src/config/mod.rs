@@ -502,7 +502,7 @@ fn backend(
     };
     let pool_size = l.int(
         "backend_native_threads_pool_size",
-        defaults::NATIVE_THREADS_POOL_SIZE,
+        defaults::native_threads_pool_size(),
         1,
         1024,
     )? as usize;

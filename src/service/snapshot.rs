@@ -52,6 +52,9 @@ pub struct Snapshot {
     pub error: Option<String>,
 }
 
+/// When no job is queued or running, the database is read this many times less often.
+const IDLE_FACTOR: u32 = 3;
+
 /// How many recent jobs the console keeps.
 const JOBS_SHOWN: i64 = 500;
 
@@ -148,12 +151,11 @@ pub fn spawn_publisher(
     let poked = poke.clone();
     tokio::spawn(async move {
         let mut key = None;
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = poked.notified() => {}
             }
             let prev = tx.borrow().clone();
@@ -161,6 +163,13 @@ pub fn spawn_publisher(
             if let Some(e) = &next.error {
                 warn!("console state not refreshed: {e}");
             }
+            // Jobs moving: every `every`; idle: less often (commands from this console poke
+            // a refresh at once, so only changes made elsewhere wait).
+            let busy = next
+                .jobs
+                .iter()
+                .any(|j| j.state == "queued" || j.state == "running");
+            wait = if busy { every } else { every * IDLE_FACTOR };
             if tx.send(Arc::new(next)).is_err() {
                 return;
             }

@@ -73,7 +73,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
         .name("ember-input".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                match event::poll(Duration::from_millis(200)) {
+                match event::poll(Duration::from_millis(1000)) {
                     Ok(true) => match event::read() {
                         Ok(ev) => {
                             if input_tx.send(ev).is_err() {
@@ -95,6 +95,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
     let mut last_minute = now_ms() / 60_000;
     let result = loop {
         if dirty {
+            tui_logger::move_events();
             if let Err(e) = terminal.draw(|f| views::draw(f, &app, now_ms())) {
                 break Err(e);
             }
@@ -158,7 +159,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                 // Idle, almost nothing goes to the terminal: only views with ticking ages
                 // redraw every second; the clock shows minutes.
                 let minute = now_ms() / 60_000;
-                if matches!(app.view, state::View::Services | state::View::Jobs) || minute != last_minute {
+                if matches!(app.view, state::View::Services | state::View::Jobs | state::View::Logs) || minute != last_minute {
                     last_minute = minute;
                     dirty = true;
                 }
