@@ -230,6 +230,19 @@ fn volume_detail_filter_help_and_prompts() {
         "status:err keeps only the volume in error"
     );
     insta::assert_snapshot!("volumes_filter_80x24", render(&a, 80, 24));
+    // Typed one key at a time (through `st`, a name match, into `status:`, a field), the
+    // rows must equal the filter applied at once.
+    let mut b = app(View::Volumes);
+    b.handle_key(key('/'));
+    for c in "status:err".chars() {
+        b.handle_key(key(c));
+    }
+    let once = ember::tui::state::filter_sort(&b.snap, "status:err", b.sort, b.sort_desc);
+    assert_eq!(
+        b.visible, once,
+        "narrowing keystroke by keystroke gives the same rows"
+    );
+    assert_eq!(b.visible, a.visible);
 
     let mut a = app(View::Volumes);
     a.handle_key(key('d'));

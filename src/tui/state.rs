@@ -207,7 +207,23 @@ impl App {
         if key == self.visible_key {
             return;
         }
-        self.visible = filter_sort(&self.snap, &self.filter, self.sort, self.sort_desc);
+        let (ptr, old_filter, sort, desc) = &self.visible_key;
+        // A new `field:` changes what a word means: recompute then.
+        let narrowing = *ptr == key.0
+            && *sort == key.2
+            && *desc == key.3
+            && key.1.starts_with(old_filter.as_str())
+            && key.1.matches(':').count() == old_filter.matches(':').count();
+        if narrowing {
+            // Typing narrows the filter: keep the already sorted rows that still match,
+            // no re-sort (a keystroke on 100,000 volumes stays a linear scan).
+            let words = filter_words(&self.filter);
+            let vols = &self.snap.volumes;
+            self.visible
+                .retain(|i| vols.get(*i).is_some_and(|v| matches(v, &words)));
+        } else {
+            self.visible = filter_sort(&self.snap, &self.filter, self.sort, self.sort_desc);
+        }
         self.visible_key = key;
     }
 
@@ -612,20 +628,38 @@ fn build_request(p: &Prompt) -> Result<Request, String> {
 
 /// The volume rows to show: `filter` is words, each a substring of the id or name, or
 /// `field:value` on status, backend or name; then sorted by a column.
+fn filter_words(filter: &str) -> Vec<String> {
+    filter.split_whitespace().map(str::to_lowercase).collect()
+}
+
+/// Case-insensitive "contains" without allocating per row (names are mostly ASCII).
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    needle.is_empty()
+        || hay
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+fn matches(v: &crate::db::VolumeRow, words: &[String]) -> bool {
+    words.iter().all(|w| match w.split_once(':') {
+        Some(("status", s)) => v
+            .status
+            .get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s)),
+        Some(("backend", b)) => contains_ci(&v.backend, b),
+        Some(("name", n)) => contains_ci(&v.name, n),
+        _ => contains_ci(&v.name, w) || v.id.starts_with(w.as_str()),
+    })
+}
+
 pub fn filter_sort(snap: &Snapshot, filter: &str, sort: usize, desc: bool) -> Vec<usize> {
-    let words: Vec<String> = filter.split_whitespace().map(str::to_lowercase).collect();
+    let words = filter_words(filter);
     let mut idx: Vec<usize> = snap
         .volumes
         .iter()
         .enumerate()
-        .filter(|(_, v)| {
-            words.iter().all(|w| match w.split_once(':') {
-                Some(("status", s)) => v.status.to_lowercase().starts_with(s),
-                Some(("backend", b)) => v.backend.to_lowercase().contains(b),
-                Some(("name", n)) => v.name.to_lowercase().contains(n),
-                _ => v.name.to_lowercase().contains(w.as_str()) || v.id.starts_with(w.as_str()),
-            })
-        })
+        .filter(|(_, v)| matches(v, &words))
         .map(|(i, _)| i)
         .collect();
     let vols = &snap.volumes;
