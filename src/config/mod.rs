@@ -10,6 +10,7 @@
 // operator needs; boxing them would buy nothing.
 #![allow(clippy::result_large_err)]
 
+mod backend;
 pub mod defaults;
 pub mod error;
 pub mod options;
@@ -22,7 +23,7 @@ pub use error::ConfigError;
 pub use raw::Format;
 
 use options::{BACKEND_KEYS, Lookup, SERVICE_KEYS, closest, section_label};
-use raw::{RawDoc, RawSection};
+use raw::RawDoc;
 
 /// Everything ember needs to run, resolved: no option is left to interpret later.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -294,7 +295,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
             });
             continue;
         };
-        match backend(path, doc, section, &name, &data_dir, &mut notes) {
+        match backend::backend(path, doc, section, &name, &data_dir, &mut notes) {
             Ok(b) => backends.push(b),
             Err(e) => broken.push(BrokenBackend {
                 name,
@@ -424,170 +425,7 @@ fn enabled_backend_names(
     }
 }
 
-fn backend(
-    path: &Path,
-    doc: &RawDoc,
-    section: &RawSection,
-    name: &str,
-    data_dir: &Path,
-    notes: &mut Vec<String>,
-) -> Result<BackendConfig, ConfigError> {
-    let label = section_label(doc.format, &section.name);
-    for e in &section.entries {
-        if !BACKEND_KEYS.contains(&e.key.as_str()) {
-            let err = ConfigError::UnknownKey {
-                file: path.to_path_buf(),
-                line: e.line,
-                section: label.clone(),
-                key: e.key.clone(),
-                suggestion: closest(&e.key, BACKEND_KEYS.iter().copied()),
-            };
-            match doc.format {
-                Format::Toml => return Err(err),
-                Format::CinderConf => notes.push(format!("ignored: {err}")),
-            }
-        }
-    }
-    let mut chain = vec![section];
-    if let Some(bd) = doc.section("backend_defaults") {
-        chain.push(bd);
-    }
-    if !std::ptr::eq(section, &doc.default) {
-        chain.push(&doc.default);
-    }
-    let l = Lookup {
-        file: path,
-        format: doc.format,
-        chain,
-    };
-    let Some(driver_name) = l.string("volume_driver")? else {
-        return Err(ConfigError::Missing {
-            file: path.to_path_buf(),
-            line: Some(section.line),
-            section: label,
-            key: "volume_driver".into(),
-            why: "say which driver serves this backend (\"file\", \"rbd\" or \"fake\")".into(),
-        });
-    };
-    let driver = match driver_name.as_str() {
-        "file" => {
-            let dir = match l.string("file_dir")? {
-                Some(d) if !d.is_empty() => expand_home(&d),
-                _ => data_dir.join("volumes").join(name),
-            };
-            DriverConfig::File { dir }
-        }
-        "rbd" | "cinder.volume.drivers.rbd.RBDDriver" => {
-            DriverConfig::Rbd(rbd(path, &l, &label, name, notes)?)
-        }
-        "fake" => DriverConfig::Fake(FakeConfig {
-            latency_ms: l.int("fake_latency_ms", 0, 0, 3_600_000)? as u64,
-            blocking: l.bool("fake_blocking", false)?,
-            fail_op: l.string("fake_fail_op")?.filter(|s| !s.is_empty()),
-            fail_call: l.int("fake_fail_call", 0, 0, i64::MAX)? as u64,
-            fail_at_percent: match l.int("fake_fail_at_percent", -1, -1, 100)? {
-                -1 => None,
-                p => Some(p as u8),
-            },
-            copy_mib: l.int("fake_copy_mib", 0, 0, 1 << 20)? as u64,
-        }),
-        other => {
-            return Err(ConfigError::UnknownDriver {
-                file: path.to_path_buf(),
-                line: l.line("volume_driver").unwrap_or(section.line),
-                section: label,
-                driver: other.to_string(),
-            });
-        }
-    };
-    let pool_size = l.int(
-        "backend_native_threads_pool_size",
-        defaults::native_threads_pool_size(),
-        1,
-        1024,
-    )? as usize;
-    Ok(BackendConfig {
-        name: name.to_string(),
-        volume_backend_name: l
-            .string("volume_backend_name")?
-            .unwrap_or_else(|| name.to_string()),
-        driver,
-        pool_size,
-        max_over_subscription_ratio: over_subscription(&l)?,
-        reserved_percentage: l.int("reserved_percentage", 0, 0, 100)? as u8,
-        enable_deferred_deletion: l.bool("enable_deferred_deletion", false)?,
-        max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)?
-            as u32,
-        flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
-        volume_copy_bps_limit: l.int("volume_copy_bps_limit", 0, 0, i64::MAX)? as u64,
-    })
-}
-
-/// `max_over_subscription_ratio` is a number >= 1, or Cinder's `auto` (ember: the default).
-fn over_subscription(l: &Lookup<'_>) -> Result<f64, ConfigError> {
-    if l.string("max_over_subscription_ratio")
-        .ok()
-        .flatten()
-        .as_deref()
-        == Some("auto")
-    {
-        return Ok(defaults::MAX_OVER_SUBSCRIPTION_RATIO);
-    }
-    l.float(
-        "max_over_subscription_ratio",
-        defaults::MAX_OVER_SUBSCRIPTION_RATIO,
-        1.0,
-    )
-}
-
-fn rbd(
-    path: &Path,
-    l: &Lookup<'_>,
-    label: &str,
-    name: &str,
-    notes: &mut Vec<String>,
-) -> Result<RbdConfig, ConfigError> {
-    let pool = l
-        .string("rbd_pool")?
-        .unwrap_or_else(|| defaults::RBD_POOL.to_string());
-    if pool.is_empty() {
-        return Err(ConfigError::Missing {
-            file: path.to_path_buf(),
-            line: l.line("rbd_pool"),
-            section: label.to_string(),
-            key: "rbd_pool".into(),
-            why: "the rbd driver needs the pool its volumes live in".into(),
-        });
-    }
-    let timeout = l.int("rados_connect_timeout", -1, -1, 3600)?;
-    let connect_timeout = if timeout <= 0 {
-        notes.push(format!(
-            "backend {name}: rados_connect_timeout = {timeout} means no timeout in Cinder; ember uses {}s so that no call waits forever",
-            defaults::RADOS_CONNECT_TIMEOUT_S
-        ));
-        Duration::from_secs(defaults::RADOS_CONNECT_TIMEOUT_S as u64)
-    } else {
-        Duration::from_secs(timeout as u64)
-    };
-    let path_opt = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
-        Ok(l.string(key)?
-            .filter(|s| !s.is_empty())
-            .map(|s| expand_home(&s)))
-    };
-    Ok(RbdConfig {
-        pool,
-        user: l.string("rbd_user")?.filter(|s| !s.is_empty()),
-        ceph_conf: path_opt("rbd_ceph_conf")?,
-        keyring_conf: path_opt("rbd_keyring_conf")?,
-        cluster_name: l
-            .string("rbd_cluster_name")?
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| defaults::RBD_CLUSTER_NAME.into()),
-        connect_timeout,
-    })
-}
-
-fn expand_home(p: &str) -> PathBuf {
+pub(crate) fn expand_home(p: &str) -> PathBuf {
     match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(p),

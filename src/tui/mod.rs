@@ -6,7 +6,9 @@
 //! `App` changes state; the screen is redrawn only when something changed.
 
 pub mod action;
+pub mod filter;
 pub mod keymap;
+pub mod prompt;
 pub mod state;
 pub mod theme;
 pub mod views;

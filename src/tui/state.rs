@@ -8,10 +8,12 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent};
 
 use crate::service::jobs::Request;
 use crate::service::snapshot::Snapshot;
-use crate::service::units::parse_size;
 
 use super::action::Action;
+pub use super::filter::filter_sort;
+use super::filter::{filter_words, matches};
 use super::keymap::Keymap;
+use super::prompt::build_request;
 use super::theme::Theme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -570,111 +572,4 @@ impl App {
         }
         None
     }
-}
-
-/// Validates a filled prompt into a request (size units, names, the typed confirmation).
-fn build_request(p: &Prompt) -> Result<Request, String> {
-    let f = |i: usize| {
-        p.fields
-            .get(i)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let size = |s: &str| parse_size(s).map_err(|e| e.to_string());
-    let name = |s: String| {
-        crate::service::units::check_name(&s)
-            .map(|_| s.clone())
-            .map_err(|e| e.to_string())
-    };
-    Ok(match &p.kind {
-        PromptKind::NewVolume => Request::Create {
-            name: name(f(0))?,
-            size: Some(size(&f(1))?),
-            backend: Some(f(2)).filter(|b| !b.is_empty()),
-            snapshot: None,
-            source: None,
-        },
-        PromptKind::Snapshot { volume } => Request::SnapshotCreate {
-            name: name(f(0))?,
-            volume: volume.clone(),
-        },
-        PromptKind::CloneVolume { volume } => Request::Create {
-            name: name(f(0))?,
-            size: if f(1).is_empty() {
-                None
-            } else {
-                Some(size(&f(1))?)
-            },
-            backend: None,
-            snapshot: None,
-            source: Some(volume.clone()),
-        },
-        PromptKind::Extend { volume } => Request::Extend {
-            volume: volume.clone(),
-            size: size(&f(0))?,
-        },
-        PromptKind::Delete { volume, name } => {
-            if f(0) != *name {
-                return Err(format!("type the volume's name ({name}) to delete it"));
-            }
-            Request::Delete {
-                volume: volume.clone(),
-                cascade: false,
-            }
-        }
-        _ => return Err("nothing to submit".into()),
-    })
-}
-
-/// The volume rows to show: `filter` is words, each a substring of the id or name, or
-/// `field:value` on status, backend or name; then sorted by a column.
-fn filter_words(filter: &str) -> Vec<String> {
-    filter.split_whitespace().map(str::to_lowercase).collect()
-}
-
-/// Case-insensitive "contains" without allocating per row (names are mostly ASCII).
-fn contains_ci(hay: &str, needle: &str) -> bool {
-    needle.is_empty()
-        || hay
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-}
-
-fn matches(v: &crate::db::VolumeRow, words: &[String]) -> bool {
-    words.iter().all(|w| match w.split_once(':') {
-        Some(("status", s)) => v
-            .status
-            .get(..s.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(s)),
-        Some(("backend", b)) => contains_ci(&v.backend, b),
-        Some(("name", n)) => contains_ci(&v.name, n),
-        _ => contains_ci(&v.name, w) || v.id.starts_with(w.as_str()),
-    })
-}
-
-pub fn filter_sort(snap: &Snapshot, filter: &str, sort: usize, desc: bool) -> Vec<usize> {
-    let words = filter_words(filter);
-    let mut idx: Vec<usize> = snap
-        .volumes
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| matches(v, &words))
-        .map(|(i, _)| i)
-        .collect();
-    let vols = &snap.volumes;
-    idx.sort_by(|a, b| {
-        let (x, y) = (&vols[*a], &vols[*b]);
-        let o = match sort {
-            0 => x.name.cmp(&y.name),
-            1 => x.size_bytes.cmp(&y.size_bytes),
-            2 => x.status.cmp(&y.status),
-            3 => x.backend.cmp(&y.backend),
-            4 => x.source_snapshot_id.cmp(&y.source_snapshot_id),
-            5 => x.clone_depth.cmp(&y.clone_depth),
-            _ => x.created_at.cmp(&y.created_at),
-        };
-        if desc { o.reverse() } else { o }
-    });
-    idx
 }

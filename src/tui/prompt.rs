@@ -1,0 +1,61 @@
+//! Prompts to requests: the size units, the names and the typed confirmation are checked here,
+//! before anything is sent to the service.
+
+use crate::service::jobs::Request;
+use crate::service::units::parse_size;
+
+use super::state::{Prompt, PromptKind};
+
+/// Validates a filled prompt into a request (size units, names, the typed confirmation).
+pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
+    let f = |i: usize| {
+        p.fields
+            .get(i)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let size = |s: &str| parse_size(s).map_err(|e| e.to_string());
+    let name = |s: String| {
+        crate::service::units::check_name(&s)
+            .map(|_| s.clone())
+            .map_err(|e| e.to_string())
+    };
+    Ok(match &p.kind {
+        PromptKind::NewVolume => Request::Create {
+            name: name(f(0))?,
+            size: Some(size(&f(1))?),
+            backend: Some(f(2)).filter(|b| !b.is_empty()),
+            snapshot: None,
+            source: None,
+        },
+        PromptKind::Snapshot { volume } => Request::SnapshotCreate {
+            name: name(f(0))?,
+            volume: volume.clone(),
+        },
+        PromptKind::CloneVolume { volume } => Request::Create {
+            name: name(f(0))?,
+            size: if f(1).is_empty() {
+                None
+            } else {
+                Some(size(&f(1))?)
+            },
+            backend: None,
+            snapshot: None,
+            source: Some(volume.clone()),
+        },
+        PromptKind::Extend { volume } => Request::Extend {
+            volume: volume.clone(),
+            size: size(&f(0))?,
+        },
+        PromptKind::Delete { volume, name } => {
+            if f(0) != *name {
+                return Err(format!("type the volume's name ({name}) to delete it"));
+            }
+            Request::Delete {
+                volume: volume.clone(),
+                cascade: false,
+            }
+        }
+        _ => return Err("nothing to submit".into()),
+    })
+}
