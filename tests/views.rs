@@ -136,6 +136,8 @@ fn fixture() -> Snapshot {
             volume(4, "scratch", "error", None, 0),
             volume(5, "old-logs", "deleting", None, 0),
         ]),
+        volume_count: 5,
+        volumes_loaded: true,
         snapshots: vec![SnapshotRow {
             id: snap_id.into(),
             name: "db-nightly".into(),

@@ -224,8 +224,14 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
             "console, Volumes view at 120x36 (release build); goals at 100k: frame < 2 ms, keystroke < 10 ms, first frame < 300 ms, RSS < 100 MB"
         );
         println!(
-            "{:>8} {:>10} {:>14} {:>16} {:>14} {:>10}",
-            "volumes", "frame ms", "keystroke ms", "first frame ms", "(of it: read)", "RSS MB"
+            "{:>8} {:>10} {:>14} {:>16} {:>16} {:>14} {:>10}",
+            "volumes",
+            "frame ms",
+            "keystroke ms",
+            "first frame ms",
+            "table ready ms",
+            "(row read ms)",
+            "RSS MB"
         );
     }
     for &n in counts {
@@ -236,16 +242,16 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
         db.close().await;
         let rss_before = rss_kb();
 
-        // First frame: connect, read everything, build the view, draw.
+        // As the console starts: connect, read all but the volume rows, draw the Overview
+        // (the first frame); then read the volume rows and draw the Volumes view.
         let t0 = std::time::Instant::now();
         let db = crate::db::Db::connect(&url).await?;
         let cfg = crate::config::from_str(
             std::path::Path::new("bench.toml"),
             "[backends.file0]\nvolume_driver = \"file\"\n",
         )?;
-        let t_read = std::time::Instant::now();
-        let snap = read(&db, &cfg, &Snapshot::default(), &mut None).await;
-        let db_read = t_read.elapsed();
+        let mut key = None;
+        let snap = read(&db, &cfg, &Snapshot::default(), &mut key, false).await;
         let mut app = App::new(
             Keymap::default_map(),
             Theme::load(Some("dark")).unwrap_or_else(|_| Theme::monochrome()),
@@ -253,12 +259,18 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
             false,
             "bench".into(),
         );
-        app.view = View::Volumes;
         app.set_snapshot(Arc::new(snap));
         let mut term = Terminal::new(TestBackend::new(120, 36))?;
         let now = crate::db::now_ms();
         term.draw(|f| views::draw(f, &app, now))?;
         let first = t0.elapsed();
+        let t_read = std::time::Instant::now();
+        let snap = read(&db, &cfg, &app.snap, &mut key, true).await;
+        let db_read = t_read.elapsed();
+        app.view = View::Volumes;
+        app.set_snapshot(Arc::new(snap));
+        term.draw(|f| views::draw(f, &app, now))?;
+        let table_ready = t0.elapsed();
 
         let frames = 200;
         let t1 = std::time::Instant::now();
@@ -279,14 +291,15 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
         let rss_mb = rss_kb().max(rss_before) as f64 / 1024.0;
         if !g.json {
             println!(
-                "{n:>8} {:>10.3} {:>14.3} {:>16.1} {:>14.1} {rss_mb:>10.1}",
+                "{n:>8} {:>10.3} {:>14.3} {:>16.1} {:>16.1} {:>14.1} {rss_mb:>10.1}",
                 ms(frame),
                 ms(key),
                 ms(first),
+                ms(table_ready),
                 ms(db_read)
             );
         }
-        rows.push(serde_json::json!({"volumes": n, "frame_ms": ms(frame), "keystroke_ms": ms(key), "first_frame_ms": ms(first), "db_read_ms": ms(db_read), "rss_mb": rss_mb}));
+        rows.push(serde_json::json!({"volumes": n, "frame_ms": ms(frame), "keystroke_ms": ms(key), "first_frame_ms": ms(first), "table_ready_ms": ms(table_ready), "row_read_ms": ms(db_read), "rss_mb": rss_mb}));
         db.close().await;
     }
     if g.json {

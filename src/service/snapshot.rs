@@ -45,6 +45,11 @@ pub struct Snapshot {
     pub services: Vec<ServiceView>,
     pub backends: Vec<BackendView>,
     pub volumes: Arc<Vec<VolumeRow>>,
+    /// Live volumes in the database (known before the rows are loaded).
+    pub volume_count: i64,
+    /// False until the volume rows have been read once: the console shows its first frame
+    /// before loading a large volume table.
+    pub volumes_loaded: bool,
     pub snapshots: Vec<SnapshotRow>,
     /// Newest first.
     pub jobs: Vec<JobRow>,
@@ -65,6 +70,7 @@ pub async fn read(
     cfg: &Config,
     prev: &Snapshot,
     volumes_key: &mut Option<(i64, i64)>,
+    with_volumes: bool,
 ) -> Snapshot {
     let now = now_ms();
     let down = cfg.service_down_time.as_millis() as i64;
@@ -84,9 +90,11 @@ pub async fn read(
             })
             .collect();
         let key = db.volumes_version().await?;
-        if Some(key) != *volumes_key {
+        snap.volume_count = key.1;
+        if with_volumes && Some(key) != *volumes_key {
             snap.volumes = Arc::new(db.list_volumes(None).await?);
             *volumes_key = Some(key);
+            snap.volumes_loaded = true;
         }
         snap.snapshots = db.list_snapshots(None, true).await?;
         snap.jobs = db.list_jobs(None, JOBS_SHOWN).await?;
@@ -152,6 +160,7 @@ pub fn spawn_publisher(
     tokio::spawn(async move {
         let mut key = None;
         let mut wait = Duration::ZERO;
+        let mut first = true;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -159,7 +168,9 @@ pub fn spawn_publisher(
                 _ = poked.notified() => {}
             }
             let prev = tx.borrow().clone();
-            let next = read(&db, &cfg, &prev, &mut key).await;
+            // The first read skips the volume rows so the console opens at once; the next
+            // read, right after, loads them.
+            let next = read(&db, &cfg, &prev, &mut key, !first).await;
             if let Some(e) = &next.error {
                 warn!("console state not refreshed: {e}");
             }
@@ -169,7 +180,14 @@ pub fn spawn_publisher(
                 .jobs
                 .iter()
                 .any(|j| j.state == "queued" || j.state == "running");
-            wait = if busy { every } else { every * IDLE_FACTOR };
+            wait = if first {
+                Duration::ZERO
+            } else if busy {
+                every
+            } else {
+                every * IDLE_FACTOR
+            };
+            first = false;
             if tx.send(Arc::new(next)).is_err() {
                 return;
             }

@@ -108,7 +108,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         Span::styled(
             format!(
                 "   jobs {running} running, {queued} queued   volumes {}",
-                snap.volumes.len()
+                snap.volume_count
             ),
             t.text,
         ),

@@ -122,11 +122,15 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         format!(" filter: {} ", app.filter)
     };
-    let title = format!(
-        " volumes {} of {}{filter} ",
-        app.visible.len(),
-        snap.volumes.len()
-    );
+    let title = if snap.volumes_loaded {
+        format!(
+            " volumes {} of {}{filter} ",
+            app.visible.len(),
+            snap.volumes.len()
+        )
+    } else {
+        format!(" volumes: loading {} rows... ", snap.volume_count)
+    };
     let table = Table::new(rows, widths)
         .header(Row::new(pick(header, &shown)).style(t.accent))
         .row_highlight_style(t.selected)
