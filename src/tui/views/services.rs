@@ -11,7 +11,7 @@ use crate::tui::state::{App, View};
 
 use super::{Col, fit, pick};
 
-const COLS: [Col; 7] = [
+const COLS: [Col; 9] = [
     Col {
         title: "host",
         width: 22,
@@ -25,6 +25,16 @@ const COLS: [Col; 7] = [
     Col {
         title: "status",
         width: 8,
+        keep: false,
+    },
+    Col {
+        title: "cluster",
+        width: 14,
+        keep: false,
+    },
+    Col {
+        title: "binary",
+        width: 12,
         keep: false,
     },
     Col {
@@ -75,6 +85,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 } else {
                     "enabled"
                 }),
+                Cell::from(r.cluster.clone().unwrap_or_default()),
+                Cell::from(r.binary_name.clone()),
                 Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
                 Cell::from(heartbeat),
                 Cell::from(Line::from(vec![
