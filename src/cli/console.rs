@@ -112,7 +112,6 @@ pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Res
         handle,
         tui::Options {
             theme: args.theme.clone(),
-            read_only: cfg.read_only,
             notice,
         },
         host,

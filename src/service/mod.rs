@@ -47,7 +47,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The running services of this process.
 pub struct Services {
     pub db: Db,
-    pub config: Arc<Config>,
     pub backends: Vec<Arc<BackendService>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -161,7 +160,6 @@ impl Services {
         }
         Ok(Services {
             db,
-            config,
             backends,
             cancel,
             tracker,

@@ -29,7 +29,6 @@ use state::{App, Command};
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub theme: Option<String>,
-    pub read_only: bool,
     /// A message to show at start (e.g. "attached: ember serve already runs file0").
     pub notice: Option<String>,
 }

@@ -292,3 +292,29 @@ pub fn pick<T: Clone>(cells: Vec<T>, shown: &[usize]) -> Vec<T> {
         .filter_map(|i| cells.get(*i).cloned())
         .collect()
 }
+
+/// The frame the table views share: a header row, the highlighted selection (`selected` is
+/// the row's index among `rows`) and a titled border.
+#[allow(clippy::too_many_arguments)]
+pub fn render_table<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    theme: &super::theme::Theme,
+    rows: impl IntoIterator<Item = Row<'a>>,
+    widths: Vec<Constraint>,
+    header: Vec<String>,
+    title: String,
+    selected: usize,
+) {
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.accent))
+        .row_highlight_style(theme.selected)
+        .block(
+            Block::default()
+                .title(title)
+                .borders(Borders::ALL)
+                .border_style(theme.border),
+        );
+    let mut state = ratatui::widgets::TableState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}

@@ -4,7 +4,7 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row};
 
 use crate::service::units::age;
 use crate::tui::state::{App, View};
@@ -104,18 +104,17 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             &shown,
         ))
     });
-    let table = Table::new(rows, widths)
-        .header(Row::new(pick(COLS.iter().map(|c| c.title).collect(), &shown)).style(t.accent))
-        .row_highlight_style(t.selected)
-        .block(
-            Block::default()
-                .title(format!(
-                    " services (down after {}s without a heartbeat) ",
-                    app.snap.service_down_time_ms / 1000
-                ))
-                .borders(Borders::ALL)
-                .border_style(t.border),
-        );
-    let mut state = TableState::default().with_selected(Some(app.selection(View::Services)));
-    frame.render_stateful_widget(table, area, &mut state);
+    super::render_table(
+        frame,
+        area,
+        t,
+        rows,
+        widths,
+        pick(COLS.iter().map(|c| c.title.to_string()).collect(), &shown),
+        format!(
+            " services (down after {}s without a heartbeat) ",
+            app.snap.service_down_time_ms / 1000
+        ),
+        app.selection(View::Services),
+    );
 }

@@ -5,7 +5,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
 
 use crate::db::VolumeRow;
 use crate::service::units::{human_bytes, rfc3339};
@@ -131,17 +131,16 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         format!(" volumes: loading {} rows... ", snap.volume_count)
     };
-    let table = Table::new(rows, widths)
-        .header(Row::new(pick(header, &shown)).style(t.accent))
-        .row_highlight_style(t.selected)
-        .block(
-            Block::default()
-                .title(title)
-                .borders(Borders::ALL)
-                .border_style(t.border),
-        );
-    let mut state = TableState::default().with_selected(Some(sel - offset));
-    frame.render_stateful_widget(table, area, &mut state);
+    super::render_table(
+        frame,
+        area,
+        t,
+        rows,
+        widths,
+        pick(header, &shown),
+        title,
+        sel - offset,
+    );
 }
 
 fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
