@@ -5,6 +5,14 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v tmux >/dev/null || need+=(tmux)
 command -v python3 >/dev/null || need+=(python3)
+# A throwaway Ceph cluster for the rbd tests (scripts/ceph.sh), and the headers ember links against.
+command -v ceph-mon >/dev/null || need+=(ceph-mon)
+command -v ceph-osd >/dev/null || need+=(ceph-osd)
+command -v ceph-mgr >/dev/null || need+=(ceph-mgr)
+command -v rbd >/dev/null || need+=(ceph-common)
+[ -e /usr/include/rados/librados.h ] || need+=(librados-dev)
+[ -e /usr/include/rbd/librbd.h ] || need+=(librbd-dev)
+command -v uuidgen >/dev/null || need+=(uuid-runtime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -132,7 +132,7 @@ pub fn flatten(
         (vec![], vec![], vec![], vec![]);
     for round in 0..ROUNDS {
         let id = format!("00000000-0000-0000-0000-{round:012}");
-        let (cloned, ct) = time(|| drv.clone_snapshot(snap, &id, size));
+        let (cloned, ct) = time(|| drv.clone_snapshot(snap, base, &id, size));
         cloned?;
         let (flat, ft) = time(|| drv.flatten(&id, &NoProgress));
         flat?;

@@ -145,6 +145,7 @@ impl VolumeDriver for FakeDriver {
                 used_bytes: 0,
                 parent: i.parent.clone(),
                 deferred_delete: i.deferred,
+                volume: None,
             })
             .collect())
     }
@@ -215,7 +216,12 @@ impl VolumeDriver for FakeDriver {
         Ok(())
     }
 
-    fn delete_snapshot(&self, snap_id: &str, deferred: bool) -> Result<Deleted, DriverError> {
+    fn delete_snapshot(
+        &self,
+        snap_id: &str,
+        _volume_id: &str,
+        deferred: bool,
+    ) -> Result<Deleted, DriverError> {
         self.enter("delete_snapshot")?;
         let name = snapshot_image(snap_id);
         let mut images = self.images();
@@ -237,7 +243,13 @@ impl VolumeDriver for FakeDriver {
         Ok(Deleted::Deferred)
     }
 
-    fn clone_snapshot(&self, snap_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError> {
+    fn clone_snapshot(
+        &self,
+        snap_id: &str,
+        _source_volume_id: &str,
+        volume_id: &str,
+        size: u64,
+    ) -> Result<(), DriverError> {
         self.enter("clone")?;
         let snap = snapshot_image(snap_id);
         let mut images = self.images();

@@ -256,6 +256,7 @@ impl VolumeDriver for FileDriver {
                 name,
                 size_bytes: md.len(),
                 used_bytes: md.blocks() * 512,
+                volume: None,
             });
         }
         Ok(out)
@@ -355,7 +356,12 @@ impl VolumeDriver for FileDriver {
             .map_err(|e| self.err("snapshot", format!("{snap}: {e}")))
     }
 
-    fn delete_snapshot(&self, snap_id: &str, deferred: bool) -> Result<Deleted, DriverError> {
+    fn delete_snapshot(
+        &self,
+        snap_id: &str,
+        _volume_id: &str,
+        deferred: bool,
+    ) -> Result<Deleted, DriverError> {
         let snap = snapshot_image(snap_id);
         let children = self.children(&snap)?;
         if children.is_empty() {
@@ -374,7 +380,13 @@ impl VolumeDriver for FileDriver {
         Ok(Deleted::Deferred)
     }
 
-    fn clone_snapshot(&self, snap_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError> {
+    fn clone_snapshot(
+        &self,
+        snap_id: &str,
+        _source_volume_id: &str,
+        volume_id: &str,
+        size: u64,
+    ) -> Result<(), DriverError> {
         let snap = snapshot_image(snap_id);
         let image = volume_image(volume_id);
         let snap_size = self

@@ -11,6 +11,7 @@
 
 pub mod fake;
 pub mod file;
+pub mod rbd;
 mod sparse;
 
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct ImageInfo {
     pub parent: Option<String>,
     /// Marked for deferred deletion, removed once nothing depends on it.
     pub deferred_delete: bool,
+    /// For a snapshot kept inside its volume's image (rbd): that image. None for volumes and
+    /// for drivers whose snapshots are images of their own (file).
+    pub volume: Option<String>,
 }
 
 /// Image names as Cinder makes them, so an operator finds a volume's data by its id.
@@ -58,12 +62,6 @@ pub enum DriverError {
         backend: String,
         op: &'static str,
         message: String,
-    },
-    #[error("backend {backend}: the {driver} driver is not available in this build: {why}")]
-    Unavailable {
-        backend: String,
-        driver: &'static str,
-        why: &'static str,
     },
     #[error("backend {backend}: {op}: injected failure")]
     Injected { backend: String, op: &'static str },
@@ -128,10 +126,23 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
         volume_id: &str,
         progress: &dyn Progress,
     ) -> Result<(), DriverError>;
-    /// Refused with `Busy` while clones depend on it, unless `deferred`.
-    fn delete_snapshot(&self, snap_id: &str, deferred: bool) -> Result<Deleted, DriverError>;
+    /// Refused with `Busy` while clones depend on it, unless `deferred`. `volume_id` is the
+    /// volume it was taken of (rbd keeps snapshots inside the volume's image).
+    fn delete_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        deferred: bool,
+    ) -> Result<Deleted, DriverError>;
     /// A new volume that reads through to the snapshot (layering): fast whatever the size.
-    fn clone_snapshot(&self, snap_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError>;
+    /// `source_volume_id` is the volume the snapshot was taken of.
+    fn clone_snapshot(
+        &self,
+        snap_id: &str,
+        source_volume_id: &str,
+        volume_id: &str,
+        size: u64,
+    ) -> Result<(), DriverError>;
     /// Copies into the volume what it still reads from its parents, then drops the link.
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
     /// Removes deferred-deleted images that nothing depends on any more; returns their names.
@@ -147,10 +158,10 @@ pub fn open(cfg: &BackendConfig) -> Result<Arc<dyn VolumeDriver>, DriverError> {
             cfg.volume_copy_bps_limit,
         ))),
         DriverConfig::Fake(f) => Ok(Arc::new(fake::FakeDriver::new(&cfg.name, f.clone()))),
-        DriverConfig::Rbd(_) => Err(DriverError::Unavailable {
-            backend: cfg.name.clone(),
-            driver: "rbd",
-            why: "the Ceph RBD driver has not landed yet; use volume_driver = \"file\" meanwhile",
-        }),
+        DriverConfig::Rbd(r) => Ok(Arc::new(rbd::RbdDriver::new(
+            &cfg.name,
+            r.clone(),
+            cfg.volume_copy_bps_limit,
+        ))),
     }
 }

@@ -37,10 +37,14 @@ pub struct BackendService {
     pub host: String,
     pub row_id: i64,
     pub driver: Arc<dyn VolumeDriver>,
-    /// False while the driver's setup check or last capacity refresh failed: heartbeats are
-    /// then skipped (as Cinder skips `report_state` for an uninitialised driver), so the
-    /// service shows down with its error, and the periodic task retries.
+    /// False while the driver's setup check or last capacity refresh failed: the service row
+    /// then carries the error, so it shows down with its reason, and the periodic task
+    /// retries. Heartbeats go on meanwhile: they prove the process (and its reactor) is alive,
+    /// which tells an operator "storage is down" apart from "ember is dead or starved".
     pub healthy: AtomicBool,
+    /// Set once the first setup check has finished: heartbeats start then, so that a service
+    /// never shows up before its storage has been tried.
+    pub checked: AtomicBool,
     pub lateness: Mutex<Lateness>,
     /// Bounds the storage calls running at once on this backend; a job is claimed only
     /// with a slot in hand, so queued jobs stay visible (and takeable by another ember).
@@ -157,7 +161,7 @@ impl BackendService {
                 l.record(late);
                 l.encode()
             };
-            if !self.healthy.load(Ordering::SeqCst) {
+            if !self.checked.load(Ordering::SeqCst) {
                 continue;
             }
             // The write runs as its own task so the timer keeps its schedule; at most one is in
@@ -185,6 +189,10 @@ impl BackendService {
         config: Arc<Config>,
         cancel: CancellationToken,
     ) {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = self.first_check(&db) => {}
+        }
         let fuzzy = config.periodic_fuzzy_delay.as_millis() as u64;
         let first = Duration::from_millis(if fuzzy == 0 {
             0
@@ -222,6 +230,23 @@ impl BackendService {
             self.refresh_capacity(&db).await;
             self.purge_deferred(&db).await;
         }
+    }
+
+    /// The setup check at start (Cinder's `init_host`): started, or failing with its reason.
+    async fn first_check(&self, db: &Db) {
+        if self.check(db).await {
+            info!(backend = %self.name, host = %self.host, driver = self.cfg.driver_name(), "service started");
+            super::event(
+                db,
+                &self.host,
+                "service_started",
+                &self.name,
+                &format!("driver {}", self.cfg.driver_name()),
+            )
+            .await;
+            self.refresh_capacity(db).await;
+        }
+        self.checked.store(true, Ordering::SeqCst);
     }
 
     /// Deferred deletion: removes hidden images that nothing reads from any more.
@@ -288,6 +313,7 @@ pub fn new_backend(
         row_id,
         driver,
         healthy: AtomicBool::new(false),
+        checked: AtomicBool::new(false),
         lateness: Mutex::new(Lateness::default()),
         slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),
         pool: StoragePool::new(&cfg.name, cfg.pool_size.max(1)),

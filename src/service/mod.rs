@@ -111,23 +111,8 @@ impl Services {
             if let Err(e) = jobs::recovery::recover(&svc, &db).await {
                 warn!(backend = %b.name, "crash cleanup failed: {e}");
             }
-            if svc.check(&db).await {
-                info!(backend = %b.name, host = %host, driver = b.driver_name(), "service started");
-                event(
-                    &db,
-                    &host,
-                    "service_started",
-                    &b.name,
-                    &format!("driver {}", b.driver_name()),
-                )
-                .await;
-                svc.refresh_capacity(&db).await;
-            } else {
-                let reason = current_error(&db, row_id)
-                    .await
-                    .unwrap_or_else(|| "setup check failed".into());
-                reasons.push(format!("{}: {reason}", b.name));
-            }
+            // The setup check runs in the backend's periodic task, so that one backend whose
+            // cluster does not answer (up to rados_connect_timeout) delays no other.
             tracker.spawn(svc.clone().heartbeat_loop(
                 db.clone(),
                 config.report_interval,
@@ -146,16 +131,12 @@ impl Services {
             ));
             backends.push(svc);
         }
-        if !backends
-            .iter()
-            .any(|b| b.healthy.load(std::sync::atomic::Ordering::SeqCst))
-        {
+        // Only a backend that cannot even be built stops ember; one whose storage is down now
+        // stays, heartbeats with its reason, and is retried every periodic_interval.
+        if backends.is_empty() {
             cancel.cancel();
             tracker.close();
             tracker.wait().await;
-            for b in &backends {
-                let _ = db.stop_service(b.row_id).await;
-            }
             return Err(ServiceError::NoBackendStarted { reasons });
         }
         Ok(Services {
@@ -190,16 +171,7 @@ impl Services {
     }
 }
 
-async fn current_error(db: &Db, row_id: i64) -> Option<String> {
-    db.list_services()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|r| r.id == row_id)?
-        .error
-}
-
-async fn event(db: &Db, host: &str, kind: &str, target: &str, message: &str) {
+pub(crate) async fn event(db: &Db, host: &str, kind: &str, target: &str, message: &str) {
     let r = db
         .add_event(&NewEvent {
             actor: "ember",

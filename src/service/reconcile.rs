@@ -160,11 +160,17 @@ pub async fn reconcile(
                 .push_str(&format!("; kept: {} read from it", children.join(", ")));
         } else if fix {
             let (d, name, sid) = (drv.clone(), img.name.clone(), id.to_string());
+            let vid = img
+                .volume
+                .as_deref()
+                .and_then(|v| v.strip_prefix("volume-"))
+                .unwrap_or("")
+                .to_string();
             let r = tokio::task::spawn_blocking(move || {
                 if name.starts_with("volume-") {
                     d.delete_volume(&sid, &NoProgress)
                 } else {
-                    d.delete_snapshot(&sid, false).map(|_| ())
+                    d.delete_snapshot(&sid, &vid, false).map(|_| ())
                 }
             })
             .await

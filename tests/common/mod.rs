@@ -298,3 +298,111 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     f.read_exact_at(&mut buf, offset).unwrap();
     buf
 }
+
+/// A throwaway single-node Ceph cluster (scripts/ceph.sh) owned by one test: started on
+/// 127.0.0.1 under its own temp dir, stopped by its pids on drop.
+pub struct Ceph {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+}
+
+impl Ceph {
+    /// None (with a notice) when Ceph is not installed outside CI; in CI (`EMBER_REQUIRE_CEPH`
+    /// or `CI`) a missing Ceph fails the test. `mgr`: start a manager too (pool usage figures
+    /// need one; image operations do not).
+    pub fn start(mgr: bool) -> Option<Ceph> {
+        let have = Command::new("sh")
+            .args(["-c", "command -v ceph-mon && command -v rbd"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !have {
+            if std::env::var_os("EMBER_REQUIRE_CEPH").is_some() || std::env::var_os("CI").is_some()
+            {
+                panic!("Ceph is not installed: run the tests with scripts/test.sh");
+            }
+            eprintln!("NOTICE: rbd test skipped: Ceph not installed (scripts/test.sh installs it)");
+            return None;
+        }
+        let root = std::env::var_os("EMBER_TEST_CEPH_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = root.join(format!("ember-ceph-{}", uuid::Uuid::new_v4().simple()));
+        let mut cmd = Command::new("bash");
+        cmd.arg(script("ceph.sh")).arg("start").arg(&dir);
+        if !mgr {
+            cmd.arg("--no-mgr");
+        }
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        let ceph = Ceph {
+            conf: dir.join("ceph.conf"),
+            dir,
+        };
+        assert!(
+            out.status.success(),
+            "ceph.sh start failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        eprintln!("ceph cluster up in {:.1} s", started.elapsed().as_secs_f64());
+        Some(ceph)
+    }
+
+    fn script(&self, what: &str) {
+        let out = Command::new("bash")
+            .arg(script("ceph.sh"))
+            .arg(what)
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ceph.sh {what}: {}", stderr(&out));
+    }
+
+    pub fn mon_stop(&self) {
+        self.script("mon-stop");
+    }
+
+    pub fn mon_start(&self) {
+        self.script("mon-start");
+    }
+
+    /// The `rbd` CLI as client.admin on this cluster.
+    pub fn rbd(&self, args: &[&str]) -> Output {
+        let out = Command::new("rbd")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rbd {args:?}: {}", stderr(&out));
+        out
+    }
+
+    /// A backend section for this cluster's `volumes` pool as client.cinder, plus `extra` lines.
+    pub fn backend(&self, name: &str, extra: &str) -> String {
+        format!(
+            "[backends.{name}]\nvolume_driver = \"rbd\"\nrbd_pool = \"volumes\"\nrbd_user = \"cinder\"\n\
+             rbd_ceph_conf = \"{}\"\nrados_connect_timeout = 5\n{extra}\n",
+            self.conf.display()
+        )
+    }
+
+    pub fn keyring(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("ceph.client.{user}.keyring"))
+    }
+}
+
+impl Drop for Ceph {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script("ceph.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::db::{Db, DbError, JobRow};
-use crate::driver::{Deleted, DriverError, Progress, VolumeDriver};
+use crate::driver::{Deleted, DriverError, Progress, VolumeDriver, snapshot_image};
 use crate::service::BackendService;
 
 use super::{JobKind, Params};
@@ -225,16 +225,21 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
             message: "no snapshot in the job".into(),
         }));
     };
-    if let Some(src) = ctx.params.source_volume_id.clone() {
-        let s = snap.clone();
-        ctx.call(move |d, p| d.create_snapshot(&s, &src, p)).await?;
-        ctx.db
-            .set_snapshot_status(&snap, &["creating"], "available", None)
-            .await?;
-    }
+    let source = match ctx.params.source_volume_id.clone() {
+        Some(src) => {
+            let (s, v) = (snap.clone(), src.clone());
+            ctx.call(move |d, p| d.create_snapshot(&s, &v, p)).await?;
+            ctx.db
+                .set_snapshot_status(&snap, &["creating"], "available", None)
+                .await?;
+            src
+        }
+        None => snapshot_volume(ctx, &snap).await?,
+    };
     let size = ctx.params.size.unwrap_or(0);
     let (s, v) = (snap.clone(), id.clone());
-    ctx.call(move |d, _| d.clone_snapshot(&s, &v, size)).await?;
+    ctx.call(move |d, _| d.clone_snapshot(&s, &source, &v, size))
+        .await?;
     if ctx.params.flatten {
         let v = id.clone();
         ctx.call(move |d, p| d.flatten(&v, p)).await?;
@@ -283,9 +288,9 @@ async fn delete(ctx: &Ctx) -> Result<(), Step> {
         .and_then(|v| v.source_snapshot_id);
     // Its snapshots first (user ones only with --cascade: the request checked that).
     for s in ctx.db.snapshots_of(&id).await? {
-        let sid = s.id.clone();
+        let (sid, vid) = (s.id.clone(), s.volume_id.clone());
         match ctx
-            .call(move |d, _| d.delete_snapshot(&sid, deferred))
+            .call(move |d, _| d.delete_snapshot(&sid, &vid, deferred))
             .await
         {
             Ok(Deleted::Now | Deleted::Deferred) | Err(DriverError::NotFound { .. }) => {
@@ -326,8 +331,11 @@ async fn snapshot_create(ctx: &Ctx) -> Result<(), Step> {
 async fn snapshot_delete(ctx: &Ctx) -> Result<(), Step> {
     let snap = ctx.id();
     let deferred = ctx.svc.cfg.enable_deferred_deletion;
-    let s = snap.clone();
-    match ctx.call(move |d, _| d.delete_snapshot(&s, deferred)).await {
+    let (s, vol) = (snap.clone(), snapshot_volume(ctx, &snap).await?);
+    match ctx
+        .call(move |d, _| d.delete_snapshot(&s, &vol, deferred))
+        .await
+    {
         Ok(_) | Err(DriverError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
@@ -347,11 +355,25 @@ async fn collect_clone_snapshot(ctx: &Ctx, snap_id: &str) -> Result<(), Step> {
     {
         return Ok(());
     }
-    let sid = snap_id.to_string();
-    match ctx.call(move |d, _| d.delete_snapshot(&sid, false)).await {
+    let (sid, vid) = (snap_id.to_string(), s.volume_id.clone());
+    match ctx
+        .call(move |d, _| d.delete_snapshot(&sid, &vid, false))
+        .await
+    {
         Ok(_) | Err(DriverError::NotFound { .. }) => ctx.db.mark_snapshot_deleted(snap_id).await?,
         // Still read by something the database does not know: leave it for reconcile.
         Err(e) => warn!(snapshot = snap_id, "clone snapshot kept: {e}"),
     }
     Ok(())
+}
+
+/// The volume a snapshot was taken of, from its row.
+async fn snapshot_volume(ctx: &Ctx, snap_id: &str) -> Result<String, Step> {
+    match ctx.db.get_snapshot(snap_id).await? {
+        Some(s) => Ok(s.volume_id),
+        None => Err(Step::Driver(DriverError::NotFound {
+            backend: ctx.svc.name.clone(),
+            image: snapshot_image(snap_id),
+        })),
+    }
 }

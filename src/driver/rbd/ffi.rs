@@ -1,0 +1,153 @@
+//! The librbd C functions ember calls, declared by hand from Pacific's `rbd/librbd.h`
+//! (LIBRBD_VER 1.16): the `ceph` crate binds librados only. Only what the driver uses is here;
+//! the safe wrappers are in `image.rs` and `conn.rs`.
+
+use std::os::raw::{c_char, c_int, c_void};
+
+pub use ceph::rados::rados_ioctx_t;
+
+pub type RbdImage = *mut c_void;
+
+/// `int (*librbd_progress_fn_t)(uint64_t offset, uint64_t total, void *ptr)`; a non-zero
+/// return aborts the operation.
+pub type ProgressFn = extern "C" fn(offset: u64, total: u64, arg: *mut c_void) -> c_int;
+
+/// `rbd_diff_iterate2`'s callback: (offset, length, exists, arg).
+pub type DiffFn = extern "C" fn(offset: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int;
+
+/// `RBD_FEATURE_LAYERING` (rbd/features.h): clones need it on the parent.
+pub const FEATURE_LAYERING: u64 = 1;
+
+#[repr(C)]
+pub struct ImageSpec {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+}
+
+#[repr(C)]
+pub struct LinkedImageSpec {
+    pub pool_id: i64,
+    pub pool_name: *mut c_char,
+    pub pool_namespace: *mut c_char,
+    pub image_id: *mut c_char,
+    pub image_name: *mut c_char,
+    pub trash: bool,
+}
+
+#[repr(C)]
+pub struct SnapSpec {
+    pub id: u64,
+    /// `rbd_snap_namespace_type_t`, a C enum (int).
+    pub namespace_type: c_int,
+    pub name: *mut c_char,
+}
+
+#[repr(C)]
+pub struct SnapInfo {
+    pub id: u64,
+    pub size: u64,
+    pub name: *const c_char,
+}
+
+#[repr(C)]
+pub struct TrashImageInfo {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+    /// `rbd_trash_image_source_t`, a C enum (int).
+    pub source: c_int,
+    pub deletion_time: libc::time_t,
+    pub deferment_end_time: libc::time_t,
+}
+
+// SAFETY: the signatures are copied from Pacific's rbd/librbd.h (LIBRBD_VER 1.16.0).
+#[allow(unsafe_code)]
+#[link(name = "rbd", kind = "dylib")]
+unsafe extern "C" {
+    pub fn rbd_list2(io: rados_ioctx_t, images: *mut ImageSpec, max: *mut usize) -> c_int;
+    pub fn rbd_image_spec_list_cleanup(images: *mut ImageSpec, n: usize);
+    pub fn rbd_create(io: rados_ioctx_t, name: *const c_char, size: u64, order: *mut c_int)
+    -> c_int;
+    pub fn rbd_clone2(
+        p_ioctx: rados_ioctx_t,
+        p_name: *const c_char,
+        p_snapname: *const c_char,
+        c_ioctx: rados_ioctx_t,
+        c_name: *const c_char,
+        features: u64,
+        c_order: *mut c_int,
+        stripe_unit: u64,
+        stripe_count: c_int,
+    ) -> c_int;
+    pub fn rbd_remove_with_progress(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        cb: ProgressFn,
+        arg: *mut c_void,
+    ) -> c_int;
+    pub fn rbd_trash_move(io: rados_ioctx_t, name: *const c_char, delay: u64) -> c_int;
+    pub fn rbd_trash_list(io: rados_ioctx_t, entries: *mut TrashImageInfo, n: *mut usize)
+    -> c_int;
+    pub fn rbd_trash_list_cleanup(entries: *mut TrashImageInfo, n: usize);
+    pub fn rbd_trash_remove(io: rados_ioctx_t, id: *const c_char, force: bool) -> c_int;
+
+    pub fn rbd_open(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        image: *mut RbdImage,
+        snap: *const c_char,
+    ) -> c_int;
+    pub fn rbd_open_by_id(
+        io: rados_ioctx_t,
+        id: *const c_char,
+        image: *mut RbdImage,
+        snap: *const c_char,
+    ) -> c_int;
+    pub fn rbd_open_read_only(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        image: *mut RbdImage,
+        snap: *const c_char,
+    ) -> c_int;
+    pub fn rbd_close(image: RbdImage) -> c_int;
+    pub fn rbd_resize(image: RbdImage, size: u64) -> c_int;
+    pub fn rbd_get_size(image: RbdImage, size: *mut u64) -> c_int;
+    pub fn rbd_get_features(image: RbdImage, features: *mut u64) -> c_int;
+    pub fn rbd_get_parent(
+        image: RbdImage,
+        parent: *mut LinkedImageSpec,
+        snap: *mut SnapSpec,
+    ) -> c_int;
+    pub fn rbd_linked_image_spec_cleanup(spec: *mut LinkedImageSpec);
+    pub fn rbd_linked_image_spec_list_cleanup(specs: *mut LinkedImageSpec, n: usize);
+    pub fn rbd_snap_spec_cleanup(spec: *mut SnapSpec);
+    pub fn rbd_list_children3(
+        image: RbdImage,
+        images: *mut LinkedImageSpec,
+        max: *mut usize,
+    ) -> c_int;
+
+    pub fn rbd_snap_list(image: RbdImage, snaps: *mut SnapInfo, max: *mut c_int) -> c_int;
+    pub fn rbd_snap_list_end(snaps: *mut SnapInfo);
+    pub fn rbd_snap_exists(image: RbdImage, name: *const c_char, exists: *mut bool) -> c_int;
+    pub fn rbd_snap_create(image: RbdImage, name: *const c_char) -> c_int;
+    pub fn rbd_snap_remove(image: RbdImage, name: *const c_char) -> c_int;
+    pub fn rbd_snap_rename(image: RbdImage, from: *const c_char, to: *const c_char) -> c_int;
+    pub fn rbd_snap_protect(image: RbdImage, name: *const c_char) -> c_int;
+    pub fn rbd_snap_unprotect(image: RbdImage, name: *const c_char) -> c_int;
+    pub fn rbd_snap_is_protected(
+        image: RbdImage,
+        name: *const c_char,
+        protected: *mut c_int,
+    ) -> c_int;
+    pub fn rbd_flatten_with_progress(image: RbdImage, cb: ProgressFn, arg: *mut c_void) -> c_int;
+    pub fn rbd_diff_iterate2(
+        image: RbdImage,
+        from_snap: *const c_char,
+        ofs: u64,
+        len: u64,
+        include_parent: u8,
+        whole_object: u8,
+        cb: DiffFn,
+        arg: *mut c_void,
+    ) -> c_int;
+}

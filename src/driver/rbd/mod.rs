@@ -1,0 +1,546 @@
+//! The `rbd` driver: volumes as Ceph RBD images, as Cinder's RBDDriver keeps them.
+//!
+//! Layout in the backend's pool, as Cinder names things so `rbd ls` reads the same:
+//! - `volume-<uuid>`: a volume, an image.
+//! - `volume-<uuid>@snapshot-<uuid>`: a snapshot, protected at creation so it can be cloned.
+//! - a clone is a layered child of such a snapshot (`rbd_clone2`, the parent's features);
+//!   flatten copies the parent's data in and drops the link (`rbd_flatten_with_progress`).
+//! - deferred deletion (`enable_deferred_deletion`): a snapshot that clones still read from is
+//!   renamed `snapshot-<uuid>.deleted`; a volume whose only snapshots are such is moved to the
+//!   RBD trash. `purge_deferred` removes both once their last clone is gone.
+//!
+//! Connection: one librados connection and pool context per backend, made on first use with
+//! the backend's timeouts, shared by its storage threads, and dropped (to be made anew) when a
+//! call says the cluster went away, so the service reconnects once the cluster is back.
+
+mod conn;
+mod ffi;
+mod image;
+
+pub mod cephconf;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use self::conn::{Cluster, ConnectOptions, Errno, Pool};
+use self::image::{Image, Open, Ran, Watch};
+use super::{
+    Capacity, Deleted, DriverError, ImageInfo, Progress, VolumeDriver, snapshot_image,
+    volume_image,
+};
+use crate::config::RbdConfig;
+
+/// Suffix of a snapshot kept for its clones after it was deleted (deferred deletion).
+const DELETED: &str = ".deleted";
+
+/// An OSD operation (one object of a flatten) may take this long before the call fails: long
+/// enough for a busy cluster, short enough that a stopped OSD is reported, not waited on.
+const MIN_OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct RbdDriver {
+    backend: String,
+    cfg: RbdConfig,
+    /// Cinder's `volume_copy_bps_limit`: a flatten is held to it (0: no limit).
+    bps_limit: u64,
+    conn: Mutex<Option<Arc<Pool>>>,
+}
+
+impl RbdDriver {
+    pub fn new(backend: &str, cfg: RbdConfig, bps_limit: u64) -> Self {
+        Self {
+            backend: backend.to_string(),
+            cfg,
+            bps_limit,
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn user(&self) -> &str {
+        self.cfg.user.as_deref().unwrap_or("admin")
+    }
+
+    fn io(&self, op: &'static str, message: String) -> DriverError {
+        DriverError::Io {
+            backend: self.backend.clone(),
+            op,
+            message,
+        }
+    }
+
+    /// The pool context, connecting first if there is none.
+    fn pool(&self) -> Result<Arc<Pool>, DriverError> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let opts = ConnectOptions {
+            cluster_name: self.cfg.cluster_name.clone(),
+            user: self.user().to_string(),
+            conf: self.cfg.ceph_conf.clone(),
+            keyring: self.cfg.keyring_conf.clone(),
+            timeout: self.cfg.connect_timeout,
+            op_timeout: self.cfg.connect_timeout.max(MIN_OP_TIMEOUT),
+        };
+        let started = std::time::Instant::now();
+        let cluster = Arc::new(Cluster::connect(&opts).map_err(|e| self.connect_error(e))?);
+        let pool = Arc::new(
+            cluster
+                .open_pool(&self.cfg.pool)
+                .map_err(|e| self.connect_error(e))?,
+        );
+        info!(backend = %self.backend, "connected to ceph as client.{} in {} ms", self.user(), started.elapsed().as_millis());
+        *slot = Some(pool.clone());
+        Ok(pool)
+    }
+
+    /// Forgets the connection so the next call makes a new one.
+    fn reset(&self) {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.take().is_some() {
+            warn!(backend = %self.backend, "ceph connection dropped; the next call reconnects");
+        }
+    }
+
+    /// Says why a connect failed in the operator's terms, with the fix where ember knows it.
+    fn connect_error(&self, e: Errno) -> DriverError {
+        let entity = format!("client.{}", self.user());
+        let conf_path = cephconf::resolve_conf(&self.cfg.cluster_name, self.cfg.ceph_conf.as_deref());
+        let conf = conf_path.as_ref().ok().and_then(|p| cephconf::CephConf::load(p).ok());
+        let message = match (e.call, e.code) {
+            ("rados_conf_read_file", _) => match &conf_path {
+                Ok(p) => format!("cannot read ceph conf {} ({}): check rbd_ceph_conf", p.display(), e.describe()),
+                Err(tried) => format!(
+                    "no ceph conf found (looked in {}): set rbd_ceph_conf",
+                    tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+            ("rados_connect", libc::ENOENT) => {
+                let search = cephconf::find_keyring(
+                    &self.cfg.cluster_name,
+                    self.user(),
+                    conf.as_ref(),
+                    self.cfg.keyring_conf.as_deref(),
+                );
+                match search.problem() {
+                    Some((cause, fix)) => format!("cannot connect as {entity}: {cause}; fix: {fix}"),
+                    None => format!("cannot connect as {entity}: {} (keyring {})", e.describe(),
+                        search.found.map(|p| p.display().to_string()).unwrap_or_default()),
+                }
+            }
+            ("rados_connect", libc::EACCES | libc::EPERM) => format!(
+                "the cluster refused {entity} (cephx): its key in the keyring is not the one the \
+                 cluster has, or the client does not exist; compare with `ceph auth get {entity}`"
+            ),
+            ("rados_connect", libc::ETIMEDOUT) => format!(
+                "no monitor answered within {} s (mon host: {}): is the cluster up and reachable?",
+                self.cfg.connect_timeout.as_secs(),
+                conf.map(|c| c.monitors().iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "unknown".into())
+            ),
+            ("rados_ioctx_create", libc::ENOENT) => format!(
+                "pool {:?} does not exist: create it (ceph osd pool create {0}; rbd pool init {0}) or fix rbd_pool",
+                self.cfg.pool
+            ),
+            _ => format!("cannot connect as {entity}: {}", e.describe()),
+        };
+        self.io("connect", message)
+    }
+
+    /// A failed librbd call as a driver error; drops the connection if it looks gone.
+    fn fail(&self, op: &'static str, image: &str, e: Errno) -> DriverError {
+        match e.code {
+            libc::ENOENT => {
+                return DriverError::NotFound {
+                    backend: self.backend.clone(),
+                    image: image.to_string(),
+                };
+            }
+            libc::ETIMEDOUT | libc::ESHUTDOWN | libc::ENOTCONN | libc::ECONNREFUSED => self.reset(),
+            _ => {}
+        }
+        let hint = match e.code {
+            libc::EPERM | libc::EACCES => format!(
+                " (client.{} lacks caps on pool {}: it needs `profile rbd pool={1}`)",
+                self.user(),
+                self.cfg.pool
+            ),
+            libc::ETIMEDOUT => " (the cluster did not answer in time)".to_string(),
+            libc::EBUSY => " (the image is open elsewhere, or in use)".to_string(),
+            _ => String::new(),
+        };
+        self.io(op, format!("{image}: {}{hint}", e.describe()))
+    }
+
+    /// A monitor command's JSON answer; a monitor that does not answer drops the connection.
+    fn mon(&self, pool: &Pool, cmd: serde_json::Value) -> Result<serde_json::Value, DriverError> {
+        let prefix = cmd["prefix"].as_str().unwrap_or("").to_string();
+        let out = pool.cluster().mon_command(&cmd).map_err(|(e, status)| {
+            if e.code == libc::ETIMEDOUT {
+                self.reset();
+                return self.io("monitor", format!(
+                    "`{prefix}`: no monitor answered within {} s: is the cluster up?",
+                    self.cfg.connect_timeout.as_secs()
+                ));
+            }
+            self.io("monitor", format!("`{prefix}`: {} {status}", e.describe()))
+        })?;
+        serde_json::from_slice(&out)
+            .map_err(|e| self.io("monitor", format!("`{prefix}`: bad JSON: {e}")))
+    }
+
+    fn open<'p>(&self, pool: &'p Pool, op: &'static str, how: Open<'_>, image: &str) -> Result<Image<'p>, DriverError> {
+        Image::open(pool, how).map_err(|e| self.fail(op, image, e))
+    }
+
+    fn cancelled(&self, op: &'static str) -> DriverError {
+        DriverError::Cancelled {
+            backend: self.backend.clone(),
+            op,
+        }
+    }
+
+    /// Children of `vol@snap` by name.
+    fn children(&self, pool: &Pool, vol: &str, snap: &str) -> Result<Vec<String>, DriverError> {
+        let img = self.open(pool, "children", Open::AtSnap(vol, snap), &format!("{vol}@{snap}"))?;
+        Ok(img
+            .children()
+            .map_err(|e| self.fail("children", vol, e))?
+            .into_iter()
+            .map(|c| if c.in_trash { format!("{} (in trash)", c.name) } else { c.name })
+            .collect())
+    }
+
+    /// Unprotects (if protected) and removes a snapshot nothing reads from.
+    fn remove_snapshot(&self, img: &Image<'_>, vol: &str, snap: &str) -> Result<(), DriverError> {
+        let what = format!("{vol}@{snap}");
+        if img.snap_is_protected(snap).map_err(|e| self.fail("unprotect", &what, e))? {
+            img.snap_unprotect(snap).map_err(|e| self.fail("unprotect", &what, e))?;
+        }
+        img.snap_remove(snap).map_err(|e| self.fail("snapshot delete", &what, e))
+    }
+
+    /// Removes the deferred snapshots of one image that nothing reads from any more; returns
+    /// how many remain.
+    fn purge_snapshots(&self, pool: &Pool, img: &Image<'_>, name: &str, trash_id: Option<&str>, gone: &mut Vec<String>) -> Result<usize, DriverError> {
+        let mut left = 0;
+        for s in img.snapshots().map_err(|e| self.fail("purge", name, e))? {
+            if trash_id.is_none() && !s.name.ends_with(DELETED) {
+                left += 1;
+                continue;
+            }
+            let at = match trash_id {
+                Some(id) => Open::IdAtSnap(id, &s.name),
+                None => Open::AtSnap(name, &s.name),
+            };
+            let kids = self.open(pool, "purge", at, name)?.children().map_err(|e| self.fail("purge", name, e))?;
+            if kids.is_empty() {
+                self.remove_snapshot(img, name, &s.name)?;
+                gone.push(format!("{name}@{}", s.name));
+            } else {
+                left += 1;
+            }
+        }
+        Ok(left)
+    }
+}
+
+impl VolumeDriver for RbdDriver {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    fn check_setup(&self) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        // Listing needs the client's caps on the pool (an OSD round trip); a wrong cap shows
+        // here, not mid-job. The `df` is a monitor round trip: an established connection
+        // keeps working with the OSDs for a while after the monitors went away.
+        image::list(&pool).map_err(|e| {
+            self.reset();
+            self.fail("list images", &self.cfg.pool, e)
+        })?;
+        self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))
+            .map(drop)
+    }
+
+    fn capacity(&self) -> Result<Capacity, DriverError> {
+        let pool = self.pool()?;
+        let mon = |cmd| self.mon(&pool, cmd);
+        let df = mon(serde_json::json!({"prefix": "df", "format": "json"}))?;
+        let stats = df["pools"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == self.cfg.pool.as_str()))
+            .map(|p| &p["stats"])
+            .ok_or_else(|| self.io("capacity", format!("pool {} not in `ceph df`", self.cfg.pool)))?;
+        let stored = stats["stored"].as_u64().or_else(|| stats["bytes_used"].as_u64()).unwrap_or(0);
+        let avail = stats["max_avail"].as_u64().unwrap_or(0);
+        let quota = mon(serde_json::json!({"prefix": "osd pool get-quota", "pool": self.cfg.pool, "format": "json"}))
+            .ok()
+            .and_then(|q| q["quota_max_bytes"].as_u64())
+            .filter(|q| *q > 0);
+        // As Cinder: total is what is stored plus what can still be; a quota caps both.
+        let (total, free) = match quota {
+            Some(q) => (q, q.saturating_sub(stored).min(avail)),
+            None => (stored + avail, avail),
+        };
+        let mut provisioned = 0;
+        for name in image::list(&pool).map_err(|e| self.fail("capacity", &self.cfg.pool, e))? {
+            match Image::open(&pool, Open::ReadOnly(&name)).and_then(|i| i.size()) {
+                Ok(s) => provisioned += s,
+                Err(e) if e.code == libc::ENOENT => {} // removed meanwhile
+                Err(e) => return Err(self.fail("capacity", &name, e)),
+            }
+        }
+        Ok(Capacity {
+            total_bytes: total,
+            free_bytes: free,
+            provisioned_bytes: provisioned,
+        })
+    }
+
+    fn list(&self) -> Result<Vec<ImageInfo>, DriverError> {
+        let pool = self.pool()?;
+        let mut out = vec![];
+        let mut add = |img: &Image<'_>, name: &str, in_trash: bool| -> Result<(), DriverError> {
+            out.push(ImageInfo {
+                name: name.to_string(),
+                size_bytes: img.size().map_err(|e| self.fail("list", name, e))?,
+                used_bytes: img.used_bytes().map_err(|e| self.fail("list", name, e))?,
+                parent: img.parent_snap().map_err(|e| self.fail("list", name, e))?,
+                deferred_delete: in_trash,
+                volume: None,
+            });
+            for s in img.snapshots().map_err(|e| self.fail("list", name, e))? {
+                let deferred = in_trash || s.name.ends_with(DELETED);
+                out.push(ImageInfo {
+                    name: s.name.trim_end_matches(DELETED).to_string(),
+                    size_bytes: s.size,
+                    used_bytes: 0,
+                    parent: None,
+                    deferred_delete: deferred,
+                    volume: Some(name.to_string()),
+                });
+            }
+            Ok(())
+        };
+        for name in image::list(&pool).map_err(|e| self.fail("list", &self.cfg.pool, e))? {
+            match Image::open(&pool, Open::ReadOnly(&name)) {
+                Ok(img) => add(&img, &name, false)?,
+                Err(e) if e.code == libc::ENOENT => {}
+                Err(e) => return Err(self.fail("list", &name, e)),
+            }
+        }
+        for t in image::trash_list(&pool).map_err(|e| self.fail("list trash", &self.cfg.pool, e))? {
+            if t.name.starts_with("volume-")
+                && let Ok(img) = Image::open(&pool, Open::Id(&t.id))
+            {
+                add(&img, &t.name, true)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn create_volume(&self, id: &str, size: u64) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let name = volume_image(id);
+        match image::create(&pool, &name, size) {
+            Ok(()) => Ok(()),
+            Err(e) if e.code == libc::EEXIST => {
+                // Idempotent: a re-run after a crash finds its own work done.
+                let img = self.open(&pool, "create", Open::Name(&name), &name)?;
+                let same = img.size().ok() == Some(size) && matches!(img.parent_snap(), Ok(None));
+                if same {
+                    Ok(())
+                } else {
+                    Err(self.io("create", format!("{name} already exists with another size or a parent")))
+                }
+            }
+            Err(e) => Err(self.fail("create", &name, e)),
+        }
+    }
+
+    fn delete_volume(&self, id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let name = volume_image(id);
+        let size = {
+            let img = self.open(&pool, "delete", Open::Name(&name), &name)?;
+            // Snapshots nothing reads from are leftovers (a crash between the two steps of a
+            // delete): removed. Any read by clones block the delete, unless deferred.
+            let mut deferred = 0;
+            let mut busy = vec![];
+            for s in img.snapshots().map_err(|e| self.fail("delete", &name, e))? {
+                let kids = self.children(&pool, &name, &s.name)?;
+                if kids.is_empty() {
+                    self.remove_snapshot(&img, &name, &s.name)?;
+                } else if s.name.ends_with(DELETED) {
+                    deferred += 1;
+                } else {
+                    busy.extend(kids);
+                }
+            }
+            if !busy.is_empty() {
+                return Err(DriverError::Busy {
+                    backend: self.backend.clone(),
+                    image: name,
+                    dependents: busy,
+                });
+            }
+            if deferred > 0 {
+                drop(img);
+                image::trash_move(&pool, &name).map_err(|e| self.fail("delete", &name, e))?;
+                info!(backend = %self.backend, "{name} moved to the trash: clones still read from its snapshots");
+                return Ok(());
+            }
+            img.size().map_err(|e| self.fail("delete", &name, e))?
+        };
+        match image::remove(&pool, &name, size, progress).map_err(|e| self.fail("delete", &name, e))? {
+            Ran::Done => Ok(()),
+            Ran::Cancelled => Err(self.cancelled("delete")),
+        }
+    }
+
+    fn extend_volume(&self, id: &str, size: u64) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let name = volume_image(id);
+        let img = self.open(&pool, "extend", Open::Name(&name), &name)?;
+        let now = img.size().map_err(|e| self.fail("extend", &name, e))?;
+        if size < now {
+            return Err(DriverError::Invalid {
+                backend: self.backend.clone(),
+                op: "extend",
+                message: format!("{name} is {now} bytes; shrinking to {size} is refused"),
+            });
+        }
+        if size == now {
+            return Ok(());
+        }
+        img.resize(size).map_err(|e| self.fail("extend", &name, e))
+    }
+
+    fn create_snapshot(&self, snap_id: &str, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let (vol, snap) = (volume_image(volume_id), snapshot_image(snap_id));
+        let img = self.open(&pool, "snapshot", Open::Name(&vol), &vol)?;
+        let what = format!("{vol}@{snap}");
+        if !img.snap_exists(&snap).map_err(|e| self.fail("snapshot", &what, e))? {
+            img.snap_create(&snap).map_err(|e| self.fail("snapshot", &what, e))?;
+        }
+        // Protected at once, as Cinder does, so that it can be cloned.
+        if !img.snap_is_protected(&snap).map_err(|e| self.fail("snapshot", &what, e))? {
+            img.snap_protect(&snap).map_err(|e| self.fail("protect", &what, e))?;
+        }
+        progress.update(1, 1);
+        Ok(())
+    }
+
+    fn delete_snapshot(&self, snap_id: &str, volume_id: &str, deferred: bool) -> Result<Deleted, DriverError> {
+        let pool = self.pool()?;
+        let (vol, snap) = (volume_image(volume_id), snapshot_image(snap_id));
+        let what = format!("{vol}@{snap}");
+        let img = match self.open(&pool, "snapshot delete", Open::Name(&vol), &what) {
+            Ok(i) => i,
+            // The volume went to the trash with it: only the purge removes it now.
+            Err(DriverError::NotFound { .. }) => {
+                let in_trash = image::trash_list(&pool)
+                    .map_err(|e| self.fail("snapshot delete", &what, e))?
+                    .iter()
+                    .any(|t| t.name == vol);
+                return if in_trash { Ok(Deleted::Deferred) } else { Err(DriverError::NotFound { backend: self.backend.clone(), image: what }) };
+            }
+            Err(e) => return Err(e),
+        };
+        if !img.snap_exists(&snap).map_err(|e| self.fail("snapshot delete", &what, e))? {
+            let hidden = format!("{snap}{DELETED}");
+            return if img.snap_exists(&hidden).map_err(|e| self.fail("snapshot delete", &what, e))? {
+                Ok(Deleted::Deferred)
+            } else {
+                Err(DriverError::NotFound { backend: self.backend.clone(), image: what })
+            };
+        }
+        let kids = self.children(&pool, &vol, &snap)?;
+        if kids.is_empty() {
+            self.remove_snapshot(&img, &vol, &snap)?;
+            return Ok(Deleted::Now);
+        }
+        if !deferred {
+            return Err(DriverError::Busy { backend: self.backend.clone(), image: what, dependents: kids });
+        }
+        img.snap_rename(&snap, &format!("{snap}{DELETED}")).map_err(|e| self.fail("snapshot delete", &what, e))?;
+        Ok(Deleted::Deferred)
+    }
+
+    fn clone_snapshot(&self, snap_id: &str, source_volume_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let (src, snap, name) = (volume_image(source_volume_id), snapshot_image(snap_id), volume_image(volume_id));
+        let features = self.open(&pool, "clone", Open::Name(&src), &src)?.features().map_err(|e| self.fail("clone", &src, e))?;
+        if features & ffi::FEATURE_LAYERING == 0 {
+            return Err(DriverError::Invalid {
+                backend: self.backend.clone(),
+                op: "clone",
+                message: format!("{src} has no layering feature: it cannot be cloned (rbd feature enable is not possible for layering; copy it instead)"),
+            });
+        }
+        match image::clone(&pool, &src, &snap, &name, features) {
+            Ok(()) => {}
+            Err(e) if e.code == libc::EEXIST => {
+                let img = self.open(&pool, "clone", Open::Name(&name), &name)?;
+                if img.parent_snap().ok().flatten().as_deref() != Some(snap.as_str()) {
+                    return Err(self.io("clone", format!("{name} already exists and is not a clone of {src}@{snap}")));
+                }
+            }
+            Err(e) => return Err(self.fail("clone", &format!("{src}@{snap}"), e)),
+        }
+        let img = self.open(&pool, "clone", Open::Name(&name), &name)?;
+        if size > img.size().map_err(|e| self.fail("clone", &name, e))? {
+            img.resize(size).map_err(|e| self.fail("clone", &name, e))?;
+        }
+        Ok(())
+    }
+
+    fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let name = volume_image(volume_id);
+        let img = self.open(&pool, "flatten", Open::Name(&name), &name)?;
+        if img.parent_snap().map_err(|e| self.fail("flatten", &name, e))?.is_none() {
+            return Ok(()); // already flat: a re-run after a crash
+        }
+        let watch = Watch {
+            progress,
+            bps_limit: self.bps_limit,
+        };
+        match img.flatten(watch).map_err(|e| self.fail("flatten", &name, e))? {
+            Ran::Done => Ok(()),
+            Ran::Cancelled => Err(self.cancelled("flatten")),
+        }
+    }
+
+    fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {
+        let pool = self.pool()?;
+        let mut gone = vec![];
+        for t in image::trash_list(&pool).map_err(|e| self.fail("purge", &self.cfg.pool, e))? {
+            if !t.name.starts_with("volume-") {
+                continue; // not ember's: someone else's trash
+            }
+            let left = {
+                let img = self.open(&pool, "purge", Open::Id(&t.id), &t.name)?;
+                self.purge_snapshots(&pool, &img, &t.name, Some(&t.id), &mut gone)?
+            };
+            if left == 0 {
+                image::trash_remove(&pool, &t.id).map_err(|e| self.fail("purge", &t.name, e))?;
+                gone.push(t.name.clone());
+            }
+        }
+        for name in image::list(&pool).map_err(|e| self.fail("purge", &self.cfg.pool, e))? {
+            let img = match Image::open(&pool, Open::Name(&name)) {
+                Ok(i) => i,
+                Err(e) if e.code == libc::ENOENT => continue,
+                Err(e) => return Err(self.fail("purge", &name, e)),
+            };
+            self.purge_snapshots(&pool, &img, &name, None, &mut gone)?;
+        }
+        Ok(gone)
+    }
+}
