@@ -225,9 +225,8 @@ impl KeyringSearch {
     /// The problem, and its fix, when librados will not find a key for the entity.
     pub fn problem(&self) -> Option<(String, String)> {
         let entity = &self.entity;
-        let user = entity.strip_prefix("client.").unwrap_or(entity);
         match &self.found {
-            Some(p) if self.has_entry => None,
+            Some(_) if self.has_entry => None,
             Some(p) => Some((
                 format!("{} has no [{entity}] entry", p.display()),
                 format!("add the key of {entity} to {} (ceph auth get {entity})", p.display()),
@@ -240,15 +239,18 @@ impl KeyringSearch {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let cause = format!("no keyring for {entity} (looked in {tried})");
+                // Another service's client key is the likely mix-up; the admin key never is the
+                // fix (a volume service must not run as admin).
+                let usable = |c: &String| c.starts_with("client.") && c != "client.admin";
                 let other = self
                     .nearby
                     .iter()
-                    .find(|(_, clients)| clients.iter().any(|c| c.starts_with("client.")));
+                    .find(|(_, clients)| clients.iter().any(usable));
                 let fix = match other {
                     Some((path, clients)) => {
                         let client = clients
                             .iter()
-                            .find(|c| c.starts_with("client."))
+                            .find(|c| usable(c))
                             .map(String::as_str)
                             .unwrap_or("");
                         let theirs = client.strip_prefix("client.").unwrap_or(client);
@@ -271,7 +273,6 @@ impl KeyringSearch {
                             .unwrap_or_default()
                     ),
                 };
-                let _ = user;
                 Some((cause, fix))
             }
         }
@@ -371,8 +372,6 @@ pub fn find_keyring(
                 }
             }
         }
-        // The admin key is always nearby on a mon host: suggest it last.
-        nearby.sort_by_key(|(_, e)| e.iter().any(|x| x == "client.admin"));
     }
     KeyringSearch {
         entity,

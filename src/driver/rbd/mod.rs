@@ -270,11 +270,16 @@ impl VolumeDriver for RbdDriver {
         let pool = self.pool()?;
         let mon = |cmd| self.mon(&pool, cmd);
         let df = mon(serde_json::json!({"prefix": "df", "format": "json"}))?;
+        // Pool figures come from the manager; without one `ceph df` lists no pools. The
+        // backend still works: its capacity reads as 0 (unknown) and `ember doctor` says why.
+        let none = serde_json::Value::Null;
         let stats = df["pools"]
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == self.cfg.pool.as_str()))
-            .map(|p| &p["stats"])
-            .ok_or_else(|| self.io("capacity", format!("pool {} not in `ceph df`", self.cfg.pool)))?;
+            .map_or(&none, |p| &p["stats"]);
+        if stats.is_null() {
+            warn!(backend = %self.backend, "`ceph df` has no figures for pool {} (no active mgr?): capacity unknown", self.cfg.pool);
+        }
         let stored = stats["stored"].as_u64().or_else(|| stats["bytes_used"].as_u64()).unwrap_or(0);
         let avail = stats["max_avail"].as_u64().unwrap_or(0);
         let quota = mon(serde_json::json!({"prefix": "osd pool get-quota", "pool": self.cfg.pool, "format": "json"}))

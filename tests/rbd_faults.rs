@@ -1,0 +1,140 @@
+//! The rbd driver when Ceph is not as configured: a wrong `rbd_user`, a missing keyring, a
+//! stopped monitor. Each must give the operator the cause and the fix within the timeout,
+//! while the process keeps heartbeating (the reactor is never blocked by the failing
+//! connect), and the backend must come back by itself once the cluster does.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn state(env: &Env, backend: &str) -> serde_json::Value {
+    service(&services(&env.config, &env.url), backend)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The service has heartbeated within 3 s and no beat was late by more than 500 ms: the
+/// reactor was not starved by the failing storage.
+fn heartbeating(s: &serde_json::Value) -> bool {
+    s["heartbeat_age_s"].as_f64().is_some_and(|a| a < 3.0)
+        && s["lateness_ms"]["max"].as_f64().is_some_and(|m| m < 500.0)
+}
+
+/// Starts serve and waits for `backend` to report an error containing `needle`.
+fn error_of(env: &Env, backend: &str, within: Duration) -> (Serve, String, Duration) {
+    let started = Instant::now();
+    let serve = Serve::start(&env.config, &env.url, &env.dir);
+    let err = wait_for("the backend's error", within, || {
+        state(env, backend)["error"].as_str().map(str::to_string)
+    });
+    (serve, err, started.elapsed())
+}
+
+#[test]
+fn wrong_user_and_missing_keyring_say_which_keyring_to_fix() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    // The on-call story: rbd_user = cinder-x while only ceph.client.cinder.keyring exists.
+    let backends = format!(
+        "{}[backends.file0]\nvolume_driver = \"file\"\n",
+        ceph.backend("rbd0", "").replace("\"cinder\"", "\"cinder-x\"")
+    );
+    let env = Env::new(dir.path(), &url, &backends);
+    let (serve, err, took) = error_of(&env, "rbd0", Duration::from_secs(20));
+    assert!(
+        err.contains("no keyring for client.cinder-x")
+            && err.contains("ceph.client.cinder-x.keyring"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ceph.client.cinder.keyring holds client.cinder")
+            && err.contains("rbd_user = cinder"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    wait_for("heartbeats go on", Duration::from_secs(10), || {
+        let s = state(&env, "rbd0");
+        (s["state"] == "down" && heartbeating(&s) && s["report_count"].as_i64() > Some(2))
+            .then_some(())
+    });
+    assert_eq!(state(&env, "file0")["state"], "up");
+    drop(serve);
+
+    // The keyring gone altogether (only the admin key is left, which is never the fix).
+    std::fs::rename(ceph.keyring("cinder"), ceph.dir.join("cinder.key.moved")).unwrap();
+    let env = Env::new(dir.path(), &url, &ceph.backend("rbd0", ""));
+    let (serve, err, _) = error_of(&env, "rbd0", Duration::from_secs(20));
+    assert!(err.contains("no keyring for client.cinder "), "{err}");
+    assert!(err.contains("put the key of client.cinder in"), "{err}");
+    assert!(!err.contains("rbd_user = admin"), "{err}");
+    // Putting it back is picked up by the periodic retry, without a restart.
+    std::fs::rename(ceph.dir.join("cinder.key.moved"), ceph.keyring("cinder")).unwrap();
+    wait_for("recovery", Duration::from_secs(30), || {
+        (state(&env, "rbd0")["state"] == "up").then_some(())
+    });
+    assert!(!serve.log_text().contains("panicked"));
+}
+
+#[test]
+fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let backends = format!(
+        "{}[backends.file0]\nvolume_driver = \"file\"\n",
+        ceph.backend("rbd0", "").replace(
+            "rados_connect_timeout = 5",
+            "rados_connect_timeout = 3"
+        )
+    );
+    let env = Env::new(dir.path(), &url, &backends);
+
+    // 1. Start with the monitor down: a clear error after the 3 s connect timeout, not a hang.
+    ceph.mon_stop();
+    let (serve, err, took) = error_of(&env, "rbd0", Duration::from_secs(20));
+    assert!(err.contains("no monitor answered within 3 s"), "{err}");
+    assert!(err.contains("127.0.0.1:"), "names the monitor addresses: {err}");
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    wait_for("file0 up and rbd0 heartbeating", Duration::from_secs(10), || {
+        (state(&env, "file0")["state"] == "up" && heartbeating(&state(&env, "rbd0")))
+            .then_some(())
+    });
+
+    // 2. The monitor comes back: the backend reconnects by itself and works.
+    ceph.mon_start();
+    wait_for("reconnect", Duration::from_secs(30), || {
+        let s = state(&env, "rbd0");
+        (s["state"] == "up" && s["error"].is_null()).then_some(())
+    });
+    let v = env.json(&["volume", "create", "v", "--size", "64M", "--backend", "rbd0", "--wait"]);
+    assert_eq!(v["job"]["state"], "succeeded");
+
+    // 3. The monitor stops under an established connection: the periodic check notices
+    //    within the timeout, heartbeats go on, and the backend comes back again.
+    ceph.mon_stop();
+    let t = Instant::now();
+    let err = wait_for("the failure", Duration::from_secs(30), || {
+        state(&env, "rbd0")["error"].as_str().map(str::to_string)
+    });
+    assert!(err.contains("no monitor answered"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    let s = state(&env, "rbd0");
+    assert!(heartbeating(&s), "{s}");
+    assert_eq!(state(&env, "file0")["state"], "up");
+    ceph.mon_start();
+    wait_for("reconnect", Duration::from_secs(30), || {
+        (state(&env, "rbd0")["state"] == "up").then_some(())
+    });
+    let v = env.json(&["volume", "delete", "v", "--wait"]);
+    assert_eq!(v["job"]["state"], "succeeded");
+    assert!(!serve.log_text().contains("panicked"));
+}
