@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod doctor;
 pub mod driver;
 pub mod service;
 pub mod tui;

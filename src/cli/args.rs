@@ -86,6 +86,23 @@ pub enum Command {
     /// Benchmarks: figures beside a baseline measured in the same run
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Diagnose what is wrong and say what to do: config, Ceph (conf, monitors, keyring,
+    /// auth, pool, health), services and their heartbeats, database, jobs.
+    /// Exit 0 when all is ok, 2 on any failure, 1 on warnings with --strict
+    Doctor {
+        /// Only this backend's checks (and the installation's)
+        #[arg(long)]
+        backend: Option<String>,
+        /// Exit 1 on warnings too
+        #[arg(long)]
+        strict: bool,
+        /// Show the evidence of passing checks too
+        #[arg(long, short)]
+        verbose: bool,
+        /// A running job whose progress has not moved for this many seconds is stuck
+        #[arg(long, default_value_t = crate::doctor::STUCK_AFTER_SECS)]
+        stuck_after: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +136,21 @@ pub enum BenchCmd {
         /// How much of it holds data
         #[arg(long, value_parser = size, default_value = "512M")]
         data: u64,
+    },
+    /// rbd flatten of a clone with data, ember's driver vs the `rbd flatten` CLI, on the pool
+    /// of an rbd backend of the config (images are made and removed by the bench)
+    RbdFlatten {
+        /// The rbd backend whose cluster, pool and user to use
+        #[arg(long)]
+        backend: String,
+        #[arg(long, value_parser = size, default_value = "1G")]
+        size: u64,
+        /// How much of the parent holds data
+        #[arg(long, value_parser = size, default_value = "512M")]
+        data: u64,
+        /// Rounds; the medians are printed
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
 }
 

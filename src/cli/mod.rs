@@ -5,7 +5,9 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_rbd;
 pub mod console;
+pub mod doctor;
 pub mod jobs;
 pub mod output;
 
@@ -61,6 +63,12 @@ pub async fn run(
         Command::Console { no_worker } => console::run(&g, &console_args, no_worker).await,
         Command::Serve => serve(&g).await,
         Command::Config(ConfigCmd::Check { path }) => config_check(&g, path),
+        Command::Doctor {
+            backend,
+            strict,
+            verbose,
+            stuck_after,
+        } => doctor::run(&g, backend, strict, verbose, stuck_after).await,
         Command::Service(ServiceCmd::List) => service_list(&g).await,
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
         Command::Volume(VolumeCmd::List { backend }) => volume_list(&g, backend.as_deref()).await,
@@ -152,6 +160,20 @@ pub async fn run(
         Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
         Command::Bench(args::BenchCmd::Flatten { dir, size, data }) => {
             bench::flatten(&g, &dir, size, data)
+        }
+        Command::Bench(args::BenchCmd::RbdFlatten {
+            backend,
+            size,
+            data,
+            rounds,
+        }) => {
+            let cfg = load_config(&g)?;
+            let b = cfg
+                .backends
+                .iter()
+                .find(|b| b.name == backend)
+                .with_context(|| format!("no backend {backend:?} in the config"))?;
+            bench_rbd::flatten(&g, b, size, data, rounds.max(1))
         }
     }
 }

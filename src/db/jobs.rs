@@ -209,10 +209,13 @@ impl Db {
             .map_err(q("claim job"))
     }
 
-    /// Writes progress; returns whether an operator asked to cancel meanwhile.
+    /// Writes progress; returns whether an operator asked to cancel meanwhile. `updated_at`
+    /// moves only when the bytes do, so it tells when the job last made progress (a job
+    /// whose `updated_at` is old is stuck, which `ember doctor` reports).
     pub async fn job_progress(&self, id: &str, done: u64, total: u64) -> Result<bool, DbError> {
         let r: Vec<i64> = sqlx::query_scalar(
-            "UPDATE jobs SET bytes_done = $1, bytes_total = $2, updated_at = $3 WHERE id = $4 RETURNING cancel_requested",
+            "UPDATE jobs SET updated_at = CASE WHEN bytes_done <> $1 OR bytes_total <> $2 THEN $3 ELSE updated_at END, \
+             bytes_done = $1, bytes_total = $2 WHERE id = $4 RETURNING cancel_requested",
         )
         .bind(super::services::clamp(done))
         .bind(super::services::clamp(total))

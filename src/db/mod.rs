@@ -223,6 +223,55 @@ impl Db {
         })
     }
 
+    /// Applied migrations against the ones this build knows, for `ember doctor`: (applied,
+    /// known, names of failed ones).
+    pub async fn schema_status(&self) -> Result<(usize, usize, Vec<String>), DbError> {
+        let known = match self.engine {
+            Engine::Sqlite => sqlx::migrate!("migrations/sqlite").iter().count(),
+            Engine::Postgres => sqlx::migrate!("migrations/postgres").iter().count(),
+        };
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT version, description, CAST(success AS BIGINT) FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read migrations"))?;
+        let failed = rows
+            .iter()
+            .filter(|r| r.2 == 0)
+            .map(|r| format!("{} {}", r.0, r.1))
+            .collect();
+        Ok((rows.len(), known, failed))
+    }
+
+    /// The database's size in bytes (SQLite: the file and its WAL; PostgreSQL: the database).
+    pub async fn size_bytes(&self) -> Result<u64, DbError> {
+        match (self.engine, self.sqlite_file()) {
+            (Engine::Sqlite, Some(p)) => {
+                let mut wal = p.as_os_str().to_owned();
+                wal.push("-wal");
+                let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                Ok(len(&p) + len(Path::new(&wal)))
+            }
+            (Engine::Sqlite, None) => Ok(0),
+            (Engine::Postgres, _) => {
+                let (n,): (i64,) = sqlx::query_as("SELECT pg_database_size(current_database())")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(q("database size"))?;
+                Ok(n as u64)
+            }
+        }
+    }
+
+    /// The SQLite file, if this is one.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        match self.engine {
+            Engine::Sqlite => sqlite_path(&self.display_url),
+            Engine::Postgres => None,
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -91,7 +91,7 @@ impl RbdDriver {
                 .open_pool(&self.cfg.pool)
                 .map_err(|e| self.connect_error(e))?,
         );
-        info!(backend = %self.backend, "connected to ceph as client.{} in {} ms", self.user(), started.elapsed().as_millis());
+        tracing::debug!(backend = %self.backend, "connected to ceph as client.{} in {} ms", self.user(), started.elapsed().as_millis());
         *slot = Some(pool.clone());
         Ok(pool)
     }
@@ -547,5 +547,45 @@ impl VolumeDriver for RbdDriver {
             self.purge_snapshots(&pool, &img, &name, None, &mut gone)?;
         }
         Ok(gone)
+    }
+}
+
+/// The cluster as `ceph health` and `ceph df` show it, for `ember doctor`.
+#[derive(Debug, Clone)]
+pub struct ClusterHealth {
+    /// `HEALTH_OK`, `HEALTH_WARN` or `HEALTH_ERR`.
+    pub status: String,
+    /// Each active health check: `CODE: summary`.
+    pub checks: Vec<String>,
+    /// Whether `ceph df` has figures for the backend's pool (false without an active mgr).
+    pub pool_figures: bool,
+    pub images: usize,
+}
+
+impl RbdDriver {
+    /// Connects (as the service would), lists the pool, and reads the cluster's health.
+    pub fn health(&self) -> Result<ClusterHealth, DriverError> {
+        self.check_setup()?;
+        let pool = self.pool()?;
+        let images = image::list(&pool).map_err(|e| self.fail("list images", &self.cfg.pool, e))?.len();
+        let h = self.mon(&pool, serde_json::json!({"prefix": "health", "format": "json"}))?;
+        let checks = h["checks"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(code, c)| format!("{code}: {}", c["summary"]["message"].as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let df = self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))?;
+        let pool_figures = df["pools"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == self.cfg.pool.as_str()));
+        Ok(ClusterHealth {
+            status: h["status"].as_str().unwrap_or("unknown").to_string(),
+            checks,
+            pool_figures,
+            images,
+        })
     }
 }

@@ -1,0 +1,260 @@
+//! Checks of the installation as a whole: the config, the database, the hosts sharing it
+//! (with their clock skew) and the job queue.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::db::now_ms;
+use crate::db::services::is_up;
+use crate::service::units::human_bytes;
+
+use super::{Finding, Sink, Target};
+
+/// Failed jobs younger than this are listed.
+const RECENT: Duration = Duration::from_secs(24 * 3600);
+
+pub async fn run(t: &Target, sink: &Sink) {
+    config(t, sink);
+    database(t, sink).await;
+    hosts(t, sink).await;
+    jobs(t, sink).await;
+}
+
+fn config(t: &Target, sink: &Sink) {
+    let started = Instant::now();
+    let c = &t.config;
+    let file = c
+        .file
+        .as_ref()
+        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let mut f = if let Some(b) = c.broken.first() {
+        let mut f = Finding::fail(format!("backend {} cannot start: {}", b.name, b.reason))
+            .fix("correct the section named, then `ember config check`");
+        for b in &c.broken[1..] {
+            f = f.evidence(format!("also broken: {}: {}", b.name, b.reason));
+        }
+        f
+    } else {
+        Finding::ok(format!(
+            "{file}: {} backend(s): {}",
+            c.backends.len(),
+            c.backends
+                .iter()
+                .map(|b| format!("{} ({})", b.name, b.driver_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    for n in &c.notes {
+        f = f.evidence(n.clone());
+    }
+    sink.report(0, "config", started, f);
+}
+
+async fn database(t: &Target, sink: &Sink) {
+    let started = Instant::now();
+    let db = match &t.db {
+        Ok(db) => db,
+        Err(e) => {
+            sink.report(
+                1,
+                "database",
+                started,
+                Finding::fail(format!("cannot open the database: {e}"))
+                    .fix("check database_url (or --database-url), and that the server or file is reachable"),
+            );
+            return;
+        }
+    };
+    let work = async {
+        let (applied, known, failed) = db.schema_status().await?;
+        let size = db.size_bytes().await?;
+        Ok::<_, crate::db::DbError>((applied, known, failed, size))
+    };
+    let (applied, known, failed, size) =
+        match tokio::time::timeout(crate::db::BUSY_TIMEOUT * 2, work).await {
+            Err(_) => {
+                sink.report(1, "database", started, Finding::fail(format!("{}: no answer within {} s", db.display_url, (crate::db::BUSY_TIMEOUT * 2).as_secs()))
+                    .fix("the database is locked or overloaded: look for a stuck writer"));
+                return;
+            }
+            Ok(Err(e)) => {
+                sink.report(1, "database", started, Finding::fail(format!("{}: {e}", db.display_url)));
+                return;
+            }
+            Ok(Ok(v)) => v,
+        };
+    let mut f = if !failed.is_empty() {
+        Finding::fail(format!("failed migrations: {}", failed.join(", ")))
+            .fix("restore from backup, or repair the schema by hand; then restart ember")
+    } else if applied < known {
+        Finding::fail(format!("schema at {applied} of {known} migrations"))
+            .fix("start ember once (it migrates at start) with write access to the database")
+    } else if applied > known {
+        Finding::warn(format!(
+            "schema has {applied} migrations, this ember knows {known}: a newer ember wrote it"
+        ))
+        .fix("upgrade this host's ember to the version the others run")
+    } else {
+        Finding::ok(format!(
+            "{}: reachable, schema current ({applied} migrations), {}",
+            db.display_url,
+            human_bytes(size as i64)
+        ))
+    };
+    if let Some(path) = db.sqlite_file() {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(&path) {
+            Ok(m) => {
+                let mode = m.permissions().mode() & 0o777;
+                f = f.evidence(format!("{} mode {mode:o}", path.display()));
+                if mode & 0o077 != 0 && f.status == super::Status::Ok {
+                    f = Finding::warn(format!(
+                        "{} is readable by other users (mode {mode:o}); it names hosts and users",
+                        path.display()
+                    ))
+                    .fix(format!("chmod 600 {}", path.display()));
+                }
+            }
+            Err(e) => f = f.evidence(format!("{}: {e}", path.display())),
+        }
+    }
+    sink.report(1, "database", started, f);
+}
+
+/// Hosts sharing the database, and clock skew estimated from their heartbeats: a live
+/// service's last heartbeat is at most `report_interval` old by a correct clock, so a
+/// heartbeat from the future, or older than that while the host is up, is skew.
+async fn hosts(t: &Target, sink: &Sink) {
+    let started = Instant::now();
+    let Ok(db) = &t.db else {
+        sink.report(2, "hosts", started, Finding::skip("not tried: the database cannot be opened"));
+        return;
+    };
+    let rows = match db.list_services().await {
+        Ok(r) => r,
+        Err(e) => {
+            sink.report(2, "hosts", started, Finding::fail(format!("cannot read services: {e}")));
+            return;
+        }
+    };
+    let now = now_ms();
+    let down_ms = t.config.service_down_time.as_millis() as i64;
+    let report_ms = t.config.report_interval.as_millis() as i64;
+    // Per host: the newest heartbeat of its live services.
+    let mut by_host: BTreeMap<String, (i64, bool)> = BTreeMap::new();
+    for r in &rows {
+        let host = r.host.split('@').next().unwrap_or(&r.host).to_string();
+        let live = r.stopped_at.is_none() && is_up(r, now, down_ms);
+        let e = by_host.entry(host).or_insert((i64::MIN, false));
+        if let Some(u) = r.updated_at
+            && u > e.0
+        {
+            e.0 = u;
+        }
+        e.1 |= live;
+    }
+    let me = &t.config.host;
+    let mut skewed = vec![];
+    let mut lines = vec![];
+    for (host, (last, live)) in &by_host {
+        let age_ms = now - last;
+        let skew_ms = if age_ms < 0 {
+            age_ms // ahead of us
+        } else if *live && age_ms > report_ms * 2 {
+            age_ms - report_ms // behind us (or it heartbeats late)
+        } else {
+            0
+        };
+        let tag = if host == me { " (this host)" } else { "" };
+        lines.push(format!(
+            "{host}{tag}: {}, last heartbeat {:.1} s ago{}",
+            if *live { "live" } else { "down" },
+            age_ms as f64 / 1000.0,
+            if skew_ms != 0 {
+                format!(", clock skew about {:+.1} s", -skew_ms as f64 / 1000.0)
+            } else {
+                String::new()
+            }
+        ));
+        if skew_ms.abs() > 1000 && host != me {
+            skewed.push(host.clone());
+        }
+    }
+    let others = by_host.keys().filter(|h| *h != me).count();
+    let mut f = if !skewed.is_empty() {
+        Finding::warn(format!("clock skew over 1 s on {}", skewed.join(", ")))
+            .fix("run chrony/ntpd on every host: skew makes live services look down")
+    } else {
+        Finding::ok(format!("{} host(s) share this database ({others} other than {me})", by_host.len()))
+    };
+    f.evidence = lines;
+    sink.report(2, "hosts", started, f);
+}
+
+async fn jobs(t: &Target, sink: &Sink) {
+    let started = Instant::now();
+    let Ok(db) = &t.db else {
+        sink.report(3, "jobs", started, Finding::skip("not tried: the database cannot be opened"));
+        return;
+    };
+    let (jobs, services) = match tokio::try_join!(db.list_jobs(None, 5000), db.list_services()) {
+        Ok(v) => v,
+        Err(e) => {
+            sink.report(3, "jobs", started, Finding::fail(format!("cannot read jobs: {e}")));
+            return;
+        }
+    };
+    let now = now_ms();
+    let down_ms = t.config.service_down_time.as_millis() as i64;
+    let stuck_ms = t.stuck_after.as_millis() as i64;
+    let mut fails = vec![];
+    let mut warns = vec![];
+    for j in jobs.iter().filter(|j| j.state == "running") {
+        let short = &j.id[..8.min(j.id.len())];
+        let holder = j.claimed_by.as_deref().unwrap_or("?");
+        let live = services
+            .iter()
+            .any(|s| s.host == holder && s.stopped_at.is_none() && s.updated_at.is_some_and(|u| now - u <= down_ms));
+        if !live {
+            fails.push(format!("job {short} ({} of {}) is running on {holder}, whose service is down", j.kind, j.target_id));
+        } else if now - j.updated_at > stuck_ms {
+            warns.push(format!(
+                "job {short} ({}) made no progress for {} min ({} of {} bytes)",
+                j.kind,
+                (now - j.updated_at) / 60_000,
+                j.bytes_done,
+                j.bytes_total
+            ));
+        }
+    }
+    let failed: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.state == "failed" && j.finished_at.is_some_and(|f| now - f < RECENT.as_millis() as i64))
+        .collect();
+    for j in failed.iter().take(5) {
+        warns.push(format!(
+            "job {} ({}) failed: {}",
+            &j.id[..8.min(j.id.len())],
+            j.kind,
+            j.error.as_deref().unwrap_or("?")
+        ));
+    }
+    let queued = jobs.iter().filter(|j| j.state == "queued").count();
+    let running = jobs.iter().filter(|j| j.state == "running").count();
+    let mut f = if let Some(first) = fails.first() {
+        Finding::fail(first.clone()).fix("restart ember on that host; a restarted service requeues its own running jobs")
+    } else if !warns.is_empty() {
+        let stuck = warns.iter().filter(|w| w.contains("no progress")).count();
+        let summary = if stuck > 0 {
+            format!("{stuck} job(s) stuck, {} failed in 24 h", failed.len())
+        } else {
+            format!("{} job(s) failed in the last 24 h", failed.len())
+        };
+        Finding::warn(summary).fix("`ember job show ID` for details; cancel stuck jobs with `ember job cancel ID`")
+    } else {
+        Finding::ok(format!("{running} running, {queued} queued, none stuck or failed in 24 h"))
+    };
+    f.evidence = fails.into_iter().chain(warns).collect();
+    sink.report(3, "jobs", started, f);
+}
