@@ -83,7 +83,13 @@ fn every_job_kind_on_rbd() {
     ])["snapshot"]
         .clone();
     let snap_name = format!("snapshot-{}", id(&snap));
-    let o = ceph.rbd(&["snap", "ls", "--format", "json", &format!("volumes/{base_img}")]);
+    let o = ceph.rbd(&[
+        "snap",
+        "ls",
+        "--format",
+        "json",
+        &format!("volumes/{base_img}"),
+    ]);
     let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(snaps[0]["name"], snap_name.as_str());
     assert_eq!(snaps[0]["protected"], "true");
@@ -129,7 +135,13 @@ fn every_job_kind_on_rbd() {
 
     // snapshot delete once nothing depends on it; clone, flatten, delete of the rest.
     env.json(&["volume", "snapshot", "delete", "s1", "--wait"]);
-    let o = ceph.rbd(&["snap", "ls", "--format", "json", &format!("volumes/{base_img}")]);
+    let o = ceph.rbd(&[
+        "snap",
+        "ls",
+        "--format",
+        "json",
+        &format!("volumes/{base_img}"),
+    ]);
     let left: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(left.len(), 1, "only c2's clone snapshot is left: {left:?}");
     env.json(&["volume", "delete", "c2", "--wait"]);
@@ -211,7 +223,10 @@ fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
     env.json(&["volume", "create", "a", "--size", "256M", "--wait"]);
     let b = env.json(&["volume", "create", "b", "--source", "a", "--wait"])["volume"].clone();
     let b_img = format!("volume-{}", id(&b));
-    assert!(info(&ceph, &b_img).get("parent").is_some(), "depth 1 is kept");
+    assert!(
+        info(&ceph, &b_img).get("parent").is_some(),
+        "depth 1 is kept"
+    );
     // A clone of the clone would be depth 2 > 1: flattened at once.
     let c = env.json(&["volume", "create", "c", "--source", "b", "--wait"])["volume"].clone();
     assert!(
@@ -229,7 +244,11 @@ fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
     assert!(!images(&ceph).contains(&a_img));
     let trash = stdout(&ceph.rbd(&["trash", "ls", "volumes"]));
     assert!(trash.contains(&a_img), "{trash}");
-    assert_eq!(digest(&ceph, &b_img), b_data, "the clone still reads its parent's data");
+    assert_eq!(
+        digest(&ceph, &b_img),
+        b_data,
+        "the clone still reads its parent's data"
+    );
     env.json(&["volume", "delete", "b", "--wait"]);
     wait_for("the purge of a", Duration::from_secs(30), || {
         stdout(&ceph.rbd(&["trash", "ls", "volumes"]))
@@ -261,8 +280,7 @@ fn capacity_from_the_pool_and_reconcile_against_the_pool() {
     let b = wait_for("capacity", Duration::from_secs(30), || {
         let l = env.json(&["backend", "list"]);
         let b = l.as_array().unwrap()[0].clone();
-        (b["provisioned_bytes"] == (3u64 << 29) && b["total_bytes"].as_u64() > Some(0))
-            .then_some(b)
+        (b["provisioned_bytes"] == (3u64 << 29) && b["total_bytes"].as_u64() > Some(0)).then_some(b)
     });
     let cap = &b;
     assert!(cap["free_bytes"].as_u64().unwrap() <= cap["total_bytes"].as_u64().unwrap());
@@ -287,7 +305,10 @@ fn capacity_from_the_pool_and_reconcile_against_the_pool() {
             )
         })
         .collect();
-    assert!(kinds.contains(&("orphan_image".into(), orphan.into())), "{r}");
+    assert!(
+        kinds.contains(&("orphan_image".into(), orphan.into())),
+        "{r}"
+    );
     assert!(
         kinds.contains(&("missing_image".into(), format!("volume-{}", id(&v2)))),
         "{r}"

@@ -43,7 +43,8 @@ fn wrong_user_and_missing_keyring_say_which_keyring_to_fix() {
     // The on-call story: rbd_user = cinder-x while only ceph.client.cinder.keyring exists.
     let backends = format!(
         "{}[backends.file0]\nvolume_driver = \"file\"\n",
-        ceph.backend("rbd0", "").replace("\"cinder\"", "\"cinder-x\"")
+        ceph.backend("rbd0", "")
+            .replace("\"cinder\"", "\"cinder-x\"")
     );
     let env = Env::new(dir.path(), &url, &backends);
     let (serve, err, took) = error_of(&env, "rbd0", Duration::from_secs(20));
@@ -90,10 +91,8 @@ fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
     let backends = format!(
         "{}[backends.file0]\nvolume_driver = \"file\"\n",
-        ceph.backend("rbd0", "").replace(
-            "rados_connect_timeout = 5",
-            "rados_connect_timeout = 3"
-        )
+        ceph.backend("rbd0", "")
+            .replace("rados_connect_timeout = 5", "rados_connect_timeout = 3")
     );
     let env = Env::new(dir.path(), &url, &backends);
 
@@ -101,12 +100,19 @@ fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
     ceph.mon_stop();
     let (serve, err, took) = error_of(&env, "rbd0", Duration::from_secs(20));
     assert!(err.contains("no monitor answered within 3 s"), "{err}");
-    assert!(err.contains("127.0.0.1:"), "names the monitor addresses: {err}");
+    assert!(
+        err.contains("127.0.0.1:"),
+        "names the monitor addresses: {err}"
+    );
     assert!(took < Duration::from_secs(12), "took {took:?}");
-    wait_for("file0 up and rbd0 heartbeating", Duration::from_secs(10), || {
-        (state(&env, "file0")["state"] == "up" && heartbeating(&state(&env, "rbd0")))
-            .then_some(())
-    });
+    wait_for(
+        "file0 up and rbd0 heartbeating",
+        Duration::from_secs(10),
+        || {
+            (state(&env, "file0")["state"] == "up" && heartbeating(&state(&env, "rbd0")))
+                .then_some(())
+        },
+    );
 
     // 2. The monitor comes back: the backend reconnects by itself and works.
     ceph.mon_start();
@@ -114,7 +120,16 @@ fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
         let s = state(&env, "rbd0");
         (s["state"] == "up" && s["error"].is_null()).then_some(())
     });
-    let v = env.json(&["volume", "create", "v", "--size", "64M", "--backend", "rbd0", "--wait"]);
+    let v = env.json(&[
+        "volume",
+        "create",
+        "v",
+        "--size",
+        "64M",
+        "--backend",
+        "rbd0",
+        "--wait",
+    ]);
     assert_eq!(v["job"]["state"], "succeeded");
 
     // 3. The monitor stops under an established connection: the periodic check notices
@@ -125,7 +140,11 @@ fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
         state(&env, "rbd0")["error"].as_str().map(str::to_string)
     });
     assert!(err.contains("no monitor answered"), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let s = state(&env, "rbd0");
     assert!(heartbeating(&s), "{s}");

@@ -171,10 +171,7 @@ fn a_killed_service_turns_down_after_service_down_time() {
 fn no_backend_able_to_start_exits_non_zero_with_the_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let config = cfg(
-        dir.path(),
-        "[backends.a]\nvolume_driver = \"nope\"\n",
-    );
+    let config = cfg(dir.path(), "[backends.a]\nvolume_driver = \"nope\"\n");
     let mut serve = Serve::start(&config, &url, dir.path());
     let code = serve.wait(Duration::from_secs(20));
     assert_eq!(code, Some(1));

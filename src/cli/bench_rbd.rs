@@ -38,7 +38,10 @@ fn run(mut c: Command, what: &str) -> anyhow::Result<Duration> {
     let (out, t) = time(|| c.output());
     let out = out.with_context(|| format!("cannot run {what} (is ceph-common installed?)"))?;
     if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(t)
 }
@@ -68,10 +71,18 @@ pub fn flatten(
     drv.create_volume(&base, size)?;
     let result = (|| -> anyhow::Result<_> {
         let mut fill = rbd_cli(r);
-        fill.args(["bench", "--io-type", "write", "--io-size", "4M", "--io-pattern", "seq"])
-            .arg("--io-total")
-            .arg(data.to_string())
-            .arg(spec(&volume_image(&base)));
+        fill.args([
+            "bench",
+            "--io-type",
+            "write",
+            "--io-size",
+            "4M",
+            "--io-pattern",
+            "seq",
+        ])
+        .arg("--io-total")
+        .arg(data.to_string())
+        .arg(spec(&volume_image(&base)));
         run(fill, "rbd bench (filling the parent)")?;
         drv.create_snapshot(&snap, &base, &NoProgress)?;
         let parent = format!("{}@{}", spec(&volume_image(&base)), snapshot_image(&snap));
@@ -93,7 +104,9 @@ pub fn flatten(
             };
             let theirs = || {
                 let mut c = rbd_cli(r);
-                c.arg("--no-progress").arg("flatten").arg(spec(&volume_image(&bb)));
+                c.arg("--no-progress")
+                    .arg("flatten")
+                    .arg(spec(&volume_image(&bb)));
                 run(c, "rbd flatten")
             };
             if round % 2 == 0 {
@@ -130,8 +143,14 @@ pub fn flatten(
             human_bytes(size as i64),
             human_bytes(data as i64)
         );
-        println!("  ember driver flatten            {:>8.3} s", ember_t.as_secs_f64());
-        println!("  rbd flatten (CLI)               {:>8.3} s", cli_t.as_secs_f64());
+        println!(
+            "  ember driver flatten            {:>8.3} s",
+            ember_t.as_secs_f64()
+        );
+        println!(
+            "  rbd flatten (CLI)               {:>8.3} s",
+            cli_t.as_secs_f64()
+        );
         println!(
             "  rbd CLI start + connect         {:>8.3} s  (rbd info of the same image)",
             fixed_t.as_secs_f64()

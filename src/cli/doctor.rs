@@ -40,7 +40,12 @@ pub async fn run(
     {
         anyhow::bail!(
             "no backend {b:?} in the config; known: {}",
-            config.backends.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+            config
+                .backends
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let db = crate::db::Db::connect(&config.database_url)

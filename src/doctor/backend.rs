@@ -5,11 +5,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{BackendConfig, DriverConfig, RbdConfig};
-use crate::db::services::{is_up, parse_lateness};
 use crate::db::now_ms;
+use crate::db::services::{is_up, parse_lateness};
+use crate::driver::DriverError;
 use crate::driver::rbd::cephconf::{self, CephConf, MonAddr};
 use crate::driver::rbd::{ClusterHealth, RbdDriver};
-use crate::driver::DriverError;
 
 use super::{Finding, PROBE_SLACK, Sink, Target};
 
@@ -41,20 +41,27 @@ pub async fn run(t: &Target, b: &BackendConfig, sink: &Sink) {
 
 fn file_dir(dir: &Path) -> Finding {
     if !dir.is_dir() {
-        return Finding::warn(format!("{} does not exist yet", dir.display()))
-            .fix("it is created at the first start of the service; check file_dir if it should exist");
+        return Finding::warn(format!("{} does not exist yet", dir.display())).fix(
+            "it is created at the first start of the service; check file_dir if it should exist",
+        );
     }
     let probe = dir.join(format!(".ember-doctor-{}", std::process::id()));
     if let Err(e) = std::fs::write(&probe, b"x") {
-        return Finding::fail(format!("{} is not writable: {e}", dir.display()))
-            .fix(format!("chown/chmod {} for the user ember runs as", dir.display()));
+        return Finding::fail(format!("{} is not writable: {e}", dir.display())).fix(format!(
+            "chown/chmod {} for the user ember runs as",
+            dir.display()
+        ));
     }
     let _ = std::fs::remove_file(&probe);
     match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => {
             let total = s.blocks() as u64 * s.fragment_size() as u64;
             let free = s.blocks_available() as u64 * s.fragment_size() as u64;
-            let pct = if total == 0 { 0.0 } else { free as f64 * 100.0 / total as f64 };
+            let pct = if total == 0 {
+                0.0
+            } else {
+                free as f64 * 100.0 / total as f64
+            };
             let line = format!(
                 "{}: writable, {} free of {} ({pct:.0}%)",
                 dir.display(),
@@ -75,45 +82,78 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     let user = r.user.clone().unwrap_or_else(|| "admin".into());
     // 1. The conf.
     let started = Instant::now();
-    let conf: Option<CephConf> = match cephconf::resolve_conf(&r.cluster_name, r.ceph_conf.as_deref()) {
-        Err(tried) => {
-            let list = tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-            sink.report(0, "ceph_conf", started, Finding::fail(format!("no ceph conf found (looked in {list})"))
-                .fix("set rbd_ceph_conf to the cluster's ceph.conf"));
-            None
-        }
-        Ok(path) => match CephConf::load(&path) {
-            Ok(c) => {
-                let mons = c.monitors();
-                let f = if mons.is_empty() {
-                    Finding::fail(format!("{} names no monitor (mon_host)", path.display()))
-                        .fix(format!("add `mon host = ...` under [global] in {}", path.display()))
-                } else {
-                    Finding::ok(format!("{}: {} monitor address(es)", path.display(), mons.len()))
-                };
-                sink.report(0, "ceph_conf", started, f);
-                Some(c)
-            }
-            Err(e) => {
-                let fix = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                    format!("make {} readable by the user ember runs as (uid {})", path.display(), nix::unistd::getuid())
-                } else {
-                    "set rbd_ceph_conf to the cluster's ceph.conf".to_string()
-                };
-                sink.report(0, "ceph_conf", started, Finding::fail(format!("cannot read {}: {e}", path.display())).fix(fix));
+    let conf: Option<CephConf> =
+        match cephconf::resolve_conf(&r.cluster_name, r.ceph_conf.as_deref()) {
+            Err(tried) => {
+                let list = tried
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                sink.report(
+                    0,
+                    "ceph_conf",
+                    started,
+                    Finding::fail(format!("no ceph conf found (looked in {list})"))
+                        .fix("set rbd_ceph_conf to the cluster's ceph.conf"),
+                );
                 None
             }
-        },
-    };
+            Ok(path) => match CephConf::load(&path) {
+                Ok(c) => {
+                    let mons = c.monitors();
+                    let f = if mons.is_empty() {
+                        Finding::fail(format!("{} names no monitor (mon_host)", path.display()))
+                            .fix(format!(
+                                "add `mon host = ...` under [global] in {}",
+                                path.display()
+                            ))
+                    } else {
+                        Finding::ok(format!(
+                            "{}: {} monitor address(es)",
+                            path.display(),
+                            mons.len()
+                        ))
+                    };
+                    sink.report(0, "ceph_conf", started, f);
+                    Some(c)
+                }
+                Err(e) => {
+                    let fix = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        format!(
+                            "make {} readable by the user ember runs as (uid {})",
+                            path.display(),
+                            nix::unistd::getuid()
+                        )
+                    } else {
+                        "set rbd_ceph_conf to the cluster's ceph.conf".to_string()
+                    };
+                    sink.report(
+                        0,
+                        "ceph_conf",
+                        started,
+                        Finding::fail(format!("cannot read {}: {e}", path.display())).fix(fix),
+                    );
+                    None
+                }
+            },
+        };
 
     // 2. Monitors over TCP, and 3. the keyring, side by side.
     let mons = conf.as_ref().map(CephConf::monitors).unwrap_or_default();
     let (reachable, keyring_ok) = tokio::join!(monitors(&mons, conf.is_some(), sink), async {
         let started = Instant::now();
-        let (cluster, user, conf, keyring) = (r.cluster_name.clone(), user.clone(), conf.clone(), r.keyring_conf.clone());
-        let f = tokio::task::spawn_blocking(move || keyring_finding(&cluster, &user, conf.as_ref(), keyring.as_deref()))
-            .await
-            .unwrap_or_else(|e| Finding::fail(format!("check panicked: {e}")));
+        let (cluster, user, conf, keyring) = (
+            r.cluster_name.clone(),
+            user.clone(),
+            conf.clone(),
+            r.keyring_conf.clone(),
+        );
+        let f = tokio::task::spawn_blocking(move || {
+            keyring_finding(&cluster, &user, conf.as_ref(), keyring.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| Finding::fail(format!("check panicked: {e}")));
         let ok = f.status != super::Status::Fail;
         sink.report(2, "keyring", started, f);
         ok
@@ -129,13 +169,24 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
         } else {
             "no usable keyring (see above)"
         };
-        sink.report(3, "auth_pool", started, Finding::skip(format!("not tried: {why}")));
-        sink.report(4, "health", started, Finding::skip(format!("not tried: {why}")));
+        sink.report(
+            3,
+            "auth_pool",
+            started,
+            Finding::skip(format!("not tried: {why}")),
+        );
+        sink.report(
+            4,
+            "health",
+            started,
+            Finding::skip(format!("not tried: {why}")),
+        );
         return;
     }
     let driver = RbdDriver::new(&b.name, r.clone(), 0);
     let limit = r.connect_timeout + PROBE_SLACK;
-    let probe = tokio::time::timeout(limit, tokio::task::spawn_blocking(move || driver.health())).await;
+    let probe =
+        tokio::time::timeout(limit, tokio::task::spawn_blocking(move || driver.health())).await;
     let health: Result<ClusterHealth, String> = match probe {
         Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
         Ok(Err(e)) => Err(format!("probe panicked: {e}")),
@@ -151,7 +202,12 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
                 None => (message.clone(), fix_for(&message, r)),
             };
             sink.report(3, "auth_pool", started, Finding::fail(cause).fix(fix));
-            sink.report(4, "health", started, Finding::skip("not tried: cannot connect"));
+            sink.report(
+                4,
+                "health",
+                started,
+                Finding::skip("not tried: cannot connect"),
+            );
         }
         Ok(h) => {
             let f = Finding::ok(format!(
@@ -169,7 +225,10 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
             };
             if !h.pool_figures {
                 if f.status == super::Status::Ok {
-                    f = Finding::warn(format!("{}, but `ceph df` has no figures for pool {}: capacity unknown", h.status, r.pool));
+                    f = Finding::warn(format!(
+                        "{}, but `ceph df` has no figures for pool {}: capacity unknown",
+                        h.status, r.pool
+                    ));
                 }
                 f = f.fix("start a ceph-mgr (pool usage comes from the manager)");
             }
@@ -184,7 +243,10 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
 /// The generic fix for a connect/pool failure the driver did not already explain.
 fn fix_for(message: &str, r: &RbdConfig) -> String {
     if message.contains("does not exist") {
-        format!("create the pool (ceph osd pool create {0}; rbd pool init {0}) or fix rbd_pool", r.pool)
+        format!(
+            "create the pool (ceph osd pool create {0}; rbd pool init {0}) or fix rbd_pool",
+            r.pool
+        )
     } else if message.contains("lacks caps") {
         format!(
             "ceph auth caps client.{} mon 'profile rbd' osd 'profile rbd pool={}'",
@@ -198,7 +260,12 @@ fn fix_for(message: &str, r: &RbdConfig) -> String {
     }
 }
 
-fn keyring_finding(cluster: &str, user: &str, conf: Option<&CephConf>, keyring: Option<&Path>) -> Finding {
+fn keyring_finding(
+    cluster: &str,
+    user: &str,
+    conf: Option<&CephConf>,
+    keyring: Option<&Path>,
+) -> Finding {
     let s = cephconf::find_keyring(cluster, user, conf, keyring);
     let mut f = match (s.problem(), &s.found) {
         (Some((cause, fix)), _) => Finding::fail(cause).fix(fix),
@@ -222,11 +289,21 @@ fn keyring_finding(cluster: &str, user: &str, conf: Option<&CephConf>, keyring: 
 async fn monitors(mons: &[MonAddr], have_conf: bool, sink: &Sink) -> bool {
     let started = Instant::now();
     if !have_conf {
-        sink.report(1, "monitors", started, Finding::skip("not tried: no readable ceph conf"));
+        sink.report(
+            1,
+            "monitors",
+            started,
+            Finding::skip("not tried: no readable ceph conf"),
+        );
         return false;
     }
     if mons.is_empty() {
-        sink.report(1, "monitors", started, Finding::skip("not tried: the conf names no monitor"));
+        sink.report(
+            1,
+            "monitors",
+            started,
+            Finding::skip("not tried: the conf names no monitor"),
+        );
         return false;
     }
     let mut set = tokio::task::JoinSet::new();
@@ -239,7 +316,10 @@ async fn monitors(mons: &[MonAddr], have_conf: bool, sink: &Sink) -> bool {
             )
             .await;
             let line = match r {
-                Ok(Ok(_)) => Ok(format!("{m} accepts ({:.1} ms)", t.elapsed().as_secs_f64() * 1000.0)),
+                Ok(Ok(_)) => Ok(format!(
+                    "{m} accepts ({:.1} ms)",
+                    t.elapsed().as_secs_f64() * 1000.0
+                )),
                 Ok(Err(e)) => Err(format!("{m}: {e}")),
                 Err(_) => Err(format!("{m}: no answer within {} s", TCP_TIMEOUT.as_secs())),
             };
@@ -251,13 +331,22 @@ async fn monitors(mons: &[MonAddr], have_conf: bool, sink: &Sink) -> bool {
     let results: Vec<Result<String, String>> = results.into_iter().map(|r| r.1).collect();
     let up = results.iter().filter(|r| r.is_ok()).count();
     let mut f = if up == 0 {
-        Finding::fail(format!("no monitor reachable ({} address(es) tried)", results.len()))
-            .fix("start the monitors, or fix mon_host in the ceph conf (the ports must match)")
+        Finding::fail(format!(
+            "no monitor reachable ({} address(es) tried)",
+            results.len()
+        ))
+        .fix("start the monitors, or fix mon_host in the ceph conf (the ports must match)")
     } else if up < results.len() {
-        Finding::warn(format!("{up} of {} monitor addresses reachable", results.len()))
-            .fix("a monitor is down or firewalled: check it (ceph mon stat)")
+        Finding::warn(format!(
+            "{up} of {} monitor addresses reachable",
+            results.len()
+        ))
+        .fix("a monitor is down or firewalled: check it (ceph mon stat)")
     } else {
-        Finding::ok(format!("{up} of {} monitor addresses reachable", results.len()))
+        Finding::ok(format!(
+            "{up} of {} monitor addresses reachable",
+            results.len()
+        ))
     };
     for r in results {
         f = f.evidence(r.unwrap_or_else(|e| e));
@@ -271,13 +360,23 @@ async fn monitors(mons: &[MonAddr], have_conf: bool, sink: &Sink) -> bool {
 async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
     let started = Instant::now();
     let Ok(db) = &t.db else {
-        sink.report(5, "service", started, Finding::skip("not tried: the database cannot be opened"));
+        sink.report(
+            5,
+            "service",
+            started,
+            Finding::skip("not tried: the database cannot be opened"),
+        );
         return;
     };
     let rows = match db.list_services().await {
         Ok(r) => r,
         Err(e) => {
-            sink.report(5, "service", started, Finding::fail(format!("cannot read services: {e}")));
+            sink.report(
+                5,
+                "service",
+                started,
+                Finding::fail(format!("cannot read services: {e}")),
+            );
             return;
         }
     };
@@ -285,8 +384,13 @@ async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
     let now = now_ms();
     let mine: Vec<_> = rows.iter().filter(|r| r.backend == b.name).collect();
     if mine.is_empty() {
-        sink.report(5, "service", started, Finding::warn("no service has ever run for this backend")
-            .fix("start ember (the console runs the services) or `ember serve`"));
+        sink.report(
+            5,
+            "service",
+            started,
+            Finding::warn("no service has ever run for this backend")
+                .fix("start ember (the console runs the services) or `ember serve`"),
+        );
         return;
     }
     let mut worst = Finding::ok(String::new());
@@ -307,7 +411,8 @@ async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
                 None => f.fix("see the auth/pool checks above, and the service log"),
             }
         } else if r.stopped_at.is_some() {
-            Finding::warn(format!("{}: stopped cleanly", r.host)).fix("start ember (or `ember serve`) on that host")
+            Finding::warn(format!("{}: stopped cleanly", r.host))
+                .fix("start ember (or `ember serve`) on that host")
         } else if !is_up(r, now, down_ms) {
             Finding::fail(format!(
                 "{}: no heartbeat for {age_s} (service_down_time {} s): the process is dead or hung",

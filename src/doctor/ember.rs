@@ -74,12 +74,26 @@ async fn database(t: &Target, sink: &Sink) {
     let (applied, known, failed, size) =
         match tokio::time::timeout(crate::db::BUSY_TIMEOUT * 2, work).await {
             Err(_) => {
-                sink.report(1, "database", started, Finding::fail(format!("{}: no answer within {} s", db.display_url, (crate::db::BUSY_TIMEOUT * 2).as_secs()))
-                    .fix("the database is locked or overloaded: look for a stuck writer"));
+                sink.report(
+                    1,
+                    "database",
+                    started,
+                    Finding::fail(format!(
+                        "{}: no answer within {} s",
+                        db.display_url,
+                        (crate::db::BUSY_TIMEOUT * 2).as_secs()
+                    ))
+                    .fix("the database is locked or overloaded: look for a stuck writer"),
+                );
                 return;
             }
             Ok(Err(e)) => {
-                sink.report(1, "database", started, Finding::fail(format!("{}: {e}", db.display_url)));
+                sink.report(
+                    1,
+                    "database",
+                    started,
+                    Finding::fail(format!("{}: {e}", db.display_url)),
+                );
                 return;
             }
             Ok(Ok(v)) => v,
@@ -128,13 +142,23 @@ async fn database(t: &Target, sink: &Sink) {
 async fn hosts(t: &Target, sink: &Sink) {
     let started = Instant::now();
     let Ok(db) = &t.db else {
-        sink.report(2, "hosts", started, Finding::skip("not tried: the database cannot be opened"));
+        sink.report(
+            2,
+            "hosts",
+            started,
+            Finding::skip("not tried: the database cannot be opened"),
+        );
         return;
     };
     let rows = match db.list_services().await {
         Ok(r) => r,
         Err(e) => {
-            sink.report(2, "hosts", started, Finding::fail(format!("cannot read services: {e}")));
+            sink.report(
+                2,
+                "hosts",
+                started,
+                Finding::fail(format!("cannot read services: {e}")),
+            );
             return;
         }
     };
@@ -186,7 +210,10 @@ async fn hosts(t: &Target, sink: &Sink) {
         Finding::warn(format!("clock skew over 1 s on {}", skewed.join(", ")))
             .fix("run chrony/ntpd on every host: skew makes live services look down")
     } else {
-        Finding::ok(format!("{} host(s) share this database ({others} other than {me})", by_host.len()))
+        Finding::ok(format!(
+            "{} host(s) share this database ({others} other than {me})",
+            by_host.len()
+        ))
     };
     f.evidence = lines;
     sink.report(2, "hosts", started, f);
@@ -195,13 +222,23 @@ async fn hosts(t: &Target, sink: &Sink) {
 async fn jobs(t: &Target, sink: &Sink) {
     let started = Instant::now();
     let Ok(db) = &t.db else {
-        sink.report(3, "jobs", started, Finding::skip("not tried: the database cannot be opened"));
+        sink.report(
+            3,
+            "jobs",
+            started,
+            Finding::skip("not tried: the database cannot be opened"),
+        );
         return;
     };
     let (jobs, services) = match tokio::try_join!(db.list_jobs(None, 5000), db.list_services()) {
         Ok(v) => v,
         Err(e) => {
-            sink.report(3, "jobs", started, Finding::fail(format!("cannot read jobs: {e}")));
+            sink.report(
+                3,
+                "jobs",
+                started,
+                Finding::fail(format!("cannot read jobs: {e}")),
+            );
             return;
         }
     };
@@ -213,11 +250,16 @@ async fn jobs(t: &Target, sink: &Sink) {
     for j in jobs.iter().filter(|j| j.state == "running") {
         let short = &j.id[..8.min(j.id.len())];
         let holder = j.claimed_by.as_deref().unwrap_or("?");
-        let live = services
-            .iter()
-            .any(|s| s.host == holder && s.stopped_at.is_none() && s.updated_at.is_some_and(|u| now - u <= down_ms));
+        let live = services.iter().any(|s| {
+            s.host == holder
+                && s.stopped_at.is_none()
+                && s.updated_at.is_some_and(|u| now - u <= down_ms)
+        });
         if !live {
-            fails.push(format!("job {short} ({} of {}) is running on {holder}, whose service is down", j.kind, j.target_id));
+            fails.push(format!(
+                "job {short} ({} of {}) is running on {holder}, whose service is down",
+                j.kind, j.target_id
+            ));
         } else if now - j.updated_at > stuck_ms {
             warns.push(format!(
                 "job {short} ({}) made no progress for {} min ({} of {} bytes)",
@@ -230,7 +272,11 @@ async fn jobs(t: &Target, sink: &Sink) {
     }
     let failed: Vec<_> = jobs
         .iter()
-        .filter(|j| j.state == "failed" && j.finished_at.is_some_and(|f| now - f < RECENT.as_millis() as i64))
+        .filter(|j| {
+            j.state == "failed"
+                && j.finished_at
+                    .is_some_and(|f| now - f < RECENT.as_millis() as i64)
+        })
         .collect();
     for j in failed.iter().take(5) {
         warns.push(format!(
@@ -243,7 +289,8 @@ async fn jobs(t: &Target, sink: &Sink) {
     let queued = jobs.iter().filter(|j| j.state == "queued").count();
     let running = jobs.iter().filter(|j| j.state == "running").count();
     let mut f = if let Some(first) = fails.first() {
-        Finding::fail(first.clone()).fix("restart ember on that host; a restarted service requeues its own running jobs")
+        Finding::fail(first.clone())
+            .fix("restart ember on that host; a restarted service requeues its own running jobs")
     } else if !warns.is_empty() {
         let stuck = warns.iter().filter(|w| w.contains("no progress")).count();
         let summary = if stuck > 0 {
@@ -251,9 +298,12 @@ async fn jobs(t: &Target, sink: &Sink) {
         } else {
             format!("{} job(s) failed in the last 24 h", failed.len())
         };
-        Finding::warn(summary).fix("`ember job show ID` for details; cancel stuck jobs with `ember job cancel ID`")
+        Finding::warn(summary)
+            .fix("`ember job show ID` for details; cancel stuck jobs with `ember job cancel ID`")
     } else {
-        Finding::ok(format!("{running} running, {queued} queued, none stuck or failed in 24 h"))
+        Finding::ok(format!(
+            "{running} running, {queued} queued, none stuck or failed in 24 h"
+        ))
     };
     f.evidence = fails.into_iter().chain(warns).collect();
     sink.report(3, "jobs", started, f);

@@ -191,9 +191,5 @@ pub async fn run_all(target: Target) -> Vec<Check> {
 
 /// The worst status among checks (Ok when there are none).
 pub fn worst(checks: &[Check]) -> Status {
-    checks
-        .iter()
-        .map(|c| c.status)
-        .max()
-        .unwrap_or(Status::Ok)
+    checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok)
 }

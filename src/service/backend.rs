@@ -45,6 +45,8 @@ pub struct BackendService {
     /// Set once the first setup check has finished: heartbeats start then, so that a service
     /// never shows up before its storage has been tried.
     pub checked: AtomicBool,
+    /// The last failure's reason, so that a retry failing the same way is not logged again.
+    last_error: Mutex<Option<String>>,
     pub lateness: Mutex<Lateness>,
     /// Bounds the storage calls running at once on this backend; a job is claimed only
     /// with a slot in hand, so queued jobs stay visible (and takeable by another ember).
@@ -107,6 +109,7 @@ impl BackendService {
             .await
         {
             Ok(()) => {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if !self.healthy.swap(true, Ordering::SeqCst)
                     && let Err(e) = db.set_service_error(self.row_id, None).await
                 {
@@ -123,7 +126,18 @@ impl BackendService {
 
     async fn fail(&self, db: &Db, reason: &str) {
         let was = self.healthy.swap(false, Ordering::SeqCst);
-        warn!(backend = %self.name, "backend failing: {reason}");
+        // Logged when it starts or its reason changes; a retry failing the same way is quiet.
+        let changed = {
+            let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = last.as_deref() != Some(reason);
+            *last = Some(reason.to_string());
+            changed
+        };
+        if was || changed {
+            warn!(backend = %self.name, "backend failing: {reason}");
+        } else {
+            tracing::debug!(backend = %self.name, "backend still failing: {reason}");
+        }
         if let Err(e) = db.set_service_error(self.row_id, Some(reason)).await {
             warn!(backend = %self.name, "cannot record service error: {e}");
         }
@@ -314,6 +328,7 @@ pub fn new_backend(
         driver,
         healthy: AtomicBool::new(false),
         checked: AtomicBool::new(false),
+        last_error: Mutex::new(None),
         lateness: Mutex::new(Lateness::default()),
         slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),
         pool: StoragePool::new(&cfg.name, cfg.pool_size.max(1)),

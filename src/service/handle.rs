@@ -13,6 +13,8 @@ use super::jobs::request::Cancelled;
 use super::jobs::{self, Enqueued, JobError, Request};
 use super::snapshot::Snapshot;
 
+pub use crate::doctor::{Check, Status};
+
 pub struct Handle {
     db: Db,
     pub config: Arc<Config>,
@@ -57,6 +59,20 @@ impl Handle {
         let out = jobs::enqueue(&self.db, &self.config, req, &current_actor()).await;
         self.poke.notify_one();
         out
+    }
+
+    /// Runs the doctor's checks in the background; each arrives on the channel as it
+    /// finishes, and the channel closes when all are done.
+    pub fn doctor(&self) -> tokio::sync::mpsc::UnboundedReceiver<Check> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let target = crate::doctor::Target {
+            config: self.config.clone(),
+            db: Ok(self.db.clone()),
+            backend: None,
+            stuck_after: std::time::Duration::from_secs(crate::doctor::STUCK_AFTER_SECS),
+        };
+        tokio::spawn(crate::doctor::run(target, tx));
+        rx
     }
 
     pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, JobError> {

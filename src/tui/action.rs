@@ -13,6 +13,9 @@ pub enum Action {
     Volumes,
     Jobs,
     Logs,
+    Doctor,
+    /// Doctor view: run every check again.
+    RerunDoctor,
     Up,
     Down,
     Top,
@@ -51,6 +54,8 @@ impl Action {
             Volumes,
             Jobs,
             Logs,
+            Doctor,
+            RerunDoctor,
             Up,
             Down,
             Top,

@@ -6,6 +6,7 @@
 //! `App` changes state; the screen is redrawn only when something changed.
 
 pub mod action;
+pub mod doctor;
 pub mod filter;
 pub mod keymap;
 pub mod prompt;
@@ -90,11 +91,49 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
         })?;
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, bool)>();
+    // Doctor results: Some(check) as each finishes, None when a run is over. The first run
+    // starts at once, so the Overview shows what fails as soon as ember opens.
+    let (doctor_tx, mut doctor_rx) =
+        mpsc::unbounded_channel::<Option<crate::service::handle::Check>>();
+    let run_doctor =
+        |h: Arc<Handle>, tx: mpsc::UnboundedSender<Option<crate::service::handle::Check>>| {
+            tokio::spawn(async move {
+                let mut rx = h.doctor();
+                while let Some(c) = rx.recv().await {
+                    let _ = tx.send(Some(c));
+                }
+                let _ = tx.send(None);
+            });
+        };
+    // As a worker, the first run waits until this process's services have tried their
+    // storage and heartbeated (or two report intervals), so it does not report the previous
+    // run's stale rows as dead.
+    let opened_ms = now_ms();
+    let first_deadline = opened_ms + 2 * handle.config.report_interval.as_millis() as i64;
+    let mut first_doctor_pending = true;
+    let ready = |app: &App, now: i64| -> bool {
+        !handle.worker
+            || now >= first_deadline
+            || app
+                .snap
+                .services
+                .iter()
+                .filter(|s| s.row.host.starts_with(&format!("{}@", app.host)))
+                .all(|s| s.row.error.is_some() || s.row.updated_at.is_some_and(|u| u >= opened_ms))
+                && !app.snap.services.is_empty()
+    };
     let mut snapshots = handle.snapshot.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dirty = true;
     let mut last_minute = now_ms() / 60_000;
     let result = loop {
+        if first_doctor_pending && ready(&app, now_ms()) {
+            first_doctor_pending = false;
+            if app.doctor.start().is_some() {
+                run_doctor(handle.clone(), doctor_tx.clone());
+            }
+            dirty = true;
+        }
         if dirty {
             tui_logger::move_events();
             if let Err(e) = terminal.draw(|f| views::draw(f, &app, now_ms())) {
@@ -121,6 +160,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                                         let _ = tx.send(msg);
                                     });
                                 }
+                                Command::Doctor => run_doctor(handle.clone(), doctor_tx.clone()),
                                 Command::Cancel(id) => {
                                     let (h, tx) = (handle.clone(), done_tx.clone());
                                     tokio::spawn(async move {
@@ -150,6 +190,14 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                     dirty = true;
                 }
             }
+            c = doctor_rx.recv() => {
+                match c {
+                    Some(Some(c)) => app.doctor.add(c),
+                    Some(None) => app.doctor.finish(now_ms()),
+                    None => {}
+                }
+                dirty = true;
+            }
             msg = done_rx.recv() => {
                 if let Some(m) = msg {
                     app.toast = Some(m);
@@ -160,7 +208,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                 // Idle, almost nothing goes to the terminal: only views with ticking ages
                 // redraw every second; the clock shows minutes.
                 let minute = now_ms() / 60_000;
-                if matches!(app.view, state::View::Services | state::View::Jobs | state::View::Logs) || minute != last_minute {
+                if matches!(app.view, state::View::Services | state::View::Jobs | state::View::Logs | state::View::Doctor) || minute != last_minute {
                     last_minute = minute;
                     dirty = true;
                 }

@@ -23,15 +23,17 @@ pub enum View {
     Volumes,
     Jobs,
     Logs,
+    Doctor,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Overview,
         View::Services,
         View::Volumes,
         View::Jobs,
         View::Logs,
+        View::Doctor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl View {
             View::Volumes => "volumes",
             View::Jobs => "jobs",
             View::Logs => "logs",
+            View::Doctor => "doctor",
         }
     }
 
@@ -56,6 +59,7 @@ impl View {
             "volumes" | "volume" | "vol" | "v" => Some(View::Volumes),
             "jobs" | "job" | "j" => Some(View::Jobs),
             "logs" | "log" | "l" => Some(View::Logs),
+            "doctor" | "dr" | "d" => Some(View::Doctor),
             _ => None,
         }
     }
@@ -113,6 +117,8 @@ pub enum Mode {
 pub enum Command {
     Submit(Request),
     Cancel(String),
+    /// Run `ember doctor`'s checks; results come back one by one.
+    Doctor,
     Quit,
 }
 
@@ -131,7 +137,7 @@ pub struct App {
     pub worker: bool,
     pub host: String,
     /// Selected row per view.
-    pub selected: [usize; 5],
+    pub selected: [usize; 6],
     pub filter: String,
     pub sort: usize,
     pub sort_desc: bool,
@@ -147,6 +153,8 @@ pub struct App {
     last_progress: HashMap<String, (i64, i64)>,
     /// The log view's own state: scroll position, target selection, levels per target.
     pub logs: tui_logger::TuiWidgetState,
+    /// The last (or running) doctor run, for the Doctor view and the Overview.
+    pub doctor: super::doctor::DoctorState,
 }
 
 impl App {
@@ -160,7 +168,7 @@ impl App {
             read_only,
             worker,
             host,
-            selected: [0; 5],
+            selected: [0; 6],
             filter: String::new(),
             sort: 0,
             sort_desc: false,
@@ -178,6 +186,7 @@ impl App {
                 st.transition(tui_logger::TuiWidgetEvent::HideKey);
                 st
             },
+            doctor: Default::default(),
         }
     }
 
@@ -236,6 +245,7 @@ impl App {
             View::Volumes => self.visible.len(),
             View::Jobs => self.snap.jobs.len(),
             View::Logs => 0,
+            View::Doctor => self.doctor.checks.len(),
         }
     }
 
@@ -394,6 +404,8 @@ impl App {
             Action::Volumes => self.show(View::Volumes),
             Action::Jobs => self.show(View::Jobs),
             Action::Logs => self.show(View::Logs),
+            Action::Doctor => self.show(View::Doctor),
+            Action::RerunDoctor => return self.doctor.start(),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-page),

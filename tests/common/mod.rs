@@ -307,7 +307,9 @@ pub struct Ceph {
 }
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
 }
 
 impl Ceph {
@@ -349,7 +351,10 @@ impl Ceph {
             stdout(&out),
             stderr(&out)
         );
-        eprintln!("ceph cluster up in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "ceph cluster up in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Some(ceph)
     }
 

@@ -132,9 +132,10 @@ pub fn parse_mon_host(value: &str) -> Vec<MonAddr> {
         // host:port, with an optional /nonce after the port.
         let rest = rest.split('/').next().unwrap_or(rest);
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
-                (h.trim_matches(|c| c == '[' || c == ']'), p.parse::<u16>().ok())
-            }
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+                h.trim_matches(|c| c == '[' || c == ']'),
+                p.parse::<u16>().ok(),
+            ),
             _ => (rest, None),
         };
         match (proto, port) {
@@ -181,7 +182,11 @@ pub fn default_conf_paths(cluster: &str) -> Vec<PathBuf> {
     }
     v.push(PathBuf::from(format!("/etc/ceph/{cluster}.conf")));
     if let Some(home) = std::env::var_os("HOME") {
-        v.push(Path::new(&home).join(".ceph").join(format!("{cluster}.conf")));
+        v.push(
+            Path::new(&home)
+                .join(".ceph")
+                .join(format!("{cluster}.conf")),
+        );
     }
     v.push(PathBuf::from(format!("{cluster}.conf")));
     v
@@ -198,8 +203,7 @@ pub fn resolve_conf(cluster: &str, configured: Option<&Path>) -> Result<PathBuf,
     }
 }
 
-const DEFAULT_KEYRING: &str =
-    "/etc/ceph/$cluster.$name.keyring,/etc/ceph/$cluster.keyring,/etc/ceph/keyring,/etc/ceph/keyring.bin";
+const DEFAULT_KEYRING: &str = "/etc/ceph/$cluster.$name.keyring,/etc/ceph/$cluster.keyring,/etc/ceph/keyring,/etc/ceph/keyring.bin";
 
 /// What the keyring search found for one client.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -229,7 +233,10 @@ impl KeyringSearch {
             Some(_) if self.has_entry => None,
             Some(p) => Some((
                 format!("{} has no [{entity}] entry", p.display()),
-                format!("add the key of {entity} to {} (ceph auth get {entity})", p.display()),
+                format!(
+                    "add the key of {entity} to {} (ceph auth get {entity})",
+                    p.display()
+                ),
             )),
             None => {
                 let tried = self
@@ -287,7 +294,9 @@ pub fn keyring_entities(path: &Path) -> std::io::Result<Vec<String>> {
         .lines()
         .filter_map(|l| {
             let l = l.trim();
-            l.strip_prefix('[')?.strip_suffix(']').map(|s| s.trim().to_string())
+            l.strip_prefix('[')?
+                .strip_suffix(']')
+                .map(|s| s.trim().to_string())
         })
         .collect())
 }
@@ -319,7 +328,8 @@ pub fn find_keyring(
             v.to_string(),
             format!(
                 "{}:{line}",
-                conf.map(|c| c.path.display().to_string()).unwrap_or_default()
+                conf.map(|c| c.path.display().to_string())
+                    .unwrap_or_default()
             ),
         ),
         (None, None) => (DEFAULT_KEYRING.to_string(), "default".to_string()),
@@ -337,7 +347,9 @@ pub fn find_keyring(
     let (has_entry, world_readable) = match &found {
         Some(p) => {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0);
+            let mode = std::fs::metadata(p)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
             let binary = p.extension().is_some_and(|e| e == "bin");
             let has = binary
                 || keyring_entities(p)
@@ -414,15 +426,28 @@ mod tests {
     #[test]
     fn wrong_user_names_the_keyring_that_exists() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let conf_text = format!("[client]\nkeyring = {}/ceph.$name.keyring\n", dir.path().display());
-        std::fs::write(dir.path().join("ceph.client.cinder.keyring"), "[client.cinder]\n\tkey = X\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let conf_text = format!(
+            "[client]\nkeyring = {}/ceph.$name.keyring\n",
+            dir.path().display()
+        );
+        std::fs::write(
+            dir.path().join("ceph.client.cinder.keyring"),
+            "[client.cinder]\n\tkey = X\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let conf = CephConf::parse(&dir.path().join("ceph.conf"), &conf_text);
         let s = find_keyring("ceph", "cinder-x", Some(&conf), None);
         let (cause, fix) = s.problem().unwrap_or_else(|| panic!("no problem found"));
         assert!(cause.contains("ceph.client.cinder-x.keyring"), "{cause}");
-        assert!(fix.contains("ceph.client.cinder.keyring holds client.cinder"), "{fix}");
+        assert!(
+            fix.contains("ceph.client.cinder.keyring holds client.cinder"),
+            "{fix}"
+        );
         assert!(fix.contains("rbd_user = cinder"), "{fix}");
-        assert!(find_keyring("ceph", "cinder", Some(&conf), None).problem().is_none());
+        assert!(
+            find_keyring("ceph", "cinder", Some(&conf), None)
+                .problem()
+                .is_none()
+        );
     }
 }

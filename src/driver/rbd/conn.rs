@@ -148,7 +148,10 @@ impl Cluster {
             settings.push(("keyring", k.to_string_lossy().into_owned()));
         }
         for (k, v) in settings {
-            let (ck, cv) = (cstring("rados_conf_set", k)?, cstring("rados_conf_set", &v)?);
+            let (ck, cv) = (
+                cstring("rados_conf_set", k)?,
+                cstring("rados_conf_set", &v)?,
+            );
             // SAFETY: handle live, not connected; valid C strings.
             Errno::check("rados_conf_set", unsafe {
                 rados_conf_set(me.handle, ck.as_ptr(), cv.as_ptr())
@@ -162,7 +165,8 @@ impl Cluster {
     /// A monitor command (JSON in, JSON out), as `ceph ... -f json` sends it.
     #[allow(unsafe_code)]
     pub fn mon_command(&self, cmd: &serde_json::Value) -> Result<Vec<u8>, (Errno, String)> {
-        let text = cstring("rados_mon_command", &cmd.to_string()).map_err(|e| (e, String::new()))?;
+        let text =
+            cstring("rados_mon_command", &cmd.to_string()).map_err(|e| (e, String::new()))?;
         let mut cmds = [text.as_ptr()];
         let (mut out, mut outlen): (*mut c_char, usize) = (ptr::null_mut(), 0);
         let (mut status, mut statuslen): (*mut c_char, usize) = (ptr::null_mut(), 0);

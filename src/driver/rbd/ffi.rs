@@ -65,8 +65,12 @@ pub struct TrashImageInfo {
 unsafe extern "C" {
     pub fn rbd_list2(io: rados_ioctx_t, images: *mut ImageSpec, max: *mut usize) -> c_int;
     pub fn rbd_image_spec_list_cleanup(images: *mut ImageSpec, n: usize);
-    pub fn rbd_create(io: rados_ioctx_t, name: *const c_char, size: u64, order: *mut c_int)
-    -> c_int;
+    pub fn rbd_create(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        size: u64,
+        order: *mut c_int,
+    ) -> c_int;
     pub fn rbd_clone2(
         p_ioctx: rados_ioctx_t,
         p_name: *const c_char,
@@ -85,8 +89,7 @@ unsafe extern "C" {
         arg: *mut c_void,
     ) -> c_int;
     pub fn rbd_trash_move(io: rados_ioctx_t, name: *const c_char, delay: u64) -> c_int;
-    pub fn rbd_trash_list(io: rados_ioctx_t, entries: *mut TrashImageInfo, n: *mut usize)
-    -> c_int;
+    pub fn rbd_trash_list(io: rados_ioctx_t, entries: *mut TrashImageInfo, n: *mut usize) -> c_int;
     pub fn rbd_trash_list_cleanup(entries: *mut TrashImageInfo, n: usize);
     pub fn rbd_trash_remove(io: rados_ioctx_t, id: *const c_char, force: bool) -> c_int;
 

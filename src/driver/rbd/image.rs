@@ -175,7 +175,9 @@ impl<'p> Image<'p> {
     pub fn size(&self) -> Result<u64, Errno> {
         let mut size = 0u64;
         // SAFETY: open image; size written.
-        Errno::check("rbd_get_size", unsafe { ffi::rbd_get_size(self.raw, &mut size) })?;
+        Errno::check("rbd_get_size", unsafe {
+            ffi::rbd_get_size(self.raw, &mut size)
+        })?;
         Ok(size)
     }
 
@@ -222,7 +224,8 @@ impl<'p> Image<'p> {
         let mut max: c_int = 16;
         loop {
             // SAFETY: zeroed SnapInfo entries are valid (null names); librbd fills up to max.
-            let mut buf: Vec<ffi::SnapInfo> = (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
+            let mut buf: Vec<ffi::SnapInfo> =
+                (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
             // SAFETY: buf has `max` entries; on ERANGE max is set to the needed count.
             let rc = unsafe { ffi::rbd_snap_list(self.raw, buf.as_mut_ptr(), &mut max) };
             if rc == -libc::ERANGE {
@@ -375,7 +378,8 @@ pub fn list(pool: &Pool) -> Result<Vec<String>, Errno> {
     let mut max: usize = 64;
     loop {
         // SAFETY: zeroed specs are valid out-parameters.
-        let mut buf: Vec<ffi::ImageSpec> = (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
+        let mut buf: Vec<ffi::ImageSpec> =
+            (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
         // SAFETY: buf has `max` entries; on ERANGE max holds the needed count.
         let rc = unsafe { ffi::rbd_list2(pool.raw(), buf.as_mut_ptr(), &mut max) };
         if rc == -libc::ERANGE {

@@ -27,8 +27,7 @@ use tracing::{info, warn};
 use self::conn::{Cluster, ConnectOptions, Errno, Pool};
 use self::image::{Image, Open, Ran, Watch};
 use super::{
-    Capacity, Deleted, DriverError, ImageInfo, Progress, VolumeDriver, snapshot_image,
-    volume_image,
+    Capacity, Deleted, DriverError, ImageInfo, Progress, VolumeDriver, snapshot_image, volume_image,
 };
 use crate::config::RbdConfig;
 
@@ -107,14 +106,26 @@ impl RbdDriver {
     /// Says why a connect failed in the operator's terms, with the fix where ember knows it.
     fn connect_error(&self, e: Errno) -> DriverError {
         let entity = format!("client.{}", self.user());
-        let conf_path = cephconf::resolve_conf(&self.cfg.cluster_name, self.cfg.ceph_conf.as_deref());
-        let conf = conf_path.as_ref().ok().and_then(|p| cephconf::CephConf::load(p).ok());
+        let conf_path =
+            cephconf::resolve_conf(&self.cfg.cluster_name, self.cfg.ceph_conf.as_deref());
+        let conf = conf_path
+            .as_ref()
+            .ok()
+            .and_then(|p| cephconf::CephConf::load(p).ok());
         let message = match (e.call, e.code) {
             ("rados_conf_read_file", _) => match &conf_path {
-                Ok(p) => format!("cannot read ceph conf {} ({}): check rbd_ceph_conf", p.display(), e.describe()),
+                Ok(p) => format!(
+                    "cannot read ceph conf {} ({}): check rbd_ceph_conf",
+                    p.display(),
+                    e.describe()
+                ),
                 Err(tried) => format!(
                     "no ceph conf found (looked in {}): set rbd_ceph_conf",
-                    tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    tried
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             },
             ("rados_connect", libc::ENOENT) => {
@@ -125,9 +136,17 @@ impl RbdDriver {
                     self.cfg.keyring_conf.as_deref(),
                 );
                 match search.problem() {
-                    Some((cause, fix)) => format!("cannot connect as {entity}: {cause}; fix: {fix}"),
-                    None => format!("cannot connect as {entity}: {} (keyring {})", e.describe(),
-                        search.found.map(|p| p.display().to_string()).unwrap_or_default()),
+                    Some((cause, fix)) => {
+                        format!("cannot connect as {entity}: {cause}; fix: {fix}")
+                    }
+                    None => format!(
+                        "cannot connect as {entity}: {} (keyring {})",
+                        e.describe(),
+                        search
+                            .found
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
                 }
             }
             ("rados_connect", libc::EACCES | libc::EPERM) => format!(
@@ -137,7 +156,12 @@ impl RbdDriver {
             ("rados_connect", libc::ETIMEDOUT) => format!(
                 "no monitor answered within {} s (mon host: {}): is the cluster up and reachable?",
                 self.cfg.connect_timeout.as_secs(),
-                conf.map(|c| c.monitors().iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "))
+                conf.map(|c| c
+                    .monitors()
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "))
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "unknown".into())
             ),
@@ -181,10 +205,13 @@ impl RbdDriver {
         let out = pool.cluster().mon_command(&cmd).map_err(|(e, status)| {
             if e.code == libc::ETIMEDOUT {
                 self.reset();
-                return self.io("monitor", format!(
-                    "`{prefix}`: no monitor answered within {} s: is the cluster up?",
-                    self.cfg.connect_timeout.as_secs()
-                ));
+                return self.io(
+                    "monitor",
+                    format!(
+                        "`{prefix}`: no monitor answered within {} s: is the cluster up?",
+                        self.cfg.connect_timeout.as_secs()
+                    ),
+                );
             }
             self.io("monitor", format!("`{prefix}`: {} {status}", e.describe()))
         })?;
@@ -192,7 +219,13 @@ impl RbdDriver {
             .map_err(|e| self.io("monitor", format!("`{prefix}`: bad JSON: {e}")))
     }
 
-    fn open<'p>(&self, pool: &'p Pool, op: &'static str, how: Open<'_>, image: &str) -> Result<Image<'p>, DriverError> {
+    fn open<'p>(
+        &self,
+        pool: &'p Pool,
+        op: &'static str,
+        how: Open<'_>,
+        image: &str,
+    ) -> Result<Image<'p>, DriverError> {
         Image::open(pool, how).map_err(|e| self.fail(op, image, e))
     }
 
@@ -205,27 +238,50 @@ impl RbdDriver {
 
     /// Children of `vol@snap` by name.
     fn children(&self, pool: &Pool, vol: &str, snap: &str) -> Result<Vec<String>, DriverError> {
-        let img = self.open(pool, "children", Open::AtSnap(vol, snap), &format!("{vol}@{snap}"))?;
+        let img = self.open(
+            pool,
+            "children",
+            Open::AtSnap(vol, snap),
+            &format!("{vol}@{snap}"),
+        )?;
         Ok(img
             .children()
             .map_err(|e| self.fail("children", vol, e))?
             .into_iter()
-            .map(|c| if c.in_trash { format!("{} (in trash)", c.name) } else { c.name })
+            .map(|c| {
+                if c.in_trash {
+                    format!("{} (in trash)", c.name)
+                } else {
+                    c.name
+                }
+            })
             .collect())
     }
 
     /// Unprotects (if protected) and removes a snapshot nothing reads from.
     fn remove_snapshot(&self, img: &Image<'_>, vol: &str, snap: &str) -> Result<(), DriverError> {
         let what = format!("{vol}@{snap}");
-        if img.snap_is_protected(snap).map_err(|e| self.fail("unprotect", &what, e))? {
-            img.snap_unprotect(snap).map_err(|e| self.fail("unprotect", &what, e))?;
+        if img
+            .snap_is_protected(snap)
+            .map_err(|e| self.fail("unprotect", &what, e))?
+        {
+            img.snap_unprotect(snap)
+                .map_err(|e| self.fail("unprotect", &what, e))?;
         }
-        img.snap_remove(snap).map_err(|e| self.fail("snapshot delete", &what, e))
+        img.snap_remove(snap)
+            .map_err(|e| self.fail("snapshot delete", &what, e))
     }
 
     /// Removes the deferred snapshots of one image that nothing reads from any more; returns
     /// how many remain.
-    fn purge_snapshots(&self, pool: &Pool, img: &Image<'_>, name: &str, trash_id: Option<&str>, gone: &mut Vec<String>) -> Result<usize, DriverError> {
+    fn purge_snapshots(
+        &self,
+        pool: &Pool,
+        img: &Image<'_>,
+        name: &str,
+        trash_id: Option<&str>,
+        gone: &mut Vec<String>,
+    ) -> Result<usize, DriverError> {
         let mut left = 0;
         for s in img.snapshots().map_err(|e| self.fail("purge", name, e))? {
             if trash_id.is_none() && !s.name.ends_with(DELETED) {
@@ -236,7 +292,10 @@ impl RbdDriver {
                 Some(id) => Open::IdAtSnap(id, &s.name),
                 None => Open::AtSnap(name, &s.name),
             };
-            let kids = self.open(pool, "purge", at, name)?.children().map_err(|e| self.fail("purge", name, e))?;
+            let kids = self
+                .open(pool, "purge", at, name)?
+                .children()
+                .map_err(|e| self.fail("purge", name, e))?;
             if kids.is_empty() {
                 self.remove_snapshot(img, name, &s.name)?;
                 gone.push(format!("{name}@{}", s.name));
@@ -280,7 +339,10 @@ impl VolumeDriver for RbdDriver {
         if stats.is_null() {
             warn!(backend = %self.backend, "`ceph df` has no figures for pool {} (no active mgr?): capacity unknown", self.cfg.pool);
         }
-        let stored = stats["stored"].as_u64().or_else(|| stats["bytes_used"].as_u64()).unwrap_or(0);
+        let stored = stats["stored"]
+            .as_u64()
+            .or_else(|| stats["bytes_used"].as_u64())
+            .unwrap_or(0);
         let avail = stats["max_avail"].as_u64().unwrap_or(0);
         let quota = mon(serde_json::json!({"prefix": "osd pool get-quota", "pool": self.cfg.pool, "format": "json"}))
             .ok()
@@ -360,7 +422,10 @@ impl VolumeDriver for RbdDriver {
                 if same {
                     Ok(())
                 } else {
-                    Err(self.io("create", format!("{name} already exists with another size or a parent")))
+                    Err(self.io(
+                        "create",
+                        format!("{name} already exists with another size or a parent"),
+                    ))
                 }
             }
             Err(e) => Err(self.fail("create", &name, e)),
@@ -401,7 +466,9 @@ impl VolumeDriver for RbdDriver {
             }
             img.size().map_err(|e| self.fail("delete", &name, e))?
         };
-        match image::remove(&pool, &name, size, progress).map_err(|e| self.fail("delete", &name, e))? {
+        match image::remove(&pool, &name, size, progress)
+            .map_err(|e| self.fail("delete", &name, e))?
+        {
             Ran::Done => Ok(()),
             Ran::Cancelled => Err(self.cancelled("delete")),
         }
@@ -425,23 +492,41 @@ impl VolumeDriver for RbdDriver {
         img.resize(size).map_err(|e| self.fail("extend", &name, e))
     }
 
-    fn create_snapshot(&self, snap_id: &str, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+    fn create_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        progress: &dyn Progress,
+    ) -> Result<(), DriverError> {
         let pool = self.pool()?;
         let (vol, snap) = (volume_image(volume_id), snapshot_image(snap_id));
         let img = self.open(&pool, "snapshot", Open::Name(&vol), &vol)?;
         let what = format!("{vol}@{snap}");
-        if !img.snap_exists(&snap).map_err(|e| self.fail("snapshot", &what, e))? {
-            img.snap_create(&snap).map_err(|e| self.fail("snapshot", &what, e))?;
+        if !img
+            .snap_exists(&snap)
+            .map_err(|e| self.fail("snapshot", &what, e))?
+        {
+            img.snap_create(&snap)
+                .map_err(|e| self.fail("snapshot", &what, e))?;
         }
         // Protected at once, as Cinder does, so that it can be cloned.
-        if !img.snap_is_protected(&snap).map_err(|e| self.fail("snapshot", &what, e))? {
-            img.snap_protect(&snap).map_err(|e| self.fail("protect", &what, e))?;
+        if !img
+            .snap_is_protected(&snap)
+            .map_err(|e| self.fail("snapshot", &what, e))?
+        {
+            img.snap_protect(&snap)
+                .map_err(|e| self.fail("protect", &what, e))?;
         }
         progress.update(1, 1);
         Ok(())
     }
 
-    fn delete_snapshot(&self, snap_id: &str, volume_id: &str, deferred: bool) -> Result<Deleted, DriverError> {
+    fn delete_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        deferred: bool,
+    ) -> Result<Deleted, DriverError> {
         let pool = self.pool()?;
         let (vol, snap) = (volume_image(volume_id), snapshot_image(snap_id));
         let what = format!("{vol}@{snap}");
@@ -453,16 +538,32 @@ impl VolumeDriver for RbdDriver {
                     .map_err(|e| self.fail("snapshot delete", &what, e))?
                     .iter()
                     .any(|t| t.name == vol);
-                return if in_trash { Ok(Deleted::Deferred) } else { Err(DriverError::NotFound { backend: self.backend.clone(), image: what }) };
+                return if in_trash {
+                    Ok(Deleted::Deferred)
+                } else {
+                    Err(DriverError::NotFound {
+                        backend: self.backend.clone(),
+                        image: what,
+                    })
+                };
             }
             Err(e) => return Err(e),
         };
-        if !img.snap_exists(&snap).map_err(|e| self.fail("snapshot delete", &what, e))? {
+        if !img
+            .snap_exists(&snap)
+            .map_err(|e| self.fail("snapshot delete", &what, e))?
+        {
             let hidden = format!("{snap}{DELETED}");
-            return if img.snap_exists(&hidden).map_err(|e| self.fail("snapshot delete", &what, e))? {
+            return if img
+                .snap_exists(&hidden)
+                .map_err(|e| self.fail("snapshot delete", &what, e))?
+            {
                 Ok(Deleted::Deferred)
             } else {
-                Err(DriverError::NotFound { backend: self.backend.clone(), image: what })
+                Err(DriverError::NotFound {
+                    backend: self.backend.clone(),
+                    image: what,
+                })
             };
         }
         let kids = self.children(&pool, &vol, &snap)?;
@@ -471,21 +572,41 @@ impl VolumeDriver for RbdDriver {
             return Ok(Deleted::Now);
         }
         if !deferred {
-            return Err(DriverError::Busy { backend: self.backend.clone(), image: what, dependents: kids });
+            return Err(DriverError::Busy {
+                backend: self.backend.clone(),
+                image: what,
+                dependents: kids,
+            });
         }
-        img.snap_rename(&snap, &format!("{snap}{DELETED}")).map_err(|e| self.fail("snapshot delete", &what, e))?;
+        img.snap_rename(&snap, &format!("{snap}{DELETED}"))
+            .map_err(|e| self.fail("snapshot delete", &what, e))?;
         Ok(Deleted::Deferred)
     }
 
-    fn clone_snapshot(&self, snap_id: &str, source_volume_id: &str, volume_id: &str, size: u64) -> Result<(), DriverError> {
+    fn clone_snapshot(
+        &self,
+        snap_id: &str,
+        source_volume_id: &str,
+        volume_id: &str,
+        size: u64,
+    ) -> Result<(), DriverError> {
         let pool = self.pool()?;
-        let (src, snap, name) = (volume_image(source_volume_id), snapshot_image(snap_id), volume_image(volume_id));
-        let features = self.open(&pool, "clone", Open::Name(&src), &src)?.features().map_err(|e| self.fail("clone", &src, e))?;
+        let (src, snap, name) = (
+            volume_image(source_volume_id),
+            snapshot_image(snap_id),
+            volume_image(volume_id),
+        );
+        let features = self
+            .open(&pool, "clone", Open::Name(&src), &src)?
+            .features()
+            .map_err(|e| self.fail("clone", &src, e))?;
         if features & ffi::FEATURE_LAYERING == 0 {
             return Err(DriverError::Invalid {
                 backend: self.backend.clone(),
                 op: "clone",
-                message: format!("{src} has no layering feature: it cannot be cloned (rbd feature enable is not possible for layering; copy it instead)"),
+                message: format!(
+                    "{src} has no layering feature: it cannot be cloned (rbd feature enable is not possible for layering; copy it instead)"
+                ),
             });
         }
         match image::clone(&pool, &src, &snap, &name, features) {
@@ -493,7 +614,10 @@ impl VolumeDriver for RbdDriver {
             Err(e) if e.code == libc::EEXIST => {
                 let img = self.open(&pool, "clone", Open::Name(&name), &name)?;
                 if img.parent_snap().ok().flatten().as_deref() != Some(snap.as_str()) {
-                    return Err(self.io("clone", format!("{name} already exists and is not a clone of {src}@{snap}")));
+                    return Err(self.io(
+                        "clone",
+                        format!("{name} already exists and is not a clone of {src}@{snap}"),
+                    ));
                 }
             }
             Err(e) => return Err(self.fail("clone", &format!("{src}@{snap}"), e)),
@@ -509,14 +633,21 @@ impl VolumeDriver for RbdDriver {
         let pool = self.pool()?;
         let name = volume_image(volume_id);
         let img = self.open(&pool, "flatten", Open::Name(&name), &name)?;
-        if img.parent_snap().map_err(|e| self.fail("flatten", &name, e))?.is_none() {
+        if img
+            .parent_snap()
+            .map_err(|e| self.fail("flatten", &name, e))?
+            .is_none()
+        {
             return Ok(()); // already flat: a re-run after a crash
         }
         let watch = Watch {
             progress,
             bps_limit: self.bps_limit,
         };
-        match img.flatten(watch).map_err(|e| self.fail("flatten", &name, e))? {
+        match img
+            .flatten(watch)
+            .map_err(|e| self.fail("flatten", &name, e))?
+        {
             Ran::Done => Ok(()),
             Ran::Cancelled => Err(self.cancelled("flatten")),
         }
@@ -567,13 +698,20 @@ impl RbdDriver {
     pub fn health(&self) -> Result<ClusterHealth, DriverError> {
         self.check_setup()?;
         let pool = self.pool()?;
-        let images = image::list(&pool).map_err(|e| self.fail("list images", &self.cfg.pool, e))?.len();
-        let h = self.mon(&pool, serde_json::json!({"prefix": "health", "format": "json"}))?;
+        let images = image::list(&pool)
+            .map_err(|e| self.fail("list images", &self.cfg.pool, e))?
+            .len();
+        let h = self.mon(
+            &pool,
+            serde_json::json!({"prefix": "health", "format": "json"}),
+        )?;
         let checks = h["checks"]
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(code, c)| format!("{code}: {}", c["summary"]["message"].as_str().unwrap_or("")))
+                    .map(|(code, c)| {
+                        format!("{code}: {}", c["summary"]["message"].as_str().unwrap_or(""))
+                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -2,6 +2,7 @@
 //! file; the title bar (where you are), the footer (keys, from the keymap) and overlays
 //! (help, prompts) are here.
 
+mod doctor;
 mod jobs;
 mod overview;
 mod services;
@@ -32,6 +33,7 @@ pub fn draw(frame: &mut Frame, app: &App, now_ms: i64) {
         View::Volumes => volumes::draw(frame, app, body),
         View::Jobs => jobs::draw(frame, app, body, now_ms),
         View::Logs => draw_logs(frame, app, body),
+        View::Doctor => doctor::draw(frame, app, body, now_ms),
     }
     draw_footer(frame, app, footer);
     match &app.mode {

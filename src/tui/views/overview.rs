@@ -135,6 +135,28 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             },
         )));
     }
+    // What the doctor found failing: cause and fix on one line each, no navigation needed.
+    // (Service checks are left out: the DOWN lines above already say the same.)
+    for c in app.doctor.failing().filter(|c| c.check != "service") {
+        let mut spans = vec![Span::styled(
+            format!("FAIL {} {}: {}", c.scope, c.check, c.summary),
+            t.error,
+        )];
+        if let Some(fix) = &c.fix {
+            spans.push(Span::styled(format!(" → fix: {fix}"), t.text));
+        }
+        lines.push(Line::from(spans));
+    }
+    let warns = app.doctor.count(crate::service::handle::Status::Warn);
+    if warns > 0 {
+        lines.push(Line::from(Span::styled(
+            format!("doctor: {warns} warning(s), see the doctor view (6)"),
+            t.warn,
+        )));
+    }
+    if app.doctor.running && app.doctor.checks.is_empty() {
+        lines.push(Line::from(Span::styled("doctor: checks running...", t.dim)));
+    }
     for j in snap.jobs.iter().filter(|j| j.state == "failed").take(5) {
         lines.push(Line::from(Span::styled(
             format!(
@@ -147,7 +169,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         )));
     }
     if lines.len() == 1 {
-        lines.push(Line::from(Span::styled("nothing is wrong", t.ok)));
+        lines.push(Line::from(Span::styled(
+            if app.doctor.finished_at.is_some() {
+                "nothing is wrong (doctor: all checks pass)"
+            } else {
+                "nothing is wrong"
+            },
+            t.ok,
+        )));
     }
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: true }).block(
