@@ -217,7 +217,7 @@ fn every_view_at_80x24_and_120x40() {
 #[test]
 fn volume_detail_filter_help_and_prompts() {
     let mut a = app(View::Volumes);
-    a.selected = [0, 0, 0, 0, 0]; // rows sorted by name: db-clone first, a clone with a parent
+    a.selected = [0; 6]; // rows sorted by name: db-clone first, a clone with a parent
     a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     insta::assert_snapshot!("volumes_detail_120x40", render(&a, 120, 40));
 
@@ -324,4 +324,101 @@ fn random_keys_never_panic_and_keep_selection_in_bounds() {
         }
     }
     let _ = render(&a, 80, 24);
+}
+
+fn check(
+    scope: &str,
+    name: &'static str,
+    status: ember::doctor::Status,
+    summary: &str,
+    fix: Option<&str>,
+    order: (usize, usize),
+) -> ember::doctor::Check {
+    ember::doctor::Check {
+        id: format!("{scope}.{name}"),
+        scope: scope.into(),
+        check: name,
+        status,
+        summary: summary.into(),
+        evidence: vec![format!("evidence of {name}")],
+        fix: fix.map(String::from),
+        took_ms: 3,
+        order,
+    }
+}
+
+#[test]
+fn doctor_findings_in_the_doctor_view_and_on_the_overview() {
+    use ember::doctor::Status::*;
+    let mut a = app(View::Doctor);
+    assert_eq!(a.doctor.start(), Some(ember::tui::state::Command::Doctor));
+    assert_eq!(a.doctor.start(), None, "one run at a time");
+    // Arriving out of order, they are shown in the stable order.
+    a.doctor.add(check("rbd0", "keyring", Fail, "no keyring for client.cinder-x (looked in /etc/ceph/ceph.client.cinder-x.keyring)",
+        Some("/etc/ceph/ceph.client.cinder.keyring holds client.cinder, not client.cinder-x: set rbd_user = cinder"), (1, 2)));
+    a.doctor.add(check(
+        "ember",
+        "config",
+        Ok,
+        "/etc/ember/ember.toml: 2 backend(s)",
+        None,
+        (0, 0),
+    ));
+    a.doctor.add(check(
+        "rbd0",
+        "monitors",
+        Ok,
+        "3 of 3 monitor addresses reachable",
+        None,
+        (1, 1),
+    ));
+    a.doctor.add(check(
+        "rbd0",
+        "health",
+        Warn,
+        "HEALTH_WARN: 1 osds down",
+        Some("see `ceph health detail`"),
+        (1, 4),
+    ));
+    a.doctor.finish(NOW - 5_000);
+    let order: Vec<&str> = a.doctor.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "ember.config",
+            "rbd0.monitors",
+            "rbd0.keyring",
+            "rbd0.health"
+        ]
+    );
+    a.selected[5] = 2;
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(format!("doctor_{w}x{h}"), render(&a, w, h));
+    }
+    // The first screen shows the failure's cause and fix without navigating.
+    a.view = View::Overview;
+    let text = render(&a, 120, 40);
+    assert!(
+        text.contains("FAIL rbd0 keyring: no keyring for client.cinder-x"),
+        "{text}"
+    );
+    assert!(text.contains("→ fix:"), "{text}");
+    assert!(
+        text.contains("holds client.cinder, not client.cinder-x: set rbd_user = cinder"),
+        "{text}"
+    );
+    assert!(text.contains("doctor: 1 warning(s)"), "{text}");
+    // A re-run replaces results in place.
+    a.doctor.start();
+    a.doctor.add(check(
+        "rbd0",
+        "keyring",
+        Ok,
+        "/etc/ceph/ceph.client.cinder-x.keyring holds client.cinder-x",
+        None,
+        (1, 2),
+    ));
+    a.doctor.finish(NOW);
+    assert_eq!(a.doctor.checks.len(), 4);
+    assert!(!render(&a, 120, 40).contains("FAIL rbd0 keyring"));
 }

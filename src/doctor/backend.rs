@@ -55,8 +55,8 @@ fn file_dir(dir: &Path) -> Finding {
     let _ = std::fs::remove_file(&probe);
     match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => {
-            let total = s.blocks() as u64 * s.fragment_size() as u64;
-            let free = s.blocks_available() as u64 * s.fragment_size() as u64;
+            let total = s.blocks() * s.fragment_size();
+            let free = s.blocks_available() * s.fragment_size();
             let pct = if total == 0 {
                 0.0
             } else {
