@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs what ember's tests need on Debian 12, from apt, only what is missing.
+#   scripts/install-deps.sh           everything the tests need (PostgreSQL, tmux, Ceph)
+#   scripts/install-deps.sh --build   only what building ember needs (librados/librbd headers)
 set -euo pipefail
 need=()
+[ -e /usr/include/rados/librados.h ] || need+=(librados-dev)
+[ -e /usr/include/rbd/librbd.h ] || need+=(librbd-dev)
+if [ "${1:-}" != --build ]; then
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v tmux >/dev/null || need+=(tmux)
 command -v python3 >/dev/null || need+=(python3)
@@ -10,9 +15,8 @@ command -v ceph-mon >/dev/null || need+=(ceph-mon)
 command -v ceph-osd >/dev/null || need+=(ceph-osd)
 command -v ceph-mgr >/dev/null || need+=(ceph-mgr)
 command -v rbd >/dev/null || need+=(ceph-common)
-[ -e /usr/include/rados/librados.h ] || need+=(librados-dev)
-[ -e /usr/include/rbd/librbd.h ] || need+=(librbd-dev)
 command -v uuidgen >/dev/null || need+=(uuid-runtime)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -18,7 +18,11 @@ cargo build --release -q
 bin=$PWD/target/release/ember
 dir=$(mktemp -d)
 session=ember-shots
-trap 'tmux kill-session -t $session 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'tmux kill-session -t $session 2>/dev/null || true; bash scripts/ceph.sh stop "$dir/ceph" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+# A throwaway Ceph cluster for the rbd backends: rbd0 healthy, rbd1 with the classic on-call
+# mistake (rbd_user = cinder-x while only ceph.client.cinder.keyring exists).
+bash scripts/install-deps.sh
+bash scripts/ceph.sh start "$dir/ceph" >/dev/null
 cat > "$dir/ember.toml" <<TOML
 data_dir = "$dir/data"
 host = "storage-01"
@@ -32,6 +36,12 @@ volume_copy_bps_limit = 2097152
 volume_driver = "rbd"
 rbd_pool = "volumes"
 rbd_user = "cinder"
+rbd_ceph_conf = "$dir/ceph/ceph.conf"
+[backends.rbd1]
+volume_driver = "rbd"
+rbd_pool = "volumes"
+rbd_user = "cinder-x"
+rbd_ceph_conf = "$dir/ceph/ceph.conf"
 TOML
 E="$bin --config $dir/ember.toml"
 tmux new-session -d -s $session -x 120 -y 36 "$E --theme dark"
@@ -48,6 +58,9 @@ with open(sys.argv[1], "r+b") as f:
 PY
 $E volume create db-clone --snapshot db-nightly --wait >/dev/null 2>&1
 $E volume create reports --source web-root --wait >/dev/null 2>&1
+$E volume create vm-image --size 40G --backend rbd0 --wait >/dev/null 2>&1
+$E volume snapshot create golden --volume vm-image --wait >/dev/null 2>&1
+$E volume create vm-01 --snapshot golden --wait >/dev/null 2>&1
 $E volume extend scratch --size 1G >/dev/null 2>&1 || true   # refused: shown in events
 $E volume flatten db-clone >/dev/null 2>&1                   # throttled: still running in Jobs
 sleep 4
@@ -71,4 +84,5 @@ shot volume-detail 3 g Enter
 shot jobs Escape 4
 shot logs 5
 shot help 3 '?'
+shot doctor Escape 6 j j j j j j j j j j
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y
