@@ -45,7 +45,9 @@ rbd_ceph_conf = "$dir/ceph/ceph.conf"
 TOML
 E="$bin --config $dir/ember.toml"
 tmux new-session -d -s $session -x 120 -y 36 "$E --theme dark"
-sleep 2
+for _ in $(seq 100); do   # until the console's services heartbeat
+  $E service list --json | grep -q '"state": "up"' && break; sleep 0.2
+done
 $E volume create web-root --size 20G --backend file0 --wait >/dev/null 2>&1
 $E volume create db-data --size 100G --backend file0 --wait >/dev/null 2>&1
 $E volume create scratch --size 5G --backend file0 --wait >/dev/null 2>&1
@@ -84,5 +86,5 @@ shot volume-detail 3 g Enter
 shot jobs Escape 4
 shot logs 5
 shot help 3 '?'
-shot doctor Escape 6 j j j j j j j j j j
+shot doctor Escape 6 j j j j j j j j j j j j j j
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y
