@@ -415,11 +415,15 @@ async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
                 .fix("start ember (or `ember serve`) on that host")
         } else if !is_up(r, now, down_ms) {
             Finding::fail(format!(
-                "{}: no heartbeat for {age_s} (service_down_time {} s): the process is dead or hung",
+                "{}: last heartbeat {age_s} (service_down_time {} s): the process is dead or hung",
                 r.host,
                 t.config.service_down_time.as_secs()
             ))
-            .fix(format!("check ember on {} (pid {}), and restart it", r.host.split('@').next().unwrap_or(""), r.pid.unwrap_or(0)))
+            .fix(format!(
+                "check ember on {} (pid {}), and restart it",
+                r.host.split('@').next().unwrap_or(""),
+                r.pid.unwrap_or(0)
+            ))
         } else if p99.is_some_and(|p| p > report_ms / 2.0) {
             Finding::warn(format!(
                 "{}: heartbeats late (p99 {:.0} ms of a {} s interval): the process is starving",

@@ -165,23 +165,25 @@ async fn hosts(t: &Target, sink: &Sink) {
     let now = now_ms();
     let down_ms = t.config.service_down_time.as_millis() as i64;
     let report_ms = t.config.report_interval.as_millis() as i64;
-    // Per host: the newest heartbeat of its live services.
-    let mut by_host: BTreeMap<String, (i64, bool)> = BTreeMap::new();
+    // Per host: the newest heartbeat of its services (None: never heartbeated), and whether
+    // any is live.
+    let mut by_host: BTreeMap<String, (Option<i64>, bool)> = BTreeMap::new();
     for r in &rows {
         let host = r.host.split('@').next().unwrap_or(&r.host).to_string();
         let live = r.stopped_at.is_none() && is_up(r, now, down_ms);
-        let e = by_host.entry(host).or_insert((i64::MIN, false));
-        if let Some(u) = r.updated_at
-            && u > e.0
-        {
-            e.0 = u;
-        }
+        let e = by_host.entry(host).or_insert((None, false));
+        e.0 = e.0.max(r.updated_at);
         e.1 |= live;
     }
     let me = &t.config.host;
     let mut skewed = vec![];
     let mut lines = vec![];
     for (host, (last, live)) in &by_host {
+        let tag = if host == me { " (this host)" } else { "" };
+        let Some(last) = last else {
+            lines.push(format!("{host}{tag}: never heartbeated"));
+            continue;
+        };
         let age_ms = now - last;
         let skew_ms = if age_ms < 0 {
             age_ms // ahead of us
@@ -190,7 +192,6 @@ async fn hosts(t: &Target, sink: &Sink) {
         } else {
             0
         };
-        let tag = if host == me { " (this host)" } else { "" };
         lines.push(format!(
             "{host}{tag}: {}, last heartbeat {:.1} s ago{}",
             if *live { "live" } else { "down" },

@@ -261,6 +261,16 @@ impl BackendService {
             self.refresh_capacity(db).await;
         }
         self.checked.store(true, Ordering::SeqCst);
+        // The first heartbeat at once, not a report_interval later: until now the row may
+        // still carry the previous run's last heartbeat, which is about to age out.
+        let encoded = self
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .encode();
+        if let Err(e) = db.heartbeat(self.row_id, &encoded).await {
+            warn!(backend = %self.name, "heartbeat not written: {e}");
+        }
     }
 
     /// Deferred deletion: removes hidden images that nothing reads from any more.
