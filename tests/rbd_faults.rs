@@ -23,12 +23,16 @@ fn heartbeating(s: &serde_json::Value) -> bool {
         && s["lateness_ms"]["max"].as_f64().is_some_and(|m| m < 500.0)
 }
 
-/// Starts serve and waits for `backend` to report an error containing `needle`.
-fn error_of(env: &Env, backend: &str, within: Duration) -> (Serve, String, Duration) {
+/// Starts serve and waits for `backend` to report an error containing `needle` (a row left
+/// by an earlier serve on the same database may still carry that run's error).
+fn error_of(env: &Env, backend: &str, needle: &str, within: Duration) -> (Serve, String, Duration) {
     let started = Instant::now();
     let serve = Serve::start(&env.config, &env.url, &env.dir);
     let err = wait_for("the backend's error", within, || {
-        state(env, backend)["error"].as_str().map(str::to_string)
+        state(env, backend)["error"]
+            .as_str()
+            .filter(|e| e.contains(needle))
+            .map(str::to_string)
     });
     (serve, err, started.elapsed())
 }
@@ -47,7 +51,7 @@ fn wrong_user_and_missing_keyring_say_which_keyring_to_fix() {
             .replace("\"cinder\"", "\"cinder-x\"")
     );
     let env = Env::new(dir.path(), &url, &backends);
-    let (serve, err, took) = error_of(&env, "rbd0", Duration::from_secs(20));
+    let (serve, err, took) = error_of(&env, "rbd0", "client.cinder-x", Duration::from_secs(20));
     assert!(
         err.contains("no keyring for client.cinder-x")
             && err.contains("ceph.client.cinder-x.keyring"),
@@ -70,7 +74,7 @@ fn wrong_user_and_missing_keyring_say_which_keyring_to_fix() {
     // The keyring gone altogether (only the admin key is left, which is never the fix).
     std::fs::rename(ceph.keyring("cinder"), ceph.dir.join("cinder.key.moved")).unwrap();
     let env = Env::new(dir.path(), &url, &ceph.backend("rbd0", ""));
-    let (serve, err, _) = error_of(&env, "rbd0", Duration::from_secs(20));
+    let (serve, err, _) = error_of(&env, "rbd0", "client.cinder ", Duration::from_secs(20));
     assert!(err.contains("no keyring for client.cinder "), "{err}");
     assert!(err.contains("put the key of client.cinder in"), "{err}");
     assert!(!err.contains("rbd_user = admin"), "{err}");
@@ -98,7 +102,7 @@ fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
 
     // 1. Start with the monitor down: a clear error after the 3 s connect timeout, not a hang.
     ceph.mon_stop();
-    let (serve, err, took) = error_of(&env, "rbd0", Duration::from_secs(20));
+    let (serve, err, took) = error_of(&env, "rbd0", "no monitor", Duration::from_secs(20));
     assert!(err.contains("no monitor answered within 3 s"), "{err}");
     assert!(
         err.contains("127.0.0.1:"),
