@@ -11,12 +11,12 @@ use crate::driver::DriverError;
 use crate::driver::rbd::cephconf::{self, CephConf, MonAddr};
 use crate::driver::rbd::{ClusterHealth, RbdDriver};
 
-use super::{Finding, PROBE_SLACK, Sink, Target};
+use super::{Finding, PROBE_SLACK, Run, Sink};
 
 /// How long a monitor port may take to accept a TCP connection.
 const TCP_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn run(t: &Target, b: &BackendConfig, sink: &Sink) {
+pub async fn run(t: &Run, b: &BackendConfig, sink: &Sink) {
     let storage = async {
         match &b.driver {
             DriverConfig::Rbd(r) => rbd(r, b, sink).await,
@@ -357,30 +357,12 @@ async fn monitors(mons: &[MonAddr], have_conf: bool, sink: &Sink) -> bool {
 
 /// The backend's services (on every host): heartbeat age against service_down_time, error,
 /// and recent lateness (a service that heartbeats late is starving).
-async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
+async fn service(t: &Run, b: &BackendConfig, sink: &Sink) {
     let started = Instant::now();
-    let Ok(db) = &t.db else {
-        sink.report(
-            5,
-            "service",
-            started,
-            Finding::skip("not tried: the database cannot be opened"),
-        );
+    let Some(rows) = t.services(sink, 5, "service", started) else {
         return;
     };
-    let rows = match db.list_services().await {
-        Ok(r) => r,
-        Err(e) => {
-            sink.report(
-                5,
-                "service",
-                started,
-                Finding::fail(format!("cannot read services: {e}")),
-            );
-            return;
-        }
-    };
-    let down_ms = t.config.service_down_time.as_millis() as i64;
+    let down_ms = t.target.config.service_down_time.as_millis() as i64;
     let now = now_ms();
     let mine: Vec<_> = rows.iter().filter(|r| r.backend == b.name).collect();
     if mine.is_empty() {
@@ -395,7 +377,7 @@ async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
     }
     let mut worst = Finding::ok(String::new());
     let mut lines = vec![];
-    let report_ms = t.config.report_interval.as_millis() as f64;
+    let report_ms = t.target.config.report_interval.as_millis() as f64;
     for r in &mine {
         let age = r.updated_at.map(|u| (now - u) as f64 / 1000.0);
         let late = parse_lateness(&r.lateness_ms);
@@ -417,7 +399,7 @@ async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
             Finding::fail(format!(
                 "{}: last heartbeat {age_s} (service_down_time {} s): the process is dead or hung",
                 r.host,
-                t.config.service_down_time.as_secs()
+                t.target.config.service_down_time.as_secs()
             ))
             .fix(format!(
                 "check ember on {} (pid {}), and restart it",
@@ -429,7 +411,7 @@ async fn service(t: &Target, b: &BackendConfig, sink: &Sink) {
                 "{}: heartbeats late (p99 {:.0} ms of a {} s interval): the process is starving",
                 r.host,
                 p99.unwrap_or(0.0),
-                t.config.report_interval.as_secs()
+                t.target.config.report_interval.as_secs()
             ))
             .fix("look for CPU starvation on that host (top); lower backend_native_threads_pool_size")
         } else {

@@ -8,21 +8,21 @@ use crate::db::now_ms;
 use crate::db::services::is_up;
 use crate::service::units::human_bytes;
 
-use super::{Finding, Sink, Target};
+use super::{Finding, Run, Sink};
 
 /// Failed jobs younger than this are listed.
 const RECENT: Duration = Duration::from_secs(24 * 3600);
 
-pub async fn run(t: &Target, sink: &Sink) {
+pub async fn run(t: &Run, sink: &Sink) {
     config(t, sink);
     database(t, sink).await;
     hosts(t, sink).await;
     jobs(t, sink).await;
 }
 
-fn config(t: &Target, sink: &Sink) {
+fn config(t: &Run, sink: &Sink) {
     let started = Instant::now();
-    let c = &t.config;
+    let c = &t.target.config;
     let file = c
         .file
         .as_ref()
@@ -51,9 +51,9 @@ fn config(t: &Target, sink: &Sink) {
     sink.report(0, "config", started, f);
 }
 
-async fn database(t: &Target, sink: &Sink) {
+async fn database(t: &Run, sink: &Sink) {
     let started = Instant::now();
-    let db = match &t.db {
+    let db = match &t.target.db {
         Ok(db) => db,
         Err(e) => {
             sink.report(
@@ -139,43 +139,25 @@ async fn database(t: &Target, sink: &Sink) {
 /// Hosts sharing the database, and clock skew estimated from their heartbeats: a live
 /// service's last heartbeat is at most `report_interval` old by a correct clock, so a
 /// heartbeat from the future, or older than that while the host is up, is skew.
-async fn hosts(t: &Target, sink: &Sink) {
+async fn hosts(t: &Run, sink: &Sink) {
     let started = Instant::now();
-    let Ok(db) = &t.db else {
-        sink.report(
-            2,
-            "hosts",
-            started,
-            Finding::skip("not tried: the database cannot be opened"),
-        );
+    let Some(rows) = t.services(sink, 2, "hosts", started) else {
         return;
     };
-    let rows = match db.list_services().await {
-        Ok(r) => r,
-        Err(e) => {
-            sink.report(
-                2,
-                "hosts",
-                started,
-                Finding::fail(format!("cannot read services: {e}")),
-            );
-            return;
-        }
-    };
     let now = now_ms();
-    let down_ms = t.config.service_down_time.as_millis() as i64;
-    let report_ms = t.config.report_interval.as_millis() as i64;
+    let down_ms = t.target.config.service_down_time.as_millis() as i64;
+    let report_ms = t.target.config.report_interval.as_millis() as i64;
     // Per host: the newest heartbeat of its services (None: never heartbeated), and whether
     // any is live.
     let mut by_host: BTreeMap<String, (Option<i64>, bool)> = BTreeMap::new();
-    for r in &rows {
+    for r in rows {
         let host = r.host.split('@').next().unwrap_or(&r.host).to_string();
         let live = r.stopped_at.is_none() && is_up(r, now, down_ms);
         let e = by_host.entry(host).or_insert((None, false));
         e.0 = e.0.max(r.updated_at);
         e.1 |= live;
     }
-    let me = &t.config.host;
+    let me = &t.target.config.host;
     let mut skewed = vec![];
     let mut lines = vec![];
     for (host, (last, live)) in &by_host {
@@ -220,18 +202,12 @@ async fn hosts(t: &Target, sink: &Sink) {
     sink.report(2, "hosts", started, f);
 }
 
-async fn jobs(t: &Target, sink: &Sink) {
+async fn jobs(t: &Run, sink: &Sink) {
     let started = Instant::now();
-    let Ok(db) = &t.db else {
-        sink.report(
-            3,
-            "jobs",
-            started,
-            Finding::skip("not tried: the database cannot be opened"),
-        );
+    let (Some(services), Ok(db)) = (t.services(sink, 3, "jobs", started), &t.target.db) else {
         return;
     };
-    let (jobs, services) = match tokio::try_join!(db.list_jobs(None, 5000), db.list_services()) {
+    let jobs = match db.list_jobs(None, 5000).await {
         Ok(v) => v,
         Err(e) => {
             sink.report(
@@ -244,8 +220,8 @@ async fn jobs(t: &Target, sink: &Sink) {
         }
     };
     let now = now_ms();
-    let down_ms = t.config.service_down_time.as_millis() as i64;
-    let stuck_ms = t.stuck_after.as_millis() as i64;
+    let down_ms = t.target.config.service_down_time.as_millis() as i64;
+    let stuck_ms = t.target.stuck_after.as_millis() as i64;
     let mut fails = vec![];
     let mut warns = vec![];
     for j in jobs.iter().filter(|j| j.state == "running") {

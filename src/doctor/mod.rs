@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, ServiceRow};
 
 pub use render::{print_text, summary};
 
@@ -149,9 +149,42 @@ pub const STUCK_AFTER_SECS: u64 = 600;
 /// A blocking probe's upper bound beyond the backend's own connect timeout.
 pub const PROBE_SLACK: Duration = Duration::from_secs(5);
 
+/// One run: what is checked, and the services table read once for every check that needs it.
+pub struct Run {
+    pub target: Target,
+    /// The rows, or the finding to report in their place (no database: skip; a read error: fail).
+    services: Result<Vec<ServiceRow>, Finding>,
+}
+
+impl Run {
+    /// The services table, or None after reporting why it is not there as check `check`.
+    pub fn services(
+        &self,
+        sink: &Sink,
+        idx: usize,
+        check: &'static str,
+        started: Instant,
+    ) -> Option<&[ServiceRow]> {
+        match &self.services {
+            Ok(rows) => Some(rows),
+            Err(f) => {
+                sink.report(idx, check, started, f.clone());
+                None
+            }
+        }
+    }
+}
+
 /// Runs every check, sending each as it completes; returns when all are done.
 pub async fn run(target: Target, tx: mpsc::UnboundedSender<Check>) {
-    let target = Arc::new(target);
+    let services = match &target.db {
+        Err(_) => Err(Finding::skip("not tried: the database cannot be opened")),
+        Ok(db) => db
+            .list_services()
+            .await
+            .map_err(|e| Finding::fail(format!("cannot read services: {e}"))),
+    };
+    let run = Arc::new(Run { target, services });
     let mut tasks = tokio::task::JoinSet::new();
     let ember_sink = Sink {
         tx: tx.clone(),
@@ -159,11 +192,11 @@ pub async fn run(target: Target, tx: mpsc::UnboundedSender<Check>) {
         group: 0,
     };
     {
-        let t = target.clone();
+        let t = run.clone();
         tasks.spawn(async move { ember::run(&t, &ember_sink).await });
     }
-    for (i, b) in target.config.backends.iter().enumerate() {
-        if target.backend.as_deref().is_some_and(|n| n != b.name) {
+    for (i, b) in run.target.config.backends.iter().enumerate() {
+        if run.target.backend.as_deref().is_some_and(|n| n != b.name) {
             continue;
         }
         let sink = Sink {
@@ -171,7 +204,7 @@ pub async fn run(target: Target, tx: mpsc::UnboundedSender<Check>) {
             scope: b.name.clone(),
             group: i + 1,
         };
-        let (t, b) = (target.clone(), b.clone());
+        let (t, b) = (run.clone(), b.clone());
         tasks.spawn(async move { backend::run(&t, &b, &sink).await });
     }
     while tasks.join_next().await.is_some() {}

@@ -149,16 +149,7 @@ impl VolumeDriver for RbdDriver {
     }
 
     fn check_setup(&self) -> Result<(), DriverError> {
-        let pool = self.pool()?;
-        // Listing needs the client's caps on the pool (an OSD round trip); a wrong cap shows
-        // here, not mid-job. The `df` is a monitor round trip: an established connection
-        // keeps working with the OSDs for a while after the monitors went away.
-        image::list(&pool).map_err(|e| {
-            self.reset();
-            self.fail("list images", &self.cfg.pool, e)
-        })?;
-        self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))
-            .map(drop)
+        self.probe().map(drop)
     }
 
     fn capacity(&self) -> Result<Capacity, DriverError> {

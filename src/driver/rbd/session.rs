@@ -10,7 +10,7 @@ use super::RbdDriver;
 use super::cephconf;
 use super::conn::{Cluster, ConnectOptions, Errno, Pool};
 use super::image;
-use crate::driver::{DriverError, VolumeDriver};
+use crate::driver::DriverError;
 
 /// An OSD operation (one object of a flatten) may take this long before the call fails: long
 /// enough for a busy cluster, short enough that a stopped OSD is reported, not waited on.
@@ -197,13 +197,24 @@ pub struct ClusterHealth {
 }
 
 impl RbdDriver {
-    /// Connects (as the service would), lists the pool, and reads the cluster's health.
-    pub fn health(&self) -> Result<ClusterHealth, DriverError> {
-        self.check_setup()?;
+    /// The setup check: connect, list the pool, and `ceph df`. Listing needs the client's caps
+    /// on the pool (an OSD round trip), so a wrong cap shows here, not mid-job. The `df` is a
+    /// monitor round trip: an established connection keeps working with the OSDs for a while
+    /// after the monitors went away. Returns the pool, its image count and the `df` answer.
+    pub(super) fn probe(&self) -> Result<(Arc<Pool>, usize, serde_json::Value), DriverError> {
         let pool = self.pool()?;
-        let images = image::list(&pool)
-            .map_err(|e| self.fail("list images", &self.cfg.pool, e))?
-            .len();
+        let images = image::list(&pool).map_err(|e| {
+            self.reset();
+            self.fail("list images", &self.cfg.pool, e)
+        })?;
+        let df = self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))?;
+        Ok((pool, images.len(), df))
+    }
+
+    /// Connects (as the service would), lists the pool, and reads the cluster's health: the
+    /// setup check plus one `ceph health`.
+    pub fn health(&self) -> Result<ClusterHealth, DriverError> {
+        let (pool, images, df) = self.probe()?;
         let h = self.mon(
             &pool,
             serde_json::json!({"prefix": "health", "format": "json"}),
@@ -218,7 +229,6 @@ impl RbdDriver {
                     .collect()
             })
             .unwrap_or_default();
-        let df = self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))?;
         let pool_figures = df["pools"]
             .as_array()
             .is_some_and(|ps| ps.iter().any(|p| p["name"] == self.cfg.pool.as_str()));

@@ -1,0 +1,310 @@
+//! The listing commands: services, backends, volumes, jobs and events, as tables or stable
+//! JSON. They read the database only, so they work with `--database-url` and no config.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::config::{self, Config};
+use crate::db::now_ms;
+
+use super::args::Global;
+use super::output::*;
+use super::{load_config, load_for_reading, open_db};
+
+fn down_time_ms(cfg: &Option<Config>) -> i64 {
+    cfg.as_ref()
+        .map(|c| c.service_down_time.as_millis() as i64)
+        .unwrap_or(config::defaults::SERVICE_DOWN_TIME_S * 1000)
+}
+
+pub(super) async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
+    let (cfg, url) = load_for_reading(g)?;
+    let db = open_db(&url).await?;
+    let now = now_ms();
+    let rows: Vec<ServiceJson> = db
+        .list_services()
+        .await?
+        .iter()
+        .map(|r| ServiceJson::from_row(r, now, down_time_ms(&cfg)))
+        .collect();
+    if g.json {
+        print_json(&rows)?;
+    } else {
+        let mut t = table(&[
+            "Binary",
+            "Host",
+            "Cluster",
+            "Driver",
+            "Status",
+            "State",
+            "Heartbeat",
+            "Late p50/max",
+            "Reason",
+        ]);
+        for s in &rows {
+            t.add_row(vec![
+                s.binary.clone(),
+                s.host.clone(),
+                s.cluster.clone().unwrap_or_default(),
+                s.driver.clone(),
+                s.status.to_string(),
+                s.state.to_string(),
+                match (s.heartbeat_age_s, s.stopped) {
+                    (_, true) => "stopped".into(),
+                    (Some(a), _) => format!("{} ago", age(a)),
+                    (None, _) => "never".into(),
+                },
+                s.lateness_ms
+                    .map(|l| format!("{:.1}/{:.1} ms", l.p50, l.max))
+                    .unwrap_or_default(),
+                s.error
+                    .clone()
+                    .or_else(|| s.disabled_reason.clone())
+                    .unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(g)?;
+    let db = open_db(&cfg.database_url).await?;
+    let rows = db.list_services().await?;
+    let now = now_ms();
+    let down = cfg.service_down_time.as_millis() as i64;
+    let mut out = vec![];
+    let names = cfg
+        .backends
+        .iter()
+        .map(|b| (b.name.clone(), Some(b)))
+        .chain(cfg.broken.iter().map(|b| (b.name.clone(), None)));
+    for (name, b) in names {
+        let host = cfg.service_host(&name);
+        let row = rows.iter().find(|r| r.host == host);
+        let broken_reason = cfg
+            .broken
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.reason.clone());
+        out.push(serde_json::json!({
+            "name": name,
+            "host": host,
+            "driver": b.map(|b| b.driver_name()),
+            "volume_backend_name": b.map(|b| b.volume_backend_name.clone()),
+            "state": row.map(|r| if crate::db::services::is_up(r, now, down) { "up" } else { "down" }).unwrap_or("down"),
+            "error": broken_reason.or_else(|| row.and_then(|r| r.error.clone())),
+            "total_bytes": row.and_then(|r| r.capacity_total),
+            "free_bytes": row.and_then(|r| r.capacity_free),
+            "provisioned_bytes": row.and_then(|r| r.capacity_provisioned),
+            "max_over_subscription_ratio": b.map(|b| b.max_over_subscription_ratio),
+            "capacity_updated_at": row.and_then(|r| r.capacity_at).map(rfc3339),
+        }));
+    }
+    if g.json {
+        print_json(&out)?;
+    } else {
+        let mut t = table(&[
+            "Backend",
+            "Driver",
+            "State",
+            "Total",
+            "Free",
+            "Provisioned",
+            "Error",
+        ]);
+        let bytes =
+            |v: &serde_json::Value| v.as_i64().map(human_bytes).unwrap_or_else(|| "-".into());
+        for b in &out {
+            t.add_row(vec![
+                b["name"].as_str().unwrap_or("").to_string(),
+                b["driver"].as_str().unwrap_or("?").to_string(),
+                b["state"].as_str().unwrap_or("").to_string(),
+                bytes(&b["total_bytes"]),
+                bytes(&b["free_bytes"]),
+                bytes(&b["provisioned_bytes"]),
+                b["error"].as_str().unwrap_or("").to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn volume_list(g: &Global, backend: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (_, url) = load_for_reading(g)?;
+    let db = open_db(&url).await?;
+    let vols: Vec<VolumeJson> = db
+        .list_volumes(backend)
+        .await?
+        .iter()
+        .map(VolumeJson::from)
+        .collect();
+    if g.json {
+        print_json(&vols)?;
+    } else {
+        let mut t = table(&["ID", "Name", "Status", "Size", "Backend", "Parent", "Depth"]);
+        for v in &vols {
+            t.add_row(vec![
+                v.id.clone(),
+                v.name.clone(),
+                v.status.clone(),
+                human_bytes(v.size_bytes),
+                v.backend.clone(),
+                v.parent.clone().unwrap_or_default(),
+                v.clone_depth.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
+    let (_, url) = load_for_reading(g)?;
+    let db = open_db(&url).await?;
+    let v = crate::service::jobs::request::volume(&db, key).await?;
+    let snaps = db
+        .snapshots_of(&v.id)
+        .await
+        .with_context(|| format!("volume {}", v.id))?;
+    let jobs = db.list_jobs(Some(&v.id), 20).await?;
+    let vj = VolumeJson::from(&v);
+    if g.json {
+        let mut j = serde_json::to_value(&vj)?;
+        j["snapshots"] = snaps
+            .iter()
+            .map(|s| serde_json::json!({"id": s.id, "name": s.name, "status": s.status}))
+            .collect();
+        j["jobs"] = jobs
+            .iter()
+            .map(|x| serde_json::to_value(JobJson::from(x)))
+            .collect::<Result<_, _>>()?;
+        print_json(&j)?;
+    } else {
+        let mut t = table(&["Field", "Value"]);
+        for (k, val) in [
+            ("id", vj.id.clone()),
+            ("name", vj.name.clone()),
+            ("status", vj.status.clone()),
+            (
+                "size",
+                format!("{} ({} bytes)", human_bytes(vj.size_bytes), vj.size_bytes),
+            ),
+            ("backend", vj.backend.clone()),
+            ("parent", vj.parent.clone().unwrap_or_else(|| "-".into())),
+            ("clone_depth", vj.clone_depth.to_string()),
+            (
+                "snapshots",
+                snaps
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            ("created_at", vj.created_at.clone()),
+            ("updated_at", vj.updated_at.clone()),
+        ] {
+            t.add_row(vec![k.to_string(), val]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
+    let (_, url) = load_for_reading(g)?;
+    let db = open_db(&url).await?;
+    let jobs: Vec<JobJson> = db
+        .list_jobs(None, limit)
+        .await?
+        .iter()
+        .map(JobJson::from)
+        .collect();
+    if g.json {
+        print_json(&jobs)?;
+    } else {
+        let mut t = table(&[
+            "ID",
+            "Kind",
+            "Target",
+            "State",
+            "Progress",
+            "Requested by",
+            "Error",
+        ]);
+        for j in &jobs {
+            let pct = if j.bytes_total > 0 {
+                format!("{:.0}%", 100.0 * j.bytes_done as f64 / j.bytes_total as f64)
+            } else {
+                "-".into()
+            };
+            t.add_row(vec![
+                j.id.clone(),
+                j.kind.clone(),
+                j.target.clone(),
+                j.state.clone(),
+                pct,
+                j.requested_by.clone(),
+                j.error.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let (_, url) = load_for_reading(g)?;
+    let db = open_db(&url).await?;
+    let j = crate::service::jobs::request::found("job", id, db.find_job(id).await?)?;
+    let jj = JobJson::from(&j);
+    if g.json {
+        print_json(&jj)?;
+    } else {
+        let v = serde_json::to_value(&jj)?;
+        let mut t = table(&["Field", "Value"]);
+        if let Some(map) = v.as_object() {
+            for (k, val) in map {
+                t.add_row(vec![
+                    k.clone(),
+                    val.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| val.to_string()),
+                ]);
+            }
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn events(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
+    let (_, url) = load_for_reading(g)?;
+    let db = open_db(&url).await?;
+    let evs: Vec<EventJson> = db
+        .list_events(limit)
+        .await?
+        .iter()
+        .map(EventJson::from)
+        .collect();
+    if g.json {
+        print_json(&evs)?;
+    } else {
+        let mut t = table(&["At", "Actor", "Host", "Kind", "Target", "Message"]);
+        for e in &evs {
+            t.add_row(vec![
+                e.at.clone(),
+                e.actor.clone(),
+                e.host.clone().unwrap_or_default(),
+                e.kind.clone(),
+                e.target.clone().unwrap_or_default(),
+                e.message.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
