@@ -58,24 +58,44 @@ fn digest(ceph: &Ceph, spec: &str) -> String {
     stdout(&out)
 }
 
-#[test]
-fn every_job_kind_on_rbd() {
-    let Some(ceph) = Ceph::start(false) else {
-        return;
-    };
+/// A cluster, an ember config with one rbd backend `rbd0` (plus `extra` lines) on a fresh
+/// SQLite database, and its running service. Fields drop in order: service, then cluster.
+struct Setup {
+    _serve: Serve,
+    env: Env,
+    _dir: tempfile::TempDir,
+    ceph: Ceph,
+}
+
+/// None when Ceph is not installed outside CI (see `Ceph::start`).
+fn setup(mgr: bool, extra: &str) -> Option<Setup> {
+    let ceph = Ceph::start(mgr)?;
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(
         dir.path(),
         &sqlite(dir.path()),
-        &ceph.backend("rbd0", "rbd_max_clone_depth = 5"),
+        &ceph.backend("rbd0", extra),
     );
-    let _serve = env.serve();
+    Some(Setup {
+        _serve: env.serve(),
+        env,
+        _dir: dir,
+        ceph,
+    })
+}
+
+#[test]
+fn every_job_kind_on_rbd() {
+    let Some(s) = setup(false, "rbd_max_clone_depth = 5") else {
+        return;
+    };
+    let (env, ceph) = (&s.env, &s.ceph);
 
     // create: an image of the size, named as Cinder names it.
     let base = env.json(&["volume", "create", "base", "--size", "1G", "--wait"])["volume"].clone();
     let base_img = format!("volume-{}", id(&base));
-    assert_eq!(info(&ceph, &base_img)["size"], 1u64 << 30);
-    fill(&ceph, &base_img, 64);
+    assert_eq!(info(ceph, &base_img)["size"], 1u64 << 30);
+    fill(ceph, &base_img, 64);
 
     // snapshot: volume@snapshot-<id>, protected so that it can be cloned.
     let snap = env.json(&[
@@ -98,18 +118,18 @@ fn every_job_kind_on_rbd() {
     let c1 = env.json(&["volume", "create", "c1", "--snapshot", "s1", "--wait"])["volume"].clone();
     let c1_img = format!("volume-{}", id(&c1));
     assert_eq!(
-        info(&ceph, &c1_img)["parent"]["snapshot"],
+        info(ceph, &c1_img)["parent"]["snapshot"],
         snap_name.as_str()
     );
     assert_eq!(
-        digest(&ceph, &c1_img),
-        digest(&ceph, &format!("{base_img}@{snap_name}"))
+        digest(ceph, &c1_img),
+        digest(ceph, &format!("{base_img}@{snap_name}"))
     );
 
     // clone of a volume: snapshot + protect + clone underneath.
     let c2 = env.json(&["volume", "create", "c2", "--source", "base", "--wait"])["volume"].clone();
     assert!(
-        info(&ceph, &format!("volume-{}", id(&c2)))["parent"]["snapshot"]
+        info(ceph, &format!("volume-{}", id(&c2)))["parent"]["snapshot"]
             .as_str()
             .unwrap()
             .starts_with("snapshot-")
@@ -117,7 +137,7 @@ fn every_job_kind_on_rbd() {
 
     // extend, and a shrink refused at once.
     env.json(&["volume", "extend", "c1", "--size", "2G", "--wait"]);
-    assert_eq!(info(&ceph, &c1_img)["size"], 2u64 << 30);
+    assert_eq!(info(ceph, &c1_img)["size"], 2u64 << 30);
     let e = env.fails(&["volume", "extend", "c1", "--size", "1G"], 1);
     assert!(e.contains("shrink") || e.contains("smaller"), "{e}");
 
@@ -126,12 +146,12 @@ fn every_job_kind_on_rbd() {
     assert!(e.contains("dependent clones") && e.contains("c1"), "{e}");
 
     // flatten: the data stays, the link goes.
-    let before = digest(&ceph, &c1_img);
+    let before = digest(ceph, &c1_img);
     let f = env.json(&["volume", "flatten", "c1", "--wait"]);
     assert_eq!(f["job"]["state"], "succeeded");
     assert_eq!(f["job"]["bytes_done"], f["job"]["bytes_total"]);
-    assert!(info(&ceph, &c1_img).get("parent").is_none());
-    assert_eq!(digest(&ceph, &c1_img), before);
+    assert!(info(ceph, &c1_img).get("parent").is_none());
+    assert_eq!(digest(ceph, &c1_img), before);
 
     // snapshot delete once nothing depends on it; clone, flatten, delete of the rest.
     env.json(&["volume", "snapshot", "delete", "s1", "--wait"]);
@@ -147,26 +167,20 @@ fn every_job_kind_on_rbd() {
     env.json(&["volume", "delete", "c2", "--wait"]);
     env.json(&["volume", "delete", "base", "--wait"]);
     env.json(&["volume", "delete", "c1", "--wait"]);
-    assert_eq!(images(&ceph), Vec::<String>::new());
+    assert_eq!(images(ceph), Vec::<String>::new());
     let r = env.json(&["volume", "reconcile", "rbd0"]);
     assert_eq!(r.as_array().map(Vec::len), Some(0), "{r}");
 }
 
 #[test]
 fn flatten_of_a_1g_clone_shows_progress_and_can_be_cancelled() {
-    let Some(ceph) = Ceph::start(false) else {
+    // 128 MiB/s: a 1 GiB flatten takes about 8 s, long enough to watch and to cancel.
+    let Some(s) = setup(false, "volume_copy_bps_limit = 134217728") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    // 128 MiB/s: a 1 GiB flatten takes about 8 s, long enough to watch and to cancel.
-    let env = Env::new(
-        dir.path(),
-        &sqlite(dir.path()),
-        &ceph.backend("rbd0", "volume_copy_bps_limit = 134217728"),
-    );
-    let _serve = env.serve();
+    let (env, ceph) = (&s.env, &s.ceph);
     let src = env.json(&["volume", "create", "src", "--size", "1G", "--wait"])["volume"].clone();
-    fill(&ceph, &format!("volume-{}", id(&src)), 256);
+    fill(ceph, &format!("volume-{}", id(&src)), 256);
     env.json(&[
         "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
     ]);
@@ -198,39 +212,33 @@ fn flatten_of_a_1g_clone_shows_progress_and_can_be_cancelled() {
         "a cancelled flatten leaves the clone layered"
     );
     let c_img = format!("volume-{}", id(&env.volume("c")));
-    assert!(info(&ceph, &c_img).get("parent").is_some());
+    assert!(info(ceph, &c_img).get("parent").is_some());
 
     // Run again to the end: the link goes, the data is the snapshot's.
     env.json(&["volume", "flatten", "c", "--wait"]);
-    assert!(info(&ceph, &c_img).get("parent").is_none());
+    assert!(info(ceph, &c_img).get("parent").is_none());
 }
 
 #[test]
 fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
-    let Some(ceph) = Ceph::start(false) else {
+    let Some(s) = setup(
+        false,
+        "rbd_max_clone_depth = 1\nenable_deferred_deletion = true",
+    ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let env = Env::new(
-        dir.path(),
-        &sqlite(dir.path()),
-        &ceph.backend(
-            "rbd0",
-            "rbd_max_clone_depth = 1\nenable_deferred_deletion = true",
-        ),
-    );
-    let _serve = env.serve();
+    let (env, ceph) = (&s.env, &s.ceph);
     env.json(&["volume", "create", "a", "--size", "256M", "--wait"]);
     let b = env.json(&["volume", "create", "b", "--source", "a", "--wait"])["volume"].clone();
     let b_img = format!("volume-{}", id(&b));
     assert!(
-        info(&ceph, &b_img).get("parent").is_some(),
+        info(ceph, &b_img).get("parent").is_some(),
         "depth 1 is kept"
     );
     // A clone of the clone would be depth 2 > 1: flattened at once.
     let c = env.json(&["volume", "create", "c", "--source", "b", "--wait"])["volume"].clone();
     assert!(
-        info(&ceph, &format!("volume-{}", id(&c)))
+        info(ceph, &format!("volume-{}", id(&c)))
             .get("parent")
             .is_none(),
         "past rbd_max_clone_depth the clone is flattened"
@@ -239,13 +247,13 @@ fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
     // Deferred: a's clone snapshot still has b reading from it, so a goes to the trash and
     // leaves the pool listing; once b is gone the periodic purge removes it for good.
     let a_img = format!("volume-{}", id(&env.volume("a")));
-    let b_data = digest(&ceph, &b_img);
+    let b_data = digest(ceph, &b_img);
     env.json(&["volume", "delete", "a", "--cascade", "--wait"]);
-    assert!(!images(&ceph).contains(&a_img));
+    assert!(!images(ceph).contains(&a_img));
     let trash = stdout(&ceph.rbd(&["trash", "ls", "volumes"]));
     assert!(trash.contains(&a_img), "{trash}");
     assert_eq!(
-        digest(&ceph, &b_img),
+        digest(ceph, &b_img),
         b_data,
         "the clone still reads its parent's data"
     );
@@ -268,12 +276,10 @@ fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
 
 #[test]
 fn capacity_from_the_pool_and_reconcile_against_the_pool() {
-    let Some(ceph) = Ceph::start(true) else {
+    let Some(s) = setup(true, "") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let env = Env::new(dir.path(), &sqlite(dir.path()), &ceph.backend("rbd0", ""));
-    let _serve = env.serve();
+    let (env, ceph) = (&s.env, &s.ceph);
     env.json(&["volume", "create", "v1", "--size", "1G", "--wait"]);
     env.json(&["volume", "create", "v2", "--size", "512M", "--wait"]);
     // The mgr reports pool figures a few seconds late: poll.
