@@ -10,8 +10,6 @@ pub struct DoctorState {
     /// In their stable order (scope, then check), as they have arrived.
     pub checks: Vec<Check>,
     pub running: bool,
-    /// Runs started, to tell a fresh run's first results from the last run's leftovers.
-    pub runs: u64,
     /// When the last run finished (ms).
     pub finished_at: Option<i64>,
 }
@@ -23,7 +21,6 @@ impl DoctorState {
             return None;
         }
         self.running = true;
-        self.runs += 1;
         Some(Command::Doctor)
     }
 
