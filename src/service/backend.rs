@@ -42,9 +42,10 @@ pub struct BackendService {
     /// retries. Heartbeats go on meanwhile: they prove the process (and its reactor) is alive,
     /// which tells an operator "storage is down" apart from "ember is dead or starved".
     pub healthy: AtomicBool,
-    /// Set once the first setup check has finished: heartbeats start then, so that a service
-    /// never shows up before its storage has been tried.
-    pub checked: AtomicBool,
+    /// Turns true once the first setup check has finished: the heartbeat loop waits for it and
+    /// beats at once, so a service never shows up before its storage has been tried, and a
+    /// restarted service's previous heartbeat is replaced without a report_interval gap.
+    pub checked: tokio::sync::watch::Sender<bool>,
     /// The last failure's reason, so that a retry failing the same way is not logged again.
     last_error: Mutex<Option<String>>,
     pub lateness: Mutex<Lateness>,
@@ -161,6 +162,12 @@ impl BackendService {
         interval: Duration,
         cancel: CancellationToken,
     ) {
+        // The first beat right after the first setup check, then every `interval`.
+        let mut checked = self.checked.subscribe();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = checked.wait_for(|c| *c) => {}
+        }
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut inflight: Option<tokio::task::JoinHandle<()>> = None;
@@ -175,9 +182,6 @@ impl BackendService {
                 l.record(late);
                 l.encode()
             };
-            if !self.checked.load(Ordering::SeqCst) {
-                continue;
-            }
             // The write runs as its own task so the timer keeps its schedule; at most one is in
             // flight. It is never dropped half-way (a dropped sqlx future can strand its
             // pooled connection); the pool's acquire timeout and SQLite's busy timeout bound it.
@@ -260,17 +264,7 @@ impl BackendService {
             .await;
             self.refresh_capacity(db).await;
         }
-        self.checked.store(true, Ordering::SeqCst);
-        // The first heartbeat at once, not a report_interval later: until now the row may
-        // still carry the previous run's last heartbeat, which is about to age out.
-        let encoded = self
-            .lateness
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encode();
-        if let Err(e) = db.heartbeat(self.row_id, &encoded).await {
-            warn!(backend = %self.name, "heartbeat not written: {e}");
-        }
+        self.checked.send_replace(true);
     }
 
     /// Deferred deletion: removes hidden images that nothing reads from any more.
@@ -337,7 +331,7 @@ pub fn new_backend(
         row_id,
         driver,
         healthy: AtomicBool::new(false),
-        checked: AtomicBool::new(false),
+        checked: tokio::sync::watch::Sender::new(false),
         last_error: Mutex::new(None),
         lateness: Mutex::new(Lateness::default()),
         slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),
