@@ -17,10 +17,7 @@ fn main() -> ExitCode {
     // The console draws its own log view and writes a log file; everything else logs to stderr.
     if !matches!(command, Command::Console { .. }) {
         tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
-                    .unwrap_or_else(|_| "info".into()),
-            )
+            .with_env_filter(cli::log_filter())
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)

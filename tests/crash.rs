@@ -147,7 +147,7 @@ fn a_delete_left_running_by_a_dead_service_is_finished_on_restart() {
             .await
             .unwrap();
             let claimed = db
-                .claim_job("file0", "node-a@file0")
+                .claim_job(&["node-a@file0"], "node-a@file0")
                 .await
                 .unwrap()
                 .unwrap();
@@ -159,6 +159,7 @@ fn a_delete_left_running_by_a_dead_service_is_finished_on_restart() {
                 size_bytes: 1 << 20,
                 status: "creating",
                 backend: "file0",
+                host: "node-a@file0",
                 source_snapshot_id: None,
                 source_volume_id: None,
                 clone_depth: 0,
@@ -182,7 +183,7 @@ fn a_delete_left_running_by_a_dead_service_is_finished_on_restart() {
 }
 
 #[test]
-fn two_services_on_one_postgres_run_each_of_200_jobs_exactly_once() {
+fn two_cluster_members_on_one_postgres_run_each_of_200_jobs_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let Some(url) = fresh_db(Engine::Postgres, dir.path()) else {
         return;
@@ -192,8 +193,17 @@ fn two_services_on_one_postgres_run_each_of_200_jobs_exactly_once() {
     let b_dir = dir.path().join("b");
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
-    let a = Env::new(&a_dir, &url, &format!("host = \"node-a\"\n{backend}"));
-    let b = Env::new(&b_dir, &url, &format!("host = \"node-b\"\n{backend}"));
+    // One cluster: its volumes belong to c1@fake0, and either member may run their jobs.
+    let a = Env::new(
+        &a_dir,
+        &url,
+        &format!("host = \"node-a\"\ncluster = \"c1\"\n{backend}"),
+    );
+    let b = Env::new(
+        &b_dir,
+        &url,
+        &format!("host = \"node-b\"\ncluster = \"c1\"\n{backend}"),
+    );
     let cfg = config::load(&a.config).unwrap();
     let ids: Vec<String> = rt().block_on(async {
         let db = Db::connect(&url).await.unwrap();

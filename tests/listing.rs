@@ -39,6 +39,7 @@ fn seed(url: &str) {
                 size_bytes: 10 << 30,
                 status,
                 backend: "file0",
+                host: "test@file0",
                 source_snapshot_id: None,
                 source_volume_id: None,
                 clone_depth: depth,

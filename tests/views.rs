@@ -60,6 +60,7 @@ fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> Servic
             capacity_free: up.then_some(600 << 30),
             capacity_provisioned: up.then_some(900 << 30),
             capacity_at: up.then_some(NOW - 30_000),
+            client_address: None,
         },
         up,
         lateness_ms: if up {
@@ -88,6 +89,9 @@ fn job(id: &str, kind: &str, state: &str, done: i64, total: i64, error: Option<&
         started_at: Some(NOW - 100_000),
         updated_at: NOW - 1_000,
         finished_at: (state != "running").then_some(NOW - 50_000),
+        owner: Some("storage-01@file0".into()),
+        claim_token: 1,
+        volume_id: Some("00000002-0000-4000-8000-000000000000".into()),
     }
 }
 
@@ -146,6 +150,7 @@ fn fixture() -> Snapshot {
             status: "available".into(),
             status_reason: None,
             backend: "file0".into(),
+            host: Some("storage-01@file0".into()),
             purpose: "user".into(),
             created_at: NOW - 40_000_000,
             updated_at: NOW - 40_000_000,

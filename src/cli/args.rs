@@ -158,6 +158,26 @@ pub enum BenchCmd {
 pub enum ServiceCmd {
     /// List services with state (up/down) and heartbeat age
     List,
+    /// Stop a service from taking new work (Cinder's `service set --disable`): it heartbeats,
+    /// claims no job, and no new volume is placed on it
+    Disable {
+        /// The service, `HOST@BACKEND` (as `service list` shows it)
+        service: String,
+        /// Why, shown in `service list` (who disabled it is recorded in `events`)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let a disabled service take work again
+    Enable {
+        /// The service, `HOST@BACKEND`
+        service: String,
+    },
+    /// Delete a dead service's row (`cinder-manage service remove`). Refused while it is up;
+    /// the jobs only it could run fail with the reason, and its half-done volumes go to error
+    Remove {
+        /// The service, `HOST@BACKEND`
+        service: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +204,10 @@ pub enum VolumeCmd {
         /// Only this backend's volumes
         #[arg(long)]
         backend: Option<String>,
+        /// Only the volumes of this owner: `HOST@BACKEND`, `CLUSTER@BACKEND`, or a host or
+        /// cluster name
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Show one volume (by id or unique name)
     Show { volume: String },

@@ -38,10 +38,7 @@ fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
     tui_logger::set_default_level(tui_logger::LevelFilter::Info);
     tui_logger::set_hot_buffer_depth(10_000);
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with(super::log_filter())
         .with(tui_logger::TuiTracingSubscriberLayer)
         .with(
             tracing_subscriber::fmt::layer()
@@ -117,11 +114,12 @@ pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Res
         host,
     )
     .await;
-    cancel.cancel();
     if let Some(s) = services {
-        // Running jobs go back to the queue for another worker or the next start.
-        s.shutdown().await;
+        // The operator confirmed: running jobs go back to the queue at once, for another
+        // worker or the next start.
+        s.shutdown(Duration::ZERO).await;
     }
+    cancel.cancel();
     result?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
 use crate::db::services::is_up;
-use crate::db::{Db, JobRow, now_ms};
+use crate::db::{Db, JobRow};
 use crate::service::actor::current_actor;
 use crate::service::jobs::request::Cancelled;
 use crate::service::jobs::{self, Enqueued, Request};
@@ -20,14 +20,16 @@ use super::output::{JobJson, VolumeJson, human_bytes, print_json, table};
 /// How often `--wait` reads the job.
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
-/// A live service of `backend`, from the services table.
-async fn live_service(db: &Db, cfg: &Config, backend: &str) -> anyhow::Result<bool> {
+/// A live service that may run `owner`'s jobs (`host@backend`, or a member of
+/// `cluster@backend`), judged by the database's clock.
+async fn live_service(db: &Db, cfg: &Config, owner: &str) -> anyhow::Result<bool> {
     let down = cfg.service_down_time.as_millis() as i64;
-    Ok(db
-        .list_services()
-        .await?
-        .iter()
-        .any(|s| s.backend == backend && is_up(s, now_ms(), down)))
+    let now = db.clock_ms().await?;
+    Ok(db.list_services().await?.iter().any(|s| {
+        (s.host == owner || s.cluster.as_deref() == Some(owner))
+            && s.disabled == 0
+            && is_up(s, now, down)
+    }))
 }
 
 /// Checks, enqueues, and prints or follows.
@@ -38,18 +40,24 @@ pub async fn submit(
     req: Request,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
-    let backend = jobs::check(db, cfg, &req).await?;
-    let live = live_service(db, cfg, &backend).await?;
+    let checked = jobs::check(db, cfg, &req).await?;
+    let owner = checked.owner().to_string();
+    let live = live_service(db, cfg, &owner).await?;
     if !live && wait {
         // Waiting would never end: refuse before anything is written, instead of hanging.
         bail!(
-            "no live service serves backend {backend}: start `ember serve` (or the console) first; nothing was queued"
+            "no live service serves {owner}: start `ember serve` there (or enable it: `ember service enable`); nothing was queued"
         );
     }
-    let enq = jobs::enqueue(db, cfg, req, &current_actor()).await?;
+    let enq = jobs::enqueue_checked(db, checked, &current_actor()).await?;
+    if let Some(why) = &enq.placement
+        && !g.json
+    {
+        eprintln!("ember: {why}");
+    }
     if !live {
         eprintln!(
-            "ember: warning: no live service serves backend {backend}: job {} stays queued until `ember serve` (or the console) runs it",
+            "ember: warning: no live service serves {owner}: job {} stays queued until `ember serve` there runs it",
             enq.job_id
         );
     }
@@ -66,7 +74,11 @@ pub async fn submit(
 
 fn print_enqueued(g: &Global, enq: &Enqueued) -> anyhow::Result<()> {
     if g.json {
-        let mut v = serde_json::json!({ "job_id": enq.job_id });
+        let mut v = serde_json::json!({
+            "job_id": enq.job_id,
+            "owner": enq.owner,
+            "placement": enq.placement,
+        });
         if let Some(vol) = &enq.volume {
             v["volume"] = serde_json::to_value(VolumeJson::from(vol))?;
         }
@@ -165,15 +177,18 @@ pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow:
             return Ok(job);
         }
         // Who can finish it? Give a dead worker service_down_time before giving up.
-        if live_service(db, cfg, &job.backend).await? {
+        let owner = job
+            .owner
+            .clone()
+            .unwrap_or_else(|| cfg.service_owner(&job.backend));
+        if live_service(db, cfg, &owner).await? {
             orphaned_since = None;
         } else if orphaned_since.get_or_insert_with(Instant::now).elapsed() > cfg.service_down_time
         {
             bar.abandon();
             bail!(
-                "stopped waiting for job {}: no live service serves backend {} (the job is {}; it resumes when `ember serve` runs again)",
+                "stopped waiting for job {}: no live service serves {owner} (the job is {}; it resumes when `ember serve` runs there again)",
                 job.id,
-                job.backend,
                 job.state
             );
         }

@@ -21,7 +21,7 @@ fn down_time_ms(cfg: &Option<Config>) -> i64 {
 pub(super) async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let now = now_ms();
+    let now = db.clock_ms().await?;
     let rows: Vec<ServiceJson> = db
         .list_services()
         .await?
@@ -133,11 +133,15 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn volume_list(g: &Global, backend: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(super) async fn volume_list(
+    g: &Global,
+    backend: Option<&str>,
+    host: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
     let vols: Vec<VolumeJson> = db
-        .list_volumes(backend)
+        .list_volumes(backend, host)
         .await?
         .iter()
         .map(VolumeJson::from)
@@ -145,14 +149,14 @@ pub(super) async fn volume_list(g: &Global, backend: Option<&str>) -> anyhow::Re
     if g.json {
         print_json(&vols)?;
     } else {
-        let mut t = table(&["ID", "Name", "Status", "Size", "Backend", "Parent", "Depth"]);
+        let mut t = table(&["ID", "Name", "Status", "Size", "Host", "Parent", "Depth"]);
         for v in &vols {
             t.add_row(vec![
                 v.id.clone(),
                 v.name.clone(),
                 v.status.clone(),
                 human_bytes(v.size_bytes),
-                v.backend.clone(),
+                v.host.clone().unwrap_or_else(|| v.backend.clone()),
                 v.parent.clone().unwrap_or_default(),
                 v.clone_depth.to_string(),
             ]);
@@ -194,6 +198,7 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
                 format!("{} ({} bytes)", human_bytes(vj.size_bytes), vj.size_bytes),
             ),
             ("backend", vj.backend.clone()),
+            ("host", vj.host.clone().unwrap_or_else(|| "-".into())),
             ("parent", vj.parent.clone().unwrap_or_else(|| "-".into())),
             ("clone_depth", vj.clone_depth.to_string()),
             (
@@ -232,6 +237,7 @@ pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode>
             "Target",
             "State",
             "Progress",
+            "Host",
             "Requested by",
             "Error",
         ]);
@@ -247,6 +253,7 @@ pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode>
                 j.target.clone(),
                 j.state.clone(),
                 pct,
+                j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default(),
                 j.requested_by.clone(),
                 j.error.clone().unwrap_or_default(),
             ]);
@@ -257,10 +264,16 @@ pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode>
 }
 
 pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let (_, url) = load_for_reading(g)?;
+    let (cfg, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
     let j = crate::service::jobs::request::found("job", id, db.find_job(id).await?)?;
-    let jj = JobJson::from(&j);
+    let mut jj = JobJson::from(&j);
+    jj.waiting = waiting_for(
+        &j,
+        &db.list_services().await?,
+        db.clock_ms().await?,
+        down_time_ms(&cfg),
+    );
     if g.json {
         print_json(&jj)?;
     } else {

@@ -10,6 +10,7 @@ pub mod console;
 pub mod doctor;
 pub mod jobs;
 mod listing;
+mod service_admin;
 
 use listing::{backend_list, events, job_list, job_show, service_list, volume_list, volume_show};
 pub mod output;
@@ -53,6 +54,18 @@ fn load_for_reading(g: &Global) -> anyhow::Result<(Option<Config>, String)> {
     }
 }
 
+/// The log filter: `$EMBER_LOG` (default `info`). PostgreSQL's notices (`relation ... already
+/// exists, skipping` at every migration check) are the server talking to itself: only their
+/// warnings pass, whatever `$EMBER_LOG` says.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG").unwrap_or_else(|_| "info".into());
+    match "sqlx::postgres::notice=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 async fn open_db(url: &str) -> anyhow::Result<Db> {
     Ok(Db::connect(url).await?)
 }
@@ -73,8 +86,25 @@ pub async fn run(
             stuck_after,
         } => doctor::run(&g, backend, strict, verbose, stuck_after).await,
         Command::Service(ServiceCmd::List) => service_list(&g).await,
+        Command::Service(ServiceCmd::Disable { service, reason }) => {
+            let (_, url) = load_for_reading(&g)?;
+            service_admin::set_disabled(&g, &open_db(&url).await?, &service, Some(&reason)).await
+        }
+        Command::Service(ServiceCmd::Enable { service }) => {
+            let (_, url) = load_for_reading(&g)?;
+            service_admin::set_disabled(&g, &open_db(&url).await?, &service, None).await
+        }
+        Command::Service(ServiceCmd::Remove { service }) => {
+            let (cfg, url) = load_for_reading(&g)?;
+            let down = cfg.map_or(config::defaults::SERVICE_DOWN_TIME_S * 1000, |c| {
+                c.service_down_time.as_millis() as i64
+            });
+            service_admin::remove(&g, &open_db(&url).await?, &service, down).await
+        }
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
-        Command::Volume(VolumeCmd::List { backend }) => volume_list(&g, backend.as_deref()).await,
+        Command::Volume(VolumeCmd::List { backend, host }) => {
+            volume_list(&g, backend.as_deref(), host.as_deref()).await
+        }
         Command::Volume(VolumeCmd::Show { volume }) => volume_show(&g, &volume).await,
         Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::List { volume, all })) => {
             let (_, url) = load_for_reading(&g)?;
@@ -189,9 +219,10 @@ async fn serve(g: &Global) -> anyhow::Result<ExitCode> {
     let db = open_db(&cfg.database_url).await?;
     tracing::info!(database = %db.display_url, backends = cfg.backends.len(), "starting");
     let cancel = tokio_util::sync::CancellationToken::new();
+    let drain = cfg.drain_timeout;
     let services = Services::start(cfg, db, cancel.clone()).await?;
     shutdown_signal().await;
-    services.shutdown().await;
+    services.shutdown(drain).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -299,7 +330,8 @@ async fn reconcile(g: &Global, backend: &str, fix: bool) -> anyhow::Result<ExitC
         );
     };
     let db = open_db(&cfg.database_url).await?;
-    let findings = crate::service::reconcile::reconcile(&db, b, fix).await?;
+    let owner = cfg.service_owner(&b.name);
+    let findings = crate::service::reconcile::reconcile(&db, b, &owner, fix).await?;
     if g.json {
         print_json(&findings)?;
     } else if findings.is_empty() {

@@ -20,6 +20,7 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub use crate::service::takeover::waiting_for;
 pub use crate::service::units::{age, human_bytes, rfc3339};
 
 /// A service as scripts see it (`service list --json`).
@@ -84,6 +85,8 @@ pub struct VolumeJson {
     pub status: String,
     pub size_bytes: i64,
     pub backend: String,
+    /// The owner: `host@backend`, or `cluster@backend` for a clustered backend.
+    pub host: Option<String>,
     pub parent: Option<String>,
     pub clone_depth: i64,
     pub created_at: String,
@@ -98,6 +101,7 @@ impl From<&VolumeRow> for VolumeJson {
             status: v.status.clone(),
             size_bytes: v.size_bytes,
             backend: v.backend.clone(),
+            host: v.host.clone(),
             parent: v.source_snapshot_id.clone(),
             clone_depth: v.clone_depth,
             created_at: rfc3339(v.created_at),
@@ -118,9 +122,16 @@ pub struct JobJson {
     pub error: Option<String>,
     pub requested_by: String,
     pub claimed_by: Option<String>,
+    /// Who may run it: `host@backend`, or any member of `cluster@backend`.
+    pub owner: Option<String>,
+    /// Bumped by each claim (a takeover shows as a jump).
+    pub claim_token: i64,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Set when the job waits for something an operator must fix (its owner is down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl From<&JobRow> for JobJson {
@@ -136,9 +147,12 @@ impl From<&JobRow> for JobJson {
             error: j.error.clone(),
             requested_by: j.requested_by.clone(),
             claimed_by: j.claimed_by.clone(),
+            owner: j.owner.clone(),
+            claim_token: j.claim_token,
             created_at: rfc3339(j.created_at),
             started_at: j.started_at.map(rfc3339),
             finished_at: j.finished_at.map(rfc3339),
+            waiting: None,
         }
     }
 }

@@ -105,6 +105,8 @@ pub(super) fn backend(
             as u32,
         flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
         volume_copy_bps_limit: l.int("volume_copy_bps_limit", 0, 0, i64::MAX)? as u64,
+        backend_host: l.string("backend_host")?.filter(|s| !s.is_empty()),
+        shared_storage: l.bool("file_shared_storage", false)?,
     })
 }
 

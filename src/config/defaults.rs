@@ -9,6 +9,11 @@ pub const PERIODIC_INTERVAL_S: i64 = 60;
 /// The first periodic run waits a random 0..this seconds, so that many services do not hit
 /// the database at once after a restart of the whole fleet.
 pub const PERIODIC_FUZZY_DELAY_S: i64 = 60;
+/// ember's own (`drain_timeout`): on SIGTERM a service stops claiming and gives its running
+/// jobs this many seconds to finish before it hands the rest back to the queue. Long enough
+/// for a create or a snapshot; a flatten of hours is handed back with its progress, and a
+/// peer (or the next start) runs it again.
+pub const DRAIN_TIMEOUT_S: i64 = 30;
 /// Storage calls that may run at once per backend (`backend_native_threads_pool_size`).
 /// Cinder's default is 20. ember's is the number of CPUs: data copies are CPU- and disk-bound,
 /// and more copying threads than cores add no throughput but make a waking heartbeat wait for

@@ -44,6 +44,9 @@ pub struct Config {
     pub periodic_interval: Duration,
     #[serde(with = "secs")]
     pub periodic_fuzzy_delay: Duration,
+    /// How long a stopping service lets its running jobs finish before handing them back.
+    #[serde(with = "secs")]
+    pub drain_timeout: Duration,
     pub data_dir: PathBuf,
     pub database_url: String,
     /// Refuse every mutating action (for on-call viewers).
@@ -85,6 +88,12 @@ pub struct BackendConfig {
     pub flatten_volume_from_snapshot: bool,
     /// Cinder's `volume_copy_bps_limit`: bytes per second for data copies; 0 is no limit.
     pub volume_copy_bps_limit: u64,
+    /// Cinder's `backend_host` set for this backend (its section, `[backend_defaults]` or
+    /// `[DEFAULT]`): the host part of its service name, shared by the nodes serving it.
+    pub backend_host: Option<String>,
+    /// `file_shared_storage`: this file backend's `file_dir` is storage every cluster member
+    /// mounts at the same path (NFS, a cluster file system), so it may be clustered.
+    pub shared_storage: bool,
 }
 
 impl BackendConfig {
@@ -238,6 +247,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         "periodic_fuzzy_delay",
         defaults::PERIODIC_FUZZY_DELAY_S,
     )?;
+    let drain_timeout = secs_opt(&service, "drain_timeout", defaults::DRAIN_TIMEOUT_S)?;
     let host = match service.string("host")? {
         Some(h) if !h.is_empty() => h,
         _ => hostname::get()
@@ -296,6 +306,21 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
             continue;
         };
         match backend::backend(path, doc, section, &name, &data_dir, &mut notes) {
+            Ok(b) if cluster.is_some() && b.driver_name() == "file" && !b.shared_storage => {
+                broken.push(BrokenBackend {
+                    name: name.clone(),
+                    reason: format!(
+                        "{}:{}: {} is a file backend, whose storage is local to this host, so it cannot be \
+                         clustered (cluster = {:?}): a peer could not reach its volumes. Take it out of the \
+                         cluster, or set file_shared_storage = true if its file_dir is shared storage \
+                         mounted at the same path on every member",
+                        path.display(),
+                        section.line,
+                        section_label(doc.format, &section.name),
+                        cluster.as_deref().unwrap_or("")
+                    ),
+                })
+            }
             Ok(b) => backends.push(b),
             Err(e) => broken.push(BrokenBackend {
                 name,
@@ -316,6 +341,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         service_down_time,
         periodic_interval,
         periodic_fuzzy_delay,
+        drain_timeout,
         data_dir,
         database_url,
         read_only,
@@ -447,12 +473,22 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Config {
-    /// The service host as Cinder writes it: `<backend_host or host>@<backend>`.
+    /// The service host as Cinder writes it: `<backend_host or host>@<backend>`, where the
+    /// backend's own `backend_host` wins over the one in `[DEFAULT]`.
     pub fn service_host(&self, backend: &str) -> String {
-        format!(
-            "{}@{backend}",
-            self.backend_host.as_deref().unwrap_or(&self.host)
-        )
+        let host = self
+            .backend(backend)
+            .and_then(|b| b.backend_host.as_deref())
+            .or(self.backend_host.as_deref())
+            .unwrap_or(&self.host);
+        format!("{host}@{backend}")
+    }
+
+    /// Who owns the volumes this host's `backend` creates: the cluster (`cluster@backend`)
+    /// when clustered, else the service (`host@backend`), as Cinder records them.
+    pub fn service_owner(&self, backend: &str) -> String {
+        self.service_cluster(backend)
+            .unwrap_or_else(|| self.service_host(backend))
     }
 
     /// The cluster as Cinder writes it: `<cluster>@<backend>`.

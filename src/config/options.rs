@@ -24,6 +24,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "read_only",
     "keymap",
     "theme",
+    "drain_timeout",
 ];
 
 /// Keys of a backend section.
@@ -44,6 +45,8 @@ pub const BACKEND_KEYS: &[&str] = &[
     "enable_deferred_deletion",
     "backend_native_threads_pool_size",
     "volume_copy_bps_limit",
+    "backend_host",
+    "file_shared_storage",
     "fake_latency_ms",
     "fake_blocking",
     "fake_fail_op",

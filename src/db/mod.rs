@@ -6,7 +6,9 @@
 //! engine has its own migrations under `migrations/<engine>/`, run at connect.
 
 pub mod events;
+pub mod fence;
 pub mod jobs;
+pub mod lock;
 pub mod services;
 pub mod volumes;
 
@@ -41,6 +43,12 @@ pub enum DbError {
     },
     #[error("unsupported database_url {url:?}: expected sqlite://PATH or postgres://...")]
     Scheme { url: String },
+    /// A worker's write for a job it no longer holds: the job was taken over (its claim token
+    /// moved), so this worker must stop and write nothing more for it.
+    #[error(
+        "job {job}: lease lost (claim {token} was taken over by another service); nothing more is written for it"
+    )]
+    Fenced { job: String, token: i64 },
 }
 
 /// Wraps a sqlx error with the name of the query that failed.
@@ -65,6 +73,11 @@ pub struct Db {
     pub engine: Engine,
     /// The URL with any password hidden, for messages.
     pub display_url: String,
+    /// The URL as given, for the extra connection that holds a service's lock.
+    url: fence::Hidden,
+    /// Set on the handle a job's worker writes through: every volume, snapshot and job write
+    /// then carries the job's claim token and is refused once a takeover moved it.
+    pub(crate) fence: Option<fence::Fence>,
 }
 
 pub fn now_ms() -> i64 {
@@ -220,7 +233,27 @@ impl Db {
             pool,
             engine,
             display_url,
+            url: fence::Hidden(url.into()),
+            fence: None,
         })
+    }
+
+    /// SQL for the database's clock in Unix milliseconds. Ages that decide up/down and
+    /// takeovers are judged by this one clock, never by the hosts', whose clocks drift.
+    pub fn now_sql(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)",
+            Engine::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// The database's clock, in Unix milliseconds.
+    pub async fn clock_ms(&self) -> Result<i64, DbError> {
+        let sql = format!("SELECT {}", self.now_sql());
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read the database clock"))
     }
 
     /// Applied migrations against the ones this build knows, for `ember doctor`: (applied,
@@ -231,7 +264,7 @@ impl Db {
             Engine::Postgres => sqlx::migrate!("migrations/postgres").iter().count(),
         };
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT version, description, CAST(success AS BIGINT) FROM _sqlx_migrations ORDER BY version",
+            "SELECT version, description, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) FROM _sqlx_migrations ORDER BY version",
         )
         .fetch_all(&self.pool)
         .await

@@ -32,6 +32,9 @@ pub struct ServiceRow {
     pub capacity_free: Option<i64>,
     pub capacity_provisioned: Option<i64>,
     pub capacity_at: Option<i64>,
+    /// An rbd backend's librados client address (`v2:10.0.0.5:0/123`), recorded at connect so
+    /// that a peer can blocklist it before taking this service's jobs over.
+    pub client_address: Option<String>,
 }
 
 /// What a service says about itself when it starts.
@@ -46,7 +49,7 @@ pub struct Registration<'a> {
 
 const COLUMNS: &str = "id, host, binary_name, backend, cluster, driver, disabled, disabled_reason, error, \
      version, pid, created_at, started_at, updated_at, stopped_at, report_count, lateness_ms, \
-     capacity_total, capacity_free, capacity_provisioned, capacity_at";
+     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address";
 
 impl Db {
     /// Creates or updates the service's row (Cinder's `_create_service_ref` / update on start),
@@ -81,19 +84,76 @@ impl Db {
         })
     }
 
-    /// One heartbeat: bumps `report_count` and `updated_at`, and stores recent lateness.
-    pub async fn heartbeat(&self, id: i64, lateness_ms: &str) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE services SET updated_at = $1, report_count = report_count + 1, lateness_ms = $2 \
-             WHERE id = $3",
+    /// One heartbeat: bumps `report_count` and `updated_at` (by the database's clock, which
+    /// every peer judges it by), and stores recent lateness. It also renews the leases of the
+    /// jobs this service runs: a peer takes them over only once it stops.
+    /// Returns the operator's `disabled` flag, so a disable reaches the service within one
+    /// `report_interval` without a read of its own.
+    pub async fn heartbeat(&self, id: i64, lateness_ms: &str) -> Result<bool, DbError> {
+        let sql = format!(
+            "UPDATE services SET updated_at = {}, report_count = report_count + 1, lateness_ms = $1 \
+             WHERE id = $2 RETURNING disabled",
+            self.now_sql()
+        );
+        let d: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(lateness_ms)
+            .bind(id)
+            .fetch_all(&self.pool) // RETURNING is read to the end: see Db::claim_job
+            .await
+            .map_err(q("heartbeat"))?;
+        Ok(d.first().copied().unwrap_or(0) != 0)
+    }
+
+    /// Records the backend's storage client address (None: not known, or not rbd).
+    pub async fn set_client_address(&self, id: i64, addr: Option<&str>) -> Result<(), DbError> {
+        sqlx::query("UPDATE services SET client_address = $1 WHERE id = $2")
+            .bind(addr)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set client address"))?;
+        Ok(())
+    }
+
+    /// Cinder's `service set --disable`: the service heartbeats but claims nothing, and no new
+    /// volume is placed on it. `reason` None enables it again. False if there is no such row.
+    pub async fn set_service_disabled(
+        &self,
+        host: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "UPDATE services SET disabled = $1, disabled_reason = $2 WHERE host = $3 AND binary_name = $4",
         )
-        .bind(now_ms())
-        .bind(lateness_ms)
-        .bind(id)
+        .bind(i64::from(reason.is_some()))
+        .bind(reason)
+        .bind(host)
+        .bind(BINARY)
         .execute(&self.pool)
         .await
-        .map_err(q("heartbeat"))?;
-        Ok(())
+        .map_err(q("disable service"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Whether the operator disabled this service (read by its job runner before each claim).
+    pub async fn service_disabled(&self, id: i64) -> Result<bool, DbError> {
+        let d: Vec<i64> = sqlx::query_scalar("SELECT disabled FROM services WHERE id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("read service disabled"))?;
+        Ok(d.first().copied().unwrap_or(0) != 0)
+    }
+
+    /// `cinder-manage service remove`: deletes a service's row. The caller checks it is down.
+    pub async fn remove_service(&self, host: &str) -> Result<bool, DbError> {
+        let r = sqlx::query("DELETE FROM services WHERE host = $1 AND binary_name = $2")
+            .bind(host)
+            .bind(BINARY)
+            .execute(&self.pool)
+            .await
+            .map_err(q("remove service"))?;
+        Ok(r.rows_affected() > 0)
     }
 
     pub async fn set_capacity(

@@ -32,6 +32,8 @@ pub struct SnapshotRow {
     pub status: String,
     pub status_reason: Option<String>,
     pub backend: String,
+    /// The owner: `host@backend`, or `cluster@backend` for a clustered backend.
+    pub host: Option<String>,
     /// `user` or `clone` (made under `volume create --source`, removed with its last clone).
     pub purpose: String,
     pub created_at: i64,
@@ -46,6 +48,8 @@ pub struct NewVolume<'a> {
     pub size_bytes: i64,
     pub status: &'a str,
     pub backend: &'a str,
+    /// The owner (`host@backend` or `cluster@backend`).
+    pub host: &'a str,
     pub source_snapshot_id: Option<&'a str>,
     pub source_volume_id: Option<&'a str>,
     pub clone_depth: i64,
@@ -58,13 +62,14 @@ pub struct NewSnapshot<'a> {
     pub size_bytes: i64,
     pub status: &'a str,
     pub backend: &'a str,
+    pub host: &'a str,
     pub purpose: &'a str,
 }
 
 pub(crate) const VOLUME_COLUMNS: &str = "id, name, size_bytes, status, status_reason, backend, host, \
      source_snapshot_id, source_volume_id, clone_depth, created_at, updated_at, deleted_at";
 pub(crate) const SNAPSHOT_COLUMNS: &str = "id, name, volume_id, size_bytes, status, status_reason, \
-     backend, purpose, created_at, updated_at, deleted_at";
+     backend, host, purpose, created_at, updated_at, deleted_at";
 
 /// A lookup that matches an id, else a unique name, as the `openstack` CLI does.
 #[derive(Debug)]
@@ -81,14 +86,22 @@ impl Db {
         insert_volume(&mut conn, v).await
     }
 
-    /// Volumes not deleted, newest first; `backend` narrows to one backend.
-    pub async fn list_volumes(&self, backend: Option<&str>) -> Result<Vec<VolumeRow>, DbError> {
+    /// Volumes not deleted, newest first; `backend` narrows to one backend, `host` to one
+    /// owner (`host@backend`, `cluster@backend`, or a bare host or cluster name).
+    pub async fn list_volumes(
+        &self,
+        backend: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Vec<VolumeRow>, DbError> {
         let sql = format!(
             "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL \
-             AND ($1 IS NULL OR backend = $1) ORDER BY created_at DESC, id"
+             AND ($1 IS NULL OR backend = $1) AND ($2 IS NULL OR host = $2 OR host LIKE $3) \
+             ORDER BY created_at DESC, id"
         );
         sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
             .bind(backend)
+            .bind(host)
+            .bind(host.map(|h| format!("{}@%", h.replace(['%', '_'], ""))))
             .fetch_all(&self.pool)
             .await
             .map_err(q("list volumes"))
@@ -176,9 +189,10 @@ impl Db {
             let marks: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
             format!(" AND status IN ({})", marks.join(", "))
         };
+        let fence = self.fence_sql(5 + from.len());
         let sql = format!(
             "UPDATE {table} SET status = $1, status_reason = $2, updated_at = $3 \
-             WHERE id = $4 AND deleted_at IS NULL{guard}"
+             WHERE id = $4 AND deleted_at IS NULL{guard}{fence}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to)
@@ -188,30 +202,70 @@ impl Db {
         for f in from {
             query = query.bind(*f);
         }
-        let r = query.execute(&self.pool).await.map_err(q("set status"))?;
+        let r = self
+            .bind_fence(query)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set status"))?;
+        if r.rows_affected() == 0 {
+            self.check_fence().await?;
+        }
         Ok(r.rows_affected() > 0)
+    }
+
+    /// One fenced write of a volume or snapshot row by id: `set` uses `$1` and `$2`
+    /// (the value and the time), the id is `$3`.
+    async fn update_row<T>(
+        &self,
+        what: &'static str,
+        table: &'static str,
+        set: &str,
+        value: T,
+        id: &str,
+    ) -> Result<(), DbError>
+    where
+        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let sql = format!(
+            "UPDATE {table} SET {set} WHERE id = $3{}",
+            self.fence_sql(4)
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(now_ms())
+            .bind(id.to_string());
+        let r = self
+            .bind_fence(query)
+            .execute(&self.pool)
+            .await
+            .map_err(q(what))?;
+        if r.rows_affected() == 0 {
+            self.check_fence().await?;
+        }
+        Ok(())
     }
 
     /// After a flatten (or a clone flattened at once): no parent, depth 0.
     pub async fn set_volume_flattened(&self, id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE volumes SET source_snapshot_id = NULL, clone_depth = 0, updated_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("set volume flattened"))?;
-        Ok(())
+        self.update_row(
+            "set volume flattened",
+            "volumes",
+            "clone_depth = $1, source_snapshot_id = NULL, updated_at = $2",
+            0i64,
+            id,
+        )
+        .await
     }
 
     pub async fn set_volume_size(&self, id: &str, size: i64) -> Result<(), DbError> {
-        sqlx::query("UPDATE volumes SET size_bytes = $1, updated_at = $2 WHERE id = $3")
-            .bind(size)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("set volume size"))?;
-        Ok(())
+        self.update_row(
+            "set volume size",
+            "volumes",
+            "size_bytes = $1, updated_at = $2",
+            size,
+            id,
+        )
+        .await
     }
 
     pub async fn mark_volume_deleted(&self, id: &str) -> Result<(), DbError> {
@@ -220,16 +274,14 @@ impl Db {
 
     /// Rows are never removed: a deleted volume or snapshot keeps its history for `events`.
     async fn mark_deleted(&self, table: &'static str, id: &str) -> Result<(), DbError> {
-        let sql = format!(
-            "UPDATE {table} SET status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $1 WHERE id = $2"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("mark deleted"))?;
-        Ok(())
+        self.update_row(
+            "mark deleted",
+            table,
+            "status = 'deleted', status_reason = NULL, deleted_at = $1, updated_at = $2",
+            now_ms(),
+            id,
+        )
+        .await
     }
 
     /// Live volumes cloned from a snapshot and not yet flattened: they depend on it.
@@ -244,14 +296,14 @@ impl Db {
             .map_err(q("clones of snapshot"))
     }
 
-    /// Volumes (and snapshots) left in a transitional state on a backend: crash leftovers.
-    pub async fn transitional_volumes(&self, backend: &str) -> Result<Vec<VolumeRow>, DbError> {
+    /// Volumes (and snapshots) of an owner left in a transitional state: crash leftovers.
+    pub async fn transitional_volumes(&self, owner: &str) -> Result<Vec<VolumeRow>, DbError> {
         let sql = format!(
-            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL AND backend = $1 \
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL AND host = $1 \
              AND status IN ('creating', 'deleting', 'extending')"
         );
         sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
-            .bind(backend)
+            .bind(owner)
             .fetch_all(&self.pool)
             .await
             .map_err(q("transitional volumes"))
@@ -320,13 +372,13 @@ impl Db {
         self.mark_deleted("snapshots", id).await
     }
 
-    pub async fn transitional_snapshots(&self, backend: &str) -> Result<Vec<SnapshotRow>, DbError> {
+    pub async fn transitional_snapshots(&self, owner: &str) -> Result<Vec<SnapshotRow>, DbError> {
         let sql = format!(
-            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL AND backend = $1 \
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL AND host = $1 \
              AND status IN ('creating', 'deleting')"
         );
         sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
-            .bind(backend)
+            .bind(owner)
             .fetch_all(&self.pool)
             .await
             .map_err(q("transitional snapshots"))
@@ -340,8 +392,8 @@ pub(crate) async fn insert_volume(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO volumes (id, name, size_bytes, status, backend, source_snapshot_id, \
-             source_volume_id, clone_depth, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+             source_volume_id, clone_depth, created_at, updated_at, host) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
     )
     .bind(v.id)
     .bind(v.name)
@@ -352,6 +404,7 @@ pub(crate) async fn insert_volume(
     .bind(v.source_volume_id)
     .bind(v.clone_depth)
     .bind(now)
+    .bind(v.host)
     .execute(conn)
     .await
     .map_err(q("insert volume"))?;
@@ -364,8 +417,8 @@ pub(crate) async fn insert_snapshot(
 ) -> Result<(), DbError> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO snapshots (id, name, volume_id, size_bytes, status, backend, purpose, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO snapshots (id, name, volume_id, size_bytes, status, backend, purpose, created_at, updated_at, host) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
     )
     .bind(s.id)
     .bind(s.name)
@@ -375,6 +428,7 @@ pub(crate) async fn insert_snapshot(
     .bind(s.backend)
     .bind(s.purpose)
     .bind(now)
+    .bind(s.host)
     .execute(conn)
     .await
     .map_err(q("insert snapshot"))?;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::db::now_ms;
 use crate::db::services::is_up;
+use crate::service::takeover::waiting_for;
 use crate::service::units::human_bytes;
 
 use super::{Finding, Run, Sink};
@@ -219,25 +220,23 @@ async fn jobs(t: &Run, sink: &Sink) {
             return;
         }
     };
-    let now = now_ms();
+    // Ages by the database's clock, as the services judge each other.
+    let now = db.clock_ms().await.unwrap_or_else(|_| now_ms());
     let down_ms = t.target.config.service_down_time.as_millis() as i64;
     let stuck_ms = t.target.stuck_after.as_millis() as i64;
     let mut fails = vec![];
     let mut warns = vec![];
-    for j in jobs.iter().filter(|j| j.state == "running") {
+    for j in jobs
+        .iter()
+        .filter(|j| matches!(j.state.as_str(), "queued" | "running"))
+    {
         let short = &j.id[..8.min(j.id.len())];
-        let holder = j.claimed_by.as_deref().unwrap_or("?");
-        let live = services.iter().any(|s| {
-            s.host == holder
-                && s.stopped_at.is_none()
-                && s.updated_at.is_some_and(|u| now - u <= down_ms)
-        });
-        if !live {
+        if let Some(why) = waiting_for(j, services, now, down_ms) {
             fails.push(format!(
-                "job {short} ({} of {}) is running on {holder}, whose service is down",
-                j.kind, j.target_id
+                "job {short} ({} of {}, {}) is {why}",
+                j.kind, j.target_id, j.state
             ));
-        } else if now - j.updated_at > stuck_ms {
+        } else if j.state == "running" && now - j.updated_at > stuck_ms {
             warns.push(format!(
                 "job {short} ({}) made no progress for {} min ({} of {} bytes)",
                 j.kind,
@@ -266,8 +265,10 @@ async fn jobs(t: &Run, sink: &Sink) {
     let queued = jobs.iter().filter(|j| j.state == "queued").count();
     let running = jobs.iter().filter(|j| j.state == "running").count();
     let mut f = if let Some(first) = fails.first() {
-        Finding::fail(first.clone())
-            .fix("restart ember on that host; a restarted service requeues its own running jobs")
+        Finding::fail(first.clone()).fix(
+            "each job above says what it waits for: restart ember on that host (it requeues its own jobs), \
+             or `ember service remove HOST` once it is gone for good",
+        )
     } else if !warns.is_empty() {
         let stuck = warns.iter().filter(|w| w.contains("no progress")).count();
         let summary = if stuck > 0 {

@@ -147,6 +147,17 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
     /// Removes deferred-deleted images that nothing depends on any more; returns their names.
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError>;
+    /// This backend's storage client address, if its storage can tell clients apart (rbd:
+    /// the librados address). Recorded in the service row so that a peer can fence it.
+    fn client_address(&self) -> Option<String> {
+        None
+    }
+    /// Fences another client before its jobs are taken over (rbd: adds it to the OSD
+    /// blocklist for `expire_secs`), so a frozen host that wakes up cannot write to the
+    /// images. Storage without such a mechanism has nothing to do.
+    fn fence_client(&self, _address: &str, _expire_secs: u32) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 /// Builds the driver a backend's section names. Builds only; `check_setup` tells if it works.

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use crate::config::{BackendConfig, Config};
 use crate::db::Db;
 use crate::db::events::NewEvent;
+use crate::db::lock::ServiceLock;
 use crate::driver::{DriverError, VolumeDriver};
 
 use super::jobs::exec::JobProgress;
@@ -30,12 +31,31 @@ use super::pool::StoragePool;
 /// itself cannot be killed; it finishes on its blocking thread, but nobody waits for it.
 pub const DRIVER_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who a service is: its name, what it owns, and its row.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `host@backend`: the service, and the `claimed_by` of the jobs it runs.
+    pub host: String,
+    /// `cluster@backend` when clustered, else `host@backend`: what new volumes belong to.
+    pub owner: String,
+    /// `cluster@backend`, when clustered.
+    pub cluster: Option<String>,
+    pub row_id: i64,
+}
+
 #[derive(Debug)]
 pub struct BackendService {
     pub name: String,
     /// `host@backend`.
     pub host: String,
+    /// `cluster@backend` when clustered, else `host@backend`.
+    pub owner: String,
+    pub cluster: Option<String>,
     pub row_id: i64,
+    /// The operator's `service disable`, read back by every heartbeat: claim nothing.
+    pub disabled: AtomicBool,
+    /// This process's hold on the service (see `db::lock`); checked every periodic run.
+    pub lock: tokio::sync::Mutex<Option<ServiceLock>>,
     pub driver: Arc<dyn VolumeDriver>,
     /// False while the driver's setup check or last capacity refresh failed: the service row
     /// then carries the error, so it shows down with its reason, and the periodic task
@@ -111,10 +131,15 @@ impl BackendService {
         {
             Ok(()) => {
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                if !self.healthy.swap(true, Ordering::SeqCst)
-                    && let Err(e) = db.set_service_error(self.row_id, None).await
-                {
-                    warn!(backend = %self.name, "cannot clear service error: {e}");
+                if !self.healthy.swap(true, Ordering::SeqCst) {
+                    if let Err(e) = db.set_service_error(self.row_id, None).await {
+                        warn!(backend = %self.name, "cannot clear service error: {e}");
+                    }
+                    // A (re)connect may have a new storage client address: peers fence this one.
+                    let addr = self.driver.client_address();
+                    if let Err(e) = db.set_client_address(self.row_id, addr.as_deref()).await {
+                        warn!(backend = %self.name, "cannot record client address: {e}");
+                    }
                 }
                 true
             }
@@ -192,8 +217,15 @@ impl BackendService {
             let (db, me) = (db.clone(), self.clone());
             inflight = Some(tokio::spawn(async move {
                 // Cinder logs DB errors in report_state and keeps going; so does ember.
-                if let Err(e) = db.heartbeat(me.row_id, &encoded).await {
-                    warn!(backend = %me.name, "heartbeat not written: {e}");
+                match db.heartbeat(me.row_id, &encoded).await {
+                    Ok(disabled) => {
+                        if me.disabled.swap(disabled, Ordering::SeqCst) != disabled {
+                            info!(backend = %me.name, "service {}: it claims {} jobs",
+                                if disabled { "disabled by an operator" } else { "enabled" },
+                                if disabled { "no new" } else { "new" });
+                        }
+                    }
+                    Err(e) => warn!(backend = %me.name, "heartbeat not written: {e}"),
                 }
             }));
         }
@@ -229,6 +261,7 @@ impl BackendService {
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            self.keep_lock(&db).await;
             if !self.healthy.load(Ordering::SeqCst) {
                 if self.check(&db).await {
                     info!(backend = %self.name, "backend recovered");
@@ -247,6 +280,35 @@ impl BackendService {
             }
             self.refresh_capacity(&db).await;
             self.purge_deferred(&db).await;
+        }
+    }
+
+    /// A PostgreSQL restart drops the connection that held this service's lock, and the lock
+    /// with it: take it again on a new connection. If another process took it meanwhile,
+    /// this one stops claiming (it is marked failing) rather than run the service twice.
+    async fn keep_lock(&self, db: &Db) {
+        let mut held = self.lock.lock().await;
+        if let Some(l) = held.as_mut()
+            && l.alive().await
+        {
+            return;
+        }
+        match db.try_service_lock(&self.host).await {
+            Ok(Some(l)) => {
+                if held.is_some() {
+                    info!(backend = %self.name, "service lock taken again after the database connection was lost");
+                }
+                *held = Some(l);
+            }
+            Ok(None) => {
+                *held = None;
+                let why = super::held_elsewhere(db, &self.host).await;
+                self.fail(db, &why).await;
+            }
+            Err(e) => {
+                *held = None;
+                warn!(backend = %self.name, "service lock not taken again yet: {e}");
+            }
         }
     }
 
@@ -321,14 +383,18 @@ impl BackendService {
 
 pub fn new_backend(
     cfg: &BackendConfig,
-    host: String,
-    row_id: i64,
+    id: Identity,
     driver: Arc<dyn VolumeDriver>,
+    lock: ServiceLock,
 ) -> Arc<BackendService> {
     Arc::new(BackendService {
         name: cfg.name.clone(),
-        host,
-        row_id,
+        host: id.host,
+        owner: id.owner,
+        cluster: id.cluster,
+        row_id: id.row_id,
+        disabled: AtomicBool::new(false),
+        lock: tokio::sync::Mutex::new(Some(lock)),
         driver,
         healthy: AtomicBool::new(false),
         checked: tokio::sync::watch::Sender::new(false),

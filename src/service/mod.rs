@@ -16,6 +16,7 @@ pub mod lateness;
 pub mod pool;
 pub mod reconcile;
 pub mod snapshot;
+pub mod takeover;
 pub mod units;
 
 use std::sync::Arc;
@@ -41,6 +42,31 @@ pub enum ServiceError {
     NoBackendStarted { reasons: Vec<String> },
 }
 
+/// Why this process may not run a service: another live process holds it.
+pub async fn held_elsewhere(db: &Db, host: &str) -> String {
+    let row = db
+        .list_services()
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().find(|r| r.host == host));
+    let now = db.clock_ms().await.unwrap_or_else(|_| crate::db::now_ms());
+    match row {
+        Some(r) => format!(
+            "{host} is already served by another ember (pid {} on {}, last heartbeat {}); \
+             this one leaves it alone. Stop that process first, or give this one another host",
+            r.pid.map_or("?".into(), |p| p.to_string()),
+            host.split('@').next().unwrap_or(host),
+            r.updated_at.map_or("never".into(), |t| format!(
+                "{:.1} s ago",
+                (now - t) as f64 / 1000.0
+            )),
+        ),
+        None => format!(
+            "{host} is already served by another ember process; stop it first, or give this one another host"
+        ),
+    }
+}
+
 /// How long shutdown waits for tasks before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -49,6 +75,9 @@ pub struct Services {
     pub db: Db,
     pub backends: Vec<Arc<BackendService>>,
     cancel: CancellationToken,
+    /// Cancelled first at shutdown: the job runners stop claiming while heartbeats go on, so
+    /// no peer takes over a job that is still finishing here.
+    claiming: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -60,10 +89,18 @@ impl Services {
         cancel: CancellationToken,
     ) -> Result<Services, ServiceError> {
         let mut reasons = vec![];
+        let tracker = TaskTracker::new();
+        let claiming = cancel.child_token();
+        let mut backends = vec![];
         // Faulty sections: listed in `services` with their reason, never started.
         for b in &config.broken {
             let host = config.service_host(&b.name);
             error!(backend = %b.name, "backend disabled: {}", b.reason);
+            reasons.push(format!("{}: {}", b.name, b.reason));
+            // A row another live process serves is not ours to overwrite.
+            if db.try_service_lock(&host).await?.is_none() {
+                continue;
+            }
             db.register_service(&Registration {
                 host: &host,
                 backend: &b.name,
@@ -73,24 +110,34 @@ impl Services {
             })
             .await?;
             event(&db, &host, "backend_failed", &b.name, &b.reason).await;
-            reasons.push(format!("{}: {}", b.name, b.reason));
         }
 
-        let tracker = TaskTracker::new();
-        let mut backends = vec![];
         for b in &config.backends {
             let host = config.service_host(&b.name);
+            // One process per service: decided before the row is touched, so a second ember
+            // for the same host@backend leaves the running one undisturbed.
+            let Some(lock) = db.try_service_lock(&host).await? else {
+                let reason = held_elsewhere(&db, &host).await;
+                error!(backend = %b.name, "{reason}");
+                reasons.push(format!("{}: {reason}", b.name));
+                continue;
+            };
+            let cluster = config.service_cluster(&b.name);
+            let registration = Registration {
+                host: &host,
+                backend: &b.name,
+                cluster: cluster.as_deref(),
+                driver: b.driver_name(),
+                error: None,
+            };
             let driver = match crate::driver::open(b) {
                 Ok(d) => d,
                 Err(e) => {
                     let reason = e.to_string();
                     error!(backend = %b.name, "backend cannot start: {reason}");
                     db.register_service(&Registration {
-                        host: &host,
-                        backend: &b.name,
-                        cluster: config.service_cluster(&b.name).as_deref(),
-                        driver: b.driver_name(),
                         error: Some(&reason),
+                        ..registration
                     })
                     .await?;
                     event(&db, &host, "backend_failed", &b.name, &reason).await;
@@ -98,16 +145,21 @@ impl Services {
                     continue;
                 }
             };
-            let row_id = db
-                .register_service(&Registration {
-                    host: &host,
-                    backend: &b.name,
-                    cluster: config.service_cluster(&b.name).as_deref(),
-                    driver: b.driver_name(),
-                    error: None,
-                })
-                .await?;
-            let svc = backend::new_backend(b, host.clone(), row_id, driver);
+            let row_id = db.register_service(&registration).await?;
+            let disabled = db.service_disabled(row_id).await?;
+            let svc = backend::new_backend(
+                b,
+                backend::Identity {
+                    host: host.clone(),
+                    owner: config.service_owner(&b.name),
+                    cluster,
+                    row_id,
+                },
+                driver,
+                lock,
+            );
+            svc.disabled
+                .store(disabled, std::sync::atomic::Ordering::SeqCst);
             if let Err(e) = jobs::recovery::recover(&svc, &db).await {
                 warn!(backend = %b.name, "crash cleanup failed: {e}");
             }
@@ -123,10 +175,21 @@ impl Services {
                 config.clone(),
                 cancel.child_token(),
             ));
+            if svc.cluster.is_some() {
+                tracker.spawn(takeover::takeover_loop(
+                    svc.clone(),
+                    db.clone(),
+                    config.clone(),
+                    claiming.child_token(),
+                ));
+            }
             tracker.spawn(jobs::runner::job_loop(
                 svc.clone(),
                 db.clone(),
-                cancel.child_token(),
+                jobs::runner::Stops {
+                    claiming: claiming.child_token(),
+                    hand_back: cancel.child_token(),
+                },
                 tracker.clone(),
             ));
             backends.push(svc);
@@ -143,13 +206,37 @@ impl Services {
             db,
             backends,
             cancel,
+            claiming,
             tracker,
         })
     }
 
-    /// Stops every task and marks the services stopped. Safe to call once the token is
-    /// already cancelled (by a signal).
-    pub async fn shutdown(self) {
+    /// Stops: no more claims; running jobs get `drain` to finish (heartbeats go on meanwhile);
+    /// what is left is handed back to the queue with its progress; then every task stops and
+    /// the services are marked stopped. Safe to call once the root token is already cancelled.
+    pub async fn shutdown(self, drain: Duration) {
+        self.claiming.cancel();
+        let running = |s: &Self| -> usize {
+            s.backends
+                .iter()
+                .map(|b| b.running.lock().unwrap_or_else(|p| p.into_inner()).len())
+                .sum()
+        };
+        if !drain.is_zero() && running(&self) > 0 {
+            info!(
+                "draining: {} running job(s) get up to {}s to finish",
+                running(&self),
+                drain.as_secs()
+            );
+            let deadline = tokio::time::Instant::now() + drain;
+            while running(&self) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let left = running(&self);
+            if left > 0 {
+                info!("drain period over: handing {left} running job(s) back to the queue");
+            }
+        }
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())

@@ -27,9 +27,12 @@ pub struct Finding {
     pub fixed: Option<String>,
 }
 
+/// `owner`: this host's service of the backend (`host@backend` or `cluster@backend`): only
+/// its volumes are compared with the storage this host sees.
 pub async fn reconcile(
     db: &Db,
     backend: &BackendConfig,
+    owner: &str,
     fix: bool,
 ) -> Result<Vec<Finding>, JobError> {
     let drv = driver::open(backend).map_err(|e| JobError::Refused(e.to_string()))?;
@@ -40,12 +43,18 @@ pub async fn reconcile(
         .map_err(|e| JobError::Refused(e.to_string()))?;
     let by_name: HashMap<&str, &ImageInfo> = images.iter().map(|i| (i.name.as_str(), i)).collect();
 
-    let volumes = db.list_volumes(Some(&backend.name)).await?;
+    let ours = |h: &Option<String>| h.as_deref().is_none_or(|h| h == owner);
+    let volumes: Vec<_> = db
+        .list_volumes(Some(&backend.name), None)
+        .await?
+        .into_iter()
+        .filter(|v| ours(&v.host))
+        .collect();
     let snapshots: Vec<_> = db
         .list_snapshots(None, true)
         .await?
         .into_iter()
-        .filter(|s| s.backend == backend.name)
+        .filter(|s| s.backend == backend.name && ours(&s.host))
         .collect();
     let mut known: HashMap<String, Option<String>> = HashMap::new(); // image -> expected parent
     let mut findings = vec![];

@@ -92,7 +92,7 @@ pub async fn read(
         let key = db.volumes_version().await?;
         snap.volume_count = key.1;
         if with_volumes && Some(key) != *volumes_key {
-            snap.volumes = Arc::new(db.list_volumes(None).await?);
+            snap.volumes = Arc::new(db.list_volumes(None, None).await?);
             *volumes_key = Some(key);
             snap.volumes_loaded = true;
         }

@@ -16,21 +16,23 @@ use crate::service::BackendService;
 
 use super::{JobKind, Params};
 
-/// Progress of the running driver call, read by the runner's throttled writer, and the two
-/// ways to stop it: an operator's cancel, or the service stopping (the job is handed back).
+/// Progress of the running driver call, read by the runner's throttled writer, and the three
+/// ways to stop it: an operator's cancel, the service stopping (the job is handed back), or
+/// the claim lost to a peer's takeover (nothing more is written).
 #[derive(Debug, Default)]
 pub struct JobProgress {
     pub done: AtomicU64,
     pub total: AtomicU64,
     pub cancel: CancellationToken,
     pub stop: CancellationToken,
+    pub lost: CancellationToken,
 }
 
 impl Progress for JobProgress {
     fn update(&self, done: u64, total: u64) -> bool {
         self.done.store(done, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
-        !(self.cancel.is_cancelled() || self.stop.is_cancelled())
+        !(self.cancel.is_cancelled() || self.stop.is_cancelled() || self.lost.is_cancelled())
     }
 }
 
@@ -42,6 +44,8 @@ pub enum Outcome {
     Cancelled,
     /// The service is stopping: back to the queue, to be run again from the top.
     HandedBack,
+    /// A peer took the job over: this worker writes nothing more for it.
+    LeaseLost,
 }
 
 /// A failure inside a job body: the driver's, or the database's.
@@ -115,6 +119,9 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         Ok(()) => return Outcome::Succeeded,
         Err(e) => e,
     };
+    if ctx.progress.lost.is_cancelled() || matches!(err, Step::Db(DbError::Fenced { .. })) {
+        return Outcome::LeaseLost;
+    }
     let stopped = matches!(err, Step::Driver(DriverError::Cancelled { .. }));
     if stopped && ctx.progress.stop.is_cancelled() && !ctx.progress.cancel.is_cancelled() {
         return Outcome::HandedBack;

@@ -9,6 +9,7 @@
 //! - `recovery.rs`: at start, what a crash left running or half-done is resumed or settled.
 
 pub mod exec;
+pub mod placement;
 pub mod recovery;
 pub mod request;
 pub mod runner;
@@ -18,7 +19,7 @@ use thiserror::Error;
 
 use crate::db::DbError;
 
-pub use request::{Enqueued, Request, cancel, check, enqueue};
+pub use request::{Checked, Enqueued, Request, cancel, check, enqueue, enqueue_checked};
 
 /// What a job does. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

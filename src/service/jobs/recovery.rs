@@ -13,6 +13,12 @@ use crate::db::{Db, DbError};
 use crate::service::BackendService;
 
 pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
+    // Rows written before ownership existed: in the one-host setup that wrote them, ours.
+    let adopted = db.adopt_unowned(&svc.name, &svc.owner).await?;
+    if adopted > 0 {
+        info!(backend = %svc.name, "{adopted} volume, snapshot or job rows without an owner now belong to {}", svc.owner);
+    }
+    // This process holds the service's lock, so whatever ran under our name before is dead.
     for job in db.requeue_claimed_by(&svc.host).await? {
         let message = format!(
             "{} job {} was running when {} stopped uncleanly: queued again",
@@ -29,7 +35,18 @@ pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
             })
             .await;
     }
-    for v in db.transitional_volumes(&svc.name).await? {
+    settle_transitional(db, &svc.owner, &svc.name, "no job is left to finish it").await
+}
+
+/// Volumes and snapshots of `owner` left `creating`/`deleting`/`extending` with no unfinished
+/// job go to the matching error state, with `why` in their reason.
+pub async fn settle_transitional(
+    db: &Db,
+    owner: &str,
+    backend: &str,
+    why: &str,
+) -> Result<(), DbError> {
+    for v in db.transitional_volumes(owner).await? {
         if db.active_job_on(&v.id).await?.is_some() {
             continue;
         }
@@ -38,15 +55,12 @@ pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
             "extending" => "error_extending",
             _ => "error_deleting",
         };
-        let reason = format!(
-            "{} was interrupted and no job is left to finish it",
-            v.status
-        );
-        warn!(backend = %svc.name, volume = %v.id, "{reason}: now {to}");
+        let reason = format!("{} was interrupted and {why}", v.status);
+        warn!(backend = %backend, volume = %v.id, "{reason}: now {to}");
         db.set_volume_status(&v.id, &[v.status.as_str()], to, Some(&reason))
             .await?;
     }
-    for s in db.transitional_snapshots(&svc.name).await? {
+    for s in db.transitional_snapshots(owner).await? {
         // A clone snapshot's job targets the new volume and names the snapshot in its params.
         if db.active_job_referencing(&s.id).await?.is_some() {
             continue;
@@ -56,11 +70,8 @@ pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
         } else {
             "error_deleting"
         };
-        let reason = format!(
-            "{} was interrupted and no job is left to finish it",
-            s.status
-        );
-        warn!(backend = %svc.name, snapshot = %s.id, "{reason}: now {to}");
+        let reason = format!("{} was interrupted and {why}", s.status);
+        warn!(backend = %backend, snapshot = %s.id, "{reason}: now {to}");
         db.set_snapshot_status(&s.id, &[s.status.as_str()], to, Some(&reason))
             .await?;
     }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::events::NewEvent;
-use crate::db::jobs::{Enqueue, NewJob, Transition};
+use crate::db::jobs::{Enqueue, Enqueued as Written, NewJob, Transition};
 use crate::db::volumes::{Found, NewSnapshot, NewVolume};
 use crate::db::{Db, JobRow, SnapshotRow, VolumeRow};
 
@@ -48,6 +48,10 @@ pub enum Request {
 pub struct Enqueued {
     pub job_id: String,
     pub backend: String,
+    /// Who runs it: `host@backend`, or `cluster@backend`.
+    pub owner: String,
+    /// For a new volume placed among several services: which one was picked, and why.
+    pub placement: Option<String>,
     pub volume: Option<VolumeRow>,
     pub snapshot: Option<SnapshotRow>,
 }
@@ -151,6 +155,10 @@ struct Plan {
     kind: JobKind,
     target: String,
     backend: String,
+    owner: String,
+    /// The volume the job works on: one unfinished job per volume.
+    works_on: String,
+    placement: Option<String>,
     params: Params,
     volume: Option<PlanVolume>,
     snapshot: Option<PlanSnapshot>,
@@ -176,11 +184,25 @@ struct PlanSnapshot {
 }
 
 impl Plan {
-    fn new(kind: JobKind, target: &str, backend: &str, describe: String) -> Plan {
+    /// `owner`: the target's recorded owner (None for rows older than ownership: then this
+    /// host's service of the backend).
+    fn new(
+        cfg: &Config,
+        kind: JobKind,
+        target: &str,
+        backend: &str,
+        owner: Option<&str>,
+        describe: String,
+    ) -> Plan {
         Plan {
             kind,
             target: target.to_string(),
             backend: backend.to_string(),
+            owner: owner
+                .map(str::to_string)
+                .unwrap_or_else(|| cfg.service_owner(backend)),
+            works_on: target.to_string(),
+            placement: None,
             params: Params::default(),
             volume: None,
             snapshot: None,
@@ -201,9 +223,24 @@ pub async fn enqueue(
     write(db, actor, plan).await
 }
 
-/// Checks a request without writing anything; returns the backend that would run it.
-pub async fn check(db: &Db, cfg: &Config, req: &Request) -> Result<String, JobError> {
-    Ok(plan(db, cfg, req).await?.backend)
+/// A request that passed every check, not written yet (placement already decided).
+pub struct Checked(Plan);
+
+impl Checked {
+    /// `host@backend` or `cluster@backend`: who will run the job.
+    pub fn owner(&self) -> &str {
+        &self.0.owner
+    }
+}
+
+/// Checks a request without writing anything.
+pub async fn check(db: &Db, cfg: &Config, req: &Request) -> Result<Checked, JobError> {
+    Ok(Checked(plan(db, cfg, req).await?))
+}
+
+/// Writes a checked request (its status guards are checked again, in the transaction).
+pub async fn enqueue_checked(db: &Db, c: Checked, actor: &str) -> Result<Enqueued, JobError> {
+    write(db, actor, c.0).await
 }
 
 async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
@@ -242,9 +279,11 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             }
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             Plan::new(
+                cfg,
                 JobKind::Flatten,
                 &v.id,
                 &v.backend,
+                v.host.as_deref(),
                 format!("flatten {}", v.name),
             )
         }
@@ -259,9 +298,11 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             }
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             let mut plan = Plan::new(
+                cfg,
                 JobKind::Extend,
                 &v.id,
                 &v.backend,
+                v.host.as_deref(),
                 format!("extend {} to {size} bytes", v.name),
             );
             plan.params.size = Some(*size);
@@ -291,9 +332,11 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 }
             }
             let mut plan = Plan::new(
+                cfg,
                 JobKind::Delete,
                 &v.id,
                 &v.backend,
+                v.host.as_deref(),
                 format!("delete {}", v.name),
             );
             plan.params.cascade = *cascade;
@@ -307,12 +350,15 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             let id = Uuid::new_v4().to_string();
             let mut plan = Plan::new(
+                cfg,
                 JobKind::SnapshotCreate,
                 &id,
                 &v.backend,
+                v.host.as_deref(),
                 format!("snapshot {} as {name}", v.name),
             );
             plan.params.volume_id = Some(v.id.clone());
+            plan.works_on = v.id.clone();
             plan.snapshot = Some(PlanSnapshot {
                 id,
                 name: name.clone(),
@@ -340,11 +386,14 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 return Err(JobError::Refused(why));
             }
             let mut plan = Plan::new(
+                cfg,
                 JobKind::SnapshotDelete,
                 &s.id,
                 &s.backend,
+                s.host.as_deref(),
                 format!("delete snapshot {}", s.name),
             );
+            plan.works_on = s.volume_id.clone();
             plan.transition = Some(("snapshots", s.id, SNAPSHOT_DELETABLE, "deleting"));
             plan
         }
@@ -363,8 +412,8 @@ async fn plan_create(
 ) -> Result<Plan, JobError> {
     check_name(name)?;
     let id = Uuid::new_v4().to_string();
-    // (backend, clone depth, source snapshot, source volume, smallest size allowed)
-    let (backend, depth, src_snap, src_vol, min_size) = if let Some(key) = snap_key {
+    // (backend, owner, clone depth, source snapshot, source volume, smallest size allowed)
+    let (backend, owner, depth, src_snap, src_vol, min_size) = if let Some(key) = snap_key {
         let s = snapshot(db, key).await?;
         if s.status != "available" {
             return Err(JobError::Refused(format!(
@@ -379,6 +428,7 @@ async fn plan_create(
             .unwrap_or(1);
         (
             s.backend.clone(),
+            s.host.clone(),
             depth,
             Some(s.id.clone()),
             None,
@@ -391,52 +441,32 @@ async fn plan_create(
         // Cinder's rbd driver: snapshot the source, then clone that snapshot.
         (
             v.backend.clone(),
+            v.host.clone(),
             v.clone_depth + 1,
             Some(Uuid::new_v4().to_string()),
             Some(v.clone()),
             v.size_bytes as u64,
         )
     } else {
-        let b = match want_backend {
-            Some(w) => w.to_string(),
-            None if cfg.backends.len() == 1 => cfg.backends[0].name.clone(),
-            None => {
-                // Several configured: the one that is up, if only one is.
-                let down = cfg.service_down_time.as_millis() as i64;
-                let rows = db.list_services().await?;
-                let live: Vec<&str> = cfg
-                    .backends
-                    .iter()
-                    .map(|b| b.name.as_str())
-                    .filter(|n| {
-                        rows.iter().any(|r| {
-                            r.backend == *n
-                                && crate::db::services::is_up(r, crate::db::now_ms(), down)
-                        })
-                    })
-                    .collect();
-                match live.as_slice() {
-                    [only] => only.to_string(),
-                    _ => {
-                        let names: Vec<&str> =
-                            cfg.backends.iter().map(|b| b.name.as_str()).collect();
-                        return Err(JobError::Refused(format!(
-                            "several backends: choose one with --backend ({})",
-                            names.join(", ")
-                        )));
-                    }
-                }
-            }
-        };
-        (b, 0, None, None, 1)
+        (String::new(), None, 0, None, None, 1)
     };
-    if let Some(w) = want_backend
-        && w != backend
-    {
-        return Err(JobError::Refused(format!(
-            "a clone stays on its source's backend {backend}, not {w}"
-        )));
-    }
+    // A clone lives where its source does; a new volume is placed (Cinder's scheduler).
+    let (backend, owner, placement) = if src_snap.is_some() {
+        if let Some(w) = want_backend
+            && w != backend
+            && owner.as_deref() != Some(w)
+        {
+            return Err(JobError::Refused(format!(
+                "a clone stays on its source's backend {} ({backend}), not {w}",
+                owner.as_deref().unwrap_or("?")
+            )));
+        }
+        let owner = owner.unwrap_or_else(|| cfg.service_owner(&backend));
+        (backend, owner, None)
+    } else {
+        let p = super::placement::place(db, cfg, want_backend, size.unwrap_or(0)).await?;
+        (p.backend, p.owner, p.why)
+    };
     let bc = backend_cfg(cfg, &backend)?;
     let size = size.unwrap_or(min_size);
     if size < min_size {
@@ -454,7 +484,8 @@ async fn plan_create(
         (None, Some(k)) => format!("clone of snapshot {k} as {name}"),
         _ => format!("create {name}"),
     };
-    let mut plan = Plan::new(kind, &id, &backend, describe);
+    let mut plan = Plan::new(cfg, kind, &id, &backend, Some(&owner), describe);
+    plan.placement = placement;
     plan.params.size = Some(size);
     if src_snap.is_some() {
         plan.params.flatten = depth > i64::from(bc.max_clone_depth)
@@ -463,6 +494,8 @@ async fn plan_create(
         plan.params.source_volume_id = src_vol.as_ref().map(|v| v.id.clone());
     }
     if let (Some(v), Some(sid)) = (&src_vol, &src_snap) {
+        // It snapshots the source first: the source is what it works on.
+        plan.works_on = v.id.clone();
         plan.snapshot = Some(PlanSnapshot {
             id: sid.clone(),
             name: format!("clone-snap-{}", short(&id)),
@@ -492,6 +525,7 @@ async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
             size_bytes: v.size,
             status: "creating",
             backend: &plan.backend,
+            host: &plan.owner,
             source_snapshot_id: v.source_snapshot_id.as_deref(),
             source_volume_id: v.source_volume_id.as_deref(),
             clone_depth: v.depth,
@@ -503,6 +537,7 @@ async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
             size_bytes: s.size,
             status: "creating",
             backend: &plan.backend,
+            host: &plan.owner,
             purpose: s.purpose,
         }),
         transition: plan
@@ -519,15 +554,29 @@ async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
             kind: plan.kind.as_str(),
             target_id: &plan.target,
             backend: &plan.backend,
+            owner: &plan.owner,
+            volume_id: &plan.works_on,
             params: &params_json,
             requested_by: actor,
         },
     };
-    if !db.enqueue(&e).await? {
-        return Err(JobError::Refused(format!(
-            "{}: the target changed state meanwhile; look again and retry",
-            plan.describe
-        )));
+    match db.enqueue(&e).await? {
+        Written::Written => {}
+        Written::TargetChanged => {
+            return Err(JobError::Refused(format!(
+                "{}: the target changed state meanwhile; look again and retry",
+                plan.describe
+            )));
+        }
+        Written::TargetBusy => {
+            let busy = db.active_job_on(&plan.works_on).await?;
+            return Err(JobError::Refused(format!(
+                "{}: refused, another job on the same volume was queued first{}; wait for it or cancel it",
+                plan.describe,
+                busy.map(|j| format!(" ({} job {})", j.kind, short(&j.id)))
+                    .unwrap_or_default()
+            )));
+        }
     }
     let message = format!("{} job {job_id}: {}", plan.kind.as_str(), plan.describe);
     let _ = db
@@ -543,6 +592,8 @@ async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
     Ok(Enqueued {
         job_id,
         backend: plan.backend,
+        owner: plan.owner,
+        placement: plan.placement,
         volume: if is_snapshot {
             None
         } else {

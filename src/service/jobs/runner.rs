@@ -2,9 +2,13 @@
 //!
 //! The slot (the backend's semaphore, `backend_native_threads_pool_size`) is taken *before*
 //! claiming, so a job is only claimed when it can start: queued jobs stay visible as `queued`,
-//! and another ember sharing the database can take them. Progress is written at most once a
-//! second; the same write reads back `cancel_requested`, so a cancel from any process lands
-//! within a second.
+//! and another member of the cluster can take them. A service claims only its owner's jobs
+//! (`host@backend`, or its `cluster@backend`), and none while an operator has disabled it.
+//!
+//! Progress is written at most once a second, under the claim's token; the same write reads
+//! back `cancel_requested` (so a cancel from any process lands within a second) and tells
+//! whether the claim still holds. Once a peer has taken the job over, the driver call is
+//! stopped at its next step and nothing more is written for the job.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::db::events::NewEvent;
+use crate::db::jobs::Lease;
 use crate::db::{Db, JobRow};
 use crate::service::BackendService;
 
@@ -26,28 +31,40 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// How often a running job's progress is written and its cancel flag read.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Claims and starts jobs until `stop` is cancelled. Running jobs are tracked by `jobs`.
-pub async fn job_loop(
-    svc: Arc<BackendService>,
-    db: Db,
-    stop: CancellationToken,
-    jobs: TaskTracker,
-) {
+/// How a runner stops: first it stops claiming (a drain lets running jobs finish), then its
+/// running jobs are handed back to the queue.
+#[derive(Clone)]
+pub struct Stops {
+    pub claiming: CancellationToken,
+    pub hand_back: CancellationToken,
+}
+
+/// Claims and starts jobs until `stops.claiming` is cancelled. Running jobs are tracked by
+/// `jobs` and handed back when `stops.hand_back` is cancelled.
+pub async fn job_loop(svc: Arc<BackendService>, db: Db, stops: Stops, jobs: TaskTracker) {
+    let stop = stops.claiming.clone();
+    let owners = [svc.host.as_str(), svc.owner.as_str()];
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
             p = svc.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        if !svc.healthy.load(Ordering::SeqCst) {
+        if !svc.healthy.load(Ordering::SeqCst) || svc.disabled.load(Ordering::SeqCst) {
             drop(permit);
             if sleep_or_stop(&stop, POLL * 2).await {
                 return;
             }
             continue;
         }
-        match db.claim_job(&svc.name, &svc.host).await {
+        match db.claim_job(&owners, &svc.host).await {
             Ok(Some(job)) => {
-                jobs.spawn(run_job(svc.clone(), db.clone(), job, permit, stop.clone()));
+                jobs.spawn(run_job(
+                    svc.clone(),
+                    db.clone(),
+                    job,
+                    permit,
+                    stops.hand_back.clone(),
+                ));
             }
             Ok(None) => {
                 drop(permit);
@@ -81,7 +98,18 @@ async fn run_job(
     _permit: OwnedSemaphorePermit,
     stop: CancellationToken,
 ) {
-    let params = serde_json::from_str(&job.params).unwrap_or_default();
+    let params = match serde_json::from_str(&job.params) {
+        Ok(p) => p,
+        Err(e) => {
+            // A corrupt row must fail loudly, never run with default (zero) parameters.
+            let why = format!("job parameters unreadable ({e}): {}", job.params);
+            warn!(backend = %svc.name, job = %job.id, "{why}");
+            let _ = db
+                .finish_job(&job.id, job.claim_token, "failed", Some(&why))
+                .await;
+            return;
+        }
+    };
     let progress = Arc::new(JobProgress {
         stop: stop.clone(),
         ..JobProgress::default()
@@ -99,8 +127,10 @@ async fn run_job(
         &format!("{} job {} by {}", job.kind, job.id, svc.host),
     )
     .await;
+    let token = job.claim_token;
     let ctx = Ctx {
-        db: db.clone(),
+        // Every volume and snapshot write of the job carries its claim.
+        db: db.fenced(&job.id, token),
         svc: svc.clone(),
         job: job.clone(),
         params,
@@ -117,9 +147,10 @@ async fn run_job(
             _ = tick.tick() => {
                 let now = (progress.done.load(Ordering::Relaxed), progress.total.load(Ordering::Relaxed));
                 // Throttled: one write a second, which also reads the cancel flag.
-                match db.job_progress(&job.id, now.0, now.1).await {
-                    Ok(true) => progress.cancel.cancel(),
-                    Ok(false) => {}
+                match db.job_progress(&job.id, token, now.0, now.1).await {
+                    Ok(Lease::Held { cancel: true }) => progress.cancel.cancel(),
+                    Ok(Lease::Held { cancel: false }) => {}
+                    Ok(Lease::Lost) => progress.lost.cancel(),
                     Err(e) => warn!(job = %job.id, "progress not written: {e}"),
                 }
             }
@@ -129,49 +160,73 @@ async fn run_job(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&job.id);
+    if outcome == Outcome::LeaseLost {
+        // A peer took the job over while this worker was frozen or cut off: it owns the job
+        // and its volume now. Write nothing for it, not even its end.
+        let text = format!(
+            "{} job {} stopped here: {} lost its claim (a peer took the job over)",
+            job.kind, job.id, svc.host
+        );
+        warn!(backend = %svc.name, job = %job.id, "{text}");
+        event(&db, &svc.host, "job_lease_lost", &job, &text).await;
+        return;
+    }
     let (done, total) = (
         progress.done.load(Ordering::Relaxed),
         progress.total.load(Ordering::Relaxed),
     );
-    let finished = match &outcome {
-        Outcome::Succeeded => {
-            let _ = db
-                .job_progress(&job.id, total.max(done), total.max(done))
-                .await;
-            db.finish_job(&job.id, "succeeded", None).await
+    let end = |state: &'static str, error: Option<String>| {
+        let db = db.clone();
+        let id = job.id.clone();
+        async move {
+            if state == "queued" {
+                return db.requeue_job(&id, token).await;
+            }
+            let bytes = if state == "succeeded" {
+                (total.max(done), total.max(done))
+            } else {
+                (done, total)
+            };
+            let _ = db.job_progress(&id, token, bytes.0, bytes.1).await;
+            db.finish_job(&id, token, state, error.as_deref()).await
         }
-        Outcome::Failed(e) => {
-            let _ = db.job_progress(&job.id, done, total).await;
-            db.finish_job(&job.id, "failed", Some(e)).await
-        }
-        Outcome::Cancelled => {
-            let _ = db.job_progress(&job.id, done, total).await;
-            db.finish_job(&job.id, "cancelled", Some("cancelled by an operator"))
-                .await
-        }
-        Outcome::HandedBack => db.requeue_job(&job.id).await,
     };
-    if let Err(e) = finished {
-        warn!(job = %job.id, "job end not recorded: {e}");
-    }
-    let (kind, text) = match &outcome {
+    let (state, error, kind, text) = match &outcome {
         Outcome::Succeeded => (
+            "succeeded",
+            None,
             "job_succeeded",
             format!("{} job {} succeeded", job.kind, job.id),
         ),
         Outcome::Failed(e) => (
+            "failed",
+            Some(e.clone()),
             "job_failed",
             format!("{} job {} failed: {e}", job.kind, job.id),
         ),
         Outcome::Cancelled => (
+            "cancelled",
+            Some("cancelled by an operator".to_string()),
             "job_cancelled",
             format!("{} job {} cancelled", job.kind, job.id),
         ),
-        Outcome::HandedBack => (
+        Outcome::HandedBack | Outcome::LeaseLost => (
+            "queued",
+            None,
             "job_requeued",
-            format!("{} job {} handed back: service stopping", job.kind, job.id),
+            format!(
+                "{} job {} handed back with {done} of {total} bytes done: {} is stopping",
+                job.kind, job.id, svc.host
+            ),
         ),
     };
+    match end(state, error).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(job = %job.id, "job end not recorded: its claim was taken over meanwhile")
+        }
+        Err(e) => warn!(job = %job.id, "job end not recorded: {e}"),
+    }
     match &outcome {
         Outcome::Failed(_) => warn!(backend = %svc.name, job = %job.id, "{text}"),
         _ => info!(backend = %svc.name, job = %job.id, "{text}"),
