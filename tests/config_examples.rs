@@ -42,7 +42,14 @@ fn shipped_cinder_conf_is_read_as_cinder_reads_it() {
         "continuation line in enabled_backends"
     );
     assert_eq!(cfg.service_host("rbd0"), "storage-01@rbd0");
-    assert_eq!(cfg.service_cluster("rbd0").as_deref(), Some("ceph-a@rbd0"));
+    // Not clustered (local0 is local storage): rbd0's volumes belong to this host's service.
+    assert_eq!(cfg.service_cluster("rbd0"), None);
+    assert_eq!(cfg.service_owner("rbd0"), "storage-01@rbd0");
+    // The three-host example: rbd0's volumes belong to the cluster.
+    let c = config::load(Path::new("config/cluster.toml")).unwrap();
+    assert_eq!(c.service_host("rbd0"), "storage-01@rbd0");
+    assert_eq!(c.service_owner("rbd0"), "ceph-a@rbd0");
+    assert_eq!(c.drain_timeout.as_secs(), 30);
     let DriverConfig::Rbd(r) = &cfg.backends[0].driver else {
         panic!("rbd0 is rbd")
     };

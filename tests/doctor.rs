@@ -309,7 +309,7 @@ fn stuck_and_orphaned_jobs_are_reported() {
         &r,
         "ember.jobs",
         "fail",
-        "whose service is down",
+        "waiting for",
         "restart ember on that host",
     );
     assert!(

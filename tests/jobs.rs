@@ -231,7 +231,7 @@ fn requests_that_can_be_refused_are_refused_at_once_and_nothing_is_enqueued() {
             1,
         );
         assert!(
-            err.contains("no live service serves backend file0"),
+            err.contains("no live service serves") && err.contains("@file0"),
             "{err}"
         );
         let queued = env.json(&["job", "list"]);
@@ -306,7 +306,7 @@ fn requests_that_can_be_refused_are_refused_at_once_and_nothing_is_enqueued() {
         ]);
         assert!(o.status.success());
         assert!(
-            stderr(&o).contains("no live service serves backend file0"),
+            stderr(&o).contains("no live service serves") && stderr(&o).contains("@file0"),
             "{}",
             stderr(&o)
         );

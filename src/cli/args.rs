@@ -137,6 +137,12 @@ pub enum BenchCmd {
         #[arg(long, value_parser = size, default_value = "512M")]
         data: u64,
     },
+    /// Takeover in a cluster: seconds from `kill -9` of the member running a job to the job
+    /// running on a peer (needs a PostgreSQL --database-url; real processes)
+    Takeover {
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+        rounds: u64,
+    },
     /// rbd flatten of a clone with data, ember's driver vs the `rbd flatten` CLI, on the pool
     /// of an rbd backend of the config (images are made and removed by the bench)
     RbdFlatten {

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod bench;
 pub mod bench_rbd;
+mod bench_takeover;
 pub mod console;
 pub mod doctor;
 pub mod jobs;
@@ -191,6 +192,14 @@ pub async fn run(
             .await
         }
         Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
+        Command::Bench(args::BenchCmd::Takeover { rounds }) => {
+            let Some(url) = g.database_url.as_deref() else {
+                bail!(
+                    "bench takeover needs --database-url postgres://... (a database it may write bench rows to)"
+                );
+            };
+            bench_takeover::takeover(url, rounds as usize).await
+        }
         Command::Bench(args::BenchCmd::Flatten { dir, size, data }) => {
             bench::flatten(&g, &dir, size, data)
         }

@@ -42,6 +42,8 @@ pub struct ServiceJson {
     pub stopped: bool,
     pub version: String,
     pub pid: Option<i64>,
+    /// The storage client address peers fence before taking its jobs over (rbd).
+    pub client_address: Option<String>,
 }
 
 impl ServiceJson {
@@ -73,6 +75,7 @@ impl ServiceJson {
             stopped: r.stopped_at.is_some(),
             version: r.version.clone(),
             pid: r.pid,
+            client_address: r.client_address.clone(),
         }
     }
 }

@@ -233,7 +233,7 @@ async fn jobs(t: &Run, sink: &Sink) {
         let short = &j.id[..8.min(j.id.len())];
         if let Some(why) = waiting_for(j, services, now, down_ms) {
             fails.push(format!(
-                "job {short} ({} of {}, {}) is {why}",
+                "job {short} ({} of {}, {}): {why}",
                 j.kind, j.target_id, j.state
             ));
         } else if j.state == "running" && now - j.updated_at > stuck_ms {

@@ -158,6 +158,9 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     fn fence_client(&self, _address: &str, _expire_secs: u32) -> Result<(), DriverError> {
         Ok(())
     }
+    /// Drops the storage client so that the next call makes a new one: after this host was
+    /// fenced (its old client is refused by the storage), it works again with a new identity.
+    fn reset_client(&self) {}
 }
 
 /// Builds the driver a backend's section names. Builds only; `check_setup` tells if it works.

@@ -56,6 +56,8 @@ pub struct BackendService {
     pub disabled: AtomicBool,
     /// This process's hold on the service (see `db::lock`); checked every periodic run.
     pub lock: tokio::sync::Mutex<Option<ServiceLock>>,
+    /// The storage client address last recorded in the service row (rbd: librados').
+    address: Mutex<Option<String>>,
     pub driver: Arc<dyn VolumeDriver>,
     /// False while the driver's setup check or last capacity refresh failed: the service row
     /// then carries the error, so it shows down with its reason, and the periodic task
@@ -131,16 +133,12 @@ impl BackendService {
         {
             Ok(()) => {
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                if !self.healthy.swap(true, Ordering::SeqCst) {
-                    if let Err(e) = db.set_service_error(self.row_id, None).await {
-                        warn!(backend = %self.name, "cannot clear service error: {e}");
-                    }
-                    // A (re)connect may have a new storage client address: peers fence this one.
-                    let addr = self.driver.client_address();
-                    if let Err(e) = db.set_client_address(self.row_id, addr.as_deref()).await {
-                        warn!(backend = %self.name, "cannot record client address: {e}");
-                    }
+                if !self.healthy.swap(true, Ordering::SeqCst)
+                    && let Err(e) = db.set_service_error(self.row_id, None).await
+                {
+                    warn!(backend = %self.name, "cannot clear service error: {e}");
                 }
+                self.sync_address(db).await;
                 true
             }
             Err(e) => {
@@ -279,7 +277,46 @@ impl BackendService {
                 }
             }
             self.refresh_capacity(&db).await;
+            self.sync_address(&db).await;
             self.purge_deferred(&db).await;
+        }
+    }
+
+    /// Records the storage client's address when it changed (a reconnect makes a new client):
+    /// it is what a peer fences before taking this service's jobs over.
+    pub async fn sync_address(&self, db: &Db) {
+        let d = self.driver.clone();
+        let Ok(addr) = tokio::task::spawn_blocking(move || d.client_address()).await else {
+            return;
+        };
+        let changed = {
+            let mut last = self.address.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *last != addr;
+            last.clone_from(&addr);
+            changed
+        };
+        if changed {
+            if let Some(a) = &addr {
+                info!(backend = %self.name, "storage client address {a}");
+            }
+            if let Err(e) = db.set_client_address(self.row_id, addr.as_deref()).await {
+                warn!(backend = %self.name, "cannot record client address: {e}");
+            }
+        }
+    }
+
+    /// After a peer took a job over (and may have fenced this host's storage client): a new
+    /// client at once, so that this service works again under a new identity.
+    pub async fn renew_client(&self, db: &Db) {
+        let r = self
+            .call_driver("reconnect", DRIVER_CHECK_TIMEOUT, |d| {
+                d.reset_client();
+                d.check_setup()
+            })
+            .await;
+        match r {
+            Ok(()) => self.sync_address(db).await,
+            Err(e) => self.fail(db, &e.to_string()).await,
         }
     }
 
@@ -395,6 +432,7 @@ pub fn new_backend(
         row_id: id.row_id,
         disabled: AtomicBool::new(false),
         lock: tokio::sync::Mutex::new(Some(lock)),
+        address: Mutex::new(None),
         driver,
         healthy: AtomicBool::new(false),
         checked: tokio::sync::watch::Sender::new(false),

@@ -388,6 +388,18 @@ impl Ceph {
         out
     }
 
+    /// The `ceph` CLI as client.admin on this cluster; returns stdout.
+    pub fn ceph(&self, args: &[&str]) -> String {
+        let out = Command::new("ceph")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ceph {args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+
     /// A backend section for this cluster's `volumes` pool as client.cinder, plus `extra` lines.
     pub fn backend(&self, name: &str, extra: &str) -> String {
         format!(

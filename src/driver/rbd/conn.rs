@@ -201,6 +201,34 @@ impl Cluster {
         }
     }
 
+    /// This client's address as the OSDs see it (what a peer blocklists to fence it).
+    #[allow(unsafe_code)]
+    pub fn address(&self) -> Result<String, Errno> {
+        let mut out: *mut c_char = ptr::null_mut();
+        // SAFETY: connected handle; librados writes a strdup'ed string into `out` on success.
+        Errno::check("rados_getaddrs", unsafe {
+            super::ffi::rados_getaddrs(self.handle, &mut out)
+        })?;
+        let addr = from_c(out);
+        if !out.is_null() {
+            // SAFETY: `out` was allocated by strdup in librados and is freed exactly once.
+            unsafe { libc::free(out.cast()) };
+        }
+        Ok(addr)
+    }
+
+    /// `ceph osd blocklist add ADDR EXPIRE`: the OSDs refuse that client's operations from now
+    /// on. Needs the `osd blocklist` monitor capability (`profile rbd` has it).
+    #[allow(unsafe_code)]
+    pub fn blocklist_add(&self, address: &str, expire_secs: u32) -> Result<(), Errno> {
+        let addr = cstring("rados_blocklist_add", address)?;
+        // SAFETY: connected handle; librados only reads the string (the C signature lacks const).
+        Errno::check("rados_blocklist_add", unsafe {
+            super::ffi::rados_blocklist_add(self.handle, addr.as_ptr().cast_mut(), expire_secs)
+        })?;
+        Ok(())
+    }
+
     /// An I/O context on `pool`; ENOENT when the pool does not exist.
     #[allow(unsafe_code)]
     pub fn open_pool(self: &Arc<Self>, pool: &str) -> Result<Pool, Errno> {

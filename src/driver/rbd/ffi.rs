@@ -4,7 +4,7 @@
 
 use std::os::raw::{c_char, c_int, c_void};
 
-pub use ceph::rados::rados_ioctx_t;
+pub use ceph::rados::{rados_ioctx_t, rados_t};
 
 pub type RbdImage = *mut c_void;
 
@@ -152,5 +152,15 @@ unsafe extern "C" {
         whole_object: u8,
         cb: DiffFn,
         arg: *mut c_void,
+    ) -> c_int;
+
+    // librados (the `ceph` crate binds only the deprecated `rados_blacklist_add`).
+    /// This client's addresses (`v2:10.0.0.5:0/123456`), `strdup`ed: freed with `free`.
+    pub fn rados_getaddrs(cluster: rados_t, addrs: *mut *mut c_char) -> c_int;
+    /// Adds a client address to the OSD blocklist for `expire_seconds` (0: Ceph's default).
+    pub fn rados_blocklist_add(
+        cluster: rados_t,
+        client_address: *mut c_char,
+        expire_seconds: u32,
     ) -> c_int;
 }

@@ -152,6 +152,40 @@ impl VolumeDriver for RbdDriver {
         self.probe().map(drop)
     }
 
+    fn client_address(&self) -> Option<String> {
+        let slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().and_then(|p| p.cluster().address().ok())
+    }
+
+    fn fence_client(&self, address: &str, expire_secs: u32) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        if pool.cluster().address().ok().as_deref() == Some(address) {
+            return Err(self.io("fence", format!("{address} is this service's own client")));
+        }
+        pool.cluster()
+            .blocklist_add(address, expire_secs)
+            .map_err(|e| {
+                let hint = if matches!(e.code, libc::EPERM | libc::EACCES) {
+                    format!(
+                        ": client.{} lacks the `osd blocklist` capability; grant it with \
+                         `ceph auth caps client.{0} mon 'profile rbd' osd 'profile rbd pool={}'`",
+                        self.user(),
+                        self.cfg.pool
+                    )
+                } else {
+                    String::new()
+                };
+                self.io(
+                    "fence",
+                    format!("ceph osd blocklist add {address}: {}{hint}", e.describe()),
+                )
+            })
+    }
+
+    fn reset_client(&self) {
+        self.reset();
+    }
+
     fn capacity(&self) -> Result<Capacity, DriverError> {
         let pool = self.pool()?;
         let mon = |cmd| self.mon(&pool, cmd);

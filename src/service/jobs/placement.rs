@@ -52,15 +52,20 @@ pub async fn place(
         .filter(|r| is_up(r, now, down) && r.disabled == 0 && matches(r, want))
     {
         let owner = r.cluster.clone().unwrap_or_else(|| r.host.clone());
+        // A total of 0 is "unknown" (an rbd pool without a ceph-mgr): it passes, as Cinder's
+        // CapacityFilter passes `unknown`, and ranks after every known figure.
+        let free = r
+            .capacity_free
+            .filter(|_| r.capacity_total.unwrap_or(0) > 0);
         match cands.iter_mut().find(|c| c.owner == owner) {
             Some(c) => {
-                c.free = c.free.max(r.capacity_free);
+                c.free = c.free.max(free);
                 c.provisioned = c.provisioned.max(r.capacity_provisioned.unwrap_or(0));
             }
             None => cands.push(Candidate {
                 owner,
                 backend: r.backend.clone(),
-                free: r.capacity_free,
+                free,
                 provisioned: r.capacity_provisioned.unwrap_or(0),
             }),
         }

@@ -169,6 +169,8 @@ async fn run_job(
         );
         warn!(backend = %svc.name, job = %job.id, "{text}");
         event(&db, &svc.host, "job_lease_lost", &job, &text).await;
+        // The peer may have fenced this host's storage client: work on with a new one.
+        svc.renew_client(&db).await;
         return;
     }
     let (done, total) = (

@@ -1,0 +1,212 @@
+//! A cluster of three hosts serving one rbd backend on a throwaway Ceph cluster, sharing one
+//! PostgreSQL: a member killed mid-flatten is taken over and its client fenced; a member frozen
+//! past `service_down_time` (SIGSTOP) is fenced on the OSD blocklist, and once woken writes
+//! nothing for the job it lost and comes back with a new librados client.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn job(env: &Env, id: &str) -> serde_json::Value {
+    env.json(&["job", "show", id])
+}
+
+fn wait_job(env: &Env, id: &str, secs: u64) -> serde_json::Value {
+    wait_for(
+        &format!("job {id} to end"),
+        Duration::from_secs(secs),
+        || {
+            let j = job(env, id);
+            matches!(
+                j["state"].as_str().unwrap(),
+                "succeeded" | "failed" | "cancelled"
+            )
+            .then_some(j)
+        },
+    )
+}
+
+fn events_about(env: &Env, kind: &str, needle: &str) -> Vec<serde_json::Value> {
+    env.json(&["events", "--limit", "5000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind && e["message"].as_str().unwrap().contains(needle))
+        .cloned()
+        .collect()
+}
+
+fn service_row(env: &Env, host: &str) -> serde_json::Value {
+    services(&env.config, &env.url)
+        .into_iter()
+        .find(|s| s["host"] == host)
+        .unwrap()
+}
+
+/// Starts a flatten of a fresh 1 GiB clone of `snap`; returns (volume id, job id, runner).
+fn start_flatten(env: &Env, name: &str, snap: &str) -> (String, String, String) {
+    let c = env.json(&["volume", "create", name, "--snapshot", snap, "--wait"]);
+    let vid = c["volume"]["id"].as_str().unwrap().to_string();
+    let jid = env.json(&["volume", "flatten", &vid])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let runner = wait_for("the flatten to run", Duration::from_secs(30), || {
+        let j = job(env, &jid);
+        (j["state"] == "running" && j["bytes_done"].as_i64().unwrap() > 0)
+            .then(|| j["claimed_by"].as_str().unwrap().to_string())
+    });
+    (vid, jid, runner)
+}
+
+#[test]
+fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_it() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(url) = fresh_db(Engine::Postgres, root.path()) else {
+        return;
+    };
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    // 128 MiB/s: a 1 GiB flatten takes about 8 s.
+    let backend = ceph.backend("rbd0", "volume_copy_bps_limit = 134217728");
+    let hosts: Vec<Env> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let d = root.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            Env::new(
+                &d,
+                &url,
+                &format!("host = \"{n}\"\ncluster = \"c1\"\n{backend}"),
+            )
+        })
+        .collect();
+    let mut serves: HashMap<String, Serve> = HashMap::new();
+    for (h, n) in hosts.iter().zip(["a", "b", "c"]) {
+        serves.insert(format!("{n}@rbd0"), Serve::start(&h.config, &h.url, &h.dir));
+    }
+    let env = &hosts[0];
+    wait_for("three members up", Duration::from_secs(60), || {
+        let l = services(&env.config, &env.url);
+        (l.iter()
+            .filter(|s| s["state"] == "up" && !s["client_address"].is_null())
+            .count()
+            == 3)
+            .then_some(())
+    });
+    let p = env.json(&["volume", "create", "parent", "--size", "1G", "--wait"]);
+    assert_eq!(p["volume"]["host"], "c1@rbd0");
+    let pid = p["volume"]["id"].as_str().unwrap().to_string();
+    ceph.rbd(&[
+        "bench",
+        "--io-type",
+        "write",
+        "--io-size",
+        "4M",
+        "--io-pattern",
+        "seq",
+        "--io-total",
+        "256M",
+        &format!("volumes/volume-{pid}"),
+    ]);
+    env.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "parent", "--wait",
+    ]);
+
+    // 1. kill -9 of the member running the flatten: a peer fences it and finishes the job once.
+    let (v1, j1, runner1) = start_flatten(env, "c1", "s");
+    let killed = Instant::now();
+    serves.get_mut(&runner1).unwrap().signal("KILL");
+    let done = wait_job(env, &j1, 90);
+    eprintln!(
+        "kill -9 to flatten done on a peer: {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_ne!(done["claimed_by"], runner1.as_str());
+    let taken = events_about(env, "job_taken_over", &j1);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    let msg = taken[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&runner1) && msg.contains("blocklisted"),
+        "{msg}"
+    );
+    assert_eq!(
+        events_about(env, "job_succeeded", &j1).len(),
+        1,
+        "finished once"
+    );
+    let info = ceph.rbd(&["info", "--format", "json", &format!("volumes/volume-{v1}")]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info["parent"].is_null(), "flattened: {info}");
+
+    // 2. SIGSTOP of the member running the next flatten, past service_down_time.
+    let (v2, j2, runner2) = start_flatten(env, "c2", "s");
+    let old_addr = service_row(env, &runner2)["client_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    serves.get_mut(&runner2).unwrap().signal("STOP");
+    let taken = wait_for("a takeover", Duration::from_secs(30), || {
+        let j = job(env, &j2);
+        (j["claimed_by"].as_str().is_some_and(|c| c != runner2)
+            || j["claim_token"].as_i64().unwrap() >= 2)
+            .then_some(j)
+    });
+    assert!(taken["claim_token"].as_i64().unwrap() >= 2, "{taken}");
+    let blocklist = ceph.ceph(&["osd", "blocklist", "ls"]);
+    let bare = old_addr.trim_start_matches("v2:").trim_start_matches("v1:");
+    assert!(blocklist.contains(bare), "{old_addr} in:\n{blocklist}");
+    let done = wait_job(env, &j2, 90);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    serves.get_mut(&runner2).unwrap().signal("CONT");
+    wait_for(
+        "the woken member to notice",
+        Duration::from_secs(20),
+        || (!events_about(env, "job_lease_lost", &j2).is_empty()).then_some(()),
+    );
+    let after = job(env, &j2);
+    assert_eq!(
+        after["state"], "succeeded",
+        "not flipped by the woken member"
+    );
+    assert_eq!(after["claimed_by"], done["claimed_by"]);
+    assert_eq!(env.volume(&v2)["status"], "available");
+    let ends = [
+        "job_succeeded",
+        "job_failed",
+        "job_cancelled",
+        "job_requeued",
+    ]
+    .iter()
+    .map(|k| events_about(env, k, &j2).len())
+    .sum::<usize>();
+    assert_eq!(ends, 1, "one end, recorded by the peer");
+    // Up again, with a new librados client, within two report intervals (1 s each) and margin.
+    let woke = Instant::now();
+    wait_for(
+        "a new client on the woken member",
+        Duration::from_secs(15),
+        || {
+            let r = service_row(env, &runner2);
+            (r["state"] == "up" && r["client_address"].as_str().is_some_and(|a| a != old_addr))
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "woken member up with a new client {:.1} s after it noticed",
+        woke.elapsed().as_secs_f64()
+    );
+    let info = ceph.rbd(&["info", "--format", "json", &format!("volumes/volume-{v2}")]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info["parent"].is_null(), "flattened: {info}");
+    // It still works: a new volume placed on the cluster is created.
+    let v = env.json(&["volume", "create", "after", "--size", "64M", "--wait"]);
+    assert_eq!(v["job"]["state"], "succeeded");
+    drop(serves);
+}
