@@ -800,3 +800,107 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
         }
     });
 }
+
+/// One member reaches PostgreSQL through a proxy the test cuts. A cut shorter than
+/// `service_down_time` costs nothing: the job finishes on the same claim. A longer one hands
+/// the job to the peer; when the link returns, the cut-off member writes nothing for it.
+#[test]
+fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(url) = pg(root.path()) else { return };
+    let proxy = proxy::Proxy::start(proxy::Proxy::upstream_of(&url));
+    let shared = root.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let text = |name: &str| {
+        format!(
+            "host = \"{name}\"\ncluster = \"c1\"\nreport_interval = 1\nservice_down_time = 8\n\
+             periodic_interval = 1\nperiodic_fuzzy_delay = 0\n[backends.file0]\nvolume_driver = \"file\"\n\
+             file_dir = \"{}\"\nfile_shared_storage = true\nvolume_copy_bps_limit = 16777216\n",
+            shared.display()
+        )
+    };
+    let mk = |name: &str, url: &str| {
+        let d = root.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        Env::with_text(&d, url, &text(name))
+    };
+    let a = mk("a", &proxy.url(&url));
+    let b = mk("b", &url);
+    let _sa = serve_up(&a, "a@file0");
+    let _sb = serve_up(&b, "b@file0");
+    b.json(&["volume", "create", "src", "--size", "128M", "--wait"]);
+    let s = b.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+    ]);
+    write_at(
+        &shared.join(format!(
+            "snapshot-{}",
+            s["snapshot"]["id"].as_str().unwrap()
+        )),
+        0,
+        96 << 20,
+        0x3C,
+    );
+    // Starts a ~6 s flatten of a new clone on a (b disabled until a has claimed it).
+    let flatten_on_a = |name: &str| -> String {
+        let c = b.json(&["volume", "create", name, "--snapshot", "s", "--wait"]);
+        b.json(&[
+            "service",
+            "disable",
+            "b@file0",
+            "--reason",
+            "test: let a claim",
+        ]);
+        std::thread::sleep(Duration::from_millis(1500)); // b reads it at its next heartbeat
+        let j = b.json(&["volume", "flatten", &id(&c)])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for("a to run the flatten", Duration::from_secs(20), || {
+            let r = job(&b, &j);
+            (r["state"] == "running" && r["bytes_done"].as_i64().unwrap() > 0).then_some(())
+        });
+        assert_eq!(job(&b, &j)["claimed_by"], "a@file0");
+        b.json(&["service", "enable", "b@file0"]);
+        j
+    };
+
+    // 1. A 3 s outage (service_down_time is 8 s): nothing is lost, nothing taken over.
+    let j1 = flatten_on_a("c1");
+    proxy.cut(true);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.cut(false);
+    let done = wait_job(&b, &j1, 60);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["claimed_by"], "a@file0");
+    assert_eq!(done["claim_token"], 1, "no takeover for a short outage");
+    assert!(events(&b).iter().all(|e| e["kind"] != "job_taken_over"));
+
+    // 2. Cut for longer than service_down_time: b takes the job over and finishes it.
+    let j2 = flatten_on_a("c2");
+    proxy.cut(true);
+    let done = wait_job(&b, &j2, 60);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["claimed_by"], "b@file0");
+    proxy.cut(false);
+    // The link is back: a learns it lost the job and writes nothing more for it.
+    wait_for(
+        "a to notice its lost claim",
+        Duration::from_secs(20),
+        || {
+            events(&b)
+                .iter()
+                .any(|e| e["kind"] == "job_lease_lost" && e["host"] == "a@file0")
+                .then_some(())
+        },
+    );
+    let after = job(&b, &j2);
+    assert_eq!(after["state"], "succeeded");
+    assert_eq!(after["claimed_by"], "b@file0");
+    wait_for("a up again", Duration::from_secs(15), || {
+        services(&b.config, &b.url)
+            .iter()
+            .any(|s| s["host"] == "a@file0" && s["state"] == "up")
+            .then_some(())
+    });
+}

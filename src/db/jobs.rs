@@ -307,35 +307,43 @@ impl Db {
         state: &str,
         error: Option<&str>,
     ) -> Result<bool, DbError> {
-        let now = now_ms();
-        let r = sqlx::query(
-            "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
-             WHERE id = $4 AND claim_token = $5 AND state = 'running'",
-        )
-        .bind(state)
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .bind(token)
-        .execute(&self.pool)
-        .await
-        .map_err(q("finish job"))?;
+        let r = self
+            .write("finish job", || async {
+                let now = now_ms();
+                sqlx::query(
+                    "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+                     WHERE id = $4 AND claim_token = $5 AND state = 'running'",
+                )
+                .bind(state.to_string())
+                .bind(error.map(str::to_string))
+                .bind(now)
+                .bind(id.to_string())
+                .bind(token)
+                .execute(&self.pool)
+                .await
+                .map_err(q("finish job"))
+            })
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// Hands a running job back to the queue (shutdown): another worker, or the next start,
     /// runs it again from the top; drivers make that safe. Progress is kept for the operator.
     pub async fn requeue_job(&self, id: &str, token: i64) -> Result<bool, DbError> {
-        let r = sqlx::query(
-            "UPDATE jobs SET state = 'queued', claimed_by = NULL, updated_at = $1 \
-             WHERE id = $2 AND claim_token = $3 AND state = 'running'",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .bind(token)
-        .execute(&self.pool)
-        .await
-        .map_err(q("requeue job"))?;
+        let r = self
+            .write("requeue job", || async {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'queued', claimed_by = NULL, updated_at = $1 \
+                     WHERE id = $2 AND claim_token = $3 AND state = 'running'",
+                )
+                .bind(now_ms())
+                .bind(id.to_string())
+                .bind(token)
+                .execute(&self.pool)
+                .await
+                .map_err(q("requeue job"))
+            })
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 

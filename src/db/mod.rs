@@ -51,6 +51,23 @@ pub enum DbError {
     Fenced { job: String, token: i64 },
 }
 
+/// Whether an error is the database being away for a moment (connection lost, refused,
+/// server restarting, pool timed out), as opposed to a query that can never succeed.
+pub fn is_transient(e: &DbError) -> bool {
+    let DbError::Query { cause, .. } = e else {
+        return false;
+    };
+    match cause.as_ref() {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        // 08xxx connection exceptions, 57P01-03 admin/crash shutdown, cannot connect now.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Wraps a sqlx error with the name of the query that failed.
 pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
     move |e| DbError::Query {
@@ -78,6 +95,9 @@ pub struct Db {
     /// Set on the handle a job's worker writes through: every volume, snapshot and job write
     /// then carries the job's claim token and is refused once a takeover moved it.
     pub(crate) fence: Option<fence::Fence>,
+    /// Set on the handle a worker writes through: a write that fails because the database is
+    /// away for a moment is tried again for this long, so a short outage costs no job.
+    pub(crate) retry_for: Option<Duration>,
 }
 
 pub fn now_ms() -> i64 {
@@ -235,7 +255,40 @@ impl Db {
             display_url,
             url: fence::Hidden(url.into()),
             fence: None,
+            retry_for: None,
         })
+    }
+
+    /// This handle, with writes that survive an outage of up to `window` (see [`is_transient`]).
+    pub fn retrying(&self, window: Duration) -> Db {
+        Db {
+            retry_for: Some(window),
+            ..self.clone()
+        }
+    }
+
+    /// Runs a write, again while the database is away (for `retry_for`, when set).
+    pub(crate) async fn write<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        use backon::{ExponentialBuilder, Retryable};
+        let Some(window) = self.retry_for else {
+            let mut f = f;
+            return f().await;
+        };
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_total_delay(Some(window))
+            .without_max_times();
+        f.retry(policy)
+            .when(is_transient)
+            .notify(|e, after| {
+                tracing::warn!("{what}: database away ({e}); trying again in {after:?}");
+            })
+            .await
     }
 
     /// SQL for the database's clock in Unix milliseconds. Ages that decide up/down and

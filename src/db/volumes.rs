@@ -194,19 +194,22 @@ impl Db {
             "UPDATE {table} SET status = $1, status_reason = $2, updated_at = $3 \
              WHERE id = $4 AND deleted_at IS NULL{guard}{fence}"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(to)
-            .bind(reason)
-            .bind(now_ms())
-            .bind(id);
-        for f in from {
-            query = query.bind(*f);
-        }
         let r = self
-            .bind_fence(query)
-            .execute(&self.pool)
-            .await
-            .map_err(q("set status"))?;
+            .write("set status", || async {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(to.to_string())
+                    .bind(reason.map(str::to_string))
+                    .bind(now_ms())
+                    .bind(id.to_string());
+                for f in from {
+                    query = query.bind(f.to_string());
+                }
+                self.bind_fence(query)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("set status"))
+            })
+            .await?;
         if r.rows_affected() == 0 {
             self.check_fence().await?;
         }
@@ -224,21 +227,24 @@ impl Db {
         id: &str,
     ) -> Result<(), DbError>
     where
-        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+        T: 'static + Send + Clone + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
         let sql = format!(
             "UPDATE {table} SET {set} WHERE id = $3{}",
             self.fence_sql(4)
         );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(value)
-            .bind(now_ms())
-            .bind(id.to_string());
         let r = self
-            .bind_fence(query)
-            .execute(&self.pool)
-            .await
-            .map_err(q(what))?;
+            .write(what, || async {
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(value.clone())
+                    .bind(now_ms())
+                    .bind(id.to_string());
+                self.bind_fence(query)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q(what))
+            })
+            .await?;
         if r.rows_affected() == 0 {
             self.check_fence().await?;
         }

@@ -41,6 +41,9 @@ pub struct Identity {
     /// `cluster@backend`, when clustered.
     pub cluster: Option<String>,
     pub row_id: i64,
+    /// `service_down_time`: how long a worker's writes ride out a database outage before the
+    /// job is handed back (peers take it over after that long anyway).
+    pub retry_window: Duration,
 }
 
 #[derive(Debug)]
@@ -52,6 +55,8 @@ pub struct BackendService {
     pub owner: String,
     pub cluster: Option<String>,
     pub row_id: i64,
+    /// See [`Identity::retry_window`].
+    pub retry_window: Duration,
     /// The operator's `service disable`, read back by every heartbeat: claim nothing.
     pub disabled: AtomicBool,
     /// This process's hold on the service (see `db::lock`); checked every periodic run.
@@ -430,6 +435,7 @@ pub fn new_backend(
         owner: id.owner,
         cluster: id.cluster,
         row_id: id.row_id,
+        retry_window: id.retry_window,
         disabled: AtomicBool::new(false),
         lock: tokio::sync::Mutex::new(Some(lock)),
         address: Mutex::new(None),

@@ -154,6 +154,7 @@ impl Services {
                     owner: config.service_owner(&b.name),
                     cluster,
                     row_id,
+                    retry_window: config.service_down_time,
                 },
                 driver,
                 lock,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 pub const EMBER: &str = env!("CARGO_BIN_EXE_ember");
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -222,6 +224,16 @@ impl Env {
             "data_dir = \"{}\"\nreport_interval = 1\nservice_down_time = 3\nperiodic_interval = 1\nperiodic_fuzzy_delay = 0\n{backends}",
             dir.join("data").display()
         );
+        Env {
+            dir: dir.to_path_buf(),
+            config: write(dir, "ember.toml", &text),
+            url: url.to_string(),
+        }
+    }
+
+    /// A config with its own timers: `text` is the whole file but `data_dir`.
+    pub fn with_text(dir: &Path, url: &str, text: &str) -> Env {
+        let text = format!("data_dir = \"{}\"\n{text}", dir.join("data").display());
         Env {
             dir: dir.to_path_buf(),
             config: write(dir, "ember.toml", &text),

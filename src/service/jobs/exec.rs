@@ -46,6 +46,9 @@ pub enum Outcome {
     HandedBack,
     /// A peer took the job over: this worker writes nothing more for it.
     LeaseLost,
+    /// The database was away longer than the writes' retry window: back to the queue, to run
+    /// again from the top (every step is idempotent), rather than failed for a passing outage.
+    Retry(String),
 }
 
 /// A failure inside a job body: the driver's, or the database's.
@@ -121,6 +124,11 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
     };
     if ctx.progress.lost.is_cancelled() || matches!(err, Step::Db(DbError::Fenced { .. })) {
         return Outcome::LeaseLost;
+    }
+    if let Step::Db(e) = &err
+        && crate::db::is_transient(e)
+    {
+        return Outcome::Retry(format!("database away: {e}"));
     }
     let stopped = matches!(err, Step::Driver(DriverError::Cancelled { .. }));
     if stopped && ctx.progress.stop.is_cancelled() && !ctx.progress.cancel.is_cancelled() {

@@ -129,8 +129,9 @@ async fn run_job(
     .await;
     let token = job.claim_token;
     let ctx = Ctx {
-        // Every volume and snapshot write of the job carries its claim.
-        db: db.fenced(&job.id, token),
+        // Every volume and snapshot write of the job carries its claim, and rides out a short
+        // database outage.
+        db: db.fenced(&job.id, token).retrying(svc.retry_window),
         svc: svc.clone(),
         job: job.clone(),
         params,
@@ -178,7 +179,7 @@ async fn run_job(
         progress.total.load(Ordering::Relaxed),
     );
     let end = |state: &'static str, error: Option<String>| {
-        let db = db.clone();
+        let db = db.retrying(svc.retry_window);
         let id = job.id.clone();
         async move {
             if state == "queued" {
@@ -211,6 +212,15 @@ async fn run_job(
             Some("cancelled by an operator".to_string()),
             "job_cancelled",
             format!("{} job {} cancelled", job.kind, job.id),
+        ),
+        Outcome::Retry(why) => (
+            "queued",
+            None,
+            "job_requeued",
+            format!(
+                "{} job {} handed back to run again: {why}",
+                job.kind, job.id
+            ),
         ),
         Outcome::HandedBack | Outcome::LeaseLost => (
             "queued",
