@@ -99,6 +99,51 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
             == 3)
             .then_some(())
     });
+    // The doctor checks that the client may fence a peer (profile rbd may).
+    let fencing = |e: &Env| -> serde_json::Value {
+        let o = e.run(&["doctor", "--json", "--backend", "rbd0"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "rbd0.fencing")
+            .cloned()
+            .unwrap_or_else(|| panic!("no fencing check: {v}"))
+    };
+    assert_eq!(fencing(env)["status"], "ok", "{}", fencing(env));
+    // A client without the `osd blocklist` capability is told what to grant.
+    ceph.ceph(&[
+        "auth",
+        "get-or-create",
+        "client.nofence",
+        "mon",
+        "allow r",
+        "osd",
+        "profile rbd pool=volumes",
+        "-o",
+        ceph.keyring("nofence").to_str().unwrap(),
+    ]);
+    let d = root.path().join("nofence");
+    std::fs::create_dir_all(&d).unwrap();
+    let nofence = Env::new(
+        &d,
+        &url,
+        &format!(
+            "host = \"x\"\ncluster = \"c1\"\n{}",
+            backend.replace("rbd_user = \"cinder\"", "rbd_user = \"nofence\"")
+        ),
+    );
+    let f = fencing(&nofence);
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .contains("ceph auth caps client.nofence"),
+        "{f}"
+    );
+
     let p = env.json(&["volume", "create", "parent", "--size", "1G", "--wait"]);
     assert_eq!(p["volume"]["host"], "c1@rbd0");
     let pid = p["volume"]["id"].as_str().unwrap().to_string();

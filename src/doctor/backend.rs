@@ -19,7 +19,7 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(t: &Run, b: &BackendConfig, sink: &Sink) {
     let storage = async {
         match &b.driver {
-            DriverConfig::Rbd(r) => rbd(r, b, sink).await,
+            DriverConfig::Rbd(r) => rbd(r, b, t.target.config.cluster.is_some(), sink).await,
             DriverConfig::File { dir } => {
                 let started = Instant::now();
                 let dir = dir.clone();
@@ -78,7 +78,9 @@ fn file_dir(dir: &Path) -> Finding {
     }
 }
 
-async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
+/// `clustered`: peers fence each other through the OSD blocklist, so the client's right to
+/// do that is checked too.
+async fn rbd(r: &RbdConfig, b: &BackendConfig, clustered: bool, sink: &Sink) {
     let user = r.user.clone().unwrap_or_else(|| "admin".into());
     // 1. The conf.
     let started = Instant::now();
@@ -183,10 +185,10 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
         );
         return;
     }
-    let driver = RbdDriver::new(&b.name, r.clone(), 0);
+    let driver = std::sync::Arc::new(RbdDriver::new(&b.name, r.clone(), 0));
     let limit = r.connect_timeout + PROBE_SLACK;
-    let probe =
-        tokio::time::timeout(limit, tokio::task::spawn_blocking(move || driver.health())).await;
+    let d = driver.clone();
+    let probe = tokio::time::timeout(limit, tokio::task::spawn_blocking(move || d.health())).await;
     let health: Result<ClusterHealth, String> = match probe {
         Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
         Ok(Err(e)) => Err(format!("probe panicked: {e}")),
@@ -236,8 +238,44 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
                 f = f.evidence(c.clone());
             }
             sink.report(4, "health", started, f);
+            if clustered {
+                fencing(driver, &user, r, limit, sink).await;
+            }
         }
     }
+}
+
+/// Whether this client may fence a peer (`osd blocklist add`), which a cluster's takeover
+/// needs. The monitor checks caps before it looks at the address, so the only way to know is
+/// to try: the probe blocklists, for one second, an address no client has (127.0.0.1:0/1).
+async fn fencing(
+    driver: std::sync::Arc<RbdDriver>,
+    user: &str,
+    r: &RbdConfig,
+    limit: Duration,
+    sink: &Sink,
+) {
+    use crate::driver::VolumeDriver;
+    let started = Instant::now();
+    let probe = tokio::time::timeout(
+        limit,
+        tokio::task::spawn_blocking(move || driver.fence_client("127.0.0.1:0/1", 1)),
+    )
+    .await;
+    let f = match probe {
+        Err(_) => Finding::fail(format!("no answer within {} s", limit.as_secs())),
+        Ok(Err(e)) => Finding::fail(format!("probe panicked: {e}")),
+        Ok(Ok(Ok(()))) => Finding::ok(format!(
+            "client.{user} may blocklist a dead member's client (`osd blocklist add`), as takeover needs"
+        )),
+        Ok(Ok(Err(e))) => Finding::fail(format!("client.{user} cannot fence a dead member: {e}"))
+            .fix(format!(
+                "grant the `osd blocklist` monitor capability, which `profile rbd` includes: \
+             ceph auth caps client.{user} mon 'profile rbd' osd 'profile rbd pool={}'",
+                r.pool
+            )),
+    };
+    sink.report(6, "fencing", started, f);
 }
 
 /// The generic fix for a connect/pool failure the driver did not already explain.
