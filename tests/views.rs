@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ember::db::services::ServiceRow;
-use ember::db::{JobRow, SnapshotRow, VolumeRow};
+use ember::db::{EventRow, JobRow, SnapshotRow, VolumeRow};
 use ember::service::snapshot::{BackendView, ServiceView, Snapshot};
 use ember::tui::keymap::Keymap;
 use ember::tui::state::{App, Mode, View};
@@ -182,6 +182,17 @@ fn fixture() -> Snapshot {
                 None,
             ),
         ],
+        waiting: vec![],
+        // A takeover two minutes ago, as a cluster member records it.
+        cluster_events: vec![EventRow {
+            id: 41,
+            at: NOW - 120_000,
+            actor: "ember".into(),
+            host: Some("storage-02@file0".into()),
+            kind: "job_taken_over".into(),
+            target: Some("00000003-0000-4000-8000-000000000000".into()),
+            message: "flatten job 9c1d2e3f taken over by storage-02@file0 from storage-03@file0: storage-03@file0 has not heartbeated for 60 s".into(),
+        }],
         error: None,
     }
 }

@@ -54,4 +54,19 @@ impl Db {
         rows.reverse();
         Ok(rows)
     }
+
+    /// The newest `limit` events of the cluster's own doings (takeovers, lost claims, services
+    /// disabled, enabled or removed), newest first: what the console's Overview shows.
+    pub async fn cluster_events(&self, limit: i64) -> Result<Vec<EventRow>, DbError> {
+        sqlx::query_as::<_, EventRow>(
+            "SELECT id, at, actor, host, kind, target, message FROM events \
+             WHERE kind IN ('job_taken_over', 'job_lease_lost', 'service_disabled', \
+                            'service_enabled', 'service_removed') \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("cluster events"))
+    }
 }

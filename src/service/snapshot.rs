@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::db::services::{ServiceRow, is_up, parse_lateness};
-use crate::db::{Db, JobRow, SnapshotRow, VolumeRow, now_ms};
+use crate::db::{Db, EventRow, JobRow, SnapshotRow, VolumeRow, now_ms};
 
 /// A service as the console shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +53,11 @@ pub struct Snapshot {
     pub snapshots: Vec<SnapshotRow>,
     /// Newest first.
     pub jobs: Vec<JobRow>,
+    /// Unfinished jobs that wait for a host that is down (and no peer may take over): job id,
+    /// and what it waits for with the fix.
+    pub waiting: Vec<(String, String)>,
+    /// Takeovers, lost claims and service maintenance across the cluster, newest first.
+    pub cluster_events: Vec<EventRow>,
     /// Why the last read failed, if it did (the previous data is kept).
     pub error: Option<String>,
 }
@@ -62,6 +67,9 @@ const IDLE_FACTOR: u32 = 3;
 
 /// How many recent jobs the console keeps.
 const JOBS_SHOWN: i64 = 500;
+
+/// How many recent takeovers and maintenance events the Overview shows.
+const CLUSTER_EVENTS: i64 = 5;
 
 /// Reads a fresh snapshot. Volumes are re-read only when they changed (`volumes_key`), so a
 /// large table is not reloaded every second.
@@ -80,7 +88,11 @@ pub async fn read(
         ..prev.clone()
     };
     let result: Result<(), crate::db::DbError> = async {
-        let rows = db.list_services().await?;
+        let mut rows = db.list_services().await?;
+        // Grouped by cluster (members side by side), then backend and host.
+        rows.sort_by(|a, b| {
+            (&a.cluster, &a.backend, &a.host).cmp(&(&b.cluster, &b.backend, &b.host))
+        });
         snap.services = rows
             .into_iter()
             .map(|r| ServiceView {
@@ -98,6 +110,16 @@ pub async fn read(
         }
         snap.snapshots = db.list_snapshots(None, true).await?;
         snap.jobs = db.list_jobs(None, JOBS_SHOWN).await?;
+        let rows: Vec<ServiceRow> = snap.services.iter().map(|s| s.row.clone()).collect();
+        snap.waiting = snap
+            .jobs
+            .iter()
+            .filter_map(|j| {
+                crate::service::takeover::waiting_for(j, &rows, now, down)
+                    .map(|w| (j.id.clone(), w))
+            })
+            .collect();
+        snap.cluster_events = db.cluster_events(CLUSTER_EVENTS).await?;
         Ok(())
     }
     .await;
@@ -173,6 +195,16 @@ pub fn spawn_publisher(
             let next = read(&db, &cfg, &prev, &mut key, !first).await;
             if let Some(e) = &next.error {
                 warn!("console state not refreshed: {e}");
+            }
+            // Takeovers and lost claims anywhere in the cluster reach this console's log.
+            let seen = prev.cluster_events.first().map_or(i64::MAX, |e| e.id);
+            for e in next.cluster_events.iter().rev().filter(|e| e.id > seen) {
+                match e.kind.as_str() {
+                    "job_lease_lost" => {
+                        warn!(host = e.host.as_deref().unwrap_or(""), "{}", e.message)
+                    }
+                    _ => tracing::info!(host = e.host.as_deref().unwrap_or(""), "{}", e.message),
+                }
             }
             // Jobs moving: every `every`; idle: less often (commands from this console poke
             // a refresh at once, so only changes made elsewhere wait).

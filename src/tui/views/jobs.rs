@@ -1,4 +1,5 @@
-//! Jobs: running and recent jobs with progress, bytes, rate, ETA and who asked.
+//! Jobs: running and recent jobs with progress, bytes, rate, ETA, the host that runs them and
+//! who asked; a job waiting for a host that is down says so, with the fix.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -10,7 +11,7 @@ use crate::tui::state::{App, View};
 
 use super::{Col, fit, pick};
 
-const COLS: [Col; 10] = [
+const COLS: [Col; 11] = [
     Col {
         title: "job",
         width: 8,
@@ -31,9 +32,10 @@ const COLS: [Col; 10] = [
         width: 19,
         keep: true,
     },
+    // Narrow terminals drop the rightmost optional columns first: `by`, `when`, `bytes`...
     Col {
-        title: "bytes",
-        width: 21,
+        title: "host",
+        width: 16,
         keep: false,
     },
     Col {
@@ -44,6 +46,11 @@ const COLS: [Col; 10] = [
     Col {
         title: "eta",
         width: 5,
+        keep: false,
+    },
+    Col {
+        title: "bytes",
+        width: 21,
         keep: false,
     },
     Col {
@@ -92,19 +99,28 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 Cell::from(j.kind.clone()),
                 Cell::from(Span::styled(j.state.clone(), style)),
                 Cell::from(super::text_bar(j.bytes_done, j.bytes_total)),
-                Cell::from(format!(
-                    "{}/{}",
-                    human_bytes(j.bytes_done),
-                    human_bytes(j.bytes_total)
-                )),
+                // Who runs it, or who may (a queued job's owner).
+                Cell::from(j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default()),
                 Cell::from(
                     rate.map(|r| format!("{}/s", human_bytes(r as i64)))
                         .unwrap_or_else(|| "-".into()),
                 ),
                 Cell::from(eta),
+                Cell::from(format!(
+                    "{}/{}",
+                    human_bytes(j.bytes_done),
+                    human_bytes(j.bytes_total)
+                )),
                 Cell::from(format!("{} ago", age((now_ms - when) as f64 / 1000.0))),
                 Cell::from(j.requested_by.clone()),
-                Cell::from(Span::styled(j.error.clone().unwrap_or_default(), t.error)),
+                match (
+                    &j.error,
+                    app.snap.waiting.iter().find(|(id, _)| *id == j.id),
+                ) {
+                    (Some(e), _) => Cell::from(Span::styled(e.clone(), t.error)),
+                    (None, Some((_, w))) => Cell::from(Span::styled(w.clone(), t.warn)),
+                    (None, None) => Cell::from(""),
+                },
             ],
             &shown,
         ))

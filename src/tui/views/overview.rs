@@ -168,6 +168,33 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             t.error,
         )));
     }
+    // Jobs only a dead host may run, and what the cluster did about dead members.
+    for (id, why) in &snap.waiting {
+        lines.push(Line::from(Span::styled(
+            format!("WAITING job {}: {why}", &id[..8.min(id.len())]),
+            t.warn,
+        )));
+    }
+    for e in snap
+        .cluster_events
+        .iter()
+        .filter(|e| e.kind == "job_taken_over" || e.kind == "job_lease_lost")
+        .filter(|e| now_ms - e.at < 3_600_000)
+    {
+        let what = if e.kind == "job_taken_over" {
+            "TAKEOVER"
+        } else {
+            "FENCED"
+        };
+        lines.push(Line::from(Span::styled(
+            format!(
+                "{what} {} ago: {}",
+                age((now_ms - e.at) as f64 / 1000.0),
+                e.message
+            ),
+            t.warn,
+        )));
+    }
     if lines.len() == 1 {
         lines.push(Line::from(Span::styled(
             if app.doctor.finished_at.is_some() {

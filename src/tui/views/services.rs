@@ -1,5 +1,6 @@
 //! Services: every volume service with its heartbeat, ticking age, and recent lateness as a
-//! sparkline. A down service stands out; a late one warns before it is down.
+//! sparkline, grouped by cluster (the snapshot sorts members side by side). A down service
+//! stands out; a late one warns before it is down.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -13,14 +14,14 @@ use super::{Col, fit, pick};
 
 const COLS: [Col; 9] = [
     Col {
+        title: "cluster",
+        width: 14,
+        keep: false,
+    },
+    Col {
         title: "host",
         width: 22,
         keep: true,
-    },
-    Col {
-        title: "driver",
-        width: 6,
-        keep: false,
     },
     Col {
         title: "status",
@@ -28,8 +29,8 @@ const COLS: [Col; 9] = [
         keep: false,
     },
     Col {
-        title: "cluster",
-        width: 14,
+        title: "driver",
+        width: 6,
         keep: false,
     },
     Col {
@@ -78,14 +79,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         let late_style = if max > LATE_WARN_MS { t.warn } else { t.dim };
         Row::new(pick(
             vec![
+                Cell::from(r.cluster.clone().unwrap_or_else(|| "-".into())),
                 Cell::from(r.host.clone()),
-                Cell::from(r.driver.clone()),
                 Cell::from(if r.disabled != 0 {
                     "disabled"
                 } else {
                     "enabled"
                 }),
-                Cell::from(r.cluster.clone().unwrap_or_default()),
+                Cell::from(r.driver.clone()),
                 Cell::from(r.binary_name.clone()),
                 Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
                 Cell::from(heartbeat),
