@@ -2,7 +2,11 @@
 # Re-makes screenshots/<view>.png from the real program: the console runs in tmux at 120x36 on
 # sample data, each view is captured with its colours (capture-pane -e), turned into HTML by
 # aha and into a PNG by headless Chromium. Installs aha, chromium and fonts-dejavu-core from
-# apt if missing. Usage: bash scripts/screenshots.sh
+# apt if missing. Usage: bash scripts/screenshots.sh (EMBER_BIN=path to use a built binary).
+#
+# Three hosts share a throwaway PostgreSQL: the console on storage-01 (file0, rbd0, rbd1), and
+# two `ember serve` forming the cluster ceph-b@rbd2 (storage-02, storage-03). storage-03 is
+# killed in the middle of a flatten, so the pictures show a takeover.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -14,19 +18,26 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
   $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -q
-bin=$PWD/target/release/ember
+if [ -z "${EMBER_BIN:-}" ]; then cargo build --release -q; fi
+bin=${EMBER_BIN:-$PWD/target/release/ember}
 dir=$(mktemp -d)
 session=ember-shots
-trap 'tmux kill-session -t $session 2>/dev/null || true; bash scripts/ceph.sh stop "$dir/ceph" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+pids=()
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
+trap 'tmux kill-session -t $session 2>/dev/null || true; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; bash scripts/ceph.sh stop "$dir/ceph" >/dev/null 2>&1 || true; pg_stop; rm -rf "$dir"' EXIT
 # A throwaway Ceph cluster for the rbd backends: rbd0 healthy, rbd1 with the classic on-call
 # mistake (rbd_user = cinder-x while only ceph.client.cinder.keyring exists).
 bash scripts/install-deps.sh
 bash scripts/ceph.sh start "$dir/ceph" >/dev/null
+pg_start >/dev/null
+db=${EMBER_TEST_DATABASE_URL}
 cat > "$dir/ember.toml" <<TOML
 data_dir = "$dir/data"
+database_url = "$db"
 host = "storage-01"
 report_interval = 2
+service_down_time = 6
 periodic_interval = 5
 periodic_fuzzy_delay = 0
 [backends.file0]
@@ -43,10 +54,31 @@ rbd_pool = "volumes"
 rbd_user = "cinder-x"
 rbd_ceph_conf = "$dir/ceph/ceph.conf"
 TOML
+for m in storage-02 storage-03; do   # the cluster ceph-b@rbd2
+  mkdir -p "$dir/$m"
+  cat > "$dir/$m/ember.toml" <<TOML
+data_dir = "$dir/$m"
+database_url = "$db"
+host = "$m"
+cluster = "ceph-b"
+report_interval = 2
+service_down_time = 6
+periodic_interval = 5
+periodic_fuzzy_delay = 0
+[backends.rbd2]
+volume_driver = "rbd"
+rbd_pool = "volumes"
+rbd_user = "cinder"
+rbd_ceph_conf = "$dir/ceph/ceph.conf"
+volume_copy_bps_limit = 16777216
+TOML
+  EMBER_LOG=warn "$bin" --config "$dir/$m/ember.toml" serve 2>"$dir/$m/serve.log" &
+  pids+=($!)
+done
 E="$bin --config $dir/ember.toml"
 tmux new-session -d -s $session -x 120 -y 36 "$E --theme dark"
-for _ in $(seq 100); do   # until the console's services heartbeat
-  $E service list --json | grep -q '"state": "up"' && break; sleep 0.2
+for _ in $(seq 100); do   # until the console's services and the cluster heartbeat
+  [ "$($E service list --json | grep -c '"state": "up"')" -ge 4 ] && break; sleep 0.2
 done
 $E volume create web-root --size 20G --backend file0 --wait >/dev/null 2>&1
 $E volume create db-data --size 100G --backend file0 --wait >/dev/null 2>&1
@@ -64,8 +96,23 @@ $E volume create vm-image --size 40G --backend rbd0 --wait >/dev/null 2>&1
 $E volume snapshot create golden --volume vm-image --wait >/dev/null 2>&1
 $E volume create vm-01 --snapshot golden --wait >/dev/null 2>&1
 $E volume extend scratch --size 1G >/dev/null 2>&1 || true   # refused: shown in events
+# On the cluster: a parent with data, a clone, and a flatten; the member running it is killed.
+$E volume create base-image --size 1G --backend rbd2 --wait >/dev/null 2>&1
+base=$($E volume show base-image --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rbd -c "$dir/ceph/ceph.conf" bench --io-type write --io-size 4M --io-pattern seq --io-total 512M "volumes/volume-$base" >/dev/null
+$E volume snapshot create base-snap --volume base-image --wait >/dev/null 2>&1
+$E volume create vm-02 --snapshot base-snap --wait >/dev/null 2>&1
+fjob=$($E volume flatten vm-02 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+for _ in $(seq 100); do
+  runner=$($E job show "$fjob" --json | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["claimed_by"] or "" if j["state"]=="running" else "")')
+  [ -n "$runner" ] && break; sleep 0.2
+done
+case "$runner" in storage-02@rbd2) kill -9 "${pids[0]}";; storage-03@rbd2) kill -9 "${pids[1]}";; esac
 $E volume flatten db-clone >/dev/null 2>&1                   # throttled: still running in Jobs
-sleep 4
+for _ in $(seq 100); do   # until the peer has taken the flatten over
+  $E events --json | grep -q job_taken_over && break; sleep 0.2
+done
+sleep 3
 
 shot() {  # shot NAME KEYS...
   local name=$1; shift

@@ -181,6 +181,7 @@ pub fn spawn_publisher(
     let poked = poke.clone();
     tokio::spawn(async move {
         let mut key = None;
+        let mut seen: Option<i64> = None;
         let mut wait = Duration::ZERO;
         let mut first = true;
         loop {
@@ -196,15 +197,20 @@ pub fn spawn_publisher(
             if let Some(e) = &next.error {
                 warn!("console state not refreshed: {e}");
             }
-            // Takeovers and lost claims anywhere in the cluster reach this console's log.
-            let seen = prev.cluster_events.first().map_or(i64::MAX, |e| e.id);
-            for e in next.cluster_events.iter().rev().filter(|e| e.id > seen) {
-                match e.kind.as_str() {
-                    "job_lease_lost" => {
-                        warn!(host = e.host.as_deref().unwrap_or(""), "{}", e.message)
+            // Takeovers and lost claims anywhere in the cluster reach this console's log: those
+            // newer than what the first read found (history is the Overview's, not the log's).
+            if next.error.is_none() {
+                let newest = next.cluster_events.first().map_or(0, |e| e.id);
+                if let Some(mark) = seen {
+                    for e in next.cluster_events.iter().rev().filter(|e| e.id > mark) {
+                        let host = e.host.as_deref().unwrap_or("");
+                        match e.kind.as_str() {
+                            "job_lease_lost" => warn!(host, "{}", e.message),
+                            _ => tracing::info!(host, "{}", e.message),
+                        }
                     }
-                    _ => tracing::info!(host = e.host.as_deref().unwrap_or(""), "{}", e.message),
                 }
+                seen = Some(seen.unwrap_or(0).max(newest));
             }
             // Jobs moving: every `every`; idle: less often (commands from this console poke
             // a refresh at once, so only changes made elsewhere wait).

@@ -1,7 +1,9 @@
 //! Where a new volume goes, as Cinder's scheduler decides it: among the live, enabled services
 //! that match `--backend` (`NAME`, `HOST@NAME` or `CLUSTER@NAME`), the owner with the most free
 //! capacity that fits the size. A clustered backend is one candidate (`cluster@backend`),
-//! whichever member reports it.
+//! whichever member reports it. ember's backends are thin (sparse files, rbd images), so, as
+//! Cinder's CapacityFilter does for thin provisioning, the free capacity is virtual:
+//! `total × max_over_subscription_ratio − provisioned`, and a volume fits when its size does.
 
 use crate::config::Config;
 use crate::db::services::is_up;
@@ -24,8 +26,17 @@ pub struct Placement {
 struct Candidate {
     owner: String,
     backend: String,
+    /// Virtual free bytes; None: unknown capacity.
     free: Option<i64>,
     provisioned: i64,
+}
+
+/// Thin provisioning's free capacity (Cinder's `free_virtual`); None when unknown (a total
+/// of 0 means unknown: an rbd pool without a ceph-mgr).
+fn virtual_free(r: &ServiceRow, ratio: f64) -> Option<i64> {
+    let total = r.capacity_total.filter(|t| *t > 0)?;
+    r.capacity_free?;
+    Some((total as f64 * ratio) as i64 - r.capacity_provisioned.unwrap_or(0))
 }
 
 fn matches(row: &ServiceRow, want: Option<&str>) -> bool {
@@ -52,11 +63,15 @@ pub async fn place(
         .filter(|r| is_up(r, now, down) && r.disabled == 0 && matches(r, want))
     {
         let owner = r.cluster.clone().unwrap_or_else(|| r.host.clone());
-        // A total of 0 is "unknown" (an rbd pool without a ceph-mgr): it passes, as Cinder's
-        // CapacityFilter passes `unknown`, and ranks after every known figure.
-        let free = r
-            .capacity_free
-            .filter(|_| r.capacity_total.unwrap_or(0) > 0);
+        // Unknown capacity passes, as Cinder's CapacityFilter passes `unknown`, and ranks
+        // after every known figure. The ratio is this host's setting for the backend, or
+        // Cinder's default for a backend only other hosts serve.
+        let ratio = cfg
+            .backend(&r.backend)
+            .map_or(crate::config::defaults::MAX_OVER_SUBSCRIPTION_RATIO, |b| {
+                b.max_over_subscription_ratio
+            });
+        let free = virtual_free(r, ratio);
         match cands.iter_mut().find(|c| c.owner == owner) {
             Some(c) => {
                 c.free = c.free.max(free);
@@ -95,7 +110,7 @@ pub async fn place(
     }) else {
         let most = cands.iter().filter_map(|c| c.free).max().unwrap_or(0);
         return Err(JobError::Refused(format!(
-            "no live service of {} has {size} bytes free (the most is {most} bytes); free space, or extend the pool",
+            "no live service of {} has room for {size} bytes (the most, thin-provisioned, is {most} bytes: total × max_over_subscription_ratio − provisioned); free space, raise max_over_subscription_ratio, or extend the pool",
             want.unwrap_or("any backend")
         )));
     };
@@ -104,7 +119,7 @@ pub async fn place(
         owner: best.owner.clone(),
         why: (n > 1).then(|| {
             format!(
-                "placed on {}: the most free capacity ({}) of {n} live services",
+                "placed on {}: the most free capacity ({} thin-provisioned) of {n} live services",
                 best.owner,
                 best.free
                     .map_or("unknown".into(), crate::service::units::human_bytes)

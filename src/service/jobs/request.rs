@@ -137,17 +137,29 @@ async fn dependents(db: &Db, snap: &SnapshotRow) -> Result<Option<String>, JobEr
     )))
 }
 
-fn backend_cfg<'c>(
-    cfg: &'c Config,
-    name: &str,
-) -> Result<&'c crate::config::BackendConfig, JobError> {
-    cfg.backend(name).ok_or_else(|| {
-        let known: Vec<&str> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
-        JobError::Refused(format!(
-            "no backend {name:?} in the config; known: {}",
-            known.join(", ")
-        ))
-    })
+/// The backend options a request is checked against.
+struct Rules {
+    enable_deferred_deletion: bool,
+    max_clone_depth: u32,
+    flatten_volume_from_snapshot: bool,
+}
+
+/// From this host's section of the backend; a backend served only by other hosts (another
+/// host's local storage, or a cluster this host is not in) is checked with Cinder's defaults.
+/// The service that runs the job applies its own section either way.
+fn rules(cfg: &Config, name: &str) -> Rules {
+    match cfg.backend(name) {
+        Some(b) => Rules {
+            enable_deferred_deletion: b.enable_deferred_deletion,
+            max_clone_depth: b.max_clone_depth,
+            flatten_volume_from_snapshot: b.flatten_volume_from_snapshot,
+        },
+        None => Rules {
+            enable_deferred_deletion: false,
+            max_clone_depth: crate::config::defaults::RBD_MAX_CLONE_DEPTH as u32,
+            flatten_volume_from_snapshot: false,
+        },
+    }
 }
 
 /// A checked request, ready to be written.
@@ -316,7 +328,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             let v = volume(db, key).await?;
             status_is(&v, DELETABLE, "delete")?;
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
-            let bc = backend_cfg(cfg, &v.backend)?;
+            let bc = rules(cfg, &v.backend);
             for s in db.snapshots_of(&v.id).await? {
                 not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
                 if s.purpose == "user" && !cascade {
@@ -379,7 +391,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 )));
             }
             not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
-            let bc = backend_cfg(cfg, &s.backend)?;
+            let bc = rules(cfg, &s.backend);
             if !bc.enable_deferred_deletion
                 && let Some(why) = dependents(db, &s).await?
             {
@@ -467,7 +479,7 @@ async fn plan_create(
         let p = super::placement::place(db, cfg, want_backend, size.unwrap_or(0)).await?;
         (p.backend, p.owner, p.why)
     };
-    let bc = backend_cfg(cfg, &backend)?;
+    let bc = rules(cfg, &backend);
     let size = size.unwrap_or(min_size);
     if size < min_size {
         return Err(JobError::Refused(format!(
