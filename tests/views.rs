@@ -133,16 +133,21 @@ fn fixture() -> Snapshot {
                 error: Some("backend rbd0: cannot connect to the cluster".into()),
             },
         ],
-        volumes: Arc::new(vec![
-            volume(1, "web-root", "available", None, 0),
-            volume(2, "db-data", "in-use", None, 0),
-            volume(3, "db-clone", "available", Some(snap_id), 1),
-            volume(4, "scratch", "error", None, 0),
-            volume(5, "old-logs", "deleting", None, 0),
-        ]),
+        volumes: Arc::new(
+            [
+                volume(1, "web-root", "available", None, 0),
+                volume(2, "db-data", "in-use", None, 0),
+                volume(3, "db-clone", "available", Some(snap_id), 1),
+                volume(4, "scratch", "error", None, 0),
+                volume(5, "old-logs", "deleting", None, 0),
+            ]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
+        ),
         volume_count: 5,
         volumes_loaded: true,
-        snapshots: vec![SnapshotRow {
+        snapshots: Arc::new(vec![Arc::new(SnapshotRow {
             id: snap_id.into(),
             name: "db-nightly".into(),
             volume_id: "00000002-0000-4000-8000-000000000000".into(),
@@ -155,8 +160,8 @@ fn fixture() -> Snapshot {
             created_at: NOW - 40_000_000,
             updated_at: NOW - 40_000_000,
             deleted_at: None,
-        }],
-        jobs: vec![
+        })]),
+        jobs: Arc::new(vec![
             job(
                 "7f3c9a10-aaaa-4000-8000-000000000000",
                 "flatten",
@@ -181,7 +186,7 @@ fn fixture() -> Snapshot {
                 0,
                 None,
             ),
-        ],
+        ]),
         waiting: vec![],
         // A takeover two minutes ago, as a cluster member records it.
         cluster_events: vec![EventRow {

@@ -212,7 +212,7 @@ fn rss_kb() -> u64 {
 /// Console speed with many volumes: a frame of the Volumes view, a filter keystroke, and the
 /// first frame read from SQLite, at each size.
 pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
-    use crate::service::snapshot::{Snapshot, read};
+    use crate::service::snapshot::Reader;
     use crate::tui::{keymap::Keymap, state::App, state::View, theme::Theme, views};
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     use ratatui::{Terminal, backend::TestBackend};
@@ -250,8 +250,8 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
             std::path::Path::new("bench.toml"),
             "[backends.file0]\nvolume_driver = \"file\"\n",
         )?;
-        let mut key = None;
-        let snap = read(&db, &cfg, &Snapshot::default(), &mut key, false).await;
+        let mut reader = Reader::default();
+        let snap = reader.read(&db, &cfg, &Default::default(), false).await;
         let mut app = App::new(
             Keymap::default_map(),
             Theme::load(Some("dark")).unwrap_or_else(|_| Theme::monochrome()),
@@ -265,7 +265,7 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
         term.draw(|f| views::draw(f, &app, now))?;
         let first = t0.elapsed();
         let t_read = std::time::Instant::now();
-        let snap = read(&db, &cfg, &app.snap, &mut key, true).await;
+        let snap = reader.read(&db, &cfg, &app.snap, true).await;
         let db_read = t_read.elapsed();
         app.view = View::Volumes;
         app.set_snapshot(Arc::new(snap));

@@ -5,6 +5,7 @@
 //! Unix milliseconds, ids are text, placeholders are `$n` (which SQLite also accepts). Each
 //! engine has its own migrations under `migrations/<engine>/`, run at connect.
 
+pub mod changes;
 pub mod events;
 pub mod fence;
 pub mod jobs;

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod handle;
 pub mod jobs;
 pub mod lateness;
+pub mod live;
 pub mod pool;
 pub mod reconcile;
 pub mod snapshot;

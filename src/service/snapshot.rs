@@ -2,6 +2,12 @@
 //! snapshots and jobs, published on a `watch` channel. The embedded worker and a console
 //! attached to a remote database build it the same way, by reading the database; the console
 //! never sees a half-updated state and never touches the database or a driver itself.
+//!
+//! How state flows: writers (services, the CLI, consoles) change rows; a trigger stamps each
+//! row, and on PostgreSQL also `NOTIFY`s `ember_changes` when the writer commits. The
+//! publisher here `LISTEN`s (PostgreSQL) or polls (SQLite, and as a slow fallback), reads only
+//! the rows stamped since its last read into the [`LiveModel`], and publishes a new picture;
+//! the console draws it. Tables that did not change are published as the same `Arc`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +18,9 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::db::services::{ServiceRow, is_up, parse_lateness};
-use crate::db::{Db, EventRow, JobRow, SnapshotRow, VolumeRow, now_ms};
+use crate::db::{Db, Engine, EventRow, JobRow, SnapshotRow, VolumeRow, now_ms};
+
+use super::live::{LiveModel, Refresh};
 
 /// A service as the console shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,15 +52,15 @@ pub struct Snapshot {
     pub service_down_time_ms: i64,
     pub services: Vec<ServiceView>,
     pub backends: Vec<BackendView>,
-    pub volumes: Arc<Vec<VolumeRow>>,
+    pub volumes: Arc<Vec<Arc<VolumeRow>>>,
     /// Live volumes in the database (known before the rows are loaded).
     pub volume_count: i64,
     /// False until the volume rows have been read once: the console shows its first frame
     /// before loading a large volume table.
     pub volumes_loaded: bool,
-    pub snapshots: Vec<SnapshotRow>,
-    /// Newest first.
-    pub jobs: Vec<JobRow>,
+    pub snapshots: Arc<Vec<Arc<SnapshotRow>>>,
+    /// Newest first: every unfinished job and the newest finished ones.
+    pub jobs: Arc<Vec<JobRow>>,
     /// Unfinished jobs that wait for a host that is down (and no peer may take over): job id,
     /// and what it waits for with the fix.
     pub waiting: Vec<(String, String)>,
@@ -62,70 +70,89 @@ pub struct Snapshot {
     pub error: Option<String>,
 }
 
-/// When no job is queued or running, the database is read this many times less often.
-const IDLE_FACTOR: u32 = 3;
-
-/// How many recent jobs the console keeps.
-const JOBS_SHOWN: i64 = 500;
+/// With PostgreSQL's push working, the database is still read this often, in case a
+/// notification was lost.
+pub const PUSH_FALLBACK: Duration = Duration::from_secs(15);
 
 /// How many recent takeovers and maintenance events the Overview shows.
 const CLUSTER_EVENTS: i64 = 5;
 
-/// Reads a fresh snapshot. Volumes are re-read only when they changed (`volumes_key`), so a
-/// large table is not reloaded every second.
-pub async fn read(
-    db: &Db,
-    cfg: &Config,
-    prev: &Snapshot,
-    volumes_key: &mut Option<(i64, i64)>,
-    with_volumes: bool,
-) -> Snapshot {
-    let now = now_ms();
-    let down = cfg.service_down_time.as_millis() as i64;
-    let mut snap = Snapshot {
-        generated_at: now,
-        service_down_time_ms: down,
-        ..prev.clone()
-    };
-    let result: Result<(), crate::db::DbError> = async {
-        let mut rows = db.list_services().await?;
-        // Grouped by cluster (members side by side), then backend and host.
-        rows.sort_by(|a, b| {
-            (&a.cluster, &a.backend, &a.host).cmp(&(&b.cluster, &b.backend, &b.host))
-        });
-        snap.services = rows
-            .into_iter()
-            .map(|r| ServiceView {
-                up: is_up(&r, now, down),
-                lateness_ms: parse_lateness(&r.lateness_ms),
-                row: r,
-            })
-            .collect();
-        let key = db.volumes_version().await?;
-        snap.volume_count = key.1;
-        if with_volumes && Some(key) != *volumes_key {
-            snap.volumes = Arc::new(db.list_volumes(None, None).await?);
-            *volumes_key = Some(key);
-            snap.volumes_loaded = true;
-        }
-        snap.snapshots = db.list_snapshots(None, true).await?;
-        snap.jobs = db.list_jobs(None, JOBS_SHOWN).await?;
-        let rows: Vec<ServiceRow> = snap.services.iter().map(|s| s.row.clone()).collect();
-        snap.waiting = snap
-            .jobs
-            .iter()
-            .filter_map(|j| {
-                crate::service::takeover::waiting_for(j, &rows, now, down)
-                    .map(|w| (j.id.clone(), w))
-            })
-            .collect();
-        snap.cluster_events = db.cluster_events(CLUSTER_EVENTS).await?;
-        Ok(())
+/// Builds pictures from the database, keeping the live model between reads.
+#[derive(Debug, Default)]
+pub struct Reader {
+    model: LiveModel,
+    /// Reads everything every time (the baseline `bench console-live` compares against).
+    pub full_every_time: bool,
+    /// What the last read did.
+    pub last: Refresh,
+}
+
+impl Reader {
+    /// Forgets what was read: the next read is a full one (after a lost notification link).
+    pub fn invalidate(&mut self) {
+        self.model.invalidate();
     }
-    .await;
-    snap.error = result.err().map(|e| e.to_string());
-    snap.backends = backends(cfg, &snap.services);
-    snap
+
+    /// A new picture from `prev` and what changed since. `with_volumes` false reads all but
+    /// the volume, snapshot and job rows (the console's first frame, drawn at once).
+    pub async fn read(
+        &mut self,
+        db: &Db,
+        cfg: &Config,
+        prev: &Snapshot,
+        with_volumes: bool,
+    ) -> Snapshot {
+        let now = now_ms();
+        let down = cfg.service_down_time.as_millis() as i64;
+        let mut snap = Snapshot {
+            generated_at: now,
+            service_down_time_ms: down,
+            ..prev.clone()
+        };
+        let result: Result<(), crate::db::DbError> = async {
+            let mut rows = db.list_services().await?;
+            // Grouped by cluster (members side by side), then backend and host.
+            rows.sort_by(|a, b| {
+                (&a.cluster, &a.backend, &a.host).cmp(&(&b.cluster, &b.backend, &b.host))
+            });
+            snap.services = rows
+                .into_iter()
+                .map(|r| ServiceView {
+                    up: is_up(&r, now, down),
+                    lateness_ms: parse_lateness(&r.lateness_ms),
+                    row: r,
+                })
+                .collect();
+            if !with_volumes {
+                snap.volume_count = db.volumes_version().await?.1;
+                return Ok(());
+            }
+            if self.full_every_time {
+                self.model.invalidate();
+            }
+            self.last = self.model.refresh(db).await?;
+            snap.volumes = self.model.volumes.rows().clone();
+            snap.snapshots = self.model.snapshots.rows().clone();
+            snap.jobs = self.model.jobs.clone();
+            snap.volume_count = snap.volumes.len() as i64;
+            snap.volumes_loaded = true;
+            let rows: Vec<ServiceRow> = snap.services.iter().map(|s| s.row.clone()).collect();
+            snap.waiting = snap
+                .jobs
+                .iter()
+                .filter_map(|j| {
+                    crate::service::takeover::waiting_for(j, &rows, now, down)
+                        .map(|w| (j.id.clone(), w))
+                })
+                .collect();
+            snap.cluster_events = db.cluster_events(CLUSTER_EVENTS).await?;
+            Ok(())
+        }
+        .await;
+        snap.error = result.err().map(|e| e.to_string());
+        snap.backends = backends(cfg, &snap.services);
+        snap
+    }
 }
 
 fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
@@ -168,8 +195,49 @@ fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
         .collect()
 }
 
-/// Publishes a snapshot every `every` until cancelled; `poke` asks for one at once (after a
-/// command, so the operator sees its effect without waiting).
+/// The change notifications of a PostgreSQL database (`LISTEN ember_changes`), if it can push.
+async fn listener(db: &Db) -> Option<sqlx::postgres::PgListener> {
+    if db.engine != Engine::Postgres {
+        return None;
+    }
+    let connect = async {
+        let mut l = sqlx::postgres::PgListener::connect(db.url()).await?;
+        l.listen("ember_changes").await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match tokio::time::timeout(crate::db::BUSY_TIMEOUT, connect).await {
+        Ok(Ok(l)) => Some(l),
+        Ok(Err(e)) => {
+            warn!("no change notifications from the database ({e}): polling instead");
+            None
+        }
+        Err(_) => {
+            warn!("no change notifications from the database (no answer): polling instead");
+            None
+        }
+    }
+}
+
+/// Waits for the next notification; None when the link was lost (and is being re-made:
+/// whatever was sent meanwhile is lost, so the caller reads everything again).
+async fn notified(l: &mut Option<sqlx::postgres::PgListener>) -> Option<()> {
+    match l {
+        Some(l) => match l.try_recv().await {
+            Ok(Some(_)) => Some(()),
+            Ok(None) => None,
+            Err(e) => {
+                warn!("change notifications: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes a snapshot whenever the database says something changed (PostgreSQL), else every
+/// `every` (SQLite), until cancelled; `poke` asks for one at once (after a command, so the
+/// operator sees its effect without waiting).
 pub fn spawn_publisher(
     db: Db,
     cfg: Arc<Config>,
@@ -180,20 +248,29 @@ pub fn spawn_publisher(
     let poke = Arc::new(tokio::sync::Notify::new());
     let poked = poke.clone();
     tokio::spawn(async move {
-        let mut key = None;
+        let mut reader = Reader::default();
         let mut seen: Option<i64> = None;
         let mut wait = Duration::ZERO;
         let mut first = true;
+        let mut push = listener(&db).await;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
                 _ = poked.notified() => {}
+                n = notified(&mut push) => {
+                    if n.is_none() {
+                        reader.invalidate();
+                    }
+                    // A burst of writes (a job's several rows, a heartbeat beside it) in one
+                    // read.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
             let prev = tx.borrow().clone();
             // The first read skips the volume rows so the console opens at once; the next
             // read, right after, loads them.
-            let next = read(&db, &cfg, &prev, &mut key, !first).await;
+            let next = reader.read(&db, &cfg, &prev, !first).await;
             if let Some(e) = &next.error {
                 warn!("console state not refreshed: {e}");
             }
@@ -212,18 +289,13 @@ pub fn spawn_publisher(
                 }
                 seen = Some(seen.unwrap_or(0).max(newest));
             }
-            // Jobs moving: every `every`; idle: less often (commands from this console poke
-            // a refresh at once, so only changes made elsewhere wait).
-            let busy = next
-                .jobs
-                .iter()
-                .any(|j| j.state == "queued" || j.state == "running");
+            // Polling: every `every` (SQLite); with push, only as a fallback.
             wait = if first {
                 Duration::ZERO
-            } else if busy {
-                every
+            } else if push.is_some() {
+                PUSH_FALLBACK
             } else {
-                every * IDLE_FACTOR
+                every
             };
             first = false;
             if tx.send(Arc::new(next)).is_err() {

@@ -40,11 +40,15 @@ fn same_picture(
     a: &crate::service::snapshot::Snapshot,
     b: &crate::service::snapshot::Snapshot,
 ) -> bool {
+    // Volumes and snapshots: a table that did not change is published as the same Arc.
     Arc::ptr_eq(&a.volumes, &b.volumes)
+        && Arc::ptr_eq(&a.snapshots, &b.snapshots)
         && a.services == b.services
         && a.backends == b.backends
         && a.jobs == b.jobs
-        && a.snapshots == b.snapshots
+        && a.waiting == b.waiting
+        && a.cluster_events == b.cluster_events
+        && a.volume_count == b.volume_count
         && a.error == b.error
 }
 

@@ -265,6 +265,7 @@ impl App {
         self.visible
             .get(self.selection(View::Volumes))
             .and_then(|i| self.snap.volumes.get(*i))
+            .map(|v| &**v)
     }
 
     pub fn selected_job(&self) -> Option<&crate::db::JobRow> {

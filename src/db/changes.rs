@@ -1,0 +1,67 @@
+//! Incremental reads: rows changed since a cursor, by their change stamps (see the migration
+//! `change_stamps`). A reader takes the next cursor *before* it reads, so a row written while
+//! it reads is read again next time rather than missed.
+
+use super::jobs::JOB_COLUMNS;
+use super::volumes::{SNAPSHOT_COLUMNS, VOLUME_COLUMNS};
+use super::{Db, DbError, Engine, JobRow, SnapshotRow, VolumeRow, q};
+
+/// Reads of one table since a cursor, as typed rows.
+impl Db {
+    /// Where the next incremental read starts: rows stamped at or after it are new to a reader
+    /// that has read everything before taking it.
+    pub async fn change_cursor(&self) -> Result<i64, DbError> {
+        let sql = match self.engine {
+            Engine::Sqlite => "SELECT value + 1 FROM change_counter WHERE id = 1",
+            Engine::Postgres => {
+                "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+            }
+        };
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read change cursor"))
+    }
+
+    /// Volumes written at or after `cursor`, deleted ones included (so a reader drops them).
+    pub async fn volumes_since(&self, cursor: i64) -> Result<Vec<VolumeRow>, DbError> {
+        let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE stamp >= $1");
+        sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
+            .bind(cursor)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("volumes since"))
+    }
+
+    /// Snapshots written at or after `cursor`, deleted ones included.
+    pub async fn snapshots_since(&self, cursor: i64) -> Result<Vec<SnapshotRow>, DbError> {
+        let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE stamp >= $1");
+        sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .bind(cursor)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("snapshots since"))
+    }
+
+    /// Jobs written at or after `cursor`.
+    pub async fn jobs_since(&self, cursor: i64) -> Result<Vec<JobRow>, DbError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE stamp >= $1");
+        sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(cursor)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("jobs since"))
+    }
+
+    /// Every unfinished job, however old (the newest-N list may not reach them).
+    pub async fn active_jobs(&self) -> Result<Vec<JobRow>, DbError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN {} ORDER BY created_at DESC, id",
+            super::jobs::ACTIVE
+        );
+        sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("active jobs"))
+    }
+}
