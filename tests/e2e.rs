@@ -73,11 +73,19 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).trim() == "1"
     }
 
+    /// Waits until the screen shows `what`; on a timeout, fails with the last screen.
     fn wait_for(&self, what: &str, secs: u64, f: impl Fn(&str) -> bool) -> String {
-        wait_for(what, Duration::from_secs(secs), || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
             let s = self.screen();
-            f(&s).then_some(s)
-        })
+            if f(&s) {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out after {secs} s waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -128,7 +136,7 @@ fn operator_session_in_a_real_terminal() {
             s["snapshot"]["id"].as_str().unwrap()
         )),
         0,
-        48 << 20,
+        96 << 20,
         7,
     );
     env.json(&["volume", "create", "web-clone", "--snapshot", "s", "--wait"]);
@@ -160,6 +168,52 @@ fn operator_session_in_a_real_terminal() {
         s.lines()
             .any(|l| l.contains("flatten") && l.contains("running"))
     });
+    // Its progress moves on screen several times a second: the embedded worker posts it to
+    // the console directly (the database gets one write a second). Sampled for 2 s.
+    let pct = |s: &str| -> Option<String> {
+        let l = s
+            .lines()
+            .find(|l| l.contains("flatten") && l.contains("running"))?;
+        l.split_whitespace()
+            .find(|w| w.ends_with('%'))
+            .map(String::from)
+    };
+    let started = std::time::Instant::now();
+    let mut seen: Vec<String> = vec![];
+    while started.elapsed() < Duration::from_secs(2) {
+        if let Some(p) = pct(&tmux.screen())
+            && seen.last() != Some(&p)
+        {
+            seen.push(p);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    eprintln!("progress on screen over 2 s: {seen:?}");
+    assert!(seen.len() >= 6, "at least 3 updates a second: {seen:?}");
+
+    // Cancel it from the console: the driver stops at once (the job ends cancelled).
+    let job = env.json(&["job", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tmux.keys(&["g", "x"]);
+    tmux.wait_for("the cancel prompt", 10, |s| {
+        s.contains("Cancel flatten job")
+    });
+    let asked = std::time::Instant::now();
+    tmux.keys(&["y"]);
+    let state = wait_for("the job to end", Duration::from_secs(10), || {
+        let j = env.json(&["job", "show", &job]);
+        (j["state"] != "running").then(|| j["state"].as_str().unwrap().to_string())
+    });
+    let took = asked.elapsed();
+    eprintln!("console cancel to job cancelled: {} ms", took.as_millis());
+    assert_eq!(state, "cancelled");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    // Flatten again (it resumes where it stopped, here from the command line) and watch it
+    // finish in Jobs.
+    env.json(&["volume", "flatten", "web-clone"]);
     tmux.wait_for("the flatten to succeed", 60, |s| {
         s.lines()
             .any(|l| l.contains("flatten") && l.contains("succeeded"))

@@ -199,6 +199,7 @@ fn fixture() -> Snapshot {
             message: "flatten job 9c1d2e3f taken over by storage-02@file0 from storage-03@file0: storage-03@file0 has not heartbeated for 60 s".into(),
         }],
         error: None,
+        rows_read: 0,
     }
 }
 

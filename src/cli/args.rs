@@ -137,6 +137,17 @@ pub enum BenchCmd {
         #[arg(long, value_parser = size, default_value = "512M")]
         data: u64,
     },
+    /// The console as operators run it: N volumes + N snapshots, the real refresh loop and
+    /// render, idle and with a change every 2 s from another process; CPU, RSS, rows read per
+    /// refresh and change-to-screen latency, beside a full reload (SQLite; PostgreSQL too with
+    /// an admin --database-url)
+    ConsoleLive {
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+        volumes: Vec<usize>,
+        /// Seconds of each phase (idle, changes)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(4..=600))]
+        seconds: u64,
+    },
     /// Takeover in a cluster: seconds from `kill -9` of the member running a job to the job
     /// running on a peer (needs a PostgreSQL --database-url; real processes)
     Takeover {

@@ -12,7 +12,7 @@ use crate::db::services::is_up;
 use crate::db::{Db, now_ms};
 use crate::service::Services;
 use crate::service::handle::Handle;
-use crate::service::snapshot::spawn_publisher;
+use crate::service::snapshot::{Reader, spawn_publisher_with};
 use crate::tui;
 
 use super::args::{ConsoleArgs, Global};
@@ -87,7 +87,6 @@ pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Res
         match Services::start(cfg.clone(), db.clone(), cancel.clone()).await {
             Ok(s) => Some(s),
             Err(e) => {
-                worker = false;
                 notice = Some(format!("no service started here: {e}"));
                 None
             }
@@ -95,13 +94,24 @@ pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Res
     } else {
         None
     };
-    let (rx, poke) = spawn_publisher(db.clone(), cfg.clone(), REFRESH, cancel.clone());
+    // The embedded worker's jobs post their progress straight to this console.
+    let (rx, poke) = spawn_publisher_with(
+        db.clone(),
+        cfg.clone(),
+        REFRESH,
+        cancel.clone(),
+        Reader::default(),
+        services.as_ref().map(|s| s.board.clone()),
+    );
     let handle = Arc::new(Handle::new(
         db,
         cfg.clone(),
         rx,
         poke,
-        worker,
+        services
+            .as_ref()
+            .map(|s| s.backends.clone())
+            .unwrap_or_default(),
         cfg.read_only,
     ));
     let host = cfg.backend_host.clone().unwrap_or_else(|| cfg.host.clone());

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bench;
+mod bench_live;
 pub mod bench_rbd;
 mod bench_takeover;
 pub mod console;
@@ -192,6 +193,9 @@ pub async fn run(
             .await
         }
         Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
+        Command::Bench(args::BenchCmd::ConsoleLive { volumes, seconds }) => {
+            bench_live::console_live(&g, &volumes, seconds).await
+        }
         Command::Bench(args::BenchCmd::Takeover { rounds }) => {
             let Some(url) = g.database_url.as_deref() else {
                 bail!(

@@ -444,6 +444,19 @@ impl Db {
         Ok(n)
     }
 
+    /// Whether an operator asked to cancel this running job (read by its worker 4 times a
+    /// second, so a cancel from any process reaches the driver quickly).
+    pub async fn cancel_requested(&self, id: &str) -> Result<bool, DbError> {
+        let r: Vec<i64> = sqlx::query_scalar(
+            "SELECT cancel_requested FROM jobs WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read cancel flag"))?;
+        Ok(r.first().copied().unwrap_or(0) != 0)
+    }
+
     /// Cancel: a queued job ends at once; a running one is flagged for its worker.
     /// Returns the job's state afterwards, or None if there is no such unfinished job.
     pub async fn request_cancel(&self, id: &str) -> Result<Option<String>, DbError> {

@@ -118,6 +118,29 @@ impl Db {
         .map_err(q("volumes version"))
     }
 
+    /// Benchmark data as a cloud has it: `n` volumes and one nightly snapshot of each.
+    pub async fn bench_fill_volumes_and_snapshots(&self, n: usize) -> Result<(), DbError> {
+        self.bench_fill_volumes(n).await?;
+        let mut tx = self.pool.begin().await.map_err(q("begin fill"))?;
+        let now = now_ms();
+        for i in 0..n {
+            sqlx::query(
+                "INSERT INTO snapshots (id, name, volume_id, size_bytes, status, backend, host, purpose, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'available', 'file0', 'bench@file0', 'user', $5, $5)",
+            )
+            .bind(format!("{i:08x}-5555-4000-8000-{i:012x}"))
+            .bind(format!("vol-{i}-nightly"))
+            .bind(format!("{i:08x}-0000-4000-8000-{i:012x}"))
+            .bind(((i % 100) as i64 + 1) << 30)
+            .bind(now - i as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("fill snapshots"))?;
+        }
+        tx.commit().await.map_err(q("commit fill"))?;
+        Ok(())
+    }
+
     /// Benchmark data: `n` available volumes named `vol-N`, written in one transaction.
     pub async fn bench_fill_volumes(&self, n: usize) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await.map_err(q("begin fill"))?;
@@ -125,8 +148,8 @@ impl Db {
         for i in 0..n {
             let id = format!("{i:08x}-0000-4000-8000-{i:012x}");
             sqlx::query(
-                "INSERT INTO volumes (id, name, size_bytes, status, backend, clone_depth, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'available', 'file0', 0, $4, $4)",
+                "INSERT INTO volumes (id, name, size_bytes, status, backend, host, clone_depth, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'available', 'file0', 'bench@file0', 0, $4, $4)",
             )
             .bind(&id)
             .bind(format!("vol-{i}"))

@@ -46,6 +46,16 @@ impl FileDriver {
         }
     }
 
+    /// The copy granularity: progress, cancellation and the rate limit act between chunks, so
+    /// under `bps_limit` a chunk takes at most about 1/8 s (a cancel is never kept waiting
+    /// behind a long throttled chunk, and progress moves several times a second).
+    fn chunk(&self) -> u64 {
+        match self.bps_limit {
+            0 => super::sparse::CHUNK,
+            bps => (bps / 8).clamp(64 << 10, super::sparse::CHUNK),
+        }
+    }
+
     /// Reports a copied chunk and holds the copy to `bps_limit`. False: stop (cancelled).
     fn pace(
         &self,
@@ -334,7 +344,7 @@ impl VolumeDriver for FileDriver {
             let mut done = 0;
             let started = std::time::Instant::now();
             for (a, b) in extents {
-                let ok = copy_range(&src, &dst, a, b - a, &mut |n| {
+                let ok = copy_range(&src, &dst, a, b - a, self.chunk(), &mut |n| {
                     done += n;
                     self.pace(started, done, total, progress)
                 })
@@ -447,7 +457,7 @@ impl VolumeDriver for FileDriver {
                 let skipped = (b - a) - holes.iter().map(|(x, y)| y - x).sum::<u64>();
                 done += skipped;
                 for (x, y) in holes {
-                    let ok = copy_range(src, &dst, x, y - x, &mut |n| {
+                    let ok = copy_range(src, &dst, x, y - x, self.chunk(), &mut |n| {
                         done += n;
                         self.pace(started, done, total, progress)
                     })

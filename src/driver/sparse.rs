@@ -55,20 +55,23 @@ pub fn holes_within(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>>
     Ok(out)
 }
 
-/// Copies `[off, off + len)` of `src` to the same offset of `dst`, chunk by chunk. `tick` gets
-/// the bytes of each chunk and returns false to stop. Returns false when stopped.
+/// Copies `[off, off + len)` of `src` to the same offset of `dst`, `chunk` bytes at a time
+/// (at most [`CHUNK`]). `tick` gets the bytes of each chunk and returns false to stop.
+/// Returns false when stopped.
 pub fn copy_range(
     src: &File,
     dst: &File,
     off: u64,
     len: u64,
+    chunk: u64,
     tick: &mut dyn FnMut(u64) -> bool,
 ) -> io::Result<bool> {
+    let chunk = chunk.clamp(4096, CHUNK);
     let end = off + len;
     let mut pos = off;
     let mut buf: Vec<u8> = vec![];
     while pos < end {
-        let want = (end - pos).min(CHUNK) as usize;
+        let want = (end - pos).min(chunk) as usize;
         let (mut o_in, mut o_out) = (pos as i64, pos as i64);
         let n = match nix::fcntl::copy_file_range(src, Some(&mut o_in), dst, Some(&mut o_out), want)
         {
@@ -126,7 +129,7 @@ mod tests {
             .expect("b");
         b.set_len(64 << 20).expect("len");
         let mut copied = 0;
-        let done = copy_range(&a, &b, ext[0].0, ext[0].1 - ext[0].0, &mut |n| {
+        let done = copy_range(&a, &b, ext[0].0, ext[0].1 - ext[0].0, CHUNK, &mut |n| {
             copied += n;
             true
         })

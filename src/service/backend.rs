@@ -84,6 +84,8 @@ pub struct BackendService {
     pub cfg: BackendConfig,
     /// Jobs running here, by id: a cancel from this process reaches them at once.
     pub running: Mutex<HashMap<String, Arc<JobProgress>>>,
+    /// Where running jobs post their progress for this process's console.
+    pub board: Arc<super::progress::ProgressBoard>,
 }
 
 impl BackendService {
@@ -428,6 +430,7 @@ pub fn new_backend(
     id: Identity,
     driver: Arc<dyn VolumeDriver>,
     lock: ServiceLock,
+    board: Arc<super::progress::ProgressBoard>,
 ) -> Arc<BackendService> {
     Arc::new(BackendService {
         name: cfg.name.clone(),
@@ -448,5 +451,6 @@ pub fn new_backend(
         pool: StoragePool::new(&cfg.name, cfg.pool_size.max(1)),
         cfg: cfg.clone(),
         running: Mutex::default(),
+        board,
     })
 }

@@ -22,6 +22,8 @@ pub struct Handle {
     poke: Arc<Notify>,
     /// True when this process runs the services (the console is the worker).
     pub worker: bool,
+    /// The services of this process: a cancel reaches their running jobs at once.
+    local: Vec<Arc<super::BackendService>>,
     pub read_only: bool,
 }
 
@@ -31,7 +33,7 @@ impl Handle {
         config: Arc<Config>,
         snapshot: watch::Receiver<Arc<Snapshot>>,
         poke: Arc<Notify>,
-        worker: bool,
+        local: Vec<Arc<super::BackendService>>,
         read_only: bool,
     ) -> Handle {
         Handle {
@@ -39,7 +41,8 @@ impl Handle {
             config,
             snapshot,
             poke,
-            worker,
+            worker: !local.is_empty(),
+            local,
             read_only,
         }
     }
@@ -78,6 +81,19 @@ impl Handle {
     pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, JobError> {
         self.refuse_if_read_only()?;
         let out = jobs::cancel(&self.db, job_id, &current_actor()).await;
+        // Running here: stop the driver call now, not at its next flag read.
+        if let Ok(Cancelled::Requested(j)) = &out {
+            for b in &self.local {
+                if let Some(p) = b
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&j.id)
+                {
+                    p.cancel.cancel();
+                }
+            }
+        }
         self.poke.notify_one();
         out
     }

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod lateness;
 pub mod live;
 pub mod pool;
+pub mod progress;
 pub mod reconcile;
 pub mod snapshot;
 pub mod takeover;
@@ -75,6 +76,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Services {
     pub db: Db,
     pub backends: Vec<Arc<BackendService>>,
+    /// Progress of the jobs running here, for this process's console.
+    pub board: Arc<progress::ProgressBoard>,
     cancel: CancellationToken,
     /// Cancelled first at shutdown: the job runners stop claiming while heartbeats go on, so
     /// no peer takes over a job that is still finishing here.
@@ -92,6 +95,7 @@ impl Services {
         let mut reasons = vec![];
         let tracker = TaskTracker::new();
         let claiming = cancel.child_token();
+        let board = Arc::new(progress::ProgressBoard::default());
         let mut backends = vec![];
         // Faulty sections: listed in `services` with their reason, never started.
         for b in &config.broken {
@@ -159,6 +163,7 @@ impl Services {
                 },
                 driver,
                 lock,
+                board.clone(),
             );
             svc.disabled
                 .store(disabled, std::sync::atomic::Ordering::SeqCst);
@@ -207,6 +212,7 @@ impl Services {
         Ok(Services {
             db,
             backends,
+            board,
             cancel,
             claiming,
             tracker,

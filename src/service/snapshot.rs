@@ -21,6 +21,7 @@ use crate::db::services::{ServiceRow, is_up, parse_lateness};
 use crate::db::{Db, Engine, EventRow, JobRow, SnapshotRow, VolumeRow, now_ms};
 
 use super::live::{LiveModel, Refresh};
+use super::progress::ProgressBoard;
 
 /// A service as the console shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +69,8 @@ pub struct Snapshot {
     pub cluster_events: Vec<EventRow>,
     /// Why the last read failed, if it did (the previous data is kept).
     pub error: Option<String>,
+    /// Rows of volumes, snapshots and jobs the read that made this picture fetched.
+    pub rows_read: usize,
 }
 
 /// With PostgreSQL's push working, the database is still read this often, in case a
@@ -131,6 +134,7 @@ impl Reader {
                 self.model.invalidate();
             }
             self.last = self.model.refresh(db).await?;
+            snap.rows_read = self.last.rows_read;
             snap.volumes = self.model.volumes.rows().clone();
             snap.snapshots = self.model.snapshots.rows().clone();
             snap.jobs = self.model.jobs.clone();
@@ -244,19 +248,79 @@ pub fn spawn_publisher(
     every: Duration,
     cancel: CancellationToken,
 ) -> (watch::Receiver<Arc<Snapshot>>, Arc<tokio::sync::Notify>) {
+    spawn_publisher_with(db, cfg, every, cancel, Reader::default(), None)
+}
+
+/// The jobs of `snap` with the progress this process's runners posted (rates in the console
+/// come from `updated_at`, so it moves with the bytes).
+fn patched_jobs(snap: &Snapshot, board: &ProgressBoard) -> Option<Arc<Vec<JobRow>>> {
+    let live = board.read();
+    if live.is_empty() {
+        return None;
+    }
+    let mut jobs = snap.jobs.as_ref().clone();
+    let mut moved = false;
+    // A job posting here runs here, even if the last read still saw it queued.
+    for j in jobs
+        .iter_mut()
+        .filter(|j| j.state == "running" || j.state == "queued")
+    {
+        if let Some(l) = live.get(&j.id) {
+            if j.state == "queued" {
+                j.state = "running".into();
+                moved = true;
+            }
+            let (done, total) = (
+                crate::db::services::clamp(l.done),
+                crate::db::services::clamp(l.total),
+            );
+            if (done, total) != (j.bytes_done, j.bytes_total) && l.at_ms > j.updated_at {
+                j.bytes_done = done;
+                j.bytes_total = total;
+                j.updated_at = l.at_ms;
+                moved = true;
+            }
+        }
+    }
+    moved.then(|| Arc::new(jobs))
+}
+
+/// [`spawn_publisher`] with a given reader (`bench console-live` runs a full-reload one).
+pub fn spawn_publisher_with(
+    db: Db,
+    cfg: Arc<Config>,
+    every: Duration,
+    cancel: CancellationToken,
+    reader: Reader,
+    board: Option<Arc<ProgressBoard>>,
+) -> (watch::Receiver<Arc<Snapshot>>, Arc<tokio::sync::Notify>) {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     let poke = Arc::new(tokio::sync::Notify::new());
     let poked = poke.clone();
     tokio::spawn(async move {
-        let mut reader = Reader::default();
+        let mut reader = reader;
         let mut seen: Option<i64> = None;
-        let mut wait = Duration::ZERO;
+        // The next poll, as a deadline: other wake-ups (posts, pokes) do not push it back.
+        let mut next_poll = tokio::time::Instant::now();
         let mut first = true;
         let mut push = listener(&db).await;
+        let no_board = ProgressBoard::default();
+        let posts = board.as_deref().unwrap_or(&no_board);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = posts.changed.notified() => {
+                    // This process's own jobs moved: patch the picture, no database read.
+                    let prev = tx.borrow().clone();
+                    if let Some(jobs) = patched_jobs(&prev, posts) {
+                        let next = Snapshot { jobs, ..prev.as_ref().clone() };
+                        if tx.send(Arc::new(next)).is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(next_poll) => {}
                 _ = poked.notified() => {}
                 n = notified(&mut push) => {
                     if n.is_none() {
@@ -270,7 +334,11 @@ pub fn spawn_publisher(
             let prev = tx.borrow().clone();
             // The first read skips the volume rows so the console opens at once; the next
             // read, right after, loads them.
-            let next = reader.read(&db, &cfg, &prev, !first).await;
+            let mut next = reader.read(&db, &cfg, &prev, !first).await;
+            // The database has this process's progress up to a second late: keep the posts.
+            if let Some(jobs) = patched_jobs(&next, posts) {
+                next.jobs = jobs;
+            }
             if let Some(e) = &next.error {
                 warn!("console state not refreshed: {e}");
             }
@@ -290,13 +358,14 @@ pub fn spawn_publisher(
                 seen = Some(seen.unwrap_or(0).max(newest));
             }
             // Polling: every `every` (SQLite); with push, only as a fallback.
-            wait = if first {
-                Duration::ZERO
-            } else if push.is_some() {
-                PUSH_FALLBACK
-            } else {
-                every
-            };
+            next_poll = tokio::time::Instant::now()
+                + if first {
+                    Duration::ZERO
+                } else if push.is_some() {
+                    PUSH_FALLBACK
+                } else {
+                    every
+                };
             first = false;
             if tx.send(Arc::new(next)).is_err() {
                 return;

@@ -5,9 +5,10 @@
 //! and another member of the cluster can take them. A service claims only its owner's jobs
 //! (`host@backend`, or its `cluster@backend`), and none while an operator has disabled it.
 //!
-//! Progress is written at most once a second, under the claim's token; the same write reads
-//! back `cancel_requested` (so a cancel from any process lands within a second) and tells
-//! whether the claim still holds. Once a peer has taken the job over, the driver call is
+//! Progress is written at most once a second, under the claim's token; that write also tells
+//! whether the claim still holds. Four times a second a running job posts its progress for
+//! this process's console (no database write) and reads its `cancel_requested` flag, so a
+//! cancel from any process reaches the driver within 250 ms. Once a peer has taken the job over, the driver call is
 //! stopped at its next step and nothing more is written for the job.
 
 use std::sync::Arc;
@@ -142,9 +143,23 @@ async fn run_job(
     tokio::pin!(body);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut post = tokio::time::interval(crate::service::progress::POST_EVERY);
+    post.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome = loop {
         tokio::select! {
             out = &mut body => break out,
+            _ = post.tick() => {
+                // This process's console, without a database round trip; and a cancel asked
+                // from another process reaches the driver within this period.
+                svc.board.post(
+                    &job.id,
+                    progress.done.load(Ordering::Relaxed),
+                    progress.total.load(Ordering::Relaxed),
+                );
+                if let Ok(true) = db.cancel_requested(&job.id).await {
+                    progress.cancel.cancel();
+                }
+            }
             _ = tick.tick() => {
                 let now = (progress.done.load(Ordering::Relaxed), progress.total.load(Ordering::Relaxed));
                 // Throttled: one write a second, which also reads the cancel flag.
@@ -161,6 +176,7 @@ async fn run_job(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&job.id);
+    svc.board.remove(&job.id);
     if outcome == Outcome::LeaseLost {
         // A peer took the job over while this worker was frozen or cut off: it owns the job
         // and its volume now. Write nothing for it, not even its end.

@@ -1,0 +1,370 @@
+//! `ember bench console-live`: the console as an operator runs it, measured. A database holds
+//! N volumes and N snapshots; the real publisher loop (the same `spawn_publisher` the console
+//! runs: LISTEN on PostgreSQL, polling on SQLite) feeds the real render of the Volumes view at
+//! 120x36. First idle, then with a second `ember` process creating a volume every 2 s. Printed:
+//! CPU % of this process, RSS, rows read per refresh, and change-to-screen latency (from the
+//! writer's exit, its commit done, to the frame that shows the new volume), each beside the
+//! same loop reloading everything on every refresh. An `ember serve` runs beside it, as in
+//! production: its heartbeats, and the jobs of the new volumes, are changes too.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+use crate::db::{Db, Engine};
+use crate::service::snapshot::{Reader, spawn_publisher_with};
+
+use super::args::Global;
+use super::output::print_json;
+
+/// The console's SQLite poll period (cli/console.rs REFRESH).
+const POLL: Duration = Duration::from_secs(2);
+/// One change every this often, from a second process.
+const CHANGE_EVERY: Duration = Duration::from_secs(2);
+
+/// CPU seconds (user + system) this process has used, from /proc (ticks of 1/100 s).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// What the render side saw: each frame drawn, with the volume count it showed.
+#[derive(Default)]
+struct Screen {
+    frames: Vec<(Instant, i64)>,
+    refreshes: usize,
+    rows_read: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Figures {
+    engine: &'static str,
+    volumes: usize,
+    mode: &'static str,
+    idle_cpu_pct: f64,
+    idle_rows_per_refresh: f64,
+    change_cpu_pct: f64,
+    change_rows_per_refresh: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    rss_mb: f64,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    engine: &'static str,
+    url: &str,
+    cfg_path: &std::path::Path,
+    n: usize,
+    full: bool,
+    seconds: u64,
+) -> anyhow::Result<Figures> {
+    use crate::tui::{keymap::Keymap, state::App, state::View, theme::Theme, views};
+    use ratatui::{Terminal, backend::TestBackend};
+
+    let cfg = Arc::new(config::load(cfg_path)?);
+    let db = Db::connect(url).await?;
+    // `ember serve` beside the console, as in production: heartbeats, and the jobs of the
+    // volumes the writer creates run (several updates per change).
+    struct Serve(std::process::Child);
+    impl Drop for Serve {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Serve(
+        Command::new(std::env::current_exe()?)
+            .arg("--config")
+            .arg(cfg_path)
+            .args(["--database-url", url, "serve"])
+            .env("EMBER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let cancel = CancellationToken::new();
+    let mut reader = Reader::default();
+    reader.full_every_time = full;
+    let (mut rx, _poke) =
+        spawn_publisher_with(db.clone(), cfg.clone(), POLL, cancel.clone(), reader, None);
+    let screen = Arc::new(Mutex::new(Screen::default()));
+    let s2 = screen.clone();
+    let render = tokio::spawn(async move {
+        let mut app = App::new(
+            Keymap::default_map(),
+            Theme::monochrome(),
+            false,
+            false,
+            "bench".into(),
+        );
+        app.view = View::Volumes;
+        let Ok(mut term) = Terminal::new(TestBackend::new(120, 36));
+        while rx.changed().await.is_ok() {
+            let snap = rx.borrow_and_update().clone();
+            let rows = snap.rows_read;
+            let count = snap.volume_count;
+            app.set_snapshot(snap);
+            let _ = term.draw(|f| views::draw(f, &app, crate::db::now_ms()));
+            let mut s = s2.lock().unwrap_or_else(|p| p.into_inner());
+            s.frames.push((Instant::now(), count));
+            s.refreshes += 1;
+            s.rows_read += rows;
+        }
+    });
+    // Until the table is loaded and drawn.
+    let loaded = Instant::now();
+    loop {
+        if screen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .frames
+            .last()
+            .is_some_and(|f| f.1 >= n as i64)
+        {
+            break;
+        }
+        anyhow::ensure!(
+            loaded.elapsed() < Duration::from_secs(300),
+            "the table never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let window = |s: &Mutex<Screen>| {
+        let g = s.lock().unwrap_or_else(|p| p.into_inner());
+        (g.refreshes, g.rows_read)
+    };
+
+    // Idle.
+    let (r0, w0) = window(&screen);
+    let (c0, t0) = (cpu_s(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let idle_cpu = (cpu_s() - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let (r1, w1) = window(&screen);
+    let idle_rows = (w1 - w0) as f64 / (r1 - r0).max(1) as f64;
+
+    // One change every 2 s from a second process (`ember volume create`, no service running:
+    // the new volume row, and its queued job, are the change).
+    let exe = std::env::current_exe()?;
+    let (c0, t0) = (cpu_s(), Instant::now());
+    let mut latencies = vec![];
+    let mut k = 0;
+    while t0.elapsed() < Duration::from_secs(seconds) {
+        let started = Instant::now();
+        let before = screen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .frames
+            .last()
+            .map_or(0, |f| f.1);
+        let exe2 = exe.clone();
+        let (cfgp, urlc) = (cfg_path.to_path_buf(), url.to_string());
+        let name = format!("chg-{k}");
+        let st = tokio::task::spawn_blocking(move || {
+            Command::new(exe2)
+                .arg("--config")
+                .arg(cfgp)
+                .args([
+                    "--database-url",
+                    &urlc,
+                    "volume",
+                    "create",
+                    &name,
+                    "--size",
+                    "1G",
+                    "--backend",
+                    "file0",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        })
+        .await??;
+        anyhow::ensure!(st.success(), "the writer process failed");
+        let committed = Instant::now();
+        let deadline = committed + Duration::from_secs(10);
+        loop {
+            let shown = screen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .frames
+                .iter()
+                .rev()
+                .find(|f| f.1 > before && f.0 >= committed - Duration::from_millis(50))
+                .map(|f| f.0);
+            if let Some(at) = shown {
+                latencies.push(at.saturating_duration_since(committed).as_secs_f64() * 1000.0);
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "change {k} not on screen within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        k += 1;
+        if let Some(rest) = CHANGE_EVERY.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    let change_cpu = (cpu_s() - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let (r2, w2) = window(&screen);
+    let change_rows = (w2 - w1) as f64 / (r2 - r1).max(1) as f64;
+    let rss = rss_mb();
+    cancel.cancel();
+    render.abort();
+    db.close().await;
+    Ok(Figures {
+        engine,
+        volumes: n,
+        mode: if full { "full reload" } else { "incremental" },
+        idle_cpu_pct: idle_cpu,
+        idle_rows_per_refresh: idle_rows,
+        change_cpu_pct: change_cpu,
+        change_rows_per_refresh: change_rows,
+        latency_p50_ms: pct(&mut latencies.clone(), 0.5),
+        latency_p99_ms: pct(&mut latencies, 0.99),
+        rss_mb: rss,
+    })
+}
+
+/// A fresh database of `engine` with `n` volumes and `n` snapshots: (url, drop it after).
+async fn seeded(
+    admin: Option<&str>,
+    dir: &std::path::Path,
+    n: usize,
+) -> anyhow::Result<(String, Option<String>)> {
+    let (url, drop) = match admin {
+        None => (
+            format!("sqlite://{}", dir.join(format!("live-{n}.db")).display()),
+            None,
+        ),
+        Some(admin) => {
+            let name = format!("ember_bench_live_{}", uuid::Uuid::new_v4().simple());
+            let a = Db::connect(admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&a.pool)
+                .await
+                .context("create the bench database")?;
+            a.close().await;
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+            (format!("{base}/{name}"), Some(name))
+        }
+    };
+    let db = Db::connect(&url).await?;
+    db.bench_fill_volumes_and_snapshots(n).await?;
+    db.close().await;
+    Ok((url, drop))
+}
+
+pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    let cfg_path = dir.path().join("bench.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "data_dir = \"{}\"\nhost = \"bench\"\nreport_interval = 10\nperiodic_interval = 60\n[backends.file0]\nvolume_driver = \"file\"\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let mut engines: Vec<(&'static str, Option<&str>)> = vec![("sqlite", None)];
+    if let Some(url) = g.database_url.as_deref() {
+        let db = Db::connect(url).await?;
+        anyhow::ensure!(
+            db.engine == Engine::Postgres,
+            "--database-url must be PostgreSQL (an admin URL: the bench creates its databases)"
+        );
+        db.close().await;
+        engines.push(("postgres", Some(url)));
+    }
+    if !g.json {
+        println!(
+            "console-live: Volumes view at 120x36, N volumes + N snapshots, {seconds} s idle then {seconds} s with one change every 2 s from another process"
+        );
+        println!(
+            "goals at 100k: idle < 0.5 % CPU and < 120 MB; changes < 2 % CPU; on screen within 1 s p99 (PostgreSQL), within a refresh period (SQLite, {} s)",
+            POLL.as_secs()
+        );
+        println!(
+            "{:<9} {:>8} {:<12} {:>9} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8}",
+            "engine",
+            "volumes",
+            "mode",
+            "idle CPU%",
+            "idle rows",
+            "chg CPU%",
+            "chg rows",
+            "p50 ms",
+            "p99 ms",
+            "RSS MB"
+        );
+    }
+    let mut all = vec![];
+    for (engine, admin) in engines {
+        for &n in counts {
+            let (url, drop) = seeded(admin, dir.path(), n).await?;
+            for full in [false, true] {
+                let f = run(engine, &url, &cfg_path, n, full, seconds).await?;
+                if !g.json {
+                    println!(
+                        "{:<9} {:>8} {:<12} {:>9.2} {:>10.1} {:>9.2} {:>10.1} {:>9.0} {:>9.0} {:>8.0}",
+                        f.engine,
+                        f.volumes,
+                        f.mode,
+                        f.idle_cpu_pct,
+                        f.idle_rows_per_refresh,
+                        f.change_cpu_pct,
+                        f.change_rows_per_refresh,
+                        f.latency_p50_ms,
+                        f.latency_p99_ms,
+                        f.rss_mb
+                    );
+                }
+                all.push(f);
+            }
+            if let (Some(admin), Some(name)) = (admin, drop) {
+                let a = Db::connect(admin).await?;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE {name} WITH (FORCE)"
+                )))
+                .execute(&a.pool)
+                .await;
+                a.close().await;
+            }
+        }
+    }
+    if g.json {
+        print_json(&all)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
