@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use ember::db::services::ServiceRow;
 use ember::db::{EventRow, JobRow, SnapshotRow, VolumeRow};
-use ember::service::snapshot::{BackendView, ServiceView, Snapshot};
+use ember::service::snapshot::{BackendView, EventView, ServiceView, Snapshot};
+use ember::service::view::{Interner, JobView, SnapshotView, VolumeView};
 use ember::tui::keymap::Keymap;
 use ember::tui::state::{App, Mode, View};
 use ember::tui::theme::Theme;
@@ -37,8 +38,8 @@ fn volume(i: usize, name: &str, status: &str, parent: Option<&str>, depth: i64) 
 }
 
 fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> ServiceView {
-    ServiceView {
-        row: ServiceRow {
+    ServiceView::from_row(
+        &ServiceRow {
             id: 1,
             host: format!("storage-01@{backend}"),
             binary_name: "ember-volume".into(),
@@ -55,7 +56,11 @@ fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> Servic
             updated_at: if up { Some(NOW - 4_000) } else { None },
             stopped_at: None,
             report_count: 720,
-            lateness_ms: String::new(),
+            lateness_ms: if up {
+                "1.2,1.4,1.1,2.0,1.3,45.0,1.2,1.5".into()
+            } else {
+                String::new()
+            },
             capacity_total: up.then_some(1 << 40),
             capacity_free: up.then_some(600 << 30),
             capacity_provisioned: up.then_some(900 << 30),
@@ -63,12 +68,7 @@ fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> Servic
             client_address: None,
         },
         up,
-        lateness_ms: if up {
-            vec![1.2, 1.4, 1.1, 2.0, 1.3, 45.0, 1.2, 1.5]
-        } else {
-            vec![]
-        },
-    }
+    )
 }
 
 fn job(id: &str, kind: &str, state: &str, done: i64, total: i64, error: Option<&str>) -> JobRow {
@@ -142,12 +142,12 @@ fn fixture() -> Snapshot {
                 volume(5, "old-logs", "deleting", None, 0),
             ]
             .into_iter()
-            .map(Arc::new)
+            .map(|v| Arc::new(VolumeView::from_row(v, &mut Interner::default())))
             .collect(),
         ),
         volume_count: 5,
         volumes_loaded: true,
-        snapshots: Arc::new(vec![Arc::new(SnapshotRow {
+        snapshots: Arc::new(vec![Arc::new(SnapshotView::from_row(SnapshotRow {
             id: snap_id.into(),
             name: "db-nightly".into(),
             volume_id: "00000002-0000-4000-8000-000000000000".into(),
@@ -160,8 +160,8 @@ fn fixture() -> Snapshot {
             created_at: NOW - 40_000_000,
             updated_at: NOW - 40_000_000,
             deleted_at: None,
-        })]),
-        jobs: Arc::new(vec![
+        }, &mut Interner::default()))]),
+        jobs: Arc::new([
             job(
                 "7f3c9a10-aaaa-4000-8000-000000000000",
                 "flatten",
@@ -186,10 +186,10 @@ fn fixture() -> Snapshot {
                 0,
                 None,
             ),
-        ]),
+        ].iter().map(JobView::from).collect()),
         waiting: vec![],
         // A takeover two minutes ago, as a cluster member records it.
-        cluster_events: vec![EventRow {
+        cluster_events: vec![EventView::from(EventRow {
             id: 41,
             at: NOW - 120_000,
             actor: "ember".into(),
@@ -197,7 +197,7 @@ fn fixture() -> Snapshot {
             kind: "job_taken_over".into(),
             target: Some("00000003-0000-4000-8000-000000000000".into()),
             message: "flatten job 9c1d2e3f taken over by storage-02@file0 from storage-03@file0: storage-03@file0 has not heartbeated for 60 s".into(),
-        }],
+        })],
         error: None,
         rows_read: 0,
     }

@@ -147,6 +147,10 @@ pub enum BenchCmd {
         /// Seconds of each phase (idle, changes)
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(4..=600))]
         seconds: u64,
+        /// Internal: measure one configuration in this process (`URL N full|incremental`) and
+        /// print its figures as JSON; the bench runs each configuration so, for honest RSS.
+        #[arg(long, num_args = 3, hide = true)]
+        one: Option<Vec<String>>,
     },
     /// Takeover in a cluster: seconds from `kill -9` of the member running a job to the job
     /// running on a peer (needs a PostgreSQL --database-url; real processes)

@@ -3,7 +3,7 @@
 //! runs: LISTEN on PostgreSQL, polling on SQLite) feeds the real render of the Volumes view at
 //! 120x36. First idle, then with a second `ember` process creating a volume every 2 s. Printed:
 //! CPU % of this process, RSS, rows read per refresh, and change-to-screen latency (from the
-//! writer's exit, its commit done, to the frame that shows the new volume), each beside the
+//! new row's `created_at` to the frame that shows it), each beside the
 //! same loop reloading everything on every refresh. An `ember serve` runs beside it, as in
 //! production: its heartbeats, and the jobs of the new volumes, are changes too.
 
@@ -48,19 +48,20 @@ fn rss_mb() -> f64 {
         / 1024.0
 }
 
-/// What the render side saw: each frame drawn, with the volume count it showed.
+/// What the render side saw: each frame drawn, with the volume count it showed and, when that
+/// count grew, how long ago (ms) the newest volume was created.
 #[derive(Default)]
 struct Screen {
-    frames: Vec<(Instant, i64)>,
+    frames: Vec<(Instant, i64, Option<i64>)>,
     refreshes: usize,
     rows_read: usize,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Figures {
-    engine: &'static str,
+    engine: String,
     volumes: usize,
-    mode: &'static str,
+    mode: String,
     idle_cpu_pct: f64,
     idle_rows_per_refresh: f64,
     change_cpu_pct: f64,
@@ -80,7 +81,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    engine: &'static str,
+    engine: &str,
     url: &str,
     cfg_path: &std::path::Path,
     n: usize,
@@ -129,14 +130,25 @@ async fn run(
         );
         app.view = View::Volumes;
         let Ok(mut term) = Terminal::new(TestBackend::new(120, 36));
+        let mut shown = 0;
         while rx.changed().await.is_ok() {
             let snap = rx.borrow_and_update().clone();
             let rows = snap.rows_read;
-            let count = snap.volume_count;
+            // -1 until the rows are loaded (the first frame only knows how many there are).
+            let count = if snap.volumes_loaded {
+                snap.volume_count
+            } else {
+                -1
+            };
+            let newest = (count > shown && shown > 0)
+                .then(|| snap.volumes.iter().map(|v| v.created_at).max())
+                .flatten();
+            shown = count;
             app.set_snapshot(snap);
             let _ = term.draw(|f| views::draw(f, &app, crate::db::now_ms()));
+            let latency = newest.map(|c| crate::db::now_ms() - c);
             let mut s = s2.lock().unwrap_or_else(|p| p.into_inner());
-            s.frames.push((Instant::now(), count));
+            s.frames.push((Instant::now(), count, latency));
             s.refreshes += 1;
             s.rows_read += rows;
         }
@@ -173,70 +185,47 @@ async fn run(
     let (r1, w1) = window(&screen);
     let idle_rows = (w1 - w0) as f64 / (r1 - r0).max(1) as f64;
 
-    // One change every 2 s from a second process (`ember volume create`, no service running:
-    // the new volume row, and its queued job, are the change).
+    // One change every 2 s from a second process: a shell loop running `ember volume create`
+    // (no fork from this process, which is the console being measured). Latency: from the new
+    // row's created_at (this machine's clock, set just before the writer commits) to the
+    // frame that shows it.
     let exe = std::env::current_exe()?;
-    let (c0, t0) = (cpu_s(), Instant::now());
-    let mut latencies = vec![];
-    let mut k = 0;
-    while t0.elapsed() < Duration::from_secs(seconds) {
-        let started = Instant::now();
-        let before = screen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .frames
-            .last()
-            .map_or(0, |f| f.1);
-        let exe2 = exe.clone();
-        let (cfgp, urlc) = (cfg_path.to_path_buf(), url.to_string());
-        let name = format!("chg-{k}");
-        let st = tokio::task::spawn_blocking(move || {
-            Command::new(exe2)
-                .arg("--config")
-                .arg(cfgp)
-                .args([
-                    "--database-url",
-                    &urlc,
-                    "volume",
-                    "create",
-                    &name,
-                    "--size",
-                    "1G",
-                    "--backend",
-                    "file0",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-        })
-        .await??;
-        anyhow::ensure!(st.success(), "the writer process failed");
-        let committed = Instant::now();
-        let deadline = committed + Duration::from_secs(10);
-        loop {
-            let shown = screen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .frames
-                .iter()
-                .rev()
-                .find(|f| f.1 > before && f.0 >= committed - Duration::from_millis(50))
-                .map(|f| f.0);
-            if let Some(at) = shown {
-                latencies.push(at.saturating_duration_since(committed).as_secs_f64() * 1000.0);
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "change {k} not on screen within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        k += 1;
-        if let Some(rest) = CHANGE_EVERY.checked_sub(started.elapsed()) {
-            tokio::time::sleep(rest).await;
+    let script = format!(
+        "i=0; while :; do \"$0\" --config \"$1\" --database-url \"$2\" volume create chg-$i --size 1G --backend file0 >/dev/null 2>&1; i=$((i+1)); sleep {}; done",
+        CHANGE_EVERY.as_secs()
+    );
+    struct Writer(std::process::Child);
+    impl Drop for Writer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
+    let (c0, t0) = (cpu_s(), Instant::now());
+    let first_frame = screen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .frames
+        .len();
+    let writer = Writer(
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(&exe)
+            .arg(cfg_path)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    drop(writer);
+    let latencies: Vec<f64> = screen.lock().unwrap_or_else(|p| p.into_inner()).frames
+        [first_frame..]
+        .iter()
+        .filter_map(|f| f.2.map(|ms| ms as f64))
+        .collect();
     let change_cpu = (cpu_s() - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let (r2, w2) = window(&screen);
     let change_rows = (w2 - w1) as f64 / (r2 - r1).max(1) as f64;
@@ -245,15 +234,15 @@ async fn run(
     render.abort();
     db.close().await;
     Ok(Figures {
-        engine,
+        engine: engine.to_string(),
         volumes: n,
-        mode: if full { "full reload" } else { "incremental" },
+        mode: if full { "full reload" } else { "incremental" }.to_string(),
         idle_cpu_pct: idle_cpu,
         idle_rows_per_refresh: idle_rows,
         change_cpu_pct: change_cpu,
         change_rows_per_refresh: change_rows,
         latency_p50_ms: pct(&mut latencies.clone(), 0.5),
-        latency_p99_ms: pct(&mut latencies, 0.99),
+        latency_p99_ms: pct(&mut latencies.clone(), 0.99),
         rss_mb: rss,
     })
 }
@@ -287,6 +276,22 @@ async fn seeded(
     Ok((url, drop))
 }
 
+/// One configuration, in this process: `[url, n, full|incremental]`; prints its figures.
+pub async fn one(g: &Global, one: &[String], seconds: u64) -> anyhow::Result<ExitCode> {
+    let [url, n, mode] = one else {
+        anyhow::bail!("--one takes URL N full|incremental");
+    };
+    let cfg_path = g.config.clone().context("--one needs --config")?;
+    let engine = if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let f = run(engine, url, &cfg_path, n.parse()?, mode == "full", seconds).await?;
+    print_json(&f)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let cfg_path = dir.path().join("bench.toml");
@@ -297,7 +302,7 @@ pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow:
             dir.path().join("data").display()
         ),
     )?;
-    let mut engines: Vec<(&'static str, Option<&str>)> = vec![("sqlite", None)];
+    let mut engines: Vec<Option<&str>> = vec![None];
     if let Some(url) = g.database_url.as_deref() {
         let db = Db::connect(url).await?;
         anyhow::ensure!(
@@ -305,7 +310,7 @@ pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow:
             "--database-url must be PostgreSQL (an admin URL: the bench creates its databases)"
         );
         db.close().await;
-        engines.push(("postgres", Some(url)));
+        engines.push(Some(url));
     }
     if !g.json {
         println!(
@@ -330,11 +335,33 @@ pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow:
         );
     }
     let mut all = vec![];
-    for (engine, admin) in engines {
+    for admin in engines {
         for &n in counts {
             let (url, drop) = seeded(admin, dir.path(), n).await?;
             for full in [false, true] {
-                let f = run(engine, &url, &cfg_path, n, full, seconds).await?;
+                // Each configuration in a process of its own: RSS is then its own.
+                let out = Command::new(std::env::current_exe()?)
+                    .arg("--config")
+                    .arg(&cfg_path)
+                    .args([
+                        "--json",
+                        "bench",
+                        "console-live",
+                        "--seconds",
+                        &seconds.to_string(),
+                        "--one",
+                        &url,
+                        &n.to_string(),
+                    ])
+                    .arg(if full { "full" } else { "incremental" })
+                    .stderr(Stdio::inherit())
+                    .output()?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "bench run failed: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                let f: Figures = serde_json::from_slice(&out.stdout).context("bench run output")?;
                 if !g.json {
                     println!(
                         "{:<9} {:>8} {:<12} {:>9.2} {:>10.1} {:>9.2} {:>10.1} {:>9.0} {:>9.0} {:>8.0}",

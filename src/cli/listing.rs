@@ -10,6 +10,7 @@ use crate::db::now_ms;
 
 use super::args::Global;
 use super::output::*;
+use super::stream::{JsonArray, TextTable};
 use super::{load_config, load_for_reading, open_db};
 
 fn down_time_ms(cfg: &Option<Config>) -> i64 {
@@ -138,30 +139,43 @@ pub(super) async fn volume_list(
     backend: Option<&str>,
     host: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    use futures_util::TryStreamExt;
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let vols: Vec<VolumeJson> = db
-        .list_volumes(backend, host)
-        .await?
-        .iter()
-        .map(VolumeJson::from)
-        .collect();
+    let rows = db.stream_volumes(backend, host);
+    futures_util::pin_mut!(rows);
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
-        print_json(&vols)?;
+        let mut arr = JsonArray::new(out);
+        while let Some(v) = rows.try_next().await? {
+            arr.item(&VolumeJson::from(&v))?;
+        }
+        arr.finish()?;
     } else {
-        let mut t = table(&["ID", "Name", "Status", "Size", "Host", "Parent", "Depth"]);
-        for v in &vols {
-            t.add_row(vec![
+        let mut t = TextTable::new(
+            out,
+            &[
+                ("ID", 36),
+                ("Name", 24),
+                ("Status", 14),
+                ("Size", 10),
+                ("Host", 22),
+                ("Parent", 36),
+                ("Depth", 5),
+            ],
+        )?;
+        while let Some(v) = rows.try_next().await? {
+            t.row(&[
                 v.id.clone(),
                 v.name.clone(),
                 v.status.clone(),
                 human_bytes(v.size_bytes),
                 v.host.clone().unwrap_or_else(|| v.backend.clone()),
-                v.parent.clone().unwrap_or_default(),
+                v.source_snapshot_id.clone().unwrap_or_default(),
                 v.clone_depth.to_string(),
-            ]);
+            ])?;
         }
-        println!("{t}");
+        t.finish()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -220,45 +234,50 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
 }
 
 pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
+    use futures_util::TryStreamExt;
     let (_, url) = load_for_reading(g)?;
     let db = open_db(&url).await?;
-    let jobs: Vec<JobJson> = db
-        .list_jobs(None, limit)
-        .await?
-        .iter()
-        .map(JobJson::from)
-        .collect();
+    let rows = db.stream_jobs(limit);
+    futures_util::pin_mut!(rows);
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
-        print_json(&jobs)?;
+        let mut arr = JsonArray::new(out);
+        while let Some(j) = rows.try_next().await? {
+            arr.item(&JobJson::from(&j))?;
+        }
+        arr.finish()?;
     } else {
-        let mut t = table(&[
-            "ID",
-            "Kind",
-            "Target",
-            "State",
-            "Progress",
-            "Host",
-            "Requested by",
-            "Error",
-        ]);
-        for j in &jobs {
+        let mut t = TextTable::new(
+            out,
+            &[
+                ("ID", 36),
+                ("Kind", 15),
+                ("Target", 36),
+                ("State", 9),
+                ("Progress", 8),
+                ("Host", 22),
+                ("Requested by", 20),
+                ("Error", 0),
+            ],
+        )?;
+        while let Some(j) = rows.try_next().await? {
             let pct = if j.bytes_total > 0 {
                 format!("{:.0}%", 100.0 * j.bytes_done as f64 / j.bytes_total as f64)
             } else {
                 "-".into()
             };
-            t.add_row(vec![
+            t.row(&[
                 j.id.clone(),
                 j.kind.clone(),
-                j.target.clone(),
+                j.target_id.clone(),
                 j.state.clone(),
                 pct,
                 j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default(),
                 j.requested_by.clone(),
                 j.error.clone().unwrap_or_default(),
-            ]);
+            ])?;
         }
-        println!("{t}");
+        t.finish()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod jobs;
 mod listing;
 mod service_admin;
+mod stream;
 
 use listing::{backend_list, events, job_list, job_show, service_list, volume_list, volume_show};
 pub mod output;
@@ -58,14 +59,17 @@ fn load_for_reading(g: &Global) -> anyhow::Result<(Option<Config>, String)> {
 
 /// The log filter: `$EMBER_LOG` (default `info`). PostgreSQL's notices (`relation ... already
 /// exists, skipping` at every migration check) are the server talking to itself: only their
-/// warnings pass, whatever `$EMBER_LOG` says.
+/// warnings pass. sqlx's per-query log (a "slow statement" warning whenever the console loads
+/// a large table) is noise to an operator: only its errors pass.
 pub fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter =
+    let mut filter =
         tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG").unwrap_or_else(|_| "info".into());
-    match "sqlx::postgres::notice=warn".parse() {
-        Ok(d) => filter.add_directive(d),
-        Err(_) => filter,
+    for d in ["sqlx::postgres::notice=warn", "sqlx::query=error"] {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
     }
+    filter
 }
 
 async fn open_db(url: &str) -> anyhow::Result<Db> {
@@ -193,9 +197,14 @@ pub async fn run(
             .await
         }
         Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
-        Command::Bench(args::BenchCmd::ConsoleLive { volumes, seconds }) => {
-            bench_live::console_live(&g, &volumes, seconds).await
-        }
+        Command::Bench(args::BenchCmd::ConsoleLive {
+            volumes,
+            seconds,
+            one,
+        }) => match one {
+            Some(one) => bench_live::one(&g, &one, seconds).await,
+            None => bench_live::console_live(&g, &volumes, seconds).await,
+        },
         Command::Bench(args::BenchCmd::Takeover { rounds }) => {
             let Some(url) = g.database_url.as_deref() else {
                 bail!(

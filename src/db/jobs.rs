@@ -186,6 +186,19 @@ impl Db {
             .map_err(q("list jobs"))
     }
 
+    /// The newest `limit` jobs as the database returns them (for listings of any size).
+    pub fn stream_jobs(
+        &self,
+        limit: i64,
+    ) -> impl futures_util::Stream<Item = Result<JobRow, DbError>> + Send + '_ {
+        use futures_util::TryStreamExt;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT $1");
+        sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch(&self.pool)
+            .map_err(q("list jobs"))
+    }
+
     pub async fn get_job(&self, id: &str) -> Result<Option<JobRow>, DbError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))

@@ -70,7 +70,7 @@ pub fn is_transient(e: &DbError) -> bool {
 }
 
 /// Wraps a sqlx error with the name of the query that failed.
-pub(crate) fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+pub(crate) fn q(what: &'static str) -> impl Fn(sqlx::Error) -> DbError + Copy {
     move |e| DbError::Query {
         what,
         cause: Box::new(e),

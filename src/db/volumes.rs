@@ -107,6 +107,26 @@ impl Db {
             .map_err(q("list volumes"))
     }
 
+    /// Like [`Db::list_volumes`], as the database returns the rows (for listings of any size).
+    pub fn stream_volumes<'a>(
+        &'a self,
+        backend: Option<&'a str>,
+        host: Option<&'a str>,
+    ) -> impl futures_util::Stream<Item = Result<VolumeRow, DbError>> + Send + 'a {
+        use futures_util::TryStreamExt;
+        let sql = format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL \
+             AND ($1 IS NULL OR backend = $1) AND ($2 IS NULL OR host = $2 OR host LIKE $3) \
+             ORDER BY created_at DESC, id"
+        );
+        sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
+            .bind(backend)
+            .bind(host)
+            .bind(host.map(|h| format!("{}@%", h.replace(['%', '_'], ""))))
+            .fetch(&self.pool)
+            .map_err(q("list volumes"))
+    }
+
     /// (last update, row count): changes whenever any volume row does; lets a reader skip
     /// reloading a large table that did not change.
     pub async fn volumes_version(&self) -> Result<(i64, i64), DbError> {
@@ -358,6 +378,19 @@ impl Db {
             .bind(i64::from(all))
             .fetch_all(&self.pool)
             .await
+            .map_err(q("list snapshots"))
+    }
+
+    /// Every live snapshot, as the database returns them (for tables of any size).
+    pub fn stream_snapshots(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<SnapshotRow, DbError>> + Send + '_ {
+        use futures_util::TryStreamExt;
+        let sql = format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE deleted_at IS NULL ORDER BY created_at, id"
+        );
+        sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .fetch(&self.pool)
             .map_err(q("list snapshots"))
     }
 

@@ -9,16 +9,50 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::db::{Db, DbError, JobRow, SnapshotRow, VolumeRow};
+use futures_util::TryStreamExt;
+
+use crate::db::{Db, DbError, JobRow};
+
+use super::view::{Interner, JobView, SnapshotView, VolumeView};
 
 /// How many finished jobs the model keeps (unfinished ones are always kept).
 pub const JOBS_KEPT: usize = 500;
+
+/// A row's id as a compact key: ids are UUIDs (16 bytes instead of a 36-byte string); any
+/// other id is hashed to 128 bits.
+fn key(id: &str) -> u128 {
+    match uuid::Uuid::parse_str(id) {
+        Ok(u) => u.as_u128(),
+        Err(_) => {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            let h = |salt: u64| BuildHasherDefault::<DefaultHasher>::default().hash_one((salt, id));
+            (u128::from(h(1)) << 64) | u128::from(h(2))
+        }
+    }
+}
+
+/// Something with an id.
+pub trait Keyed {
+    fn id(&self) -> &str;
+}
+
+impl Keyed for VolumeView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for SnapshotView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
 
 /// One table of the model: rows by position, and the position of each id.
 #[derive(Debug, Clone)]
 pub struct Table<T> {
     rows: Arc<Vec<Arc<T>>>,
-    index: HashMap<String, usize>,
+    index: HashMap<u128, usize>,
 }
 
 impl<T> Default for Table<T> {
@@ -30,52 +64,46 @@ impl<T> Default for Table<T> {
     }
 }
 
-impl<T: Clone> Table<T> {
-    fn load(rows: Vec<T>, id: impl Fn(&T) -> &str) -> Table<T> {
+impl<T: Keyed> Table<T> {
+    fn load(rows: Vec<Arc<T>>) -> Table<T> {
         let index = rows
             .iter()
             .enumerate()
-            .map(|(i, r)| (id(r).to_string(), i))
+            .map(|(i, r)| (key(r.id()), i))
             .collect();
         Table {
-            rows: Arc::new(rows.into_iter().map(Arc::new).collect()),
+            rows: Arc::new(rows),
             index,
         }
     }
 
-    /// Upserts live rows and removes gone ones; true if anything changed.
-    fn patch(
-        &mut self,
-        changed: Vec<T>,
-        id: impl Fn(&T) -> &str,
-        gone: impl Fn(&T) -> bool,
-    ) -> bool {
+    /// Applies changes (an id and its new row, or None when it is gone); true if any.
+    fn patch(&mut self, changed: Vec<(String, Option<T>)>) -> bool {
         if changed.is_empty() {
             return false;
         }
         // A new picture (pointers copied, not rows): the published one stays as it was, and
         // a reader comparing pointers sees the change.
-        let mut next: Vec<Arc<T>> = self.rows.as_ref().clone();
-        let rows = &mut next;
-        for r in changed {
-            let key = id(&r).to_string();
-            match (self.index.get(&key).copied(), gone(&r)) {
-                (Some(i), false) => rows[i] = Arc::new(r),
-                (None, false) => {
-                    self.index.insert(key, rows.len());
+        let mut rows: Vec<Arc<T>> = self.rows.as_ref().clone();
+        for (id, row) in changed {
+            let k = key(&id);
+            match (self.index.get(&k).copied(), row) {
+                (Some(i), Some(r)) => rows[i] = Arc::new(r),
+                (None, Some(r)) => {
+                    self.index.insert(k, rows.len());
                     rows.push(Arc::new(r));
                 }
-                (Some(i), true) => {
-                    self.index.remove(&key);
+                (Some(i), None) => {
+                    self.index.remove(&k);
                     rows.swap_remove(i);
                     if let Some(moved) = rows.get(i) {
-                        self.index.insert(id(moved).to_string(), i);
+                        self.index.insert(key(moved.id()), i);
                     }
                 }
-                (None, true) => {}
+                (None, None) => {}
             }
         }
-        self.rows = Arc::new(next);
+        self.rows = Arc::new(rows);
         true
     }
 
@@ -100,10 +128,14 @@ pub struct Refresh {
 pub struct LiveModel {
     /// None until the first full read, and after a read failed (the next one is full).
     cursor: Option<i64>,
-    pub volumes: Table<VolumeRow>,
-    pub snapshots: Table<SnapshotRow>,
-    /// Newest first: every unfinished job and the newest finished ones.
-    pub jobs: Arc<Vec<JobRow>>,
+    strings: Interner,
+    pub volumes: Table<VolumeView>,
+    pub snapshots: Table<SnapshotView>,
+    /// Newest first: every unfinished job and the newest finished ones (rows: the service
+    /// layer reasons on them, e.g. who a job waits for).
+    pub job_rows: Vec<JobRow>,
+    /// The same, as the console draws them.
+    pub jobs: Arc<Vec<JobView>>,
 }
 
 fn active(j: &JobRow) -> bool {
@@ -127,18 +159,35 @@ impl LiveModel {
         r
     }
 
+    fn set_jobs(&mut self, jobs: Vec<JobRow>) {
+        self.job_rows = order_jobs(jobs);
+        self.jobs = Arc::new(self.job_rows.iter().map(JobView::from).collect());
+    }
+
     async fn read(&mut self, db: &Db) -> Result<Refresh, DbError> {
         let next = db.change_cursor().await?;
         let Some(cursor) = self.cursor else {
-            let vols = db.list_volumes(None, None).await?;
-            let snaps = db.list_snapshots(None, true).await?;
+            // Streamed into views: no table-sized vector of rows in between.
+            let strings = &mut self.strings;
+            let mut vols = vec![];
+            let stream = db.stream_volumes(None, None);
+            futures_util::pin_mut!(stream);
+            while let Some(r) = stream.try_next().await? {
+                vols.push(Arc::new(VolumeView::from_row(r, strings)));
+            }
+            let mut snaps = vec![];
+            let stream = db.stream_snapshots();
+            futures_util::pin_mut!(stream);
+            while let Some(r) = stream.try_next().await? {
+                snaps.push(Arc::new(SnapshotView::from_row(r, strings)));
+            }
             let mut jobs = db.active_jobs().await?;
             let recent = db.list_jobs(None, JOBS_KEPT as i64).await?;
             let rows_read = vols.len() + snaps.len() + jobs.len() + recent.len();
             jobs.extend(recent.into_iter().filter(|j| !active(j)));
-            self.volumes = Table::load(vols, |v| &v.id);
-            self.snapshots = Table::load(snaps, |s| &s.id);
-            self.jobs = Arc::new(order_jobs(jobs));
+            self.volumes = Table::load(vols);
+            self.snapshots = Table::load(snaps);
+            self.set_jobs(jobs);
             self.cursor = Some(next);
             return Ok(Refresh {
                 full: true,
@@ -152,22 +201,40 @@ impl LiveModel {
         let snaps = db.snapshots_since(cursor).await?;
         let jobs = db.jobs_since(cursor).await?;
         let rows_read = vols.len() + snaps.len() + jobs.len();
-        let volumes = self
-            .volumes
-            .patch(vols, |v| &v.id, |v| v.deleted_at.is_some());
-        let snapshots = self
-            .snapshots
-            .patch(snaps, |s| &s.id, |s| s.deleted_at.is_some());
+        let strings = &mut self.strings;
+        let volumes = self.volumes.patch(
+            vols.into_iter()
+                .map(|v| {
+                    let gone = v.deleted_at.is_some();
+                    (
+                        v.id.clone(),
+                        (!gone).then(|| VolumeView::from_row(v, strings)),
+                    )
+                })
+                .collect(),
+        );
+        let snapshots = self.snapshots.patch(
+            snaps
+                .into_iter()
+                .map(|s| {
+                    let gone = s.deleted_at.is_some();
+                    (
+                        s.id.clone(),
+                        (!gone).then(|| SnapshotView::from_row(s, strings)),
+                    )
+                })
+                .collect(),
+        );
         let jobs_changed = !jobs.is_empty();
         if jobs_changed {
             let mut all: Vec<JobRow> = self
-                .jobs
+                .job_rows
                 .iter()
                 .filter(|j| !jobs.iter().any(|n| n.id == j.id))
                 .cloned()
                 .collect();
             all.extend(jobs);
-            self.jobs = Arc::new(order_jobs(all));
+            self.set_jobs(all);
         }
         self.cursor = Some(next);
         Ok(Refresh {
@@ -202,36 +269,48 @@ mod tests {
     struct R {
         id: String,
         v: u32,
-        gone: bool,
     }
 
-    fn r(id: &str, v: u32, gone: bool) -> R {
-        R {
-            id: id.into(),
-            v,
-            gone,
+    impl Keyed for R {
+        fn id(&self) -> &str {
+            &self.id
         }
+    }
+
+    fn r(id: &str, v: u32) -> R {
+        R { id: id.into(), v }
     }
 
     #[test]
     fn patch_upserts_and_removes_keeping_the_index_true() {
-        let mut t = Table::load(
-            vec![r("a", 1, false), r("b", 1, false), r("c", 1, false)],
-            |x| &x.id,
-        );
+        let mut t = Table::load(vec![
+            Arc::new(r("a", 1)),
+            Arc::new(r("b", 1)),
+            Arc::new(r("c", 1)),
+        ]);
         let before = t.rows().clone();
-        assert!(t.patch(
-            vec![r("a", 2, true), r("d", 1, false), r("c", 3, false)],
-            |x| &x.id,
-            |x| x.gone
-        ));
+        assert!(t.patch(vec![
+            ("a".into(), None),
+            ("d".into(), Some(r("d", 1))),
+            ("c".into(), Some(r("c", 3))),
+        ]));
         assert_eq!(before.len(), 3, "the published picture is not touched");
         let mut ids: Vec<(String, u32)> = t.rows().iter().map(|x| (x.id.clone(), x.v)).collect();
         ids.sort();
         assert_eq!(ids, vec![("b".into(), 1), ("c".into(), 3), ("d".into(), 1)]);
-        for (id, i) in &t.index {
-            assert_eq!(&t.rows()[*i].id, id);
+        for (k, i) in &t.index {
+            assert_eq!(key(&t.rows()[*i].id), *k);
         }
-        assert!(!t.patch(vec![], |x| &x.id, |x| x.gone));
+        assert!(!t.patch(vec![]));
+    }
+
+    #[test]
+    fn uuid_keys_are_exact_and_others_hash_apart() {
+        let u = "7f3c9a10-aaaa-4000-8000-000000000000";
+        assert_eq!(
+            key(u),
+            uuid::Uuid::parse_str(u).unwrap_or_default().as_u128()
+        );
+        assert_ne!(key("job-1"), key("job-2"));
     }
 }

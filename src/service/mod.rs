@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod snapshot;
 pub mod takeover;
 pub mod units;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;

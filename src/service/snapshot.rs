@@ -17,19 +17,35 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::db::services::{ServiceRow, is_up, parse_lateness};
-use crate::db::{Db, Engine, EventRow, JobRow, SnapshotRow, VolumeRow, now_ms};
+use crate::db::services::is_up;
+use crate::db::{Db, Engine, EventRow, now_ms};
 
 use super::live::{LiveModel, Refresh};
 use super::progress::ProgressBoard;
 
-/// A service as the console shows it.
+pub use super::view::{JobState, JobView, ServiceView, SnapshotView, Status, VolumeView};
+
+/// A takeover, a lost claim or a service's maintenance, as the Overview lists it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServiceView {
-    pub row: ServiceRow,
-    pub up: bool,
-    /// Recent heartbeat lateness, oldest first (ms).
-    pub lateness_ms: Vec<f64>,
+pub struct EventView {
+    pub id: i64,
+    pub at: i64,
+    pub host: Option<String>,
+    /// `job_taken_over`, `job_lease_lost`, `service_disabled`...
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<EventRow> for EventView {
+    fn from(e: EventRow) -> Self {
+        EventView {
+            id: e.id,
+            at: e.at,
+            host: e.host,
+            kind: e.kind,
+            message: e.message,
+        }
+    }
 }
 
 /// A backend as the console shows it: configured here, or seen in the services table.
@@ -53,20 +69,20 @@ pub struct Snapshot {
     pub service_down_time_ms: i64,
     pub services: Vec<ServiceView>,
     pub backends: Vec<BackendView>,
-    pub volumes: Arc<Vec<Arc<VolumeRow>>>,
+    pub volumes: Arc<Vec<Arc<VolumeView>>>,
     /// Live volumes in the database (known before the rows are loaded).
     pub volume_count: i64,
     /// False until the volume rows have been read once: the console shows its first frame
     /// before loading a large volume table.
     pub volumes_loaded: bool,
-    pub snapshots: Arc<Vec<Arc<SnapshotRow>>>,
+    pub snapshots: Arc<Vec<Arc<SnapshotView>>>,
     /// Newest first: every unfinished job and the newest finished ones.
-    pub jobs: Arc<Vec<JobRow>>,
+    pub jobs: Arc<Vec<JobView>>,
     /// Unfinished jobs that wait for a host that is down (and no peer may take over): job id,
     /// and what it waits for with the fix.
     pub waiting: Vec<(String, String)>,
     /// Takeovers, lost claims and service maintenance across the cluster, newest first.
-    pub cluster_events: Vec<EventRow>,
+    pub cluster_events: Vec<EventView>,
     /// Why the last read failed, if it did (the previous data is kept).
     pub error: Option<String>,
     /// Rows of volumes, snapshots and jobs the read that made this picture fetched.
@@ -119,12 +135,8 @@ impl Reader {
                 (&a.cluster, &a.backend, &a.host).cmp(&(&b.cluster, &b.backend, &b.host))
             });
             snap.services = rows
-                .into_iter()
-                .map(|r| ServiceView {
-                    up: is_up(&r, now, down),
-                    lateness_ms: parse_lateness(&r.lateness_ms),
-                    row: r,
-                })
+                .iter()
+                .map(|r| ServiceView::from_row(r, is_up(r, now, down)))
                 .collect();
             if !with_volumes {
                 snap.volume_count = db.volumes_version().await?.1;
@@ -140,16 +152,21 @@ impl Reader {
             snap.jobs = self.model.jobs.clone();
             snap.volume_count = snap.volumes.len() as i64;
             snap.volumes_loaded = true;
-            let rows: Vec<ServiceRow> = snap.services.iter().map(|s| s.row.clone()).collect();
-            snap.waiting = snap
-                .jobs
+            snap.waiting = self
+                .model
+                .job_rows
                 .iter()
                 .filter_map(|j| {
                     crate::service::takeover::waiting_for(j, &rows, now, down)
                         .map(|w| (j.id.clone(), w))
                 })
                 .collect();
-            snap.cluster_events = db.cluster_events(CLUSTER_EVENTS).await?;
+            snap.cluster_events = db
+                .cluster_events(CLUSTER_EVENTS)
+                .await?
+                .into_iter()
+                .map(EventView::from)
+                .collect();
             Ok(())
         }
         .await;
@@ -163,36 +180,36 @@ fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
     let mut names: Vec<String> = cfg.backends.iter().map(|b| b.name.clone()).collect();
     names.extend(cfg.broken.iter().map(|b| b.name.clone()));
     for s in services {
-        if !names.contains(&s.row.backend) {
-            names.push(s.row.backend.clone());
+        if !names.contains(&s.backend) {
+            names.push(s.backend.clone());
         }
     }
     names
         .into_iter()
         .map(|name| {
-            let of: Vec<&ServiceView> = services.iter().filter(|s| s.row.backend == name).collect();
+            let of: Vec<&ServiceView> = services.iter().filter(|s| s.backend == name).collect();
             let newest = of
                 .iter()
-                .filter(|s| s.row.capacity_at.is_some())
-                .max_by_key(|s| s.row.capacity_at);
+                .filter(|s| s.capacity_at.is_some())
+                .max_by_key(|s| s.capacity_at);
             let cfgb = cfg.backend(&name);
             BackendView {
                 driver: cfgb
                     .map(|b| b.driver_name().to_string())
-                    .or_else(|| of.first().map(|s| s.row.driver.clone()))
+                    .or_else(|| of.first().map(|s| s.driver.clone()))
                     .unwrap_or_else(|| "?".into()),
                 up: of.iter().filter(|s| s.up).count(),
                 down: of.iter().filter(|s| !s.up).count(),
-                total_bytes: newest.and_then(|s| s.row.capacity_total),
-                free_bytes: newest.and_then(|s| s.row.capacity_free),
-                provisioned_bytes: newest.and_then(|s| s.row.capacity_provisioned),
+                total_bytes: newest.and_then(|s| s.capacity_total),
+                free_bytes: newest.and_then(|s| s.capacity_free),
+                provisioned_bytes: newest.and_then(|s| s.capacity_provisioned),
                 max_over_subscription_ratio: cfgb.map(|b| b.max_over_subscription_ratio),
                 error: cfg
                     .broken
                     .iter()
                     .find(|b| b.name == name)
                     .map(|b| b.reason.clone())
-                    .or_else(|| of.iter().find_map(|s| s.row.error.clone())),
+                    .or_else(|| of.iter().find_map(|s| s.error.clone())),
                 name,
             }
         })
@@ -253,7 +270,7 @@ pub fn spawn_publisher(
 
 /// The jobs of `snap` with the progress this process's runners posted (rates in the console
 /// come from `updated_at`, so it moves with the bytes).
-fn patched_jobs(snap: &Snapshot, board: &ProgressBoard) -> Option<Arc<Vec<JobRow>>> {
+fn patched_jobs(snap: &Snapshot, board: &ProgressBoard) -> Option<Arc<Vec<JobView>>> {
     let live = board.read();
     if live.is_empty() {
         return None;
@@ -261,13 +278,10 @@ fn patched_jobs(snap: &Snapshot, board: &ProgressBoard) -> Option<Arc<Vec<JobRow
     let mut jobs = snap.jobs.as_ref().clone();
     let mut moved = false;
     // A job posting here runs here, even if the last read still saw it queued.
-    for j in jobs
-        .iter_mut()
-        .filter(|j| j.state == "running" || j.state == "queued")
-    {
+    for j in jobs.iter_mut().filter(|j| j.state.is_active()) {
         if let Some(l) = live.get(&j.id) {
-            if j.state == "queued" {
-                j.state = "running".into();
+            if j.state == JobState::Queued {
+                j.state = JobState::Running;
                 moved = true;
             }
             let (done, total) = (

@@ -2,8 +2,7 @@
 //! status, backend or name; then a sort by one column. Matching allocates nothing per row, so a
 //! keystroke over 100,000 volumes stays a linear scan.
 
-use crate::db::VolumeRow;
-use crate::service::snapshot::Snapshot;
+use crate::service::snapshot::{Snapshot, VolumeView};
 
 pub(crate) fn filter_words(filter: &str) -> Vec<String> {
     filter.split_whitespace().map(str::to_lowercase).collect()
@@ -18,10 +17,11 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
             .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-pub(crate) fn matches(v: &VolumeRow, words: &[String]) -> bool {
+pub(crate) fn matches(v: &VolumeView, words: &[String]) -> bool {
     words.iter().all(|w| match w.split_once(':') {
         Some(("status", s)) => v
             .status
+            .as_str()
             .get(..s.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(s)),
         Some(("backend", b)) => contains_ci(&v.backend, b),

@@ -122,8 +122,8 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                 .snap
                 .services
                 .iter()
-                .filter(|s| s.row.host.starts_with(&format!("{}@", app.host)))
-                .all(|s| s.row.error.is_some() || s.row.updated_at.is_some_and(|u| u >= opened_ms))
+                .filter(|s| s.host.starts_with(&format!("{}@", app.host)))
+                .all(|s| s.error.is_some() || s.updated_at.is_some_and(|u| u >= opened_ms))
                 && !app.snap.services.is_empty()
     };
     let mut snapshots = handle.snapshot.clone();

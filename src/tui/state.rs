@@ -1,6 +1,7 @@
 //! The console's state and the one place it changes: `App::handle_key` (input → action) and
 //! `App::update` (action → state, maybe a command for the service). Drawing only reads it.
 
+use crate::service::view::JobState;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -193,7 +194,7 @@ impl App {
     /// Takes in a new snapshot: job rates from the progress since the last one, and the
     /// volume view (only if the volumes, filter or sort changed).
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
-        for j in snap.jobs.iter().filter(|j| j.state == "running") {
+        for j in snap.jobs.iter().filter(|j| j.state == JobState::Running) {
             if let Some((done, at)) = self.last_progress.get(&j.id)
                 && j.updated_at > *at
             {
@@ -261,14 +262,14 @@ impl App {
         self.selected[view.index()]
     }
 
-    pub fn selected_volume(&self) -> Option<&crate::db::VolumeRow> {
+    pub fn selected_volume(&self) -> Option<&crate::service::view::VolumeView> {
         self.visible
             .get(self.selection(View::Volumes))
             .and_then(|i| self.snap.volumes.get(*i))
             .map(|v| &**v)
     }
 
-    pub fn selected_job(&self) -> Option<&crate::db::JobRow> {
+    pub fn selected_job(&self) -> Option<&crate::service::view::JobView> {
         self.snap.jobs.get(self.selection(View::Jobs))
     }
 
@@ -384,7 +385,7 @@ impl App {
                     .snap
                     .jobs
                     .iter()
-                    .filter(|j| j.state == "running")
+                    .filter(|j| j.state == JobState::Running)
                     .count();
                 if self.worker && running > 0 {
                     self.ask(
@@ -463,14 +464,14 @@ impl App {
                 match action {
                     Action::Snapshot => self.ask(
                         PromptKind::Snapshot {
-                            volume: v.id.clone(),
+                            volume: v.id.to_string(),
                         },
                         format!("Snapshot of {}", v.name),
                         &[("snapshot name", &format!("{}-snap", v.name))],
                     ),
                     Action::CloneVolume => self.ask(
                         PromptKind::CloneVolume {
-                            volume: v.id.clone(),
+                            volume: v.id.to_string(),
                         },
                         format!("Clone of {}", v.name),
                         &[
@@ -480,15 +481,15 @@ impl App {
                     ),
                     Action::Extend => self.ask(
                         PromptKind::Extend {
-                            volume: v.id.clone(),
+                            volume: v.id.to_string(),
                         },
                         format!("Extend {} (now {} bytes)", v.name, v.size_bytes),
                         &[("new size", "")],
                     ),
                     Action::Delete => self.ask(
                         PromptKind::Delete {
-                            volume: v.id.clone(),
-                            name: v.name.clone(),
+                            volume: v.id.to_string(),
+                            name: v.name.to_string(),
                         },
                         format!(
                             "Delete volume {} ({})? Type its name to confirm",
@@ -498,8 +499,8 @@ impl App {
                     ),
                     _ => self.ask(
                         PromptKind::Flatten {
-                            volume: v.id.clone(),
-                            name: v.name.clone(),
+                            volume: v.id.to_string(),
+                            name: v.name.to_string(),
                         },
                         format!(
                             "Flatten {}: copy what it reads from its parent? (y/n)",
@@ -512,12 +513,12 @@ impl App {
             // Only meaningful in the logs view, handled above.
             Action::LogTargets | Action::LogMore | Action::LogLess => {}
             Action::CancelJob => match self.selected_job().cloned() {
-                Some(j) if j.state == "queued" || j.state == "running" => {
+                Some(j) if j.state == JobState::Queued || j.state == JobState::Running => {
                     self.ask(
                         PromptKind::CancelJob { job: j.id.clone() },
                         format!(
                             "Cancel {} job {}? (y/n)",
-                            j.kind,
+                            j.kind_name,
                             &j.id[..8.min(j.id.len())]
                         ),
                         &[],

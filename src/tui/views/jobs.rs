@@ -1,6 +1,7 @@
 //! Jobs: running and recent jobs with progress, bytes, rate, ETA, the host that runs them and
 //! who asked; a job waiting for a host that is down says so, with the fix.
 
+use crate::service::view::JobState;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::Span;
@@ -78,7 +79,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             .rates
             .get(&j.id)
             .copied()
-            .filter(|_| j.state == "running");
+            .filter(|_| j.state == JobState::Running);
         let eta = match rate {
             Some(r) if r > 0.0 && j.bytes_total > j.bytes_done => {
                 age((j.bytes_total - j.bytes_done) as f64 / r)
@@ -96,8 +97,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         Row::new(pick(
             vec![
                 Cell::from(j.id[..8.min(j.id.len())].to_string()),
-                Cell::from(j.kind.clone()),
-                Cell::from(Span::styled(j.state.clone(), style)),
+                Cell::from(j.kind_name.clone()),
+                Cell::from(Span::styled(j.state.as_str(), style)),
                 Cell::from(super::text_bar(j.bytes_done, j.bytes_total)),
                 // Who runs it, or who may (a queued job's owner).
                 Cell::from(j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default()),

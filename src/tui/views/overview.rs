@@ -1,6 +1,7 @@
 //! Overview: the on-call first screen. Backends with capacity gauges, services up/down, jobs
 //! running, and what is wrong right now.
 
+use crate::service::view::JobState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -93,8 +94,16 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
 
     // What is wrong, newest first: down services, failed jobs.
     let mut lines = vec![];
-    let running = snap.jobs.iter().filter(|j| j.state == "running").count();
-    let queued = snap.jobs.iter().filter(|j| j.state == "queued").count();
+    let running = snap
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::Running)
+        .count();
+    let queued = snap
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::Queued)
+        .count();
     let up = snap.services.iter().filter(|s| s.up).count();
     lines.push(Line::from(vec![
         Span::styled(
@@ -115,24 +124,19 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     ]));
     for s in snap.services.iter().filter(|s| !s.up) {
         let since = s
-            .row
             .updated_at
             .map(|u| format!("last heartbeat {} ago", age((now_ms - u) as f64 / 1000.0)))
             .unwrap_or_else(|| "never heartbeated".into());
-        let why = s.row.error.clone().unwrap_or_else(|| {
-            if s.row.stopped_at.is_some() {
+        let why = s.error.clone().unwrap_or_else(|| {
+            if s.stopped {
                 "stopped cleanly".into()
             } else {
                 "no heartbeat".into()
             }
         });
         lines.push(Line::from(Span::styled(
-            format!("DOWN {}: {why} ({since})", s.row.host),
-            if s.row.stopped_at.is_some() {
-                t.dim
-            } else {
-                t.error
-            },
+            format!("DOWN {}: {why} ({since})", s.host),
+            if s.stopped { t.dim } else { t.error },
         )));
     }
     // What the doctor found failing: cause and fix on one line each, no navigation needed.
@@ -157,11 +161,16 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     if app.doctor.running && app.doctor.checks.is_empty() {
         lines.push(Line::from(Span::styled("doctor: checks running...", t.dim)));
     }
-    for j in snap.jobs.iter().filter(|j| j.state == "failed").take(5) {
+    for j in snap
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::Failed)
+        .take(5)
+    {
         lines.push(Line::from(Span::styled(
             format!(
                 "FAILED {} job {}: {}",
-                j.kind,
+                j.kind_name,
                 &j.id[..8.min(j.id.len())],
                 j.error.clone().unwrap_or_default()
             ),

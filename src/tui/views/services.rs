@@ -67,13 +67,13 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     let t = &app.theme;
     let (shown, widths) = fit(&COLS, area.width);
     let rows = app.snap.services.iter().map(|s| {
-        let r = &s.row;
+        let r = s;
         let last = s.lateness_ms.last().copied().unwrap_or(0.0);
         let max = s.lateness_ms.iter().copied().fold(0.0_f64, f64::max);
-        let heartbeat = match (r.stopped_at, r.updated_at) {
-            (Some(_), _) => "stopped".to_string(),
-            (None, Some(u)) => format!("{} ago", age((now_ms - u) as f64 / 1000.0)),
-            (None, None) => "never".into(),
+        let heartbeat = match (r.stopped, r.updated_at) {
+            (true, _) => "stopped".to_string(),
+            (false, Some(u)) => format!("{} ago", age((now_ms - u) as f64 / 1000.0)),
+            (false, None) => "never".into(),
         };
         let state_style = if s.up { t.ok } else { t.error };
         let late_style = if max > LATE_WARN_MS { t.warn } else { t.dim };
@@ -81,13 +81,9 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             vec![
                 Cell::from(r.cluster.clone().unwrap_or_else(|| "-".into())),
                 Cell::from(r.host.clone()),
-                Cell::from(if r.disabled != 0 {
-                    "disabled"
-                } else {
-                    "enabled"
-                }),
+                Cell::from(if r.disabled { "disabled" } else { "enabled" }),
                 Cell::from(r.driver.clone()),
-                Cell::from(r.binary_name.clone()),
+                Cell::from(r.binary.clone()),
                 Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
                 Cell::from(heartbeat),
                 Cell::from(Line::from(vec![

@@ -2,13 +2,14 @@
 //! smooth with 100,000 volumes), and a detail pane with snapshots, the parent chain, the
 //! children and the volume's jobs.
 
+use crate::service::view::JobState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
 
-use crate::db::VolumeRow;
 use crate::service::units::{human_bytes, rfc3339};
+use crate::service::view::{Purpose, VolumeView};
 use crate::tui::state::{App, VOLUME_COLUMNS, View};
 
 use super::{Col, fit, pick};
@@ -85,18 +86,18 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .take(page)
         .filter_map(|i| snap.volumes.get(*i))
         .map(|v| {
-            let status = match v.status.as_str() {
-                "available" | "in-use" => t.ok,
-                s if s.starts_with("error") => t.error,
+            let status = match v.status {
+                s if s.is_usable() => t.ok,
+                s if s.is_error() => t.error,
                 _ => t.warn,
             };
             Row::new(pick(
                 vec![
                     Cell::from(v.id[..8.min(v.id.len())].to_string()),
-                    Cell::from(v.name.clone()),
+                    Cell::from(&*v.name),
                     Cell::from(human_bytes(v.size_bytes)),
-                    Cell::from(Span::styled(v.status.clone(), status)),
-                    Cell::from(v.backend.clone()),
+                    Cell::from(Span::styled(v.status.as_str(), status)),
+                    Cell::from(&*v.backend),
                     Cell::from(
                         v.source_snapshot_id
                             .as_deref()
@@ -143,7 +144,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
+fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
     let t = &app.theme;
     let snap = &app.snap;
     let kv = |k: &str, val: String| {
@@ -153,8 +154,8 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
         ])
     };
     let mut lines = vec![
-        kv("id", v.id.clone()),
-        kv("name", v.name.clone()),
+        kv("id", v.id.to_string()),
+        kv("name", v.name.to_string()),
         kv(
             "status",
             format!(
@@ -170,7 +171,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
             "size",
             format!("{} ({} bytes)", human_bytes(v.size_bytes), v.size_bytes),
         ),
-        kv("backend", v.backend.clone()),
+        kv("backend", v.backend.to_string()),
         kv("depth", v.clone_depth.to_string()),
         Line::raw(""),
         Line::from(Span::styled("parent chain", t.accent)),
@@ -191,9 +192,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
             "{}└ {} of {}",
             "  ".repeat(depth),
             s.name,
-            parent
-                .map(|p| p.name.as_str())
-                .unwrap_or("(deleted volume)")
+            parent.map(|p| &*p.name).unwrap_or("(deleted volume)")
         )));
         cur = parent.and_then(|p| p.source_snapshot_id.clone());
         depth += 1;
@@ -222,7 +221,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
             "  {} [{}]{}",
             s.name,
             s.status,
-            if s.purpose == "clone" {
+            if s.purpose == Purpose::Clone {
                 " (for a clone)"
             } else {
                 ""
@@ -231,19 +230,23 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeRow) {
         for c in snap
             .volumes
             .iter()
-            .filter(|c| c.source_snapshot_id.as_deref() == Some(s.id.as_str()))
+            .filter(|c| c.source_snapshot_id.as_deref() == Some(&*s.id))
         {
             lines.push(Line::raw(format!("    └ {} [{}]", c.name, c.status)));
         }
     }
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled("jobs", t.accent)));
-    for j in snap.jobs.iter().filter(|j| j.target_id == v.id).take(8) {
-        let style = if j.state == "failed" { t.error } else { t.text };
+    for j in snap.jobs.iter().filter(|j| *j.target_id == *v.id).take(8) {
+        let style = if j.state == JobState::Failed {
+            t.error
+        } else {
+            t.text
+        };
         lines.push(Line::from(Span::styled(
             format!(
                 "  {} {} {}",
-                j.kind,
+                j.kind_name,
                 j.state,
                 j.error.as_deref().unwrap_or("")
             ),
