@@ -17,7 +17,8 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str) -> Tmux {
-        let session = format!("ember-e2e-{}", std::process::id());
+        // Unique per test: the tests of this file run in parallel.
+        let session = format!("ember-e2e-{}", uuid::Uuid::new_v4().simple());
         let st = Command::new("tmux")
             .args([
                 "new-session",
@@ -235,4 +236,43 @@ fn operator_session_in_a_real_terminal() {
     );
     let v = env.volume("web-clone");
     assert!(v["parent"].is_null(), "the flatten really happened: {v}");
+}
+
+/// On PostgreSQL an attached console is pushed what another process changed: it is on screen
+/// within 2 s, while the console's fallback poll is 15 s (only the push can explain it).
+#[test]
+fn an_attached_console_on_postgres_shows_another_process_s_change_within_2_s() {
+    if std::env::var_os("EMBER_E2E").is_none() {
+        eprintln!("NOTICE: end-to-end push test skipped: set EMBER_E2E=1 (scripts/test.sh does)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = fresh_db(Engine::Postgres, dir.path()) else {
+        return;
+    };
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\n",
+    );
+    env.json(&["volume", "create", "first", "--size", "1G"]);
+    let cmd = format!(
+        "{EMBER} --config {} --database-url {url} --attach; sleep 60",
+        env.config.display()
+    );
+    let tmux = Tmux::start(&cmd);
+    tmux.keys(&["3"]);
+    tmux.wait_for("the volume table", 20, |s| s.contains("volumes 1 of 1"));
+    // Past the first reads, well before the 15 s fallback poll.
+    std::thread::sleep(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    env.json(&["volume", "create", "pushed", "--size", "1G"]);
+    let written = started.elapsed();
+    tmux.wait_for("the pushed change", 2, |s| {
+        s.contains("volumes 2 of 2") && s.contains("pushed")
+    });
+    eprintln!(
+        "change on screen {} ms after the writer returned",
+        (started.elapsed() - written).as_millis()
+    );
 }

@@ -41,25 +41,6 @@ fn id(v: &serde_json::Value) -> String {
         .to_string()
 }
 
-fn job(env: &Env, job: &str) -> serde_json::Value {
-    env.json(&["job", "show", job])
-}
-
-fn wait_job(env: &Env, job_id: &str, secs: u64) -> serde_json::Value {
-    wait_for(
-        &format!("job {job_id} to end"),
-        Duration::from_secs(secs),
-        || {
-            let j = job(env, job_id);
-            matches!(
-                j["state"].as_str().unwrap(),
-                "succeeded" | "failed" | "cancelled"
-            )
-            .then_some(j)
-        },
-    )
-}
-
 fn events(env: &Env) -> Vec<serde_json::Value> {
     env.json(&["events", "--limit", "5000"])
         .as_array()
@@ -113,7 +94,7 @@ fn two_hosts_each_own_their_local_volumes_through_every_job_kind() {
         assert!(v["owner"] == "a@file0" || v["owner"] == "b@file0", "{v}");
     }
     for (_, j) in &vols {
-        assert_eq!(wait_job(&a, j, 60)["state"], "succeeded");
+        assert_eq!(a.wait_job(j, 60)["state"], "succeeded");
     }
     let by_host = |env: &Env| -> HashMap<String, String> {
         env.json(&["volume", "list"])
@@ -180,7 +161,7 @@ fn two_hosts_each_own_their_local_volumes_through_every_job_kind() {
         queued.push((id(&c), c["job_id"].as_str().unwrap().to_string()));
     }
     for (cid, j) in &queued {
-        let done = wait_job(&a, j, 60);
+        let done = a.wait_job(j, 60);
         assert_eq!(done["state"], "succeeded", "{done}");
         let owner = &by_host(&a)[cid];
         assert_eq!(
@@ -301,7 +282,7 @@ impl Cluster {
     /// Waits until the job runs somewhere with some bytes copied; returns the runner.
     fn runner(&self, jid: &str) -> String {
         wait_for("the flatten to run", Duration::from_secs(30), || {
-            let j = job(&self.hosts[0], jid);
+            let j = &self.hosts[0].job(jid);
             (j["state"] == "running" && j["bytes_done"].as_i64().unwrap() > 0)
                 .then(|| j["claimed_by"].as_str().unwrap().to_string())
         })
@@ -322,7 +303,7 @@ fn a_killed_cluster_member_s_flatten_is_taken_over_and_finished_once() {
     let killed = Instant::now();
     c.serves.get_mut(&runner).unwrap().signal("KILL");
     let env = &c.hosts[0];
-    let done = wait_job(env, &jid, 60);
+    let done = env.wait_job(&jid, 60);
     let took = killed.elapsed();
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_ne!(done["claimed_by"], runner.as_str(), "a peer finished it");
@@ -335,9 +316,16 @@ fn a_killed_cluster_member_s_flatten_is_taken_over_and_finished_once() {
         .filter(|e| e["kind"] == "job_taken_over" && e["message"].as_str().unwrap().contains(&jid))
         .collect();
     assert_eq!(takeover.len(), 1, "{takeover:?}");
+    // It names the dead host and the member that took the job over (any live member may
+    // then be the one that claims and runs it).
     let msg = takeover[0]["message"].as_str().unwrap();
+    let by = msg
+        .split("taken over by ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap();
     assert!(
-        msg.contains(&runner) && msg.contains(done["claimed_by"].as_str().unwrap()),
+        msg.contains(&format!("from {runner}")) && by != runner,
         "{msg}"
     );
     let succeeded = evs
@@ -368,11 +356,11 @@ fn a_frozen_member_that_wakes_up_is_fenced_and_writes_nothing_for_the_job() {
     let env = &c.hosts[0];
     // A peer takes it over once the frozen one has been silent for service_down_time.
     let taken = wait_for("a takeover", Duration::from_secs(30), || {
-        let j = job(env, &jid);
+        let j = env.job(&jid);
         (j["claim_token"].as_i64().unwrap() >= 2).then_some(j)
     });
     assert_ne!(taken["claimed_by"], runner.as_str());
-    let done = wait_job(env, &jid, 60);
+    let done = env.wait_job(&jid, 60);
     assert_eq!(done["state"], "succeeded");
     let frozen = c.serves.get_mut(&runner).unwrap();
     frozen.signal("CONT");
@@ -387,7 +375,7 @@ fn a_frozen_member_that_wakes_up_is_fenced_and_writes_nothing_for_the_job() {
                 .then_some(())
         },
     );
-    let after = job(env, &jid);
+    let after = env.job(&jid);
     assert_eq!(
         after["state"], "succeeded",
         "not flipped by the woken worker"
@@ -448,7 +436,7 @@ fn a_dead_host_outside_a_cluster_keeps_its_jobs_until_it_is_removed() {
     let ext = b.json(&["volume", "extend", &vid, "--size", "16M"]);
     let jid = ext["job_id"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_secs(4));
-    let j = job(&b, &jid);
+    let j = &b.job(&jid);
     assert_eq!(j["state"], "queued", "b never runs a's job: {j}");
     let waiting = j["waiting"].as_str().unwrap_or_default();
     assert!(
@@ -466,7 +454,7 @@ fn a_dead_host_outside_a_cluster_keeps_its_jobs_until_it_is_removed() {
 
     let out = b.json(&["service", "remove", "a@file0"]);
     assert_eq!(out["failed_jobs"].as_array().unwrap().len(), 1, "{out}");
-    let j = job(&b, &jid);
+    let j = &b.job(&jid);
     assert_eq!(j["state"], "failed");
     assert!(
         j["error"].as_str().unwrap().contains("was removed by"),
@@ -522,10 +510,10 @@ fn a_disabled_service_claims_nothing_and_gets_no_new_volume() {
         "b@file0",
     ]);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(job(&a, vb["job_id"].as_str().unwrap())["state"], "queued");
+    assert_eq!(&a.job(vb["job_id"].as_str().unwrap())["state"], "queued");
     a.json(&["service", "enable", "b@file0"]);
     assert_eq!(
-        wait_job(&a, vb["job_id"].as_str().unwrap(), 30)["state"],
+        a.wait_job(vb["job_id"].as_str().unwrap(), 30)["state"],
         "succeeded"
     );
     let kinds: Vec<String> = events(&a)
@@ -562,12 +550,12 @@ fn sigterm_drains_a_running_job_before_stopping() {
     let f = a.json(&["volume", "flatten", &id(&c)]);
     let jid = f["job_id"].as_str().unwrap().to_string();
     wait_for("the flatten to run", Duration::from_secs(20), || {
-        (job(&a, &jid)["state"] == "running").then_some(())
+        (&a.job(&jid)["state"] == "running").then_some(())
     });
     sa.signal("TERM");
     assert_eq!(sa.wait(Duration::from_secs(30)), Some(0));
     // ~3 s of copying left: it finished inside the 20 s drain instead of being handed back.
-    assert_eq!(job(&a, &jid)["state"], "succeeded", "{}", sa.log_text());
+    assert_eq!(&a.job(&jid)["state"], "succeeded", "{}", sa.log_text());
     assert!(sa.log_text().contains("draining"), "{}", sa.log_text());
 }
 
@@ -857,10 +845,10 @@ fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one(
             .unwrap()
             .to_string();
         wait_for("a to run the flatten", Duration::from_secs(20), || {
-            let r = job(&b, &j);
+            let r = &b.job(&j);
             (r["state"] == "running" && r["bytes_done"].as_i64().unwrap() > 0).then_some(())
         });
-        assert_eq!(job(&b, &j)["claimed_by"], "a@file0");
+        assert_eq!(&b.job(&j)["claimed_by"], "a@file0");
         b.json(&["service", "enable", "b@file0"]);
         j
     };
@@ -870,7 +858,7 @@ fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one(
     proxy.cut(true);
     std::thread::sleep(Duration::from_secs(3));
     proxy.cut(false);
-    let done = wait_job(&b, &j1, 60);
+    let done = b.wait_job(&j1, 60);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["claimed_by"], "a@file0");
     assert_eq!(done["claim_token"], 1, "no takeover for a short outage");
@@ -879,7 +867,7 @@ fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one(
     // 2. Cut for longer than service_down_time: b takes the job over and finishes it.
     let j2 = flatten_on_a("c2");
     proxy.cut(true);
-    let done = wait_job(&b, &j2, 60);
+    let done = b.wait_job(&j2, 60);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["claimed_by"], "b@file0");
     proxy.cut(false);
@@ -894,7 +882,7 @@ fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one(
                 .then_some(())
         },
     );
-    let after = job(&b, &j2);
+    let after = &b.job(&j2);
     assert_eq!(after["state"], "succeeded");
     assert_eq!(after["claimed_by"], "b@file0");
     wait_for("a up again", Duration::from_secs(15), || {

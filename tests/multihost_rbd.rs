@@ -11,25 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn job(env: &Env, id: &str) -> serde_json::Value {
-    env.json(&["job", "show", id])
-}
-
-fn wait_job(env: &Env, id: &str, secs: u64) -> serde_json::Value {
-    wait_for(
-        &format!("job {id} to end"),
-        Duration::from_secs(secs),
-        || {
-            let j = job(env, id);
-            matches!(
-                j["state"].as_str().unwrap(),
-                "succeeded" | "failed" | "cancelled"
-            )
-            .then_some(j)
-        },
-    )
-}
-
 fn events_about(env: &Env, kind: &str, needle: &str) -> Vec<serde_json::Value> {
     env.json(&["events", "--limit", "5000"])
         .as_array()
@@ -56,7 +37,7 @@ fn start_flatten(env: &Env, name: &str, snap: &str) -> (String, String, String) 
         .unwrap()
         .to_string();
     let runner = wait_for("the flatten to run", Duration::from_secs(30), || {
-        let j = job(env, &jid);
+        let j = env.job(&jid);
         (j["state"] == "running" && j["bytes_done"].as_i64().unwrap() > 0)
             .then(|| j["claimed_by"].as_str().unwrap().to_string())
     });
@@ -167,7 +148,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
     let (v1, j1, runner1) = start_flatten(env, "c1", "s");
     let killed = Instant::now();
     serves.get_mut(&runner1).unwrap().signal("KILL");
-    let done = wait_job(env, &j1, 90);
+    let done = env.wait_job(&j1, 90);
     eprintln!(
         "kill -9 to flatten done on a peer: {:.1} s",
         killed.elapsed().as_secs_f64()
@@ -186,8 +167,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
         1,
         "finished once"
     );
-    let info = ceph.rbd(&["info", "--format", "json", &format!("volumes/volume-{v1}")]);
-    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let info = ceph.info(&format!("volume-{v1}"));
     assert!(info["parent"].is_null(), "flattened: {info}");
 
     // 2. SIGSTOP of the member running the next flatten, past service_down_time.
@@ -198,7 +178,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
         .to_string();
     serves.get_mut(&runner2).unwrap().signal("STOP");
     let taken = wait_for("a takeover", Duration::from_secs(30), || {
-        let j = job(env, &j2);
+        let j = env.job(&j2);
         (j["claimed_by"].as_str().is_some_and(|c| c != runner2)
             || j["claim_token"].as_i64().unwrap() >= 2)
             .then_some(j)
@@ -207,7 +187,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
     let blocklist = ceph.ceph(&["osd", "blocklist", "ls"]);
     let bare = old_addr.trim_start_matches("v2:").trim_start_matches("v1:");
     assert!(blocklist.contains(bare), "{old_addr} in:\n{blocklist}");
-    let done = wait_job(env, &j2, 90);
+    let done = env.wait_job(&j2, 90);
     assert_eq!(done["state"], "succeeded", "{done}");
     serves.get_mut(&runner2).unwrap().signal("CONT");
     wait_for(
@@ -215,7 +195,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
         Duration::from_secs(20),
         || (!events_about(env, "job_lease_lost", &j2).is_empty()).then_some(()),
     );
-    let after = job(env, &j2);
+    let after = env.job(&j2);
     assert_eq!(
         after["state"], "succeeded",
         "not flipped by the woken member"
@@ -247,8 +227,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
         "woken member up with a new client {:.1} s after it noticed",
         woke.elapsed().as_secs_f64()
     );
-    let info = ceph.rbd(&["info", "--format", "json", &format!("volumes/volume-{v2}")]);
-    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let info = ceph.info(&format!("volume-{v2}"));
     assert!(info["parent"].is_null(), "flattened: {info}");
     // It still works: a new volume placed on the cluster is created.
     let v = env.json(&["volume", "create", "after", "--size", "64M", "--wait"]);

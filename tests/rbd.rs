@@ -19,8 +19,7 @@ fn id(v: &serde_json::Value) -> String {
 
 /// `rbd info --format json` of an image.
 fn info(ceph: &Ceph, image: &str) -> serde_json::Value {
-    let o = ceph.rbd(&["info", "--format", "json", &format!("volumes/{image}")]);
-    serde_json::from_slice(&o.stdout).unwrap()
+    ceph.info(image)
 }
 
 fn images(ceph: &Ceph) -> Vec<String> {

@@ -15,7 +15,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
-use crate::db::{Db, Engine};
+use crate::db::Db;
 use crate::service::snapshot::{Reader, spawn_publisher_with};
 
 use super::args::Global;
@@ -232,7 +232,6 @@ async fn run(
     let rss = rss_mb();
     cancel.cancel();
     render.abort();
-    db.close().await;
     Ok(Figures {
         engine: engine.to_string(),
         volumes: n,
@@ -245,6 +244,20 @@ async fn run(
         latency_p99_ms: pct(&mut latencies.clone(), 0.99),
         rss_mb: rss,
     })
+}
+
+/// One statement on the admin database, on a plain connection (no migrations there).
+async fn admin_sql(admin: &str, sql: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(admin)
+        .await
+        .context("connect to the admin database")?;
+    c.execute(sqlx::AssertSqlSafe(sql.to_string()))
+        .await
+        .with_context(|| format!("`{sql}`"))?;
+    let _ = c.close().await;
+    Ok(())
 }
 
 /// A fresh database of `engine` with `n` volumes and `n` snapshots: (url, drop it after).
@@ -260,12 +273,7 @@ async fn seeded(
         ),
         Some(admin) => {
             let name = format!("ember_bench_live_{}", uuid::Uuid::new_v4().simple());
-            let a = Db::connect(admin).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&a.pool)
-                .await
-                .context("create the bench database")?;
-            a.close().await;
+            admin_sql(admin, &format!("CREATE DATABASE {name}")).await?;
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
             (format!("{base}/{name}"), Some(name))
         }
@@ -304,12 +312,10 @@ pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow:
     )?;
     let mut engines: Vec<Option<&str>> = vec![None];
     if let Some(url) = g.database_url.as_deref() {
-        let db = Db::connect(url).await?;
         anyhow::ensure!(
-            db.engine == Engine::Postgres,
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
             "--database-url must be PostgreSQL (an admin URL: the bench creates its databases)"
         );
-        db.close().await;
         engines.push(Some(url));
     }
     if !g.json {

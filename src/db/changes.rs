@@ -6,8 +6,38 @@ use super::jobs::JOB_COLUMNS;
 use super::volumes::{SNAPSHOT_COLUMNS, VOLUME_COLUMNS};
 use super::{Db, DbError, Engine, JobRow, SnapshotRow, VolumeRow, q};
 
+/// The PostgreSQL channel writers notify (see the `change_stamps` migration); the payload is
+/// the table's name.
+pub const CHANNEL: &str = "ember_changes";
+
 /// Reads of one table since a cursor, as typed rows.
 impl Db {
+    /// A connection listening for change notifications, if this engine can push (PostgreSQL);
+    /// None otherwise, or when it cannot be made (the caller polls).
+    pub async fn listen_changes(&self) -> Option<sqlx::postgres::PgListener> {
+        if self.engine != Engine::Postgres {
+            return None;
+        }
+        let connect = async {
+            let mut l = sqlx::postgres::PgListener::connect(self.url()).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        match tokio::time::timeout(super::BUSY_TIMEOUT, connect).await {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                tracing::warn!("no change notifications from the database ({e}): polling instead");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "no change notifications from the database (no answer): polling instead"
+                );
+                None
+            }
+        }
+    }
+
     /// Where the next incremental read starts: rows stamped at or after it are new to a reader
     /// that has read everything before taking it.
     pub async fn change_cursor(&self) -> Result<i64, DbError> {

@@ -93,18 +93,8 @@ impl Db {
         backend: Option<&str>,
         host: Option<&str>,
     ) -> Result<Vec<VolumeRow>, DbError> {
-        let sql = format!(
-            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL \
-             AND ($1 IS NULL OR backend = $1) AND ($2 IS NULL OR host = $2 OR host LIKE $3) \
-             ORDER BY created_at DESC, id"
-        );
-        sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
-            .bind(backend)
-            .bind(host)
-            .bind(host.map(|h| format!("{}@%", h.replace(['%', '_'], ""))))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("list volumes"))
+        use futures_util::TryStreamExt;
+        self.stream_volumes(backend, host).try_collect().await
     }
 
     /// Like [`Db::list_volumes`], as the database returns the rows (for listings of any size).

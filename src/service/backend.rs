@@ -86,6 +86,8 @@ pub struct BackendService {
     pub running: Mutex<HashMap<String, Arc<JobProgress>>>,
     /// Where running jobs post their progress for this process's console.
     pub board: Arc<super::progress::ProgressBoard>,
+    /// Woken when new jobs may be waiting (a notification), so the runner claims at once.
+    pub wake: tokio::sync::Notify,
 }
 
 impl BackendService {
@@ -452,5 +454,6 @@ pub fn new_backend(
         cfg: cfg.clone(),
         running: Mutex::default(),
         board,
+        wake: tokio::sync::Notify::new(),
     })
 }

@@ -202,6 +202,14 @@ impl Services {
             ));
             backends.push(svc);
         }
+        // Jobs queued on PostgreSQL are claimed at once, not at the next poll.
+        if !backends.is_empty() {
+            tracker.spawn(wake_on_new_jobs(
+                db.clone(),
+                backends.clone(),
+                cancel.child_token(),
+            ));
+        }
         // Only a backend that cannot even be built stops ember; one whose storage is down now
         // stays, heartbeats with its reason, and is retried every periodic_interval.
         if backends.is_empty() {
@@ -264,6 +272,27 @@ impl Services {
             event(&self.db, &b.host, "service_stopped", &b.name, "clean stop").await;
         }
         info!("services stopped");
+    }
+}
+
+/// Wakes the job runners when the database says the jobs table changed (PostgreSQL's push);
+/// on SQLite there is nothing to listen to and the runners poll.
+async fn wake_on_new_jobs(db: Db, backends: Vec<Arc<BackendService>>, stop: CancellationToken) {
+    let mut push = db.listen_changes().await;
+    if push.is_none() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            n = snapshot::notified(&mut push) => {
+                if n.as_deref().is_none_or(|t| t == "jobs") {
+                    for b in &backends {
+                        b.wake.notify_one();
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::db::services::is_up;
-use crate::db::{Db, Engine, EventRow, now_ms};
+use crate::db::{Db, EventRow, now_ms};
 
 use super::live::{LiveModel, Refresh};
 use super::progress::ProgressBoard;
@@ -92,6 +92,9 @@ pub struct Snapshot {
 /// With PostgreSQL's push working, the database is still read this often, in case a
 /// notification was lost.
 pub const PUSH_FALLBACK: Duration = Duration::from_secs(15);
+
+/// After a notification, how long more changes are gathered before one read.
+pub const PUSH_COALESCE: Duration = Duration::from_millis(100);
 
 /// How many recent takeovers and maintenance events the Overview shows.
 const CLUSTER_EVENTS: i64 = 5;
@@ -216,35 +219,12 @@ fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
         .collect()
 }
 
-/// The change notifications of a PostgreSQL database (`LISTEN ember_changes`), if it can push.
-async fn listener(db: &Db) -> Option<sqlx::postgres::PgListener> {
-    if db.engine != Engine::Postgres {
-        return None;
-    }
-    let connect = async {
-        let mut l = sqlx::postgres::PgListener::connect(db.url()).await?;
-        l.listen("ember_changes").await?;
-        Ok::<_, sqlx::Error>(l)
-    };
-    match tokio::time::timeout(crate::db::BUSY_TIMEOUT, connect).await {
-        Ok(Ok(l)) => Some(l),
-        Ok(Err(e)) => {
-            warn!("no change notifications from the database ({e}): polling instead");
-            None
-        }
-        Err(_) => {
-            warn!("no change notifications from the database (no answer): polling instead");
-            None
-        }
-    }
-}
-
 /// Waits for the next notification; None when the link was lost (and is being re-made:
 /// whatever was sent meanwhile is lost, so the caller reads everything again).
-async fn notified(l: &mut Option<sqlx::postgres::PgListener>) -> Option<()> {
+pub(crate) async fn notified(l: &mut Option<sqlx::postgres::PgListener>) -> Option<String> {
     match l {
         Some(l) => match l.try_recv().await {
-            Ok(Some(_)) => Some(()),
+            Ok(Some(n)) => Some(n.payload().to_string()),
             Ok(None) => None,
             Err(e) => {
                 warn!("change notifications: {e}");
@@ -317,7 +297,7 @@ pub fn spawn_publisher_with(
         // The next poll, as a deadline: other wake-ups (posts, pokes) do not push it back.
         let mut next_poll = tokio::time::Instant::now();
         let mut first = true;
-        let mut push = listener(&db).await;
+        let mut push = db.listen_changes().await;
         let no_board = ProgressBoard::default();
         let posts = board.as_deref().unwrap_or(&no_board);
         loop {
@@ -340,9 +320,9 @@ pub fn spawn_publisher_with(
                     if n.is_none() {
                         reader.invalidate();
                     }
-                    // A burst of writes (a job's several rows, a heartbeat beside it) in one
-                    // read.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // A burst of writes (a new volume, its job claimed and run at once, a
+                    // heartbeat beside it) in one read: at most 100 ms later.
+                    tokio::time::sleep(PUSH_COALESCE).await;
                 }
             }
             let prev = tx.borrow().clone();

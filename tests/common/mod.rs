@@ -282,6 +282,27 @@ impl Env {
         s
     }
 
+    /// `job show --json`.
+    pub fn job(&self, id: &str) -> serde_json::Value {
+        self.json(&["job", "show", id])
+    }
+
+    /// Waits (up to `secs`) for a job to end; returns it.
+    pub fn wait_job(&self, id: &str, secs: u64) -> serde_json::Value {
+        wait_for(
+            &format!("job {id} to end"),
+            Duration::from_secs(secs),
+            || {
+                let j = self.job(id);
+                matches!(
+                    j["state"].as_str().unwrap(),
+                    "succeeded" | "failed" | "cancelled"
+                )
+                .then_some(j)
+            },
+        )
+    }
+
     pub fn volume(&self, key: &str) -> serde_json::Value {
         self.json(&["volume", "show", key])
     }
@@ -398,6 +419,12 @@ impl Ceph {
             .unwrap();
         assert!(out.status.success(), "rbd {args:?}: {}", stderr(&out));
         out
+    }
+
+    /// `rbd info --format json` of an image in the `volumes` pool.
+    pub fn info(&self, image: &str) -> serde_json::Value {
+        let o = self.rbd(&["info", "--format", "json", &format!("volumes/{image}")]);
+        serde_json::from_slice(&o.stdout).unwrap()
     }
 
     /// The `ceph` CLI as client.admin on this cluster; returns stdout.

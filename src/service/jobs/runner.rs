@@ -69,8 +69,11 @@ pub async fn job_loop(svc: Arc<BackendService>, db: Db, stops: Stops, jobs: Task
             }
             Ok(None) => {
                 drop(permit);
-                if sleep_or_stop(&stop, POLL).await {
-                    return;
+                // Until the next poll, or at once when the database says jobs changed.
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = svc.wake.notified() => {}
                 }
             }
             Err(e) => {
