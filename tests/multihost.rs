@@ -50,16 +50,7 @@ fn events(env: &Env) -> Vec<serde_json::Value> {
 
 fn serve_up(env: &Env, service: &str) -> Serve {
     let s = Serve::start(&env.config, &env.url, &env.dir);
-    wait_for(
-        &format!("{service} to heartbeat"),
-        Duration::from_secs(30),
-        || {
-            services(&env.config, &env.url)
-                .iter()
-                .any(|r| r["host"] == service && r["state"] == "up")
-                .then_some(())
-        },
-    );
+    env.wait_up(service, 30);
     s
 }
 
@@ -393,12 +384,7 @@ fn a_frozen_member_that_wakes_up_is_fenced_and_writes_nothing_for_the_job() {
         .count();
     assert_eq!(finishes, 1, "one end recorded, by the peer");
     // And the woken host is a live member again.
-    wait_for("the woken host up again", Duration::from_secs(10), || {
-        services(&env.config, &env.url)
-            .iter()
-            .any(|s| s["host"] == runner.as_str() && s["state"] == "up")
-            .then_some(())
-    });
+    env.wait_up(&runner, 10);
 }
 
 #[test]
@@ -885,10 +871,5 @@ fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one(
     let after = &b.job(&j2);
     assert_eq!(after["state"], "succeeded");
     assert_eq!(after["claimed_by"], "b@file0");
-    wait_for("a up again", Duration::from_secs(15), || {
-        services(&b.config, &b.url)
-            .iter()
-            .any(|s| s["host"] == "a@file0" && s["state"] == "up")
-            .then_some(())
-    });
+    b.wait_up("a@file0", 15);
 }

@@ -128,18 +128,7 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
     let p = env.json(&["volume", "create", "parent", "--size", "1G", "--wait"]);
     assert_eq!(p["volume"]["host"], "c1@rbd0");
     let pid = p["volume"]["id"].as_str().unwrap().to_string();
-    ceph.rbd(&[
-        "bench",
-        "--io-type",
-        "write",
-        "--io-size",
-        "4M",
-        "--io-pattern",
-        "seq",
-        "--io-total",
-        "256M",
-        &format!("volumes/volume-{pid}"),
-    ]);
+    ceph.fill(&format!("volume-{pid}"), 256);
     env.json(&[
         "volume", "snapshot", "create", "s", "--volume", "parent", "--wait",
     ]);

@@ -17,30 +17,9 @@ fn id(v: &serde_json::Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-/// `rbd info --format json` of an image.
-fn info(ceph: &Ceph, image: &str) -> serde_json::Value {
-    ceph.info(image)
-}
-
 fn images(ceph: &Ceph) -> Vec<String> {
     let o = ceph.rbd(&["ls", "--format", "json", "volumes"]);
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// Writes `mib` MiB of data at the start of an image, as a guest would.
-fn fill(ceph: &Ceph, image: &str, mib: u32) {
-    ceph.rbd(&[
-        "bench",
-        "--io-type",
-        "write",
-        "--io-size",
-        "4M",
-        "--io-pattern",
-        "seq",
-        "--io-total",
-        &format!("{mib}M"),
-        &format!("volumes/{image}"),
-    ]);
 }
 
 /// A digest of an image's whole content (or of `image@snap`).
@@ -93,8 +72,8 @@ fn every_job_kind_on_rbd() {
     // create: an image of the size, named as Cinder names it.
     let base = env.json(&["volume", "create", "base", "--size", "1G", "--wait"])["volume"].clone();
     let base_img = format!("volume-{}", id(&base));
-    assert_eq!(info(ceph, &base_img)["size"], 1u64 << 30);
-    fill(ceph, &base_img, 64);
+    assert_eq!(ceph.info(&base_img)["size"], 1u64 << 30);
+    ceph.fill(&base_img, 64);
 
     // snapshot: volume@snapshot-<id>, protected so that it can be cloned.
     let snap = env.json(&[
@@ -116,10 +95,7 @@ fn every_job_kind_on_rbd() {
     // clone from the snapshot: a layered child.
     let c1 = env.json(&["volume", "create", "c1", "--snapshot", "s1", "--wait"])["volume"].clone();
     let c1_img = format!("volume-{}", id(&c1));
-    assert_eq!(
-        info(ceph, &c1_img)["parent"]["snapshot"],
-        snap_name.as_str()
-    );
+    assert_eq!(ceph.info(&c1_img)["parent"]["snapshot"], snap_name.as_str());
     assert_eq!(
         digest(ceph, &c1_img),
         digest(ceph, &format!("{base_img}@{snap_name}"))
@@ -128,7 +104,7 @@ fn every_job_kind_on_rbd() {
     // clone of a volume: snapshot + protect + clone underneath.
     let c2 = env.json(&["volume", "create", "c2", "--source", "base", "--wait"])["volume"].clone();
     assert!(
-        info(ceph, &format!("volume-{}", id(&c2)))["parent"]["snapshot"]
+        ceph.info(&format!("volume-{}", id(&c2)))["parent"]["snapshot"]
             .as_str()
             .unwrap()
             .starts_with("snapshot-")
@@ -136,7 +112,7 @@ fn every_job_kind_on_rbd() {
 
     // extend, and a shrink refused at once.
     env.json(&["volume", "extend", "c1", "--size", "2G", "--wait"]);
-    assert_eq!(info(ceph, &c1_img)["size"], 2u64 << 30);
+    assert_eq!(ceph.info(&c1_img)["size"], 2u64 << 30);
     let e = env.fails(&["volume", "extend", "c1", "--size", "1G"], 1);
     assert!(e.contains("shrink") || e.contains("smaller"), "{e}");
 
@@ -149,7 +125,7 @@ fn every_job_kind_on_rbd() {
     let f = env.json(&["volume", "flatten", "c1", "--wait"]);
     assert_eq!(f["job"]["state"], "succeeded");
     assert_eq!(f["job"]["bytes_done"], f["job"]["bytes_total"]);
-    assert!(info(ceph, &c1_img).get("parent").is_none());
+    assert!(ceph.info(&c1_img).get("parent").is_none());
     assert_eq!(digest(ceph, &c1_img), before);
 
     // snapshot delete once nothing depends on it; clone, flatten, delete of the rest.
@@ -179,7 +155,7 @@ fn flatten_of_a_1g_clone_shows_progress_and_can_be_cancelled() {
     };
     let (env, ceph) = (&s.env, &s.ceph);
     let src = env.json(&["volume", "create", "src", "--size", "1G", "--wait"])["volume"].clone();
-    fill(ceph, &format!("volume-{}", id(&src)), 256);
+    ceph.fill(&format!("volume-{}", id(&src)), 256);
     env.json(&[
         "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
     ]);
@@ -211,11 +187,11 @@ fn flatten_of_a_1g_clone_shows_progress_and_can_be_cancelled() {
         "a cancelled flatten leaves the clone layered"
     );
     let c_img = format!("volume-{}", id(&env.volume("c")));
-    assert!(info(ceph, &c_img).get("parent").is_some());
+    assert!(ceph.info(&c_img).get("parent").is_some());
 
     // Run again to the end: the link goes, the data is the snapshot's.
     env.json(&["volume", "flatten", "c", "--wait"]);
-    assert!(info(ceph, &c_img).get("parent").is_none());
+    assert!(ceph.info(&c_img).get("parent").is_none());
 }
 
 #[test]
@@ -230,14 +206,11 @@ fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
     env.json(&["volume", "create", "a", "--size", "256M", "--wait"]);
     let b = env.json(&["volume", "create", "b", "--source", "a", "--wait"])["volume"].clone();
     let b_img = format!("volume-{}", id(&b));
-    assert!(
-        info(ceph, &b_img).get("parent").is_some(),
-        "depth 1 is kept"
-    );
+    assert!(ceph.info(&b_img).get("parent").is_some(), "depth 1 is kept");
     // A clone of the clone would be depth 2 > 1: flattened at once.
     let c = env.json(&["volume", "create", "c", "--source", "b", "--wait"])["volume"].clone();
     assert!(
-        info(ceph, &format!("volume-{}", id(&c)))
+        ceph.info(&format!("volume-{}", id(&c)))
             .get("parent")
             .is_none(),
         "past rbd_max_clone_depth the clone is flattened"

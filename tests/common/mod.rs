@@ -273,6 +273,16 @@ impl Env {
         stderr(&o)
     }
 
+    /// Waits (up to `secs`) until the service `host` (`host@backend`) is up.
+    pub fn wait_up(&self, host: &str, secs: u64) {
+        wait_for(&format!("{host} up"), Duration::from_secs(secs), || {
+            services(&self.config, &self.url)
+                .iter()
+                .any(|s| s["host"] == host && s["state"] == "up")
+                .then_some(())
+        });
+    }
+
     pub fn serve(&self) -> Serve {
         let s = Serve::start(&self.config, &self.url, &self.dir);
         wait_for("the service to heartbeat", Duration::from_secs(30), || {
@@ -419,6 +429,22 @@ impl Ceph {
             .unwrap();
         assert!(out.status.success(), "rbd {args:?}: {}", stderr(&out));
         out
+    }
+
+    /// Writes `mib` MiB of data at the start of an image, as a guest would.
+    pub fn fill(&self, image: &str, mib: u32) {
+        self.rbd(&[
+            "bench",
+            "--io-type",
+            "write",
+            "--io-size",
+            "4M",
+            "--io-pattern",
+            "seq",
+            "--io-total",
+            &format!("{mib}M"),
+            &format!("volumes/{image}"),
+        ]);
     }
 
     /// `rbd info --format json` of an image in the `volumes` pool.

@@ -8,6 +8,7 @@
 //! - `exec.rs`: what each kind does, and the status transitions Cinder operators expect.
 //! - `recovery.rs`: at start, what a crash left running or half-done is resumed or settled.
 
+mod create;
 pub mod exec;
 pub mod placement;
 pub mod recovery;

@@ -58,7 +58,7 @@ pub struct Enqueued {
 
 /// Volume statuses from which each action may start (Cinder's rules).
 const DELETABLE: &[&str] = &["available", "error", "error_deleting", "error_extending"];
-const USABLE: &[&str] = &["available", "in-use"];
+pub(super) const USABLE: &[&str] = &["available", "in-use"];
 const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
 
 /// One row from an id-or-name lookup, or the error an operator should see.
@@ -83,11 +83,11 @@ pub async fn volume(db: &Db, key: &str) -> Result<VolumeRow, JobError> {
     found("volume", key, db.find_volume(key).await?)
 }
 
-async fn snapshot(db: &Db, key: &str) -> Result<SnapshotRow, JobError> {
+pub(super) async fn snapshot(db: &Db, key: &str) -> Result<SnapshotRow, JobError> {
     found("snapshot", key, db.find_snapshot(key).await?)
 }
 
-async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
+pub(super) async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
     if let Some(j) = db.active_job_on(id).await? {
         return Err(JobError::Refused(format!(
             "{what} is busy: {} job {} is {}; wait for it or cancel it (ember job cancel {})",
@@ -100,11 +100,11 @@ async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
     Ok(())
 }
 
-fn short(id: &str) -> &str {
+pub(super) fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-fn status_is(v: &VolumeRow, allowed: &[&str], action: &str) -> Result<(), JobError> {
+pub(super) fn status_is(v: &VolumeRow, allowed: &[&str], action: &str) -> Result<(), JobError> {
     if allowed.contains(&v.status.as_str()) {
         return Ok(());
     }
@@ -138,16 +138,16 @@ async fn dependents(db: &Db, snap: &SnapshotRow) -> Result<Option<String>, JobEr
 }
 
 /// The backend options a request is checked against.
-struct Rules {
-    enable_deferred_deletion: bool,
-    max_clone_depth: u32,
-    flatten_volume_from_snapshot: bool,
+pub(super) struct Rules {
+    pub(super) enable_deferred_deletion: bool,
+    pub(super) max_clone_depth: u32,
+    pub(super) flatten_volume_from_snapshot: bool,
 }
 
 /// From this host's section of the backend; a backend served only by other hosts (another
 /// host's local storage, or a cluster this host is not in) is checked with Cinder's defaults.
 /// The service that runs the job applies its own section either way.
-fn rules(cfg: &Config, name: &str) -> Rules {
+pub(super) fn rules(cfg: &Config, name: &str) -> Rules {
     match cfg.backend(name) {
         Some(b) => Rules {
             enable_deferred_deletion: b.enable_deferred_deletion,
@@ -163,42 +163,42 @@ fn rules(cfg: &Config, name: &str) -> Rules {
 }
 
 /// A checked request, ready to be written.
-struct Plan {
-    kind: JobKind,
-    target: String,
-    backend: String,
-    owner: String,
+pub(super) struct Plan {
+    pub(super) kind: JobKind,
+    pub(super) target: String,
+    pub(super) backend: String,
+    pub(super) owner: String,
     /// The volume the job works on: one unfinished job per volume.
-    works_on: String,
-    placement: Option<String>,
-    params: Params,
-    volume: Option<PlanVolume>,
-    snapshot: Option<PlanSnapshot>,
-    transition: Option<(&'static str, String, &'static [&'static str], &'static str)>,
-    describe: String,
+    pub(super) works_on: String,
+    pub(super) placement: Option<String>,
+    pub(super) params: Params,
+    pub(super) volume: Option<PlanVolume>,
+    pub(super) snapshot: Option<PlanSnapshot>,
+    pub(super) transition: Option<(&'static str, String, &'static [&'static str], &'static str)>,
+    pub(super) describe: String,
 }
 
-struct PlanVolume {
-    id: String,
-    name: String,
-    size: i64,
-    source_snapshot_id: Option<String>,
-    source_volume_id: Option<String>,
-    depth: i64,
+pub(super) struct PlanVolume {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) size: i64,
+    pub(super) source_snapshot_id: Option<String>,
+    pub(super) source_volume_id: Option<String>,
+    pub(super) depth: i64,
 }
 
-struct PlanSnapshot {
-    id: String,
-    name: String,
-    volume_id: String,
-    size: i64,
-    purpose: &'static str,
+pub(super) struct PlanSnapshot {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) volume_id: String,
+    pub(super) size: i64,
+    pub(super) purpose: &'static str,
 }
 
 impl Plan {
     /// `owner`: the target's recorded owner (None for rows older than ownership: then this
     /// host's service of the backend).
-    fn new(
+    pub(super) fn new(
         cfg: &Config,
         kind: JobKind,
         target: &str,
@@ -269,7 +269,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             snapshot,
             source,
         } => {
-            plan_create(
+            super::create::plan_create(
                 db,
                 cfg,
                 name,
@@ -410,121 +410,6 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             plan
         }
     })
-}
-
-/// A new volume: empty, or a clone of a snapshot (`--snapshot`) or of a volume (`--source`).
-async fn plan_create(
-    db: &Db,
-    cfg: &Config,
-    name: &str,
-    size: Option<u64>,
-    want_backend: Option<&str>,
-    snap_key: Option<&str>,
-    source_key: Option<&str>,
-) -> Result<Plan, JobError> {
-    check_name(name)?;
-    let id = Uuid::new_v4().to_string();
-    // (backend, owner, clone depth, source snapshot, source volume, smallest size allowed)
-    let (backend, owner, depth, src_snap, src_vol, min_size) = if let Some(key) = snap_key {
-        let s = snapshot(db, key).await?;
-        if s.status != "available" {
-            return Err(JobError::Refused(format!(
-                "snapshot {} is {}; clones need an available snapshot",
-                s.name, s.status
-            )));
-        }
-        let depth = db
-            .get_volume(&s.volume_id)
-            .await?
-            .map(|v| v.clone_depth + 1)
-            .unwrap_or(1);
-        (
-            s.backend.clone(),
-            s.host.clone(),
-            depth,
-            Some(s.id.clone()),
-            None,
-            s.size_bytes as u64,
-        )
-    } else if let Some(key) = source_key {
-        let v = volume(db, key).await?;
-        status_is(&v, USABLE, "clone")?;
-        not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
-        // Cinder's rbd driver: snapshot the source, then clone that snapshot.
-        (
-            v.backend.clone(),
-            v.host.clone(),
-            v.clone_depth + 1,
-            Some(Uuid::new_v4().to_string()),
-            Some(v.clone()),
-            v.size_bytes as u64,
-        )
-    } else {
-        (String::new(), None, 0, None, None, 1)
-    };
-    // A clone lives where its source does; a new volume is placed (Cinder's scheduler).
-    let (backend, owner, placement) = if src_snap.is_some() {
-        if let Some(w) = want_backend
-            && w != backend
-            && owner.as_deref() != Some(w)
-        {
-            return Err(JobError::Refused(format!(
-                "a clone stays on its source's backend {} ({backend}), not {w}",
-                owner.as_deref().unwrap_or("?")
-            )));
-        }
-        let owner = owner.unwrap_or_else(|| cfg.service_owner(&backend));
-        (backend, owner, None)
-    } else {
-        let p = super::placement::place(db, cfg, want_backend, size.unwrap_or(0)).await?;
-        (p.backend, p.owner, p.why)
-    };
-    let bc = rules(cfg, &backend);
-    let size = size.unwrap_or(min_size);
-    if size < min_size {
-        return Err(JobError::Refused(format!(
-            "size {size} bytes is smaller than the source ({min_size} bytes); a clone cannot shrink"
-        )));
-    }
-    let kind = if src_snap.is_some() {
-        JobKind::Clone
-    } else {
-        JobKind::Create
-    };
-    let describe = match (&src_vol, snap_key) {
-        (Some(v), _) => format!("clone of volume {} as {name}", v.name),
-        (None, Some(k)) => format!("clone of snapshot {k} as {name}"),
-        _ => format!("create {name}"),
-    };
-    let mut plan = Plan::new(cfg, kind, &id, &backend, Some(&owner), describe);
-    plan.placement = placement;
-    plan.params.size = Some(size);
-    if src_snap.is_some() {
-        plan.params.flatten = depth > i64::from(bc.max_clone_depth)
-            || (snap_key.is_some() && bc.flatten_volume_from_snapshot);
-        plan.params.snapshot_id = src_snap.clone();
-        plan.params.source_volume_id = src_vol.as_ref().map(|v| v.id.clone());
-    }
-    if let (Some(v), Some(sid)) = (&src_vol, &src_snap) {
-        // It snapshots the source first: the source is what it works on.
-        plan.works_on = v.id.clone();
-        plan.snapshot = Some(PlanSnapshot {
-            id: sid.clone(),
-            name: format!("clone-snap-{}", short(&id)),
-            volume_id: v.id.clone(),
-            size: v.size_bytes,
-            purpose: "clone",
-        });
-    }
-    plan.volume = Some(PlanVolume {
-        id,
-        name: name.to_string(),
-        size: size as i64,
-        source_snapshot_id: src_snap,
-        source_volume_id: src_vol.map(|v| v.id),
-        depth: if plan.params.flatten { 0 } else { depth },
-    });
-    Ok(plan)
 }
 
 async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
