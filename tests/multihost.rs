@@ -142,6 +142,11 @@ fn two_hosts_each_own_their_local_volumes_through_every_job_kind() {
             "--wait",
         ]);
         assert_eq!(s["job"]["state"], "succeeded", "{s}");
+        assert_eq!(
+            s["snapshot"]["host"],
+            owners[vid.as_str()].as_str(),
+            "a snapshot belongs to its volume's owner"
+        );
         let c = env.json(&[
             "volume",
             "create",

@@ -111,6 +111,7 @@ pub fn snapshot_json(s: &crate::db::SnapshotRow) -> serde_json::Value {
         "status_reason": s.status_reason,
         "size_bytes": s.size_bytes,
         "backend": s.backend,
+        "host": s.host,
         "purpose": s.purpose,
         "created_at": super::output::rfc3339(s.created_at),
     })
@@ -235,7 +236,7 @@ pub async fn snapshot_list(
     if g.json {
         print_json(&snaps.iter().map(snapshot_json).collect::<Vec<_>>())?;
     } else {
-        let mut t = table(&["ID", "Name", "Volume", "Status", "Size", "Clones"]);
+        let mut t = table(&["ID", "Name", "Volume", "Status", "Size", "Host", "Clones"]);
         for s in &snaps {
             let clones = db.clones_of_snapshot(&s.id).await?.len();
             t.add_row(vec![
@@ -244,6 +245,7 @@ pub async fn snapshot_list(
                 s.volume_id.clone(),
                 s.status.clone(),
                 human_bytes(s.size_bytes),
+                s.host.clone().unwrap_or_else(|| s.backend.clone()),
                 clones.to_string(),
             ]);
         }
