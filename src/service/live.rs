@@ -116,9 +116,6 @@ impl<T: Keyed> Table<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Refresh {
     pub full: bool,
-    pub volumes: bool,
-    pub snapshots: bool,
-    pub jobs: bool,
     /// Rows read from the three tables (the figure `bench console-live` prints).
     pub rows_read: usize,
 }
@@ -191,9 +188,6 @@ impl LiveModel {
             self.cursor = Some(next);
             return Ok(Refresh {
                 full: true,
-                volumes: true,
-                snapshots: true,
-                jobs: true,
                 rows_read,
             });
         };
@@ -202,7 +196,7 @@ impl LiveModel {
         let jobs = db.jobs_since(cursor).await?;
         let rows_read = vols.len() + snaps.len() + jobs.len();
         let strings = &mut self.strings;
-        let volumes = self.volumes.patch(
+        self.volumes.patch(
             vols.into_iter()
                 .map(|v| {
                     let gone = v.deleted_at.is_some();
@@ -213,7 +207,7 @@ impl LiveModel {
                 })
                 .collect(),
         );
-        let snapshots = self.snapshots.patch(
+        self.snapshots.patch(
             snaps
                 .into_iter()
                 .map(|s| {
@@ -225,8 +219,7 @@ impl LiveModel {
                 })
                 .collect(),
         );
-        let jobs_changed = !jobs.is_empty();
-        if jobs_changed {
+        if !jobs.is_empty() {
             let mut all: Vec<JobRow> = self
                 .job_rows
                 .iter()
@@ -239,9 +232,6 @@ impl LiveModel {
         self.cursor = Some(next);
         Ok(Refresh {
             full: false,
-            volumes,
-            snapshots,
-            jobs: jobs_changed,
             rows_read,
         })
     }

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::db::services::is_up;
 use crate::db::{Db, EventRow, now_ms};
 
-use super::live::{LiveModel, Refresh};
+use super::live::LiveModel;
 use super::progress::ProgressBoard;
 
 pub use super::view::{JobState, JobView, ServiceView, SnapshotView, Status, VolumeView};
@@ -105,8 +105,6 @@ pub struct Reader {
     model: LiveModel,
     /// Reads everything every time (the baseline `bench console-live` compares against).
     pub full_every_time: bool,
-    /// What the last read did.
-    pub last: Refresh,
 }
 
 impl Reader {
@@ -148,8 +146,7 @@ impl Reader {
             if self.full_every_time {
                 self.model.invalidate();
             }
-            self.last = self.model.refresh(db).await?;
-            snap.rows_read = self.last.rows_read;
+            snap.rows_read = self.model.refresh(db).await?.rows_read;
             snap.volumes = self.model.volumes.rows().clone();
             snap.snapshots = self.model.snapshots.rows().clone();
             snap.jobs = self.model.jobs.clone();

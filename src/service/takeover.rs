@@ -52,9 +52,12 @@ pub async fn takeover_loop(
             continue;
         }
         match db.orphaned_jobs(&cluster, down_ms).await {
+            Ok(jobs) if jobs.is_empty() => {}
             Ok(jobs) => {
+                // Where each dead member's storage client is, to fence it.
+                let services = db.list_services().await.unwrap_or_default();
                 for job in jobs {
-                    take_over(&svc, &db, &job, down_ms).await;
+                    take_over(&svc, &db, &job, &services, down_ms).await;
                 }
             }
             Err(e) => warn!(backend = %svc.name, "cannot look for jobs to take over: {e}"),
@@ -62,14 +65,18 @@ pub async fn takeover_loop(
     }
 }
 
-async fn take_over(svc: &BackendService, db: &Db, job: &JobRow, down_ms: i64) {
+async fn take_over(
+    svc: &BackendService,
+    db: &Db,
+    job: &JobRow,
+    services: &[ServiceRow],
+    down_ms: i64,
+) {
     let old = job.claimed_by.clone().unwrap_or_default();
-    let address = db
-        .list_services()
-        .await
-        .ok()
-        .and_then(|rows| rows.into_iter().find(|r| r.host == old))
-        .and_then(|r| r.client_address);
+    let address = services
+        .iter()
+        .find(|r| r.host == old)
+        .and_then(|r| r.client_address.clone());
     let mut fenced = String::new();
     if let Some(addr) = address {
         let a = addr.clone();

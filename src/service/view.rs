@@ -217,9 +217,8 @@ impl SnapshotView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobView {
     pub id: String,
-    /// None: a kind this build does not know (its name is in `kind_name`).
+    /// None: a kind this build does not know (written by a newer ember).
     pub kind: Option<JobKind>,
-    pub kind_name: String,
     pub target_id: String,
     pub backend: String,
     pub state: JobState,
@@ -238,12 +237,18 @@ pub struct JobView {
     pub finished_at: Option<i64>,
 }
 
+impl JobView {
+    /// The kind's name, as the console shows it.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind.map_or("unknown", JobKind::as_str)
+    }
+}
+
 impl From<&JobRow> for JobView {
     fn from(j: &JobRow) -> Self {
         JobView {
             id: j.id.clone(),
             kind: JobKind::parse(&j.kind),
-            kind_name: j.kind.clone(),
             target_id: j.target_id.clone(),
             backend: j.backend.clone(),
             state: JobState::parse(&j.state),

@@ -518,7 +518,7 @@ impl App {
                         PromptKind::CancelJob { job: j.id.clone() },
                         format!(
                             "Cancel {} job {}? (y/n)",
-                            j.kind_name,
+                            j.kind_name(),
                             &j.id[..8.min(j.id.len())]
                         ),
                         &[],

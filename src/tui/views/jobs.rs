@@ -97,7 +97,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         Row::new(pick(
             vec![
                 Cell::from(j.id[..8.min(j.id.len())].to_string()),
-                Cell::from(j.kind_name.clone()),
+                Cell::from(j.kind_name()),
                 Cell::from(Span::styled(j.state.as_str(), style)),
                 Cell::from(super::text_bar(j.bytes_done, j.bytes_total)),
                 // Who runs it, or who may (a queued job's owner).

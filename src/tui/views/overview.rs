@@ -170,7 +170,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         lines.push(Line::from(Span::styled(
             format!(
                 "FAILED {} job {}: {}",
-                j.kind_name,
+                j.kind_name(),
                 &j.id[..8.min(j.id.len())],
                 j.error.clone().unwrap_or_default()
             ),

@@ -246,7 +246,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         lines.push(Line::from(Span::styled(
             format!(
                 "  {} {} {}",
-                j.kind_name,
+                j.kind_name(),
                 j.state,
                 j.error.as_deref().unwrap_or("")
             ),
