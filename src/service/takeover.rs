@@ -54,8 +54,15 @@ pub async fn takeover_loop(
         match db.orphaned_jobs(&cluster, down_ms).await {
             Ok(jobs) if jobs.is_empty() => {}
             Ok(jobs) => {
-                // Where each dead member's storage client is, to fence it.
-                let services = db.list_services().await.unwrap_or_default();
+                // Where each dead member's storage client is, to fence it. Without that
+                // answer no job is taken over: running it twice is worse than running it late.
+                let services = match db.list_services().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(backend = %svc.name, "not taking jobs over yet: cannot read the services to fence: {e}");
+                        continue;
+                    }
+                };
                 for job in jobs {
                     take_over(&svc, &db, &job, &services, down_ms).await;
                 }
