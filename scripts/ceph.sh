@@ -6,6 +6,10 @@
 #   scripts/ceph.sh stop DIR               kills what `start` started (by pid file, checked), rm -rf DIR
 #   scripts/ceph.sh mon-stop DIR           kills the monitor only (a "monitor down" fault)
 #   scripts/ceph.sh mon-start DIR          starts it again on the same ports and data
+#   scripts/ceph.sh osd-freeze DIR         freezes the OSD (SIGSTOP) and marks it down: OSD_DOWN
+#                                          and every op on the pool hangs, as with a dead OSD host
+#   scripts/ceph.sh osd-thaw DIR           lets it run again; it rejoins with its data (memstore
+#                                          keeps data only in RAM, so a real stop would lose it)
 #
 # Everything lives under DIR: its own ceph.conf (with `[client] keyring = DIR/ceph.$name.keyring`,
 # timeouts so clients never hang), data in RAM (memstore), logs, pid files. Nothing is written to
@@ -14,7 +18,7 @@
 set -euo pipefail
 
 cmd=${1:-}; DIR=${2:-}
-[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|mon-stop|mon-start DIR [--no-mgr]" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw DIR [--no-mgr]" >&2; exit 2; }
 DIR=$(realpath -m "$DIR")
 CONF=$DIR/ceph.conf
 
@@ -62,6 +66,17 @@ mon_stop() {
 
 mon_start() {
   ceph-mon -c "$CONF" -i a
+}
+
+osd_freeze() {
+  kill_daemon "$DIR/run/osd.0.pid" STOP
+  # A frozen OSD cannot say it is gone, and with no peer to report it the monitor would wait
+  # mon_osd_report_timeout (15 min): mark it down now.
+  ceph -c "$CONF" osd down 0 >/dev/null 2>&1
+}
+
+osd_thaw() {
+  kill_daemon "$DIR/run/osd.0.pid" CONT
 }
 
 start() {
@@ -165,5 +180,7 @@ case $cmd in
   stop) stop ;;
   mon-stop) mon_stop ;;
   mon-start) mon_start ;;
-  *) echo "usage: $0 start|stop|mon-stop|mon-start DIR [--no-mgr]" >&2; exit 2 ;;
+  osd-freeze) osd_freeze ;;
+  osd-thaw) osd_thaw ;;
+  *) echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw DIR [--no-mgr]" >&2; exit 2 ;;
 esac

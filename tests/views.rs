@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ember::db::services::ServiceRow;
+use ember::db::services::{Liveness, ServiceRow};
 use ember::db::{EventRow, JobRow, SnapshotRow, VolumeRow};
 use ember::service::snapshot::{BackendView, EventView, ServiceView, Snapshot};
 use ember::service::view::{Interner, JobView, SnapshotView, VolumeView};
@@ -66,8 +66,9 @@ fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> Servic
             capacity_provisioned: up.then_some(900 << 30),
             capacity_at: up.then_some(NOW - 30_000),
             client_address: None,
+            clock_skew_ms: Some(3),
         },
-        up,
+        if up { Liveness::Up } else { Liveness::Down },
     )
 }
 
@@ -114,6 +115,7 @@ fn fixture() -> Snapshot {
                 name: "file0".into(),
                 driver: "file".into(),
                 up: 1,
+                starting: 0,
                 down: 0,
                 total_bytes: Some(1 << 40),
                 free_bytes: Some(600 << 30),
@@ -125,6 +127,7 @@ fn fixture() -> Snapshot {
                 name: "rbd0".into(),
                 driver: "rbd".into(),
                 up: 0,
+                starting: 0,
                 down: 1,
                 total_bytes: None,
                 free_bytes: None,
@@ -359,7 +362,7 @@ fn check(
     ember::doctor::Check {
         id: format!("{scope}.{name}"),
         scope: scope.into(),
-        check: name,
+        check: name.into(),
         status,
         summary: summary.into(),
         evidence: vec![format!("evidence of {name}")],

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
-use crate::db::services::is_up;
+use crate::db::services::{is_alive, is_up};
 use crate::db::{Db, JobRow};
 use crate::service::actor::current_actor;
 use crate::service::jobs::request::Cancelled;
@@ -21,11 +21,21 @@ use super::output::{JobJson, VolumeJson, human_bytes, print_json, table};
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// A live service that may run `owner`'s jobs (`host@backend`, or a member of
-/// `cluster@backend`), judged by the database's clock.
-async fn live_service(db: &Db, cfg: &Config, owner: &str) -> anyhow::Result<bool> {
+/// `cluster@backend`), judged by the database's clock. With `running_on`, the job already runs
+/// there: that service's process being alive is enough (its storage may be failing; it still
+/// ends the job, with the reason).
+async fn live_service(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    running_on: Option<&str>,
+) -> anyhow::Result<bool> {
     let down = cfg.service_down_time.as_millis() as i64;
     let now = db.clock_ms().await?;
     Ok(db.list_services().await?.iter().any(|s| {
+        if running_on == Some(s.host.as_str()) {
+            return is_alive(s, now, down);
+        }
         (s.host == owner || s.cluster.as_deref() == Some(owner))
             && s.disabled == 0
             && is_up(s, now, down)
@@ -42,7 +52,7 @@ pub async fn submit(
 ) -> anyhow::Result<ExitCode> {
     let checked = jobs::check(db, cfg, &req).await?;
     let owner = checked.owner().to_string();
-    let live = live_service(db, cfg, &owner).await?;
+    let live = live_service(db, cfg, &owner, None).await?;
     if !live && wait {
         // Waiting would never end: refuse before anything is written, instead of hanging.
         bail!(
@@ -182,7 +192,10 @@ pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow:
             .owner
             .clone()
             .unwrap_or_else(|| cfg.service_owner(&job.backend));
-        if live_service(db, cfg, &owner).await? {
+        let running_on = (job.state == "running")
+            .then_some(job.claimed_by.as_deref())
+            .flatten();
+        if live_service(db, cfg, &owner, running_on).await? {
             orphaned_since = None;
         } else if orphaned_since.get_or_insert_with(Instant::now).elapsed() > cfg.service_down_time
         {

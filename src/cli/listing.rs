@@ -95,7 +95,10 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
             "host": host,
             "driver": b.map(|b| b.driver_name()),
             "volume_backend_name": b.map(|b| b.volume_backend_name.clone()),
-            "state": row.map(|r| if crate::db::services::is_up(r, now, down) { "up" } else { "down" }).unwrap_or("down"),
+            "state": row.map(|r| match crate::db::services::liveness(r, now, down) {
+                crate::db::services::Liveness::Stopped => "down",
+                l => l.as_str(),
+            }).unwrap_or("down"),
             "error": broken_reason.or_else(|| row.and_then(|r| r.error.clone())),
             "total_bytes": row.and_then(|r| r.capacity_total),
             "free_bytes": row.and_then(|r| r.capacity_free),

@@ -4,7 +4,7 @@
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
-use crate::db::services::{ServiceRow, is_up, parse_lateness};
+use crate::db::services::{Liveness, ServiceRow, liveness, parse_lateness};
 use crate::db::{EventRow, JobRow, VolumeRow};
 use crate::service::lateness::{Summary, summarize};
 
@@ -59,10 +59,9 @@ impl ServiceJson {
             } else {
                 "enabled"
             },
-            state: if is_up(r, now_ms, down_time_ms) {
-                "up"
-            } else {
-                "down"
+            state: match liveness(r, now_ms, down_time_ms) {
+                Liveness::Stopped => "down",
+                l => l.as_str(),
             },
             disabled_reason: r.disabled_reason.clone(),
             error: r.error.clone(),

@@ -6,6 +6,7 @@
 //! engine has its own migrations under `migrations/<engine>/`, run at connect.
 
 pub mod changes;
+pub mod clock;
 pub mod events;
 pub mod fence;
 pub mod jobs;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 use thiserror::Error;
 
+pub use clock::now_ms;
 pub use events::EventRow;
 pub use jobs::JobRow;
 pub use services::ServiceRow;
@@ -99,10 +101,6 @@ pub struct Db {
     /// Set on the handle a worker writes through: a write that fails because the database is
     /// away for a moment is tried again for this long, so a short outage costs no job.
     pub(crate) retry_for: Option<Duration>,
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -250,14 +248,17 @@ impl Db {
             url: display_url.clone(),
             message: e.to_string(),
         })?;
-        Ok(Db {
+        let db = Db {
             pool,
             engine,
             display_url,
             url: fence::Hidden(url.into()),
             fence: None,
             retry_for: None,
-        })
+        };
+        // Every age this process computes is by the database's clock from here on.
+        db.clock_ms().await?;
+        Ok(db)
     }
 
     /// This handle, with writes that survive an outage of up to `window` (see [`is_transient`]).
@@ -301,13 +302,17 @@ impl Db {
         }
     }
 
-    /// The database's clock, in Unix milliseconds.
+    /// The database's clock, in Unix milliseconds. Each read also corrects this process's
+    /// [`clock::now_ms`].
     pub async fn clock_ms(&self) -> Result<i64, DbError> {
         let sql = format!("SELECT {}", self.now_sql());
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+        let before = clock::local_ms();
+        let db_ms = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
             .fetch_one(&self.pool)
             .await
-            .map_err(q("read the database clock"))
+            .map_err(q("read the database clock"))?;
+        clock::observe(before, db_ms, clock::local_ms());
+        Ok(db_ms)
     }
 
     /// Applied migrations against the ones this build knows, for `ember doctor`: (applied,

@@ -35,6 +35,8 @@ pub struct ServiceRow {
     /// An rbd backend's librados client address (`v2:10.0.0.5:0/123`), recorded at connect so
     /// that a peer can blocklist it before taking this service's jobs over.
     pub client_address: Option<String>,
+    /// How far the host's clock was ahead of the database's at its last heartbeat (ms).
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// What a service says about itself when it starts.
@@ -49,35 +51,37 @@ pub struct Registration<'a> {
 
 const COLUMNS: &str = "id, host, binary_name, backend, cluster, driver, disabled, disabled_reason, error, \
      version, pid, created_at, started_at, updated_at, stopped_at, report_count, lateness_ms, \
-     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address";
+     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address, clock_skew_ms";
 
 impl Db {
     /// Creates or updates the service's row (Cinder's `_create_service_ref` / update on start),
     /// keeping the operator's `disabled` flag. Returns the row id.
     pub async fn register_service(&self, r: &Registration<'_>) -> Result<i64, DbError> {
-        let now = now_ms();
         let pid = i64::from(std::process::id());
-        let ids: Vec<i64> = sqlx::query_scalar(
+        // Started by the database's clock, as heartbeats are: the first beat after a restart
+        // is then always later than the start, which is how "starting" is told apart.
+        let sql = format!(
             "INSERT INTO services (host, binary_name, backend, cluster, driver, error, version, pid, \
                  created_at, started_at, stopped_at, report_count, lateness_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, NULL, 0, '') \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {now}, {now}, NULL, 0, '') \
              ON CONFLICT (host, binary_name) DO UPDATE SET \
                  backend = $3, cluster = $4, driver = $5, error = $6, version = $7, pid = $8, \
-                 started_at = $9, stopped_at = NULL, lateness_ms = '' \
+                 started_at = {now}, stopped_at = NULL, lateness_ms = '' \
              RETURNING id",
-        )
-        .bind(r.host)
-        .bind(BINARY)
-        .bind(r.backend)
-        .bind(r.cluster)
-        .bind(r.driver)
-        .bind(r.error)
-        .bind(env!("CARGO_PKG_VERSION"))
-        .bind(pid)
-        .bind(now)
-        .fetch_all(&self.pool) // RETURNING is read to the end: see Db::claim_job
-        .await
-        .map_err(q("register service"))?;
+            now = self.now_sql()
+        );
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(r.host)
+            .bind(BINARY)
+            .bind(r.backend)
+            .bind(r.cluster)
+            .bind(r.driver)
+            .bind(r.error)
+            .bind(env!("CARGO_PKG_VERSION"))
+            .bind(pid)
+            .fetch_all(&self.pool) // RETURNING is read to the end: see Db::claim_job
+            .await
+            .map_err(q("register service"))?;
         ids.first().copied().ok_or(DbError::Query {
             what: "register service",
             cause: Box::new(sqlx::Error::RowNotFound),
@@ -91,17 +95,25 @@ impl Db {
     /// `report_interval` without a read of its own.
     pub async fn heartbeat(&self, id: i64, lateness_ms: &str) -> Result<bool, DbError> {
         let sql = format!(
-            "UPDATE services SET updated_at = {}, report_count = report_count + 1, lateness_ms = $1 \
-             WHERE id = $2 RETURNING disabled",
+            "UPDATE services SET updated_at = {}, report_count = report_count + 1, lateness_ms = $1, \
+                 clock_skew_ms = $2 \
+             WHERE id = $3 RETURNING disabled, updated_at",
             self.now_sql()
         );
-        let d: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let before = super::clock::local_ms();
+        let d: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(lateness_ms)
+            .bind(super::clock::skew_ms())
             .bind(id)
             .fetch_all(&self.pool) // RETURNING is read to the end: see Db::claim_job
             .await
             .map_err(q("heartbeat"))?;
-        Ok(d.first().copied().unwrap_or(0) != 0)
+        let Some(&(disabled, db_ms)) = d.first() else {
+            return Ok(false);
+        };
+        // Each beat also measures this host's clock against the database's.
+        super::clock::observe(before, db_ms, super::clock::local_ms());
+        Ok(disabled != 0)
     }
 
     /// Records the backend's storage client address (None: not known, or not rbd).
@@ -217,12 +229,64 @@ pub(crate) fn clamp(v: u64) -> i64 {
 /// Whether a service counts as up, from anyone's point of view (Cinder's `is_up`): it has
 /// heartbeated within `down_time`, has not stopped cleanly, and its backend is not failing.
 pub fn is_up(row: &ServiceRow, now_ms: i64, down_time_ms: i64) -> bool {
-    if row.stopped_at.is_some() || row.error.is_some() {
-        return false;
+    liveness(row, now_ms, down_time_ms) == Liveness::Up
+}
+
+/// Whether the service's process is alive (it heartbeats and has not stopped), whatever its
+/// storage does: a service whose backend is failing still runs, and ends, the jobs it holds.
+pub fn is_alive(row: &ServiceRow, now_ms: i64, down_time_ms: i64) -> bool {
+    row.stopped_at.is_none() && row.updated_at.is_some_and(|u| now_ms - u <= down_time_ms)
+}
+
+/// A service's state as an operator reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Up,
+    /// Started within `service_down_time` and still on its first setup check: not up (it
+    /// takes no work), but not dead either. A restarted service is here until its first beat
+    /// replaces the previous run's last one.
+    Starting,
+    /// No heartbeat within `service_down_time`, or its backend is failing.
+    Down,
+    /// Stopped cleanly.
+    Stopped,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Up => "up",
+            Liveness::Starting => "starting",
+            Liveness::Down => "down",
+            Liveness::Stopped => "stopped",
+        }
+    }
+}
+
+/// See [`Liveness`]. Every age is by the database's clock (`now_ms`, heartbeats).
+pub fn liveness(row: &ServiceRow, now_ms: i64, down_time_ms: i64) -> Liveness {
+    if row.stopped_at.is_some() {
+        return Liveness::Stopped;
+    }
+    if row.error.is_some() {
+        return Liveness::Down;
+    }
+    let beat_since_start = match (row.updated_at, row.started_at) {
+        (Some(u), Some(s)) => u >= s,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !beat_since_start {
+        let recent = row.started_at.is_some_and(|s| now_ms - s <= down_time_ms);
+        return if recent {
+            Liveness::Starting
+        } else {
+            Liveness::Down
+        };
     }
     match row.updated_at {
-        Some(last) => now_ms - last <= down_time_ms,
-        None => false,
+        Some(last) if now_ms - last <= down_time_ms => Liveness::Up,
+        _ => Liveness::Down,
     }
 }
 

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BackendConfig, DriverConfig, RbdConfig};
 use crate::db::now_ms;
-use crate::db::services::{is_up, parse_lateness};
+use crate::db::services::{Liveness, liveness, parse_lateness};
 use crate::driver::DriverError;
+use crate::driver::health::{Impact, Reach};
 use crate::driver::rbd::cephconf::{self, CephConf, MonAddr};
 use crate::driver::rbd::{ClusterHealth, RbdDriver};
 
@@ -19,7 +20,7 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(t: &Run, b: &BackendConfig, sink: &Sink) {
     let storage = async {
         match &b.driver {
-            DriverConfig::Rbd(r) => rbd(r, b, t.target.config.cluster.is_some(), sink).await,
+            DriverConfig::Rbd(r) => rbd(t, r, b, sink).await,
             DriverConfig::File { dir } => {
                 let started = Instant::now();
                 let dir = dir.clone();
@@ -78,9 +79,10 @@ fn file_dir(dir: &Path) -> Finding {
     }
 }
 
-/// `clustered`: peers fence each other through the OSD blocklist, so the client's right to
+/// In a cluster, peers fence each other through the OSD blocklist, so the client's right to
 /// do that is checked too.
-async fn rbd(r: &RbdConfig, b: &BackendConfig, clustered: bool, sink: &Sink) {
+async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
+    let clustered = t.target.config.cluster.is_some();
     let user = r.user.clone().unwrap_or_else(|| "admin".into());
     // 1. The conf.
     let started = Instant::now();
@@ -188,16 +190,9 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, clustered: bool, sink: &Sink) {
     let driver = std::sync::Arc::new(RbdDriver::new(&b.name, r.clone(), 0));
     let limit = r.connect_timeout + PROBE_SLACK;
     let d = driver.clone();
-    let probe = tokio::time::timeout(limit, tokio::task::spawn_blocking(move || d.health())).await;
-    let health: Result<ClusterHealth, String> = match probe {
-        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
-        Ok(Err(e)) => Err(format!("probe panicked: {e}")),
-        Ok(Ok(r)) => r.map_err(|e| match e {
-            DriverError::Io { message, .. } => message,
-            e => e.to_string(),
-        }),
-    };
-    match health {
+    // The monitors first: health answers even while the OSDs do not.
+    let health = blocking(limit, move || d.health()).await;
+    let h = match health {
         Err(message) => {
             let (cause, fix) = match message.split_once("; fix: ") {
                 Some((c, f)) => (c.to_string(), f.to_string()),
@@ -210,40 +205,135 @@ async fn rbd(r: &RbdConfig, b: &BackendConfig, clustered: bool, sink: &Sink) {
                 started,
                 Finding::skip("not tried: cannot connect"),
             );
+            return;
         }
-        Ok(h) => {
-            let f = Finding::ok(format!(
-                "connected as client.{user}; pool {} holds {} image(s)",
-                r.pool, h.images
-            ))
-            .evidence(format!("took {} ms", started.elapsed().as_millis()));
-            sink.report(3, "auth_pool", started, f);
-            let mut f = match h.status.as_str() {
-                "HEALTH_OK" => Finding::ok("HEALTH_OK"),
-                "HEALTH_WARN" => Finding::warn(format!("HEALTH_WARN: {}", h.checks.join("; ")))
-                    .fix("see `ceph health detail` on a monitor host"),
-                s => Finding::fail(format!("{s}: {}", h.checks.join("; ")))
-                    .fix("see `ceph health detail` on a monitor host"),
+        Ok(h) => h,
+    };
+    health_findings(t, &h, r, started, sink);
+    // Then the pool through the OSDs, with the client's caps on it.
+    let started = Instant::now();
+    let d = driver.clone();
+    let f = match blocking(limit, move || d.count_images()).await {
+        Ok(n) => Finding::ok(format!(
+            "connected as client.{user}; pool {} holds {n} image(s)",
+            r.pool
+        ))
+        .evidence(format!("took {} ms", started.elapsed().as_millis())),
+        Err(message) => {
+            let stalled = message.contains("no answer within") || message.contains("timed out");
+            let fix = if stalled {
+                "the OSDs do not answer: see the cluster's health checks (ceph health detail; ceph osd tree)".to_string()
+            } else {
+                fix_for(&message, r)
             };
-            if !h.pool_figures {
-                if f.status == super::Status::Ok {
-                    f = Finding::warn(format!(
-                        "{}, but `ceph df` has no figures for pool {}: capacity unknown",
-                        h.status, r.pool
-                    ));
+            Finding::fail(format!(
+                "connected as client.{user}, but listing pool {}: {message}",
+                r.pool
+            ))
+            .fix(fix)
+        }
+    };
+    sink.report(3, "auth_pool", started, f);
+    if clustered {
+        fencing(driver, &user, r, limit, sink).await;
+    }
+}
+
+/// A blocking driver call off the reactor, given up after `limit` (the call itself finishes
+/// on its thread; nobody waits for it).
+async fn blocking<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        Ok(Err(e)) => Err(format!("probe panicked: {e}")),
+        Ok(Ok(r)) => r.map_err(|e| match e {
+            DriverError::Io { message, .. } => message,
+            e => e.to_string(),
+        }),
+    }
+}
+
+/// The cluster's health: one summary line, then each of Ceph's checks that bears on this
+/// backend as its own finding (FAIL when it stops writes here, WARN when it slows or endangers
+/// them), and those about other pools once under the cluster, as information.
+fn health_findings(t: &Run, h: &ClusterHealth, r: &RbdConfig, started: Instant, sink: &Sink) {
+    let cluster_scope = format!("ceph-{}", h.fsid.get(..8).unwrap_or(&h.fsid));
+    let mut f = match &h.checks {
+        Err(e) => Finding::warn(format!("cannot read the cluster's health checks: {e}"))
+            .fix("the doctor needs the monitor read cap that `profile rbd` gives"),
+        Ok(_) if h.status == "HEALTH_OK" => Finding::ok("HEALTH_OK"),
+        Ok(checks) => {
+            let here = checks
+                .iter()
+                .filter(|c| c.reach != Reach::OtherPool)
+                .count();
+            let elsewhere = checks.len() - here;
+            let mut line = format!(
+                "{}: {here} check(s) bear on pool {} (below)",
+                h.status, r.pool
+            );
+            if elsewhere > 0 {
+                line.push_str(&format!(
+                    ", {elsewhere} on other pools only (under {cluster_scope})"
+                ));
+            }
+            Finding::info(line)
+        }
+    };
+    if !h.pool_figures {
+        if f.status <= super::Status::Info {
+            f = Finding::warn(format!(
+                "{}, but `ceph df` has no figures for pool {}: capacity unknown",
+                f.summary, r.pool
+            ));
+        }
+        f = f.fix("start a ceph-mgr (pool usage comes from the manager)");
+    }
+    sink.report(4, "health", started, f);
+    let Ok(checks) = &h.checks else {
+        return;
+    };
+    let cluster_sink = Sink {
+        tx: sink.tx.clone(),
+        scope: cluster_scope,
+        group: CLUSTER_GROUP,
+    };
+    for c in checks {
+        let mut f = Finding::new(
+            match (c.reach, c.impact, c.muted) {
+                (Reach::OtherPool, _, _) | (_, _, true) | (_, Impact::Info, _) => {
+                    super::Status::Info
                 }
-                f = f.fix("start a ceph-mgr (pool usage comes from the manager)");
+                (_, Impact::Blocks, _) => super::Status::Fail,
+                (_, Impact::Slows, _) => super::Status::Warn,
+            },
+            if c.muted {
+                format!("{} (muted in Ceph)", c.summary)
+            } else {
+                c.summary.clone()
+            },
+        )
+        .fix(c.fix.clone());
+        f.evidence = c.evidence.clone();
+        if c.reach == Reach::OtherPool {
+            let first = t
+                .cluster_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((h.fsid.clone(), c.code.clone()));
+            if first {
+                cluster_sink.report(0, c.code.clone(), started, f);
             }
-            for c in &h.checks {
-                f = f.evidence(c.clone());
-            }
-            sink.report(4, "health", started, f);
-            if clustered {
-                fencing(driver, &user, r, limit, sink).await;
-            }
+        } else {
+            sink.report(4, c.code.clone(), started, f);
         }
     }
 }
+
+/// Sorts a cluster's own scope after every backend.
+const CLUSTER_GROUP: usize = 10_000;
 
 /// Whether this client may fence a peer (`osd blocklist add`), which a cluster's takeover
 /// needs. The monitor checks caps before it looks at the address, so the only way to know is
@@ -433,7 +523,17 @@ async fn service(t: &Run, b: &BackendConfig, sink: &Sink) {
         } else if r.stopped_at.is_some() {
             Finding::warn(format!("{}: stopped cleanly", r.host))
                 .fix("start ember (or `ember serve`) on that host")
-        } else if !is_up(r, now, down_ms) {
+        } else if liveness(r, now, down_ms) == Liveness::Starting {
+            Finding::warn(format!(
+                "{}: starting (first setup check running, started {})",
+                r.host,
+                r.started_at.map_or("?".into(), |s| format!(
+                    "{:.0} s ago",
+                    (now - s) as f64 / 1000.0
+                ))
+            ))
+            .fix("wait; if it is still starting after service_down_time, read its log")
+        } else if liveness(r, now, down_ms) != Liveness::Up {
             Finding::fail(format!(
                 "{}: last heartbeat {age_s} (service_down_time {} s): the process is dead or hung",
                 r.host,

@@ -137,9 +137,12 @@ async fn database(t: &Run, sink: &Sink) {
     sink.report(1, "database", started, f);
 }
 
-/// Hosts sharing the database, and clock skew estimated from their heartbeats: a live
-/// service's last heartbeat is at most `report_interval` old by a correct clock, so a
-/// heartbeat from the future, or older than that while the host is up, is skew.
+/// A host's clock this far from the database's is a finding. Ember itself judges every age by
+/// the database's clock, but cephx tickets, logs and file times on that host use its own.
+const SKEW_WARN_MS: i64 = 1000;
+
+/// Hosts sharing the database, and how far each one's clock is from the database's (each
+/// service records it with every heartbeat; this process measured its own at connect).
 async fn hosts(t: &Run, sink: &Sink) {
     let started = Instant::now();
     let Some(rows) = t.services(sink, 2, "hosts", started) else {
@@ -147,60 +150,63 @@ async fn hosts(t: &Run, sink: &Sink) {
     };
     let now = now_ms();
     let down_ms = t.target.config.service_down_time.as_millis() as i64;
-    let report_ms = t.target.config.report_interval.as_millis() as i64;
-    // Per host: the newest heartbeat of its services (None: never heartbeated), and whether
-    // any is live.
-    let mut by_host: BTreeMap<String, (Option<i64>, bool)> = BTreeMap::new();
+    // Per host: its newest heartbeat (None: never), whether any service is live, and the
+    // clock skew its newest heartbeat recorded.
+    let mut by_host: BTreeMap<String, (Option<i64>, bool, Option<i64>)> = BTreeMap::new();
     for r in rows {
         let host = r.host.split('@').next().unwrap_or(&r.host).to_string();
-        let live = r.stopped_at.is_none() && is_up(r, now, down_ms);
-        let e = by_host.entry(host).or_insert((None, false));
+        let live = is_up(r, now, down_ms);
+        let e = by_host.entry(host).or_insert((None, false, None));
+        if r.updated_at >= e.0 {
+            e.2 = r.clock_skew_ms.or(e.2);
+        }
         e.0 = e.0.max(r.updated_at);
         e.1 |= live;
     }
     let me = &t.target.config.host;
+    let mine = crate::db::clock::skew_ms();
+    by_host.entry(me.clone()).or_insert((None, false, None)).2 = Some(mine);
     let mut skewed = vec![];
     let mut lines = vec![];
-    for (host, (last, live)) in &by_host {
+    for (host, (last, live, skew)) in &by_host {
         let tag = if host == me { " (this host)" } else { "" };
-        let Some(last) = last else {
-            lines.push(format!("{host}{tag}: never heartbeated"));
-            continue;
-        };
-        let age_ms = now - last;
-        let skew_ms = if age_ms < 0 {
-            age_ms // ahead of us
-        } else if *live && age_ms > report_ms * 2 {
-            age_ms - report_ms // behind us (or it heartbeats late)
-        } else {
-            0
-        };
-        lines.push(format!(
-            "{host}{tag}: {}, last heartbeat {:.1} s ago{}",
-            if *live { "live" } else { "down" },
-            age_ms as f64 / 1000.0,
-            if skew_ms != 0 {
-                format!(", clock skew about {:+.1} s", -skew_ms as f64 / 1000.0)
-            } else {
-                String::new()
-            }
-        ));
-        if skew_ms.abs() > 1000 && host != me {
-            skewed.push(host.clone());
+        let skew_text = skew.map_or(String::new(), |s| format!(", clock {}", describe_skew(s)));
+        match last {
+            None => lines.push(format!("{host}{tag}: never heartbeated{skew_text}")),
+            Some(last) => lines.push(format!(
+                "{host}{tag}: {}, last heartbeat {:.1} s ago{skew_text}",
+                if *live { "live" } else { "down" },
+                (now - last) as f64 / 1000.0,
+            )),
+        }
+        if let Some(s) = skew.filter(|s| s.abs() > SKEW_WARN_MS) {
+            skewed.push(format!("{host}'s clock is {}", describe_skew(s)));
         }
     }
     let others = by_host.keys().filter(|h| *h != me).count();
     let mut f = if !skewed.is_empty() {
-        Finding::warn(format!("clock skew over 1 s on {}", skewed.join(", ")))
-            .fix("run chrony/ntpd on every host: skew makes live services look down")
+        Finding::warn(skewed.join("; ")).fix(
+            "sync the clocks (chronyc tracking; timedatectl): ember judges ages by the \
+             database's clock, but cephx tickets, logs and file times on a host use its own",
+        )
     } else {
         Finding::ok(format!(
-            "{} host(s) share this database ({others} other than {me})",
-            by_host.len()
+            "{} host(s) share this database ({others} other than {me}); clocks within {} s of the database's",
+            by_host.len(),
+            SKEW_WARN_MS / 1000
         ))
     };
     f.evidence = lines;
     sink.report(2, "hosts", started, f);
+}
+
+/// `120.0 s ahead of the database's`, `0.3 s behind the database's`.
+fn describe_skew(ms: i64) -> String {
+    format!(
+        "{:.1} s {} the database's",
+        ms.unsigned_abs() as f64 / 1000.0,
+        if ms >= 0 { "ahead of" } else { "behind" }
+    )
 }
 
 async fn jobs(t: &Run, sink: &Sink) {

@@ -30,6 +30,8 @@ pub use render::{print_text, summary};
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
+    /// Worth knowing, not a problem here (another pool's condition, a muted check).
+    Info,
     /// Not run: what it needs failed first (e.g. auth when no keyring was found).
     Skip,
     Warn,
@@ -40,6 +42,7 @@ impl Status {
     pub fn label(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::Info => "info",
             Status::Skip => "skip",
             Status::Warn => "WARN",
             Status::Fail => "FAIL",
@@ -54,7 +57,8 @@ pub struct Check {
     pub id: String,
     /// A backend's name, or `ember` for the whole installation.
     pub scope: String,
-    pub check: &'static str,
+    /// The check's name (`keyring`), or a storage health check's own code (`POOL_FULL`).
+    pub check: String,
     pub status: Status,
     /// What was found, in one line.
     pub summary: String,
@@ -87,10 +91,13 @@ impl Finding {
     pub fn fail(summary: impl Into<String>) -> Self {
         Self::new(Status::Fail, summary)
     }
+    pub fn info(summary: impl Into<String>) -> Self {
+        Self::new(Status::Info, summary)
+    }
     pub fn skip(summary: impl Into<String>) -> Self {
         Self::new(Status::Skip, summary)
     }
-    fn new(status: Status, summary: impl Into<String>) -> Self {
+    pub fn new(status: Status, summary: impl Into<String>) -> Self {
         Finding {
             status,
             summary: summary.into(),
@@ -117,7 +124,8 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn report(&self, idx: usize, check: &'static str, started: Instant, f: Finding) {
+    pub fn report(&self, idx: usize, check: impl Into<String>, started: Instant, f: Finding) {
+        let check = check.into();
         let _ = self.tx.send(Check {
             id: format!("{}.{check}", self.scope),
             scope: self.scope.clone(),
@@ -154,6 +162,9 @@ pub struct Run {
     pub target: Target,
     /// The rows, or the finding to report in their place (no database: skip; a read error: fail).
     services: Result<Vec<ServiceRow>, Finding>,
+    /// Storage health checks about other pools already reported, by (cluster id, code): they
+    /// appear once under their cluster, however many backends share it.
+    pub cluster_seen: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Run {
@@ -184,7 +195,11 @@ pub async fn run(target: Target, tx: mpsc::UnboundedSender<Check>) {
             .await
             .map_err(|e| Finding::fail(format!("cannot read services: {e}"))),
     };
-    let run = Arc::new(Run { target, services });
+    let run = Arc::new(Run {
+        target,
+        services,
+        cluster_seen: Default::default(),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     let ember_sink = Sink {
         tx: tx.clone(),

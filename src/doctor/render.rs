@@ -9,11 +9,12 @@ use super::{Check, Status};
 pub fn summary(checks: &[Check]) -> String {
     let count = |s| checks.iter().filter(|c| c.status == s).count();
     format!(
-        "{} checks: {} failed, {} warnings, {} ok, {} skipped",
+        "{} checks: {} failed, {} warnings, {} ok, {} info, {} skipped",
         checks.len(),
         count(Status::Fail),
         count(Status::Warn),
         count(Status::Ok),
+        count(Status::Info),
         count(Status::Skip)
     )
 }
@@ -56,7 +57,7 @@ pub fn print_text(out: &mut impl Write, checks: &[Check], verbose: bool) -> std:
         for l in textwrap::wrap(&line, &body) {
             writeln!(out, "{l}")?;
         }
-        if verbose || c.status >= Status::Warn {
+        if verbose || c.status >= Status::Warn || c.status == Status::Info {
             for e in &c.evidence {
                 for l in textwrap::wrap(e, sub("ev")) {
                     writeln!(out, "{l}")?;
@@ -64,7 +65,7 @@ pub fn print_text(out: &mut impl Write, checks: &[Check], verbose: bool) -> std:
             }
         }
         if let Some(fix) = &c.fix
-            && c.status >= Status::Warn
+            && (c.status >= Status::Warn || c.status == Status::Info)
         {
             for l in textwrap::wrap(fix, sub("fix")) {
                 writeln!(out, "{l}")?;

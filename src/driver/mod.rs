@@ -11,6 +11,7 @@
 
 pub mod fake;
 pub mod file;
+pub mod health;
 pub mod rbd;
 mod sparse;
 
@@ -161,6 +162,11 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     /// Drops the storage client so that the next call makes a new one: after this host was
     /// fenced (its old client is refused by the storage), it works again with a new identity.
     fn reset_client(&self) {}
+    /// The storage's standing health conditions, explained for this backend (rbd: Ceph's
+    /// health checks). Storage that reports none has none to tell.
+    fn storage_health(&self) -> Result<Vec<health::HealthFinding>, DriverError> {
+        Ok(vec![])
+    }
 }
 
 /// Builds the driver a backend's section names. Builds only; `check_setup` tells if it works.

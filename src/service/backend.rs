@@ -31,6 +31,9 @@ use super::pool::StoragePool;
 /// itself cannot be killed; it finishes on its blocking thread, but nobody waits for it.
 pub const DRIVER_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a failed job waits to learn which storage condition (if any) stands behind it.
+const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Who a service is: its name, what it owns, and its row.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -131,6 +134,23 @@ impl BackendService {
                 op,
                 message: format!("no answer within {}s", timeout.as_secs()),
             }),
+        }
+    }
+
+    /// The storage conditions that stop this backend's writes now (Ceph: a full pool, paused
+    /// OSDs, PGs inactive...), one line each with its fix, for a failed job's error. Read on
+    /// a plain blocking thread, not the backend's pool, whose threads may all be held by the
+    /// jobs that are failing, and given up after `HEALTH_READ_TIMEOUT`.
+    pub async fn standing_blockers(&self) -> Vec<String> {
+        let driver = self.driver.clone();
+        let read = tokio::task::spawn_blocking(move || driver.storage_health());
+        match tokio::time::timeout(HEALTH_READ_TIMEOUT, read).await {
+            Ok(Ok(Ok(findings))) => crate::driver::health::blockers(&findings),
+            Ok(Ok(Err(e))) => {
+                tracing::debug!(backend = %self.name, "storage health not read: {e}");
+                vec![]
+            }
+            _ => vec![],
         }
     }
 

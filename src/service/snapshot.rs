@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::db::services::is_up;
+use crate::db::services::liveness;
 use crate::db::{Db, EventRow, now_ms};
 
 use super::live::LiveModel;
@@ -54,6 +54,8 @@ pub struct BackendView {
     pub name: String,
     pub driver: String,
     pub up: usize,
+    /// Services still on their first setup check: neither up nor down yet.
+    pub starting: usize,
     pub down: usize,
     pub total_bytes: Option<i64>,
     pub free_bytes: Option<i64>,
@@ -137,7 +139,7 @@ impl Reader {
             });
             snap.services = rows
                 .iter()
-                .map(|r| ServiceView::from_row(r, is_up(r, now, down)))
+                .map(|r| ServiceView::from_row(r, liveness(r, now, down)))
                 .collect();
             if !with_volumes {
                 snap.volume_count = db.volumes_version().await?.1;
@@ -199,7 +201,8 @@ fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
                     .or_else(|| of.first().map(|s| s.driver.clone()))
                     .unwrap_or_else(|| "?".into()),
                 up: of.iter().filter(|s| s.up).count(),
-                down: of.iter().filter(|s| !s.up).count(),
+                starting: of.iter().filter(|s| s.starting).count(),
+                down: of.iter().filter(|s| !s.up && !s.starting).count(),
                 total_bytes: newest.and_then(|s| s.capacity_total),
                 free_bytes: newest.and_then(|s| s.capacity_free),
                 provisioned_bytes: newest.and_then(|s| s.capacity_provisioned),

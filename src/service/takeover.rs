@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::db::services::is_up;
+use crate::db::services::{is_alive, is_up};
 use crate::db::{Db, JobRow, ServiceRow};
 
 use super::BackendService;
@@ -138,7 +138,13 @@ pub fn waiting_for(
         .iter()
         .filter(|s| s.host == holder || s.cluster.as_deref() == Some(holder))
         .collect();
-    if members.iter().any(|s| is_up(s, now_ms, down_ms)) {
+    // A running job waits for nothing while the process running it heartbeats, even if its
+    // storage is failing: that process ends the job, with the reason.
+    let running_on_live = j.state == "running"
+        && members
+            .iter()
+            .any(|s| s.host == holder && is_alive(s, now_ms, down_ms));
+    if running_on_live || members.iter().any(|s| is_up(s, now_ms, down_ms)) {
         return None;
     }
     let clustered = j

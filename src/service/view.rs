@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::db::services::{ServiceRow, parse_lateness};
+use crate::db::services::{Liveness, ServiceRow, parse_lateness};
 use crate::db::{JobRow, SnapshotRow, VolumeRow};
 
 use super::jobs::JobKind;
@@ -289,12 +289,14 @@ pub struct ServiceView {
     pub capacity_provisioned: Option<i64>,
     pub capacity_at: Option<i64>,
     pub up: bool,
+    /// Started and still on its first setup check (see `db::services::Liveness`).
+    pub starting: bool,
     /// Recent heartbeat lateness, oldest first (ms).
     pub lateness_ms: Vec<f64>,
 }
 
 impl ServiceView {
-    pub fn from_row(r: &ServiceRow, up: bool) -> Self {
+    pub fn from_row(r: &ServiceRow, state: Liveness) -> Self {
         ServiceView {
             host: r.host.clone(),
             backend: r.backend.clone(),
@@ -311,7 +313,8 @@ impl ServiceView {
             capacity_free: r.capacity_free,
             capacity_provisioned: r.capacity_provisioned,
             capacity_at: r.capacity_at,
-            up,
+            up: state == Liveness::Up,
+            starting: state == Liveness::Starting,
             lateness_ms: parse_lateness(&r.lateness_ms),
         }
     }

@@ -52,8 +52,9 @@ fn same_picture(
         && a.error == b.error
 }
 
+/// The database's clock, as every age on screen is judged by (see `db::clock`).
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::db::now_ms()
 }
 
 /// Runs the console until the operator quits. The terminal is restored on every path,

@@ -120,6 +120,11 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(config: &Path, db_url: &str, dir: &Path) -> Serve {
+        Serve::start_env(config, db_url, dir, &[])
+    }
+
+    /// As `start`, with extra environment (fault injection).
+    pub fn start_env(config: &Path, db_url: &str, dir: &Path, env: &[(&str, &str)]) -> Serve {
         let log = dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
         let child = Command::new(EMBER)
             .args([
@@ -131,6 +136,7 @@ impl Serve {
             ])
             .env_remove("EMBER_CONFIG")
             .env("EMBER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -417,6 +423,15 @@ impl Ceph {
 
     pub fn mon_start(&self) {
         self.script("mon-start");
+    }
+
+    /// Freezes the OSD and marks it down (see scripts/ceph.sh osd-freeze).
+    pub fn osd_freeze(&self) {
+        self.script("osd-freeze");
+    }
+
+    pub fn osd_thaw(&self) {
+        self.script("osd-thaw");
     }
 
     /// The `rbd` CLI as client.admin on this cluster.

@@ -15,6 +15,8 @@
 
 mod conn;
 mod ffi;
+mod health;
+pub mod health_codes;
 mod image;
 mod session;
 
@@ -184,6 +186,10 @@ impl VolumeDriver for RbdDriver {
 
     fn reset_client(&self) {
         self.reset();
+    }
+
+    fn storage_health(&self) -> Result<Vec<crate::driver::health::HealthFinding>, DriverError> {
+        self.health_findings()
     }
 
     fn capacity(&self) -> Result<Capacity, DriverError> {

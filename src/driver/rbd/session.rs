@@ -9,8 +9,10 @@ use tracing::warn;
 use super::RbdDriver;
 use super::cephconf;
 use super::conn::{Cluster, ConnectOptions, Errno, Pool};
+use super::health::{self, PoolFacts};
 use super::image;
 use crate::driver::DriverError;
+use crate::driver::health::HealthFinding;
 
 /// An OSD operation (one object of a flatten) may take this long before the call fails: long
 /// enough for a busy cluster, short enough that a stopped OSD is reported, not waited on.
@@ -184,16 +186,17 @@ impl RbdDriver {
     }
 }
 
-/// The cluster as `ceph health` and `ceph df` show it, for `ember doctor`.
+/// The cluster as `ceph health detail` and `ceph df` show it, for `ember doctor`.
 #[derive(Debug, Clone)]
 pub struct ClusterHealth {
-    /// `HEALTH_OK`, `HEALTH_WARN` or `HEALTH_ERR`.
+    /// `HEALTH_OK`, `HEALTH_WARN` or `HEALTH_ERR`; `unknown` when it could not be read.
     pub status: String,
-    /// Each active health check: `CODE: summary`.
-    pub checks: Vec<String>,
+    /// The cluster's id, so that checks about the cluster are reported once per cluster.
+    pub fsid: String,
+    /// Each active health check, explained for this backend, worst first.
+    pub checks: Result<Vec<HealthFinding>, String>,
     /// Whether `ceph df` has figures for the backend's pool (false without an active mgr).
     pub pool_figures: bool,
-    pub images: usize,
 }
 
 impl RbdDriver {
@@ -211,32 +214,99 @@ impl RbdDriver {
         Ok((pool, images.len(), df))
     }
 
-    /// Connects (as the service would), lists the pool, and reads the cluster's health: the
-    /// setup check plus one `ceph health`.
+    /// Connects (as the service would) and reads the cluster's health checks (`ceph health
+    /// detail`, explained for this backend) and `ceph df`. Monitor round trips only, so it
+    /// answers while the OSDs do not, which is when an operator needs it most.
     pub fn health(&self) -> Result<ClusterHealth, DriverError> {
-        let (pool, images, df) = self.probe()?;
-        let h = self.mon(
-            &pool,
-            serde_json::json!({"prefix": "health", "format": "json"}),
-        )?;
-        let checks = h["checks"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(code, c)| {
-                        format!("{code}: {}", c["summary"]["message"].as_str().unwrap_or(""))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let pool = self.pool()?;
+        let df = self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))?;
         let pool_figures = df["pools"]
             .as_array()
             .is_some_and(|ps| ps.iter().any(|p| p["name"] == self.cfg.pool.as_str()));
+        let fsid = self
+            .mon(
+                &pool,
+                serde_json::json!({"prefix": "fsid", "format": "json"}),
+            )
+            .ok()
+            .and_then(|v| v["fsid"].as_str().map(String::from))
+            .unwrap_or_default();
+        let (status, checks) = match self.read_checks(&pool) {
+            Ok((status, checks)) => (status, Ok(checks)),
+            Err(e) => ("unknown".to_string(), Err(e.to_string())),
+        };
         Ok(ClusterHealth {
-            status: h["status"].as_str().unwrap_or("unknown").to_string(),
+            status,
+            fsid,
             checks,
             pool_figures,
-            images,
         })
+    }
+
+    /// The number of images in the pool: an OSD round trip with the client's pool caps.
+    pub fn count_images(&self) -> Result<usize, DriverError> {
+        let pool = self.pool()?;
+        image::list(&pool).map(|l| l.len()).map_err(|e| {
+            self.reset();
+            self.fail("list images", &self.cfg.pool, e)
+        })
+    }
+
+    /// `health detail`, each check explained for this backend's pool.
+    fn read_checks(&self, pool: &Pool) -> Result<(String, Vec<HealthFinding>), DriverError> {
+        let h = self
+            .mon(
+                pool,
+                serde_json::json!({"prefix": "health", "detail": "detail", "format": "json"}),
+            )
+            .map_err(|e| match e {
+                DriverError::Io { message, .. } if message.contains("EACCES") || message.contains("EPERM") => self.io(
+                    "health",
+                    format!(
+                        "client.{} may not read the cluster's health ({message}); it needs the monitor read cap that `profile rbd` gives: ceph auth caps client.{0} mon 'profile rbd' osd 'profile rbd pool={}'",
+                        self.user(),
+                        self.cfg.pool
+                    ),
+                ),
+                e => e,
+            })?;
+        let facts = self.pool_facts(pool);
+        let status = h["status"].as_str().unwrap_or("unknown").to_string();
+        Ok((status, health::assess_all(&h, &facts)))
+    }
+
+    /// The pool's id and quota (`osd pool get-quota`, which needs the mgr's stats; without
+    /// them the id alone, from `osd pool get`).
+    fn pool_facts(&self, pool: &Pool) -> PoolFacts {
+        let name = self.cfg.pool.clone();
+        let quota = self.mon(
+            pool,
+            serde_json::json!({"prefix": "osd pool get-quota", "pool": name, "format": "json"}),
+        );
+        if let Ok(q) = quota {
+            return PoolFacts {
+                id: q["pool_id"].as_i64(),
+                quota_bytes: q["quota_max_bytes"].as_u64(),
+                name,
+            };
+        }
+        let id = self
+            .mon(
+                pool,
+                serde_json::json!({"prefix": "osd pool get", "pool": name, "var": "size", "format": "json"}),
+            )
+            .ok()
+            .and_then(|v| v["pool_id"].as_i64());
+        PoolFacts {
+            id,
+            quota_bytes: None,
+            name,
+        }
+    }
+
+    /// The standing health checks, for a service that wants to name them (a failed job).
+    pub(super) fn health_findings(&self) -> Result<Vec<HealthFinding>, DriverError> {
+        let pool = self.pool()?;
+        self.read_checks(&pool).map(|(_, checks)| checks)
     }
 }

@@ -138,7 +138,16 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         (Outcome::Cancelled, "cancelled by an operator".to_string())
     } else {
         let text = match &err {
-            Step::Driver(e) => e.to_string(),
+            // The storage's own standing reason, when it has one, comes first: "pool volumes
+            // is full (quota 20 MiB)" says more than the timeout it caused.
+            Step::Driver(e) => {
+                let standing = ctx.svc.standing_blockers().await;
+                if standing.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{}: {e}", standing.join("; "))
+                }
+            }
             Step::Db(e) => e.to_string(),
         };
         (Outcome::Failed(text.clone()), text)

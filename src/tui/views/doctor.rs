@@ -16,7 +16,7 @@ pub fn status_style(app: &App, s: Status) -> ratatui::style::Style {
     let t = &app.theme;
     match s {
         Status::Ok => t.ok,
-        Status::Skip => t.dim,
+        Status::Info | Status::Skip => t.dim,
         Status::Warn => t.warn,
         Status::Fail => t.error,
     }
@@ -43,7 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         Row::new(vec![
             Cell::from(Span::styled(c.status.label(), status_style(app, c.status))),
             Cell::from(c.scope.clone()),
-            Cell::from(c.check),
+            Cell::from(c.check.clone()),
             Cell::from(c.summary.clone()),
         ])
     });
@@ -55,7 +55,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         vec![
             Constraint::Length(4),
             Constraint::Length(12),
-            Constraint::Length(10),
+            Constraint::Length(14),
             Constraint::Min(10),
         ],
         ["", "scope", "check", "what was found"]

@@ -29,6 +29,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(*row);
         let state = if b.up > 0 {
             Span::styled(format!("{} up", b.up), t.ok)
+        } else if b.starting > 0 {
+            Span::styled("starting", t.warn)
         } else {
             Span::styled("DOWN", t.error)
         };
@@ -105,9 +107,16 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         .filter(|j| j.state == JobState::Queued)
         .count();
     let up = snap.services.iter().filter(|s| s.up).count();
+    let starting = snap.services.iter().filter(|s| s.starting).count();
+    let down = snap.services.len() - up - starting;
+    let starting_text = if starting > 0 {
+        format!(", {starting} starting")
+    } else {
+        String::new()
+    };
     lines.push(Line::from(vec![
         Span::styled(
-            format!("services {up} up, {} down", snap.services.len() - up),
+            format!("services {up} up{starting_text}, {down} down"),
             if up < snap.services.len() {
                 t.warn
             } else {
@@ -122,7 +131,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             t.text,
         ),
     ]));
-    for s in snap.services.iter().filter(|s| !s.up) {
+    for s in snap.services.iter().filter(|s| !s.up && !s.starting) {
         let since = s
             .updated_at
             .map(|u| format!("last heartbeat {} ago", age((now_ms - u) as f64 / 1000.0)))

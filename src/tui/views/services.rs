@@ -75,7 +75,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             (false, Some(u)) => format!("{} ago", age((now_ms - u) as f64 / 1000.0)),
             (false, None) => "never".into(),
         };
-        let state_style = if s.up { t.ok } else { t.error };
+        let (state, state_style) = match (s.up, s.starting) {
+            (true, _) => ("up", t.ok),
+            (false, true) => ("starting", t.warn),
+            (false, false) => ("DOWN", t.error),
+        };
         let late_style = if max > LATE_WARN_MS { t.warn } else { t.dim };
         Row::new(pick(
             vec![
@@ -84,7 +88,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 Cell::from(if r.disabled { "disabled" } else { "enabled" }),
                 Cell::from(r.driver.clone()),
                 Cell::from(r.binary.clone()),
-                Cell::from(Span::styled(if s.up { "up" } else { "DOWN" }, state_style)),
+                Cell::from(Span::styled(state, state_style)),
                 Cell::from(heartbeat),
                 Cell::from(Line::from(vec![
                     Span::styled(super::sparkline(&s.lateness_ms, 20), late_style),

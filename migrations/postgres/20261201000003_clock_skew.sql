@@ -1,0 +1,4 @@
+-- Each heartbeat records how far its host's clock is from the database's (ms, positive: ahead),
+-- so that `ember doctor` names a host whose clock drifts. Ages never use it: every process
+-- corrects its clock to the database's.
+ALTER TABLE services ADD COLUMN clock_skew_ms BIGINT;
