@@ -78,6 +78,44 @@ fn create(env: &Env, name: &str) -> (serde_json::Value, Duration) {
     (job, took)
 }
 
+/// A create while `code` stands: either the job runs and fails within its timeout naming
+/// `code`, or (once the service's own check has failed on the same cause) it is refused at
+/// once, and the refusal names `code` too. Never a hang.
+fn create_during(env: &Env, name: &str, code: &str) {
+    let started = Instant::now();
+    let o = env.run(&[
+        "volume",
+        "create",
+        name,
+        "--size",
+        "16M",
+        "--backend",
+        "rbd0",
+        "--wait",
+        "--json",
+    ]);
+    let took = started.elapsed();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(took < CREATE_BOUND, "create took {took:?}");
+    assert!(!o.status.success(), "a create succeeded while {code} stood");
+    if o.stdout.is_empty() {
+        assert!(err.contains("storage is failing"), "{err}");
+        assert!(err.contains(code), "the refusal names {code}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "refused after {took:?}"
+        );
+    } else {
+        let job = &serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["job"];
+        assert_eq!(job["state"], "failed", "{job}");
+        assert!(
+            job["error"].as_str().unwrap().contains(code),
+            "the standing condition is named: {job}"
+        );
+    }
+}
+
 /// The rbd0 service heartbeated within the last 3 s.
 fn heartbeating(env: &Env) {
     let s = services(&env.config, &env.url);
@@ -235,13 +273,7 @@ fn paused_osds_fail_the_backend_and_a_create_ends_within_its_timeout() {
         "{paused}"
     );
 
-    let (job, took) = create(&env, "during-pause");
-    assert!(took < CREATE_BOUND, "create took {took:?}");
-    assert_eq!(job["state"], "failed", "{job}");
-    assert!(
-        job["error"].as_str().unwrap().contains("OSDMAP_FLAGS"),
-        "the standing condition is named: {job}"
-    );
+    create_during(&env, "during-pause", "OSDMAP_FLAGS");
     heartbeating(&env);
 
     ceph.ceph(&["osd", "unset", "pause"]);
@@ -294,14 +326,16 @@ fn a_frozen_osd_is_named_with_the_osd_to_start() {
         "{listing}"
     );
 
-    let (job, took) = create(&env, "during-freeze");
-    assert!(took < CREATE_BOUND, "create took {took:?}");
-    assert_eq!(job["state"], "failed", "{job}");
-    assert!(
-        job["error"].as_str().unwrap().contains("OSD_ROOT_DOWN"),
-        "{job}"
-    );
+    create_during(&env, "during-freeze", "OSD_ROOT_DOWN");
     heartbeating(&env);
+    // The service's own error names the cause too, once its check has failed on it.
+    let err = wait_for("the service's error", Duration::from_secs(60), || {
+        let s = services(&env.config, &env.url);
+        service(&s, "rbd0").unwrap()["error"]
+            .as_str()
+            .map(String::from)
+    });
+    assert!(err.contains("OSD_ROOT_DOWN"), "{err}");
 
     ceph.osd_thaw();
     wait_for("the backend to recover", Duration::from_secs(60), || {

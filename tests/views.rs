@@ -67,6 +67,7 @@ fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> Servic
             capacity_at: up.then_some(NOW - 30_000),
             client_address: None,
             clock_skew_ms: Some(3),
+            ready_at: Some(NOW - 7_000_000),
         },
         if up { Liveness::Up } else { Liveness::Down },
     )

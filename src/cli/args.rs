@@ -102,6 +102,10 @@ pub enum Command {
         /// A running job whose progress has not moved for this many seconds is stuck
         #[arg(long, default_value_t = crate::doctor::STUCK_AFTER_SECS)]
         stuck_after: u64,
+        /// Print every Ceph health check the doctor explains (what it means for volumes, the
+        /// fix) and exit; no config or cluster needed
+        #[arg(long)]
+        ceph_checks: bool,
     },
 }
 

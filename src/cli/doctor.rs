@@ -11,6 +11,29 @@ use crate::doctor::{self, Status, Target};
 use super::args::Global;
 use super::output::print_json;
 
+/// `ember doctor --ceph-checks`: the table the doctor explains Ceph's health checks with, as
+/// the README's Markdown table or JSON.
+pub fn ceph_checks(g: &Global) -> anyhow::Result<ExitCode> {
+    use crate::driver::rbd::health_codes;
+    if g.json {
+        let rows: Vec<serde_json::Value> = health_codes::CODES
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "code": c.code,
+                    "severity": health_codes::severity_text(c),
+                    "means": c.means,
+                    "fix": c.fix,
+                })
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(rows))?;
+    } else {
+        print!("{}", health_codes::markdown_table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(
     g: &Global,
     backend: Option<String>,

@@ -42,6 +42,22 @@ async fn live_service(
     }))
 }
 
+/// When `owner`'s service is alive but its storage is failing: which service, and why.
+async fn failing_storage(db: &Db, cfg: &Config, owner: &str) -> anyhow::Result<Option<String>> {
+    let down = cfg.service_down_time.as_millis() as i64;
+    let now = db.clock_ms().await?;
+    Ok(db.list_services().await?.iter().find_map(|s| {
+        let mine = s.host == owner || s.cluster.as_deref() == Some(owner);
+        match &s.error {
+            Some(e) if mine && is_alive(s, now, down) => Some(format!(
+                "{} is running but its storage is failing: {e}",
+                s.host
+            )),
+            _ => None,
+        }
+    }))
+}
+
 /// Checks, enqueues, and prints or follows.
 pub async fn submit(
     g: &Global,
@@ -55,6 +71,11 @@ pub async fn submit(
     let live = live_service(db, cfg, &owner, None).await?;
     if !live && wait {
         // Waiting would never end: refuse before anything is written, instead of hanging.
+        if let Some(why) = failing_storage(db, cfg, &owner).await? {
+            bail!(
+                "{why}; nothing was queued (a job waits until the storage recovers: drop --wait to queue it anyway)"
+            );
+        }
         bail!(
             "no live service serves {owner}: start `ember serve` there (or enable it: `ember service enable`); nothing was queued"
         );

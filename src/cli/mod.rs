@@ -90,7 +90,14 @@ pub async fn run(
             strict,
             verbose,
             stuck_after,
-        } => doctor::run(&g, backend, strict, verbose, stuck_after).await,
+            ceph_checks,
+        } => {
+            if ceph_checks {
+                doctor::ceph_checks(&g)
+            } else {
+                doctor::run(&g, backend, strict, verbose, stuck_after).await
+            }
+        }
         Command::Service(ServiceCmd::List) => service_list(&g).await,
         Command::Service(ServiceCmd::Disable { service, reason }) => {
             let (_, url) = load_for_reading(&g)?;

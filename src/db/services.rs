@@ -37,6 +37,8 @@ pub struct ServiceRow {
     pub client_address: Option<String>,
     /// How far the host's clock was ahead of the database's at its last heartbeat (ms).
     pub clock_skew_ms: Option<i64>,
+    /// When this run's first setup check finished; NULL while the service is starting.
+    pub ready_at: Option<i64>,
 }
 
 /// What a service says about itself when it starts.
@@ -51,7 +53,7 @@ pub struct Registration<'a> {
 
 const COLUMNS: &str = "id, host, binary_name, backend, cluster, driver, disabled, disabled_reason, error, \
      version, pid, created_at, started_at, updated_at, stopped_at, report_count, lateness_ms, \
-     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address, clock_skew_ms";
+     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address, clock_skew_ms, ready_at";
 
 impl Db {
     /// Creates or updates the service's row (Cinder's `_create_service_ref` / update on start),
@@ -66,7 +68,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {now}, {now}, NULL, 0, '') \
              ON CONFLICT (host, binary_name) DO UPDATE SET \
                  backend = $3, cluster = $4, driver = $5, error = $6, version = $7, pid = $8, \
-                 started_at = {now}, stopped_at = NULL, lateness_ms = '' \
+                 started_at = {now}, stopped_at = NULL, ready_at = NULL, lateness_ms = '' \
              RETURNING id",
             now = self.now_sql()
         );
@@ -114,6 +116,21 @@ impl Db {
         // Each beat also measures this host's clock against the database's.
         super::clock::observe(before, db_ms, super::clock::local_ms());
         Ok(disabled != 0)
+    }
+
+    /// Marks the end of this run's first setup check (whatever its outcome: a failure is in
+    /// `error`): the service is no longer `starting`.
+    pub async fn set_service_ready(&self, id: i64) -> Result<(), DbError> {
+        let sql = format!(
+            "UPDATE services SET ready_at = {} WHERE id = $1",
+            self.now_sql()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record the first setup check"))?;
+        Ok(())
     }
 
     /// Records the backend's storage client address (None: not known, or not rbd).
@@ -271,23 +288,27 @@ pub fn liveness(row: &ServiceRow, now_ms: i64, down_time_ms: i64) -> Liveness {
     if row.error.is_some() {
         return Liveness::Down;
     }
-    let beat_since_start = match (row.updated_at, row.started_at) {
+    // This run's first beat may not be written yet: the previous run's last one says nothing.
+    let beat_this_run = match (row.updated_at, row.started_at) {
         (Some(u), Some(s)) => u >= s,
         (Some(_), None) => true,
         (None, _) => false,
     };
-    if !beat_since_start {
-        let recent = row.started_at.is_some_and(|s| now_ms - s <= down_time_ms);
-        return if recent {
+    let fresh_start = row.started_at.is_some_and(|s| now_ms - s <= down_time_ms);
+    if !beat_this_run {
+        return if fresh_start {
             Liveness::Starting
         } else {
             Liveness::Down
         };
     }
-    match row.updated_at {
-        Some(last) if now_ms - last <= down_time_ms => Liveness::Up,
-        _ => Liveness::Down,
+    if !is_alive(row, now_ms, down_time_ms) {
+        return Liveness::Down;
     }
+    if row.ready_at.is_none() {
+        return Liveness::Starting;
+    }
+    Liveness::Up
 }
 
 /// Parses the stored recent lateness (comma-separated milliseconds).

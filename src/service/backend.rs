@@ -72,10 +72,6 @@ pub struct BackendService {
     /// retries. Heartbeats go on meanwhile: they prove the process (and its reactor) is alive,
     /// which tells an operator "storage is down" apart from "ember is dead or starved".
     pub healthy: AtomicBool,
-    /// Turns true once the first setup check has finished: the heartbeat loop waits for it and
-    /// beats at once, so a service never shows up before its storage has been tried, and a
-    /// restarted service's previous heartbeat is replaced without a report_interval gap.
-    pub checked: tokio::sync::watch::Sender<bool>,
     /// The last failure's reason, so that a retry failing the same way is not logged again.
     last_error: Mutex<Option<String>>,
     pub lateness: Mutex<Lateness>,
@@ -154,6 +150,17 @@ impl BackendService {
         }
     }
 
+    /// A storage error as the reason to record or show: the condition the storage reports as
+    /// standing (a full pool, OSDs down), when there is one, before the symptom it caused.
+    pub async fn explain(&self, e: &DriverError) -> String {
+        let standing = self.standing_blockers().await;
+        if standing.is_empty() {
+            e.to_string()
+        } else {
+            format!("{}: {e}", standing.join("; "))
+        }
+    }
+
     /// Setup check; marks the service healthy or records why not.
     pub async fn check(&self, db: &Db) -> bool {
         match self
@@ -171,7 +178,7 @@ impl BackendService {
                 true
             }
             Err(e) => {
-                self.fail(db, &e.to_string()).await;
+                self.fail(db, &self.explain(&e).await).await;
                 false
             }
         }
@@ -214,12 +221,9 @@ impl BackendService {
         interval: Duration,
         cancel: CancellationToken,
     ) {
-        // The first beat right after the first setup check, then every `interval`.
-        let mut checked = self.checked.subscribe();
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = checked.wait_for(|c| *c) => {}
-        }
+        // The first beat at once, then every `interval`: the process is alive from the start,
+        // whatever its storage does. Until the first setup check has finished the service
+        // reads as `starting` (its row's ready_at), never up and never down.
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut inflight: Option<tokio::task::JoinHandle<()>> = None;
@@ -345,7 +349,7 @@ impl BackendService {
             .await;
         match r {
             Ok(()) => self.sync_address(db).await,
-            Err(e) => self.fail(db, &e.to_string()).await,
+            Err(e) => self.fail(db, &self.explain(&e).await).await,
         }
     }
 
@@ -392,7 +396,9 @@ impl BackendService {
             .await;
             self.refresh_capacity(db).await;
         }
-        self.checked.send_replace(true);
+        if let Err(e) = db.set_service_ready(self.row_id).await {
+            warn!(backend = %self.name, "first setup check not recorded: {e}");
+        }
     }
 
     /// Deferred deletion: removes hidden images that nothing reads from any more.
@@ -442,7 +448,7 @@ impl BackendService {
                     warn!(backend = %self.name, "capacity not written: {e}");
                 }
             }
-            Err(e) => self.fail(db, &e.to_string()).await,
+            Err(e) => self.fail(db, &self.explain(&e).await).await,
         }
     }
 }
@@ -466,7 +472,6 @@ pub fn new_backend(
         address: Mutex::new(None),
         driver,
         healthy: AtomicBool::new(false),
-        checked: tokio::sync::watch::Sender::new(false),
         last_error: Mutex::new(None),
         lateness: Mutex::new(Lateness::default()),
         slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),

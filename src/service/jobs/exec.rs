@@ -140,14 +140,7 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         let text = match &err {
             // The storage's own standing reason, when it has one, comes first: "pool volumes
             // is full (quota 20 MiB)" says more than the timeout it caused.
-            Step::Driver(e) => {
-                let standing = ctx.svc.standing_blockers().await;
-                if standing.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{}: {e}", standing.join("; "))
-                }
-            }
+            Step::Driver(e) => ctx.svc.explain(e).await,
             Step::Db(e) => e.to_string(),
         };
         (Outcome::Failed(text.clone()), text)
