@@ -6,7 +6,8 @@
 #
 # Three hosts share a throwaway PostgreSQL: the console on storage-01 (file0, rbd0, rbd1), and
 # two `ember serve` forming the cluster ceph-b@rbd2 (storage-02, storage-03). storage-03 is
-# killed in the middle of a flatten, so the pictures show a takeover.
+# killed in the middle of a flatten, so the pictures show a takeover. The Ceph cluster has a
+# pool over its quota and the noout flag set, so the doctor shows Ceph's health checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -112,6 +113,15 @@ $E volume flatten db-clone >/dev/null 2>&1                   # throttled: still 
 for _ in $(seq 100); do   # until the peer has taken the flatten over
   $E events --json | grep -q job_taken_over && break; sleep 0.2
 done
+# Ceph's own health, as the doctor explains it: another pool over its quota (information under
+# the cluster, not a failure of rbd0) and the noout flag an operator left set after maintenance.
+C="ceph -c $dir/ceph/ceph.conf"
+$C osd pool create backups 8 8 replicated --size 1 >/dev/null 2>&1
+$C osd pool application enable backups rbd >/dev/null 2>&1
+$C osd pool set-quota backups max_objects 2 >/dev/null 2>&1
+for o in a b c; do rados -c "$dir/ceph/ceph.conf" -p backups put "$o" /etc/hostname; done
+$C osd set noout >/dev/null 2>&1
+for _ in $(seq 100); do $C health 2>/dev/null | grep -q full && break; sleep 0.2; done
 sleep 3
 
 shot() {  # shot NAME KEYS...
@@ -133,5 +143,5 @@ shot volume-detail 3 g Enter
 shot jobs Escape 4
 shot logs 5
 shot help 3 '?'
-shot doctor Escape 6 j j j j j j j j j j j j j j
+shot doctor Escape 6 G
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y

@@ -24,6 +24,16 @@ fn setup(ceph: &Ceph, dir: &std::path::Path) -> Env {
     Env::new(dir, &url, &backends)
 }
 
+/// `ember serve`, once rbd0 is up (its first setup check done while the cluster is well).
+fn serve(env: &Env) -> Serve {
+    let s = env.serve();
+    wait_for("rbd0 up", Duration::from_secs(30), || {
+        let l = services(&env.config, &env.url);
+        (service(&l, "rbd0")?["state"] == "up").then_some(())
+    });
+    s
+}
+
 /// `doctor --json --backend rbd0`, with how long it took. It must end within the connect
 /// timeout plus its slack twice (monitors, then OSDs), however sick the cluster.
 fn doctor(env: &Env) -> serde_json::Value {
@@ -100,7 +110,11 @@ fn create_during(env: &Env, name: &str, code: &str) {
     assert!(took < CREATE_BOUND, "create took {took:?}");
     assert!(!o.status.success(), "a create succeeded while {code} stood");
     if o.stdout.is_empty() {
-        assert!(err.contains("storage is failing"), "{err}");
+        assert!(
+            err.contains("storage is failing"),
+            "{err}\nservices: {:?}",
+            services(&env.config, &env.url)
+        );
         assert!(err.contains(code), "the refusal names {code}: {err}");
         assert!(
             took < std::time::Duration::from_secs(10),
@@ -133,7 +147,7 @@ fn a_full_pool_fails_the_backend_another_pools_are_information() {
     };
     let dir = tempfile::tempdir().unwrap();
     let env = setup(&ceph, dir.path());
-    let _serve = env.serve();
+    let _serve = serve(&env);
 
     // Another pool over its quota (and without an application): information under the
     // cluster, never this backend's failure.
@@ -248,7 +262,7 @@ fn paused_osds_fail_the_backend_and_a_create_ends_within_its_timeout() {
     };
     let dir = tempfile::tempdir().unwrap();
     let env = setup(&ceph, dir.path());
-    let _serve = env.serve();
+    let _serve = serve(&env);
 
     // `noout` (maintenance) is information; `pause` stops every write: FAIL.
     ceph.ceph(&["osd", "set", "noout"]);
@@ -292,7 +306,7 @@ fn a_frozen_osd_is_named_with_the_osd_to_start() {
     };
     let dir = tempfile::tempdir().unwrap();
     let env = setup(&ceph, dir.path());
-    let _serve = env.serve();
+    let _serve = serve(&env);
 
     ceph.osd_freeze();
     // The only OSD: its host and its CRUSH root are down too, and with the root down no

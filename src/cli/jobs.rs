@@ -42,16 +42,25 @@ async fn live_service(
     }))
 }
 
-/// When `owner`'s service is alive but its storage is failing: which service, and why.
+/// When `owner`'s service runs but cannot take work: its storage is failing, or it is still
+/// on its first setup check. Which service, and why.
 async fn failing_storage(db: &Db, cfg: &Config, owner: &str) -> anyhow::Result<Option<String>> {
     let down = cfg.service_down_time.as_millis() as i64;
     let now = db.clock_ms().await?;
     Ok(db.list_services().await?.iter().find_map(|s| {
         let mine = s.host == owner || s.cluster.as_deref() == Some(owner);
-        match &s.error {
-            Some(e) if mine && is_alive(s, now, down) => Some(format!(
+        if !mine || !is_alive(s, now, down) {
+            return None;
+        }
+        match (&s.error, s.ready_at) {
+            (Some(e), _) => Some(format!(
                 "{} is running but its storage is failing: {e}",
                 s.host
+            )),
+            (None, None) => Some(format!(
+                "{} is still starting: its first setup check has run for {} s (its storage is slow to answer)",
+                s.host,
+                s.started_at.map_or(0, |t| (now - t) / 1000)
             )),
             _ => None,
         }
