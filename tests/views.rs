@@ -406,6 +406,24 @@ fn doctor_findings_in_the_doctor_view_and_on_the_overview() {
         Some("see `ceph health detail`"),
         (1, 4),
     ));
+    // Ceph's own health checks: one that stops this backend's writes, and another pool's
+    // condition, shown once under the cluster as information.
+    a.doctor.add(check(
+        "rbd0",
+        "POOL_FULL",
+        Fail,
+        "pool volumes is full (quota 20 MiB): writes to the pool are refused",
+        Some("raise or clear the quota (ceph osd pool set-quota volumes max_bytes N)"),
+        (1, 5),
+    ));
+    a.doctor.add(check(
+        "ceph-6c10f83f",
+        "POOL_FULL",
+        Info,
+        "pool backups is full (running out of quota)",
+        Some("ceph osd pool set-quota backups max_objects N"),
+        (10_000, 0),
+    ));
     a.doctor.finish(NOW - 5_000);
     let order: Vec<&str> = a.doctor.checks.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
@@ -414,7 +432,9 @@ fn doctor_findings_in_the_doctor_view_and_on_the_overview() {
             "ember.config",
             "rbd0.monitors",
             "rbd0.keyring",
-            "rbd0.health"
+            "rbd0.health",
+            "rbd0.POOL_FULL",
+            "ceph-6c10f83f.POOL_FULL"
         ]
     );
     a.selected[5] = 2;
@@ -434,6 +454,13 @@ fn doctor_findings_in_the_doctor_view_and_on_the_overview() {
         "{text}"
     );
     assert!(text.contains("doctor: 1 warning(s)"), "{text}");
+    // A Ceph check that stops this backend's writes is on the first screen too; another
+    // pool's (information) is not.
+    assert!(
+        text.contains("FAIL rbd0 POOL_FULL: pool volumes is full (quota 20 MiB)"),
+        "{text}"
+    );
+    assert!(!text.contains("pool backups"), "{text}");
     // A re-run replaces results in place.
     a.doctor.start();
     a.doctor.add(check(
@@ -445,6 +472,6 @@ fn doctor_findings_in_the_doctor_view_and_on_the_overview() {
         (1, 2),
     ));
     a.doctor.finish(NOW);
-    assert_eq!(a.doctor.checks.len(), 4);
+    assert_eq!(a.doctor.checks.len(), 6);
     assert!(!render(&a, 120, 40).contains("FAIL rbd0 keyring"));
 }

@@ -327,7 +327,7 @@ fn health_findings(t: &Run, h: &ClusterHealth, r: &RbdConfig, started: Instant, 
                 cluster_sink.report(0, c.code.clone(), started, f);
             }
         } else {
-            sink.report(4, c.code.clone(), started, f);
+            sink.report(5, c.code.clone(), started, f);
         }
     }
 }
@@ -347,25 +347,21 @@ async fn fencing(
 ) {
     use crate::driver::VolumeDriver;
     let started = Instant::now();
-    let probe = tokio::time::timeout(
-        limit,
-        tokio::task::spawn_blocking(move || driver.fence_client("127.0.0.1:0/1", 1)),
-    )
-    .await;
+    let probe = blocking(limit, move || driver.fence_client("127.0.0.1:0/1", 1)).await;
     let f = match probe {
-        Err(_) => Finding::fail(format!("no answer within {} s", limit.as_secs())),
-        Ok(Err(e)) => Finding::fail(format!("probe panicked: {e}")),
-        Ok(Ok(Ok(()))) => Finding::ok(format!(
+        Ok(()) => Finding::ok(format!(
             "client.{user} may blocklist a dead member's client (`osd blocklist add`), as takeover needs"
         )),
-        Ok(Ok(Err(e))) => Finding::fail(format!("client.{user} cannot fence a dead member: {e}"))
-            .fix(format!(
+        Err(e) if e.starts_with("no answer") || e.starts_with("probe panicked") => Finding::fail(e),
+        Err(e) => {
+            Finding::fail(format!("client.{user} cannot fence a dead member: {e}")).fix(format!(
                 "grant the `osd blocklist` monitor capability, which `profile rbd` includes: \
              ceph auth caps client.{user} mon 'profile rbd' osd 'profile rbd pool={}'",
                 r.pool
-            )),
+            ))
+        }
     };
-    sink.report(6, "fencing", started, f);
+    sink.report(7, "fencing", started, f);
 }
 
 /// The generic fix for a connect/pool failure the driver did not already explain.
@@ -487,7 +483,7 @@ async fn monitors(mons: &[MonAddr], have_conf: bool, sink: &Sink) -> bool {
 /// and recent lateness (a service that heartbeats late is starving).
 async fn service(t: &Run, b: &BackendConfig, sink: &Sink) {
     let started = Instant::now();
-    let Some(rows) = t.services(sink, 5, "service", started) else {
+    let Some(rows) = t.services(sink, 6, "service", started) else {
         return;
     };
     let down_ms = t.target.config.service_down_time.as_millis() as i64;
@@ -495,7 +491,7 @@ async fn service(t: &Run, b: &BackendConfig, sink: &Sink) {
     let mine: Vec<_> = rows.iter().filter(|r| r.backend == b.name).collect();
     if mine.is_empty() {
         sink.report(
-            5,
+            6,
             "service",
             started,
             Finding::warn("no service has ever run for this backend")
@@ -569,5 +565,5 @@ async fn service(t: &Run, b: &BackendConfig, sink: &Sink) {
         worst.summary = format!("{} services up", mine.len());
     }
     worst.evidence = lines;
-    sink.report(5, "service", started, worst);
+    sink.report(6, "service", started, worst);
 }

@@ -54,7 +54,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         rows,
         vec![
             Constraint::Length(4),
-            Constraint::Length(12),
+            Constraint::Length(14),
             Constraint::Length(14),
             Constraint::Min(10),
         ],
