@@ -7,12 +7,10 @@ use std::time::{Duration, Instant};
 use crate::config::{BackendConfig, DriverConfig, RbdConfig};
 use crate::db::now_ms;
 use crate::db::services::{Liveness, liveness, parse_lateness};
-use crate::driver::DriverError;
-use crate::driver::health::{Impact, Reach};
+use crate::driver::rbd::RbdDriver;
 use crate::driver::rbd::cephconf::{self, CephConf, MonAddr};
-use crate::driver::rbd::{ClusterHealth, RbdDriver};
 
-use super::{Finding, PROBE_SLACK, Run, Sink};
+use super::{Finding, PROBE_SLACK, Run, Sink, ceph};
 
 /// How long a monitor port may take to accept a TCP connection.
 const TCP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -191,7 +189,7 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     let limit = r.connect_timeout + PROBE_SLACK;
     let d = driver.clone();
     // The monitors first: health answers even while the OSDs do not.
-    let health = blocking(limit, move || d.health()).await;
+    let health = ceph::blocking(limit, move || d.health()).await;
     let h = match health {
         Err(message) => {
             let (cause, fix) = match message.split_once("; fix: ") {
@@ -209,11 +207,11 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
         }
         Ok(h) => h,
     };
-    health_findings(t, &h, r, started, sink);
+    ceph::health_findings(t, &h, r, started, sink);
     // Then the pool through the OSDs, with the client's caps on it.
     let started = Instant::now();
     let d = driver.clone();
-    let f = match blocking(limit, move || d.count_images()).await {
+    let f = match ceph::blocking(limit, move || d.count_images()).await {
         Ok(n) => Finding::ok(format!(
             "connected as client.{user}; pool {} holds {n} image(s)",
             r.pool
@@ -235,133 +233,8 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     };
     sink.report(3, "auth_pool", started, f);
     if clustered {
-        fencing(driver, &user, r, limit, sink).await;
+        ceph::fencing(driver, &user, r, limit, sink).await;
     }
-}
-
-/// A blocking driver call off the reactor, given up after `limit` (the call itself finishes
-/// on its thread; nobody waits for it).
-async fn blocking<T: Send + 'static>(
-    limit: Duration,
-    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
-        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
-        Ok(Err(e)) => Err(format!("probe panicked: {e}")),
-        Ok(Ok(r)) => r.map_err(|e| match e {
-            DriverError::Io { message, .. } => message,
-            e => e.to_string(),
-        }),
-    }
-}
-
-/// The cluster's health: one summary line, then each of Ceph's checks that bears on this
-/// backend as its own finding (FAIL when it stops writes here, WARN when it slows or endangers
-/// them), and those about other pools once under the cluster, as information.
-fn health_findings(t: &Run, h: &ClusterHealth, r: &RbdConfig, started: Instant, sink: &Sink) {
-    let cluster_scope = format!("ceph-{}", h.fsid.get(..8).unwrap_or(&h.fsid));
-    let mut f = match &h.checks {
-        Err(e) => Finding::warn(format!("cannot read the cluster's health checks: {e}"))
-            .fix("the doctor needs the monitor read cap that `profile rbd` gives"),
-        Ok(_) if h.status == "HEALTH_OK" => Finding::ok("HEALTH_OK"),
-        Ok(checks) => {
-            let here = checks
-                .iter()
-                .filter(|c| c.reach != Reach::OtherPool)
-                .count();
-            let elsewhere = checks.len() - here;
-            let mut line = format!(
-                "{}: {here} check(s) bear on pool {} (below)",
-                h.status, r.pool
-            );
-            if elsewhere > 0 {
-                line.push_str(&format!(
-                    ", {elsewhere} on other pools only (under {cluster_scope})"
-                ));
-            }
-            Finding::info(line)
-        }
-    };
-    if !h.pool_figures {
-        if f.status <= super::Status::Info {
-            f = Finding::warn(format!(
-                "{}, but `ceph df` has no figures for pool {}: capacity unknown",
-                f.summary, r.pool
-            ));
-        }
-        f = f.fix("start a ceph-mgr (pool usage comes from the manager)");
-    }
-    sink.report(4, "health", started, f);
-    let Ok(checks) = &h.checks else {
-        return;
-    };
-    let cluster_sink = Sink {
-        tx: sink.tx.clone(),
-        scope: cluster_scope,
-        group: CLUSTER_GROUP,
-    };
-    for c in checks {
-        let mut f = Finding::new(
-            match (c.reach, c.impact, c.muted) {
-                (Reach::OtherPool, _, _) | (_, _, true) | (_, Impact::Info, _) => {
-                    super::Status::Info
-                }
-                (_, Impact::Blocks, _) => super::Status::Fail,
-                (_, Impact::Slows, _) => super::Status::Warn,
-            },
-            if c.muted {
-                format!("{} (muted in Ceph)", c.summary)
-            } else {
-                c.summary.clone()
-            },
-        )
-        .fix(c.fix.clone());
-        f.evidence = c.evidence.clone();
-        if c.reach == Reach::OtherPool {
-            let first = t
-                .cluster_seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((h.fsid.clone(), c.code.clone()));
-            if first {
-                cluster_sink.report(0, c.code.clone(), started, f);
-            }
-        } else {
-            sink.report(5, c.code.clone(), started, f);
-        }
-    }
-}
-
-/// Sorts a cluster's own scope after every backend.
-const CLUSTER_GROUP: usize = 10_000;
-
-/// Whether this client may fence a peer (`osd blocklist add`), which a cluster's takeover
-/// needs. The monitor checks caps before it looks at the address, so the only way to know is
-/// to try: the probe blocklists, for one second, an address no client has (127.0.0.1:0/1).
-async fn fencing(
-    driver: std::sync::Arc<RbdDriver>,
-    user: &str,
-    r: &RbdConfig,
-    limit: Duration,
-    sink: &Sink,
-) {
-    use crate::driver::VolumeDriver;
-    let started = Instant::now();
-    let probe = blocking(limit, move || driver.fence_client("127.0.0.1:0/1", 1)).await;
-    let f = match probe {
-        Ok(()) => Finding::ok(format!(
-            "client.{user} may blocklist a dead member's client (`osd blocklist add`), as takeover needs"
-        )),
-        Err(e) if e.starts_with("no answer") || e.starts_with("probe panicked") => Finding::fail(e),
-        Err(e) => {
-            Finding::fail(format!("client.{user} cannot fence a dead member: {e}")).fix(format!(
-                "grant the `osd blocklist` monitor capability, which `profile rbd` includes: \
-             ceph auth caps client.{user} mon 'profile rbd' osd 'profile rbd pool={}'",
-                r.pool
-            ))
-        }
-    };
-    sink.report(7, "fencing", started, f);
 }
 
 /// The generic fix for a connect/pool failure the driver did not already explain.

@@ -11,6 +11,7 @@
 //! does); the console reaches it only through the service handle.
 
 mod backend;
+mod ceph;
 mod ember;
 mod render;
 
