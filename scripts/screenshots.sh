@@ -143,5 +143,8 @@ shot volume-detail 3 g Enter
 shot jobs Escape 4
 shot logs 5
 shot help 3 '?'
-shot doctor Escape 6 G
+# The Doctor view runs its checks again (r), now that Ceph reports the full pool and the flag.
+tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session 6; sleep 0.3
+tmux send-keys -t $session r; sleep 4
+shot doctor G
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y

@@ -102,7 +102,14 @@ pub fn assess(code: &str, check: &Value, pool: &PoolFacts) -> HealthFinding {
         severity,
         reach,
         impact,
-        summary: format!("{headline}: {means}"),
+        summary: if reach == Reach::OtherPool {
+            format!(
+                "{headline}; pool {} (this backend's) is not affected",
+                pool.name
+            )
+        } else {
+            format!("{headline}: {means}")
+        },
         headline,
         evidence,
         fix: fill(fix, &named, &detail),
@@ -344,6 +351,12 @@ mod tests {
             "pool volumes-old is full (running out of quota)"
         );
         assert!(f.fix.contains("set-quota volumes-old "), "{}", f.fix);
+        assert!(
+            f.summary
+                .ends_with("pool volumes (this backend's) is not affected"),
+            "{}",
+            f.summary
+        );
     }
 
     #[test]
