@@ -50,6 +50,10 @@ pub struct Global {
     /// Print data as JSON (stable snake_case keys) instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// `--read-only` was given (on the console's flags); with `read_only = true` in the config,
+    /// every database handle this command opens refuses changes.
+    #[arg(skip)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Subcommand)]

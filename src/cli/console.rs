@@ -103,8 +103,15 @@ pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Res
         Reader::default(),
         services.as_ref().map(|s| s.board.clone()),
     );
+    // What the operator changes goes through a handle the database itself keeps read-only
+    // when asked; the services above write through their own.
+    let operator_db = if cfg.read_only {
+        Db::connect_read_only(&cfg.database_url).await?
+    } else {
+        db
+    };
     let handle = Arc::new(Handle::new(
-        db,
+        operator_db,
         cfg.clone(),
         rx,
         poke,

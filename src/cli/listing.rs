@@ -21,7 +21,7 @@ fn down_time_ms(cfg: &Option<Config>) -> i64 {
 
 pub(super) async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
-    let db = open_db(&url).await?;
+    let db = open_db(g, None, &url).await?;
     let now = db.clock_ms().await?;
     let rows: Vec<ServiceJson> = db
         .list_services()
@@ -72,7 +72,7 @@ pub(super) async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
     let cfg = load_config(g)?;
-    let db = open_db(&cfg.database_url).await?;
+    let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
     let rows = db.list_services().await?;
     let now = now_ms();
     let down = cfg.service_down_time.as_millis() as i64;
@@ -144,7 +144,7 @@ pub(super) async fn volume_list(
 ) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
     let (_, url) = load_for_reading(g)?;
-    let db = open_db(&url).await?;
+    let db = open_db(g, None, &url).await?;
     let rows = db.stream_volumes(backend, host);
     futures_util::pin_mut!(rows);
     let out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -185,7 +185,7 @@ pub(super) async fn volume_list(
 
 pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
-    let db = open_db(&url).await?;
+    let db = open_db(g, None, &url).await?;
     let v = crate::service::jobs::request::volume(&db, key).await?;
     let snaps = db
         .snapshots_of(&v.id)
@@ -239,7 +239,7 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
 pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
     let (_, url) = load_for_reading(g)?;
-    let db = open_db(&url).await?;
+    let db = open_db(g, None, &url).await?;
     let rows = db.stream_jobs(limit);
     futures_util::pin_mut!(rows);
     let out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -287,7 +287,7 @@ pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode>
 
 pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
-    let db = open_db(&url).await?;
+    let db = open_db(g, None, &url).await?;
     let j = crate::service::jobs::request::found("job", id, db.find_job(id).await?)?;
     let mut jj = JobJson::from(&j);
     jj.waiting = waiting_for(
@@ -318,7 +318,7 @@ pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn events(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
     let (_, url) = load_for_reading(g)?;
-    let db = open_db(&url).await?;
+    let db = open_db(g, None, &url).await?;
     let evs: Vec<EventJson> = db
         .list_events(limit)
         .await?

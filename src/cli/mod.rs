@@ -72,15 +72,22 @@ pub fn log_filter() -> tracing_subscriber::EnvFilter {
     filter
 }
 
-async fn open_db(url: &str) -> anyhow::Result<Db> {
-    Ok(Db::connect(url).await?)
+/// The one way an operator's command opens the database: read-only (refused by the database
+/// itself on any change) when `--read-only` is given or the config says `read_only = true`.
+async fn open_db(g: &Global, cfg: Option<&Config>, url: &str) -> anyhow::Result<Db> {
+    if g.read_only || cfg.is_some_and(|c| c.read_only) {
+        Ok(Db::connect_read_only(url).await?)
+    } else {
+        Ok(Db::connect(url).await?)
+    }
 }
 
 pub async fn run(
     cmd: Command,
-    g: Global,
+    mut g: Global,
     console_args: args::ConsoleArgs,
 ) -> anyhow::Result<ExitCode> {
+    g.read_only |= console_args.read_only;
     match cmd {
         Command::Console { no_worker } => console::run(&g, &console_args, no_worker).await,
         Command::Serve => serve(&g).await,
@@ -100,19 +107,24 @@ pub async fn run(
         }
         Command::Service(ServiceCmd::List) => service_list(&g).await,
         Command::Service(ServiceCmd::Disable { service, reason }) => {
-            let (_, url) = load_for_reading(&g)?;
-            service_admin::set_disabled(&g, &open_db(&url).await?, &service, Some(&reason)).await
+            let (cfg, url) = load_for_reading(&g)?;
+            let db = open_db(&g, cfg.as_ref(), &url).await?;
+            service_admin::set_disabled(&g, &db, &service, Some(&reason)).await
         }
         Command::Service(ServiceCmd::Enable { service }) => {
-            let (_, url) = load_for_reading(&g)?;
-            service_admin::set_disabled(&g, &open_db(&url).await?, &service, None).await
+            let (cfg, url) = load_for_reading(&g)?;
+            let db = open_db(&g, cfg.as_ref(), &url).await?;
+            service_admin::set_disabled(&g, &db, &service, None).await
         }
         Command::Service(ServiceCmd::Remove { service }) => {
             let (cfg, url) = load_for_reading(&g)?;
-            let down = cfg.map_or(config::defaults::SERVICE_DOWN_TIME_S * 1000, |c| {
-                c.service_down_time.as_millis() as i64
-            });
-            service_admin::remove(&g, &open_db(&url).await?, &service, down).await
+            let down = cfg
+                .as_ref()
+                .map_or(config::defaults::SERVICE_DOWN_TIME_S * 1000, |c| {
+                    c.service_down_time.as_millis() as i64
+                });
+            let db = open_db(&g, cfg.as_ref(), &url).await?;
+            service_admin::remove(&g, &db, &service, down).await
         }
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
         Command::Volume(VolumeCmd::List { backend, host }) => {
@@ -121,7 +133,7 @@ pub async fn run(
         Command::Volume(VolumeCmd::Show { volume }) => volume_show(&g, &volume).await,
         Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::List { volume, all })) => {
             let (_, url) = load_for_reading(&g)?;
-            jobs::snapshot_list(&g, &open_db(&url).await?, volume.as_deref(), all).await
+            jobs::snapshot_list(&g, &open_db(&g, None, &url).await?, volume.as_deref(), all).await
         }
         Command::Volume(VolumeCmd::Reconcile { backend, fix }) => {
             reconcile(&g, &backend, fix).await
@@ -173,19 +185,19 @@ pub async fn run(
                 }
             };
             let cfg = load_config(&g)?;
-            let db = open_db(&cfg.database_url).await?;
+            let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
             jobs::submit(&g, &cfg, &db, req, wait.wait).await
         }
         Command::Job(JobCmd::List { limit }) => job_list(&g, limit).await,
         Command::Job(JobCmd::Show { id }) => job_show(&g, &id).await,
         Command::Job(JobCmd::Watch { id }) => {
             let cfg = load_config(&g)?;
-            let db = open_db(&cfg.database_url).await?;
+            let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
             jobs::watch(&g, &cfg, &db, &id).await
         }
         Command::Job(JobCmd::Cancel { id }) => {
-            let (_, url) = load_for_reading(&g)?;
-            jobs::cancel(&g, &open_db(&url).await?, &id).await
+            let (cfg, url) = load_for_reading(&g)?;
+            jobs::cancel(&g, &open_db(&g, cfg.as_ref(), &url).await?, &id).await
         }
         Command::Events { limit } => events(&g, limit).await,
         Command::Bench(args::BenchCmd::Heartbeat {
@@ -245,7 +257,8 @@ async fn serve(g: &Global) -> anyhow::Result<ExitCode> {
     for note in &cfg.notes {
         tracing::info!("config: {note}");
     }
-    let db = open_db(&cfg.database_url).await?;
+    // The services' own writes (heartbeats, jobs): read_only governs operators, not them.
+    let db = Db::connect(&cfg.database_url).await?;
     tracing::info!(database = %db.display_url, backends = cfg.backends.len(), "starting");
     let cancel = tokio_util::sync::CancellationToken::new();
     let drain = cfg.drain_timeout;
@@ -358,7 +371,10 @@ async fn reconcile(g: &Global, backend: &str, fix: bool) -> anyhow::Result<ExitC
             names.join(", ")
         );
     };
-    let db = open_db(&cfg.database_url).await?;
+    let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
+    if fix {
+        db.ensure_writable("repair backend storage (reconcile --fix)")?;
+    }
     let owner = cfg.service_owner(&b.name);
     let findings = crate::service::reconcile::reconcile(&db, b, &owner, fix).await?;
     if g.json {

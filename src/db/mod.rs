@@ -52,6 +52,12 @@ pub enum DbError {
         "job {job}: lease lost (claim {token} was taken over by another service); nothing more is written for it"
     )]
     Fenced { job: String, token: i64 },
+    /// A change through a read-only handle, refused by the database itself (SQLite's
+    /// `query_only`, a PostgreSQL read-only session), so that no entry point can miss the rule.
+    #[error(
+        "ember is read-only (read_only = true, or --read-only): cannot {what}; nothing was changed"
+    )]
+    ReadOnly { what: String },
 }
 
 /// Whether an error is the database being away for a moment (connection lost, refused,
@@ -71,11 +77,30 @@ pub fn is_transient(e: &DbError) -> bool {
     }
 }
 
-/// Wraps a sqlx error with the name of the query that failed.
+/// Wraps a sqlx error with the name of the query that failed; a write the database refused
+/// because the handle is read-only becomes [`DbError::ReadOnly`].
 pub(crate) fn q(what: &'static str) -> impl Fn(sqlx::Error) -> DbError + Copy {
-    move |e| DbError::Query {
-        what,
-        cause: Box::new(e),
+    move |e| {
+        if refused_as_read_only(&e) {
+            return DbError::ReadOnly { what: what.into() };
+        }
+        DbError::Query {
+            what,
+            cause: Box::new(e),
+        }
+    }
+}
+
+/// SQLite's SQLITE_READONLY (8: `query_only` or a read-only file), PostgreSQL's 25006
+/// (read_only_sql_transaction).
+fn refused_as_read_only(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c == "8" || c == "25006")
+                || d.message().contains("readonly database")
+                || d.message().contains("read-only transaction")
+        }
+        _ => false,
     }
 }
 
@@ -101,6 +126,8 @@ pub struct Db {
     /// Set on the handle a worker writes through: a write that fails because the database is
     /// away for a moment is tried again for this long, so a short outage costs no job.
     pub(crate) retry_for: Option<Duration>,
+    /// Every connection refuses writes (see [`Db::connect_read_only`]).
+    read_only: bool,
 }
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -176,6 +203,42 @@ async fn lock_file(db: &Path, url: &str) -> Result<nix::fcntl::Flock<std::fs::Fi
 impl Db {
     /// Connects and runs the engine's migrations.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
+        Self::connect_with(url, false).await
+    }
+
+    /// Connects for an operator who may change nothing (`read_only = true`, `--read-only`):
+    /// every connection of the pool is read-only in the database itself, so any write, from
+    /// any entry point, is refused there ([`DbError::ReadOnly`]). Runs no migrations (they
+    /// write); a schema older than this build is an error.
+    pub async fn connect_read_only(url: &str) -> Result<Db, DbError> {
+        let db = Self::connect_with(url, true).await?;
+        let (applied, known, _) = db.schema_status().await?;
+        if applied < known {
+            return Err(DbError::Migrate {
+                url: db.display_url.clone(),
+                message: format!(
+                    "the schema has {applied} of this ember's {known} migrations, and a read-only ember does not apply them: run ember once without read-only"
+                ),
+            });
+        }
+        Ok(db)
+    }
+
+    /// Whether changes through this handle are refused (see [`Db::connect_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// For a change that is not a database write (a storage repair): refused on a read-only
+    /// handle as a write would be.
+    pub fn ensure_writable(&self, what: &str) -> Result<(), DbError> {
+        if self.read_only {
+            return Err(DbError::ReadOnly { what: what.into() });
+        }
+        Ok(())
+    }
+
+    async fn connect_with(url: &str, read_only: bool) -> Result<Db, DbError> {
         install_default_drivers();
         let display_url = crate::config::redact_url(url);
         let engine = if url.starts_with("sqlite:") {
@@ -187,25 +250,41 @@ impl Db {
         };
         let mut url_owned = url.to_string();
         if engine == Engine::Sqlite {
-            if let Some(path) = sqlite_path(url) {
+            if let Some(path) = sqlite_path(url)
+                && !read_only
+            {
                 prepare_sqlite_file(&path, &display_url)?;
             }
             if !url.contains('?') {
-                url_owned.push_str("?mode=rwc");
+                // A read-only ember never creates the file.
+                url_owned.push_str(if read_only { "?mode=rw" } else { "?mode=rwc" });
             }
         }
         let mut opts = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 10 })
             .acquire_timeout(BUSY_TIMEOUT * 2);
         if engine == Engine::Sqlite {
-            opts = opts.after_connect(|conn, _meta| {
+            opts = opts.after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // WAL lets the console read while a job writes; the busy timeout turns
                     // a lock held by another ember into a wait, then a clear error.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    if !read_only {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                    }
                     conn.execute("PRAGMA busy_timeout = 5000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    if read_only {
+                        conn.execute("PRAGMA query_only = ON").await?;
+                    }
+                    Ok(())
+                })
+            });
+        } else if read_only {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .await?;
                     Ok(())
                 })
             });
@@ -240,14 +319,16 @@ impl Db {
         // PostgreSQL migrations take an advisory lock; sqlx's SQLite ones take none, so two
         // ember processes starting at once would both create the tables. A file lock beside
         // the database serialises them.
-        let _guard = match (engine, sqlite_path(url)) {
-            (Engine::Sqlite, Some(path)) => Some(lock_file(&path, &display_url).await?),
-            _ => None,
-        };
-        migrator.run(&pool).await.map_err(|e| DbError::Migrate {
-            url: display_url.clone(),
-            message: e.to_string(),
-        })?;
+        if !read_only {
+            let _guard = match (engine, sqlite_path(url)) {
+                (Engine::Sqlite, Some(path)) => Some(lock_file(&path, &display_url).await?),
+                _ => None,
+            };
+            migrator.run(&pool).await.map_err(|e| DbError::Migrate {
+                url: display_url.clone(),
+                message: e.to_string(),
+            })?;
+        }
         let db = Db {
             pool,
             engine,
@@ -255,6 +336,7 @@ impl Db {
             url: fence::Hidden(url.into()),
             fence: None,
             retry_for: None,
+            read_only,
         };
         // Every age this process computes is by the database's clock from here on.
         db.clock_ms().await?;

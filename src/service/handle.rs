@@ -36,6 +36,7 @@ impl Handle {
         local: Vec<Arc<super::BackendService>>,
         read_only: bool,
     ) -> Handle {
+        let read_only = read_only || db.is_read_only();
         Handle {
             db,
             config,
@@ -47,18 +48,8 @@ impl Handle {
         }
     }
 
-    fn refuse_if_read_only(&self) -> Result<(), JobError> {
-        if self.read_only {
-            return Err(JobError::Refused(
-                "read-only console: no changes are made".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Checks and enqueues a request; the snapshot refreshes at once.
     pub async fn submit(&self, req: Request) -> Result<Enqueued, JobError> {
-        self.refuse_if_read_only()?;
         let out = jobs::enqueue(&self.db, &self.config, req, &current_actor()).await;
         self.poke.notify_one();
         out
@@ -79,7 +70,6 @@ impl Handle {
     }
 
     pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, JobError> {
-        self.refuse_if_read_only()?;
         let out = jobs::cancel(&self.db, job_id, &current_actor()).await;
         // Running here: stop the driver call now, not at its next flag read.
         if let Ok(Cancelled::Requested(j)) = &out {

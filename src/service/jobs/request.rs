@@ -256,11 +256,6 @@ pub async fn enqueue_checked(db: &Db, c: Checked, actor: &str) -> Result<Enqueue
 }
 
 async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
-    if cfg.read_only {
-        return Err(JobError::Refused(
-            "ember is read-only (read_only = true): no changes are made".into(),
-        ));
-    }
     Ok(match req {
         Request::Create {
             name,
