@@ -68,6 +68,7 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
         ),
         ("service enable", v(&["service", "enable", "gone@file0"])),
         ("service remove", v(&["service", "remove", "gone@file0"])),
+        ("db roles", v(&["db", "roles", "--apply"])),
     ]
 }
 

@@ -69,6 +69,9 @@ pub enum Command {
     /// Volume services and their heartbeats
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// The database itself: who may change what
+    #[command(subcommand)]
+    Db(DbCmd),
     /// Configured backends, their drivers, state and capacity
     #[command(subcommand)]
     Backend(BackendCmd),
@@ -110,6 +113,17 @@ pub enum Command {
         /// fix) and exit; no config or cluster needed
         #[arg(long)]
         ceph_checks: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCmd {
+    /// Print the SQL that creates ember's PostgreSQL roles (ember_viewer, ember_operator,
+    /// ember_service) with the least privileges each needs; --apply runs it (connect as the
+    /// owner of ember's tables)
+    Roles {
+        #[arg(long)]
+        apply: bool,
     },
 }
 

@@ -59,6 +59,11 @@ pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Res
     let cfg = Arc::new(cfg);
     let mut notice = None;
     let mut worker = !(args.attach || no_worker);
+    // A login that may not run services watches the ones that run elsewhere.
+    if worker && let Some(why) = db.access().await?.serve_refusal() {
+        worker = false;
+        notice = Some(format!("attached: {why}"));
+    }
     if worker {
         // Another ember on this host already serving these backends? Attach to it.
         let down = cfg.service_down_time.as_millis() as i64;

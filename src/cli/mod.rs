@@ -105,6 +105,24 @@ pub async fn run(
                 doctor::run(&g, backend, strict, verbose, stuck_after).await
             }
         }
+        Command::Db(args::DbCmd::Roles { apply }) => {
+            if !apply {
+                print!("{}", crate::db::roles::roles_sql());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (cfg, url) = load_for_reading(&g)?;
+            let db = open_db(&g, cfg.as_ref(), &url).await?;
+            db.ensure_writable("create roles")?;
+            db.apply_roles().await?;
+            eprintln!(
+                "roles {}, {} and {} ready on {}: GRANT one of them TO each login",
+                crate::db::roles::VIEWER,
+                crate::db::roles::OPERATOR,
+                crate::db::roles::SERVICE,
+                db.display_url
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Service(ServiceCmd::List) => service_list(&g).await,
         Command::Service(ServiceCmd::Disable { service, reason }) => {
             let (cfg, url) = load_for_reading(&g)?;
@@ -259,6 +277,9 @@ async fn serve(g: &Global) -> anyhow::Result<ExitCode> {
     }
     // The services' own writes (heartbeats, jobs): read_only governs operators, not them.
     let db = Db::connect(&cfg.database_url).await?;
+    if let Some(why) = db.access().await?.serve_refusal() {
+        bail!("ember serve: {why}");
+    }
     tracing::info!(database = %db.display_url, backends = cfg.backends.len(), "starting");
     let cancel = tokio_util::sync::CancellationToken::new();
     let drain = cfg.drain_timeout;

@@ -54,6 +54,11 @@ pub async fn set_disabled(
     if reason.is_some_and(|r| r.trim().is_empty()) {
         bail!("service disable needs a --reason that says why (it is shown in `service list`)");
     }
+    db.ensure_writable(if reason.is_some() {
+        "disable a service"
+    } else {
+        "enable a service"
+    })?;
     db.set_service_disabled(&row.host, reason).await?;
     let (kind, text) = match reason {
         Some(r) => (
@@ -80,6 +85,7 @@ pub async fn set_disabled(
 /// with the reason (never run elsewhere: its storage may be local); running jobs of a cluster
 /// go back to the queue for a live member; its half-done volumes go to their error states.
 pub async fn remove(g: &Global, db: &Db, name: &str, down_ms: i64) -> anyhow::Result<ExitCode> {
+    db.ensure_writable("remove a service")?;
     let row = find(db, name).await?;
     let now = db.clock_ms().await?;
     if is_up(&row, now, down_ms) {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod fence;
 pub mod jobs;
 pub mod lock;
+pub mod roles;
 pub mod services;
 pub mod volumes;
 
@@ -54,10 +55,17 @@ pub enum DbError {
     Fenced { job: String, token: i64 },
     /// A change through a read-only handle, refused by the database itself (SQLite's
     /// `query_only`, a PostgreSQL read-only session), so that no entry point can miss the rule.
-    #[error(
-        "ember is read-only (read_only = true, or --read-only): cannot {what}; nothing was changed"
-    )]
-    ReadOnly { what: String },
+    #[error("ember is read-only ({reason}): cannot {what}; nothing was changed")]
+    ReadOnly { what: String, reason: String },
+    /// PostgreSQL refused a change for the connected role's lack of a grant.
+    #[error("{who} may not {what} ({detail}): GRANT {grant} TO {user}")]
+    Permission {
+        what: String,
+        detail: String,
+        who: String,
+        user: String,
+        grant: &'static str,
+    },
 }
 
 /// Whether an error is the database being away for a moment (connection lost, refused,
@@ -82,7 +90,30 @@ pub fn is_transient(e: &DbError) -> bool {
 pub(crate) fn q(what: &'static str) -> impl Fn(sqlx::Error) -> DbError + Copy {
     move |e| {
         if refused_as_read_only(&e) {
-            return DbError::ReadOnly { what: what.into() };
+            return DbError::ReadOnly {
+                what: what.into(),
+                reason: READ_ONLY_FLAG.into(),
+            };
+        }
+        if let sqlx::Error::Database(d) = &e
+            && d.code().as_deref() == Some("42501")
+        {
+            let detail = d.message().to_string();
+            let (who, user) = LOGIN
+                .get()
+                .cloned()
+                .unwrap_or_else(|| ("this login".into(), "<login>".into()));
+            return DbError::Permission {
+                what: what.into(),
+                grant: if detail.contains("services") {
+                    roles::SERVICE
+                } else {
+                    roles::OPERATOR
+                },
+                detail,
+                who,
+                user,
+            };
         }
         DbError::Query {
             what,
@@ -90,6 +121,13 @@ pub(crate) fn q(what: &'static str) -> impl Fn(sqlx::Error) -> DbError + Copy {
         }
     }
 }
+
+/// Why a handle opened with `read_only` refuses changes.
+const READ_ONLY_FLAG: &str = "read_only = true, or --read-only";
+
+/// The PostgreSQL login this process connected as (`alice (ember_viewer)`, `alice`), so that a
+/// permission error names it. A process connects as one login.
+static LOGIN: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
 /// SQLite's SQLITE_READONLY (8: `query_only` or a read-only file), PostgreSQL's 25006
 /// (read_only_sql_transaction).
@@ -126,8 +164,9 @@ pub struct Db {
     /// Set on the handle a worker writes through: a write that fails because the database is
     /// away for a moment is tried again for this long, so a short outage costs no job.
     pub(crate) retry_for: Option<Duration>,
-    /// Every connection refuses writes (see [`Db::connect_read_only`]).
-    read_only: bool,
+    /// Why every change through this handle is refused: opened read-only (the connections
+    /// refuse writes, see [`Db::connect_read_only`]), or a login that may only read.
+    read_only: Option<String>,
 }
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -224,18 +263,26 @@ impl Db {
         Ok(db)
     }
 
-    /// Whether changes through this handle are refused (see [`Db::connect_read_only`]).
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
+    /// Why changes through this handle are refused (`read_only`, or a login that may only
+    /// read), if they are.
+    pub fn read_only_reason(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
-    /// For a change that is not a database write (a storage repair): refused on a read-only
-    /// handle as a write would be.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    /// Checked before an operator's change is tried (and before a storage repair, which is no
+    /// database write): refused on a read-only handle as the database would refuse the write.
     pub fn ensure_writable(&self, what: &str) -> Result<(), DbError> {
-        if self.read_only {
-            return Err(DbError::ReadOnly { what: what.into() });
+        match &self.read_only {
+            Some(reason) => Err(DbError::ReadOnly {
+                what: what.into(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn connect_with(url: &str, read_only: bool) -> Result<Db, DbError> {
@@ -319,7 +366,15 @@ impl Db {
         // PostgreSQL migrations take an advisory lock; sqlx's SQLite ones take none, so two
         // ember processes starting at once would both create the tables. A file lock beside
         // the database serialises them.
-        if !read_only {
+        // Nothing to apply (the usual start): skip the migrator, which needs the right to
+        // create tables, so that roles other than the owner can connect.
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .ok();
+        let current = applied.is_some_and(|n| n as usize >= migrator.iter().count());
+        if !read_only && !current {
             let _guard = match (engine, sqlite_path(url)) {
                 (Engine::Sqlite, Some(path)) => Some(lock_file(&path, &display_url).await?),
                 _ => None,
@@ -336,10 +391,22 @@ impl Db {
             url: fence::Hidden(url.into()),
             fence: None,
             retry_for: None,
-            read_only,
+            read_only: read_only.then(|| READ_ONLY_FLAG.to_string()),
         };
         // Every age this process computes is by the database's clock from here on.
         db.clock_ms().await?;
+        let mut db = db;
+        if engine == Engine::Postgres {
+            let access = db.access().await?;
+            let _ = LOGIN.set((access.describe(), access.user.clone()));
+            // A login that may only read finds out now, and never tries a change.
+            if !access.can_change && db.read_only.is_none() {
+                db.read_only = Some(format!(
+                    "connected as {}, which may only read",
+                    access.describe()
+                ));
+            }
+        }
         Ok(db)
     }
 

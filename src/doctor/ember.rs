@@ -17,6 +17,7 @@ const RECENT: Duration = Duration::from_secs(24 * 3600);
 pub async fn run(t: &Run, sink: &Sink) {
     config(t, sink);
     database(t, sink).await;
+    role(t, sink).await;
     hosts(t, sink).await;
     jobs(t, sink).await;
 }
@@ -123,7 +124,16 @@ async fn database(t: &Run, sink: &Sink) {
             Ok(m) => {
                 let mode = m.permissions().mode() & 0o777;
                 f = f.evidence(format!("{} mode {mode:o}", path.display()));
-                if mode & 0o077 != 0 && f.status == super::Status::Ok {
+                use std::os::unix::fs::MetadataExt;
+                let me = nix::unistd::getuid().as_raw();
+                if m.uid() != me && f.status == super::Status::Ok {
+                    f = Finding::warn(format!(
+                        "{} belongs to uid {}, not to the user ember runs as (uid {me})",
+                        path.display(),
+                        m.uid()
+                    ))
+                    .fix(format!("chown {me} {}", path.display()));
+                } else if mode & 0o077 != 0 && f.status == super::Status::Ok {
                     f = Finding::warn(format!(
                         "{} is readable by other users (mode {mode:o}); it names hosts and users",
                         path.display()
@@ -135,6 +145,69 @@ async fn database(t: &Run, sink: &Sink) {
         }
     }
     sink.report(1, "database", started, f);
+}
+
+/// The login this process connected as and whether its grants fit what ember does on this
+/// host: a host with backends runs volume services (`ember serve`, or the console's worker),
+/// which need `ember_service`; a read-only ember needs only `ember_viewer`.
+async fn role(t: &Run, sink: &Sink) {
+    let started = Instant::now();
+    let Ok(db) = &t.target.db else {
+        return; // the database check says why
+    };
+    let cfg = &t.target.config;
+    if db.engine == crate::db::Engine::Sqlite {
+        let f = Finding::ok("SQLite: single-user; the file's mode keeps other users out");
+        sink.report(
+            4,
+            "role",
+            started,
+            match cfg.data_dir.metadata() {
+                Ok(m) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 != 0 => {
+                    Finding::warn(format!(
+                        "data dir {} is open to other users (mode {:o})",
+                        cfg.data_dir.display(),
+                        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+                    ))
+                    .fix(format!("chmod 700 {}", cfg.data_dir.display()))
+                }
+                _ => f,
+            },
+        );
+        return;
+    }
+    let access = match db.access().await {
+        Ok(a) => a,
+        Err(e) => {
+            sink.report(
+                4,
+                "role",
+                started,
+                Finding::warn(format!("cannot read the role's grants: {e}")),
+            );
+            return;
+        }
+    };
+    let may = match (access.can_serve, access.can_change) {
+        (true, _) => "may read, enqueue and cancel jobs, and run volume services",
+        (false, true) => "may read, enqueue and cancel jobs; may not run volume services",
+        (false, false) => "may only read",
+    };
+    let runs_services = !cfg.read_only && !cfg.backends.is_empty();
+    let f = if runs_services && !access.can_serve {
+        Finding::warn(format!(
+            "connected as {}: {may}, but this host's config runs volume services (ember serve, the console's worker)",
+            access.describe()
+        ))
+        .fix(format!(
+            "GRANT {} TO {} (or use a login that has it; `ember db roles` prints the roles)",
+            crate::db::roles::SERVICE,
+            access.user
+        ))
+    } else {
+        Finding::ok(format!("connected as {}: {may}", access.describe()))
+    };
+    sink.report(4, "role", started, f);
 }
 
 /// A host's clock this far from the database's is a finding. Ember itself judges every age by

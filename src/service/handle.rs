@@ -25,6 +25,9 @@ pub struct Handle {
     /// The services of this process: a cancel reaches their running jobs at once.
     local: Vec<Arc<super::BackendService>>,
     pub read_only: bool,
+    /// Why, when the database handle refuses changes (`read_only`, or a login that may only
+    /// read), for the title bar.
+    pub read_only_reason: Option<String>,
 }
 
 impl Handle {
@@ -37,6 +40,7 @@ impl Handle {
         read_only: bool,
     ) -> Handle {
         let read_only = read_only || db.is_read_only();
+        let read_only_reason = db.read_only_reason().map(String::from);
         Handle {
             db,
             config,
@@ -45,6 +49,7 @@ impl Handle {
             worker: !local.is_empty(),
             local,
             read_only,
+            read_only_reason,
         }
     }
 

@@ -68,6 +68,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
         None => keymap::Keymap::default_map(),
     };
     let mut app = App::new(keys, theme, handle.read_only, handle.worker, host);
+    app.read_only_reason = handle.read_only_reason.clone();
     app.toast = opts.notice.map(|n| (n, false));
     app.set_snapshot(handle.snapshot.borrow().clone());
 

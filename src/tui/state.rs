@@ -135,6 +135,8 @@ pub struct App {
     pub keymap: Keymap,
     pub theme: Theme,
     pub read_only: bool,
+    /// Why the console is read-only, when the database says so (a viewer's login).
+    pub read_only_reason: Option<String>,
     pub worker: bool,
     pub host: String,
     /// Selected row per view.
@@ -167,6 +169,7 @@ impl App {
             keymap,
             theme,
             read_only,
+            read_only_reason: None,
             worker,
             host,
             selected: [0; 6],

@@ -408,6 +408,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
 }
 
 async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
+    db.ensure_writable("enqueue a job")?;
     let job_id = Uuid::new_v4().to_string();
     let params_json = serde_json::to_string(&plan.params).unwrap_or_else(|_| "{}".into());
     let e = Enqueue {
@@ -510,6 +511,7 @@ pub enum Cancelled {
 
 /// Cancels a job by id or unique id prefix.
 pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobError> {
+    db.ensure_writable("cancel a job")?;
     let job = found("job", key, db.find_job(key).await?)?;
     let outcome = match db.request_cancel(&job.id).await?.as_deref() {
         Some("cancelled") => {

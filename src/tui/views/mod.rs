@@ -61,7 +61,11 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         "│ attached "
     }));
     if app.read_only {
-        spans.push(Span::raw("│ READ-ONLY "));
+        spans.push(Span::raw(match &app.read_only_reason {
+            // The flag needs no explaining; a login that may only read does.
+            Some(r) if r.starts_with("connected as") => format!("│ READ-ONLY: {r} "),
+            _ => "│ READ-ONLY ".to_string(),
+        }));
     }
     if let Some(e) = &app.snap.error {
         spans.push(Span::raw(format!("│ DB: {e} ")));
