@@ -161,3 +161,59 @@ fn stopped_monitor_times_out_with_heartbeats_going_on_then_reconnects() {
     assert_eq!(v["job"]["state"], "succeeded");
     assert!(!serve.log_text().contains("panicked"));
 }
+
+#[test]
+fn a_panic_in_the_progress_callback_fails_the_job_not_the_process() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(dir.path(), &url, &ceph.backend("rbd0", ""));
+    // The fault: ember's progress code panics inside librbd's callback, on librbd's thread.
+    // Unwinding into C would abort the process; the panic must become the job's error.
+    let mut serve = Serve::start_env(
+        &env.config,
+        &env.url,
+        &env.dir,
+        &[("EMBER_FAULT_PANIC_IN_PROGRESS", "1")],
+    );
+    env.wait_up(
+        service(&services(&env.config, &env.url), "rbd0").unwrap()["host"]
+            .as_str()
+            .unwrap(),
+        30,
+    );
+    let src = env.json(&["volume", "create", "src", "--size", "64M", "--wait"]);
+    ceph.fill(
+        &format!("volume-{}", src["volume"]["id"].as_str().unwrap()),
+        8,
+    );
+    env.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+    ]);
+    env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
+    let o = env.run(&["volume", "flatten", "c", "--wait", "--json"]);
+    let job = &serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["job"];
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.contains("progress callback panicked") && err.contains("injected fault"),
+        "{err}"
+    );
+    // The process lives on: it heartbeats and runs the next job.
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "ember serve died"
+    );
+    let s = state(&env, "rbd0");
+    assert!(heartbeating(&s) && s["state"] == "up", "{s}");
+    let v = env.json(&["volume", "create", "after", "--size", "8M", "--wait"]);
+    assert_eq!(v["job"]["state"], "succeeded");
+    // The clone is still layered and readable: the flatten stopped, nothing was lost.
+    let info = ceph.info(&format!(
+        "volume-{}",
+        env.volume("c")["id"].as_str().unwrap()
+    ));
+    assert!(info["parent"].is_object(), "{info}");
+}

@@ -72,6 +72,16 @@ struct CallbackState<'a> {
     /// ahead of it, which holds librbd back, as a throttled copy would.
     bps_limit: u64,
     started: std::time::Instant,
+    /// A panic in the callback (ember's progress code, called from librbd's thread): caught,
+    /// since unwinding into C aborts the whole process, and kept as the call's error.
+    panicked: std::sync::Mutex<Option<String>>,
+}
+
+/// Fault injection for tests: `EMBER_FAULT_PANIC_IN_PROGRESS=1` makes the progress callback
+/// panic, as a bug in it would.
+fn injected_panic() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("EMBER_FAULT_PANIC_IN_PROGRESS").is_some())
 }
 
 extern "C" fn on_progress(offset: u64, total: u64, arg: *mut c_void) -> c_int {
@@ -79,6 +89,28 @@ extern "C" fn on_progress(offset: u64, total: u64, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the &CallbackState passed to the librbd call below, alive for its
     // whole duration (librbd calls back only before it returns).
     let st = unsafe { &*(arg as *const CallbackState<'_>) };
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        report_progress(st, offset, total)
+    }));
+    match ran {
+        Ok(rc) => rc,
+        Err(p) => {
+            let text = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            *st.panicked.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+            st.cancelled.store(true, Ordering::SeqCst);
+            -libc::ECANCELED
+        }
+    }
+}
+
+fn report_progress(st: &CallbackState<'_>, offset: u64, total: u64) -> c_int {
+    if injected_panic() {
+        panic!("injected fault: panic in the librbd progress callback");
+    }
     // librbd counts objects 0..total-1 and never reports `offset == total`.
     let done_objects = (offset + 1).min(total.max(1));
     let done = if total == 0 {
@@ -104,6 +136,8 @@ extern "C" fn on_progress(offset: u64, total: u64, arg: *mut c_void) -> c_int {
 pub enum Ran {
     Done,
     Cancelled,
+    /// The callback panicked (the panic's text); the call was stopped.
+    Panicked(String),
 }
 
 /// How a long call reports and is paced.
@@ -126,8 +160,12 @@ fn with_progress(
         cancelled: AtomicBool::new(false),
         bps_limit: watch.bps_limit,
         started: std::time::Instant::now(),
+        panicked: std::sync::Mutex::new(None),
     };
     let rc = f(on_progress, &st as *const CallbackState<'_> as *mut c_void);
+    if let Some(text) = st.panicked.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Ok(Ran::Panicked(text));
+    }
     if st.cancelled.load(Ordering::SeqCst) {
         return Ok(Ran::Cancelled);
     }

@@ -338,6 +338,10 @@ impl VolumeDriver for RbdDriver {
         {
             Ran::Done => Ok(()),
             Ran::Cancelled => Err(self.cancelled("delete")),
+            Ran::Panicked(p) => Err(self.io(
+                "delete",
+                format!("progress callback panicked: {p}; the call was stopped"),
+            )),
         }
     }
 
@@ -517,6 +521,10 @@ impl VolumeDriver for RbdDriver {
         {
             Ran::Done => Ok(()),
             Ran::Cancelled => Err(self.cancelled("flatten")),
+            Ran::Panicked(p) => Err(self.io(
+                "flatten",
+                format!("progress callback panicked: {p}; the call was stopped"),
+            )),
         }
     }
 
