@@ -72,6 +72,12 @@ pub async fn held_elsewhere(db: &Db, host: &str) -> String {
 
 /// How long shutdown waits for tasks before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The same with the database unreachable: tasks are then waiting on it, not working.
+const UNREACHABLE_GRACE: Duration = Duration::from_secs(2);
+/// How long the stop asks whether the database is there.
+const STOP_DB_PROBE: Duration = Duration::from_secs(1);
+/// How long recording one service's stop may take.
+const STOP_WRITE: Duration = Duration::from_secs(3);
 
 /// The running services of this process.
 pub struct Services {
@@ -233,6 +239,14 @@ impl Services {
     /// the services are marked stopped. Safe to call once the root token is already cancelled.
     pub async fn shutdown(self, drain: Duration) {
         self.claiming.cancel();
+        // With the database away, running jobs cannot finish (nor hand back), and tasks wait
+        // on it: nothing is drained or waited for long, so a stop during an outage takes
+        // seconds. The next start settles what could not be recorded.
+        let reachable = matches!(
+            tokio::time::timeout(STOP_DB_PROBE, self.db.clock_ms()).await,
+            Ok(Ok(_))
+        );
+        let drain = if reachable { drain } else { Duration::ZERO };
         let running = |s: &Self| -> usize {
             s.backends
                 .iter()
@@ -256,20 +270,48 @@ impl Services {
         }
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+        let grace = if reachable {
+            SHUTDOWN_GRACE
+        } else {
+            UNREACHABLE_GRACE
+        };
+        if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_err()
         {
+            warn!("some tasks did not stop within {}s", grace.as_secs());
+        }
+        if !reachable {
+            let names: Vec<&str> = self.backends.iter().map(|b| b.host.as_str()).collect();
             warn!(
-                "some tasks did not stop within {}s",
-                SHUTDOWN_GRACE.as_secs()
+                "database unreachable at stop: the stop of {} and its event are not recorded; \
+                 the services read as down once service_down_time passes, and the next start \
+                 settles their rows and requeues what they held",
+                names.join(", ")
             );
+            return;
         }
         for b in &self.backends {
-            if let Err(e) = self.db.stop_service(b.row_id).await {
-                warn!(backend = %b.name, "stop not recorded: {e}");
+            let recorded = tokio::time::timeout(STOP_WRITE, async {
+                self.db.stop_service(b.row_id).await?;
+                self.db
+                    .add_event(&NewEvent {
+                        actor: "ember",
+                        host: Some(&b.host),
+                        kind: "service_stopped",
+                        target: Some(&b.name),
+                        message: "clean stop",
+                    })
+                    .await
+            })
+            .await;
+            match recorded {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(backend = %b.name, "stop not recorded: {e}"),
+                Err(_) => {
+                    warn!(backend = %b.name, "stop not recorded: the database did not answer within {}s", STOP_WRITE.as_secs())
+                }
             }
-            event(&self.db, &b.host, "service_stopped", &b.name, "clean stop").await;
         }
         info!("services stopped");
     }
