@@ -110,8 +110,8 @@ fn fingerprint(env: &Env) -> String {
         .iter()
         .map(|v| {
             format!(
-                "{} {} {} {}",
-                v["name"], v["status"], v["size_bytes"], v["parent_id"]
+                "{} {} {} {} {}",
+                v["name"], v["status"], v["size_bytes"], v["parent"], v["updated_at"]
             )
         })
         .collect();
@@ -127,7 +127,7 @@ fn fingerprint(env: &Env) -> String {
         .as_array()
         .unwrap()
         .iter()
-        .map(|j| format!("{} {} {}", j["id"], j["state"], j["cancel_requested"]))
+        .map(|j| format!("{} {} {}", j["id"], j["state"], j["error"]))
         .collect();
     let events = env.json(&["events"]).as_array().unwrap().len();
     let services: Vec<_> = services(&env.config, &env.url)

@@ -81,6 +81,27 @@ impl FileDriver {
         }
     }
 
+    /// A failed write; a full filesystem is said in the operator's terms: where, how much
+    /// more the operation needs, how much is free.
+    fn write_failed(&self, op: &'static str, e: std::io::Error, still_needed: u64) -> DriverError {
+        if e.raw_os_error() != Some(libc::ENOSPC) {
+            return self.err(op, e);
+        }
+        let free = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|s| s.blocks_available() * s.fragment_size())
+            .ok();
+        DriverError::Io {
+            backend: self.backend.clone(),
+            op,
+            message: format!(
+                "no space left on {}: it needs about {} more ({} free); free space there (or grow the filesystem) and run it again: it goes on where it stopped",
+                self.dir.display(),
+                super::human_size(still_needed),
+                free.map_or("unknown".into(), super::human_size)
+            ),
+        }
+    }
+
     fn path(&self, image: &str) -> PathBuf {
         self.dir.join(image)
     }
@@ -457,11 +478,23 @@ impl VolumeDriver for FileDriver {
                 let skipped = (b - a) - holes.iter().map(|(x, y)| y - x).sum::<u64>();
                 done += skipped;
                 for (x, y) in holes {
-                    let ok = copy_range(src, &dst, x, y - x, self.chunk(), &mut |n| {
+                    let copied = copy_range(src, &dst, x, y - x, self.chunk(), &mut |n| {
                         done += n;
                         self.pace(started, done, total, progress)
-                    })
-                    .map_err(|e| self.err("flatten", e))?;
+                    });
+                    let ok = match copied {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            // What was copied stays and the clone stays layered: a re-run
+                            // copies only what is left.
+                            let _ = dst.sync_data();
+                            return Err(self.write_failed(
+                                "flatten",
+                                e,
+                                total.saturating_sub(done),
+                            ));
+                        }
+                    };
                     if !ok {
                         // What was copied stays: a re-run copies only what is left.
                         let _ = dst.sync_data();

@@ -47,6 +47,23 @@ pub struct ImageInfo {
     pub volume: Option<String>,
 }
 
+/// Bytes in binary units, as `rbd` and `df -h` print them (`20.0 MiB`): for the drivers' own
+/// messages, and the console's and CLI's through `service::units::human_bytes`.
+pub fn human_size(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
 /// Image names as Cinder makes them, so an operator finds a volume's data by its id.
 pub fn volume_image(id: &str) -> String {
     format!("volume-{id}")

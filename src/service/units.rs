@@ -72,18 +72,10 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Bytes in binary units, as `rbd` and `df -h` print them.
 pub fn human_bytes(b: i64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
+    if b < 0 {
+        return format!("{b} B");
     }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
+    crate::driver::human_size(b.unsigned_abs())
 }
 
 pub fn age(seconds: f64) -> String {
