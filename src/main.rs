@@ -3,14 +3,20 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use ember::cli::{
     self,
-    args::{Cli, Command},
+    args::{Command, Parsed, parse_args},
 };
 
 fn main() -> ExitCode {
-    let parsed = Cli::parse();
+    let parsed = match parse_args(std::env::args_os()) {
+        Parsed::Run(c) => *c,
+        Parsed::Print(help) => help.exit(),
+        Parsed::Bad(line) => {
+            eprintln!("ember: error: {line}");
+            return ExitCode::from(2);
+        }
+    };
     let command = parsed
         .command
         .unwrap_or(Command::Console { no_worker: false });

@@ -360,3 +360,52 @@ pub enum ConfigCmd {
         path: Option<PathBuf>,
     },
 }
+
+/// What parsing the command line gave: the command, or what to print and the exit code.
+pub enum Parsed {
+    Run(Box<Cli>),
+    /// `--help`, `--version`: clap prints them itself.
+    Print(clap::Error),
+    /// Bad arguments: one line naming what is wrong (clap's own words, without its usage
+    /// block), for stderr, exit code 2.
+    Bad(String),
+}
+
+/// Parses arguments as the binary does (`args` includes the program name).
+pub fn parse_args<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::Parser;
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(args) {
+        Ok(c) => Parsed::Run(Box::new(c)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            Parsed::Print(e)
+        }
+        Err(e) => Parsed::Bad(one_line(&e.render().to_string())),
+    }
+}
+
+/// clap's message up to its usage block, on one line: `unexpected argument '--frob' found
+/// (tip: ...)`, `the following required arguments were not provided: <NAME>`.
+fn one_line(text: &str) -> String {
+    let body = text
+        .split("\n\nUsage:")
+        .next()
+        .unwrap_or(text)
+        .split("\n\nFor more information")
+        .next()
+        .unwrap_or(text);
+    let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat.strip_prefix("error: ").unwrap_or(&flat).to_string();
+    format!("{flat} (ember --help shows the usage)")
+}
