@@ -10,6 +10,8 @@
 #                                          and every op on the pool hangs, as with a dead OSD host
 #   scripts/ceph.sh osd-thaw DIR           lets it run again; it rejoins with its data (memstore
 #                                          keeps data only in RAM, so a real stop would lose it)
+#   scripts/ceph.sh mon-freeze DIR         freezes the monitor (SIGSTOP): with osd-freeze, Ceph is
+#   scripts/ceph.sh mon-thaw DIR           gone, without losing its data; mon-thaw resumes it
 #
 # Everything lives under DIR: its own ceph.conf (with `[client] keyring = DIR/ceph.$name.keyring`,
 # timeouts so clients never hang), data in RAM (memstore), logs, pid files. Nothing is written to
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 cmd=${1:-}; DIR=${2:-}
-[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw DIR [--no-mgr]" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw|mon-freeze|mon-thaw DIR [--no-mgr]" >&2; exit 2; }
 DIR=$(realpath -m "$DIR")
 CONF=$DIR/ceph.conf
 
@@ -182,5 +184,7 @@ case $cmd in
   mon-start) mon_start ;;
   osd-freeze) osd_freeze ;;
   osd-thaw) osd_thaw ;;
-  *) echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw DIR [--no-mgr]" >&2; exit 2 ;;
+  mon-freeze) kill_daemon "$DIR/run/mon.a.pid" STOP ;;
+  mon-thaw) kill_daemon "$DIR/run/mon.a.pid" CONT ;;
+  *) echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw|mon-freeze|mon-thaw DIR [--no-mgr]" >&2; exit 2 ;;
 esac

@@ -217,3 +217,92 @@ fn a_panic_in_the_progress_callback_fails_the_job_not_the_process() {
     ));
     assert!(info["parent"].is_object(), "{info}");
 }
+
+/// Ceph gone (monitor and OSD frozen) past the op timeout in the middle of a flatten. Within
+/// the timeout the job either fails with the reason (librbd's op timed out) or, paused inside
+/// librbd, says why it waits (`job show`'s `waiting`); heartbeats go on. When Ceph returns, a
+/// paused flatten goes on by itself, and a failed one completes when run again.
+#[test]
+fn ceph_gone_mid_flatten_fails_or_pauses_with_the_reason_and_completes_after() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    // 8 MiB/s: the flatten of a 256 MiB image runs for about 32 s (the pace counts the
+    // whole image).
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &ceph.backend("rbd0", "volume_copy_bps_limit = 8388608"),
+    );
+    let _serve = env.serve();
+    let src = env.json(&["volume", "create", "src", "--size", "256M", "--wait"]);
+    ceph.fill(
+        &format!("volume-{}", src["volume"]["id"].as_str().unwrap()),
+        128,
+    );
+    env.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+    ]);
+    let c = env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
+    let image = format!("volume-{}", c["volume"]["id"].as_str().unwrap());
+    let job = env.json(&["volume", "flatten", "c"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the flatten to move", Duration::from_secs(30), || {
+        (env.job(&job)["bytes_done"].as_i64().unwrap_or(0) > 0).then_some(())
+    });
+
+    // Ceph goes away: OSD and monitor frozen (the OSD marked down first).
+    ceph.osd_freeze();
+    ceph.mon_freeze(true);
+    let gone = Instant::now();
+    let mut beats_seen = 0;
+    let seen = wait_for(
+        "the job to fail or say why it waits",
+        Duration::from_secs(75),
+        || {
+            if heartbeating(&state(&env, "rbd0")) {
+                beats_seen += 1;
+            }
+            let j = env.job(&job);
+            if j["state"] == "failed" {
+                return Some(j["error"].as_str().unwrap_or("").to_string());
+            }
+            assert_eq!(j["state"], "running", "{j}");
+            j["waiting"].as_str().map(String::from)
+        },
+    );
+    eprintln!("after {:?}: {seen}", gone.elapsed());
+    assert!(
+        seen.starts_with("paused:") && seen.contains("storage is failing")
+            || seen.contains("did not answer in time")
+            || seen.contains("no answer within"),
+        "the reason: {seen}"
+    );
+    assert!(beats_seen > 3, "heartbeats went on while Ceph was gone");
+    assert!(env.volume("c")["parent"].is_string(), "still layered");
+
+    // Ceph returns: a paused flatten goes on by itself, a failed one completes when run again.
+    ceph.mon_freeze(false);
+    ceph.osd_thaw();
+    let ended = env.wait_job(&job, 120);
+    if ended["state"] != "succeeded" {
+        assert_eq!(ended["state"], "failed", "{ended}");
+        wait_for("the backend to recover", Duration::from_secs(90), || {
+            (state(&env, "rbd0")["state"] == "up").then_some(())
+        });
+        let again = env.json(&["volume", "flatten", "c"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(env.wait_job(&again, 120)["state"], "succeeded");
+    }
+    assert!(
+        ceph.info(&image)["parent"].is_null(),
+        "rbd info still shows a parent"
+    );
+    assert!(env.volume("c")["parent"].is_null());
+}

@@ -138,13 +138,21 @@ pub fn waiting_for(
         .iter()
         .filter(|s| s.host == holder || s.cluster.as_deref() == Some(holder))
         .collect();
-    // A running job waits for nothing while the process running it heartbeats, even if its
-    // storage is failing: that process ends the job, with the reason.
-    let running_on_live = j.state == "running"
-        && members
+    // A running job whose process heartbeats waits only for its storage, when that is failing:
+    // the call is paused in the storage client and goes on when the storage answers again.
+    if j.state == "running"
+        && let Some(runner) = members
             .iter()
-            .any(|s| s.host == holder && is_alive(s, now_ms, down_ms));
-    if running_on_live || members.iter().any(|s| is_up(s, now_ms, down_ms)) {
+            .find(|s| s.host == holder && is_alive(s, now_ms, down_ms))
+    {
+        return runner.error.as_ref().map(|e| {
+            format!(
+                "paused: {holder}'s storage is failing ({e}); the job goes on when it answers again (ember job cancel {} stops it)",
+                &j.id[..8.min(j.id.len())]
+            )
+        });
+    }
+    if members.iter().any(|s| is_up(s, now_ms, down_ms)) {
         return None;
     }
     let clustered = j

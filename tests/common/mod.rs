@@ -434,6 +434,11 @@ impl Ceph {
         self.script("osd-thaw");
     }
 
+    /// Freezes (SIGSTOP) or resumes the monitor.
+    pub fn mon_freeze(&self, on: bool) {
+        self.script(if on { "mon-freeze" } else { "mon-thaw" });
+    }
+
     /// The `rbd` CLI as client.admin on this cluster.
     pub fn rbd(&self, args: &[&str]) -> Output {
         let out = Command::new("rbd")
