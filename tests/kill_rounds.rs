@@ -56,10 +56,9 @@ fn kill_9_at_random_moments_loses_nothing() {
     let mut serve = env.serve();
     for round in 0..rounds {
         // Cover every kind in the first rounds, then at random.
-        let kind = if round < KINDS.len() {
-            KINDS[round]
-        } else {
-            KINDS[r.random_range(0..KINDS.len())]
+        let kind = match KINDS.get(round) {
+            Some(k) => *k,
+            None => KINDS[r.random_range(0..KINDS.len())],
         };
         let n = |s: &str| format!("r{round}-{s}");
         // What the job works on, made while the service is up.
