@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The fault suite's long form. `.ci/run` (scripts/test.sh) runs every fault at least once;
-# this runs the long rounds: kill -9 at random moments (20 rounds, every job kind), 100,000
-# mutated configs and command lines, and the database, disk and Ceph faults three times each.
-# Rounds: EMBER_KILL_ROUNDS, EMBER_FUZZ_ROUNDS, FAULT_REPEATS. A failing round prints its seed
+# this runs the long rounds: kill -9 at random moments (20 rounds on the file backend and 10 on
+# rbd, every job kind), 100,000 mutated configs and command lines, and the database, disk and
+# Ceph faults three times each. Rounds: EMBER_KILL_ROUNDS, EMBER_KILL_ROUNDS_RBD,
+# EMBER_FUZZ_ROUNDS, FAULT_REPEATS. A failing round prints its seed
 # (EMBER_FUZZ_SEED replays it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/test-env.sh
 source scripts/test-env.sh
 export EMBER_KILL_ROUNDS=${EMBER_KILL_ROUNDS:-20}
+export EMBER_KILL_ROUNDS_RBD=${EMBER_KILL_ROUNDS_RBD:-10}
 export EMBER_FUZZ_ROUNDS=${EMBER_FUZZ_ROUNDS:-100000}
 repeats=${FAULT_REPEATS:-3}
 started=$SECONDS
-echo "== kill -9 rounds: $EMBER_KILL_ROUNDS"
+echo "== kill -9 rounds: $EMBER_KILL_ROUNDS (file), $EMBER_KILL_ROUNDS_RBD (rbd)"
 cargo test -q --test kill_rounds -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
 echo "== garbage in: $EMBER_FUZZ_ROUNDS configs and command lines"
 cargo test -q --release --test garbage_in -- --nocapture 2>&1 | grep -E 'seed|loaded|parsed|test result|panicked'

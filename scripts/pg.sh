@@ -13,12 +13,30 @@ pg_start() {
   PG_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   "${as[@]}" "$PGBIN/initdb" -D "$PG_DIR/data" -U ember --auth=trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }
-  "${as[@]}" "$PGBIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 30 start \
-    -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null \
-    || { cat "$PG_DIR/log" >&2; return 1; }
+  echo "$PG_PORT" >"$PG_DIR/port"
+  pg_server_start || return 1
   export EMBER_TEST_DATABASE_URL="postgres://ember@127.0.0.1:$PG_PORT/postgres"
   export PG_DIR
   echo "pg.sh: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($PG_DIR)"
+}
+
+# Starts the server of $PG_DIR on the port it was made with.
+pg_server_start() {
+  local as=()
+  [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+  "${as[@]}" "$PGBIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 30 start \
+    -o "-h 127.0.0.1 -p $(cat "$PG_DIR/port") -k $PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null \
+    || { cat "$PG_DIR/log" >&2; return 1; }
+}
+
+# A database outage: stops the server of $PG_DIR (fast: clients are cut off), waits SECONDS,
+# and starts it again on the same port with its data.
+pg_restart() { # SECONDS
+  local as=()
+  [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+  "${as[@]}" "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null
+  sleep "${1:-5}"
+  pg_server_start
 }
 
 pg_stop() {

@@ -187,3 +187,190 @@ fn a_full_disk_fails_a_flatten_with_what_it_needs_and_a_rerun_completes() {
         "the whole parent's data is in the clone"
     );
 }
+
+/// A PostgreSQL server of the test's own (scripts/pg.sh), so that it can be restarted.
+struct PrivatePg {
+    dir: String,
+    url: String,
+}
+
+fn pg_script(cmd: &str) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && source scripts/pg.sh && {cmd}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .unwrap()
+}
+
+impl PrivatePg {
+    fn start() -> Option<PrivatePg> {
+        if std::env::var_os("EMBER_REQUIRE_PG").is_none()
+            && std::env::var_os("EMBER_TEST_DATABASE_URL").is_none()
+        {
+            eprintln!("NOTICE: skipped: no PostgreSQL (scripts/test.sh provides it)");
+            return None;
+        }
+        let o = pg_script(
+            "pg_start >/dev/null && printf '%s|%s' \"$EMBER_TEST_DATABASE_URL\" \"$PG_DIR\"",
+        );
+        assert!(o.status.success(), "pg_start: {}", stderr(&o));
+        let out = stdout(&o);
+        let (url, dir) = out.split_once('|').unwrap();
+        Some(PrivatePg {
+            dir: dir.to_string(),
+            url: url.to_string(),
+        })
+    }
+
+    /// Stops the server, waits `secs`, starts it again with its data.
+    fn restart(&self, secs: u32) {
+        let o = pg_script(&format!("PG_DIR={} pg_restart {secs}", self.dir));
+        assert!(o.status.success(), "pg_restart: {}", stderr(&o));
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = pg_script(&format!("PG_DIR={} pg_stop", self.dir));
+    }
+}
+
+fn tmux(args: &[&str]) -> String {
+    let o = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .unwrap();
+    stdout(&o)
+}
+
+/// PostgreSQL stopped for 5 s and started again under two running flattens: the service
+/// reconnects and heartbeats again, each job ends once (one `job_succeeded`), the data is
+/// right, and an attached console shows the outage and recovers by itself.
+#[test]
+fn postgres_restarted_under_running_jobs_loses_nothing() {
+    let Some(pg) = PrivatePg::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_text(
+        dir.path(),
+        &pg.url,
+        "report_interval = 1\nservice_down_time = 10\nperiodic_interval = 1\nperiodic_fuzzy_delay = 0\n\
+         [backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
+    );
+    let _serve = env.serve();
+    env.json(&["volume", "create", "src", "--size", "512M", "--wait"]);
+    let s = env.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+    ]);
+    let snap_file = env.file_dir("file0").join(format!(
+        "snapshot-{}",
+        s["snapshot"]["id"].as_str().unwrap()
+    ));
+    write_at(&snap_file, 0, 160 << 20, 0x4d);
+    let mut jobs = vec![];
+    for c in ["c1", "c2"] {
+        env.json(&["volume", "create", c, "--snapshot", "s", "--wait"]);
+        jobs.push(
+            env.json(&["volume", "flatten", c])["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    wait_for("both flattens to run", Duration::from_secs(20), || {
+        jobs.iter()
+            .all(|j| env.job(j)["state"] == "running")
+            .then_some(())
+    });
+
+    // An attached console watches, when tmux is here (scripts/test.sh installs it).
+    let session = format!("ember-pg-{}", std::process::id());
+    let console = std::process::Command::new("sh")
+        .args(["-c", "command -v tmux"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if console {
+        let cmd = format!(
+            "{} --config {} --database-url '{}' --attach",
+            env!("CARGO_BIN_EXE_ember"),
+            env.config.display(),
+            env.url
+        );
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "200",
+            "-y",
+            "30",
+            &cmd,
+        ]);
+        wait_for("the console", Duration::from_secs(20), || {
+            tmux(&["capture-pane", "-p", "-t", &session])
+                .contains("attached")
+                .then_some(())
+        });
+    }
+
+    let outage = std::thread::scope(|scope| {
+        let restart = scope.spawn(|| pg.restart(5));
+        let mut seen = false;
+        while !restart.is_finished() {
+            if console
+                && tmux(&["capture-pane", "-p", "-t", &session])
+                    .contains("DATABASE UNREACHABLE since")
+            {
+                seen = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        restart.join().unwrap();
+        seen
+    });
+
+    // The service heartbeats again, both jobs finish, each once.
+    wait_for("heartbeats again", Duration::from_secs(30), || {
+        let l = services(&env.config, &env.url);
+        (service(&l, "file0")?["state"] == "up"
+            && service(&l, "file0")?["heartbeat_age_s"].as_f64()? < 3.0)
+            .then_some(())
+    });
+    for j in &jobs {
+        assert_eq!(env.wait_job(j, 90)["state"], "succeeded", "job {j}");
+    }
+    let events = env.json(&["events", "--limit", "1000"]);
+    for (c, job) in ["c1", "c2"].iter().zip(&jobs) {
+        let v = env.volume(c);
+        let cid = v["id"].as_str().unwrap();
+        let ends = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["kind"] == "job_succeeded"
+                    && e["message"].as_str().unwrap_or("").contains(job.as_str())
+            })
+            .count();
+        assert_eq!(ends, 1, "{c}: {ends} job_succeeded events");
+        assert!(v["parent"].is_null(), "{v}");
+        let data = read_at(&env.image("file0", cid), (160 << 20) - (1 << 20), 1 << 20);
+        assert!(data.iter().all(|b| *b == 0x4d), "{c}: the parent's data");
+    }
+
+    if console {
+        assert!(outage, "the console never showed the outage");
+        wait_for("the console to recover", Duration::from_secs(40), || {
+            let s = tmux(&["capture-pane", "-p", "-t", &session]);
+            (!s.contains("DATABASE UNREACHABLE")).then_some(())
+        });
+        tmux(&["kill-session", "-t", &session]);
+    }
+}

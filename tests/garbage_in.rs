@@ -87,7 +87,7 @@ fn mutate(r: &mut StdRng, text: &[u8]) -> Vec<u8> {
                 t.splice(at..at, s.bytes());
             }
             6 => {
-                let s = "a".repeat(r.random_range(1..200_000));
+                let s = "a".repeat(r.random_range(1..40_000));
                 t.splice(at..at, s.bytes());
             }
             7 => {

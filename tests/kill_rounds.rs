@@ -3,11 +3,12 @@
 //! length (two thirds of the time counted from its claim, so kills land before, during and
 //! after the work). Then it starts serve again and checks that nothing is lost: the job ends
 //! (crash recovery runs it again), `volume reconcile` finds nothing, no volume or snapshot is
-//! left in a transitional state, and every volume's data is what it should be (a flattened
-//! clone holds its parent's).
+//! left in a transitional state, and every image's data is what it should be (a flattened
+//! clone holds its parent's), read from the storage itself (the file, or `rbd export`).
 //!
-//! `EMBER_KILL_ROUNDS` sets the rounds (6 by default, one of each kind: the fast form in
-//! `.ci/run`; `scripts/faults.sh` runs 20). The seed is printed; `EMBER_FUZZ_SEED` replays it.
+//! `EMBER_KILL_ROUNDS` sets the rounds per backend (6 by default, one of each kind: the fast
+//! form in `.ci/run`; `scripts/faults.sh` runs 20 on the file backend and 10 on rbd). The seed
+//! is printed; `EMBER_FUZZ_SEED` replays it.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,40 +20,105 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const KINDS: [&str; 6] = ["create", "snapshot", "clone", "flatten", "extend", "delete"];
+const MIB64: u64 = 64 << 20;
 
-fn digest(path: &std::path::Path, len: u64) -> u64 {
+fn digest(data: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
-    let data = read_at(path, 0, len as usize);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     data.hash(&mut h);
     h.finish()
 }
 
-fn id(v: &serde_json::Value, key: &str) -> String {
-    v[key]["id"].as_str().unwrap().to_string()
+/// Where the images are, to read them as the storage holds them.
+enum Store<'a> {
+    File(&'a Env),
+    Rbd(&'a Ceph),
 }
 
-#[test]
-fn kill_9_at_random_moments_loses_nothing() {
-    let rounds: usize = std::env::var("EMBER_KILL_ROUNDS")
+impl Store<'_> {
+    fn backend(&self) -> &'static str {
+        match self {
+            Store::File(_) => "file0",
+            Store::Rbd(_) => "rbd0",
+        }
+    }
+
+    /// The first `len` bytes of a volume (or, with `snap`, of one of its snapshots).
+    fn read(&self, volume: &str, snap: Option<&str>, len: u64) -> Vec<u8> {
+        match self {
+            Store::File(env) => {
+                let p = match snap {
+                    Some(s) => env.file_dir("file0").join(format!("snapshot-{s}")),
+                    None => env.image("file0", volume),
+                };
+                read_at(&p, 0, len as usize)
+            }
+            Store::Rbd(ceph) => {
+                let spec = match snap {
+                    Some(s) => format!("volumes/volume-{volume}@snapshot-{s}"),
+                    None => format!("volumes/volume-{volume}"),
+                };
+                let mut data = ceph.rbd(&["export", &spec, "-"]).stdout;
+                data.truncate(len as usize);
+                data
+            }
+        }
+    }
+
+    fn size(&self, volume: &str) -> u64 {
+        match self {
+            Store::File(env) => std::fs::metadata(env.image("file0", volume)).unwrap().len(),
+            Store::Rbd(ceph) => ceph.info(&format!("volume-{volume}"))["size"]
+                .as_u64()
+                .unwrap(),
+        }
+    }
+
+    fn exists(&self, volume: &str) -> bool {
+        match self {
+            Store::File(env) => env.image("file0", volume).exists(),
+            Store::Rbd(ceph) => std::process::Command::new("rbd")
+                .arg("-c")
+                .arg(&ceph.conf)
+                .args(["info", &format!("volumes/volume-{volume}")])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+        }
+    }
+
+    /// Writes the source volume's data, as a guest would.
+    fn fill(&self, volume: &str, byte: u8) {
+        match self {
+            Store::File(env) => write_at(&env.image("file0", volume), 0, MIB64 as usize, byte),
+            Store::Rbd(ceph) => ceph.fill(&format!("volume-{volume}"), 64),
+        }
+    }
+}
+
+fn rounds_from_env() -> usize {
+    std::env::var("EMBER_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(6)
+}
+
+fn rng() -> StdRng {
     let seed = std::env::var("EMBER_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("kill rounds: {rounds}, seed {seed} (EMBER_FUZZ_SEED={seed} replays it)");
-    let mut r = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    // 32 MiB/s: a flatten of 64 MiB takes about 2 s, so a kill lands inside it.
-    let env = Env::new(
-        dir.path(),
-        &url,
-        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 33554432\n",
-    );
-    const MIB64: u64 = 64 << 20;
+    eprintln!("kill rounds: seed {seed} (EMBER_FUZZ_SEED={seed} replays it)");
+    StdRng::seed_from_u64(seed)
+}
+
+fn strs(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn kill_rounds(env: &Env, store: &Store<'_>, rounds: usize, r: &mut StdRng) {
+    let backend = store.backend();
     let mut serve = env.serve();
     for round in 0..rounds {
         // Cover every kind in the first rounds, then at random.
@@ -61,32 +127,43 @@ fn kill_9_at_random_moments_loses_nothing() {
             None => KINDS[r.random_range(0..KINDS.len())],
         };
         let n = |s: &str| format!("r{round}-{s}");
+        let at = format!("{backend} round {round} ({kind})");
         // What the job works on, made while the service is up.
-        let src = env.json(&["volume", "create", &n("src"), "--size", "64M", "--wait"]);
-        let src_id = id(&src, "volume");
-        let byte = 0x11 + round as u8;
-        write_at(&env.image("file0", &src_id), 0, MIB64 as usize, byte);
-        let want_src = digest(&env.image("file0", &src_id), MIB64);
-        let (args, expected_ms): (Vec<String>, u64) = match kind {
+        let src = env.json(&[
+            "volume",
+            "create",
+            &n("src"),
+            "--size",
+            "64M",
+            "--backend",
+            backend,
+            "--wait",
+        ]);
+        let src_id = src["volume"]["id"].as_str().unwrap().to_string();
+        store.fill(&src_id, 0x11 + round as u8);
+        let want_src = digest(&store.read(&src_id, None, MIB64));
+        let (args, expected_ms) = match kind {
             "create" => (
-                vec![
-                    "volume".into(),
-                    "create".into(),
-                    n("new"),
-                    "--size".into(),
-                    "64M".into(),
-                ],
-                200,
+                strs(&[
+                    "volume",
+                    "create",
+                    &n("new"),
+                    "--size",
+                    "64M",
+                    "--backend",
+                    backend,
+                ]),
+                300,
             ),
             "snapshot" => (
-                vec![
-                    "volume".into(),
-                    "snapshot".into(),
-                    "create".into(),
-                    n("snap"),
-                    "--volume".into(),
-                    n("src"),
-                ],
+                strs(&[
+                    "volume",
+                    "snapshot",
+                    "create",
+                    &n("snap"),
+                    "--volume",
+                    &n("src"),
+                ]),
                 300,
             ),
             "clone" | "flatten" => {
@@ -101,13 +178,7 @@ fn kill_9_at_random_moments_loses_nothing() {
                 ]);
                 if kind == "clone" {
                     (
-                        vec![
-                            "volume".into(),
-                            "create".into(),
-                            n("clone"),
-                            "--snapshot".into(),
-                            n("s"),
-                        ],
+                        strs(&["volume", "create", &n("clone"), "--snapshot", &n("s")]),
                         300,
                     )
                 } else {
@@ -119,24 +190,17 @@ fn kill_9_at_random_moments_loses_nothing() {
                         &n("s"),
                         "--wait",
                     ]);
-                    (vec!["volume".into(), "flatten".into(), n("clone")], 2_500)
+                    (strs(&["volume", "flatten", &n("clone")]), 2_500)
                 }
             }
             "extend" => (
-                vec![
-                    "volume".into(),
-                    "extend".into(),
-                    n("src"),
-                    "--size".into(),
-                    "128M".into(),
-                ],
+                strs(&["volume", "extend", &n("src"), "--size", "128M"]),
                 300,
             ),
-            _ => (vec!["volume".into(), "delete".into(), n("src")], 300),
+            _ => (strs(&["volume", "delete", &n("src")]), 300),
         };
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let job = env.json(&refs)["job_id"].as_str().unwrap().to_string();
-        // A third of the kills land before the job is claimed, the rest while it runs.
         if r.random_range(0..3) > 0 {
             wait_for("the job to be claimed", Duration::from_secs(10), || {
                 (env.job(&job)["state"] != "queued").then_some(())
@@ -146,33 +210,30 @@ fn kill_9_at_random_moments_loses_nothing() {
         std::thread::sleep(Duration::from_millis(delay));
         serve.signal("KILL");
         serve.wait(Duration::from_secs(10));
-        let state_at_kill = env.job(&job)["state"].clone();
-        eprintln!("round {round}: {kind}, kill -9 after {delay} ms (job {state_at_kill})");
+        let at_kill = env.job(&job)["state"].clone();
+        eprintln!("{at}: kill -9 after {delay} ms (job {at_kill})");
         serve = env.serve();
 
         // The job ends, and succeeds: crash recovery ran it again.
-        let ended = env.wait_job(&job, 60);
-        assert_eq!(
-            ended["state"], "succeeded",
-            "round {round} ({kind}): {ended}"
-        );
+        let ended = env.wait_job(&job, 90);
+        assert_eq!(ended["state"], "succeeded", "{at}: {ended}");
         // Nothing is left half-done.
-        let o = env.run(&["volume", "reconcile", "file0", "--json"]);
+        let o = env.run(&["volume", "reconcile", backend, "--json"]);
         assert!(
             o.status.success(),
-            "round {round} ({kind}): reconcile: {} {}",
+            "{at}: reconcile: {} {}",
             stdout(&o),
             stderr(&o)
         );
         assert_eq!(
             json(&o),
             serde_json::json!([]),
-            "round {round} ({kind}): reconcile found something"
+            "{at}: reconcile found something"
         );
         for v in env.json(&["volume", "list"]).as_array().unwrap() {
             assert!(
                 matches!(v["status"].as_str(), Some("available" | "in-use")),
-                "round {round} ({kind}): volume left {v}"
+                "{at}: volume left {v}"
             );
         }
         for s in env
@@ -180,80 +241,101 @@ fn kill_9_at_random_moments_loses_nothing() {
             .as_array()
             .unwrap()
         {
-            assert_eq!(
-                s["status"], "available",
-                "round {round} ({kind}): snapshot left {s}"
-            );
+            assert_eq!(s["status"], "available", "{at}: snapshot left {s}");
         }
         // The data is what it should be.
         match kind {
             "create" => {
                 let v = env.volume(&n("new"));
-                let p = env.image("file0", v["id"].as_str().unwrap());
-                assert_eq!(std::fs::metadata(&p).unwrap().len(), MIB64);
-                assert!(read_at(&p, 0, 1 << 20).iter().all(|b| *b == 0));
+                let id = v["id"].as_str().unwrap();
+                assert_eq!(store.size(id), MIB64, "{at}");
+                assert!(
+                    store.read(id, None, MIB64).iter().all(|b| *b == 0),
+                    "{at}: zeros"
+                );
             }
             "snapshot" => {
-                let s = env.json(&["volume", "snapshot", "list", "--all"]);
-                let snap = s
+                let all = env.json(&["volume", "snapshot", "list", "--all"]);
+                let snap = all
                     .as_array()
                     .unwrap()
                     .iter()
                     .find(|x| x["name"] == n("snap").as_str())
                     .unwrap()
                     .clone();
-                let p = env
-                    .file_dir("file0")
-                    .join(format!("snapshot-{}", snap["id"].as_str().unwrap()));
-                assert_eq!(
-                    digest(&p, MIB64),
-                    want_src,
-                    "round {round}: the snapshot's data"
-                );
+                let data = store.read(&src_id, Some(snap["id"].as_str().unwrap()), MIB64);
+                assert_eq!(digest(&data), want_src, "{at}: the snapshot's data");
             }
             "clone" => {
                 let c = env.volume(&n("clone"));
-                assert!(c["parent"].is_string(), "round {round}: {c}");
+                assert!(c["parent"].is_string(), "{at}: {c}");
                 // Flattening it now must give the source's data.
                 let f = env.json(&["volume", "flatten", &n("clone"), "--wait"]);
-                assert_eq!(f["job"]["state"], "succeeded");
-                let p = env.image("file0", c["id"].as_str().unwrap());
+                assert_eq!(f["job"]["state"], "succeeded", "{at}");
+                let data = store.read(c["id"].as_str().unwrap(), None, MIB64);
                 assert_eq!(
-                    digest(&p, MIB64),
+                    digest(&data),
                     want_src,
-                    "round {round}: the clone reads its parent's data"
+                    "{at}: the clone reads its parent's data"
                 );
             }
             "flatten" => {
                 let c = env.volume(&n("clone"));
-                assert!(c["parent"].is_null(), "round {round}: {c}");
-                let p = env.image("file0", c["id"].as_str().unwrap());
+                assert!(c["parent"].is_null(), "{at}: {c}");
+                let data = store.read(c["id"].as_str().unwrap(), None, MIB64);
                 assert_eq!(
-                    digest(&p, MIB64),
+                    digest(&data),
                     want_src,
-                    "round {round}: the flattened clone holds its parent's data"
+                    "{at}: the flattened clone holds its parent's data"
                 );
             }
             "extend" => {
-                let p = env.image("file0", &src_id);
-                assert_eq!(std::fs::metadata(&p).unwrap().len(), 2 * MIB64);
+                assert_eq!(store.size(&src_id), 2 * MIB64, "{at}");
                 assert_eq!(
-                    digest(&p, MIB64),
+                    digest(&store.read(&src_id, None, MIB64)),
                     want_src,
-                    "round {round}: extend kept the data"
+                    "{at}: extend kept the data"
                 );
             }
             _ => {
+                assert!(!store.exists(&src_id), "{at}: the deleted volume's image");
                 assert!(
-                    !env.image("file0", &src_id).exists(),
-                    "round {round}: the deleted volume's file"
-                );
-                let o = env.run(&["volume", "show", &n("src")]);
-                assert!(
-                    !o.status.success(),
-                    "round {round}: the deleted volume is still listed"
+                    !env.run(&["volume", "show", &n("src")]).status.success(),
+                    "{at}: still listed"
                 );
             }
         }
     }
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_on_the_file_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    // 32 MiB/s: a flatten of 64 MiB takes about 2 s, so a kill lands inside it.
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 33554432\n",
+    );
+    kill_rounds(&env, &Store::File(&env), rounds_from_env(), &mut rng());
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_on_rbd() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &ceph.backend("rbd0", "volume_copy_bps_limit = 33554432"),
+    );
+    let rounds = std::env::var("EMBER_KILL_ROUNDS_RBD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rounds_from_env);
+    kill_rounds(&env, &Store::Rbd(&ceph), rounds, &mut rng());
 }

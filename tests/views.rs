@@ -203,6 +203,7 @@ fn fixture() -> Snapshot {
             message: "flatten job 9c1d2e3f taken over by storage-02@file0 from storage-03@file0: storage-03@file0 has not heartbeated for 60 s".into(),
         })],
         error: None,
+        error_since: None,
         rows_read: 0,
     }
 }
@@ -307,6 +308,31 @@ fn read_only_hides_every_mutating_key_and_says_so() {
         !screen.contains("delete"),
         "no delete hint in read-only mode"
     );
+}
+
+/// A viewer's login says why the console is read-only; a database that stopped answering is
+/// in the title bar with the time it went away.
+#[test]
+fn the_title_says_why_it_is_read_only_and_since_when_the_database_is_away() {
+    let mut a = App::new(
+        Keymap::default_map(),
+        Theme::monochrome(),
+        true,
+        false,
+        "storage-01".into(),
+    );
+    a.read_only_reason = Some("connected as alice (ember_viewer), which may only read".into());
+    let mut snap = fixture();
+    snap.error = Some("database query failed: connection refused".into());
+    snap.error_since = Some(NOW - 45_000);
+    a.set_snapshot(Arc::new(snap));
+    let screen = render(&a, 240, 24);
+    assert!(
+        screen.contains("READ-ONLY: connected as alice (ember_viewer), which may only read"),
+        "{screen}"
+    );
+    assert!(screen.contains("DATABASE UNREACHABLE since"), "{screen}");
+    assert!(screen.contains("(45s ago)"), "{screen}");
 }
 
 /// Random keys never panic, and the selection always stays in bounds.

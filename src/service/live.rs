@@ -140,6 +140,11 @@ fn active(j: &JobRow) -> bool {
 }
 
 impl LiveModel {
+    /// Whether the next refresh reads everything (no cursor yet, or invalidated).
+    pub fn reads_all_next(&self) -> bool {
+        self.cursor.is_none()
+    }
+
     /// Forgets the cursor: the next refresh reads everything (after a reconnect, when pushes
     /// may have been missed).
     pub fn invalidate(&mut self) {

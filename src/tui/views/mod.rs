@@ -68,7 +68,19 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         }));
     }
     if let Some(e) = &app.snap.error {
-        spans.push(Span::raw(format!("│ DB: {e} ")));
+        let since = app
+            .snap
+            .error_since
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+            .map(|t| {
+                format!(
+                    " since {} ({} ago)",
+                    t.format("%H:%M:%S"),
+                    crate::service::units::age((now_ms - t.timestamp_millis()) as f64 / 1000.0)
+                )
+            })
+            .unwrap_or_default();
+        spans.push(Span::raw(format!("│ DATABASE UNREACHABLE{since}: {e} ")));
     }
     let clock = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now_ms)
         .map(|t| t.format("%H:%M UTC").to_string())
