@@ -66,8 +66,8 @@ fn named(env: &Env, code: &str, status: &str) -> serde_json::Value {
     )
 }
 
-/// Creates a 16 MiB volume on rbd0 and waits; returns the job and how long it took.
-fn create(env: &Env, name: &str) -> (serde_json::Value, Duration) {
+/// `volume create NAME --size 16M --backend rbd0 --wait --json`, and how long it took.
+fn run_create(env: &Env, name: &str) -> (std::process::Output, Duration) {
     let started = Instant::now();
     let o = env.run(&[
         "volume",
@@ -80,31 +80,23 @@ fn create(env: &Env, name: &str) -> (serde_json::Value, Duration) {
         "--wait",
         "--json",
     ]);
-    let took = started.elapsed();
+    (o, started.elapsed())
+}
+
+/// Creates a 16 MiB volume on rbd0 and waits; returns the job and how long it took.
+fn create(env: &Env, name: &str) -> (serde_json::Value, Duration) {
+    let (o, took) = run_create(env, name);
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", stdout(&o), stderr(&o)));
-    let job = v["job"].clone();
-    (job, took)
+    (v["job"].clone(), took)
 }
 
 /// A create while `code` stands: either the job runs and fails within its timeout naming
 /// `code`, or (once the service's own check has failed on the same cause) it is refused at
 /// once, and the refusal names `code` too. Never a hang.
 fn create_during(env: &Env, name: &str, code: &str) {
-    let started = Instant::now();
-    let o = env.run(&[
-        "volume",
-        "create",
-        name,
-        "--size",
-        "16M",
-        "--backend",
-        "rbd0",
-        "--wait",
-        "--json",
-    ]);
-    let took = started.elapsed();
+    let (o, took) = run_create(env, name);
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "{err}");
     assert!(took < CREATE_BOUND, "create took {took:?}");

@@ -88,6 +88,7 @@ fn healthy_setup_is_all_ok_and_each_break_shows_its_fix() {
             "ember.database",
             "ember.hosts",
             "ember.jobs",
+            "ember.role",
             "rbd0.ceph_conf",
             "rbd0.monitors",
             "rbd0.keyring",
@@ -280,23 +281,8 @@ fn stuck_and_orphaned_jobs_are_reported() {
         "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 1048576\n",
     );
     let mut serve = env.serve();
-    env.json(&["volume", "create", "src", "--size", "1G", "--wait"]);
-    let s = env.json(&[
-        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
-    ]);
-    let snap_file = env.file_dir("file0").join(format!(
-        "snapshot-{}",
-        s["snapshot"]["id"].as_str().unwrap()
-    ));
-    write_at(&snap_file, 0, 64 << 20, 0x22);
-    env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
-    let job = env.json(&["volume", "flatten", "c"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for("the flatten to run", Duration::from_secs(20), || {
-        (env.json(&["job", "show", &job])["state"] == "running").then_some(())
-    });
+    env.snapshot_with_data("1G", &env.file_dir("file0"), 64, 0x22, &["c"]);
+    let job = env.flatten_running("c");
     // Progress moves every second: with a 0 s threshold it is "stuck" only between moves,
     // so look at the orphan case, which is certain: the worker is killed mid-job.
     serve.signal("KILL");

@@ -24,23 +24,8 @@ fn stopping_during_a_database_outage_takes_seconds_and_the_next_start_settles_it
         "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
     );
     let mut serve = env.serve();
-    env.json(&["volume", "create", "src", "--size", "1G", "--wait"]);
-    let s = env.json(&[
-        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
-    ]);
-    let snap_file = env.file_dir("file0").join(format!(
-        "snapshot-{}",
-        s["snapshot"]["id"].as_str().unwrap()
-    ));
-    write_at(&snap_file, 0, 160 << 20, 0x3c);
-    env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
-    let job = env.json(&["volume", "flatten", "c"])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for("the flatten to run", Duration::from_secs(20), || {
-        (env.job(&job)["state"] == "running").then_some(())
-    });
+    env.snapshot_with_data("1G", &env.file_dir("file0"), 160, 0x3c, &["c"]);
+    let job = env.flatten_running("c");
 
     proxy.cut(true);
     std::thread::sleep(Duration::from_millis(500));
@@ -142,17 +127,8 @@ fn a_full_disk_fails_a_flatten_with_what_it_needs_and_a_rerun_completes() {
         ),
     );
     let _serve = env.serve();
-    env.json(&["volume", "create", "src", "--size", "512M", "--wait"]);
-    let s = env.json(&[
-        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
-    ]);
-    let snap_file = small.join(format!(
-        "snapshot-{}",
-        s["snapshot"]["id"].as_str().unwrap()
-    ));
-    write_at(&snap_file, 0, 32 << 20, 0x6b);
-    let c = env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
-    let cid = c["volume"]["id"].as_str().unwrap().to_string();
+    env.snapshot_with_data("512M", &small, 32, 0x6b, &["c"]);
+    let cid = env.volume("c")["id"].as_str().unwrap().to_string();
 
     // 32 MiB to copy into the clone, about 16 MiB free.
     let o = env.run(&["volume", "flatten", "c", "--wait", "--json"]);
@@ -246,6 +222,15 @@ fn tmux(args: &[&str]) -> String {
     stdout(&o)
 }
 
+/// Kills the tmux session when the test ends, whichever way.
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = tmux(&["kill-session", "-t", &self.0]);
+    }
+}
+
 /// PostgreSQL stopped for 5 s and started again under two running flattens: the service
 /// reconnects and heartbeats again, each job ends once (one `job_succeeded`), the data is
 /// right, and an attached console shows the outage and recovers by itself.
@@ -262,33 +247,12 @@ fn postgres_restarted_under_running_jobs_loses_nothing() {
          [backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
     );
     let _serve = env.serve();
-    env.json(&["volume", "create", "src", "--size", "512M", "--wait"]);
-    let s = env.json(&[
-        "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
-    ]);
-    let snap_file = env.file_dir("file0").join(format!(
-        "snapshot-{}",
-        s["snapshot"]["id"].as_str().unwrap()
-    ));
-    write_at(&snap_file, 0, 160 << 20, 0x4d);
-    let mut jobs = vec![];
-    for c in ["c1", "c2"] {
-        env.json(&["volume", "create", c, "--snapshot", "s", "--wait"]);
-        jobs.push(
-            env.json(&["volume", "flatten", c])["job_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
-    wait_for("both flattens to run", Duration::from_secs(20), || {
-        jobs.iter()
-            .all(|j| env.job(j)["state"] == "running")
-            .then_some(())
-    });
+    env.snapshot_with_data("512M", &env.file_dir("file0"), 160, 0x4d, &["c1", "c2"]);
+    let jobs = [env.flatten_running("c1"), env.flatten_running("c2")];
 
     // An attached console watches, when tmux is here (scripts/test.sh installs it).
     let session = format!("ember-pg-{}", std::process::id());
+    let _session = Session(session.clone());
     let console = std::process::Command::new("sh")
         .args(["-c", "command -v tmux"])
         .output()
@@ -371,6 +335,5 @@ fn postgres_restarted_under_running_jobs_loses_nothing() {
             let s = tmux(&["capture-pane", "-p", "-t", &session]);
             (!s.contains("DATABASE UNREACHABLE")).then_some(())
         });
-        tmux(&["kill-session", "-t", &session]);
     }
 }

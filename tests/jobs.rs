@@ -361,18 +361,7 @@ fn a_running_flatten_shows_progress_and_can_be_cancelled() {
             "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 8388608\n",
         );
         let _serve = env.serve();
-        env.json(&["volume", "create", "src", "--size", "1G", "--wait"]);
-        let s = env.json(&[
-            "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
-        ]);
-        // The snapshot's content, written straight into its file (a throttled snapshot copy
-        // would only slow the test down).
-        let snap_file = env.file_dir("file0").join(format!(
-            "snapshot-{}",
-            s["snapshot"]["id"].as_str().unwrap()
-        ));
-        write_at(&snap_file, 0, 64 << 20, 0x11);
-        env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
+        env.snapshot_with_data("1G", &env.file_dir("file0"), 64, 0x11, &["c"]);
         let f = env.json(&["volume", "flatten", "c"]);
         let job = f["job_id"].as_str().unwrap().to_string();
         // Progress moves.

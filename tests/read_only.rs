@@ -163,25 +163,9 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
         env.json(&[
             "volume", "snapshot", "create", "ws", "--volume", "w", "--wait",
         ]);
-        env.json(&["volume", "create", "src", "--size", "1G", "--wait"]);
-        let s = env.json(&[
-            "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
-        ]);
-        let snap_file = env.file_dir("file0").join(format!(
-            "snapshot-{}",
-            s["snapshot"]["id"].as_str().unwrap()
-        ));
-        write_at(&snap_file, 0, 128 << 20, 0x5a);
-        env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
-        env.json(&["volume", "create", "c2", "--snapshot", "s", "--wait"]);
+        env.snapshot_with_data("1G", &env.file_dir("file0"), 128, 0x5a, &["c", "c2"]);
         // A flatten that runs for minutes at 1 MiB/s: the job a read-only cancel must not stop.
-        let job = env.json(&["volume", "flatten", "c"])["job_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        wait_for("the flatten to run", Duration::from_secs(20), || {
-            (env.job(&job)["state"] == "running").then_some(())
-        });
+        let job = env.flatten_running("c");
 
         // Every leaf command is classified.
         let all: BTreeSet<String> = leaves(&[]).into_iter().collect();

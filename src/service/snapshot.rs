@@ -98,6 +98,9 @@ pub struct Snapshot {
 /// notification was lost.
 pub const PUSH_FALLBACK: Duration = Duration::from_secs(15);
 
+/// How long the database's clock may take to answer before the console reports it
+/// unreachable (a refused connection is retried by the pool until its acquire timeout).
+const PROBE_LIMIT: Duration = Duration::from_secs(1);
 /// How long a refresh of what changed may take before the console reports the database
 /// unreachable.
 const READ_LIMIT: Duration = Duration::from_secs(3);
@@ -352,7 +355,7 @@ pub fn spawn_publisher_with(
             // The first read skips the volume rows so the console opens at once; the next
             // read, right after, loads them.
             // The database's clock first (it also keeps this process's ages right): one that
-            // does not answer within READ_LIMIT is away, and the console says so now instead of
+            // does not answer within PROBE_LIMIT is away, and the console says so now instead of
             // after the pool's connect timeout. A read cut off by its own limit leaves the model
             // half-patched: the next read is a full one.
             let away = |why: String| Snapshot {
@@ -360,8 +363,8 @@ pub fn spawn_publisher_with(
                 error_since: prev.error_since.or(Some(now_ms())),
                 ..prev.as_ref().clone()
             };
-            let mut next = match tokio::time::timeout(READ_LIMIT, db.clock_ms()).await {
-                Err(_) => away(format!("no answer within {} s", READ_LIMIT.as_secs())),
+            let mut next = match tokio::time::timeout(PROBE_LIMIT, db.clock_ms()).await {
+                Err(_) => away(format!("no answer within {} s", PROBE_LIMIT.as_secs())),
                 Ok(Err(e)) => away(e.to_string()),
                 Ok(Ok(_)) => {
                     let limit = reader.limit(!first);

@@ -331,6 +331,43 @@ impl Env {
     pub fn image(&self, backend: &str, volume_id: &str) -> PathBuf {
         self.file_dir(backend).join(format!("volume-{volume_id}"))
     }
+
+    /// On the file backend whose directory is `dir`: volume `src` of `size`, its snapshot `s`
+    /// holding `mib` MiB of `byte` (written straight into the snapshot's file: a throttled
+    /// copy would only slow the test down), and the layered clones named in `clones`.
+    pub fn snapshot_with_data(
+        &self,
+        size: &str,
+        dir: &Path,
+        mib: usize,
+        byte: u8,
+        clones: &[&str],
+    ) {
+        self.json(&["volume", "create", "src", "--size", size, "--wait"]);
+        let s = self.json(&[
+            "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+        ]);
+        let snap_file = dir.join(format!(
+            "snapshot-{}",
+            s["snapshot"]["id"].as_str().unwrap()
+        ));
+        write_at(&snap_file, 0, mib << 20, byte);
+        for c in clones {
+            self.json(&["volume", "create", c, "--snapshot", "s", "--wait"]);
+        }
+    }
+
+    /// Starts a flatten of `volume` and waits until it runs; returns the job's id.
+    pub fn flatten_running(&self, volume: &str) -> String {
+        let job = self.json(&["volume", "flatten", volume])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for("the flatten to run", Duration::from_secs(20), || {
+            (self.job(&job)["state"] == "running").then_some(())
+        });
+        job
+    }
 }
 
 /// Writes `len` bytes of `byte` at `offset` into a file (a volume's data, as a guest would).
