@@ -178,12 +178,10 @@ fn a_panic_in_the_progress_callback_fails_the_job_not_the_process() {
         &env.dir,
         &[("EMBER_FAULT_PANIC_IN_PROGRESS", "1")],
     );
-    env.wait_up(
-        service(&services(&env.config, &env.url), "rbd0").unwrap()["host"]
-            .as_str()
-            .unwrap(),
-        30,
-    );
+    wait_for("rbd0 up", Duration::from_secs(30), || {
+        let l = services(&env.config, &env.url);
+        (service(&l, "rbd0")?["state"] == "up").then_some(())
+    });
     let src = env.json(&["volume", "create", "src", "--size", "64M", "--wait"]);
     ceph.fill(
         &format!("volume-{}", src["volume"]["id"].as_str().unwrap()),
