@@ -17,7 +17,7 @@ started=$SECONDS
 echo "== kill -9 rounds: $EMBER_KILL_ROUNDS (file), $EMBER_KILL_ROUNDS_RBD (rbd)"
 cargo test -q --test kill_rounds -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
 echo "== garbage in: $EMBER_FUZZ_ROUNDS configs and command lines"
-cargo test -q --release --test garbage_in -- --nocapture 2>&1 | grep -E 'seed|loaded|parsed|test result|panicked'
+cargo test -q --test garbage_in -- --nocapture 2>&1 | grep -E 'seed|loaded|parsed|test result|panicked'
 for i in $(seq "$repeats"); do
   echo "== database, disk and Ceph faults: run $i of $repeats"
   cargo test -q --test faults --test rbd_faults --test ceph_health --test read_only 2>&1 \
