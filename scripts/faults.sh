@@ -15,7 +15,7 @@ export EMBER_FUZZ_ROUNDS=${EMBER_FUZZ_ROUNDS:-100000}
 repeats=${FAULT_REPEATS:-3}
 started=$SECONDS
 echo "== kill -9 rounds: $EMBER_KILL_ROUNDS (file), $EMBER_KILL_ROUNDS_RBD (rbd)"
-cargo test -q --test kill_rounds -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
+cargo test -q --test kill_rounds -- --include-ignored --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
 echo "== garbage in: $EMBER_FUZZ_ROUNDS configs and command lines"
 cargo test -q --test garbage_in -- --nocapture 2>&1 | grep -E 'seed|loaded|parsed|test result|panicked'
 for i in $(seq "$repeats"); do
