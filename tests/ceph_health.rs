@@ -27,10 +27,7 @@ fn setup(ceph: &Ceph, dir: &std::path::Path) -> Env {
 /// `ember serve`, once rbd0 is up (its first setup check done while the cluster is well).
 fn serve(env: &Env) -> Serve {
     let s = env.serve();
-    wait_for("rbd0 up", Duration::from_secs(30), || {
-        let l = services(&env.config, &env.url);
-        (service(&l, "rbd0")?["state"] == "up").then_some(())
-    });
+    env.wait_backend_up("rbd0", 30);
     s
 }
 

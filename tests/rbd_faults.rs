@@ -178,10 +178,7 @@ fn a_panic_in_the_progress_callback_fails_the_job_not_the_process() {
         &env.dir,
         &[("EMBER_FAULT_PANIC_IN_PROGRESS", "1")],
     );
-    wait_for("rbd0 up", Duration::from_secs(30), || {
-        let l = services(&env.config, &env.url);
-        (service(&l, "rbd0")?["state"] == "up").then_some(())
-    });
+    env.wait_backend_up("rbd0", 30);
     let src = env.json(&["volume", "create", "src", "--size", "64M", "--wait"]);
     ceph.fill(
         &format!("volume-{}", src["volume"]["id"].as_str().unwrap()),

@@ -289,6 +289,14 @@ impl Env {
         });
     }
 
+    /// Waits (up to `secs`) until `backend`'s service (whatever its host) is up.
+    pub fn wait_backend_up(&self, backend: &str, secs: u64) {
+        wait_for(&format!("{backend} up"), Duration::from_secs(secs), || {
+            let l = services(&self.config, &self.url);
+            (service(&l, backend)?["state"] == "up").then_some(())
+        });
+    }
+
     pub fn serve(&self) -> Serve {
         let s = Serve::start(&self.config, &self.url, &self.dir);
         wait_for("the service to heartbeat", Duration::from_secs(30), || {
