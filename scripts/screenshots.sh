@@ -143,6 +143,22 @@ shot volume-detail 3 g Enter
 shot jobs Escape 4
 shot logs 5
 shot help 3 '?'
+# vm-01 held open by another client (as a guest's qemu would): the detail pane names it, and
+# the delete confirmation asks for FORCE. `rbd watch` runs until its stdin closes.
+vm01=$($E volume show vm-01 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+(sleep 600 | rbd -c "$dir/ceph/ceph.conf" watch "volumes/volume-$vm01" >/dev/null 2>&1) &
+pids+=($!)
+for _ in $(seq 50); do
+  $E volume locks vm-01 --json | grep -q '"watcher"' && break; sleep 0.2
+done
+tmux send-keys -t $session Escape; sleep 0.3
+for k in 3 /; do tmux send-keys -t $session "$k"; sleep 0.4; done
+tmux send-keys -t $session -l vm-01; sleep 0.4
+tmux send-keys -t $session Enter; sleep 0.4; tmux send-keys -t $session Enter; sleep 3
+shot volume-open
+shot volume-open-delete d
+tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session Escape; sleep 0.3
+tmux send-keys -t $session Escape; sleep 0.3
 # The Doctor view runs its checks again (r), now that Ceph reports the full pool and the flag.
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session 6; sleep 0.3
 tmux send-keys -t $session r; sleep 4

@@ -82,18 +82,20 @@ fn shipped_cinder_conf_is_read_as_cinder_reads_it() {
 }
 
 #[test]
-fn legacy_single_backend_file_and_backend_defaults() {
-    let cfg = config::load(Path::new("tests/valid_configs/legacy-cinder.conf")).unwrap();
-    assert_eq!(cfg.backends.len(), 1);
-    assert_eq!(cfg.backends[0].name, "default");
-    assert_eq!(cfg.backends[0].driver_name(), "rbd");
-    assert!(
-        cfg.notes
-            .iter()
-            .any(|n| n.contains("legacy single-backend")),
-        "{:?}",
-        cfg.notes
-    );
+fn legacy_single_backend_file_is_refused_and_backend_defaults_apply() {
+    // Cinder's layout before Ocata: refused, with the lines found and the two to add.
+    let err = config::load(Path::new("tests/legacy-cinder.conf"))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "legacy-cinder.conf:4: the old single-backend layout",
+        "stopped supporting in Ocata",
+        "volume_driver (line 4), rbd_pool (line 5), rbd_user (line 6)",
+        "add `enabled_backends = rbd-1` to [DEFAULT] and a line `[rbd-1]` above those options",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "{err}");
 
     let cfg = config::load(Path::new("tests/valid_configs/backend-defaults.conf")).unwrap();
     assert_eq!(
@@ -154,4 +156,44 @@ fn config_lookup_order_and_overrides() {
         "check",
     ]);
     assert!(!stdout(&out).contains("pw@"), "{}", stdout(&out));
+}
+
+#[test]
+fn every_cinder_rbd_option_is_known_and_the_honoured_ones_apply() {
+    let cfg = config::load(Path::new("tests/valid_configs/every-rbd-option.conf")).unwrap();
+    assert_eq!(cfg.backends.len(), 1, "{:?}", cfg.broken);
+    let b = &cfg.backends[0];
+    let config::DriverConfig::Rbd(r) = &b.driver else {
+        panic!("not rbd: {b:?}");
+    };
+    assert_eq!(r.chunk_mib, 8);
+    assert_eq!(r.connection_retries, 5);
+    assert_eq!(r.connection_interval.as_secs(), 2);
+    assert!(!r.dynamic_total_capacity && !r.exclusive_pool);
+    assert_eq!(r.deferred_deletion_delay.as_secs(), 3600);
+    assert_eq!(b.deferred_deletion_purge_interval.as_secs(), 120);
+    assert_eq!(b.concurrent_flattens, 2);
+    assert_eq!(b.max_clone_depth, 3);
+    // The two it does not use are named as Cinder's, with why; nothing is "unknown".
+    let notes = cfg.notes.join("\n");
+    assert!(!notes.contains("unknown key"), "{notes}");
+    for key in ["rbd_secret_uuid", "replication_connect_timeout"] {
+        assert!(
+            notes.contains(&format!(
+                "{key} in [ceph-1]: a Cinder option ember does not use ("
+            )),
+            "{key}: {notes}"
+        );
+    }
+    // Through the binary too.
+    let o = common::ember(&[
+        "config",
+        "check",
+        "tests/valid_configs/every-rbd-option.conf",
+    ]);
+    let out = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(
+        !out.contains("unknown key") && !out.contains("did you mean"),
+        "{out}"
+    );
 }

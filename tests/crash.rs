@@ -141,6 +141,7 @@ fn a_delete_left_running_by_a_dead_service_is_finished_on_restart() {
                 Request::Delete {
                     volume: v_id.clone(),
                     cascade: false,
+                    force: false,
                 },
                 "test",
             )
@@ -307,10 +308,12 @@ fn heartbeats_stay_on_time_while_32_jobs_block() {
                         "extend" => Request::Extend {
                             volume: format!("v{i}"),
                             size: 2 << 30,
+                            force: false,
                         },
                         _ => Request::Delete {
                             volume: format!("v{i}"),
                             cascade: false,
+                            force: false,
                         },
                     };
                     jobs.push(enqueue(&db, &cfg, req, "test").await.unwrap().job_id);

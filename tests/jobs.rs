@@ -455,7 +455,7 @@ fn deferred_deletion_hides_a_snapshot_with_clones_and_purges_it_after_the_last_o
         let env = Env::new(
             dir,
             url,
-            "[backends.file0]\nvolume_driver = \"file\"\nenable_deferred_deletion = true\n",
+            "[backends.file0]\nvolume_driver = \"file\"\nenable_deferred_deletion = true\ndeferred_deletion_purge_interval = 1\n",
         );
         let _serve = env.serve();
         env.json(&["volume", "create", "a", "--size", "64M", "--wait"]);

@@ -666,6 +666,7 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
                 1 => Request::Extend {
                     volume: vid.clone(),
                     size: (2 << 30) + round as u64,
+                    force: false,
                 },
                 2 => Request::SnapshotCreate {
                     name: format!("s{round}-{i}"),
@@ -674,6 +675,7 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
                 _ => Request::Delete {
                     volume: vid.clone(),
                     cascade: true,
+                    force: false,
                 },
             };
             let (ra, rb) = tokio::join!(
@@ -747,6 +749,7 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
             Request::Extend {
                 volume: vid.clone(),
                 size: 10 << 30,
+                force: false,
             },
             "t",
         )

@@ -198,7 +198,7 @@ fn flatten_of_a_1g_clone_shows_progress_and_can_be_cancelled() {
 fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
     let Some(s) = setup(
         false,
-        "rbd_max_clone_depth = 1\nenable_deferred_deletion = true",
+        "rbd_max_clone_depth = 1\nenable_deferred_deletion = true\ndeferred_deletion_purge_interval = 1",
     ) else {
         return;
     };

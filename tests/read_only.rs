@@ -22,6 +22,7 @@ const READING: &[&str] = &[
     "backend list",
     "volume list",
     "volume show",
+    "volume locks",
     "volume snapshot list",
     "job list",
     "job show",
@@ -69,6 +70,32 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
         ("service enable", v(&["service", "enable", "gone@file0"])),
         ("service remove", v(&["service", "remove", "gone@file0"])),
         ("db roles", v(&["db", "roles", "--apply"])),
+        (
+            "volume reset-state",
+            v(&["volume", "reset-state", "v", "--state", "error", "--yes"]),
+        ),
+        (
+            "volume snapshot reset-state",
+            v(&[
+                "volume",
+                "snapshot",
+                "reset-state",
+                "ws",
+                "--state",
+                "error",
+                "--yes",
+            ]),
+        ),
+        // Refused by the gate before it looks for the lock (the file backend has none).
+        (
+            "volume break-lock",
+            v(&["volume", "break-lock", "v", "--locker", "client.1"]),
+        ),
+        // Refused by the gate before it looks at the job's state.
+        (
+            "job retry",
+            vec!["job".into(), "retry".into(), flatten_job.to_string()],
+        ),
     ]
 }
 
@@ -267,6 +294,8 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 "Extend",
                 "Delete",
                 "CancelJob",
+                "RetryJob",
+                "ResetState",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -307,10 +336,12 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 Request::Extend {
                     volume: "v".into(),
                     size: 128 << 20,
+                    force: false,
                 },
                 Request::Delete {
                     volume: "v".into(),
                     cascade: false,
+                    force: false,
                 },
                 Request::SnapshotDelete {
                     snapshot: "ws".into(),
@@ -330,6 +361,15 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
             }
             let e = h.cancel(&job).await.map(|_| ()).unwrap_err().to_string();
             assert!(e.contains("read-only"), "cancel: {e}");
+            let e = h.retry(&job).await.map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("read-only"), "retry: {e}");
+            let e = h
+                .reset_state("v", "error", None)
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("read-only"), "reset-state: {e}");
         });
         assert_eq!(
             fingerprint(&env),

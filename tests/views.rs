@@ -283,6 +283,79 @@ fn volume_detail_filter_help_and_prompts() {
     insta::assert_snapshot!("jobs_help_80x24", render(&a, 80, 24));
 }
 
+/// What the storage said of the selected volume: a guest's client and ember's own job.
+fn open_by_a_guest(a: &mut App) {
+    use ember::driver::Holder;
+    let id = a.selected_volume().unwrap().id.to_string();
+    let holder = |client: &str, addr: &str, host: &str, ember: bool| Holder {
+        client: client.into(),
+        address: addr.into(),
+        how: "watcher".into(),
+        cookie: None,
+        host: Some(host.into()),
+        ember,
+    };
+    let seen = ember::service::inspect::Inspection {
+        holders: vec![
+            holder("client.4242", "10.0.0.12:0/3125087", "compute-07", false),
+            holder("client.4107", "10.0.0.5:0/2219", "storage-01", true),
+        ],
+        check: format!("rbd status volumes/volume-{id}"),
+        used_bytes: Some(3 << 30),
+    };
+    a.set_holders(id, NOW, Ok(seen));
+}
+
+#[test]
+fn who_has_it_open_why_it_failed_and_the_forced_delete() {
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    // The detail pane names who has it open (and marks ember's own), and what it uses.
+    let mut a = app(View::Volumes);
+    a.selected = [0; 6];
+    a.handle_key(enter);
+    open_by_a_guest(&mut a);
+    let shown = render(&a, 120, 40);
+    assert!(shown.contains("client.4242 at 10.0.0.12:0/3125087") && shown.contains("compute-07"), "{shown}");
+    insta::assert_snapshot!("volumes_detail_open_120x40", shown);
+
+    // Delete asks for the name, then FORCE, naming the guest (not ember's own job).
+    a.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    a.handle_key(key('d'));
+    let shown = render(&a, 120, 40);
+    assert!(shown.contains("It is OPEN") && shown.contains("by client.4242"), "{shown}");
+    assert!(!shown.contains("client.4107"), "ember's own client is not a reason to refuse");
+    insta::assert_snapshot!("volumes_delete_open_prompt_120x40", shown);
+    let name = a.selected_volume().unwrap().name.to_string();
+    for c in name.chars() {
+        a.handle_key(key(c));
+    }
+    assert_eq!(a.handle_key(enter), None, "no FORCE typed: refused");
+    a.handle_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    for c in "FORCE".chars() {
+        a.handle_key(key(c));
+    }
+    let sent = a.handle_key(enter);
+    assert!(
+        matches!(
+            &sent,
+            Some(ember::tui::state::Command::Submit(ember::service::jobs::Request::Delete { force: true, .. }))
+        ),
+        "{sent:?}"
+    );
+
+    // A volume in error says why and which command fixes it.
+    let mut a = app(View::Volumes);
+    a.handle_key(key('/'));
+    for c in "status:err".chars() {
+        a.handle_key(key(c));
+    }
+    a.handle_key(enter);
+    a.handle_key(enter);
+    let shown = render(&a, 120, 40);
+    assert!(shown.contains("why:") && shown.contains("fix:"), "{shown}");
+    insta::assert_snapshot!("volumes_detail_error_120x40", shown);
+}
+
 #[test]
 fn read_only_hides_every_mutating_key_and_says_so() {
     let mut a = App::new(

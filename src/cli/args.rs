@@ -240,6 +240,20 @@ pub struct Wait {
     pub wait: bool,
 }
 
+/// What `reset-state` sets, and the operator's confirmation.
+#[derive(Debug, Args, Clone)]
+pub struct Reset {
+    /// The state to set
+    #[arg(long, value_parser = ["available", "error"])]
+    pub state: String,
+    /// Why, kept with the state and in the audit event
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Do not ask: the record changes, the storage does not (check it first)
+    #[arg(long)]
+    pub yes: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum VolumeCmd {
     /// List volumes
@@ -251,6 +265,9 @@ pub enum VolumeCmd {
         /// cluster name
         #[arg(long)]
         host: Option<String>,
+        /// Also what each image really uses (asks the storage of this host's backends)
+        #[arg(long)]
+        wide: bool,
     },
     /// Show one volume (by id or unique name)
     Show { volume: String },
@@ -284,17 +301,41 @@ pub enum VolumeCmd {
         /// The new size (larger than the current one)
         #[arg(long, value_parser = size)]
         size: u64,
+        /// Even though someone has the volume open (see `volume locks`); recorded in the events
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         wait: Wait,
     },
-    /// Delete a volume (refused while clones depend on its snapshots)
+    /// Delete a volume (refused while clones depend on its snapshots, or while someone has it open)
     Delete {
         volume: String,
         /// Delete its snapshots too
         #[arg(long)]
         cascade: bool,
+        /// Even though someone has the volume open (see `volume locks`); recorded in the events
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         wait: Wait,
+    },
+    /// Set a volume's state by hand (Cinder's reset-state): ember's record only, not the storage
+    ResetState {
+        volume: String,
+        #[command(flatten)]
+        reset: Reset,
+    },
+    /// Who has a volume open: watchers and lockers (rbd), processes (file), hosts named
+    Locks { volume: String },
+    /// Break a stale lock: blocklist the locker's address (1 h), then remove its lock
+    BreakLock {
+        volume: String,
+        /// The locker's client (`client.4242`, from `volume locks`)
+        #[arg(long)]
+        locker: String,
+        /// Even though the locker still watches the image (it is alive)
+        #[arg(long)]
+        force: bool,
     },
     /// Volume snapshots
     #[command(subcommand)]
@@ -326,6 +367,12 @@ pub enum SnapshotCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Set a snapshot's state by hand (Cinder's snapshot-reset-state)
+    ResetState {
+        snapshot: String,
+        #[command(flatten)]
+        reset: Reset,
+    },
     /// List snapshots
     List {
         /// Only this volume's snapshots
@@ -350,6 +397,12 @@ pub enum JobCmd {
     Watch { id: String },
     /// Cancel a job: a queued one at once, a running one at its next progress step
     Cancel { id: String },
+    /// Queue a failed or cancelled job again, with the same parameters (a new job naming the old)
+    Retry {
+        id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(Debug, Subcommand)]

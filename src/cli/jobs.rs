@@ -76,6 +76,9 @@ pub async fn submit(
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
     let checked = jobs::check(db, cfg, &req).await?;
+    if let Some(why) = super::oncall::open_refusal(cfg, db, &req).await {
+        bail!("{why}; nothing was queued");
+    }
     let owner = checked.owner().to_string();
     let live = live_service(db, cfg, &owner, None).await?;
     if !live && wait {
@@ -90,6 +93,20 @@ pub async fn submit(
         );
     }
     let enq = jobs::enqueue_checked(db, checked, &current_actor()).await?;
+    after_enqueue(g, cfg, db, enq, wait).await
+}
+
+/// What every command that queues a job prints: the placement, a warning when nobody runs
+/// it, and the job, or (`--wait`) its progress until it ends.
+pub async fn after_enqueue(
+    g: &Global,
+    cfg: &Config,
+    db: &Db,
+    enq: Enqueued,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let owner = enq.owner.clone();
+    let live = live_service(db, cfg, &owner, None).await?;
     if let Some(why) = &enq.placement
         && !g.json
     {

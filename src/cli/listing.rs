@@ -141,42 +141,61 @@ pub(super) async fn volume_list(
     g: &Global,
     backend: Option<&str>,
     host: Option<&str>,
+    wide: bool,
 ) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
-    let (_, url) = load_for_reading(g)?;
+    let (cfg, url) = load_for_reading(g)?;
     let db = open_db(g, None, &url).await?;
+    // --wide: what each image really uses, from the storage of this host's backends.
+    let used = match (&cfg, wide) {
+        (Some(c), true) => {
+            let (used, unknown) = crate::service::inspect::used_by_volume(c, backend).await;
+            for u in unknown {
+                eprintln!("ember: used bytes unknown for {u}");
+            }
+            Some(used)
+        }
+        _ => None,
+    };
+    let used_of = |id: &str| used.as_ref().and_then(|m| m.get(id).copied());
     let rows = db.stream_volumes(backend, host);
     futures_util::pin_mut!(rows);
     let out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
         let mut arr = JsonArray::new(out);
         while let Some(v) = rows.try_next().await? {
-            arr.item(&VolumeJson::from(&v))?;
+            let mut j = VolumeJson::from(&v);
+            j.used_bytes = used_of(&v.id);
+            arr.item(&j)?;
         }
         arr.finish()?;
     } else {
-        let mut t = TextTable::new(
-            out,
-            &[
-                ("ID", 36),
-                ("Name", 24),
-                ("Status", 14),
-                ("Size", 10),
-                ("Host", 22),
-                ("Parent", 36),
-                ("Depth", 5),
-            ],
-        )?;
+        let mut cols = vec![("ID", 36), ("Name", 24), ("Status", 14), ("Size", 10)];
+        if wide {
+            cols.push(("Used", 10));
+        }
+        cols.extend([("Host", 22), ("Parent", 36), ("Depth", 5)]);
+        let mut t = TextTable::new(out, &cols)?;
         while let Some(v) = rows.try_next().await? {
-            t.row(&[
+            let mut row = vec![
                 v.id.clone(),
                 v.name.clone(),
                 v.status.clone(),
                 human_bytes(v.size_bytes),
+            ];
+            if wide {
+                row.push(
+                    used_of(&v.id)
+                        .map(|u| human_bytes(u as i64))
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            row.extend([
                 v.host.clone().unwrap_or_else(|| v.backend.clone()),
                 v.source_snapshot_id.clone().unwrap_or_default(),
                 v.clone_depth.to_string(),
-            ])?;
+            ]);
+            t.row(&row)?;
         }
         t.finish()?;
     }
@@ -184,9 +203,15 @@ pub(super) async fn volume_list(
 }
 
 pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
-    let (_, url) = load_for_reading(g)?;
+    let (cfg, url) = load_for_reading(g)?;
     let db = open_db(g, None, &url).await?;
     let v = crate::service::jobs::request::volume(&db, key).await?;
+    // Who has it open, when this host can ask its storage (no config: the database only).
+    let holders = match &cfg {
+        Some(c) => Some(crate::service::inspect::of_volume(c, &db, &[], &v).await),
+        None => None,
+    };
+    let why = super::oncall::why_in_error(&db, &v).await;
     let snaps = db
         .snapshots_of(&v.id)
         .await
@@ -203,6 +228,18 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
             .iter()
             .map(|x| serde_json::to_value(JobJson::from(x)))
             .collect::<Result<_, _>>()?;
+        match &holders {
+            Some(Ok(h)) => {
+                j["holders"] = serde_json::to_value(h)?;
+                j["used_bytes"] = h.used_bytes.into();
+            }
+            Some(Err(e)) => j["holders_error"] = e.to_string().into(),
+            None => {}
+        }
+        if let Some(w) = &why {
+            j["error_reason"] = w.reason.clone().into();
+            j["fix"] = w.fix.clone().into();
+        }
         print_json(&j)?;
     } else {
         let mut t = table(&["Field", "Value"]);
@@ -230,6 +267,30 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
             ("updated_at", vj.updated_at.clone()),
         ] {
             t.add_row(vec![k.to_string(), val]);
+        }
+        if let Some(w) = &why {
+            t.add_row(vec!["error".to_string(), w.reason.clone()]);
+            t.add_row(vec!["fix".to_string(), w.fix.clone()]);
+        }
+        if let Some(Ok(h)) = &holders {
+            let used = h
+                .used_bytes
+                .map(|u| format!("{} ({u} bytes)", human_bytes(u as i64)))
+                .unwrap_or_else(|| "unknown".into());
+            t.add_row(vec!["used".to_string(), used]);
+        }
+        match &holders {
+            Some(Ok(h)) if h.holders.is_empty() => {
+                t.add_row(vec!["open by".to_string(), "nobody".to_string()]);
+            }
+            Some(Ok(h)) => {
+                let lines: Vec<String> = h.holders.iter().map(|x| x.describe()).collect();
+                t.add_row(vec!["open by".to_string(), lines.join("\n")]);
+            }
+            Some(Err(e)) => {
+                t.add_row(vec!["open by".to_string(), format!("unknown: {e}")]);
+            }
+            None => {}
         }
         println!("{t}");
     }

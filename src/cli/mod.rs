@@ -12,6 +12,7 @@ pub mod console;
 pub mod doctor;
 pub mod jobs;
 mod listing;
+mod oncall;
 mod service_admin;
 mod stream;
 
@@ -145,9 +146,11 @@ pub async fn run(
             service_admin::remove(&g, &db, &service, down).await
         }
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
-        Command::Volume(VolumeCmd::List { backend, host }) => {
-            volume_list(&g, backend.as_deref(), host.as_deref()).await
-        }
+        Command::Volume(VolumeCmd::List {
+            backend,
+            host,
+            wide,
+        }) => volume_list(&g, backend.as_deref(), host.as_deref(), wide).await,
         Command::Volume(VolumeCmd::Show { volume }) => volume_show(&g, &volume).await,
         Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::List { volume, all })) => {
             let (_, url) = load_for_reading(&g)?;
@@ -156,6 +159,18 @@ pub async fn run(
         Command::Volume(VolumeCmd::Reconcile { backend, fix }) => {
             reconcile(&g, &backend, fix).await
         }
+        Command::Volume(VolumeCmd::Locks { volume }) => oncall::locks(&g, &volume).await,
+        Command::Volume(VolumeCmd::ResetState { volume, reset }) => {
+            oncall::reset_state(&g, &volume, false, &reset).await
+        }
+        Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::ResetState { snapshot, reset })) => {
+            oncall::reset_state(&g, &snapshot, true, &reset).await
+        }
+        Command::Volume(VolumeCmd::BreakLock {
+            volume,
+            locker,
+            force,
+        }) => oncall::break_lock(&g, &volume, &locker, force).await,
         Command::Volume(cmd) => {
             let (req, wait) = match cmd {
                 VolumeCmd::Create {
@@ -181,14 +196,32 @@ pub async fn run(
                     )
                 }
                 VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
-                VolumeCmd::Extend { volume, size, wait } => {
-                    (Request::Extend { volume, size }, wait)
-                }
+                VolumeCmd::Extend {
+                    volume,
+                    size,
+                    force,
+                    wait,
+                } => (
+                    Request::Extend {
+                        volume,
+                        size,
+                        force,
+                    },
+                    wait,
+                ),
                 VolumeCmd::Delete {
                     volume,
                     cascade,
+                    force,
                     wait,
-                } => (Request::Delete { volume, cascade }, wait),
+                } => (
+                    Request::Delete {
+                        volume,
+                        cascade,
+                        force,
+                    },
+                    wait,
+                ),
                 VolumeCmd::Snapshot(SnapshotCmd::Create { name, volume, wait }) => {
                     (Request::SnapshotCreate { name, volume }, wait)
                 }
@@ -198,6 +231,10 @@ pub async fn run(
                 VolumeCmd::List { .. }
                 | VolumeCmd::Show { .. }
                 | VolumeCmd::Reconcile { .. }
+                | VolumeCmd::Locks { .. }
+                | VolumeCmd::ResetState { .. }
+                | VolumeCmd::Snapshot(SnapshotCmd::ResetState { .. })
+                | VolumeCmd::BreakLock { .. }
                 | VolumeCmd::Snapshot(SnapshotCmd::List { .. }) => {
                     bail!("internal error: this volume command queues no job")
                 }
@@ -216,6 +253,11 @@ pub async fn run(
         Command::Job(JobCmd::Cancel { id }) => {
             let (cfg, url) = load_for_reading(&g)?;
             jobs::cancel(&g, &open_db(&g, cfg.as_ref(), &url).await?, &id).await
+        }
+        Command::Job(JobCmd::Retry { id, wait }) => {
+            let cfg = load_config(&g)?;
+            let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
+            oncall::retry(&g, &cfg, &db, &id, wait.wait).await
         }
         Command::Events { limit } => events(&g, limit).await,
         Command::Bench(args::BenchCmd::Heartbeat {

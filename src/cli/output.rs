@@ -93,6 +93,9 @@ pub struct VolumeJson {
     pub clone_depth: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Allocated bytes of its image (`volume list --wide`), when the storage told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
 }
 
 impl From<&VolumeRow> for VolumeJson {
@@ -108,6 +111,7 @@ impl From<&VolumeRow> for VolumeJson {
             clone_depth: v.clone_depth,
             created_at: rfc3339(v.created_at),
             updated_at: rfc3339(v.updated_at),
+            used_bytes: None,
         }
     }
 }
@@ -134,6 +138,16 @@ pub struct JobJson {
     /// Set when the job waits for something an operator must fix (its owner is down).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The job this one retries (`ember job retry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    /// Queued with `--force` (delete or extend of a volume someone has open).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+}
+
+fn params(j: &JobRow) -> crate::service::jobs::Params {
+    serde_json::from_str(&j.params).unwrap_or_default()
 }
 
 impl From<&JobRow> for JobJson {
@@ -154,6 +168,8 @@ impl From<&JobRow> for JobJson {
             created_at: rfc3339(j.created_at),
             started_at: j.started_at.map(rfc3339),
             finished_at: j.finished_at.map(rfc3339),
+            retry_of: params(j).retry_of,
+            forced: params(j).force,
             waiting: None,
         }
     }

@@ -19,7 +19,19 @@ pub(super) fn backend(
 ) -> Result<BackendConfig, ConfigError> {
     let label = section_label(doc.format, &section.name);
     for e in &section.entries {
-        if !BACKEND_KEYS.contains(&e.key.as_str()) {
+        if BACKEND_KEYS.contains(&e.key.as_str()) {
+            continue;
+        }
+        if let Some(why) = super::cinder::not_used(&e.key) {
+            notes.push(format!(
+                "{}:{}: {} in {label}: a Cinder option ember does not use ({why})",
+                path.display(),
+                e.line,
+                e.key
+            ));
+            continue;
+        }
+        {
             let err = ConfigError::UnknownKey {
                 file: path.to_path_buf(),
                 line: e.line,
@@ -101,6 +113,18 @@ pub(super) fn backend(
         max_over_subscription_ratio: over_subscription(&l)?,
         reserved_percentage: l.int("reserved_percentage", 0, 0, 100)? as u8,
         enable_deferred_deletion: l.bool("enable_deferred_deletion", false)?,
+        deferred_deletion_purge_interval: Duration::from_secs(l.int(
+            "deferred_deletion_purge_interval",
+            60,
+            1,
+            86_400 * 30,
+        )? as u64),
+        concurrent_flattens: l.int(
+            "rbd_concurrent_flatten_operations",
+            defaults::RBD_CONCURRENT_FLATTENS,
+            0,
+            1024,
+        )? as u32,
         max_clone_depth: l.int("rbd_max_clone_depth", defaults::RBD_MAX_CLONE_DEPTH, 0, 128)?
             as u32,
         flatten_volume_from_snapshot: l.bool("rbd_flatten_volume_from_snapshot", false)?,
@@ -171,5 +195,34 @@ fn rbd(
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| defaults::RBD_CLUSTER_NAME.into()),
         connect_timeout,
+        chunk_mib: chunk_mib(path, l, label)?,
+        connection_retries: l.int("rados_connection_retries", 3, 0, 100)? as u32,
+        connection_interval: Duration::from_secs(
+            l.int("rados_connection_interval", 5, 0, 3600)? as u64
+        ),
+        dynamic_total_capacity: l.bool("report_dynamic_total_capacity", true)?,
+        exclusive_pool: l.bool("rbd_exclusive_cinder_pool", true)?,
+        deferred_deletion_delay: Duration::from_secs(l.int(
+            "deferred_deletion_delay",
+            0,
+            0,
+            i64::from(u32::MAX),
+        )? as u64),
+    })
+}
+
+/// `rbd_store_chunk_size`: MiB, a power of two librbd accepts as an object size (1..32 MiB).
+fn chunk_mib(path: &Path, l: &Lookup<'_>, label: &str) -> Result<u32, ConfigError> {
+    let mib = l.int("rbd_store_chunk_size", defaults::RBD_STORE_CHUNK_MIB, 1, 32)?;
+    if (mib as u64).is_power_of_two() {
+        return Ok(mib as u32);
+    }
+    Err(ConfigError::Value {
+        file: path.to_path_buf(),
+        line: l.line("rbd_store_chunk_size").unwrap_or(0),
+        section: label.to_string(),
+        key: "rbd_store_chunk_size".into(),
+        expected: "an object size in MiB that is a power of two (1, 2, 4, 8, 16 or 32)".into(),
+        found: mib.to_string(),
     })
 }

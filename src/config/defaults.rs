@@ -28,6 +28,10 @@ pub fn native_threads_pool_size() -> i64 {
 /// Cinder: 0 means never clone, always a full copy.
 pub const RBD_MAX_CLONE_DEPTH: i64 = 5;
 pub const RBD_POOL: &str = "rbd";
+/// Object size of new images, MiB (`rbd_store_chunk_size`): librbd's default order 22.
+pub const RBD_STORE_CHUNK_MIB: i64 = 4;
+/// Flattens at once per backend (`rbd_concurrent_flatten_operations`).
+pub const RBD_CONCURRENT_FLATTENS: i64 = 3;
 pub const RBD_CLUSTER_NAME: &str = "ceph";
 /// ember's own: used when `rados_connect_timeout` is -1 (Cinder's "no timeout"), because a
 /// connect that can wait forever is the hang ember exists to avoid. Long enough for a loaded

@@ -66,6 +66,17 @@ pub enum ConfigError {
         why: String,
     },
 
+    #[error(
+        "{}:{line}: the old single-backend layout (driver options in [DEFAULT], no enabled_backends), which Cinder stopped supporting in Ocata; found in [DEFAULT]: {found}; add `enabled_backends = {name}` to [DEFAULT] and a line `[{name}]` above those options",
+        file.display()
+    )]
+    LegacyLayout {
+        file: PathBuf,
+        line: usize,
+        found: String,
+        name: String,
+    },
+
     #[error("{}: no backend configured: add a [backends.NAME] table (TOML) or enabled_backends and its sections (cinder.conf)", file.display())]
     NoBackends { file: PathBuf },
 }

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod backend;
+pub mod cinder;
 pub mod defaults;
 pub mod error;
 pub mod options;
@@ -81,6 +82,12 @@ pub struct BackendConfig {
     pub max_over_subscription_ratio: f64,
     pub reserved_percentage: u8,
     pub enable_deferred_deletion: bool,
+    /// Cinder's `deferred_deletion_purge_interval`: how often deferred deletions are purged.
+    #[serde(with = "secs")]
+    pub deferred_deletion_purge_interval: Duration,
+    /// Cinder's `rbd_concurrent_flatten_operations`: flattens that may run at once on this
+    /// backend's service (0: no limit).
+    pub concurrent_flattens: u32,
     /// Cinder's `rbd_max_clone_depth`, applied to every layering backend: a clone whose chain
     /// would be deeper is flattened at once. 0: every clone is a full copy.
     pub max_clone_depth: u32,
@@ -117,6 +124,23 @@ pub enum DriverConfig {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RbdConfig {
     pub pool: String,
+    /// Cinder's `rbd_store_chunk_size` (MiB): new images get objects of this size.
+    pub chunk_mib: u32,
+    /// Cinder's `rados_connection_retries` / `rados_connection_interval`: a failed connect is
+    /// tried again this many times, this long apart.
+    pub connection_retries: u32,
+    #[serde(with = "secs")]
+    pub connection_interval: Duration,
+    /// Cinder's `report_dynamic_total_capacity`: total = used + free (else the quota, or the
+    /// cluster's size).
+    pub dynamic_total_capacity: bool,
+    /// Cinder's `rbd_exclusive_cinder_pool`: the pool holds only this backend's volumes, so
+    /// provisioned bytes come from the database instead of opening every image.
+    pub exclusive_pool: bool,
+    /// Cinder's `deferred_deletion_delay`: an image moved to the trash by a deferred delete
+    /// may be purged this long after.
+    #[serde(with = "secs")]
+    pub deferred_deletion_delay: Duration,
     /// The client name without `client.`; None lets librados use its default (admin).
     pub user: Option<String>,
     pub ceph_conf: Option<PathBuf>,
@@ -283,16 +307,11 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
     }
 
     // Which backends, and from which sections.
-    let (names, legacy) = enabled_backend_names(path, doc, &service, &mut notes)?;
+    let names = enabled_backend_names(path, doc, &service, &mut notes)?;
     let mut backends = vec![];
     let mut broken = vec![];
     for name in names {
-        let section = if legacy {
-            Some(&doc.default)
-        } else {
-            doc.section(&name)
-        };
-        let Some(section) = section else {
+        let Some(section) = doc.section(&name) else {
             let label = section_label(doc.format, &name);
             broken.push(BrokenBackend {
                 name: name.clone(),
@@ -361,12 +380,24 @@ fn check_service_keys(
     notes: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let known = || SERVICE_KEYS.iter().chain(BACKEND_KEYS).copied();
-    let unknown: Vec<_> = doc
+    let mut unknown = vec![];
+    for e in doc
         .default
         .entries
         .iter()
         .filter(|e| !known().any(|k| k == e.key))
-        .collect();
+    {
+        match cinder::not_used(&e.key) {
+            Some(why) => notes.push(format!(
+                "{}:{}: {} in {}: a Cinder option ember does not use ({why})",
+                path.display(),
+                e.line,
+                e.key,
+                section_label(doc.format, "DEFAULT")
+            )),
+            None => unknown.push(e),
+        }
+    }
     match doc.format {
         Format::Toml => {
             if let Some(e) = unknown.first() {
@@ -406,7 +437,7 @@ fn enabled_backend_names(
     doc: &RawDoc,
     service: &Lookup<'_>,
     notes: &mut Vec<String>,
-) -> Result<(Vec<String>, bool), ConfigError> {
+) -> Result<Vec<String>, ConfigError> {
     if let Some(list) = service.list("enabled_backends")? {
         let mut seen = std::collections::HashSet::new();
         let names: Vec<String> = list
@@ -430,24 +461,42 @@ fn enabled_backend_names(
                 notes.push(format!("sections not used by ember: {}", other.join(", ")));
             }
         }
-        return Ok((names, false));
+        return Ok(names);
     }
     match doc.format {
-        Format::Toml => Ok((doc.sections.iter().map(|s| s.name.clone()).collect(), false)),
-        Format::CinderConf => {
-            if doc.default.get("volume_driver").is_some() {
+        Format::Toml => Ok(doc.sections.iter().map(|s| s.name.clone()).collect()),
+        Format::CinderConf => match doc.default.get("volume_driver") {
+            // Cinder's layout before Ocata: refused there since, and here, with the way out.
+            Some(driver) => {
+                let found: Vec<String> = doc
+                    .default
+                    .entries
+                    .iter()
+                    .filter(|e| {
+                        BACKEND_KEYS.contains(&e.key.as_str()) || cinder::is_cinder_option(&e.key)
+                    })
+                    .filter(|e| !SERVICE_KEYS.contains(&e.key.as_str()))
+                    .map(|e| format!("{} (line {})", e.key, e.line))
+                    .collect();
                 let name = service
                     .string("volume_backend_name")?
-                    .unwrap_or_else(|| "default".into());
-                notes.push(format!(
-                    "{}: legacy single-backend file (driver options in [DEFAULT], no enabled_backends): one backend \"{name}\"",
-                    path.display()
-                ));
-                Ok((vec![name], true))
-            } else {
-                Ok((vec![], false))
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| {
+                        if format!("{:?}", driver.value).contains("rbd") {
+                            "rbd-1".into()
+                        } else {
+                            "backend-1".into()
+                        }
+                    });
+                Err(ConfigError::LegacyLayout {
+                    file: path.to_path_buf(),
+                    line: driver.line,
+                    found: found.join(", "),
+                    name,
+                })
             }
-        }
+            None => Ok(vec![]),
+        },
     }
 }
 

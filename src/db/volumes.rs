@@ -296,6 +296,19 @@ impl Db {
         .await
     }
 
+    /// The sum of the sizes of a backend's live volumes: Cinder's `allocated_capacity_gb`,
+    /// the provisioned figure of a pool that holds only this backend's volumes.
+    pub async fn provisioned_bytes(&self, backend: &str) -> Result<u64, DbError> {
+        let sum: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(size_bytes) AS BIGINT) FROM volumes WHERE backend = $1 AND deleted_at IS NULL",
+        )
+        .bind(backend)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("provisioned bytes"))?;
+        Ok(sum.unwrap_or(0).max(0) as u64)
+    }
+
     pub async fn set_volume_size(&self, id: &str, size: i64) -> Result<(), DbError> {
         self.update_row(
             "set volume size",

@@ -77,8 +77,8 @@ fn file_dir(dir: &Path) -> Finding {
     }
 }
 
-/// In a cluster, peers fence each other through the OSD blocklist, so the client's right to
-/// do that is checked too.
+/// The client's right to use the OSD blocklist is checked too: a cluster's peers fence each
+/// other with it, and breaking a stale lock or forcing a delete under a live client needs it.
 async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     let clustered = t.target.config.cluster.is_some();
     let user = r.user.clone().unwrap_or_else(|| "admin".into());
@@ -232,9 +232,7 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
         }
     };
     sink.report(3, "auth_pool", started, f);
-    if clustered {
-        ceph::fencing(driver, &user, r, limit, sink).await;
-    }
+    ceph::fencing(driver, &user, r, clustered, limit, sink).await;
 }
 
 /// The generic fix for a connect/pool failure the driver did not already explain.

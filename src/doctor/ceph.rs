@@ -107,26 +107,40 @@ pub fn health_findings(t: &Run, h: &ClusterHealth, r: &RbdConfig, started: Insta
 /// Sorts a cluster's own scope after every backend.
 const CLUSTER_GROUP: usize = 10_000;
 
-/// Whether this client may fence a peer (`osd blocklist add`), which a cluster's takeover
-/// needs. The monitor checks caps before it looks at the address, so the only way to know is
-/// to try: the probe blocklists, for one second, an address no client has (127.0.0.1:0/1).
+/// Whether this client may use the OSD blocklist (`osd blocklist add`): a cluster's takeover
+/// fences a dead member with it (FAIL without), and `volume break-lock` and a forced delete
+/// under a live client fence that client (WARN without). The monitor checks caps before it
+/// looks at the address, so the only way to know is to try: the probe blocklists, for one
+/// second, an address no client has (127.0.0.1:0/1).
 pub async fn fencing(
     driver: std::sync::Arc<RbdDriver>,
     user: &str,
     r: &RbdConfig,
+    clustered: bool,
     limit: Duration,
     sink: &Sink,
 ) {
     use crate::driver::VolumeDriver;
     let started = Instant::now();
     let probe = blocking(limit, move || driver.fence_client("127.0.0.1:0/1", 1)).await;
+    let needs = if clustered {
+        "takeover of a dead member, `volume break-lock` and forced deletes need"
+    } else {
+        "`volume break-lock` and forced deletes under a live client need"
+    };
     let f = match probe {
         Ok(()) => Finding::ok(format!(
-            "client.{user} may blocklist a dead member's client (`osd blocklist add`), as takeover needs"
+            "client.{user} may blocklist clients (`osd blocklist add`), as {needs}"
         )),
         Err(e) if e.starts_with("no answer") || e.starts_with("probe panicked") => Finding::fail(e),
         Err(e) => {
-            Finding::fail(format!("client.{user} cannot fence a dead member: {e}")).fix(format!(
+            let text = format!("client.{user} cannot blocklist clients, which {needs}: {e}");
+            let f = if clustered {
+                Finding::fail(text)
+            } else {
+                Finding::warn(text)
+            };
+            f.fix(format!(
                 "grant the `osd blocklist` monitor capability, which `profile rbd` includes: \
              ceph auth caps client.{user} mon 'profile rbd' osd 'profile rbd pool={}'",
                 r.pool

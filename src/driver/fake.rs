@@ -130,7 +130,7 @@ impl VolumeDriver for FakeDriver {
         Ok(Capacity {
             total_bytes: 1 << 40,
             free_bytes: 1 << 40,
-            provisioned_bytes: provisioned,
+            provisioned_bytes: Some(provisioned),
         })
     }
 

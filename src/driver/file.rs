@@ -242,6 +242,16 @@ impl VolumeDriver for FileDriver {
         &self.backend
     }
 
+    fn holders(&self, volume_id: &str) -> Result<Vec<super::Holder>, DriverError> {
+        Ok(super::proc_open::holders(
+            &self.path(&volume_image(volume_id)),
+        ))
+    }
+
+    fn holders_command(&self, volume_id: &str) -> String {
+        format!("fuser -v {}", self.path(&volume_image(volume_id)).display())
+    }
+
     fn check_setup(&self) -> Result<(), DriverError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -269,7 +279,7 @@ impl VolumeDriver for FileDriver {
         Ok(Capacity {
             total_bytes: st.blocks() * frag,
             free_bytes: st.blocks_available() * frag,
-            provisioned_bytes: provisioned,
+            provisioned_bytes: Some(provisioned),
         })
     }
 

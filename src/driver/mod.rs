@@ -12,6 +12,7 @@
 pub mod fake;
 pub mod file;
 pub mod health;
+mod proc_open;
 pub mod rbd;
 mod sparse;
 
@@ -26,8 +27,9 @@ use crate::config::{BackendConfig, DriverConfig};
 pub struct Capacity {
     pub total_bytes: u64,
     pub free_bytes: u64,
-    /// Sum of the sizes of the volumes on the backend (thin: may exceed total).
-    pub provisioned_bytes: u64,
+    /// Sum of the sizes of the images on the backend (thin: may exceed total); None when the
+    /// storage was not asked (`rbd_exclusive_cinder_pool`: the database's sum stands in).
+    pub provisioned_bytes: Option<u64>,
 }
 
 /// One image (volume or snapshot) as the storage sees it, to reconcile with the database.
@@ -45,6 +47,85 @@ pub struct ImageInfo {
     /// For a snapshot kept inside its volume's image (rbd): that image. None for volumes and
     /// for drivers whose snapshots are images of their own (file).
     pub volume: Option<String>,
+}
+
+/// Someone who has a volume's image open or locked: a client the storage knows (rbd: a
+/// watcher or a locker) or a process on this host (file). Deleting or resizing under them is
+/// what breaks guests, and librbd's EBUSY says nothing of who; this does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holder {
+    /// `client.4242` (rbd) or `pid 1234` (file).
+    pub client: String,
+    /// The client's storage address (`127.0.0.1:0/3125`), or the process's command line.
+    pub address: String,
+    /// `watcher`, `exclusive lock`, `lock` (advisory, with its cookie), or `open file`.
+    pub how: String,
+    /// An advisory or exclusive lock's cookie, to break it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// The host whose services use this address (from the services table), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// An ember service's own client (its running job): not someone else's use.
+    pub ember: bool,
+}
+
+impl Holder {
+    /// One line: `client.4242 at 127.0.0.1:0/3125 (watcher, host a)`.
+    pub fn describe(&self) -> String {
+        let mut about = vec![self.how.clone()];
+        if let Some(c) = &self.cookie {
+            about[0] = format!("{} {c:?}", self.how);
+        }
+        if let Some(h) = &self.host {
+            about.push(format!("host {h}"));
+        }
+        if self.ember {
+            about.push("ember's own".into());
+        }
+        format!("{} at {} ({})", self.client, self.address, about.join(", "))
+    }
+}
+
+/// How long a fenced client stays blocklisted when an operator breaks its lock or forces a
+/// delete under it: Ceph's default (`mon_osd_blocklist_default_expire`, one hour).
+pub const BLOCKLIST_SECS: u32 = 3600;
+
+/// The storage refused because the image is in use (librbd's EBUSY, dependents, holders):
+/// worth asking again once the holder is fenced.
+pub fn is_busy(e: &DriverError) -> bool {
+    match e {
+        DriverError::Busy { .. } | DriverError::InUse { .. } => true,
+        DriverError::Io { message, .. } => message.contains("(EBUSY)"),
+        _ => false,
+    }
+}
+
+/// A storage address reduced to what identifies one client (`127.0.0.1:0/3125`): Ceph
+/// writes the same client as `v2:127.0.0.1:0/3125`, `[v2:...,v1:...]` or without a prefix.
+pub fn address_key(addr: &str) -> String {
+    let first = addr
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .next()
+        .unwrap_or_default();
+    first
+        .strip_prefix("v2:")
+        .or_else(|| first.strip_prefix("v1:"))
+        .or_else(|| first.strip_prefix("any:"))
+        .unwrap_or(first)
+        .to_string()
+}
+
+/// The IP part of a storage address (`127.0.0.1`), to tell which host a client runs on.
+pub fn address_ip(addr: &str) -> String {
+    let key = address_key(addr);
+    match key.rsplit_once(':') {
+        Some((ip, _)) => ip.trim_start_matches('[').trim_end_matches(']').to_string(),
+        None => key,
+    }
 }
 
 /// Bytes in binary units, as `rbd` and `df -h` print them (`20.0 MiB`): for the drivers' own
@@ -92,6 +173,16 @@ pub enum DriverError {
         backend: String,
         image: String,
         dependents: Vec<String>,
+    },
+    /// Someone has the image open (or locked): refused unless forced.
+    #[error(
+        "backend {backend}: {image} is open by {holders}; check with `{check}`; --force overrides"
+    )]
+    InUse {
+        backend: String,
+        image: String,
+        holders: String,
+        check: String,
     },
     #[error("backend {backend}: {op}: {message}")]
     Invalid {
@@ -179,6 +270,45 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     /// Drops the storage client so that the next call makes a new one: after this host was
     /// fenced (its old client is refused by the storage), it works again with a new identity.
     fn reset_client(&self) {}
+    /// Who has the volume's image open or locked, this backend's own client marked `ember`.
+    /// Storage that cannot tell has nobody to report.
+    fn holders(&self, _volume_id: &str) -> Result<Vec<Holder>, DriverError> {
+        Ok(vec![])
+    }
+    /// Bytes the volume's image really uses (allocated, not provisioned): from the listing
+    /// by default; rbd asks for the one image (`rbd du`, whole objects, fast with fast-diff).
+    fn used_bytes(&self, volume_id: &str) -> Result<u64, DriverError> {
+        let name = volume_image(volume_id);
+        self.list()?
+            .into_iter()
+            .find(|i| i.name == name)
+            .map(|i| i.used_bytes)
+            .ok_or_else(|| DriverError::NotFound {
+                backend: self.backend().to_string(),
+                image: name,
+            })
+    }
+    /// The command an operator runs to see the same (`rbd status pool/image`).
+    fn holders_command(&self, volume_id: &str) -> String {
+        format!(
+            "(backend {} cannot tell who has {volume_id} open)",
+            self.backend()
+        )
+    }
+    /// Breaks one lock on the volume's image (rbd: `rbd lock rm`), after fencing its client
+    /// for `expire_secs` so a live holder cannot write on; refused by storage without locks.
+    fn break_lock(
+        &self,
+        _volume_id: &str,
+        _holder: &Holder,
+        _expire_secs: u32,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Invalid {
+            backend: self.backend().to_string(),
+            op: "break-lock",
+            message: "this backend has no locks to break".into(),
+        })
+    }
     /// The storage's standing health conditions, explained for this backend (rbd: Ceph's
     /// health checks). Storage that reports none has none to tell.
     fn storage_health(&self) -> Result<Vec<health::HealthFinding>, DriverError> {

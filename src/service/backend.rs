@@ -31,6 +31,22 @@ use super::pool::StoragePool;
 /// itself cannot be killed; it finishes on its blocking thread, but nobody waits for it.
 pub const DRIVER_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// [`DRIVER_CHECK_TIMEOUT`], or longer for an rbd backend whose connect is tried again
+/// (`rados_connection_retries`): the check must outlast the retries, so the failure it
+/// reports is the storage's reason, not its own timeout.
+pub fn check_timeout(cfg: &crate::config::BackendConfig) -> Duration {
+    match &cfg.driver {
+        crate::config::DriverConfig::Rbd(r) => {
+            let tries = r.connection_retries + 1;
+            let budget = r.connect_timeout * tries
+                + r.connection_interval * r.connection_retries
+                + Duration::from_secs(10);
+            budget.max(DRIVER_CHECK_TIMEOUT)
+        }
+        _ => DRIVER_CHECK_TIMEOUT,
+    }
+}
+
 /// How long a failed job waits to learn which storage condition (if any) stands behind it.
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -80,6 +96,11 @@ pub struct BackendService {
     pub slots: Arc<Semaphore>,
     /// The low-priority threads that run this backend's driver calls.
     pub pool: StoragePool,
+    /// Cinder's `rbd_concurrent_flatten_operations`: flattens running at once (None: no
+    /// limit). A flatten job past the limit waits for a permit, its bar at 0.
+    pub flattens: Option<Arc<Semaphore>>,
+    /// When deferred deletions were last purged (`deferred_deletion_purge_interval`).
+    last_purge: Mutex<Option<std::time::Instant>>,
     pub cfg: BackendConfig,
     /// Jobs running here, by id: a cancel from this process reaches them at once.
     pub running: Mutex<HashMap<String, Arc<JobProgress>>>,
@@ -164,7 +185,7 @@ impl BackendService {
     /// Setup check; marks the service healthy or records why not.
     pub async fn check(&self, db: &Db) -> bool {
         match self
-            .call_driver("setup check", DRIVER_CHECK_TIMEOUT, |d| d.check_setup())
+            .call_driver("setup check", check_timeout(&self.cfg), |d| d.check_setup())
             .await
         {
             Ok(()) => {
@@ -342,7 +363,7 @@ impl BackendService {
     /// client at once, so that this service works again under a new identity.
     pub async fn renew_client(&self, db: &Db) {
         let r = self
-            .call_driver("reconnect", DRIVER_CHECK_TIMEOUT, |d| {
+            .call_driver("reconnect", check_timeout(&self.cfg), |d| {
                 d.reset_client();
                 d.check_setup()
             })
@@ -406,8 +427,16 @@ impl BackendService {
         if !self.cfg.enable_deferred_deletion {
             return;
         }
+        // deferred_deletion_purge_interval: not at every periodic run.
+        {
+            let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.cfg.deferred_deletion_purge_interval) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
         match self
-            .call_driver("purge deferred", DRIVER_CHECK_TIMEOUT, |d| {
+            .call_driver("purge deferred", check_timeout(&self.cfg), |d| {
                 d.purge_deferred()
             })
             .await
@@ -432,19 +461,22 @@ impl BackendService {
 
     pub async fn refresh_capacity(&self, db: &Db) {
         match self
-            .call_driver("capacity", DRIVER_CHECK_TIMEOUT, |d| d.capacity())
+            .call_driver("capacity", check_timeout(&self.cfg), |d| d.capacity())
             .await
         {
             Ok(c) => {
-                if let Err(e) = db
-                    .set_capacity(
-                        self.row_id,
-                        c.total_bytes,
-                        c.free_bytes,
-                        c.provisioned_bytes,
-                    )
-                    .await
-                {
+                let provisioned = match c.provisioned_bytes {
+                    Some(p) => Ok(p),
+                    None => db.provisioned_bytes(&self.name).await,
+                };
+                let written = match provisioned {
+                    Ok(p) => {
+                        db.set_capacity(self.row_id, c.total_bytes, c.free_bytes, p)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     warn!(backend = %self.name, "capacity not written: {e}");
                 }
             }
@@ -476,6 +508,9 @@ pub fn new_backend(
         lateness: Mutex::new(Lateness::default()),
         slots: Arc::new(Semaphore::new(cfg.pool_size.max(1))),
         pool: StoragePool::new(&cfg.name, cfg.pool_size.max(1)),
+        last_purge: Mutex::new(None),
+        flattens: (cfg.concurrent_flattens > 0)
+            .then(|| Arc::new(Semaphore::new(cfg.concurrent_flattens as usize))),
         cfg: cfg.clone(),
         running: Mutex::default(),
         board,

@@ -74,6 +74,38 @@ impl Handle {
         rx
     }
 
+    /// Who has a volume open (the detail pane, the delete confirmation): through this
+    /// process's service of its backend, else a client of its own; bounded in time.
+    pub async fn holders(&self, volume_id: &str) -> Result<super::inspect::Inspection, String> {
+        let v = jobs::request::volume(&self.db, volume_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        super::inspect::of_volume(&self.config, &self.db, &self.local, &v)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// `job retry` from the Jobs view.
+    pub async fn retry(&self, job_id: &str) -> Result<Enqueued, JobError> {
+        let out = jobs::retry::retry(&self.db, &self.config, job_id, &current_actor()).await;
+        self.poke.notify_one();
+        out
+    }
+
+    /// `volume reset-state` from the Volumes view (the operator typed the name).
+    pub async fn reset_state(
+        &self,
+        volume_id: &str,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<jobs::retry::Reset, JobError> {
+        let out =
+            jobs::retry::reset_state(&self.db, volume_id, false, state, reason, &current_actor())
+                .await;
+        self.poke.notify_one();
+        out
+    }
+
     pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, JobError> {
         let out = jobs::cancel(&self.db, job_id, &current_actor()).await;
         // Running here: stop the driver call now, not at its next flag read.

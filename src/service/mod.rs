@@ -11,6 +11,7 @@ pub mod actor;
 pub mod backend;
 pub mod bench;
 pub mod handle;
+pub mod inspect;
 pub mod jobs;
 pub mod lateness;
 pub mod live;

@@ -20,7 +20,7 @@ use crate::db::services::{is_alive, is_up};
 use crate::db::{Db, JobRow, ServiceRow};
 
 use super::BackendService;
-use super::backend::DRIVER_CHECK_TIMEOUT;
+use super::backend::check_timeout;
 
 /// How long a fenced client stays on the OSD blocklist. A woken host reconnects with a new
 /// client at once; the entry only has to outlive the old client's pending writes.
@@ -88,7 +88,7 @@ async fn take_over(
     if let Some(addr) = address {
         let a = addr.clone();
         match svc
-            .call_driver("fence", DRIVER_CHECK_TIMEOUT, move |d| {
+            .call_driver("fence", check_timeout(&svc.cfg), move |d| {
                 d.fence_client(&a, FENCE_EXPIRY_S)
             })
             .await

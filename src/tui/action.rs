@@ -33,6 +33,10 @@ pub enum Action {
     Extend,
     Delete,
     CancelJob,
+    /// Jobs view: queue a failed or cancelled job again.
+    RetryJob,
+    /// Volumes view: set the selected volume's state by hand.
+    ResetState,
     /// Logs view: show or hide the target list (with per-target levels).
     LogTargets,
     /// Logs view: more detail for the selected target.
@@ -73,6 +77,8 @@ impl Action {
             Extend,
             Delete,
             CancelJob,
+            RetryJob,
+            ResetState,
         ]
     }
 }

@@ -9,6 +9,7 @@ pub mod action;
 pub mod doctor;
 pub mod filter;
 pub mod keymap;
+pub mod oncall;
 pub mod prompt;
 pub mod state;
 pub mod theme;
@@ -22,6 +23,7 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use tokio::sync::mpsc;
 
 use crate::service::handle::Handle;
+use crate::service::inspect::Inspection;
 use crate::service::jobs::request::Cancelled;
 
 use state::{App, Command};
@@ -55,6 +57,94 @@ fn same_picture(
 /// The database's clock, as every age on screen is judged by (see `db::clock`).
 fn now_ms() -> i64 {
     crate::db::now_ms()
+}
+
+type DoctorTx = mpsc::UnboundedSender<Option<crate::service::handle::Check>>;
+type HoldersTx = mpsc::UnboundedSender<(String, Result<Inspection, String>)>;
+
+fn run_doctor(h: Arc<Handle>, tx: DoctorTx) {
+    tokio::spawn(async move {
+        let mut rx = h.doctor();
+        while let Some(c) = rx.recv().await {
+            let _ = tx.send(Some(c));
+        }
+        let _ = tx.send(None);
+    });
+}
+
+/// Sends a command to the service layer in the background; its answer comes back on the
+/// matching channel (a toast, doctor checks, holders), never by blocking the screen.
+fn dispatch(
+    handle: &Arc<Handle>,
+    cmd: Command,
+    done_tx: &mpsc::UnboundedSender<(String, bool)>,
+    doctor_tx: &DoctorTx,
+    holders_tx: &HoldersTx,
+) {
+    let (h, tx) = (handle.clone(), done_tx.clone());
+    match cmd {
+        Command::Quit => {}
+        Command::Doctor => run_doctor(h, doctor_tx.clone()),
+        Command::Inspection(id) => {
+            let tx = holders_tx.clone();
+            tokio::spawn(async move {
+                let answer = h.holders(&id).await;
+                let _ = tx.send((id, answer));
+            });
+        }
+        Command::Submit(req) => {
+            tokio::spawn(async move {
+                let msg = match h.submit(req).await {
+                    Ok(e) => (format!("job {} queued", &e.job_id[..8]), false),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        Command::Retry(id) => {
+            tokio::spawn(async move {
+                let msg = match h.retry(&id).await {
+                    Ok(e) => (format!("retry queued as job {}", &e.job_id[..8]), false),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        Command::ResetState {
+            volume,
+            state,
+            reason,
+        } => {
+            tokio::spawn(async move {
+                let msg = match h.reset_state(&volume, &state, reason.as_deref()).await {
+                    Ok(r) => (
+                        format!("{}: {} -> {} (audited)", r.name, r.from, r.to),
+                        false,
+                    ),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        Command::Cancel(id) => {
+            tokio::spawn(async move {
+                let msg = match h.cancel(&id).await {
+                    Ok(Cancelled::Now(j)) => {
+                        (format!("{} job cancelled before it started", j.kind), false)
+                    }
+                    Ok(Cancelled::Requested(j)) => (
+                        format!(
+                            "cancel of {} job requested: it stops at its next step",
+                            j.kind
+                        ),
+                        false,
+                    ),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
+    }
 }
 
 /// Runs the console until the operator quits. The terminal is restored on every path,
@@ -101,16 +191,6 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
     // starts at once, so the Overview shows what fails as soon as ember opens.
     let (doctor_tx, mut doctor_rx) =
         mpsc::unbounded_channel::<Option<crate::service::handle::Check>>();
-    let run_doctor =
-        |h: Arc<Handle>, tx: mpsc::UnboundedSender<Option<crate::service::handle::Check>>| {
-            tokio::spawn(async move {
-                let mut rx = h.doctor();
-                while let Some(c) = rx.recv().await {
-                    let _ = tx.send(Some(c));
-                }
-                let _ = tx.send(None);
-            });
-        };
     // As a worker, the first run waits until this process's services have tried their
     // storage and heartbeated (or two report intervals), so it does not report the previous
     // run's stale rows as dead.
@@ -128,6 +208,8 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                 .all(|s| s.error.is_some() || s.updated_at.is_some_and(|u| u >= opened_ms))
                 && !app.snap.services.is_empty()
     };
+    let (holders_tx, mut holders_rx) =
+        mpsc::unbounded_channel::<(String, Result<Inspection, String>)>();
     let mut snapshots = handle.snapshot.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dirty = true;
@@ -139,6 +221,9 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                 run_doctor(handle.clone(), doctor_tx.clone());
             }
             dirty = true;
+        }
+        if let Some(cmd) = app.holders_wanted(now_ms()) {
+            dispatch(&handle, cmd, &done_tx, &doctor_tx, &holders_tx);
         }
         if dirty {
             tui_logger::move_events();
@@ -154,31 +239,10 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                     Event::Key(k) if k.kind == KeyEventKind::Press => {
                         app.toast = None;
                         if let Some(cmd) = app.handle_key(k) {
-                            match cmd {
-                                Command::Quit => break Ok(()),
-                                Command::Submit(req) => {
-                                    let (h, tx) = (handle.clone(), done_tx.clone());
-                                    tokio::spawn(async move {
-                                        let msg = match h.submit(req).await {
-                                            Ok(e) => (format!("job {} queued", &e.job_id[..8]), false),
-                                            Err(e) => (e.to_string(), true),
-                                        };
-                                        let _ = tx.send(msg);
-                                    });
-                                }
-                                Command::Doctor => run_doctor(handle.clone(), doctor_tx.clone()),
-                                Command::Cancel(id) => {
-                                    let (h, tx) = (handle.clone(), done_tx.clone());
-                                    tokio::spawn(async move {
-                                        let msg = match h.cancel(&id).await {
-                                            Ok(Cancelled::Now(j)) => (format!("{} job cancelled before it started", j.kind), false),
-                                            Ok(Cancelled::Requested(j)) => (format!("cancel of {} job requested: it stops at its next step", j.kind), false),
-                                            Err(e) => (e.to_string(), true),
-                                        };
-                                        let _ = tx.send(msg);
-                                    });
-                                }
+                            if cmd == Command::Quit {
+                                break Ok(());
                             }
+                            dispatch(&handle, cmd, &done_tx, &doctor_tx, &holders_tx);
                         }
                         dirty = true;
                     }
@@ -203,6 +267,12 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                     None => {}
                 }
                 dirty = true;
+            }
+            h = holders_rx.recv() => {
+                if let Some((volume, answer)) = h {
+                    app.set_holders(volume, now_ms(), answer);
+                    dirty = true;
+                }
             }
             msg = done_rx.recv() => {
                 if let Some(m) = msg {

@@ -46,14 +46,29 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
         PromptKind::Extend { volume } => Request::Extend {
             volume: volume.clone(),
             size: size(&f(0))?,
+            force: false,
         },
-        PromptKind::Delete { volume, name } => {
+        PromptKind::Delete {
+            volume,
+            name,
+            open_by,
+        } => {
             if f(0) != *name {
                 return Err(format!("type the volume's name ({name}) to delete it"));
             }
+            let force = match open_by {
+                Some(who) if f(1) != "FORCE" => {
+                    return Err(format!(
+                        "it is open by {who}: type FORCE to delete it anyway"
+                    ));
+                }
+                Some(_) => true,
+                None => false,
+            };
             Request::Delete {
                 volume: volume.clone(),
                 cascade: false,
+                force,
             }
         }
         _ => return Err("nothing to submit".into()),

@@ -79,10 +79,20 @@ pub enum PromptKind {
     Extend {
         volume: String,
     },
-    /// Destructive: the operator types the volume's name.
+    /// Destructive: the operator types the volume's name; when someone has it open
+    /// (`open_by` names them), also FORCE.
     Delete {
         volume: String,
         name: String,
+        open_by: Option<String>,
+    },
+    /// Sets the state by hand: the state, a reason, and the name typed.
+    ResetState {
+        volume: String,
+        name: String,
+    },
+    RetryJob {
+        job: String,
     },
     Flatten {
         volume: String,
@@ -120,6 +130,14 @@ pub enum Command {
     Cancel(String),
     /// Run `ember doctor`'s checks; results come back one by one.
     Doctor,
+    /// Ask who has this volume open (for the detail pane and the delete confirmation).
+    Inspection(String),
+    Retry(String),
+    ResetState {
+        volume: String,
+        state: String,
+        reason: Option<String>,
+    },
     Quit,
 }
 
@@ -158,6 +176,8 @@ pub struct App {
     pub logs: tui_logger::TuiWidgetState,
     /// The last (or running) doctor run, for the Doctor view and the Overview.
     pub doctor: super::doctor::DoctorState,
+    /// Who has the selected volume open, as last asked (see `tui/oncall.rs`).
+    pub holders: super::oncall::HoldersSeen,
 }
 
 impl App {
@@ -191,6 +211,7 @@ impl App {
                 st
             },
             doctor: Default::default(),
+            holders: Default::default(),
         }
     }
 
@@ -349,7 +370,7 @@ impl App {
         self.detail = false;
     }
 
-    fn ask(&mut self, kind: PromptKind, title: String, fields: &[(&str, &str)]) {
+    pub(super) fn ask(&mut self, kind: PromptKind, title: String, fields: &[(&str, &str)]) {
         self.mode = Mode::Prompt(Prompt {
             kind,
             title,
@@ -489,17 +510,7 @@ impl App {
                         format!("Extend {} (now {} bytes)", v.name, v.size_bytes),
                         &[("new size", "")],
                     ),
-                    Action::Delete => self.ask(
-                        PromptKind::Delete {
-                            volume: v.id.to_string(),
-                            name: v.name.to_string(),
-                        },
-                        format!(
-                            "Delete volume {} ({})? Type its name to confirm",
-                            v.name, v.id
-                        ),
-                        &[("name", "")],
-                    ),
+                    Action::Delete => self.ask_delete(&v),
                     _ => self.ask(
                         PromptKind::Flatten {
                             volume: v.id.to_string(),
@@ -513,6 +524,7 @@ impl App {
                     ),
                 }
             }
+            Action::RetryJob | Action::ResetState => return self.oncall_action(action),
             // Only meaningful in the logs view, handled above.
             Action::LogTargets | Action::LogMore | Action::LogLess => {}
             Action::CancelJob => match self.selected_job().cloned() {
@@ -554,6 +566,7 @@ impl App {
                             Some(Command::Submit(Request::Flatten { volume }))
                         }
                         PromptKind::CancelJob { job } => Some(Command::Cancel(job)),
+                        PromptKind::RetryJob { job } => Some(Command::Retry(job)),
                         PromptKind::Quit => {
                             self.quit = true;
                             Some(Command::Quit)
@@ -578,6 +591,15 @@ impl App {
                 p.fields[p.focus].1.pop();
             }
             KeyCode::Char(c) => p.fields[p.focus].1.push(c),
+            KeyCode::Enter if matches!(p.kind, PromptKind::ResetState { .. }) => {
+                match super::oncall::build_reset(p) {
+                    Ok(cmd) => {
+                        self.mode = Mode::Normal;
+                        return Some(cmd);
+                    }
+                    Err(e) => p.error = Some(e),
+                }
+            }
             KeyCode::Enter => match build_request(p) {
                 Ok(req) => {
                     self.mode = Mode::Normal;

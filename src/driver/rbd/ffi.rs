@@ -17,6 +17,12 @@ pub type DiffFn = extern "C" fn(offset: u64, len: usize, exists: c_int, arg: *mu
 
 /// `RBD_FEATURE_LAYERING` (rbd/features.h): clones need it on the parent.
 pub const FEATURE_LAYERING: u64 = 1;
+/// `RBD_FEATURE_OBJECT_MAP`: which objects exist, kept by librbd (and trusted by flatten).
+pub const FEATURE_OBJECT_MAP: u64 = 1 << 3;
+/// `RBD_FEATURE_FAST_DIFF`: needs the object map; disabled and enabled with it.
+pub const FEATURE_FAST_DIFF: u64 = 1 << 4;
+/// `RBD_FLAG_OBJECT_MAP_INVALID`: librbd does not trust the map (a rebuild clears it).
+pub const FLAG_OBJECT_MAP_INVALID: u64 = 1;
 
 #[repr(C)]
 pub struct ImageSpec {
@@ -47,6 +53,14 @@ pub struct SnapInfo {
     pub id: u64,
     pub size: u64,
     pub name: *const c_char,
+}
+
+/// `rbd_image_watcher_t`: one client watching an image's header (it has the image open).
+#[repr(C)]
+pub struct ImageWatcher {
+    pub addr: *mut c_char,
+    pub id: i64,
+    pub cookie: u64,
 }
 
 #[repr(C)]
@@ -142,6 +156,30 @@ unsafe extern "C" {
         name: *const c_char,
         protected: *mut c_int,
     ) -> c_int;
+    pub fn rbd_watchers_list(
+        image: RbdImage,
+        watchers: *mut ImageWatcher,
+        max: *mut usize,
+    ) -> c_int;
+    pub fn rbd_watchers_list_cleanup(watchers: *mut ImageWatcher, n: usize);
+    /// Advisory lockers and librbd's own exclusive lock (cookie `auto <n>`): clients, cookies
+    /// and addresses as NUL-separated lists; ERANGE with the lengths filled in when short.
+    pub fn rbd_list_lockers(
+        image: RbdImage,
+        exclusive: *mut c_int,
+        tag: *mut c_char,
+        tag_len: *mut usize,
+        clients: *mut c_char,
+        clients_len: *mut usize,
+        cookies: *mut c_char,
+        cookies_len: *mut usize,
+        addrs: *mut c_char,
+        addrs_len: *mut usize,
+    ) -> isize;
+    pub fn rbd_break_lock(image: RbdImage, client: *const c_char, cookie: *const c_char) -> c_int;
+    pub fn rbd_update_features(image: RbdImage, features: u64, enabled: u8) -> c_int;
+    pub fn rbd_get_flags(image: RbdImage, flags: *mut u64) -> c_int;
+    pub fn rbd_rebuild_object_map(image: RbdImage, cb: ProgressFn, arg: *mut c_void) -> c_int;
     pub fn rbd_flatten_with_progress(image: RbdImage, cb: ProgressFn, arg: *mut c_void) -> c_int;
     pub fn rbd_diff_iterate2(
         image: RbdImage,

@@ -21,7 +21,7 @@ fn cstr(call: &'static str, s: &str) -> Result<CString, Errno> {
 /// An open image (or an image at one snapshot); closed on drop. Borrows its pool, so it
 /// cannot outlive the I/O context.
 pub struct Image<'p> {
-    raw: ffi::RbdImage,
+    pub(super) raw: ffi::RbdImage,
     _pool: &'p Pool,
 }
 
@@ -60,6 +60,8 @@ pub struct SnapEntry {
 pub struct TrashEntry {
     pub id: String,
     pub name: String,
+    /// Unix seconds before which the trash keeps it (`deferred_deletion_delay`).
+    pub deferment_end: i64,
 }
 
 /// Progress callback state: shared with librbd's thread for the length of one call.
@@ -380,6 +382,38 @@ impl<'p> Image<'p> {
         })
     }
 
+    /// Enables or disables features (`rbd feature enable|disable`).
+    #[allow(unsafe_code)]
+    pub fn update_features(&self, features: u64, enabled: bool) -> Result<(), Errno> {
+        // SAFETY: open image.
+        Errno::check("rbd_update_features", unsafe {
+            ffi::rbd_update_features(self.raw, features, u8::from(enabled))
+        })
+        .map(drop)
+    }
+
+    /// The image's flags (`RBD_FLAG_OBJECT_MAP_INVALID`...).
+    #[allow(unsafe_code)]
+    pub fn flags(&self) -> Result<u64, Errno> {
+        let mut f = 0u64;
+        // SAFETY: open image; f written.
+        Errno::check("rbd_get_flags", unsafe {
+            ffi::rbd_get_flags(self.raw, &mut f)
+        })?;
+        Ok(f)
+    }
+
+    /// Rebuilds the object map from the objects that really exist (`rbd object-map rebuild`),
+    /// dropping entries a crashed writer left marked as present. `watch` only carries the
+    /// cancellation: the rebuild reports no bytes of its own.
+    #[allow(unsafe_code)]
+    pub fn rebuild_object_map(&self, watch: Watch<'_>) -> Result<Ran, Errno> {
+        with_progress(watch, 0, "rbd_rebuild_object_map", |cb, arg| {
+            // SAFETY: open image; `arg` outlives the call (with_progress's stack frame).
+            unsafe { ffi::rbd_rebuild_object_map(self.raw, cb, arg) }
+        })
+    }
+
     /// Bytes allocated in the image itself (not its parent), per whole object: `rbd du`.
     #[allow(unsafe_code)]
     pub fn used_bytes(&self) -> Result<u64, Errno> {
@@ -449,6 +483,7 @@ pub fn trash_list(pool: &Pool) -> Result<Vec<TrashEntry>, Errno> {
             .map(|t| TrashEntry {
                 id: from_c(t.id),
                 name: from_c(t.name),
+                deferment_end: t.deferment_end_time,
             })
             .collect();
         // SAFETY: frees the `n` filled entries; once.
@@ -458,11 +493,12 @@ pub fn trash_list(pool: &Pool) -> Result<Vec<TrashEntry>, Errno> {
 }
 
 #[allow(unsafe_code)]
-pub fn create(pool: &Pool, name: &str, size: u64) -> Result<(), Errno> {
+/// `order`: objects of 2^order bytes (Cinder's `rbd_store_chunk_size`; 22 is 4 MiB).
+pub fn create(pool: &Pool, name: &str, size: u64, order: u32) -> Result<(), Errno> {
     let n = cstr("rbd_create", name)?;
-    let mut order: c_int = 0;
-    // SAFETY: live ioctx, valid name; order 0 = the cluster's default object size, and the
-    // features come from the cluster's `rbd_default_features`, as Cinder does.
+    let mut order = order as c_int;
+    // SAFETY: live ioctx, valid name; the features come from the cluster's
+    // `rbd_default_features`, as Cinder does.
     Errno::check("rbd_create", unsafe {
         ffi::rbd_create(pool.raw(), n.as_ptr(), size, &mut order)
     })
@@ -514,11 +550,12 @@ pub fn remove(pool: &Pool, name: &str, bytes: u64, progress: &dyn Progress) -> R
 }
 
 #[allow(unsafe_code)]
-pub fn trash_move(pool: &Pool, name: &str) -> Result<(), Errno> {
+/// `delay_secs`: the trash keeps it at least this long (`deferred_deletion_delay`).
+pub fn trash_move(pool: &Pool, name: &str, delay_secs: u64) -> Result<(), Errno> {
     let n = cstr("rbd_trash_move", name)?;
-    // SAFETY: live ioctx, valid name; delay 0: purgeable at once.
+    // SAFETY: live ioctx, valid name.
     Errno::check("rbd_trash_move", unsafe {
-        ffi::rbd_trash_move(pool.raw(), n.as_ptr(), 0)
+        ffi::rbd_trash_move(pool.raw(), n.as_ptr(), delay_secs)
     })
     .map(drop)
 }

@@ -15,8 +15,10 @@
 
 mod conn;
 mod ffi;
+mod flatten;
 mod health;
 pub mod health_codes;
+mod holders;
 mod image;
 mod session;
 
@@ -29,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
 use self::conn::Pool;
-use self::image::{Image, Open, Ran, Watch};
+use self::image::{Image, Open, Ran};
 use super::{
     Capacity, Deleted, DriverError, ImageInfo, Progress, VolumeDriver, snapshot_image, volume_image,
 };
@@ -188,6 +190,27 @@ impl VolumeDriver for RbdDriver {
         self.reset();
     }
 
+    fn holders(&self, volume_id: &str) -> Result<Vec<crate::driver::Holder>, DriverError> {
+        self.image_holders(volume_id)
+    }
+
+    fn holders_command(&self, volume_id: &str) -> String {
+        self.status_command(volume_id)
+    }
+
+    fn used_bytes(&self, volume_id: &str) -> Result<u64, DriverError> {
+        self.image_used_bytes(volume_id)
+    }
+
+    fn break_lock(
+        &self,
+        volume_id: &str,
+        holder: &crate::driver::Holder,
+        expire_secs: u32,
+    ) -> Result<(), DriverError> {
+        self.break_image_lock(volume_id, holder, expire_secs)
+    }
+
     fn storage_health(&self) -> Result<Vec<crate::driver::health::HealthFinding>, DriverError> {
         self.health_findings()
     }
@@ -215,19 +238,32 @@ impl VolumeDriver for RbdDriver {
             .ok()
             .and_then(|q| q["quota_max_bytes"].as_u64())
             .filter(|q| *q > 0);
-        // As Cinder: total is what is stored plus what can still be; a quota caps both.
-        let (total, free) = match quota {
+        // As Cinder's _get_pool_stats: with a quota, total is the quota and free what is left
+        // of it (at most what the OSDs can take); without, the cluster's size and the pool's
+        // max_avail. report_dynamic_total_capacity (the default) makes total = stored + free.
+        let (mut total, free) = match quota {
             Some(q) => (q, q.saturating_sub(stored).min(avail)),
-            None => (stored + avail, avail),
+            None => (df["stats"]["total_bytes"].as_u64().unwrap_or(0), avail),
         };
-        let mut provisioned = 0;
-        for name in image::list(&pool).map_err(|e| self.fail("capacity", &self.cfg.pool, e))? {
-            match Image::open(&pool, Open::ReadOnly(&name)).and_then(|i| i.size()) {
-                Ok(s) => provisioned += s,
-                Err(e) if e.code == libc::ENOENT => {} // removed meanwhile
-                Err(e) => return Err(self.fail("capacity", &name, e)),
-            }
+        if self.cfg.dynamic_total_capacity {
+            total = stored + free;
         }
+        // rbd_exclusive_cinder_pool (the default): the pool holds only this backend's volumes,
+        // so the database's sum is the provisioned figure and no image is opened. A shared
+        // pool counts every image, as Cinder's _get_usage_info.
+        let provisioned = if self.cfg.exclusive_pool {
+            None
+        } else {
+            let mut sum = 0;
+            for name in image::list(&pool).map_err(|e| self.fail("capacity", &self.cfg.pool, e))? {
+                match Image::open(&pool, Open::ReadOnly(&name)).and_then(|i| i.size()) {
+                    Ok(s) => sum += s,
+                    Err(e) if e.code == libc::ENOENT => {} // removed meanwhile
+                    Err(e) => return Err(self.fail("capacity", &name, e)),
+                }
+            }
+            Some(sum)
+        };
         Ok(Capacity {
             total_bytes: total,
             free_bytes: free,
@@ -280,7 +316,9 @@ impl VolumeDriver for RbdDriver {
     fn create_volume(&self, id: &str, size: u64) -> Result<(), DriverError> {
         let pool = self.pool()?;
         let name = volume_image(id);
-        match image::create(&pool, &name, size) {
+        // rbd_store_chunk_size MiB objects: order = log2(bytes).
+        let order = 20 + self.cfg.chunk_mib.trailing_zeros();
+        match image::create(&pool, &name, size, order) {
             Ok(()) => Ok(()),
             Err(e) if e.code == libc::EEXIST => {
                 // Idempotent: a re-run after a crash finds its own work done.
@@ -327,7 +365,8 @@ impl VolumeDriver for RbdDriver {
             }
             if deferred > 0 {
                 drop(img);
-                image::trash_move(&pool, &name).map_err(|e| self.fail("delete", &name, e))?;
+                image::trash_move(&pool, &name, self.cfg.deferred_deletion_delay.as_secs())
+                    .map_err(|e| self.fail("delete", &name, e))?;
                 info!(backend = %self.backend, "{name} moved to the trash: clones still read from its snapshots");
                 return Ok(());
             }
@@ -501,31 +540,7 @@ impl VolumeDriver for RbdDriver {
     }
 
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
-        let pool = self.pool()?;
-        let name = volume_image(volume_id);
-        let img = self.open(&pool, "flatten", Open::Name(&name), &name)?;
-        if img
-            .parent_snap()
-            .map_err(|e| self.fail("flatten", &name, e))?
-            .is_none()
-        {
-            return Ok(()); // already flat: a re-run after a crash
-        }
-        let watch = Watch {
-            progress,
-            bps_limit: self.bps_limit,
-        };
-        match img
-            .flatten(watch)
-            .map_err(|e| self.fail("flatten", &name, e))?
-        {
-            Ran::Done => Ok(()),
-            Ran::Cancelled => Err(self.cancelled("flatten")),
-            Ran::Panicked(p) => Err(self.io(
-                "flatten",
-                format!("progress callback panicked: {p}; the call was stopped"),
-            )),
-        }
+        self.flatten_image(volume_id, progress)
     }
 
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {
@@ -534,6 +549,12 @@ impl VolumeDriver for RbdDriver {
         for t in image::trash_list(&pool).map_err(|e| self.fail("purge", &self.cfg.pool, e))? {
             if !t.name.starts_with("volume-") {
                 continue; // not ember's: someone else's trash
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if t.deferment_end > now {
+                continue; // deferred_deletion_delay: kept a while yet
             }
             let left = {
                 let img = self.open(&pool, "purge", Open::Id(&t.id), &t.name)?;

@@ -46,12 +46,31 @@ impl RbdDriver {
             op_timeout: self.cfg.connect_timeout.max(MIN_OP_TIMEOUT),
         };
         let started = std::time::Instant::now();
-        let cluster = Arc::new(Cluster::connect(&opts).map_err(|e| self.connect_error(e))?);
-        let pool = Arc::new(
-            cluster
-                .open_pool(&self.cfg.pool)
-                .map_err(|e| self.connect_error(e))?,
-        );
+        let connect = || -> Result<Arc<Pool>, Errno> {
+            let cluster = Arc::new(Cluster::connect(&opts)?);
+            Ok(Arc::new(cluster.open_pool(&self.cfg.pool)?))
+        };
+        // Cinder's rados_connection_retries / rados_connection_interval, for what may pass
+        // (a monitor that does not answer yet); a wrong keyring or a missing pool fails at
+        // once, with its diagnosis.
+        use backon::{BlockingRetryable, ConstantBuilder};
+        let policy = ConstantBuilder::default()
+            .with_delay(self.cfg.connection_interval)
+            .with_max_times(self.cfg.connection_retries as usize);
+        let pool = connect
+            .retry(policy)
+            .sleep(std::thread::sleep)
+            .when(|e| {
+                matches!(
+                    e.code,
+                    libc::ETIMEDOUT | libc::ECONNREFUSED | libc::EAGAIN | libc::EHOSTUNREACH | libc::ENETUNREACH
+                )
+            })
+            .notify(|e, after| {
+                warn!(backend = %self.backend, "ceph connect failed ({}); trying again in {after:?} (rados_connection_retries)", e.describe());
+            })
+            .call()
+            .map_err(|e| self.connect_error(e))?;
         tracing::debug!(backend = %self.backend, "connected to ceph as client.{} in {} ms", self.user(), started.elapsed().as_millis());
         *slot = Some(pool.clone());
         Ok(pool)

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::db::{Db, DbError, JobRow};
-use crate::driver::{Deleted, DriverError, Progress, VolumeDriver, snapshot_image};
+use crate::driver::{
+    BLOCKLIST_SECS, Deleted, DriverError, Holder, Progress, VolumeDriver, snapshot_image,
+};
 use crate::service::BackendService;
 
 use super::{JobKind, Params};
@@ -155,7 +157,10 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
 async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> Result<(), DbError> {
     let db = &ctx.db;
     let id = ctx.id();
-    let busy = matches!(err, Step::Driver(DriverError::Busy { .. }));
+    let busy = matches!(
+        err,
+        Step::Driver(DriverError::Busy { .. } | DriverError::InUse { .. })
+    );
     match kind {
         JobKind::Create | JobKind::Clone => {
             db.set_volume_status(&id, &["creating"], "error", Some(reason))
@@ -172,7 +177,9 @@ async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> R
         }
         JobKind::Flatten => {}
         JobKind::Extend => {
-            db.set_volume_status(&id, &["extending"], "error_extending", Some(reason))
+            // Refused because it is open: nothing changed, it stays usable.
+            let to = if busy { "available" } else { "error_extending" };
+            db.set_volume_status(&id, &["extending"], to, Some(reason))
                 .await?;
         }
         JobKind::Delete => {
@@ -258,6 +265,7 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
     ctx.call(move |d, _| d.clone_snapshot(&s, &source, &v, size))
         .await?;
     if ctx.params.flatten {
+        let _permit = flatten_permit(ctx).await?;
         let v = id.clone();
         ctx.call(move |d, p| d.flatten(&v, p)).await?;
         ctx.db.set_volume_flattened(&id).await?;
@@ -276,6 +284,7 @@ async fn flatten(ctx: &Ctx) -> Result<(), Step> {
         .get_volume(&id)
         .await?
         .and_then(|v| v.source_snapshot_id);
+    let _permit = flatten_permit(ctx).await?;
     let v = id.clone();
     ctx.call(move |d, p| d.flatten(&v, p)).await?;
     ctx.db.set_volume_flattened(&id).await?;
@@ -285,7 +294,92 @@ async fn flatten(ctx: &Ctx) -> Result<(), Step> {
     Ok(())
 }
 
+/// Before a delete or an extend: refused while someone else has the volume open, unless the
+/// operator forced it (then the event says who was holding it). Returns those holders when
+/// forced.
+async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>, Step> {
+    let h = match ctx.svc.holders(&ctx.db, &ctx.id()).await {
+        Ok(h) => h,
+        // Gone already (a delete run again after a crash): nobody can hold it.
+        Err(DriverError::NotFound { .. }) => return Ok(vec![]),
+        Err(e) => return Err(e.into()),
+    };
+    if !ctx.params.force {
+        return match h.in_use(&ctx.svc.name, &ctx.id()) {
+            Some(e) => Err(e.into()),
+            None => Ok(vec![]),
+        };
+    }
+    let others: Vec<Holder> = h.others().into_iter().cloned().collect();
+    if !others.is_empty() {
+        let names: Vec<String> = others.iter().map(|h| h.describe()).collect();
+        let fenced = if action == "delete" && others.iter().any(|h| h.how != "open file") {
+            format!("; their storage clients are blocklisted for {BLOCKLIST_SECS} s")
+        } else {
+            String::new()
+        };
+        let message = format!(
+            "{action} forced by {} while open by {}{fenced}",
+            ctx.job.requested_by,
+            names.join("; ")
+        );
+        warn!(job = %ctx.job.id, "{message}");
+        let _ = ctx
+            .db
+            .add_event(&crate::db::events::NewEvent {
+                actor: &ctx.job.requested_by,
+                host: Some(&ctx.svc.host),
+                kind: "forced_while_open",
+                target: Some(&ctx.id()),
+                message: &message,
+            })
+            .await;
+    }
+    Ok(others)
+}
+
+/// A forced delete under live clients: fence them (rbd: the OSD blocklist, an hour) so the
+/// storage lets the image go and they cannot write to it meanwhile; then the remove is asked
+/// again while the OSDs drop the fenced clients' watches.
+async fn fence_holders(ctx: &Ctx, holders: &[Holder]) -> Result<(), Step> {
+    let mut fenced = std::collections::BTreeSet::new();
+    for h in holders
+        .iter()
+        .filter(|h| h.how == "watcher" || h.cookie.is_some())
+    {
+        if fenced.insert(crate::driver::address_key(&h.address)) {
+            let addr = h.address.clone();
+            ctx.call(move |d, _| d.fence_client(&addr, BLOCKLIST_SECS))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One of the backend's flatten permits (`rbd_concurrent_flatten_operations`), waited for
+/// while the job can still be cancelled or handed back.
+async fn flatten_permit(ctx: &Ctx) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Step> {
+    let Some(sem) = &ctx.svc.flattens else {
+        return Ok(None);
+    };
+    let p = &ctx.progress;
+    tokio::select! {
+        permit = sem.clone().acquire_owned() => Ok(permit.ok()),
+        _ = p.cancel.cancelled() => Err(cancelled(ctx)),
+        _ = p.stop.cancelled() => Err(cancelled(ctx)),
+        _ = p.lost.cancelled() => Err(cancelled(ctx)),
+    }
+}
+
+fn cancelled(ctx: &Ctx) -> Step {
+    Step::Driver(DriverError::Cancelled {
+        backend: ctx.svc.name.clone(),
+        op: "flatten",
+    })
+}
+
 async fn extend(ctx: &Ctx) -> Result<(), Step> {
+    check_holders(ctx, "extend").await?;
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.extend_volume(&id, size)).await?;
     ctx.db.set_volume_size(&ctx.id(), size as i64).await?;
@@ -296,6 +390,8 @@ async fn extend(ctx: &Ctx) -> Result<(), Step> {
 }
 
 async fn delete(ctx: &Ctx) -> Result<(), Step> {
+    let forced = check_holders(ctx, "delete").await?;
+    fence_holders(ctx, &forced).await?;
     let id = ctx.id();
     let deferred = ctx.svc.cfg.enable_deferred_deletion;
     let parent = ctx
@@ -316,8 +412,20 @@ async fn delete(ctx: &Ctx) -> Result<(), Step> {
             Err(e) => return Err(e.into()),
         }
     }
-    let v = id.clone();
-    match ctx.call(move |d, p| d.delete_volume(&v, p)).await {
+    let remove = || {
+        let v = id.clone();
+        ctx.call(move |d, p| d.delete_volume(&v, p))
+    };
+    let removed = if forced.is_empty() {
+        remove().await
+    } else {
+        use backon::{ConstantBuilder, Retryable};
+        let policy = ConstantBuilder::default()
+            .with_delay(std::time::Duration::from_secs(1))
+            .with_max_times(30);
+        remove.retry(policy).when(crate::driver::is_busy).await
+    };
+    match removed {
         Ok(()) | Err(DriverError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }

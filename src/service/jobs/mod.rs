@@ -13,6 +13,7 @@ pub mod exec;
 pub mod placement;
 pub mod recovery;
 pub mod request;
+pub mod retry;
 pub mod runner;
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,12 @@ pub struct Params {
     /// Delete the volume's snapshots too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cascade: bool,
+    /// Delete or extend even though someone has the volume open (`--force`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// The job this one retries (`ember job retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     /// The volume a snapshot job snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_id: Option<String>,

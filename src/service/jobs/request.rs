@@ -26,13 +26,16 @@ pub enum Request {
     Flatten {
         volume: String,
     },
+    /// `force`: even though someone has the volume open (the job checks the storage).
     Extend {
         volume: String,
         size: u64,
+        force: bool,
     },
     Delete {
         volume: String,
         cascade: bool,
+        force: bool,
     },
     SnapshotCreate {
         name: String,
@@ -57,9 +60,9 @@ pub struct Enqueued {
 }
 
 /// Volume statuses from which each action may start (Cinder's rules).
-const DELETABLE: &[&str] = &["available", "error", "error_deleting", "error_extending"];
+pub(super) const DELETABLE: &[&str] = &["available", "error", "error_deleting", "error_extending"];
 pub(super) const USABLE: &[&str] = &["available", "in-use"];
-const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
+pub(super) const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
 
 /// One row from an id-or-name lookup, or the error an operator should see.
 pub fn found<T>(what: &'static str, key: &str, f: Found<T>) -> Result<T, JobError> {
@@ -294,7 +297,11 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 format!("flatten {}", v.name),
             )
         }
-        Request::Extend { volume: key, size } => {
+        Request::Extend {
+            volume: key,
+            size,
+            force,
+        } => {
             let v = volume(db, key).await?;
             status_is(&v, &["available"], "extend")?;
             if *size <= v.size_bytes as u64 {
@@ -313,12 +320,17 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 format!("extend {} to {size} bytes", v.name),
             );
             plan.params.size = Some(*size);
+            plan.params.force = *force;
+            if *force {
+                plan.describe += " (forced even if open)";
+            }
             plan.transition = Some(("volumes", v.id, &["available"], "extending"));
             plan
         }
         Request::Delete {
             volume: key,
             cascade,
+            force,
         } => {
             let v = volume(db, key).await?;
             status_is(&v, DELETABLE, "delete")?;
@@ -347,6 +359,10 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 format!("delete {}", v.name),
             );
             plan.params.cascade = *cascade;
+            plan.params.force = *force;
+            if *force {
+                plan.describe += " (forced even if open)";
+            }
             plan.transition = Some(("volumes", v.id, DELETABLE, "deleting"));
             plan
         }
@@ -407,7 +423,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
     })
 }
 
-async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
+pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, JobError> {
     db.ensure_writable("enqueue a job")?;
     let job_id = Uuid::new_v4().to_string();
     let params_json = serde_json::to_string(&plan.params).unwrap_or_else(|_| "{}".into());

@@ -8,6 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
 
+use crate::service::jobs::retry::{ErrorFacts, explain_error};
 use crate::service::units::{human_bytes, rfc3339};
 use crate::service::view::{Purpose, VolumeView};
 use crate::tui::state::{App, VOLUME_COLUMNS, View};
@@ -173,9 +174,11 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         ),
         kv("backend", v.backend.to_string()),
         kv("depth", v.clone_depth.to_string()),
-        Line::raw(""),
-        Line::from(Span::styled("parent chain", t.accent)),
     ];
+    lines.extend(error_lines(app, v));
+    lines.extend(holder_lines(app, v));
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled("parent chain", t.accent)));
     // Walk up: volume ← snapshot ← volume ← ...
     let mut cur = v.source_snapshot_id.clone();
     let mut depth = 1;
@@ -262,4 +265,68 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         ),
         area,
     );
+}
+
+/// For a volume in an error state: why, and the command that fixes it.
+fn error_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let failed = app
+        .snap
+        .jobs
+        .iter()
+        .find(|j| *j.target_id == *v.id && j.state == JobState::Failed);
+    let facts = ErrorFacts {
+        name: &v.name,
+        status: v.status.as_str(),
+        status_reason: v.status_reason.as_deref(),
+        size_bytes: v.size_bytes,
+        backend: &v.backend,
+    };
+    let Some(e) = explain_error(&facts, failed.map(|j| (j.id.as_str(), j.error.as_deref()))) else {
+        return vec![];
+    };
+    vec![
+        Line::raw(""),
+        Line::from(Span::styled(format!("why: {}", e.reason), t.error)),
+        Line::from(Span::styled(format!("fix: {}", e.fix), t.text)),
+    ]
+}
+
+/// Who has it open, as last asked (every few seconds while the pane is open).
+fn holder_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut out = vec![];
+    if let Some(Ok(h)) = app.holders.of(&v.id) {
+        let used = h
+            .used_bytes
+            .map(|u| human_bytes(u as i64))
+            .unwrap_or_else(|| "unknown".into());
+        out.push(Line::from(vec![
+            Span::styled(format!("{:>11} ", "used"), t.dim),
+            Span::styled(format!("{used} of {}", human_bytes(v.size_bytes)), t.text),
+        ]));
+    }
+    out.push(Line::raw(""));
+    out.push(Line::from(Span::styled("open by", t.accent)));
+    match app.holders.of(&v.id) {
+        None => out.push(Line::from(Span::styled("  asking the storage...", t.dim))),
+        Some(Err(e)) => out.push(Line::from(Span::styled(format!("  unknown: {e}"), t.warn))),
+        Some(Ok(h)) if h.holders.is_empty() => {
+            out.push(Line::from(Span::styled("  nobody", t.dim)));
+        }
+        Some(Ok(h)) => {
+            for x in &h.holders {
+                let style = if x.ember { t.dim } else { t.warn };
+                out.push(Line::from(Span::styled(
+                    format!("  {}", x.describe()),
+                    style,
+                )));
+            }
+            out.push(Line::from(Span::styled(
+                format!("  check: {}", h.check),
+                t.dim,
+            )));
+        }
+    }
+    out
 }

@@ -1,0 +1,245 @@
+//! The on-call commands for a volume someone else is using: who has it open (`volume locks`,
+//! and the check before a delete or extend is queued), and breaking a stale lock the way
+//! Ceph recommends (`volume break-lock`: blocklist the locker, then remove its lock).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::db::events::NewEvent;
+use crate::driver::{self, BLOCKLIST_SECS, Holder};
+use crate::service::actor::current_actor;
+use crate::service::inspect::{self, Inspection};
+use crate::service::jobs::{Request, request, retry};
+
+use super::args::{Global, Reset};
+use super::output::{print_json, table};
+use super::{load_config, open_db};
+
+/// A delete or extend of a volume someone has open, refused before anything is queued. Only
+/// when this host can ask the storage and it answers: otherwise the job checks again anyway.
+pub async fn open_refusal(cfg: &Config, db: &Db, req: &Request) -> Option<String> {
+    let key = match req {
+        Request::Delete {
+            volume,
+            force: false,
+            ..
+        }
+        | Request::Extend {
+            volume,
+            force: false,
+            ..
+        } => volume,
+        _ => return None,
+    };
+    let v = request::volume(db, key).await.ok()?;
+    let h = inspect::of_volume(cfg, db, &[], &v).await.ok()?;
+    h.in_use(&v.backend, &v.id).map(|e| e.to_string())
+}
+
+/// One table row per holder.
+fn print_holders(h: &Inspection) {
+    let mut t = table(&["Client", "Address", "How", "Cookie", "Host", "Ember's"]);
+    for x in &h.holders {
+        t.add_row(vec![
+            x.client.clone(),
+            x.address.clone(),
+            x.how.clone(),
+            x.cookie.clone().unwrap_or_default(),
+            x.host.clone().unwrap_or_else(|| "-".into()),
+            if x.ember { "yes" } else { "" }.into(),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// `ember volume locks VOL`: watchers, lockers (or processes), as `rbd status` and `rbd lock
+/// ls` would show them, with the hosts named.
+pub async fn locks(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(g)?;
+    let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
+    let v = request::volume(&db, key).await?;
+    let h = inspect::of_volume(&cfg, &db, &[], &v)
+        .await
+        .with_context(|| format!("volume {} ({})", v.name, v.id))?;
+    if g.json {
+        print_json(&h)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if h.holders.is_empty() {
+        println!(
+            "volume {} ({}): nobody has {} open (checked: {})",
+            v.name,
+            v.id,
+            driver::volume_image(&v.id),
+            h.check
+        );
+    } else {
+        print_holders(&h);
+        println!("the storage's own view: {}", h.check);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ember volume break-lock VOL --locker CLIENT`.
+pub async fn break_lock(
+    g: &Global,
+    key: &str,
+    locker: &str,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(g)?;
+    let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
+    db.ensure_writable("break a lock")?;
+    let v = request::volume(&db, key).await?;
+    let what = format!("volume {} ({})", v.name, v.id);
+    let h = inspect::of_volume(&cfg, &db, &[], &v)
+        .await
+        .with_context(|| what.clone())?;
+    let Some(lock) = h
+        .holders
+        .iter()
+        .find(|x| x.client == locker && x.cookie.is_some())
+    else {
+        let lockers: Vec<String> = h
+            .holders
+            .iter()
+            .filter(|x| x.cookie.is_some())
+            .map(|x| x.client.clone())
+            .collect();
+        bail!(
+            "{what}: {locker} holds no lock on it; lockers now: {} (see `ember volume locks {}`)",
+            if lockers.is_empty() {
+                "none".to_string()
+            } else {
+                lockers.join(", ")
+            },
+            v.name
+        );
+    };
+    if lock.ember {
+        bail!(
+            "{what}: {} is an ember service's own client (host {}): its job holds the lock; cancel the job instead",
+            lock.client,
+            lock.host.as_deref().unwrap_or("?")
+        );
+    }
+    let watching = h.holders.iter().any(|x| {
+        x.how == "watcher" && driver::address_key(&x.address) == driver::address_key(&lock.address)
+    });
+    if watching && !force {
+        bail!(
+            "{what}: {} still watches the image ({}): it is alive, not stale; breaking its lock blocklists it for {BLOCKLIST_SECS} s and its writes fail. Use --force if that is what you want",
+            lock.client,
+            lock.address
+        );
+    }
+    let lock: Holder = lock.clone();
+    let Some(bc) = cfg.backend(&v.backend) else {
+        bail!(
+            "{what}: this host's config has no section for backend {}",
+            v.backend
+        );
+    };
+    let drv = driver::open(bc)?;
+    let (id, l) = (v.id.clone(), lock.clone());
+    tokio::task::spawn_blocking(move || drv.break_lock(&id, &l, BLOCKLIST_SECS))
+        .await?
+        .with_context(|| what.clone())?;
+    let message = format!(
+        "lock of {} broken{}: {} blocklisted for {BLOCKLIST_SECS} s",
+        lock.describe(),
+        if watching {
+            " (forced: it was still watching)"
+        } else {
+            ""
+        },
+        lock.address
+    );
+    let _ = db
+        .add_event(&NewEvent {
+            actor: &current_actor(),
+            host: None,
+            kind: "lock_broken",
+            target: Some(&v.id),
+            message: &message,
+        })
+        .await;
+    if g.json {
+        print_json(
+            &serde_json::json!({"volume": v.id, "broken": lock, "blocklisted_secs": BLOCKLIST_SECS}),
+        )?;
+    } else {
+        println!("{what}: {message}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ember volume reset-state` / `ember volume snapshot reset-state`. Asks first on a terminal
+/// (the record changes, the storage does not); elsewhere needs `--yes`.
+pub async fn reset_state(
+    g: &Global,
+    key: &str,
+    snapshot: bool,
+    r: &Reset,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let (cfg, url) = super::load_for_reading(g)?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
+    let what = if snapshot { "snapshot" } else { "volume" };
+    if !r.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "{what} {key}: reset-state changes ember's record only, not the storage; check the storage first, then add --yes"
+            );
+        }
+        eprint!(
+            "Set {what} {key} to {}? This changes ember's record only: the storage is not touched, \
+             and a wrong state can make the {what} unusable (as Cinder's reset-state warns).\n\
+             Type the {what}'s name or id to go on: ",
+            r.state
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if line.trim() != key {
+            bail!("not confirmed: nothing changed");
+        }
+    }
+    let out = retry::reset_state(
+        &db,
+        key,
+        snapshot,
+        &r.state,
+        r.reason.as_deref(),
+        &current_actor(),
+    )
+    .await?;
+    if g.json {
+        print_json(&out)?;
+    } else {
+        println!(
+            "{what} {} ({}): {} -> {} (recorded in the events)",
+            out.name, out.id, out.from, out.to
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ember job retry JOB [--wait]`.
+pub async fn retry(
+    g: &Global,
+    cfg: &Config,
+    db: &Db,
+    key: &str,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let enq = retry::retry(db, cfg, key, &current_actor()).await?;
+    super::jobs::after_enqueue(g, cfg, db, enq, wait).await
+}
+
+/// Why a volume is in an error state, and the fix, for `volume show`.
+pub async fn why_in_error(db: &Db, v: &crate::db::VolumeRow) -> Option<retry::InError> {
+    retry::why_in_error(db, v).await
+}

@@ -1,0 +1,181 @@
+//! What the storage says of one volume: who has it open (the driver's watchers, lockers or
+//! processes, each named by the host whose ember services use its address, ember's own clients
+//! marked) and what it really uses. One place serves the jobs (delete and extend refuse an open
+//! volume), the CLI (`volume show`, `volume locks`, the delete pre-check) and the console's
+//! detail pane.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::db::{Db, VolumeRow};
+use crate::driver::{self, DriverError, Holder, VolumeDriver, address_ip, address_key};
+
+use super::BackendService;
+
+/// A storage call made for an operator's question gives up after this long.
+const ASK_LIMIT: Duration = Duration::from_secs(20);
+
+/// Who has it open, the command that shows the same from the storage's own tools, and what
+/// the image really uses.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Inspection {
+    pub holders: Vec<Holder>,
+    pub check: String,
+    /// Allocated bytes of the image itself (None when the storage could not tell).
+    pub used_bytes: Option<u64>,
+}
+
+impl Inspection {
+    /// Those that are not an ember service's own client: the ones a delete must not surprise.
+    pub fn others(&self) -> Vec<&Holder> {
+        self.holders.iter().filter(|h| !h.ember).collect()
+    }
+
+    /// The refusal for an open volume, naming each holder.
+    pub fn in_use(&self, backend: &str, volume_id: &str) -> Option<DriverError> {
+        let others = self.others();
+        if others.is_empty() {
+            return None;
+        }
+        Some(DriverError::InUse {
+            backend: backend.to_string(),
+            image: driver::volume_image(volume_id),
+            holders: others
+                .iter()
+                .map(|h| h.describe())
+                .collect::<Vec<_>>()
+                .join("; "),
+            check: self.check.clone(),
+        })
+    }
+}
+
+/// Names the host of each holder whose address an ember service recorded, and marks the
+/// services' own clients (exact address) as ember's.
+pub async fn annotate(db: &Db, holders: &mut [Holder]) {
+    if holders.is_empty() {
+        return;
+    }
+    let Ok(services) = db.list_services().await else {
+        return; // names are a courtesy: the holders stand without them
+    };
+    for h in holders.iter_mut() {
+        let key = address_key(&h.address);
+        let ip = address_ip(&h.address);
+        for s in &services {
+            let Some(a) = &s.client_address else { continue };
+            let host = s.host.split('@').next().unwrap_or(&s.host).to_string();
+            if address_key(a) == key {
+                h.ember = true;
+                h.host = Some(host);
+                break;
+            }
+            if h.host.is_none() && !ip.is_empty() && address_ip(a) == ip {
+                h.host = Some(host);
+            }
+        }
+    }
+}
+
+/// Asks a driver on its own thread, bounded: storage that does not answer is an error, never
+/// a hang.
+async fn ask(drv: Arc<dyn VolumeDriver>, volume_id: &str) -> Result<Inspection, DriverError> {
+    let (id, backend) = (volume_id.to_string(), drv.backend().to_string());
+    let call = tokio::task::spawn_blocking(move || {
+        let holders = drv.holders(&id)?;
+        Ok::<_, DriverError>(Inspection {
+            holders,
+            check: drv.holders_command(&id),
+            used_bytes: drv.used_bytes(&id).ok(),
+        })
+    });
+    match tokio::time::timeout(ASK_LIMIT, call).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(DriverError::Io {
+            backend,
+            op: "status",
+            message: e.to_string(),
+        }),
+        Err(_) => Err(DriverError::Io {
+            backend,
+            op: "status",
+            message: format!("the storage did not answer in {} s", ASK_LIMIT.as_secs()),
+        }),
+    }
+}
+
+impl BackendService {
+    /// Who has one of this backend's volumes open (for a job, on this service's driver).
+    pub async fn holders(&self, db: &Db, volume_id: &str) -> Result<Inspection, DriverError> {
+        let mut h = ask(self.driver.clone(), volume_id).await?;
+        annotate(db, &mut h.holders).await;
+        Ok(h)
+    }
+}
+
+/// Who has a volume open, asked through this process's service of its backend when it runs
+/// one, else through a client of its own (the CLI, an attached console). A backend this host
+/// has no section for cannot be asked from here.
+pub async fn of_volume(
+    cfg: &Config,
+    db: &Db,
+    local: &[Arc<BackendService>],
+    v: &VolumeRow,
+) -> Result<Inspection, DriverError> {
+    if let Some(svc) = local.iter().find(|s| s.name == v.backend) {
+        return svc.holders(db, &v.id).await;
+    }
+    let Some(bc) = cfg.backend(&v.backend) else {
+        return Err(DriverError::Invalid {
+            backend: v.backend.clone(),
+            op: "status",
+            message: "this host's config has no section for it: ask from a host that serves it"
+                .into(),
+        });
+    };
+    let drv = driver::open(bc)?;
+    let mut h = ask(drv, &v.id).await?;
+    annotate(db, &mut h.holders).await;
+    Ok(h)
+}
+
+/// Used bytes of every volume on the backends this host's config has (`volume list --wide`):
+/// one listing per backend, bounded in time. A backend that cannot tell is named in the
+/// second list with why.
+pub async fn used_by_volume(
+    cfg: &Config,
+    only: Option<&str>,
+) -> (std::collections::HashMap<String, u64>, Vec<String>) {
+    let mut used = std::collections::HashMap::new();
+    let mut unknown = vec![];
+    for b in cfg
+        .backends
+        .iter()
+        .filter(|b| only.is_none_or(|o| o == b.name))
+    {
+        let listing = match driver::open(b) {
+            Ok(drv) => {
+                let call = tokio::task::spawn_blocking(move || drv.list());
+                match tokio::time::timeout(ASK_LIMIT, call).await {
+                    Ok(Ok(Ok(images))) => Ok(images),
+                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer in {} s", ASK_LIMIT.as_secs())),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match listing {
+            Ok(images) => {
+                for i in images {
+                    if let Some(id) = i.name.strip_prefix("volume-") {
+                        used.insert(id.to_string(), i.used_bytes);
+                    }
+                }
+            }
+            Err(e) => unknown.push(format!("backend {}: {e}", b.name)),
+        }
+    }
+    (used, unknown)
+}

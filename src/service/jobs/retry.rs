@@ -1,0 +1,248 @@
+//! The supported ways out of a stuck state: `job retry` (the same job again, as a new job that
+//! names the old one), `reset-state` (Cinder's: the record changed by hand, with an audit
+//! event), and the "why is it in error, and what fixes it" an operator reads first.
+
+use crate::config::Config;
+use crate::db::events::NewEvent;
+use crate::db::{Db, JobRow, SnapshotRow, VolumeRow};
+
+use super::request::{
+    DELETABLE as VOLUME_DELETABLE, Plan, SNAPSHOT_DELETABLE, USABLE, found, not_busy, short,
+    snapshot, status_is, volume, write,
+};
+use super::{Enqueued, JobError, JobKind, Params};
+
+/// Re-queues a failed or cancelled job with the same parameters. Its target must still be
+/// where the failure left it (or where a cancel put it back); the new job's params name the
+/// old one (`retry_of`).
+pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqueued, JobError> {
+    db.ensure_writable("retry a job")?;
+    let old = found("job", key, db.find_job(key).await?)?;
+    if !matches!(old.state.as_str(), "failed" | "cancelled") {
+        return Err(JobError::Refused(format!(
+            "job {} is {}: only a failed or cancelled job can be retried",
+            short(&old.id),
+            old.state
+        )));
+    }
+    let Some(kind) = JobKind::parse(&old.kind) else {
+        return Err(JobError::Refused(format!(
+            "unknown job kind {:?}",
+            old.kind
+        )));
+    };
+    let mut params: Params = serde_json::from_str(&old.params).unwrap_or_default();
+    params.retry_of = Some(old.id.clone());
+    let gone = |what: &str| {
+        JobError::Refused(format!(
+            "job {}: its {what} no longer exists (a cancelled create removes its rows): make it again",
+            short(&old.id)
+        ))
+    };
+    let works_on = old
+        .volume_id
+        .clone()
+        .unwrap_or_else(|| old.target_id.clone());
+    not_busy(db, &works_on, "its volume").await?;
+    let transition: Option<(&'static str, &'static [&'static str], &'static str)> = match kind {
+        JobKind::Create | JobKind::Clone => {
+            let v = db.get_volume(&old.target_id).await?;
+            if v.as_ref().is_none_or(|v| v.deleted_at.is_some()) {
+                return Err(gone("volume"));
+            }
+            Some(("volumes", &["error"], "creating"))
+        }
+        JobKind::Flatten => {
+            let v = volume(db, &old.target_id).await?;
+            status_is(&v, USABLE, "flatten")?;
+            None
+        }
+        JobKind::Extend => {
+            let v = volume(db, &old.target_id).await?;
+            if params.size.unwrap_or(0) <= v.size_bytes as u64 {
+                return Err(JobError::Refused(format!(
+                    "volume {} is already {} bytes: nothing to extend",
+                    v.name, v.size_bytes
+                )));
+            }
+            Some(("volumes", &["available", "error_extending"], "extending"))
+        }
+        JobKind::Delete => Some(("volumes", VOLUME_DELETABLE, "deleting")),
+        JobKind::SnapshotCreate => {
+            let s = db.get_snapshot(&old.target_id).await?;
+            if s.as_ref().is_none_or(|s| s.deleted_at.is_some()) {
+                return Err(gone("snapshot"));
+            }
+            Some(("snapshots", &["error"], "creating"))
+        }
+        JobKind::SnapshotDelete => Some(("snapshots", SNAPSHOT_DELETABLE, "deleting")),
+    };
+    let mut plan = Plan::new(
+        cfg,
+        kind,
+        &old.target_id,
+        &old.backend,
+        old.owner.as_deref(),
+        format!("retry of {} job {}", old.kind, short(&old.id)),
+    );
+    plan.params = params;
+    plan.works_on = works_on;
+    plan.transition = transition.map(|(t, from, to)| (t, old.target_id.clone(), from, to));
+    write(db, actor, plan).await
+}
+
+/// The states an operator may set by hand (Cinder's `reset-state` for the cases on call).
+pub const RESET_STATES: &[&str] = &["available", "error"];
+
+/// What a reset did: the old and the new state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Reset {
+    pub id: String,
+    pub name: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Sets a volume's (or, with `snapshot`, a snapshot's) state by hand: refused while a job is
+/// queued or running on it; the change is guarded on the state read, and audited.
+pub async fn reset_state(
+    db: &Db,
+    key: &str,
+    snapshot_of: bool,
+    to: &str,
+    reason: Option<&str>,
+    actor: &str,
+) -> Result<Reset, JobError> {
+    db.ensure_writable("reset a state")?;
+    if !RESET_STATES.contains(&to) {
+        return Err(JobError::Refused(format!(
+            "--state {to:?}: reset-state sets one of: {}",
+            RESET_STATES.join(", ")
+        )));
+    }
+    let (table, id, name, from) = if snapshot_of {
+        let s: SnapshotRow = snapshot(db, key).await?;
+        ("snapshots", s.id, s.name, s.status)
+    } else {
+        let v: VolumeRow = volume(db, key).await?;
+        ("volumes", v.id, v.name, v.status)
+    };
+    let what = format!("{} {name} ({id})", &table[..table.len() - 1]);
+    if let Some(j) = db.active_job_on(&id).await? {
+        return Err(JobError::Refused(format!(
+            "{what}: {} job {} is {} on it: its state is the job's to settle; cancel the job first (ember job cancel {})",
+            j.kind,
+            short(&j.id),
+            j.state,
+            short(&j.id)
+        )));
+    }
+    let reason = reason
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("reset by {actor}"));
+    let changed = if snapshot_of {
+        db.set_snapshot_status(&id, &[from.as_str()], to, Some(&reason))
+            .await?
+    } else {
+        db.set_volume_status(&id, &[from.as_str()], to, Some(&reason))
+            .await?
+    };
+    if !changed {
+        return Err(JobError::Refused(format!(
+            "{what}: its state changed meanwhile (was {from}); look again"
+        )));
+    }
+    let _ = db
+        .add_event(&NewEvent {
+            actor,
+            host: None,
+            kind: "state_reset",
+            target: Some(&id),
+            message: &format!("{what}: state {from} -> {to} by hand ({reason})"),
+        })
+        .await;
+    Ok(Reset {
+        id,
+        name,
+        from,
+        to: to.to_string(),
+    })
+}
+
+/// For a volume in an error state: why (the failing job's error, or the recorded reason) and
+/// the command that fixes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InError {
+    pub reason: String,
+    pub fix: String,
+    pub job: Option<String>,
+}
+
+pub async fn why_in_error(db: &Db, v: &VolumeRow) -> Option<InError> {
+    if !v.status.starts_with("error") {
+        return None;
+    }
+    let jobs = db.list_jobs(Some(&v.id), 20).await.unwrap_or_default();
+    let failed: Option<&JobRow> = jobs.iter().find(|j| j.state == "failed");
+    explain_error(
+        &ErrorFacts {
+            name: &v.name,
+            status: &v.status,
+            status_reason: v.status_reason.as_deref(),
+            size_bytes: v.size_bytes,
+            backend: &v.backend,
+        },
+        failed.map(|j| (j.id.as_str(), j.error.as_deref())),
+    )
+}
+
+/// What [`explain_error`] reads of a volume (the console has its own row type).
+pub struct ErrorFacts<'a> {
+    pub name: &'a str,
+    pub status: &'a str,
+    pub status_reason: Option<&'a str>,
+    pub size_bytes: i64,
+    pub backend: &'a str,
+}
+
+/// The reason and the fix for a volume in an error state, from its row and its last failed
+/// job (id, error), if any. One text for `volume show` and the console's detail pane.
+pub fn explain_error(v: &ErrorFacts<'_>, failed: Option<(&str, Option<&str>)>) -> Option<InError> {
+    if !v.status.starts_with("error") {
+        return None;
+    }
+    let reason = v
+        .status_reason
+        .or_else(|| failed.and_then(|(_, e)| e))
+        .unwrap_or("no reason recorded")
+        .to_string();
+    let retry = failed
+        .map(|(id, _)| format!("ember job retry {}", short(id)))
+        .unwrap_or_default();
+    let or_retry = |s: String| {
+        if retry.is_empty() {
+            s
+        } else {
+            format!("{retry}, or {s}")
+        }
+    };
+    let fix = match v.status {
+        "error_deleting" => or_retry(format!(
+            "ember volume delete {} (the delete runs again)",
+            v.name
+        )),
+        "error_extending" => or_retry(format!(
+            "ember volume reset-state {} --state available once the storage shows its size (it was {} bytes)",
+            v.name, v.size_bytes
+        )),
+        _ => or_retry(format!(
+            "ember volume delete {} if it holds nothing, or ember volume reset-state {} --state available once the storage is checked (ember volume reconcile {})",
+            v.name, v.name, v.backend
+        )),
+    };
+    Some(InError {
+        reason,
+        fix,
+        job: failed.map(|(id, _)| id.to_string()),
+    })
+}
