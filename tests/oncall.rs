@@ -406,3 +406,180 @@ fn rbd_watchers_and_stale_locks_are_named_broken_and_forced() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn files_are_adopted_and_released_like_cinders_manage_and_unmanage() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\n",
+    );
+    let _serve = env.serve();
+    env.json(&["volume", "create", "seed", "--size", "1M", "--wait"]); // file_dir exists
+    let fdir = env.file_dir("file0");
+    // An image made outside ember: 64 MiB with data at 8 MiB.
+    let legacy = fdir.join("legacy.img");
+    std::fs::File::create(&legacy)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    write_at(&legacy, 8 << 20, 1 << 20, 0x3c);
+
+    // Open by a process: refused, naming it.
+    let holder = Holder::open(&legacy);
+    wait_for("the holder", Duration::from_secs(10), || {
+        let o = env.run(&[
+            "volume",
+            "manage",
+            "file0",
+            "legacy.img",
+            "--name",
+            "legacy",
+        ]);
+        (!o.status.success() && stderr(&o).contains(&format!("pid {}", holder.pid()))).then_some(())
+    });
+    drop(holder);
+    let err = env.fails(
+        &["volume", "manage", "file0", "nothing.img", "--name", "x"],
+        1,
+    );
+    assert!(
+        err.contains("has no image nothing.img") && err.contains("reconcile"),
+        "{err}"
+    );
+
+    let v = env.json(&[
+        "volume",
+        "manage",
+        "file0",
+        "legacy.img",
+        "--name",
+        "legacy",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["status"], "available", "{v}");
+    assert_eq!(v["size_bytes"], 64 << 20, "{v}");
+    assert!(!legacy.exists(), "renamed");
+    let image = env.image("file0", &id);
+    assert_eq!(
+        read_at(&image, 8 << 20, 4),
+        vec![0x3c; 4],
+        "the data came along"
+    );
+    let o = env.run(&["volume", "reconcile", "file0", "--json"]);
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+    assert_eq!(json(&o), serde_json::json!([]), "nothing left to reconcile");
+    assert!(
+        events(&env).iter().any(|e| e["kind"] == "volume_managed"),
+        "no volume_managed event"
+    );
+
+    // Unmanage: refused with a snapshot, then forgets the row and keeps the file.
+    env.json(&[
+        "volume", "snapshot", "create", "ls", "--volume", "legacy", "--wait",
+    ]);
+    let err = env.fails(&["volume", "unmanage", "legacy"], 1);
+    assert!(err.contains("has snapshots") && err.contains("ls"), "{err}");
+    env.json(&["volume", "snapshot", "delete", "ls", "--wait"]);
+    let out = stdout(&env.run(&["volume", "unmanage", "legacy"]));
+    assert!(
+        out.contains("stays on file0") && out.contains("ember volume manage"),
+        "{out}"
+    );
+    assert!(image.exists(), "the image stays");
+    assert!(!env.run(&["volume", "show", "legacy"]).status.success());
+    // Reconcile now calls it an orphan, manageable, with the command.
+    // (exit 1: a difference is open)
+    let o = env.run(&["volume", "reconcile", "file0", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let img = format!("volume-{id}");
+    let orphan = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["image"] == img.as_str())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(
+        orphan["manageable"],
+        format!("ember volume manage file0 {img} --name NAME").as_str()
+    );
+    let text = stdout(&env.run(&["volume", "reconcile", "file0"]));
+    assert!(text.contains("manageable: ember volume manage"), "{text}");
+    // ...and managing it again adopts it under a new id.
+    let again = env.json(&["volume", "manage", "file0", &img, "--name", "legacy"]);
+    assert_ne!(again["id"], id.as_str());
+    assert_eq!(again["size_bytes"], 64 << 20);
+}
+
+/// Images made with `rbd create` and `rbd clone` outside ember, adopted and released.
+#[test]
+fn rbd_images_made_outside_ember_are_managed_with_their_layering() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(dir.path(), &url, &ceph.backend("rbd0", ""));
+    let _serve = env.serve();
+    env.wait_backend_up("rbd0", 60);
+    ceph.rbd(&["create", "--size", "128M", "volumes/legacy-db"]);
+    ceph.fill("legacy-db", 8);
+    let v = env.json(&["volume", "manage", "rbd0", "legacy-db", "--name", "db"]);
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["size_bytes"], 128 << 20, "{v}");
+    assert_eq!(ceph.info(&format!("volume-{id}"))["size"], 128 << 20);
+    let ls = stdout(&ceph.rbd(&["ls", "volumes"]));
+    assert!(!ls.contains("legacy-db"), "renamed: {ls}");
+
+    // A clone made with `rbd clone` of a snapshot ember knows keeps its layering.
+    let s = env.json(&[
+        "volume", "snapshot", "create", "db-snap", "--volume", "db", "--wait",
+    ]);
+    let sid = s["snapshot"]["id"].as_str().unwrap().to_string();
+    ceph.rbd(&[
+        "clone",
+        &format!("volumes/volume-{id}@snapshot-{sid}"),
+        "volumes/outside-clone",
+    ]);
+    let c = env.json(&[
+        "volume",
+        "manage",
+        "rbd0",
+        "outside-clone",
+        "--name",
+        "db-copy",
+    ]);
+    assert_eq!(c["parent"], sid.as_str(), "{c}");
+    assert_eq!(c["clone_depth"], 1, "{c}");
+    let cid = c["id"].as_str().unwrap();
+    let info = ceph.info(&format!("volume-{cid}"));
+    assert!(
+        info["parent"]["snapshot"] == format!("snapshot-{sid}").as_str(),
+        "{info}"
+    );
+    // Flattening it through ember works on the adopted clone.
+    let f = env.json(&["volume", "flatten", "db-copy", "--wait"]);
+    assert_eq!(f["job"]["state"], "succeeded", "{f}");
+
+    // A clone of a snapshot ember does not know is refused, with the way out.
+    ceph.rbd(&["create", "--size", "64M", "volumes/other"]);
+    ceph.rbd(&["snap", "create", "volumes/other@x"]);
+    ceph.rbd(&["snap", "protect", "volumes/other@x"]);
+    ceph.rbd(&["clone", "volumes/other@x", "volumes/other-clone"]);
+    let err = env.fails(
+        &["volume", "manage", "rbd0", "other-clone", "--name", "oc"],
+        1,
+    );
+    assert!(
+        err.contains("does not know") && err.contains("rbd flatten"),
+        "{err}"
+    );
+
+    // Unmanage leaves the image where it is.
+    env.json(&["volume", "unmanage", "db-copy"]);
+    assert_eq!(ceph.info(&format!("volume-{cid}"))["size"], 128 << 20);
+    assert!(!env.run(&["volume", "show", "db-copy"]).status.success());
+}

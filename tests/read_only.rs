@@ -91,6 +91,11 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
             "volume break-lock",
             v(&["volume", "break-lock", "v", "--locker", "client.1"]),
         ),
+        (
+            "volume manage",
+            v(&["volume", "manage", "file0", "orphan.img", "--name", "m"]),
+        ),
+        ("volume unmanage", v(&["volume", "unmanage", "v"])),
         // Refused by the gate before it looks at the job's state.
         (
             "job retry",

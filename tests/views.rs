@@ -315,15 +315,24 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
     a.handle_key(enter);
     open_by_a_guest(&mut a);
     let shown = render(&a, 120, 40);
-    assert!(shown.contains("client.4242 at 10.0.0.12:0/3125087") && shown.contains("compute-07"), "{shown}");
+    assert!(
+        shown.contains("client.4242 at 10.0.0.12:0/3125087") && shown.contains("compute-07"),
+        "{shown}"
+    );
     insta::assert_snapshot!("volumes_detail_open_120x40", shown);
 
     // Delete asks for the name, then FORCE, naming the guest (not ember's own job).
     a.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
     a.handle_key(key('d'));
     let shown = render(&a, 120, 40);
-    assert!(shown.contains("It is OPEN") && shown.contains("by client.4242"), "{shown}");
-    assert!(!shown.contains("client.4107"), "ember's own client is not a reason to refuse");
+    assert!(
+        shown.contains("It is OPEN") && shown.contains("by client.4242"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("client.4107"),
+        "ember's own client is not a reason to refuse"
+    );
     insta::assert_snapshot!("volumes_delete_open_prompt_120x40", shown);
     let name = a.selected_volume().unwrap().name.to_string();
     for c in name.chars() {
@@ -338,7 +347,9 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
     assert!(
         matches!(
             &sent,
-            Some(ember::tui::state::Command::Submit(ember::service::jobs::Request::Delete { force: true, .. }))
+            Some(ember::tui::state::Command::Submit(
+                ember::service::jobs::Request::Delete { force: true, .. }
+            ))
         ),
         "{sent:?}"
     );

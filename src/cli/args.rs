@@ -319,6 +319,18 @@ pub enum VolumeCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Adopt an image no volume records (Cinder's manage): renamed volume-<new id>, layering kept
+    /// when it is a clone of a snapshot ember knows
+    Manage {
+        backend: String,
+        /// The image's name on the backend (rbd image, or file in file_dir)
+        image: String,
+        /// The new volume's name
+        #[arg(long)]
+        name: String,
+    },
+    /// Forget a volume and leave its image in place (Cinder's unmanage)
+    Unmanage { volume: String },
     /// Set a volume's state by hand (Cinder's reset-state): ember's record only, not the storage
     ResetState {
         volume: String,

@@ -160,6 +160,12 @@ pub async fn run(
             reconcile(&g, &backend, fix).await
         }
         Command::Volume(VolumeCmd::Locks { volume }) => oncall::locks(&g, &volume).await,
+        Command::Volume(VolumeCmd::Manage {
+            backend,
+            image,
+            name,
+        }) => oncall::manage(&g, &backend, &image, &name).await,
+        Command::Volume(VolumeCmd::Unmanage { volume }) => oncall::unmanage(&g, &volume).await,
         Command::Volume(VolumeCmd::ResetState { volume, reset }) => {
             oncall::reset_state(&g, &volume, false, &reset).await
         }
@@ -232,6 +238,8 @@ pub async fn run(
                 | VolumeCmd::Show { .. }
                 | VolumeCmd::Reconcile { .. }
                 | VolumeCmd::Locks { .. }
+                | VolumeCmd::Manage { .. }
+                | VolumeCmd::Unmanage { .. }
                 | VolumeCmd::ResetState { .. }
                 | VolumeCmd::Snapshot(SnapshotCmd::ResetState { .. })
                 | VolumeCmd::BreakLock { .. }
@@ -447,10 +455,14 @@ async fn reconcile(g: &Global, backend: &str, fix: bool) -> anyhow::Result<ExitC
     } else {
         let mut t = table(&["Kind", "Image", "Detail", "Fixed"]);
         for f in &findings {
+            let detail = match &f.manageable {
+                Some(cmd) if f.fixed.is_none() => format!("{}; manageable: {cmd}", f.detail),
+                _ => f.detail.clone(),
+            };
             t.add_row(vec![
                 f.kind.to_string(),
                 f.image.clone(),
-                f.detail.clone(),
+                detail,
                 f.fixed.clone().unwrap_or_else(|| "-".into()),
             ]);
         }

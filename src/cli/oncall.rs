@@ -243,3 +243,45 @@ pub async fn retry(
 pub async fn why_in_error(db: &Db, v: &crate::db::VolumeRow) -> Option<retry::InError> {
     retry::why_in_error(db, v).await
 }
+
+/// `ember volume manage BACKEND IMAGE --name NAME`.
+pub async fn manage(
+    g: &Global,
+    backend: &str,
+    image: &str,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(g)?;
+    let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
+    let v =
+        crate::service::manage::manage(&db, &cfg, backend, image, name, &current_actor()).await?;
+    if g.json {
+        print_json(&super::output::VolumeJson::from(&v))?;
+    } else {
+        println!(
+            "image {image} adopted as volume {} ({}), now {} on {}",
+            v.name,
+            v.id,
+            driver::volume_image(&v.id),
+            v.backend
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ember volume unmanage VOL`.
+pub async fn unmanage(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
+    let (cfg, url) = super::load_for_reading(g)?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
+    let v = crate::service::manage::unmanage(&db, key, &current_actor()).await?;
+    let image = driver::volume_image(&v.id);
+    if g.json {
+        print_json(&serde_json::json!({"volume": v.id, "image": image, "backend": v.backend}))?;
+    } else {
+        println!(
+            "volume {} ({}) forgotten; image {image} stays on {} (ember volume manage {} {image} --name {} adopts it again)",
+            v.name, v.id, v.backend, v.backend, v.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

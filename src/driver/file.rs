@@ -242,14 +242,48 @@ impl VolumeDriver for FileDriver {
         &self.backend
     }
 
-    fn holders(&self, volume_id: &str) -> Result<Vec<super::Holder>, DriverError> {
-        Ok(super::proc_open::holders(
-            &self.path(&volume_image(volume_id)),
-        ))
+    fn holders(&self, image: &str) -> Result<Vec<super::Holder>, DriverError> {
+        Ok(super::proc_open::holders(&self.path(image)))
     }
 
-    fn holders_command(&self, volume_id: &str) -> String {
-        format!("fuser -v {}", self.path(&volume_image(volume_id)).display())
+    fn holders_command(&self, image: &str) -> String {
+        format!("fuser -v {}", self.path(image).display())
+    }
+
+    fn inspect_image(&self, image: &str) -> Result<ImageInfo, DriverError> {
+        let md = match std::fs::metadata(self.path(image)) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(self.err("info", format!("{image} is not a file"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found(image)),
+            Err(e) => return Err(self.err("info", format!("{image}: {e}"))),
+        };
+        Ok(ImageInfo {
+            name: image.to_string(),
+            size_bytes: md.len(),
+            used_bytes: md.blocks() * 512,
+            parent: self.parent_of(image)?,
+            deferred_delete: self.side(image, "deleted").exists(),
+            volume: None,
+        })
+    }
+
+    /// The file and its parent link move together; a name with a path separator is refused.
+    fn rename_image(&self, from: &str, to: &str) -> Result<(), DriverError> {
+        for n in [from, to] {
+            if n.is_empty() || n.contains('/') || n.starts_with('.') {
+                return Err(self.err(
+                    "rename",
+                    format!("{n:?} is not an image name in {}", self.dir.display()),
+                ));
+            }
+        }
+        let side = self.side(from, "parent");
+        if side.exists() {
+            std::fs::rename(&side, self.side(to, "parent"))
+                .map_err(|e| self.err("rename", format!("{}: {e}", side.display())))?;
+        }
+        std::fs::rename(self.path(from), self.path(to))
+            .map_err(|e| self.err("rename", format!("{from} -> {to}: {e}")))
     }
 
     fn check_setup(&self) -> Result<(), DriverError> {

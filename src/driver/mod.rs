@@ -270,10 +270,28 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     /// Drops the storage client so that the next call makes a new one: after this host was
     /// fenced (its old client is refused by the storage), it works again with a new identity.
     fn reset_client(&self) {}
-    /// Who has the volume's image open or locked, this backend's own client marked `ember`.
-    /// Storage that cannot tell has nobody to report.
-    fn holders(&self, _volume_id: &str) -> Result<Vec<Holder>, DriverError> {
+    /// Who has an image open or locked (`volume-<id>`, or any image `manage` would adopt),
+    /// this backend's own client marked `ember`. Storage that cannot tell has nobody to report.
+    fn holders(&self, _image: &str) -> Result<Vec<Holder>, DriverError> {
         Ok(vec![])
+    }
+    /// One image by name, whatever its name (`manage` adopts images ember did not make).
+    fn inspect_image(&self, image: &str) -> Result<ImageInfo, DriverError> {
+        self.list()?
+            .into_iter()
+            .find(|i| i.name == image)
+            .ok_or_else(|| DriverError::NotFound {
+                backend: self.backend().to_string(),
+                image: image.to_string(),
+            })
+    }
+    /// Renames an image (`manage` names an adopted image `volume-<id>`, as Cinder does).
+    fn rename_image(&self, _from: &str, _to: &str) -> Result<(), DriverError> {
+        Err(DriverError::Invalid {
+            backend: self.backend().to_string(),
+            op: "rename",
+            message: "this backend cannot rename images".into(),
+        })
     }
     /// Bytes the volume's image really uses (allocated, not provisioned): from the listing
     /// by default; rbd asks for the one image (`rbd du`, whole objects, fast with fast-diff).

@@ -83,10 +83,11 @@ pub async fn annotate(db: &Db, holders: &mut [Holder]) {
 async fn ask(drv: Arc<dyn VolumeDriver>, volume_id: &str) -> Result<Inspection, DriverError> {
     let (id, backend) = (volume_id.to_string(), drv.backend().to_string());
     let call = tokio::task::spawn_blocking(move || {
-        let holders = drv.holders(&id)?;
+        let image = driver::volume_image(&id);
+        let holders = drv.holders(&image)?;
         Ok::<_, DriverError>(Inspection {
             holders,
-            check: drv.holders_command(&id),
+            check: drv.holders_command(&image),
             used_bytes: drv.used_bytes(&id).ok(),
         })
     });

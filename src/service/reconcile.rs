@@ -25,6 +25,9 @@ pub struct Finding {
     pub detail: String,
     /// With `fix`: what was done (None: left as is, and why is in `detail`).
     pub fixed: Option<String>,
+    /// For an orphan volume image: the command that adopts it instead (`volume manage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manageable: Option<String>,
 }
 
 /// `owner`: this host's service of the backend (`host@backend` or `cluster@backend`): only
@@ -78,6 +81,7 @@ pub async fn reconcile(
                         v.name, v.id, v.status
                     ),
                     fixed: None,
+                    manageable: None,
                 };
                 if fix {
                     db.set_volume_status(
@@ -102,6 +106,7 @@ pub async fn reconcile(
                             want, img.parent
                         ),
                         fixed: None,
+                        manageable: None,
                     };
                     if fix && img.parent.is_none() {
                         db.set_volume_flattened(&v.id).await?;
@@ -128,6 +133,7 @@ pub async fn reconcile(
                     s.name, s.id, s.status
                 ),
                 fixed: None,
+                manageable: None,
             };
             if fix {
                 db.set_snapshot_status(
@@ -163,7 +169,14 @@ pub async fn reconcile(
                 img.size_bytes
             ),
             fixed: None,
+            manageable: None,
         };
+        if !img.name.starts_with("snapshot-") && img.volume.is_none() && !img.deferred_delete {
+            f.manageable = Some(format!(
+                "ember volume manage {} {} --name NAME",
+                backend.name, img.name
+            ));
+        }
         if !children.is_empty() {
             f.detail
                 .push_str(&format!("; kept: {} read from it", children.join(", ")));

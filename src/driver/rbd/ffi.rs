@@ -102,6 +102,7 @@ unsafe extern "C" {
         cb: ProgressFn,
         arg: *mut c_void,
     ) -> c_int;
+    pub fn rbd_rename(io: rados_ioctx_t, src: *const c_char, dst: *const c_char) -> c_int;
     pub fn rbd_trash_move(io: rados_ioctx_t, name: *const c_char, delay: u64) -> c_int;
     pub fn rbd_trash_list(io: rados_ioctx_t, entries: *mut TrashImageInfo, n: *mut usize) -> c_int;
     pub fn rbd_trash_list_cleanup(entries: *mut TrashImageInfo, n: usize);

@@ -137,18 +137,17 @@ impl Image<'_> {
 }
 
 impl RbdDriver {
-    /// Watchers and lockers of a volume's image, this driver's own client marked `ember`.
-    pub(super) fn image_holders(&self, volume_id: &str) -> Result<Vec<Holder>, DriverError> {
+    /// Watchers and lockers of an image, this driver's own client marked `ember`.
+    pub(super) fn image_holders(&self, name: &str) -> Result<Vec<Holder>, DriverError> {
         let pool = self.pool()?;
-        let name = volume_image(volume_id);
         // Read-only: no watch of our own, as `rbd status` does.
         let img =
-            Image::open(&pool, Open::ReadOnly(&name)).map_err(|e| self.fail("status", &name, e))?;
+            Image::open(&pool, Open::ReadOnly(name)).map_err(|e| self.fail("status", name, e))?;
         let own = pool.cluster().address().ok().map(|a| address_key(&a));
         let mine = |addr: &str| own.as_deref() == Some(address_key(addr).as_str());
         let mut out: Vec<Holder> = img
             .watchers()
-            .map_err(|e| self.fail("status", &name, e))?
+            .map_err(|e| self.fail("status", name, e))?
             .into_iter()
             .map(|w| Holder {
                 client: format!("client.{}", w.id),
@@ -159,7 +158,7 @@ impl RbdDriver {
                 host: None,
             })
             .collect();
-        for l in img.lockers().map_err(|e| self.fail("lock ls", &name, e))? {
+        for l in img.lockers().map_err(|e| self.fail("lock ls", name, e))? {
             let how = if l.cookie.starts_with("auto ") {
                 "exclusive lock"
             } else if l.exclusive {
@@ -188,8 +187,30 @@ impl RbdDriver {
         img.used_bytes().map_err(|e| self.fail("du", &name, e))
     }
 
-    pub(super) fn status_command(&self, volume_id: &str) -> String {
-        format!("rbd status {}/{}", self.cfg.pool, volume_image(volume_id))
+    pub(super) fn status_command(&self, image: &str) -> String {
+        format!("rbd status {}/{image}", self.cfg.pool)
+    }
+
+    /// `rbd rename`: within the pool.
+    pub(super) fn rename(&self, from: &str, to: &str) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        super::image::rename(&pool, from, to).map_err(|e| self.fail("rename", from, e))
+    }
+
+    /// One image by name: size, what it uses, its parent snapshot.
+    pub(super) fn inspect(&self, name: &str) -> Result<crate::driver::ImageInfo, DriverError> {
+        let pool = self.pool()?;
+        let img =
+            Image::open(&pool, Open::ReadOnly(name)).map_err(|e| self.fail("info", name, e))?;
+        let fail = |e| self.fail("info", name, e);
+        Ok(crate::driver::ImageInfo {
+            name: name.to_string(),
+            size_bytes: img.size().map_err(fail)?,
+            used_bytes: img.used_bytes().map_err(fail)?,
+            parent: img.parent_snap().map_err(fail)?,
+            deferred_delete: false,
+            volume: None,
+        })
     }
 
     /// Ceph's way: blocklist the locker's address, then remove its lock.

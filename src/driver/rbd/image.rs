@@ -550,7 +550,17 @@ pub fn remove(pool: &Pool, name: &str, bytes: u64, progress: &dyn Progress) -> R
 }
 
 #[allow(unsafe_code)]
+pub fn rename(pool: &Pool, from: &str, to: &str) -> Result<(), Errno> {
+    let (f, t) = (cstr("rbd_rename", from)?, cstr("rbd_rename", to)?);
+    // SAFETY: live ioctx, valid names.
+    Errno::check("rbd_rename", unsafe {
+        ffi::rbd_rename(pool.raw(), f.as_ptr(), t.as_ptr())
+    })
+    .map(drop)
+}
+
 /// `delay_secs`: the trash keeps it at least this long (`deferred_deletion_delay`).
+#[allow(unsafe_code)]
 pub fn trash_move(pool: &Pool, name: &str, delay_secs: u64) -> Result<(), Errno> {
     let n = cstr("rbd_trash_move", name)?;
     // SAFETY: live ioctx, valid name.

@@ -190,12 +190,20 @@ impl VolumeDriver for RbdDriver {
         self.reset();
     }
 
-    fn holders(&self, volume_id: &str) -> Result<Vec<crate::driver::Holder>, DriverError> {
-        self.image_holders(volume_id)
+    fn holders(&self, image: &str) -> Result<Vec<crate::driver::Holder>, DriverError> {
+        self.image_holders(image)
     }
 
-    fn holders_command(&self, volume_id: &str) -> String {
-        self.status_command(volume_id)
+    fn holders_command(&self, image: &str) -> String {
+        self.status_command(image)
+    }
+
+    fn inspect_image(&self, image: &str) -> Result<ImageInfo, DriverError> {
+        self.inspect(image)
+    }
+
+    fn rename_image(&self, from: &str, to: &str) -> Result<(), DriverError> {
+        self.rename(from, to)
     }
 
     fn used_bytes(&self, volume_id: &str) -> Result<u64, DriverError> {

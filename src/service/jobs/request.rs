@@ -90,7 +90,7 @@ pub(super) async fn snapshot(db: &Db, key: &str) -> Result<SnapshotRow, JobError
     found("snapshot", key, db.find_snapshot(key).await?)
 }
 
-pub(super) async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
+pub(crate) async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobError> {
     if let Some(j) = db.active_job_on(id).await? {
         return Err(JobError::Refused(format!(
             "{what} is busy: {} job {} is {}; wait for it or cancel it (ember job cancel {})",
