@@ -523,7 +523,7 @@ fn rbd_images_made_outside_ember_are_managed_with_their_layering() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
     let env = Env::new(dir.path(), &url, &ceph.backend("rbd0", ""));
-    let _serve = env.serve();
+    let mut serve = env.serve();
     env.wait_backend_up("rbd0", 60);
     ceph.rbd(&["create", "--size", "128M", "volumes/legacy-db"]);
     ceph.fill("legacy-db", 8);
@@ -582,4 +582,62 @@ fn rbd_images_made_outside_ember_are_managed_with_their_layering() {
     env.json(&["volume", "unmanage", "db-copy"]);
     assert_eq!(ceph.info(&format!("volume-{cid}"))["size"], 128 << 20);
     assert!(!env.run(&["volume", "show", "db-copy"]).status.success());
+
+    // A job refused by the storage check (a client opened the volume after the request was
+    // checked), then retried once the client is gone; checked with the rbd CLI.
+    serve.signal("TERM");
+    serve.wait(Duration::from_secs(30));
+    let queued = env.json(&["volume", "extend", "db", "--size", "256M"]);
+    let job = queued["job_id"].as_str().unwrap().to_string();
+    let mut watch = Command::new("rbd")
+        .arg("-c")
+        .arg(&ceph.conf)
+        .args(["watch", &format!("volumes/volume-{id}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the watcher", Duration::from_secs(20), || {
+        let l = env.json(&["volume", "locks", "db"]);
+        (!l["holders"].as_array().unwrap().is_empty()).then_some(())
+    });
+    let _serve = env.serve();
+    let ended = env.wait_job(&job, 60);
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .unwrap()
+            .contains("is open by client."),
+        "{ended}"
+    );
+    assert_eq!(env.volume("db")["status"], "available");
+    assert_eq!(
+        ceph.info(&format!("volume-{id}"))["size"],
+        128 << 20,
+        "untouched"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+    wait_for("the watch to go", Duration::from_secs(60), || {
+        let l = env.json(&["volume", "locks", "db"]);
+        l["holders"].as_array().unwrap().is_empty().then_some(())
+    });
+    let r = env.json(&["job", "retry", &job, "--wait"]);
+    assert_eq!(r["job"]["state"], "succeeded", "{r}");
+    assert_eq!(ceph.info(&format!("volume-{id}"))["size"], 256 << 20);
+
+    // reset-state changes the record only: the image is as it was.
+    env.json(&["volume", "reset-state", "db", "--state", "error", "--yes"]);
+    assert_eq!(env.volume("db")["status"], "error");
+    assert_eq!(ceph.info(&format!("volume-{id}"))["size"], 256 << 20);
+    env.json(&[
+        "volume",
+        "reset-state",
+        "db",
+        "--state",
+        "available",
+        "--yes",
+    ]);
 }

@@ -256,6 +256,9 @@ impl VolumeDriver for RbdDriver {
         if self.cfg.dynamic_total_capacity {
             total = stored + free;
         }
+        // The pool's directory is read every time (one OSD op): the periodic proof that the
+        // data path answers, so a service whose OSDs do not shows down with the reason.
+        let names = image::list(&pool).map_err(|e| self.fail("capacity", &self.cfg.pool, e))?;
         // rbd_exclusive_cinder_pool (the default): the pool holds only this backend's volumes,
         // so the database's sum is the provisioned figure and no image is opened. A shared
         // pool counts every image, as Cinder's _get_usage_info.
@@ -263,7 +266,7 @@ impl VolumeDriver for RbdDriver {
             None
         } else {
             let mut sum = 0;
-            for name in image::list(&pool).map_err(|e| self.fail("capacity", &self.cfg.pool, e))? {
+            for name in names {
                 match Image::open(&pool, Open::ReadOnly(&name)).and_then(|i| i.size()) {
                     Ok(s) => sum += s,
                     Err(e) if e.code == libc::ENOENT => {} // removed meanwhile
