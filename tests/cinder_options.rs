@@ -135,3 +135,54 @@ fn chunk_size_and_capacity_options_on_a_real_pool() {
         "{raw}"
     );
 }
+
+/// `rados_connection_retries` / `rados_connection_interval`: a job's connect that times out
+/// (the monitor is away) is tried again and succeeds once the monitor is back; an operator's
+/// command (`open_once`) tries once and names the cause at once.
+#[test]
+fn a_storage_call_connects_again_while_the_monitor_comes_back() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &ceph
+            .backend(
+                "rbd0",
+                "rados_connection_retries = 4\nrados_connection_interval = 1",
+            )
+            .replace("rados_connect_timeout = 5", "rados_connect_timeout = 2"),
+    );
+    let cfg = ember::config::load(&env.config).unwrap();
+    let b = cfg.backend("rbd0").unwrap().clone();
+
+    ceph.mon_stop();
+    let once = ember::driver::open_once(&b).unwrap();
+    let t = Instant::now();
+    let err = once
+        .create_volume("00000000-0000-4000-8000-00000000000a", 64 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no monitor answered"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "one attempt: {:?}",
+        t.elapsed()
+    );
+
+    let drv = ember::driver::open(&b).unwrap();
+    let t = Instant::now();
+    let call = std::thread::spawn(move || {
+        drv.create_volume("00000000-0000-4000-8000-00000000000b", 64 << 20)
+    });
+    std::thread::sleep(Duration::from_secs(3)); // the first attempt has timed out
+    ceph.mon_start();
+    let done = call.join().unwrap();
+    assert!(done.is_ok(), "{done:?}");
+    assert!(t.elapsed() > Duration::from_secs(3), "{:?}", t.elapsed());
+    let info = ceph.info("volume-00000000-0000-4000-8000-00000000000b");
+    assert_eq!(info["size"], 64 << 20);
+}

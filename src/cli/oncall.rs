@@ -143,7 +143,7 @@ pub async fn break_lock(
             v.backend
         );
     };
-    let drv = driver::open(bc)?;
+    let drv = driver::open_once(bc)?;
     let (id, l) = (v.id.clone(), lock.clone());
     tokio::task::spawn_blocking(move || drv.break_lock(&id, &l, BLOCKLIST_SECS))
         .await?

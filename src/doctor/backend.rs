@@ -185,7 +185,12 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
         );
         return;
     }
-    let driver = std::sync::Arc::new(RbdDriver::new(&b.name, r.clone(), 0));
+    // A diagnosis tries once: an unreachable cluster is named at once, not after retries.
+    let once = RbdConfig {
+        connection_retries: 0,
+        ..r.clone()
+    };
+    let driver = std::sync::Arc::new(RbdDriver::new(&b.name, once, 0));
     let limit = r.connect_timeout + PROBE_SLACK;
     let d = driver.clone();
     // The monitors first: health answers even while the OSDs do not.

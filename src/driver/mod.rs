@@ -334,6 +334,17 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// For an operator's command (`volume show`, `locks`, `manage`, `reconcile`, the doctor):
+/// the backend's driver with one connect attempt, so that an unreachable cluster is named at
+/// once rather than after the services' retries.
+pub fn open_once(cfg: &BackendConfig) -> Result<Arc<dyn VolumeDriver>, DriverError> {
+    let mut once = cfg.clone();
+    if let DriverConfig::Rbd(r) = &mut once.driver {
+        r.connection_retries = 0;
+    }
+    open(&once)
+}
+
 /// Builds the driver a backend's section names. Builds only; `check_setup` tells if it works.
 pub fn open(cfg: &BackendConfig) -> Result<Arc<dyn VolumeDriver>, DriverError> {
     match &cfg.driver {

@@ -135,7 +135,7 @@ pub async fn of_volume(
                 .into(),
         });
     };
-    let drv = driver::open(bc)?;
+    let drv = driver::open_once(bc)?;
     let mut h = ask(drv, &v.id).await?;
     annotate(db, &mut h.holders).await;
     Ok(h)
@@ -155,7 +155,7 @@ pub async fn used_by_volume(
         .iter()
         .filter(|b| only.is_none_or(|o| o == b.name))
     {
-        let listing = match driver::open(b) {
+        let listing = match driver::open_once(b) {
             Ok(drv) => {
                 let call = tokio::task::spawn_blocking(move || drv.list());
                 match tokio::time::timeout(ASK_LIMIT, call).await {

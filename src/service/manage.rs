@@ -77,7 +77,7 @@ pub async fn manage(
             v.name, v.id
         )));
     }
-    let drv = driver::open(bc).map_err(|e| JobError::Refused(e.to_string()))?;
+    let drv = driver::open_once(bc).map_err(|e| JobError::Refused(e.to_string()))?;
     let img = image.to_string();
     let info: ImageInfo = match call(&drv, move |d| d.inspect_image(&img)).await {
         Ok(i) => i,

@@ -38,7 +38,7 @@ pub async fn reconcile(
     owner: &str,
     fix: bool,
 ) -> Result<Vec<Finding>, JobError> {
-    let drv = driver::open(backend).map_err(|e| JobError::Refused(e.to_string()))?;
+    let drv = driver::open_once(backend).map_err(|e| JobError::Refused(e.to_string()))?;
     let d = drv.clone();
     let images: Vec<ImageInfo> = tokio::task::spawn_blocking(move || d.list())
         .await

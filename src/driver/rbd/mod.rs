@@ -224,7 +224,7 @@ impl VolumeDriver for RbdDriver {
     }
 
     fn capacity(&self) -> Result<Capacity, DriverError> {
-        let pool = self.pool()?;
+        let pool = self.pool_once()?;
         let mon = |cmd| self.mon(&pool, cmd);
         let df = mon(serde_json::json!({"prefix": "df", "format": "json"}))?;
         // Pool figures come from the manager; without one `ceph df` lists no pools. The

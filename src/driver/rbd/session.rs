@@ -31,8 +31,20 @@ impl RbdDriver {
         }
     }
 
-    /// The pool context, connecting first if there is none.
+    /// The pool context, connecting first if there is none: a storage operation (a job's),
+    /// which tries a connect that times out again (Cinder's `rados_connection_retries`,
+    /// `rados_connection_interval`), so a monitor election does not fail a job.
     pub(super) fn pool(&self) -> Result<Arc<Pool>, DriverError> {
+        self.connect(self.cfg.connection_retries)
+    }
+
+    /// The same for the checks (setup, capacity, health): one attempt, so that an unreachable
+    /// cluster is reported at once with its reason; the periodic task tries again anyway.
+    pub(super) fn pool_once(&self) -> Result<Arc<Pool>, DriverError> {
+        self.connect(0)
+    }
+
+    fn connect(&self, retries: u32) -> Result<Arc<Pool>, DriverError> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
@@ -56,7 +68,7 @@ impl RbdDriver {
         use backon::{BlockingRetryable, ConstantBuilder};
         let policy = ConstantBuilder::default()
             .with_delay(self.cfg.connection_interval)
-            .with_max_times(self.cfg.connection_retries as usize);
+            .with_max_times(retries as usize);
         let pool = connect
             .retry(policy)
             .sleep(std::thread::sleep)
@@ -224,7 +236,7 @@ impl RbdDriver {
     /// monitor round trip: an established connection keeps working with the OSDs for a while
     /// after the monitors went away. Returns the pool, its image count and the `df` answer.
     pub(super) fn probe(&self) -> Result<(Arc<Pool>, usize, serde_json::Value), DriverError> {
-        let pool = self.pool()?;
+        let pool = self.pool_once()?;
         let images = image::list(&pool).map_err(|e| {
             self.reset();
             self.fail("list images", &self.cfg.pool, e)
@@ -237,7 +249,7 @@ impl RbdDriver {
     /// detail`, explained for this backend) and `ceph df`. Monitor round trips only, so it
     /// answers while the OSDs do not, which is when an operator needs it most.
     pub fn health(&self) -> Result<ClusterHealth, DriverError> {
-        let pool = self.pool()?;
+        let pool = self.pool_once()?;
         let df = self.mon(&pool, serde_json::json!({"prefix": "df", "format": "json"}))?;
         let pool_figures = df["pools"]
             .as_array()
@@ -264,7 +276,7 @@ impl RbdDriver {
 
     /// The number of images in the pool: an OSD round trip with the client's pool caps.
     pub fn count_images(&self) -> Result<usize, DriverError> {
-        let pool = self.pool()?;
+        let pool = self.pool_once()?;
         image::list(&pool).map(|l| l.len()).map_err(|e| {
             self.reset();
             self.fail("list images", &self.cfg.pool, e)
@@ -325,7 +337,7 @@ impl RbdDriver {
 
     /// The standing health checks, for a service that wants to name them (a failed job).
     pub(super) fn health_findings(&self) -> Result<Vec<HealthFinding>, DriverError> {
-        let pool = self.pool()?;
+        let pool = self.pool_once()?;
         self.read_checks(&pool).map(|(_, checks)| checks)
     }
 }
