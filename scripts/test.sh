@@ -11,4 +11,4 @@ cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee /tmp/ember-test.log | grep -vE '^test .* \.\.\. ok$'
+cargo test --all-targets --no-fail-fast 2>&1 | tee /tmp/ember-test.log | grep -vE '^test .* \.\.\. ok$'

@@ -95,6 +95,7 @@ fn healthy_setup_is_all_ok_and_each_break_shows_its_fix() {
             "rbd0.auth_pool",
             "rbd0.health",
             "rbd0.service",
+            "rbd0.fencing",
             "file0.storage",
             "file0.service",
         ],
