@@ -301,6 +301,8 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 "CancelJob",
                 "RetryJob",
                 "ResetState",
+                "BreakLock",
+                "Unmanage",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -375,6 +377,22 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("read-only"), "reset-state: {e}");
+            let e = h
+                .break_lock("v", "client.1")
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("read-only"), "break-lock: {e}");
+            let e = h.unmanage("v").await.map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("read-only"), "unmanage: {e}");
+            let e = h
+                .manage("file0", "orphan.img", "m")
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("read-only"), "manage: {e}");
         });
         assert_eq!(
             fingerprint(&env),

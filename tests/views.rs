@@ -299,6 +299,11 @@ fn open_by_a_guest(a: &mut App) {
         holders: vec![
             holder("client.4242", "10.0.0.12:0/3125087", "compute-07", false),
             holder("client.4107", "10.0.0.5:0/2219", "storage-01", true),
+            Holder {
+                how: "lock".into(),
+                cookie: Some("backup-job".into()),
+                ..holder("client.5120", "10.0.0.31:0/77", "backup-02", false)
+            },
         ],
         check: format!("rbd status volumes/volume-{id}"),
         used_bytes: Some(3 << 30),
@@ -352,6 +357,49 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
             ))
         ),
         "{sent:?}"
+    );
+
+    // Break-lock offers the stale locker, wants BREAK; unmanage wants the name.
+    let mut a = app(View::Volumes);
+    a.selected = [0; 6];
+    a.handle_key(enter);
+    open_by_a_guest(&mut a);
+    a.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    a.handle_key(key('b'));
+    assert_eq!(a.handle_key(enter), None, "BREAK not typed");
+    a.handle_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    for c in "BREAK".chars() {
+        a.handle_key(key(c));
+    }
+    assert_eq!(
+        a.handle_key(enter),
+        Some(ember::tui::state::Command::BreakLock {
+            volume: "00000003-0000-4000-8000-000000000000".into(),
+            locker: "client.5120".into(),
+        })
+    );
+    a.handle_key(KeyEvent::new(KeyCode::Char('U'), KeyModifiers::SHIFT));
+    for c in "db-clone".chars() {
+        a.handle_key(key(c));
+    }
+    assert_eq!(
+        a.handle_key(enter),
+        Some(ember::tui::state::Command::Unmanage(
+            "00000003-0000-4000-8000-000000000000".into()
+        ))
+    );
+    // `:manage BACKEND IMAGE NAME`.
+    a.handle_key(key(':'));
+    for c in "manage file0 legacy.img legacy".chars() {
+        a.handle_key(key(c));
+    }
+    assert_eq!(
+        a.handle_key(enter),
+        Some(ember::tui::state::Command::Manage {
+            backend: "file0".into(),
+            image: "legacy.img".into(),
+            name: "legacy".into(),
+        })
     );
 
     // A volume in error says why and which command fixes it.

@@ -8,8 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::db::events::NewEvent;
-use crate::driver::{self, BLOCKLIST_SECS, Holder};
+use crate::driver;
 use crate::service::actor::current_actor;
 use crate::service::inspect::{self, Inspection};
 use crate::service::jobs::{Request, request, retry};
@@ -92,87 +91,12 @@ pub async fn break_lock(
 ) -> anyhow::Result<ExitCode> {
     let cfg = load_config(g)?;
     let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
-    db.ensure_writable("break a lock")?;
-    let v = request::volume(&db, key).await?;
-    let what = format!("volume {} ({})", v.name, v.id);
-    let h = inspect::of_volume(&cfg, &db, &[], &v)
-        .await
-        .with_context(|| what.clone())?;
-    let Some(lock) = h
-        .holders
-        .iter()
-        .find(|x| x.client == locker && x.cookie.is_some())
-    else {
-        let lockers: Vec<String> = h
-            .holders
-            .iter()
-            .filter(|x| x.cookie.is_some())
-            .map(|x| x.client.clone())
-            .collect();
-        bail!(
-            "{what}: {locker} holds no lock on it; lockers now: {} (see `ember volume locks {}`)",
-            if lockers.is_empty() {
-                "none".to_string()
-            } else {
-                lockers.join(", ")
-            },
-            v.name
-        );
-    };
-    if lock.ember {
-        bail!(
-            "{what}: {} is an ember service's own client (host {}): its job holds the lock; cancel the job instead",
-            lock.client,
-            lock.host.as_deref().unwrap_or("?")
-        );
-    }
-    let watching = h.holders.iter().any(|x| {
-        x.how == "watcher" && driver::address_key(&x.address) == driver::address_key(&lock.address)
-    });
-    if watching && !force {
-        bail!(
-            "{what}: {} still watches the image ({}): it is alive, not stale; breaking its lock blocklists it for {BLOCKLIST_SECS} s and its writes fail. Use --force if that is what you want",
-            lock.client,
-            lock.address
-        );
-    }
-    let lock: Holder = lock.clone();
-    let Some(bc) = cfg.backend(&v.backend) else {
-        bail!(
-            "{what}: this host's config has no section for backend {}",
-            v.backend
-        );
-    };
-    let drv = driver::open_once(bc)?;
-    let (id, l) = (v.id.clone(), lock.clone());
-    tokio::task::spawn_blocking(move || drv.break_lock(&id, &l, BLOCKLIST_SECS))
-        .await?
-        .with_context(|| what.clone())?;
-    let message = format!(
-        "lock of {} broken{}: {} blocklisted for {BLOCKLIST_SECS} s",
-        lock.describe(),
-        if watching {
-            " (forced: it was still watching)"
-        } else {
-            ""
-        },
-        lock.address
-    );
-    let _ = db
-        .add_event(&NewEvent {
-            actor: &current_actor(),
-            host: None,
-            kind: "lock_broken",
-            target: Some(&v.id),
-            message: &message,
-        })
-        .await;
+    let b = crate::service::locks::break_lock(&cfg, &db, &[], key, locker, force, &current_actor())
+        .await?;
     if g.json {
-        print_json(
-            &serde_json::json!({"volume": v.id, "broken": lock, "blocklisted_secs": BLOCKLIST_SECS}),
-        )?;
+        print_json(&b)?;
     } else {
-        println!("{what}: {message}");
+        println!("{}", b.message);
     }
     Ok(ExitCode::SUCCESS)
 }

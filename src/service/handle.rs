@@ -85,6 +85,54 @@ impl Handle {
             .map_err(|e| e.to_string())
     }
 
+    /// `volume break-lock` from the detail pane (never forced from the console: a live
+    /// holder's lock is refused, and the CLI's --force is the deliberate way).
+    pub async fn break_lock(
+        &self,
+        volume_id: &str,
+        locker: &str,
+    ) -> Result<super::locks::Broken, JobError> {
+        let out = super::locks::break_lock(
+            &self.config,
+            &self.db,
+            &self.local,
+            volume_id,
+            locker,
+            false,
+            &current_actor(),
+        )
+        .await;
+        self.poke.notify_one();
+        out
+    }
+
+    /// `volume manage` from the `:manage BACKEND IMAGE NAME` command.
+    pub async fn manage(
+        &self,
+        backend: &str,
+        image: &str,
+        name: &str,
+    ) -> Result<crate::db::VolumeRow, JobError> {
+        let out = super::manage::manage(
+            &self.db,
+            &self.config,
+            backend,
+            image,
+            name,
+            &current_actor(),
+        )
+        .await;
+        self.poke.notify_one();
+        out
+    }
+
+    /// `volume unmanage` from the Volumes view (the operator typed the name).
+    pub async fn unmanage(&self, volume_id: &str) -> Result<crate::db::VolumeRow, JobError> {
+        let out = super::manage::unmanage(&self.db, volume_id, &current_actor()).await;
+        self.poke.notify_one();
+        out
+    }
+
     /// `job retry` from the Jobs view.
     pub async fn retry(&self, job_id: &str) -> Result<Enqueued, JobError> {
         let out = jobs::retry::retry(&self.db, &self.config, job_id, &current_actor()).await;

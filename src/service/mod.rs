@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod lateness;
 pub mod live;
+pub mod locks;
 pub mod manage;
 pub mod pool;
 pub mod progress;

@@ -37,6 +37,10 @@ pub enum Action {
     RetryJob,
     /// Volumes view: set the selected volume's state by hand.
     ResetState,
+    /// Volumes view: break a stale lock on the selected volume.
+    BreakLock,
+    /// Volumes view: forget the selected volume, keep its image.
+    Unmanage,
     /// Logs view: show or hide the target list (with per-target levels).
     LogTargets,
     /// Logs view: more detail for the selected target.
@@ -79,6 +83,8 @@ impl Action {
             CancelJob,
             RetryJob,
             ResetState,
+            BreakLock,
+            Unmanage,
         ]
     }
 }

@@ -126,6 +126,43 @@ fn dispatch(
                 let _ = tx.send(msg);
             });
         }
+        Command::BreakLock { volume, locker } => {
+            tokio::spawn(async move {
+                let msg = match h.break_lock(&volume, &locker).await {
+                    Ok(b) => (b.message, false),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        Command::Unmanage(volume) => {
+            tokio::spawn(async move {
+                let msg = match h.unmanage(&volume).await {
+                    Ok(v) => (
+                        format!("{} forgotten; its image stays on {}", v.name, v.backend),
+                        false,
+                    ),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        Command::Manage {
+            backend,
+            image,
+            name,
+        } => {
+            tokio::spawn(async move {
+                let msg = match h.manage(&backend, &image, &name).await {
+                    Ok(v) => (
+                        format!("{image} adopted as volume {} ({})", v.name, v.id),
+                        false,
+                    ),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(msg);
+            });
+        }
         Command::Cancel(id) => {
             tokio::spawn(async move {
                 let msg = match h.cancel(&id).await {

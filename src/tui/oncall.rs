@@ -135,10 +135,99 @@ impl App {
                 ),
                 None => self.toast = Some(("no volume selected".into(), true)),
             },
+            Action::BreakLock => match self.selected_volume().cloned() {
+                Some(v) => {
+                    // The first lock someone else holds, as last seen in the detail pane.
+                    let locker = match self.holders.of(&v.id) {
+                        Some(Ok(h)) => h
+                            .others()
+                            .iter()
+                            .find(|x| x.cookie.is_some())
+                            .map(|x| x.client.clone())
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    self.ask(
+                        PromptKind::BreakLock {
+                            volume: v.id.to_string(),
+                        },
+                        format!(
+                            "Break a stale lock on {}: the locker is blocklisted for an hour first (refused if it still watches)",
+                            v.name
+                        ),
+                        &[("locker (client.N)", &locker), ("type BREAK", "")],
+                    );
+                }
+                None => self.toast = Some(("no volume selected".into(), true)),
+            },
+            Action::Unmanage => match self.selected_volume().cloned() {
+                Some(v) => self.ask(
+                    PromptKind::Unmanage {
+                        volume: v.id.to_string(),
+                        name: v.name.to_string(),
+                    },
+                    format!(
+                        "Unmanage {}: ember forgets it, its image stays on {}. Type its name",
+                        v.name, v.backend
+                    ),
+                    &[("name", "")],
+                ),
+                None => self.toast = Some(("no volume selected".into(), true)),
+            },
             _ => {}
         }
         None
     }
+}
+
+/// A filled on-call prompt (reset-state, break-lock, unmanage) as the command to send.
+pub fn build_command(p: &Prompt) -> Result<Command, String> {
+    let f = |i: usize| {
+        p.fields
+            .get(i)
+            .map(|x| x.1.trim().to_string())
+            .unwrap_or_default()
+    };
+    match &p.kind {
+        PromptKind::ResetState { .. } => build_reset(p),
+        PromptKind::BreakLock { volume } => {
+            let locker = f(0);
+            if !locker.starts_with("client.") {
+                return Err("locker: the client that holds the lock (client.N)".into());
+            }
+            if f(1) != "BREAK" {
+                return Err("type BREAK to break the lock".into());
+            }
+            Ok(Command::BreakLock {
+                volume: volume.clone(),
+                locker,
+            })
+        }
+        PromptKind::Unmanage { volume, name } => {
+            if f(0) != *name {
+                return Err(format!("type the volume's name ({name}) to unmanage it"));
+            }
+            Ok(Command::Unmanage(volume.clone()))
+        }
+        _ => Err("nothing to send".into()),
+    }
+}
+
+/// `:manage BACKEND IMAGE NAME` typed in the command line: None when it is another command.
+pub fn manage_command(text: &str) -> Option<Result<Command, String>> {
+    let mut words = text.split_whitespace();
+    if words.next() != Some("manage") {
+        return None;
+    }
+    let rest: Vec<&str> = words.collect();
+    Some(match rest.as_slice() {
+        [backend, image, name] => Ok(Command::Manage {
+            backend: backend.to_string(),
+            image: image.to_string(),
+            name: name.to_string(),
+        }),
+        _ => Err(":manage BACKEND IMAGE NAME (the orphans: ember volume reconcile BACKEND)".into()),
+    })
 }
 
 /// A filled reset-state prompt as the command to send.

@@ -94,6 +94,15 @@ pub enum PromptKind {
     RetryJob {
         job: String,
     },
+    /// The locker's client, prefilled from the last answer of who holds the volume.
+    BreakLock {
+        volume: String,
+    },
+    /// Destructive for the record: the operator types the volume's name.
+    Unmanage {
+        volume: String,
+        name: String,
+    },
     Flatten {
         volume: String,
         name: String,
@@ -133,6 +142,16 @@ pub enum Command {
     /// Ask who has this volume open (for the detail pane and the delete confirmation).
     Inspection(String),
     Retry(String),
+    BreakLock {
+        volume: String,
+        locker: String,
+    },
+    Unmanage(String),
+    Manage {
+        backend: String,
+        image: String,
+        name: String,
+    },
     ResetState {
         volume: String,
         state: String,
@@ -338,6 +357,9 @@ impl App {
                     KeyCode::Enter => {
                         let t = text.clone();
                         self.mode = Mode::Normal;
+                        if let Some(cmd) = super::oncall::manage_command(&t) {
+                            return cmd.map_err(|e| self.toast = Some((e, true))).ok();
+                        }
                         match t.trim() {
                             "q" | "quit" => return self.update(Action::Quit),
                             other => match View::parse(other) {
@@ -524,7 +546,9 @@ impl App {
                     ),
                 }
             }
-            Action::RetryJob | Action::ResetState => return self.oncall_action(action),
+            Action::RetryJob | Action::ResetState | Action::BreakLock | Action::Unmanage => {
+                return self.oncall_action(action);
+            }
             // Only meaningful in the logs view, handled above.
             Action::LogTargets | Action::LogMore | Action::LogLess => {}
             Action::CancelJob => match self.selected_job().cloned() {
@@ -591,8 +615,15 @@ impl App {
                 p.fields[p.focus].1.pop();
             }
             KeyCode::Char(c) => p.fields[p.focus].1.push(c),
-            KeyCode::Enter if matches!(p.kind, PromptKind::ResetState { .. }) => {
-                match super::oncall::build_reset(p) {
+            KeyCode::Enter
+                if matches!(
+                    p.kind,
+                    PromptKind::ResetState { .. }
+                        | PromptKind::BreakLock { .. }
+                        | PromptKind::Unmanage { .. }
+                ) =>
+            {
+                match super::oncall::build_command(p) {
                     Ok(cmd) => {
                         self.mode = Mode::Normal;
                         return Some(cmd);
