@@ -276,3 +276,82 @@ fn an_attached_console_on_postgres_shows_another_process_s_change_within_2_s() {
         (started.elapsed() - written).as_millis()
     );
 }
+
+/// On call, in a real terminal: a volume another process holds open is named in the detail
+/// pane (pid and command), the delete asks for FORCE, and the forced delete is audited.
+#[test]
+fn a_volume_held_open_is_named_and_its_delete_asks_for_force() {
+    if std::env::var_os("EMBER_E2E").is_none() {
+        eprintln!(
+            "NOTICE: end-to-end console test skipped: set EMBER_E2E=1 (scripts/test.sh does)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\n",
+    );
+    let cmd = format!(
+        "{EMBER} --config {} --database-url {url}; echo CONSOLE-EXITED-$?; sleep 60",
+        env.config.display()
+    );
+    let tmux = Tmux::start(&cmd);
+    tmux.wait_for("the console", 20, |s| s.contains("1 up"));
+    let v = env.json(&["volume", "create", "guest", "--size", "64M", "--wait"]);
+    let path = env.image("file0", v["volume"]["id"].as_str().unwrap());
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 3<'{}'; exec sleep 120", path.display()))
+        .spawn()
+        .unwrap();
+    let pid = format!("pid {}", holder.id());
+
+    tmux.keys(&["3", "/"]);
+    tmux.text("guest");
+    tmux.keys(&["Enter"]);
+    // The row must be on screen (the console's next refresh) before Enter opens its detail.
+    tmux.wait_for("the volume's row", 10, |s| s.contains("64.0 MiB"));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the holder in the detail pane", 20, |s| s.contains(&pid));
+    assert!(s.contains("open file"), "{s}");
+    assert!(s.contains("check: fuser -v"), "{s}");
+
+    tmux.keys(&["Escape", "d"]);
+    let s = tmux.wait_for("the delete prompt", 10, |s| s.contains("FORCE"));
+    assert!(s.contains("It is OPEN"), "{s}");
+    tmux.text("guest");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("FORCE asked for", 10, |s| s.contains("type FORCE"));
+    tmux.keys(&["Tab"]);
+    tmux.text("FORCE");
+    tmux.keys(&["Enter"]);
+    wait_for("the forced delete", Duration::from_secs(30), || {
+        (!env.run(&["volume", "show", "guest"]).status.success()).then_some(())
+    });
+    let events = env.json(&["events", "--limit", "100"]);
+    let forced = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "forced_while_open")
+        .cloned()
+        .unwrap_or_else(|| panic!("no forced_while_open in {events}"));
+    assert!(
+        forced["message"].as_str().unwrap().contains(&pid),
+        "{forced}"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // The console shows the forced delete done, then quits without a question.
+    tmux.keys(&["Escape", "4"]);
+    tmux.wait_for("the delete in Jobs", 10, |s| {
+        s.contains("delete") && s.contains("succeeded") && !s.contains("running")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the console to exit", 20, |s| {
+        s.contains("CONSOLE-EXITED-0")
+    });
+}
