@@ -302,12 +302,8 @@ fn a_volume_held_open_is_named_and_its_delete_asks_for_force() {
     tmux.wait_for("the console", 20, |s| s.contains("1 up"));
     let v = env.json(&["volume", "create", "guest", "--size", "64M", "--wait"]);
     let path = env.image("file0", v["volume"]["id"].as_str().unwrap());
-    let mut holder = Command::new("sh")
-        .arg("-c")
-        .arg(format!("exec 3<'{}'; exec sleep 120", path.display()))
-        .spawn()
-        .unwrap();
-    let pid = format!("pid {}", holder.id());
+    let holder = Opener::file(&path);
+    let pid = format!("pid {}", holder.pid());
 
     tmux.keys(&["3", "/"]);
     tmux.text("guest");
@@ -343,8 +339,7 @@ fn a_volume_held_open_is_named_and_its_delete_asks_for_force() {
         forced["message"].as_str().unwrap().contains(&pid),
         "{forced}"
     );
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     // The console shows the forced delete done, then quits without a question.
     tmux.keys(&["Escape", "4"]);
     tmux.wait_for("the delete in Jobs", 10, |s| {

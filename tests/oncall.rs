@@ -6,37 +6,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-
-/// A process that keeps `path` open until dropped (as a guest's qemu would).
-struct Holder(Child);
-
-impl Holder {
-    fn open(path: &std::path::Path) -> Holder {
-        Holder(
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("exec 3<'{}'; exec sleep 300", path.display()))
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn events(env: &Env) -> Vec<serde_json::Value> {
     env.json(&["events", "--limit", "200"])
@@ -82,7 +55,7 @@ fn an_open_file_volume_is_named_refused_and_forced_with_an_event() {
     assert_eq!(l["holders"], serde_json::json!([]), "{l}");
     assert!(l["check"].as_str().unwrap().starts_with("fuser -v "), "{l}");
 
-    let holder = Holder::open(&env.image("file0", &id));
+    let holder = Opener::file(&env.image("file0", &id));
     let pid = format!("pid {}", holder.pid());
     let l = wait_for("the holder to be seen", Duration::from_secs(10), || {
         let l = env.json(&["volume", "locks", "guest"]);
@@ -131,7 +104,7 @@ fn an_open_file_volume_is_named_refused_and_forced_with_an_event() {
     drop(holder);
     let queued = env.json(&["volume", "extend", "guest", "--size", "128M"]);
     let job = queued["job_id"].as_str().unwrap().to_string();
-    let holder = Holder::open(&env.image("file0", &id));
+    let holder = Opener::file(&env.image("file0", &id));
     let pid = format!("pid {}", holder.pid());
     wait_for("the holder to be seen", Duration::from_secs(10), || {
         let l = env.json(&["volume", "locks", "guest"]);
@@ -340,16 +313,13 @@ fn rbd_watchers_and_stale_locks_are_named_broken_and_forced() {
     );
 
     // A live watcher (a second client with the image open).
-    let mut watch = Command::new("rbd")
-        .arg("-c")
-        .arg(&ceph.conf)
-        .args(["watch", &spec])
-        // `rbd watch` runs until its stdin ends: keep the pipe open.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("rbd-watch.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut watch = Opener::rbd_watch(
+        &ceph,
+        &spec,
+        std::fs::File::create(dir.path().join("rbd-watch.err"))
+            .unwrap()
+            .into(),
+    );
     let mut last = serde_json::Value::Null;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let l = loop {
@@ -363,7 +333,7 @@ fn rbd_watchers_and_stale_locks_are_named_broken_and_forced() {
             break l;
         }
         if std::time::Instant::now() > deadline {
-            let st = watch.try_wait().unwrap();
+            let st = watch.0.try_wait().unwrap();
             let err = std::fs::read_to_string(dir.path().join("rbd-watch.err")).unwrap_or_default();
             panic!("the watcher was not seen in 20 s (rbd watch: {st:?} {err}); last: {last} {l}");
         }
@@ -403,8 +373,7 @@ fn rbd_watchers_and_stale_locks_are_named_broken_and_forced() {
     let blocklist = ceph.ceph(&["osd", "blocklist", "ls"]);
     let addr = watcher["address"].as_str().unwrap();
     assert!(blocklist.contains(addr), "{addr} not in {blocklist}");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(watch);
 }
 
 #[test]
@@ -428,7 +397,7 @@ fn files_are_adopted_and_released_like_cinders_manage_and_unmanage() {
     write_at(&legacy, 8 << 20, 1 << 20, 0x3c);
 
     // Open by a process: refused, naming it.
-    let holder = Holder::open(&legacy);
+    let holder = Opener::file(&legacy);
     wait_for("the holder", Duration::from_secs(10), || {
         let o = env.run(&[
             "volume",
@@ -589,15 +558,7 @@ fn rbd_images_made_outside_ember_are_managed_with_their_layering() {
     serve.wait(Duration::from_secs(30));
     let queued = env.json(&["volume", "extend", "db", "--size", "256M"]);
     let job = queued["job_id"].as_str().unwrap().to_string();
-    let mut watch = Command::new("rbd")
-        .arg("-c")
-        .arg(&ceph.conf)
-        .args(["watch", &format!("volumes/volume-{id}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let watch = Opener::rbd_watch(&ceph, &format!("volumes/volume-{id}"), Stdio::null());
     wait_for("the watcher", Duration::from_secs(20), || {
         let l = env.json(&["volume", "locks", "db"]);
         (!l["holders"].as_array().unwrap().is_empty()).then_some(())
@@ -618,8 +579,7 @@ fn rbd_images_made_outside_ember_are_managed_with_their_layering() {
         128 << 20,
         "untouched"
     );
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(watch);
     wait_for("the watch to go", Duration::from_secs(60), || {
         let l = env.json(&["volume", "locks", "db"]);
         l["holders"].as_array().unwrap().is_empty().then_some(())

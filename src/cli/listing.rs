@@ -208,7 +208,16 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
     let v = crate::service::jobs::request::volume(&db, key).await?;
     // Who has it open, when this host can ask its storage (no config: the database only).
     let holders = match &cfg {
-        Some(c) => Some(crate::service::inspect::of_volume(c, &db, &[], &v).await),
+        Some(c) => Some(
+            crate::service::inspect::of_volume(
+                c,
+                &db,
+                &[],
+                &v,
+                crate::service::inspect::Usage::Measure,
+            )
+            .await,
+        ),
         None => None,
     };
     let why = super::oncall::why_in_error(&db, &v).await;

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::driver;
 use crate::service::actor::current_actor;
-use crate::service::inspect::{self, Inspection};
+use crate::service::inspect::{self, Inspection, Usage};
 use crate::service::jobs::{Request, request, retry};
 
 use super::args::{Global, Reset};
@@ -34,7 +34,9 @@ pub async fn open_refusal(cfg: &Config, db: &Db, req: &Request) -> Option<String
         _ => return None,
     };
     let v = request::volume(db, key).await.ok()?;
-    let h = inspect::of_volume(cfg, db, &[], &v).await.ok()?;
+    let h = inspect::of_volume(cfg, db, &[], &v, Usage::Skip)
+        .await
+        .ok()?;
     h.in_use(&v.backend, &v.id).map(|e| e.to_string())
 }
 
@@ -60,7 +62,7 @@ pub async fn locks(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
     let cfg = load_config(g)?;
     let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
     let v = request::volume(&db, key).await?;
-    let h = inspect::of_volume(&cfg, &db, &[], &v)
+    let h = inspect::of_volume(&cfg, &db, &[], &v, Usage::Skip)
         .await
         .with_context(|| format!("volume {} ({})", v.name, v.id))?;
     if g.json {

@@ -80,9 +80,15 @@ impl Handle {
         let v = jobs::request::volume(&self.db, volume_id)
             .await
             .map_err(|e| e.to_string())?;
-        super::inspect::of_volume(&self.config, &self.db, &self.local, &v)
-            .await
-            .map_err(|e| e.to_string())
+        super::inspect::of_volume(
+            &self.config,
+            &self.db,
+            &self.local,
+            &v,
+            super::inspect::Usage::Measure,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// `volume break-lock` from the detail pane (never forced from the console: a live

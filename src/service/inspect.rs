@@ -13,6 +13,13 @@ use crate::driver::{self, DriverError, Holder, VolumeDriver, address_ip, address
 
 use super::BackendService;
 
+/// Whether an inspection also measures what the image uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Measure,
+    Skip,
+}
+
 /// A storage call made for an operator's question gives up after this long.
 const ASK_LIMIT: Duration = Duration::from_secs(20);
 
@@ -78,9 +85,14 @@ pub async fn annotate(db: &Db, holders: &mut [Holder]) {
     }
 }
 
-/// Asks a driver on its own thread, bounded: storage that does not answer is an error, never
-/// a hang.
-async fn ask(drv: Arc<dyn VolumeDriver>, volume_id: &str) -> Result<Inspection, DriverError> {
+/// Asks a driver on its own thread, bounded. `usage`: also what the image uses (`rbd du`,
+/// which reads every object without fast-diff): for an operator's look, not for the checks
+/// before a delete or extend.
+async fn ask(
+    drv: Arc<dyn VolumeDriver>,
+    volume_id: &str,
+    usage: Usage,
+) -> Result<Inspection, DriverError> {
     let (id, backend) = (volume_id.to_string(), drv.backend().to_string());
     let call = tokio::task::spawn_blocking(move || {
         let image = driver::volume_image(&id);
@@ -88,7 +100,10 @@ async fn ask(drv: Arc<dyn VolumeDriver>, volume_id: &str) -> Result<Inspection, 
         Ok::<_, DriverError>(Inspection {
             holders,
             check: drv.holders_command(&image),
-            used_bytes: drv.used_bytes(&id).ok(),
+            used_bytes: match usage {
+                Usage::Measure => drv.used_bytes(&id).ok(),
+                Usage::Skip => None,
+            },
         })
     });
     match tokio::time::timeout(ASK_LIMIT, call).await {
@@ -109,7 +124,7 @@ async fn ask(drv: Arc<dyn VolumeDriver>, volume_id: &str) -> Result<Inspection, 
 impl BackendService {
     /// Who has one of this backend's volumes open (for a job, on this service's driver).
     pub async fn holders(&self, db: &Db, volume_id: &str) -> Result<Inspection, DriverError> {
-        let mut h = ask(self.driver.clone(), volume_id).await?;
+        let mut h = ask(self.driver.clone(), volume_id, Usage::Skip).await?;
         annotate(db, &mut h.holders).await;
         Ok(h)
     }
@@ -123,9 +138,12 @@ pub async fn of_volume(
     db: &Db,
     local: &[Arc<BackendService>],
     v: &VolumeRow,
+    usage: Usage,
 ) -> Result<Inspection, DriverError> {
     if let Some(svc) = local.iter().find(|s| s.name == v.backend) {
-        return svc.holders(db, &v.id).await;
+        let mut h = ask(svc.driver.clone(), &v.id, usage).await?;
+        annotate(db, &mut h.holders).await;
+        return Ok(h);
     }
     let Some(bc) = cfg.backend(&v.backend) else {
         return Err(DriverError::Invalid {
@@ -136,7 +154,7 @@ pub async fn of_volume(
         });
     };
     let drv = driver::open_once(bc)?;
-    let mut h = ask(drv, &v.id).await?;
+    let mut h = ask(drv, &v.id, usage).await?;
     annotate(db, &mut h.holders).await;
     Ok(h)
 }

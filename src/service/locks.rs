@@ -37,7 +37,7 @@ pub async fn break_lock(
     let v = volume(db, key).await?;
     let what = format!("volume {} ({})", v.name, v.id);
     let refused = |why: String| JobError::Refused(format!("{what}: {why}"));
-    let h = inspect::of_volume(cfg, db, local, &v)
+    let h = inspect::of_volume(cfg, db, local, &v, inspect::Usage::Skip)
         .await
         .map_err(|e| refused(e.to_string()))?;
     let Some(lock) = h

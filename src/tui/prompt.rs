@@ -1,10 +1,66 @@
-//! Prompts to requests: the size units, the names and the typed confirmation are checked here,
-//! before anything is sent to the service.
+//! Prompts: what each one asks for (`PromptKind`), and a filled prompt turned into a request;
+//! the size units, the names and the typed confirmation are checked here, before anything is
+//! sent to the service.
 
 use crate::service::jobs::Request;
 use crate::service::units::parse_size;
 
-use super::state::{Prompt, PromptKind};
+/// What a prompt is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptKind {
+    NewVolume,
+    Snapshot {
+        volume: String,
+    },
+    CloneVolume {
+        volume: String,
+    },
+    Extend {
+        volume: String,
+    },
+    /// Destructive: the operator types the volume's name; when someone has it open
+    /// (`open_by` names them), also FORCE.
+    Delete {
+        volume: String,
+        name: String,
+        open_by: Option<String>,
+    },
+    /// Sets the state by hand: the state, a reason, and the name typed.
+    ResetState {
+        volume: String,
+        name: String,
+    },
+    RetryJob {
+        job: String,
+    },
+    /// The locker's client, prefilled from the last answer of who holds the volume.
+    BreakLock {
+        volume: String,
+    },
+    /// Destructive for the record: the operator types the volume's name.
+    Unmanage {
+        volume: String,
+        name: String,
+    },
+    Flatten {
+        volume: String,
+        name: String,
+    },
+    CancelJob {
+        job: String,
+    },
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub title: String,
+    /// (label, value) pairs; a yes/no prompt has none.
+    pub fields: Vec<(String, String)>,
+    pub focus: usize,
+    pub error: Option<String>,
+}
 
 /// Validates a filled prompt into a request (size units, names, the typed confirmation).
 pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {

@@ -66,62 +66,7 @@ impl View {
     }
 }
 
-/// What a prompt is for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PromptKind {
-    NewVolume,
-    Snapshot {
-        volume: String,
-    },
-    CloneVolume {
-        volume: String,
-    },
-    Extend {
-        volume: String,
-    },
-    /// Destructive: the operator types the volume's name; when someone has it open
-    /// (`open_by` names them), also FORCE.
-    Delete {
-        volume: String,
-        name: String,
-        open_by: Option<String>,
-    },
-    /// Sets the state by hand: the state, a reason, and the name typed.
-    ResetState {
-        volume: String,
-        name: String,
-    },
-    RetryJob {
-        job: String,
-    },
-    /// The locker's client, prefilled from the last answer of who holds the volume.
-    BreakLock {
-        volume: String,
-    },
-    /// Destructive for the record: the operator types the volume's name.
-    Unmanage {
-        volume: String,
-        name: String,
-    },
-    Flatten {
-        volume: String,
-        name: String,
-    },
-    CancelJob {
-        job: String,
-    },
-    Quit,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prompt {
-    pub kind: PromptKind,
-    pub title: String,
-    /// (label, value) pairs; a yes/no prompt has none.
-    pub fields: Vec<(String, String)>,
-    pub focus: usize,
-    pub error: Option<String>,
-}
+pub use super::prompt::{Prompt, PromptKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {

@@ -553,3 +553,48 @@ impl Drop for Ceph {
             .status();
     }
 }
+
+/// Another client with an image open, until dropped: a process holding a file (as a guest's
+/// qemu would), or `rbd watch` on an rbd image. For the on-call tests.
+pub struct Opener(pub Child);
+
+impl Opener {
+    /// `sh` keeping `path` open on fd 3.
+    pub fn file(path: &Path) -> Opener {
+        Opener(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec 3<'{}'; exec sleep 300", path.display()))
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// `rbd watch POOL/IMAGE` as client.admin; its stderr goes to `err`.
+    pub fn rbd_watch(ceph: &Ceph, spec: &str, err: Stdio) -> Opener {
+        Opener(
+            Command::new("rbd")
+                .arg("-c")
+                .arg(&ceph.conf)
+                .args(["watch", spec])
+                // `rbd watch` runs until its stdin ends: keep the pipe open.
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Opener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
