@@ -29,12 +29,18 @@ pg_server_start() {
     || { cat "$PG_DIR/log" >&2; return 1; }
 }
 
-# A database outage: stops the server of $PG_DIR (fast: clients are cut off), waits SECONDS,
-# and starts it again on the same port with its data.
-pg_restart() { # SECONDS
+# The start of a database outage: stops the server of $PG_DIR (fast: clients are cut off),
+# keeping its data and port for pg_server_start.
+pg_server_stop() {
   local as=()
   [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
   "${as[@]}" "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null
+}
+
+# A database outage: stops the server of $PG_DIR, waits SECONDS, and starts it again on the
+# same port with its data.
+pg_restart() { # SECONDS
+  pg_server_stop
   sleep "${1:-5}"
   pg_server_start
 }

@@ -20,6 +20,10 @@ impl Db {
         }
         let connect = async {
             let mut l = sqlx::postgres::PgListener::connect(self.url()).await?;
+            // A lost connection is reported at once (`try_recv` gives `Ok(None)`), not after
+            // sqlx has reconnected: its listener pool has no timeout, so with the database down
+            // that would wait for the whole outage, and the console would not say it is away.
+            l.eager_reconnect(false);
             l.listen(CHANNEL).await?;
             Ok::<_, sqlx::Error>(l)
         };

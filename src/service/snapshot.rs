@@ -324,6 +324,9 @@ pub fn spawn_publisher_with(
         let mut next_poll = tokio::time::Instant::now();
         let mut first = true;
         let mut push = db.listen_changes().await;
+        // Since the listener lost its connection and until it brings a notification again,
+        // changes may go unannounced: poll every `every` meanwhile.
+        let mut push_lost = false;
         let no_board = ProgressBoard::default();
         let posts = board.as_deref().unwrap_or(&no_board);
         loop {
@@ -343,6 +346,7 @@ pub fn spawn_publisher_with(
                 _ = tokio::time::sleep_until(next_poll) => {}
                 _ = poked.notified() => {}
                 n = notified(&mut push) => {
+                    push_lost = n.is_none();
                     if n.is_none() {
                         reader.invalidate();
                     }
@@ -403,7 +407,7 @@ pub fn spawn_publisher_with(
             next_poll = tokio::time::Instant::now()
                 + if first {
                     Duration::ZERO
-                } else if push.is_some() {
+                } else if push.is_some() && !push_lost {
                     PUSH_FALLBACK
                 } else {
                     every
