@@ -93,11 +93,11 @@ async fn ask(
     volume_id: &str,
     usage: Usage,
 ) -> Result<Inspection, DriverError> {
-    let (id, backend) = (volume_id.to_string(), drv.backend().to_string());
-    let call = tokio::task::spawn_blocking(move || {
+    let id = volume_id.to_string();
+    bounded(drv, "status", ASK_LIMIT, move |drv| {
         let image = driver::volume_image(&id);
         let holders = drv.holders(&image)?;
-        Ok::<_, DriverError>(Inspection {
+        Ok(Inspection {
             holders,
             check: drv.holders_command(&image),
             used_bytes: match usage {
@@ -105,20 +105,30 @@ async fn ask(
                 Usage::Skip => None,
             },
         })
-    });
-    match tokio::time::timeout(ASK_LIMIT, call).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(DriverError::Io {
-            backend,
-            op: "status",
-            message: e.to_string(),
-        }),
-        Err(_) => Err(DriverError::Io {
-            backend,
-            op: "status",
-            message: format!("the storage did not answer in {} s", ASK_LIMIT.as_secs()),
-        }),
-    }
+    })
+    .await
+}
+
+/// One blocking driver call for an operator's command, on its own thread and bounded by
+/// `limit`: storage that does not answer is an error naming the backend, never a hang.
+pub async fn bounded<T: Send + 'static>(
+    drv: Arc<dyn VolumeDriver>,
+    op: &'static str,
+    limit: Duration,
+    f: impl FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
+    let backend = drv.backend().to_string();
+    let call = tokio::task::spawn_blocking(move || f(drv.as_ref()));
+    let message = match tokio::time::timeout(limit, call).await {
+        Ok(Ok(r)) => return r,
+        Ok(Err(e)) => format!("storage call panicked: {e}"),
+        Err(_) => format!("the storage did not answer in {} s", limit.as_secs()),
+    };
+    Err(DriverError::Io {
+        backend,
+        op,
+        message,
+    })
 }
 
 impl BackendService {
@@ -174,15 +184,9 @@ pub async fn used_by_volume(
         .filter(|b| only.is_none_or(|o| o == b.name))
     {
         let listing = match driver::open_once(b) {
-            Ok(drv) => {
-                let call = tokio::task::spawn_blocking(move || drv.list());
-                match tokio::time::timeout(ASK_LIMIT, call).await {
-                    Ok(Ok(Ok(images))) => Ok(images),
-                    Ok(Ok(Err(e))) => Err(e.to_string()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer in {} s", ASK_LIMIT.as_secs())),
-                }
-            }
+            Ok(drv) => bounded(drv, "list", ASK_LIMIT, |d| d.list())
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match listing {

@@ -15,6 +15,9 @@ use super::inspect;
 use super::jobs::JobError;
 use super::jobs::request::volume;
 
+/// Blocklisting and removing a lock: two monitor/OSD round trips, bounded.
+const BREAK_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What was broken, and the audit line written for it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Broken {
@@ -91,10 +94,11 @@ pub async fn break_lock(
         }
     };
     let (id, l) = (v.id.clone(), lock.clone());
-    tokio::task::spawn_blocking(move || drv.break_lock(&id, &l, BLOCKLIST_SECS))
-        .await
-        .map_err(|e| refused(format!("break-lock panicked: {e}")))?
-        .map_err(|e| refused(e.to_string()))?;
+    inspect::bounded(drv, "break-lock", BREAK_LIMIT, move |d| {
+        d.break_lock(&id, &l, BLOCKLIST_SECS)
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?;
     let message = format!(
         "lock of {} broken{}: {} blocklisted for {BLOCKLIST_SECS} s",
         lock.describe(),

@@ -26,25 +26,14 @@ use super::units::check_name;
 /// A storage call made for manage gives up after this long.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
 
+/// One bounded storage call; its error becomes the refusal.
 async fn call<T: Send + 'static>(
     drv: &Arc<dyn VolumeDriver>,
     f: impl FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, JobError> {
-    let d = drv.clone();
-    match tokio::time::timeout(
-        CALL_LIMIT,
-        tokio::task::spawn_blocking(move || f(d.as_ref())),
-    )
-    .await
-    {
-        Ok(Ok(r)) => r.map_err(|e| JobError::Refused(e.to_string())),
-        Ok(Err(e)) => Err(JobError::Refused(format!("storage call panicked: {e}"))),
-        Err(_) => Err(JobError::Refused(format!(
-            "backend {}: the storage did not answer in {} s",
-            drv.backend(),
-            CALL_LIMIT.as_secs()
-        ))),
-    }
+    super::inspect::bounded(drv.clone(), "manage", CALL_LIMIT, f)
+        .await
+        .map_err(|e| JobError::Refused(e.to_string()))
 }
 
 /// Adopts `image` on `backend` as a new volume named `name`.
