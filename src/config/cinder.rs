@@ -6,7 +6,12 @@
 //! the reason ember does not use it, so `config check` says "a Cinder option ember does not
 //! use" instead of "unknown key, did you mean ...?". A test holds the two in step.
 
+use std::path::Path;
 use std::sync::OnceLock;
+
+use super::error::ConfigError;
+use super::options::{BACKEND_KEYS, SERVICE_KEYS};
+use super::raw::{RawDoc, RawEntry, RawValue};
 
 /// One option as Cinder defines it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -126,6 +131,33 @@ pub const NOT_USED: &[(&str, &str)] = &[
     ),
 ];
 
+/// A cinder.conf in the single-backend layout Cinder dropped in Ocata (driver options in
+/// `[DEFAULT]`, no `enabled_backends`): the error names the lines found there and the two lines
+/// that turn it into a backend section (`name`: its `volume_backend_name`, if set).
+pub fn legacy_layout(
+    path: &Path,
+    doc: &RawDoc,
+    driver: &RawEntry,
+    name: Option<String>,
+) -> ConfigError {
+    let found: Vec<String> = doc
+        .default
+        .entries
+        .iter()
+        .filter(|e| BACKEND_KEYS.contains(&e.key.as_str()) || is_cinder_option(&e.key))
+        .filter(|e| !SERVICE_KEYS.contains(&e.key.as_str()))
+        .map(|e| format!("{} (line {})", e.key, e.line))
+        .collect();
+    let rbd = matches!(&driver.value, RawValue::Text(v) | RawValue::Str(v) if v.contains("rbd"));
+    let name = name.unwrap_or_else(|| if rbd { "rbd-1" } else { "backend-1" }.into());
+    ConfigError::LegacyLayout {
+        file: path.to_path_buf(),
+        line: driver.line,
+        found: found.join(", "),
+        name,
+    }
+}
+
 /// Honoured options whose default ember resolves differently from Cinder, and why.
 pub const DIFFERENT_DEFAULTS: &[(&str, &str)] = &[
     (
@@ -149,7 +181,6 @@ pub fn not_used(key: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::options::{BACKEND_KEYS, SERVICE_KEYS};
 
     #[test]
     fn the_table_is_cinders_own() {

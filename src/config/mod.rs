@@ -468,32 +468,10 @@ fn enabled_backend_names(
         Format::CinderConf => match doc.default.get("volume_driver") {
             // Cinder's layout before Ocata: refused there since, and here, with the way out.
             Some(driver) => {
-                let found: Vec<String> = doc
-                    .default
-                    .entries
-                    .iter()
-                    .filter(|e| {
-                        BACKEND_KEYS.contains(&e.key.as_str()) || cinder::is_cinder_option(&e.key)
-                    })
-                    .filter(|e| !SERVICE_KEYS.contains(&e.key.as_str()))
-                    .map(|e| format!("{} (line {})", e.key, e.line))
-                    .collect();
                 let name = service
                     .string("volume_backend_name")?
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| {
-                        if format!("{:?}", driver.value).contains("rbd") {
-                            "rbd-1".into()
-                        } else {
-                            "backend-1".into()
-                        }
-                    });
-                Err(ConfigError::LegacyLayout {
-                    file: path.to_path_buf(),
-                    line: driver.line,
-                    found: found.join(", "),
-                    name,
-                })
+                    .filter(|n| !n.is_empty());
+                Err(cinder::legacy_layout(path, doc, driver, name))
             }
             None => Ok(vec![]),
         },
