@@ -98,26 +98,33 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
-fn operator_session_in_a_real_terminal() {
+/// The console (the worker) on a fresh SQLite database with `backends`, in tmux; None (and a
+/// notice) unless EMBER_E2E=1. When it exits, the pane says CONSOLE-EXITED-<code>.
+fn console_on_sqlite(backends: &str) -> Option<(tempfile::TempDir, Env, Tmux)> {
     if std::env::var_os("EMBER_E2E").is_none() {
         eprintln!(
             "NOTICE: end-to-end console test skipped: set EMBER_E2E=1 (scripts/test.sh does)"
         );
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let env = Env::new(
-        dir.path(),
-        &url,
-        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
-    );
+    let env = Env::new(dir.path(), &url, backends);
     let cmd = format!(
         "{EMBER} --config {} --database-url {url}; echo CONSOLE-EXITED-$?; sleep 60",
         env.config.display()
     );
     let tmux = Tmux::start(&cmd);
+    Some((dir, env, tmux))
+}
+
+#[test]
+fn operator_session_in_a_real_terminal() {
+    let Some((_dir, env, tmux)) = console_on_sqlite(
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
+    ) else {
+        return;
+    };
     tmux.wait_for("the console", 20, |s| {
         s.contains("overview") && s.contains("file0") && s.contains("1 up")
     });
@@ -281,24 +288,10 @@ fn an_attached_console_on_postgres_shows_another_process_s_change_within_2_s() {
 /// pane (pid and command), the delete asks for FORCE, and the forced delete is audited.
 #[test]
 fn a_volume_held_open_is_named_and_its_delete_asks_for_force() {
-    if std::env::var_os("EMBER_E2E").is_none() {
-        eprintln!(
-            "NOTICE: end-to-end console test skipped: set EMBER_E2E=1 (scripts/test.sh does)"
-        );
+    let Some((_dir, env, tmux)) = console_on_sqlite("[backends.file0]\nvolume_driver = \"file\"\n")
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let env = Env::new(
-        dir.path(),
-        &url,
-        "[backends.file0]\nvolume_driver = \"file\"\n",
-    );
-    let cmd = format!(
-        "{EMBER} --config {} --database-url {url}; echo CONSOLE-EXITED-$?; sleep 60",
-        env.config.display()
-    );
-    let tmux = Tmux::start(&cmd);
+    };
     tmux.wait_for("the console", 20, |s| s.contains("1 up"));
     let v = env.json(&["volume", "create", "guest", "--size", "64M", "--wait"]);
     let path = env.image("file0", v["volume"]["id"].as_str().unwrap());
