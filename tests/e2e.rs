@@ -164,6 +164,15 @@ fn operator_session_in_a_real_terminal() {
         "{screen}"
     );
 
+    // Its family (xray): the source, its snapshot, the clone under it; esc comes back.
+    tmux.keys(&["x"]);
+    let screen = tmux.wait_for("the family view", 10, |s| {
+        s.contains("family of src") && s.contains("@s") && s.contains("web-clone")
+    });
+    assert!(screen.contains("clone"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("back in volumes", 10, |s| s.contains("volumes 1 of 3"));
+
     // Flatten it, confirm, and watch the job in Jobs.
     tmux.keys(&["f"]);
     tmux.wait_for("the flatten prompt", 10, |s| {
@@ -226,6 +235,22 @@ fn operator_session_in_a_real_terminal() {
         s.lines()
             .any(|l| l.contains("flatten") && l.contains("succeeded"))
     });
+
+    // The audit log: the flatten and the cancel, by name; the filter narrows it.
+    tmux.keys(&["7"]);
+    tmux.wait_for("the events view", 10, |s| {
+        s.contains("job_cancel") && s.contains("web-clone")
+    });
+    tmux.keys(&["/"]);
+    tmux.text("kind:cancel");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the filtered events", 10, |s| {
+        s.contains("filter: kind:cancel")
+    });
+    assert!(
+        !screen.contains("job_queued"),
+        "only the cancel is left:\n{screen}"
+    );
 
     // The log view has the line.
     tmux.keys(&["5"]);

@@ -4,232 +4,14 @@
 
 use std::sync::Arc;
 
-use ember::db::services::{Liveness, ServiceRow};
-use ember::db::{EventRow, JobRow, SnapshotRow, VolumeRow};
-use ember::service::snapshot::{BackendView, EventView, ServiceView, Snapshot};
-use ember::service::view::{Interner, JobView, SnapshotView, VolumeView};
 use ember::tui::keymap::Keymap;
 use ember::tui::state::{App, Mode, View};
 use ember::tui::theme::Theme;
-use ember::tui::views;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-/// 2026-11-26T12:00:00Z
-const NOW: i64 = 1_795_694_400_000;
-
-fn volume(i: usize, name: &str, status: &str, parent: Option<&str>, depth: i64) -> VolumeRow {
-    VolumeRow {
-        id: format!("{i:08x}-0000-4000-8000-000000000000"),
-        name: name.into(),
-        size_bytes: (10 + i as i64) << 30,
-        status: status.into(),
-        status_reason: None,
-        backend: "file0".into(),
-        host: None,
-        source_snapshot_id: parent.map(String::from),
-        source_volume_id: None,
-        clone_depth: depth,
-        created_at: NOW - 86_400_000 + i as i64 * 60_000,
-        updated_at: NOW - 3_600_000,
-        deleted_at: None,
-    }
-}
-
-fn service(backend: &str, driver: &str, up: bool, error: Option<&str>) -> ServiceView {
-    ServiceView::from_row(
-        &ServiceRow {
-            id: 1,
-            host: format!("storage-01@{backend}"),
-            binary_name: "ember-volume".into(),
-            backend: backend.into(),
-            cluster: None,
-            driver: driver.into(),
-            disabled: 0,
-            disabled_reason: None,
-            error: error.map(String::from),
-            version: "0.1.0".into(),
-            pid: Some(4242),
-            created_at: NOW - 7_200_000,
-            started_at: Some(NOW - 7_200_000),
-            updated_at: if up { Some(NOW - 4_000) } else { None },
-            stopped_at: None,
-            report_count: 720,
-            lateness_ms: if up {
-                "1.2,1.4,1.1,2.0,1.3,45.0,1.2,1.5".into()
-            } else {
-                String::new()
-            },
-            capacity_total: up.then_some(1 << 40),
-            capacity_free: up.then_some(600 << 30),
-            capacity_provisioned: up.then_some(900 << 30),
-            capacity_at: up.then_some(NOW - 30_000),
-            client_address: None,
-            clock_skew_ms: Some(3),
-            ready_at: Some(NOW - 7_000_000),
-        },
-        if up { Liveness::Up } else { Liveness::Down },
-    )
-}
-
-fn job(id: &str, kind: &str, state: &str, done: i64, total: i64, error: Option<&str>) -> JobRow {
-    JobRow {
-        id: id.into(),
-        kind: kind.into(),
-        target_id: "00000002-0000-4000-8000-000000000000".into(),
-        backend: "file0".into(),
-        state: state.into(),
-        params: "{}".into(),
-        bytes_done: done,
-        bytes_total: total,
-        error: error.map(String::from),
-        requested_by: "alice (ssh from 10.0.0.7)".into(),
-        claimed_by: Some("storage-01@file0".into()),
-        cancel_requested: 0,
-        created_at: NOW - 120_000,
-        started_at: Some(NOW - 100_000),
-        updated_at: NOW - 1_000,
-        finished_at: (state != "running").then_some(NOW - 50_000),
-        owner: Some("storage-01@file0".into()),
-        claim_token: 1,
-        volume_id: Some("00000002-0000-4000-8000-000000000000".into()),
-    }
-}
-
-fn fixture() -> Snapshot {
-    let snap_id = "5a5a5a5a-0000-4000-8000-000000000000";
-    Snapshot {
-        generated_at: NOW,
-        service_down_time_ms: 60_000,
-        services: vec![
-            service("file0", "file", true, None),
-            service(
-                "rbd0",
-                "rbd",
-                false,
-                Some("backend rbd0: cannot connect to the cluster"),
-            ),
-        ],
-        backends: vec![
-            BackendView {
-                name: "file0".into(),
-                driver: "file".into(),
-                up: 1,
-                starting: 0,
-                down: 0,
-                total_bytes: Some(1 << 40),
-                free_bytes: Some(600 << 30),
-                provisioned_bytes: Some(900 << 30),
-                max_over_subscription_ratio: Some(20.0),
-                error: None,
-            },
-            BackendView {
-                name: "rbd0".into(),
-                driver: "rbd".into(),
-                up: 0,
-                starting: 0,
-                down: 1,
-                total_bytes: None,
-                free_bytes: None,
-                provisioned_bytes: None,
-                max_over_subscription_ratio: Some(20.0),
-                error: Some("backend rbd0: cannot connect to the cluster".into()),
-            },
-        ],
-        volumes: Arc::new(
-            [
-                volume(1, "web-root", "available", None, 0),
-                volume(2, "db-data", "in-use", None, 0),
-                volume(3, "db-clone", "available", Some(snap_id), 1),
-                volume(4, "scratch", "error", None, 0),
-                volume(5, "old-logs", "deleting", None, 0),
-            ]
-            .into_iter()
-            .map(|v| Arc::new(VolumeView::from_row(v, &mut Interner::default())))
-            .collect(),
-        ),
-        volume_count: 5,
-        volumes_loaded: true,
-        snapshots: Arc::new(vec![Arc::new(SnapshotView::from_row(SnapshotRow {
-            id: snap_id.into(),
-            name: "db-nightly".into(),
-            volume_id: "00000002-0000-4000-8000-000000000000".into(),
-            size_bytes: 12 << 30,
-            status: "available".into(),
-            status_reason: None,
-            backend: "file0".into(),
-            host: Some("storage-01@file0".into()),
-            purpose: "user".into(),
-            created_at: NOW - 40_000_000,
-            updated_at: NOW - 40_000_000,
-            deleted_at: None,
-        }, &mut Interner::default()))]),
-        jobs: Arc::new([
-            job(
-                "7f3c9a10-aaaa-4000-8000-000000000000",
-                "flatten",
-                "running",
-                3 << 30,
-                8 << 30,
-                None,
-            ),
-            job(
-                "11111111-bbbb-4000-8000-000000000000",
-                "delete",
-                "failed",
-                0,
-                0,
-                Some("backend file0: volume-... has dependent clones"),
-            ),
-            job(
-                "22222222-cccc-4000-8000-000000000000",
-                "create",
-                "succeeded",
-                0,
-                0,
-                None,
-            ),
-        ].iter().map(JobView::from).collect()),
-        waiting: vec![],
-        // A takeover two minutes ago, as a cluster member records it.
-        cluster_events: vec![EventView::from(EventRow {
-            id: 41,
-            at: NOW - 120_000,
-            actor: "ember".into(),
-            host: Some("storage-02@file0".into()),
-            kind: "job_taken_over".into(),
-            target: Some("00000003-0000-4000-8000-000000000000".into()),
-            message: "flatten job 9c1d2e3f taken over by storage-02@file0 from storage-03@file0: storage-03@file0 has not heartbeated for 60 s".into(),
-        })],
-        error: None,
-        error_since: None,
-        rows_read: 0,
-    }
-}
-
-fn app(view: View) -> App {
-    let mut a = App::new(
-        Keymap::default_map(),
-        Theme::monochrome(),
-        false,
-        true,
-        "storage-01".into(),
-    );
-    a.set_snapshot(Arc::new(fixture()));
-    a.view = view;
-    a
-}
-
-fn render(app: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| views::draw(f, app, NOW)).unwrap();
-    t.backend().to_string()
-}
-
-fn key(c: char) -> KeyEvent {
-    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
-}
+#[path = "fixture/mod.rs"]
+mod fixture;
+use fixture::*;
 
 #[test]
 fn every_view_at_80x24_and_120x40() {
@@ -244,7 +26,7 @@ fn every_view_at_80x24_and_120x40() {
 #[test]
 fn volume_detail_filter_help_and_prompts() {
     let mut a = app(View::Volumes);
-    a.selected = [0; 6]; // rows sorted by name: db-clone first, a clone with a parent
+    a.selected = [0; 8]; // rows sorted by name: db-clone first, a clone with a parent
     a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     insta::assert_snapshot!("volumes_detail_120x40", render(&a, 120, 40));
 
@@ -316,7 +98,7 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
     let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
     // The detail pane names who has it open (and marks ember's own), and what it uses.
     let mut a = app(View::Volumes);
-    a.selected = [0; 6];
+    a.selected = [0; 8];
     a.handle_key(enter);
     open_by_a_guest(&mut a);
     let shown = render(&a, 120, 40);
@@ -361,7 +143,7 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
 
     // Break-lock offers the stale locker, wants BREAK; unmanage wants the name.
     let mut a = app(View::Volumes);
-    a.selected = [0; 6];
+    a.selected = [0; 8];
     a.handle_key(enter);
     open_by_a_guest(&mut a);
     a.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));

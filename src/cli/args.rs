@@ -402,6 +402,9 @@ pub enum JobCmd {
     List {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
+        /// Also each job's id and its target's id
+        #[arg(long)]
+        wide: bool,
     },
     /// Show one job (id or unique id prefix)
     Show { id: String },

@@ -158,6 +158,7 @@ pub(super) async fn volume_list(
         _ => None,
     };
     let used_of = |id: &str| used.as_ref().and_then(|m| m.get(id).copied());
+    let parents = db.parent_names().await?;
     let rows = db.stream_volumes(backend, host);
     futures_util::pin_mut!(rows);
     let out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -174,7 +175,7 @@ pub(super) async fn volume_list(
         if wide {
             cols.push(("Used", 10));
         }
-        cols.extend([("Host", 22), ("Parent", 36), ("Depth", 5)]);
+        cols.extend([("Host", 22), ("Parent", 30), ("Depth", 5)]);
         let mut t = TextTable::new(out, &cols)?;
         while let Some(v) = rows.try_next().await? {
             let mut row = vec![
@@ -192,7 +193,10 @@ pub(super) async fn volume_list(
             }
             row.extend([
                 v.host.clone().unwrap_or_else(|| v.backend.clone()),
-                v.source_snapshot_id.clone().unwrap_or_default(),
+                v.source_snapshot_id
+                    .as_ref()
+                    .map(|p| parents.get(p).cloned().unwrap_or_else(|| p.clone()))
+                    .unwrap_or_default(),
                 v.clone_depth.to_string(),
             ]);
             t.row(&row)?;
@@ -306,52 +310,79 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn job_list(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
+pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
     let (_, url) = load_for_reading(g)?;
     let db = open_db(g, None, &url).await?;
-    let rows = db.stream_jobs(limit);
-    futures_util::pin_mut!(rows);
+    let rows: Vec<crate::db::JobRow> = db.stream_jobs(limit).try_collect().await?;
+    let ids: Vec<String> = rows.iter().map(|j| j.target_id.clone()).collect();
+    let names = db.target_names(&ids).await?;
     let out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
         let mut arr = JsonArray::new(out);
-        while let Some(j) = rows.try_next().await? {
-            arr.item(&JobJson::from(&j))?;
+        for j in &rows {
+            let mut jj = JobJson::from(j);
+            jj.target_name = names.get(&j.target_id).cloned();
+            arr.item(&jj)?;
         }
         arr.finish()?;
-    } else {
-        let mut t = TextTable::new(
-            out,
-            &[
-                ("ID", 36),
-                ("Kind", 15),
-                ("Target", 36),
-                ("State", 9),
-                ("Progress", 8),
-                ("Host", 22),
-                ("Requested by", 20),
-                ("Error", 0),
-            ],
-        )?;
-        while let Some(j) = rows.try_next().await? {
-            let pct = if j.bytes_total > 0 {
-                format!("{:.0}%", 100.0 * j.bytes_done as f64 / j.bytes_total as f64)
-            } else {
-                "-".into()
-            };
-            t.row(&[
-                j.id.clone(),
-                j.kind.clone(),
-                j.target_id.clone(),
-                j.state.clone(),
-                pct,
-                j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default(),
-                j.requested_by.clone(),
-                j.error.clone().unwrap_or_default(),
-            ])?;
-        }
-        t.finish()?;
+        return Ok(ExitCode::SUCCESS);
     }
+    let mut cols = vec![];
+    if wide {
+        cols.push(("ID", 36));
+    }
+    cols.extend([
+        ("Target", 30),
+        ("Kind", 15),
+        ("State", 9),
+        ("Progress", 8),
+        ("Host", 22),
+        ("Requested by", 28),
+        ("Started", 20),
+        ("Took", 6),
+    ]);
+    if wide {
+        cols.push(("Target ID", 36));
+    }
+    cols.push(("Error", 0));
+    let mut t = TextTable::new(out, &cols)?;
+    for j in &rows {
+        let pct = if j.bytes_total > 0 {
+            format!("{:.0}%", 100.0 * j.bytes_done as f64 / j.bytes_total as f64)
+        } else {
+            "-".into()
+        };
+        let name = names
+            .get(&j.target_id)
+            .cloned()
+            .unwrap_or_else(|| j.target_id[..8.min(j.target_id.len())].to_string());
+        let took = j.started_at.map(|s| {
+            crate::service::units::age(
+                (j.finished_at.unwrap_or(j.updated_at.max(s)) - s) as f64 / 1000.0,
+            )
+        });
+        let mut cells = vec![];
+        if wide {
+            cells.push(j.id.clone());
+        }
+        cells.extend([
+            format!("{name} ({})", j.backend),
+            j.kind.clone(),
+            j.state.clone(),
+            pct,
+            j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default(),
+            j.requested_by.clone(),
+            j.started_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+            took.unwrap_or_else(|| "-".into()),
+        ]);
+        if wide {
+            cells.push(j.target_id.clone());
+        }
+        cells.push(j.error.clone().unwrap_or_default());
+        t.row(&cells)?;
+    }
+    t.finish()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -360,6 +391,10 @@ pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let db = open_db(g, None, &url).await?;
     let j = crate::service::jobs::request::found("job", id, db.find_job(id).await?)?;
     let mut jj = JobJson::from(&j);
+    jj.target_name = db
+        .target_names(std::slice::from_ref(&j.target_id))
+        .await?
+        .remove(&j.target_id);
     jj.waiting = waiting_for(
         &j,
         &db.list_services().await?,

@@ -251,7 +251,7 @@ pub async fn run(
             let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
             jobs::submit(&g, &cfg, &db, req, wait.wait).await
         }
-        Command::Job(JobCmd::List { limit }) => job_list(&g, limit).await,
+        Command::Job(JobCmd::List { limit, wide }) => job_list(&g, limit, wide).await,
         Command::Job(JobCmd::Show { id }) => job_show(&g, &id).await,
         Command::Job(JobCmd::Watch { id }) => {
             let cfg = load_config(&g)?;

@@ -121,6 +121,8 @@ pub struct JobJson {
     pub id: String,
     pub kind: String,
     pub target: String,
+    /// The target as the operator names it: `db-01`, or `db-01@nightly` for a snapshot.
+    pub target_name: Option<String>,
     pub backend: String,
     pub state: String,
     pub bytes_done: i64,
@@ -156,6 +158,7 @@ impl From<&JobRow> for JobJson {
             id: j.id.clone(),
             kind: j.kind.clone(),
             target: j.target_id.clone(),
+            target_name: None,
             backend: j.backend.clone(),
             state: j.state.clone(),
             bytes_done: j.bytes_done,

@@ -57,6 +57,12 @@ pub struct Config {
     pub keymap: Option<PathBuf>,
     /// The console theme: a shipped name or a theme file.
     pub theme: Option<String>,
+    /// Console mouse support (wheel scrolls, click selects); off by default so that selecting
+    /// text in an SSH terminal keeps working.
+    pub mouse: bool,
+    /// The console's columns per table (`[columns] volumes = ["name", "size"]`); the names
+    /// are checked by the console against its tables.
+    pub columns: std::collections::BTreeMap<String, Vec<String>>,
     /// Backends that will be started.
     pub backends: Vec<BackendConfig>,
     /// Enabled backends whose section is faulty: not started, shown with the reason.
@@ -294,6 +300,8 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         .filter(|s| !s.is_empty())
         .map(|s| expand_home(&s));
     let theme = service.string("theme")?.filter(|s| !s.is_empty());
+    let mouse = service.bool("mouse", false)?;
+    let columns = console_columns(path, doc)?;
 
     if doc.format == Format::CinderConf
         && let Some(conn) = doc.section("database").and_then(|s| s.get("connection"))
@@ -366,10 +374,38 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         read_only,
         keymap,
         theme,
+        mouse,
+        columns,
         backends,
         broken,
         notes,
     })
+}
+
+/// `[columns]`: each key a table, each value a list of column names.
+fn console_columns(
+    path: &Path,
+    doc: &RawDoc,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in doc.columns.iter().flat_map(|s| &s.entries) {
+        match &e.value {
+            raw::RawValue::List(names) => {
+                out.insert(e.key.clone(), names.clone());
+            }
+            _ => {
+                return Err(ConfigError::Syntax {
+                    file: path.to_path_buf(),
+                    line: Some(e.line),
+                    message: format!(
+                        "[columns] {} must be a list of column names, e.g. {} = [\"name\", \"size\"]",
+                        e.key, e.key
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// TOML: an unknown top-level key or table is fatal. cinder.conf: listed, because the same

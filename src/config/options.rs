@@ -24,6 +24,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "read_only",
     "keymap",
     "theme",
+    "mouse",
     "drain_timeout",
 ];
 

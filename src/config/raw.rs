@@ -61,8 +61,10 @@ pub struct RawDoc {
     pub default: RawSection,
     /// TOML: the `[backends.NAME]` tables. INI: every section but `DEFAULT`.
     pub sections: Vec<RawSection>,
-    /// TOML tables other than `backends` (always an error in ember's TOML).
+    /// TOML tables other than `backends` and `columns` (always an error in ember's TOML).
     pub stray_tables: Vec<(String, usize)>,
+    /// TOML: the console's `[columns]` table (`volumes = ["name", "size"]`), if written.
+    pub columns: Option<RawSection>,
 }
 
 impl RawDoc {
@@ -128,6 +130,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
     };
     let mut sections = vec![];
     let mut stray_tables = vec![];
+    let mut columns = None;
 
     fn convert(v: &DeValue<'_>) -> RawValue {
         match v {
@@ -194,6 +197,20 @@ fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
                     sections.push(section);
                 }
             }
+            DeValue::Table(t) if key.get_ref() == "columns" => {
+                columns = Some(RawSection {
+                    name: "columns".into(),
+                    line,
+                    entries: t
+                        .iter()
+                        .map(|(k, v)| RawEntry {
+                            key: k.get_ref().to_string(),
+                            value: convert(v.get_ref()),
+                            line: line_of(text, k.span().start),
+                        })
+                        .collect(),
+                });
+            }
             DeValue::Table(_) => stray_tables.push((key.get_ref().to_string(), line)),
             other => default.entries.push(RawEntry {
                 key: key.get_ref().to_string(),
@@ -209,6 +226,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
         default,
         sections,
         stray_tables,
+        columns,
     })
 }
 
@@ -308,6 +326,7 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawDoc, ConfigError> {
         default,
         sections,
         stray_tables: vec![],
+        columns: None,
     })
 }
 

@@ -55,6 +55,20 @@ impl Db {
         Ok(rows)
     }
 
+    /// Events after `after_id`, newest first, at most `limit` (the newest ones): how the
+    /// console's Events view follows the log without reading it whole each refresh.
+    pub async fn events_after(&self, after_id: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
+        sqlx::query_as::<_, EventRow>(
+            "SELECT id, at, actor, host, kind, target, message FROM events WHERE id > $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("events after"))
+    }
+
     /// The newest `limit` events of the cluster's own doings (takeovers, lost claims, services
     /// disabled, enabled or removed), newest first: what the console's Overview shows.
     pub async fn cluster_events(&self, limit: i64) -> Result<Vec<EventRow>, DbError> {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod fence;
 pub mod jobs;
 pub mod lock;
+pub mod names;
 pub mod roles;
 pub mod services;
 pub mod volumes;

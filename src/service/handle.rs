@@ -53,6 +53,11 @@ impl Handle {
         }
     }
 
+    /// Reads the database now instead of at the next push or poll (`ctrl-r`).
+    pub fn refresh(&self) {
+        self.poke.notify_one();
+    }
+
     /// Checks and enqueues a request; the snapshot refreshes at once.
     pub async fn submit(&self, req: Request) -> Result<Enqueued, JobError> {
         let out = jobs::enqueue(&self.db, &self.config, req, &current_actor()).await;

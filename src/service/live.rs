@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 
-use crate::db::{Db, DbError, JobRow};
+use crate::db::{Db, DbError, EventRow, JobRow};
 
+use super::snapshot::EventView;
 use super::view::{Interner, JobView, SnapshotView, VolumeView};
 
 /// How many finished jobs the model keeps (unfinished ones are always kept).
 pub const JOBS_KEPT: usize = 500;
+/// How many audit events the model keeps (the Events view's reach; `ember events` reads all).
+pub const EVENTS_KEPT: usize = 1000;
 
 /// A row's id as a compact key: ids are UUIDs (16 bytes instead of a 36-byte string); any
 /// other id is hashed to 128 bits.
@@ -107,8 +110,27 @@ impl<T: Keyed> Table<T> {
         true
     }
 
+    /// Replaces rows by position (before the table is published).
+    fn replace(&mut self, updates: Vec<(usize, T)>) {
+        if updates.is_empty() {
+            return;
+        }
+        let mut rows: Vec<Arc<T>> = self.rows.as_ref().clone();
+        for (i, r) in updates {
+            if let Some(slot) = rows.get_mut(i) {
+                *slot = Arc::new(r);
+            }
+        }
+        self.rows = Arc::new(rows);
+    }
+
     pub fn rows(&self) -> &Arc<Vec<Arc<T>>> {
         &self.rows
+    }
+
+    /// The row of an id, if the table has it.
+    pub fn get(&self, id: &str) -> Option<&Arc<T>> {
+        self.index.get(&key(id)).and_then(|i| self.rows.get(*i))
     }
 }
 
@@ -133,6 +155,12 @@ pub struct LiveModel {
     pub job_rows: Vec<JobRow>,
     /// The same, as the console draws them.
     pub jobs: Arc<Vec<JobView>>,
+    /// The audit log's newest events, newest first (the Events view, the Overview).
+    pub events: Arc<Vec<EventView>>,
+    /// Names of ids the tables no longer hold (deleted volumes and snapshots), learnt from the
+    /// database once; ids that are neither (a service's host) are remembered as unnamed.
+    names: HashMap<String, String>,
+    unnamed: std::collections::HashSet<String>,
 }
 
 fn active(j: &JobRow) -> bool {
@@ -163,7 +191,105 @@ impl LiveModel {
 
     fn set_jobs(&mut self, jobs: Vec<JobRow>) {
         self.job_rows = order_jobs(jobs);
-        self.jobs = Arc::new(self.job_rows.iter().map(JobView::from).collect());
+        self.jobs = Arc::new(
+            self.job_rows
+                .iter()
+                .map(|j| JobView {
+                    target_name: self.name_of(&j.target_id),
+                    ..JobView::from(j)
+                })
+                .collect(),
+        );
+    }
+
+    /// Names the parent snapshot of every clone not named yet.
+    fn name_parents(&mut self) {
+        let updates: Vec<(usize, VolumeView)> = self
+            .volumes
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.parent_name.is_none())
+            .filter_map(|(i, v)| {
+                with_parent_name(v, &self.volumes, &self.snapshots, &mut self.strings)
+                    .map(|n| (i, n))
+            })
+            .collect();
+        self.volumes.replace(updates);
+    }
+
+    /// What an operator calls a volume or snapshot id: the volume's name, or
+    /// `volume@snapshot` as `rbd` writes it.
+    pub fn name_of(&self, id: &str) -> Option<String> {
+        if let Some(v) = self.volumes.get(id) {
+            return Some(v.name.to_string());
+        }
+        if let Some(s) = self.snapshots.get(id) {
+            let of = self
+                .volumes
+                .get(&s.volume_id)
+                .map(|v| v.name.to_string())
+                .or_else(|| self.names.get(&*s.volume_id).cloned())
+                .unwrap_or_else(|| "?".into());
+            return Some(format!("{of}@{}", s.name));
+        }
+        self.names.get(id).cloned()
+    }
+
+    /// Asks the database once for the names of ids the tables do not hold.
+    async fn learn_names<'a>(
+        &mut self,
+        db: &Db,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<(), DbError> {
+        let mut missing: Vec<String> = ids
+            .filter(|id| !self.unnamed.contains(*id) && self.name_of(id).is_none())
+            .map(String::from)
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let found = db.target_names(&missing).await?;
+        for id in missing {
+            match found.get(&id) {
+                Some(n) => {
+                    self.names.insert(id, n.clone());
+                }
+                None => {
+                    self.unnamed.insert(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in events read newest first, keeping the newest [`EVENTS_KEPT`].
+    async fn add_events(&mut self, db: &Db, rows: Vec<EventRow>) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.learn_names(db, rows.iter().filter_map(|e| e.target.as_deref()))
+            .await?;
+        let mut all: Vec<EventView> = rows
+            .into_iter()
+            .map(|e| {
+                let name = e.target.as_deref().and_then(|t| self.name_of(t));
+                EventView {
+                    target_name: name,
+                    ..EventView::from(e)
+                }
+            })
+            .collect();
+        all.extend(self.events.iter().cloned());
+        all.truncate(EVENTS_KEPT);
+        self.events = Arc::new(all);
+        Ok(())
+    }
+
+    fn last_event_id(&self) -> i64 {
+        self.events.first().map_or(0, |e| e.id)
     }
 
     async fn read(&mut self, db: &Db) -> Result<Refresh, DbError> {
@@ -189,7 +315,15 @@ impl LiveModel {
             jobs.extend(recent.into_iter().filter(|j| !active(j)));
             self.volumes = Table::load(vols);
             self.snapshots = Table::load(snaps);
+            self.name_parents();
+            self.names.clear();
+            self.unnamed.clear();
+            self.learn_names(db, jobs.iter().map(|j| j.target_id.as_str()))
+                .await?;
             self.set_jobs(jobs);
+            let events = db.events_after(0, EVENTS_KEPT as i64).await?;
+            self.events = Arc::new(vec![]);
+            self.add_events(db, events).await?;
             self.cursor = Some(next);
             return Ok(Refresh {
                 full: true,
@@ -201,7 +335,7 @@ impl LiveModel {
         let jobs = db.jobs_since(cursor).await?;
         let rows_read = vols.len() + snaps.len() + jobs.len();
         let strings = &mut self.strings;
-        self.volumes.patch(
+        let changed_volumes = self.volumes.patch(
             vols.into_iter()
                 .map(|v| {
                     let gone = v.deleted_at.is_some();
@@ -212,7 +346,7 @@ impl LiveModel {
                 })
                 .collect(),
         );
-        self.snapshots.patch(
+        let changed_snapshots = self.snapshots.patch(
             snaps
                 .into_iter()
                 .map(|s| {
@@ -224,14 +358,28 @@ impl LiveModel {
                 })
                 .collect(),
         );
-        if !jobs.is_empty() {
-            let mut all: Vec<JobRow> = self
-                .job_rows
-                .iter()
+        let events = db
+            .events_after(self.last_event_id(), EVENTS_KEPT as i64)
+            .await?;
+        self.add_events(db, events).await?;
+        if changed_volumes {
+            // A clone whose parent's row came in this read (or before) is named now.
+            self.name_parents();
+        }
+        if changed_volumes || changed_snapshots {
+            // A new row may name an id that had no name before.
+            self.unnamed.clear();
+        }
+        if !jobs.is_empty() || changed_volumes || changed_snapshots {
+            // New jobs, or names of the jobs' targets may have come or gone (a deleted
+            // volume's name is then learnt from its kept row).
+            let mut all: Vec<JobRow> = std::mem::take(&mut self.job_rows)
+                .into_iter()
                 .filter(|j| !jobs.iter().any(|n| n.id == j.id))
-                .cloned()
                 .collect();
             all.extend(jobs);
+            self.learn_names(db, all.iter().map(|j| j.target_id.as_str()))
+                .await?;
             self.set_jobs(all);
         }
         self.cursor = Some(next);
@@ -240,6 +388,24 @@ impl LiveModel {
             rows_read,
         })
     }
+}
+
+/// The volume with its parent snapshot's name (`volume@snapshot`), if it is a clone whose
+/// parent the tables hold and the name is not set yet; None when nothing changes.
+fn with_parent_name(
+    v: &VolumeView,
+    volumes: &Table<VolumeView>,
+    snapshots: &Table<SnapshotView>,
+    strings: &mut Interner,
+) -> Option<VolumeView> {
+    let sid = v.source_snapshot_id.as_deref()?;
+    let s = snapshots.get(sid)?;
+    let of = volumes.get(&s.volume_id).map_or("?", |p| &p.name);
+    let name = strings.get(&format!("{of}@{}", s.name));
+    (v.parent_name.as_deref() != Some(&*name)).then(|| VolumeView {
+        parent_name: Some(name),
+        ..v.clone()
+    })
 }
 
 /// Newest first; every unfinished job, then the newest finished ones up to [`JOBS_KEPT`].

@@ -30,9 +30,14 @@ pub use super::view::{JobState, JobView, ServiceView, SnapshotView, Status, Volu
 pub struct EventView {
     pub id: i64,
     pub at: i64,
+    /// Who did it (`alice (ssh from 10.0.0.7)`, or `ember` for the service itself).
+    pub actor: String,
     pub host: Option<String>,
     /// `job_taken_over`, `job_lease_lost`, `service_disabled`...
     pub kind: String,
+    /// The id it concerns, and what the operator calls it.
+    pub target: Option<String>,
+    pub target_name: Option<String>,
     pub message: String,
 }
 
@@ -41,8 +46,11 @@ impl From<EventRow> for EventView {
         EventView {
             id: e.id,
             at: e.at,
+            actor: e.actor,
             host: e.host,
             kind: e.kind,
+            target: e.target,
+            target_name: None,
             message: e.message,
         }
     }
@@ -85,6 +93,8 @@ pub struct Snapshot {
     pub waiting: Vec<(String, String)>,
     /// Takeovers, lost claims and service maintenance across the cluster, newest first.
     pub cluster_events: Vec<EventView>,
+    /// The audit log's newest events, newest first (a table that did not change is the same Arc).
+    pub events: Arc<Vec<EventView>>,
     /// Why the last read failed, if it did (the previous data is kept).
     pub error: Option<String>,
     /// Since when reads have failed (the database's clock as last known), for "database
@@ -174,6 +184,7 @@ impl Reader {
             snap.volumes = self.model.volumes.rows().clone();
             snap.snapshots = self.model.snapshots.rows().clone();
             snap.jobs = self.model.jobs.clone();
+            snap.events = self.model.events.clone();
             snap.volume_count = snap.volumes.len() as i64;
             snap.volumes_loaded = true;
             snap.waiting = self

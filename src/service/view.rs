@@ -160,6 +160,8 @@ pub struct VolumeView {
     pub host: Option<Arc<str>>,
     /// The snapshot it is a clone of, while it is not flattened.
     pub source_snapshot_id: Option<Box<str>>,
+    /// That snapshot as the operator calls it (`volume@snapshot`), set by the live model.
+    pub parent_name: Option<Arc<str>>,
     pub clone_depth: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -176,6 +178,7 @@ impl VolumeView {
             backend: i.get(&r.backend),
             host: r.host.as_deref().map(|h| i.get(h)),
             source_snapshot_id: r.source_snapshot_id.map(Into::into),
+            parent_name: None,
             clone_depth: r.clone_depth,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -220,6 +223,8 @@ pub struct JobView {
     /// None: a kind this build does not know (written by a newer ember).
     pub kind: Option<JobKind>,
     pub target_id: String,
+    /// What the operator calls the target (`db-01`, `db-01@nightly`), when known.
+    pub target_name: Option<String>,
     pub backend: String,
     pub state: JobState,
     pub bytes_done: i64,
@@ -250,6 +255,7 @@ impl From<&JobRow> for JobView {
             id: j.id.clone(),
             kind: JobKind::parse(&j.kind),
             target_id: j.target_id.clone(),
+            target_name: None,
             backend: j.backend.clone(),
             state: JobState::parse(&j.state),
             bytes_done: j.bytes_done,
@@ -265,6 +271,10 @@ impl From<&JobRow> for JobView {
         }
     }
 }
+
+/// A heartbeat later than this (ms) is late: the reactor is being starved, a warning before
+/// the service is down.
+pub const LATE_WARN_MS: f64 = 100.0;
 
 /// A service as the console shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +306,11 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
+    /// Up, but its last heartbeat came later than [`LATE_WARN_MS`].
+    pub fn is_late(&self) -> bool {
+        self.up && self.lateness_ms.last().is_some_and(|l| *l > LATE_WARN_MS)
+    }
+
     pub fn from_row(r: &ServiceRow, state: Liveness) -> Self {
         ServiceView {
             host: r.host.clone(),

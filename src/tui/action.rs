@@ -14,6 +14,14 @@ pub enum Action {
     Jobs,
     Logs,
     Doctor,
+    /// The audit log.
+    Events,
+    /// Volumes: the selected volume's clone family.
+    Family,
+    /// Family view: go to the selected member in the Volumes view.
+    Jump,
+    /// Read the database now.
+    Refresh,
     /// Doctor view: run every check again.
     RerunDoctor,
     Up,
@@ -25,7 +33,10 @@ pub enum Action {
     Back,
     Filter,
     Detail,
+    /// Sort by the next column.
     Sort,
+    /// Reverse the sort.
+    SortReverse,
     NewVolume,
     Snapshot,
     CloneVolume,
@@ -63,6 +74,10 @@ impl Action {
             Jobs,
             Logs,
             Doctor,
+            Events,
+            Family,
+            Jump,
+            Refresh,
             RerunDoctor,
             Up,
             Down,
@@ -74,6 +89,7 @@ impl Action {
             Filter,
             Detail,
             Sort,
+            SortReverse,
             NewVolume,
             Snapshot,
             CloneVolume,

@@ -9,7 +9,7 @@ pub(crate) fn filter_words(filter: &str) -> Vec<String> {
 }
 
 /// Case-insensitive "contains" without allocating per row (names are mostly ASCII).
-fn contains_ci(hay: &str, needle: &str) -> bool {
+pub(crate) fn contains_ci(hay: &str, needle: &str) -> bool {
     needle.is_empty()
         || hay
             .as_bytes()
@@ -49,9 +49,10 @@ pub fn filter_sort(snap: &Snapshot, filter: &str, sort: usize, desc: bool) -> Ve
             1 => x.size_bytes.cmp(&y.size_bytes),
             2 => x.status.cmp(&y.status),
             3 => x.backend.cmp(&y.backend),
-            4 => x.source_snapshot_id.cmp(&y.source_snapshot_id),
+            4 => x.parent_name.cmp(&y.parent_name),
             5 => x.clone_depth.cmp(&y.clone_depth),
-            _ => x.created_at.cmp(&y.created_at),
+            6 => x.created_at.cmp(&y.created_at),
+            _ => x.id.cmp(&y.id),
         };
         if desc { o.reverse() } else { o }
     });

@@ -65,16 +65,20 @@ impl Keymap {
                 .find(|r| r.view == v && r.on == name && !(read_only && r.dangerous))
                 .map(|r| r.action)
         };
-        find(view.name()).or_else(|| find("global"))
+        find(view.name())
+            .or_else(|| view.borrows().and_then(|v| find(v.name())))
+            .or_else(|| find("global"))
     }
 
     /// Rows shown for a view: its own, then the global ones (one row per action).
     pub fn hints(&self, view: View, read_only: bool) -> Vec<&KeyRow> {
         let mut out: Vec<&KeyRow> = vec![];
+        let borrowed = view.borrows().map_or("", |v| v.name());
         for r in self
             .rows
             .iter()
             .filter(|r| r.view == view.name())
+            .chain(self.rows.iter().filter(|r| r.view == borrowed))
             .chain(self.rows.iter().filter(|r| r.view == "global"))
         {
             if read_only && r.dangerous {
@@ -99,8 +103,14 @@ impl Keymap {
 
 /// A key as the keymap spells it: a character, or `enter`, `esc`, `up`, `pagedown`...
 pub fn key_name(key: &KeyEvent) -> Option<String> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) || key.modifiers.contains(KeyModifiers::ALT) {
+    if key.modifiers.contains(KeyModifiers::ALT) {
         return None;
+    }
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return match key.code {
+            KeyCode::Char(c) => Some(format!("ctrl-{}", c.to_ascii_lowercase())),
+            _ => None,
+        };
     }
     Some(match key.code {
         KeyCode::Char(c) => c.to_string(),

@@ -6,9 +6,14 @@
 //! `App` changes state; the screen is redrawn only when something changed.
 
 pub mod action;
+pub mod columns;
 pub mod doctor;
+pub mod events;
+pub mod family;
 pub mod filter;
+pub mod jobs;
 pub mod keymap;
+pub mod nav;
 pub mod oncall;
 pub mod prompt;
 pub mod state;
@@ -45,6 +50,7 @@ fn same_picture(
     // Volumes and snapshots: a table that did not change is published as the same Arc.
     Arc::ptr_eq(&a.volumes, &b.volumes)
         && Arc::ptr_eq(&a.snapshots, &b.snapshots)
+        && Arc::ptr_eq(&a.events, &b.events)
         && a.services == b.services
         && a.backends == b.backends
         && a.jobs == b.jobs
@@ -84,6 +90,7 @@ fn dispatch(
     let (h, tx) = (handle.clone(), done_tx.clone());
     match cmd {
         Command::Quit => {}
+        Command::Refresh => h.refresh(),
         Command::Doctor => run_doctor(h, doctor_tx.clone()),
         Command::Inspection(id) => {
             let tx = holders_tx.clone();
@@ -194,12 +201,18 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
         Some(path) => keymap::Keymap::with_overrides(path).map_err(std::io::Error::other)?,
         None => keymap::Keymap::default_map(),
     };
+    let columns = columns::chosen(&handle.config.columns).map_err(std::io::Error::other)?;
     let mut app = App::new(keys, theme, handle.read_only, handle.worker, host);
+    app.columns = columns;
     app.read_only_reason = handle.read_only_reason.clone();
     app.toast = opts.notice.map(|n| (n, false));
     app.set_snapshot(handle.snapshot.borrow().clone());
 
     let mut terminal = ratatui::try_init()?;
+    let mouse = handle.config.mouse;
+    if mouse {
+        ratatui::crossterm::execute!(std::io::stdout(), event::EnableMouseCapture)?;
+    }
     let (input_tx, mut input_rx) = mpsc::unbounded_channel::<Event>();
     let stop_input = Arc::new(AtomicBool::new(false));
     let stop = stop_input.clone();
@@ -264,6 +277,9 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
         }
         if dirty {
             tui_logger::move_events();
+            if let Ok(size) = terminal.size() {
+                app.page_rows = size.height.saturating_sub(5) as usize;
+            }
             if let Err(e) = terminal.draw(|f| views::draw(f, &app, now_ms())) {
                 break Err(e);
             }
@@ -284,6 +300,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                         dirty = true;
                     }
                     Event::Resize(_, _) => dirty = true,
+                    Event::Mouse(m) if app.mouse(m) => dirty = true,
                     _ => {}
                 }
             }
@@ -321,7 +338,7 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
                 // Idle, almost nothing goes to the terminal: only views with ticking ages
                 // redraw every second; the clock shows minutes.
                 let minute = now_ms() / 60_000;
-                if matches!(app.view, state::View::Services | state::View::Jobs | state::View::Logs | state::View::Doctor) || minute != last_minute {
+                if matches!(app.view, state::View::Overview | state::View::Services | state::View::Jobs | state::View::Logs | state::View::Doctor | state::View::Events) || minute != last_minute {
                     last_minute = minute;
                     dirty = true;
                 }
@@ -329,6 +346,9 @@ pub async fn run(handle: Arc<Handle>, opts: Options, host: String) -> std::io::R
         }
     };
     stop_input.store(true, Ordering::Relaxed);
+    if mouse {
+        let _ = ratatui::crossterm::execute!(std::io::stdout(), event::DisableMouseCapture);
+    }
     ratatui::restore();
     result
 }

@@ -25,16 +25,22 @@ pub enum View {
     Jobs,
     Logs,
     Doctor,
+    /// The audit log.
+    Events,
+    /// The selected volume's clone family (k9s's xray), opened from Volumes with `x`.
+    Family,
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 8] = [
         View::Overview,
         View::Services,
         View::Volumes,
         View::Jobs,
         View::Logs,
         View::Doctor,
+        View::Events,
+        View::Family,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,10 +51,17 @@ impl View {
             View::Jobs => "jobs",
             View::Logs => "logs",
             View::Doctor => "doctor",
+            View::Events => "events",
+            View::Family => "family",
         }
     }
 
-    fn index(self) -> usize {
+    /// A view whose keys fall back to another's: the family view acts on volumes.
+    pub fn borrows(self) -> Option<View> {
+        (self == View::Family).then_some(View::Volumes)
+    }
+
+    pub(super) fn index(self) -> usize {
         View::ALL.iter().position(|v| *v == self).unwrap_or(0)
     }
 
@@ -61,6 +74,8 @@ impl View {
             "jobs" | "job" | "j" => Some(View::Jobs),
             "logs" | "log" | "l" => Some(View::Logs),
             "doctor" | "dr" | "d" => Some(View::Doctor),
+            "events" | "event" | "ev" | "e" | "audit" => Some(View::Events),
+            "family" | "xray" | "x" | "tree" => Some(View::Family),
             _ => None,
         }
     }
@@ -73,6 +88,7 @@ pub enum Mode {
     Normal,
     Help,
     Filter,
+    /// `:` typed so far, and which remembered command it shows (up/down walk the history).
     Command(String),
     Prompt(Prompt),
 }
@@ -102,13 +118,10 @@ pub enum Command {
         state: String,
         reason: Option<String>,
     },
+    /// Read the database now (`ctrl-r`), not at the next push or poll.
+    Refresh,
     Quit,
 }
-
-/// Volume table columns, for sorting.
-pub const VOLUME_COLUMNS: [&str; 7] = [
-    "name", "size", "status", "backend", "parent", "depth", "created",
-];
 
 pub struct App {
     pub view: View,
@@ -122,10 +135,27 @@ pub struct App {
     pub worker: bool,
     pub host: String,
     /// Selected row per view.
-    pub selected: [usize; 6],
+    pub selected: [usize; 8],
+    /// The Volumes view's filter and sort (a column of `columns::VOLUMES`).
     pub filter: String,
     pub sort: usize,
     pub sort_desc: bool,
+    /// The Events view's filter (`actor:`, `kind:`, `target:` or words).
+    pub event_filter: String,
+    /// The other tables' sorts, by view name (none: their natural order).
+    pub sorts: super::columns::Sorts,
+    /// The columns shown per table, from the config's `[columns]` (none: all that fit).
+    pub columns: std::collections::HashMap<&'static str, Vec<usize>>,
+    /// Views visited before this one, for `esc` (newest last).
+    pub history: Vec<View>,
+    /// `:` commands entered, oldest first, and the one the up/down keys show.
+    pub commands: Vec<String>,
+    pub command_pos: Option<usize>,
+    /// The family view's rows, and the volume it was opened on.
+    pub family: Vec<super::family::Member>,
+    pub family_of: Option<String>,
+    /// Bytes done of each running job over time (ms, bytes), for the job detail's chart.
+    pub samples: HashMap<String, Vec<(i64, i64)>>,
     /// Indices into `snap.volumes` after filter and sort; rebuilt only when they change.
     pub visible: Vec<usize>,
     visible_key: (usize, String, usize, bool),
@@ -133,6 +163,8 @@ pub struct App {
     /// The last message for the operator: (text, is_error).
     pub toast: Option<(String, bool)>,
     pub quit: bool,
+    /// Table rows on screen (for mouse clicks), set by the event loop from the terminal size.
+    pub page_rows: usize,
     /// Bytes done per job at the previous snapshot, for rates: (bytes, at ms).
     pub rates: HashMap<String, f64>,
     last_progress: HashMap<String, (i64, i64)>,
@@ -156,15 +188,25 @@ impl App {
             read_only_reason: None,
             worker,
             host,
-            selected: [0; 6],
+            selected: [0; 8],
             filter: String::new(),
             sort: 0,
             sort_desc: false,
+            event_filter: String::new(),
+            sorts: Default::default(),
+            columns: Default::default(),
+            history: vec![],
+            commands: vec![],
+            command_pos: None,
+            family: vec![],
+            family_of: None,
+            samples: HashMap::new(),
             visible: vec![],
             visible_key: (0, String::new(), usize::MAX, false),
             detail: false,
             toast: None,
             quit: false,
+            page_rows: 20,
             rates: HashMap::new(),
             last_progress: HashMap::new(),
             logs: {
@@ -191,9 +233,13 @@ impl App {
             }
             self.last_progress
                 .insert(j.id.clone(), (j.bytes_done, j.updated_at));
+            super::jobs::sample(&mut self.samples, j);
         }
+        self.samples
+            .retain(|id, _| snap.jobs.iter().any(|j| j.id == *id));
         self.snap = snap;
         self.refresh_visible();
+        self.refresh_family();
         self.clamp();
     }
 
@@ -235,10 +281,12 @@ impl App {
             View::Jobs => self.snap.jobs.len(),
             View::Logs => 0,
             View::Doctor => self.doctor.checks.len(),
+            View::Events => self.visible_events().len(),
+            View::Family => self.family.len(),
         }
     }
 
-    fn clamp(&mut self) {
+    pub(super) fn clamp(&mut self) {
         for v in View::ALL {
             let n = self.rows(v);
             let s = &mut self.selected[v.index()];
@@ -250,7 +298,15 @@ impl App {
         self.selected[view.index()]
     }
 
+    /// The volume the volume keys act on: the Volumes view's row, or in the family view the
+    /// selected member when it is a volume.
     pub fn selected_volume(&self) -> Option<&crate::service::view::VolumeView> {
+        if self.view == View::Family {
+            return self
+                .family
+                .get(self.selection(View::Family))
+                .and_then(|m| m.volume());
+        }
         self.visible
             .get(self.selection(View::Volumes))
             .and_then(|i| self.snap.volumes.get(*i))
@@ -258,7 +314,9 @@ impl App {
     }
 
     pub fn selected_job(&self) -> Option<&crate::service::view::JobView> {
-        self.snap.jobs.get(self.selection(View::Jobs))
+        self.job_order()
+            .get(self.selection(View::Jobs))
+            .and_then(|i| self.snap.jobs.get(*i))
     }
 
     fn move_by(&mut self, delta: isize) {
@@ -276,65 +334,16 @@ impl App {
                 None
             }
             Mode::Filter => {
-                match key.code {
-                    KeyCode::Esc => {
-                        self.filter.clear();
-                        self.mode = Mode::Normal;
-                    }
-                    KeyCode::Enter => self.mode = Mode::Normal,
-                    KeyCode::Backspace => {
-                        self.filter.pop();
-                    }
-                    KeyCode::Char(c) => self.filter.push(c),
-                    _ => {}
-                }
-                self.selected[View::Volumes.index()] = 0;
-                self.refresh_visible();
+                self.filter_key(key);
                 None
             }
-            Mode::Command(text) => {
-                match key.code {
-                    KeyCode::Esc => self.mode = Mode::Normal,
-                    KeyCode::Backspace => {
-                        text.pop();
-                    }
-                    KeyCode::Char(c) => text.push(c),
-                    KeyCode::Enter => {
-                        let t = text.clone();
-                        self.mode = Mode::Normal;
-                        if let Some(cmd) = super::oncall::manage_command(&t) {
-                            return cmd.map_err(|e| self.toast = Some((e, true))).ok();
-                        }
-                        match t.trim() {
-                            "q" | "quit" => return self.update(Action::Quit),
-                            other => match View::parse(other) {
-                                Some(v) => self.show(v),
-                                None => {
-                                    self.toast = Some((
-                                        format!(
-                                            "unknown command :{other} (try :volumes, :jobs, :services, :logs, :overview, :q)"
-                                        ),
-                                        true,
-                                    ))
-                                }
-                            },
-                        }
-                    }
-                    _ => {}
-                }
-                None
-            }
+            Mode::Command(_) => self.command_key(key),
             Mode::Prompt(_) => self.prompt_key(key),
             Mode::Normal => {
                 let action = self.keymap.lookup(self.view, &key, self.read_only)?;
                 self.update(action)
             }
         }
-    }
-
-    fn show(&mut self, v: View) {
-        self.view = v;
-        self.detail = false;
     }
 
     pub(super) fn ask(&mut self, kind: PromptKind, title: String, fields: &[(&str, &str)]) {
@@ -391,13 +400,22 @@ impl App {
                     return Some(Command::Quit);
                 }
             }
-            Action::Command => self.mode = Mode::Command(String::new()),
+            Action::Command => {
+                self.mode = Mode::Command(String::new());
+                self.command_pos = None;
+            }
             Action::Overview => self.show(View::Overview),
             Action::Services => self.show(View::Services),
             Action::Volumes => self.show(View::Volumes),
             Action::Jobs => self.show(View::Jobs),
             Action::Logs => self.show(View::Logs),
             Action::Doctor => self.show(View::Doctor),
+            Action::Events => self.show(View::Events),
+            Action::Family => self.open_family(),
+            Action::Refresh => {
+                self.toast = Some(("reading the database now".into(), false));
+                return Some(Command::Refresh);
+            }
             Action::RerunDoctor => return self.doctor.start(),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
@@ -407,25 +425,18 @@ impl App {
             Action::Bottom => {
                 self.selected[self.view.index()] = self.rows(self.view).saturating_sub(1)
             }
-            Action::Back => {
-                if self.detail {
-                    self.detail = false;
-                } else if !self.filter.is_empty() {
-                    self.filter.clear();
-                    self.refresh_visible();
-                } else {
-                    self.show(View::Overview);
-                }
-            }
+            Action::Back => self.back(),
             Action::Filter => self.mode = Mode::Filter,
-            Action::Detail => self.detail = self.selected_volume().is_some() && !self.detail,
-            Action::Sort => {
-                if self.sort_desc {
-                    self.sort = (self.sort + 1) % VOLUME_COLUMNS.len();
-                }
-                self.sort_desc = !self.sort_desc;
-                self.refresh_visible();
+            Action::Detail => {
+                let some = match self.view {
+                    View::Jobs => self.selected_job().is_some(),
+                    _ => self.selected_volume().is_some(),
+                };
+                self.detail = some && !self.detail;
             }
+            Action::Jump => self.jump_to_member(),
+            Action::Sort => self.sort_next(false),
+            Action::SortReverse => self.sort_next(true),
             Action::NewVolume => {
                 let backend = self
                     .snap

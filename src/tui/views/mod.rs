@@ -3,6 +3,8 @@
 //! (help, prompts) are here.
 
 mod doctor;
+mod events;
+mod family;
 mod jobs;
 mod overview;
 mod services;
@@ -34,6 +36,8 @@ pub fn draw(frame: &mut Frame, app: &App, now_ms: i64) {
         View::Jobs => jobs::draw(frame, app, body, now_ms),
         View::Logs => draw_logs(frame, app, body),
         View::Doctor => doctor::draw(frame, app, body, now_ms),
+        View::Events => events::draw(frame, app, body, now_ms),
+        View::Family => family::draw(frame, app, body),
     }
     draw_footer(frame, app, footer);
     match &app.mode {
@@ -46,8 +50,20 @@ pub fn draw(frame: &mut Frame, app: &App, now_ms: i64) {
 fn draw_header(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     let t = &app.theme;
     let mut spans = vec![Span::raw(" ember "), Span::raw("│ ")];
-    for v in View::ALL {
-        let label = format!("{} ", v.name());
+    // The family view is a view of one volume: a tab only while it is open. A narrow
+    // terminal shows the other views by their number keys.
+    let narrow = area.width < 110;
+    for (i, v) in View::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| *v != View::Family || app.view == View::Family)
+    {
+        let label = match (v == app.view, narrow) {
+            (true, _) if v == View::Family => format!("{} ", v.name()),
+            (true, true) => format!("{} {} ", i + 1, v.name()),
+            (false, true) => format!("{} ", i + 1),
+            _ => format!("{} ", v.name()),
+        };
         spans.push(if v == app.view {
             Span::styled(label, t.header.add_modifier(Modifier::UNDERLINED))
         } else {
@@ -97,7 +113,7 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     let line = match &app.mode {
         Mode::Filter => Line::from(vec![
             Span::styled("/", t.accent),
-            Span::raw(app.filter.clone()),
+            Span::raw(app.filter_text().to_string()),
             Span::styled("█", t.accent),
             Span::styled("  enter keep · esc clear", t.dim),
         ]),
@@ -269,19 +285,18 @@ pub fn sparkline(values: &[f64], width: usize) -> String {
         .collect()
 }
 
-/// A table column: title, width (0: takes what is left), and whether it stays on a narrow
-/// terminal. Columns that do not fit are dropped from the least important, so 80 columns
-/// shows fewer columns rather than truncating every one of them.
-pub struct Col {
-    pub title: &'static str,
-    pub width: u16,
-    pub keep: bool,
-}
+pub use crate::tui::columns::Col;
 
-/// Which columns fit in `width` (indices), and their constraints.
-pub fn fit(cols: &[Col], width: u16) -> (Vec<usize>, Vec<Constraint>) {
-    let mut shown: Vec<usize> = (0..cols.len()).collect();
-    let need = |s: &[usize]| s.iter().map(|i| cols[*i].width.max(8) + 1).sum::<u16>() + 2;
+/// Which of `order` (column indices, the config's choice or all) fit in `width`, and their
+/// constraints: the rightmost columns a narrow terminal may drop go first.
+pub fn fit(cols: &[Col], order: &[usize], width: u16) -> (Vec<usize>, Vec<Constraint>) {
+    let mut shown: Vec<usize> = order.iter().copied().filter(|i| *i < cols.len()).collect();
+    let need = |s: &[usize]| {
+        s.iter()
+            .map(|i| if cols[*i].width == 0 { 8 } else { cols[*i].width } + 1)
+            .sum::<u16>()
+            + 2
+    };
     while need(&shown) > width {
         match shown.iter().rposition(|i| !cols[*i].keep) {
             Some(p) => {
@@ -301,6 +316,25 @@ pub fn fit(cols: &[Col], width: u16) -> (Vec<usize>, Vec<Constraint>) {
         })
         .collect();
     (shown, constraints)
+}
+
+/// The header cells of the shown columns, the sorted one marked ▲ or ▼.
+pub fn headers(app: &App, view: View, shown: &[usize]) -> Vec<String> {
+    let cols = crate::tui::columns::of(view);
+    let sort = app.sort_of(view);
+    shown
+        .iter()
+        .filter_map(|i| cols.get(*i).map(|c| (*i, c)))
+        .map(|(i, c)| match sort {
+            Some(s) if s.col == i => format!("{}{}", c.title, if s.desc { "▼" } else { "▲" }),
+            _ => c.title.to_string(),
+        })
+        .collect()
+}
+
+/// A table view's columns that fit: the config's choice (or all), narrowed to the width.
+pub fn fit_view(app: &App, view: View, width: u16) -> (Vec<usize>, Vec<Constraint>) {
+    fit(crate::tui::columns::of(view), &app.columns_of(view), width)
 }
 
 /// Keeps only the shown cells of a row.

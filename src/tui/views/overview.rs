@@ -1,136 +1,82 @@
-//! Overview: the on-call first screen. Backends with capacity gauges, services up/down, jobs
-//! running, and what is wrong right now.
+//! Overview: the on-call front page. What is wrong comes first and in colour (services down
+//! or late, failing checks, recent failed jobs, jobs waiting for a dead host, takeovers), or
+//! one green line when all is well; then one line per backend (services, heartbeat pulse,
+//! capacity), the running and queued jobs with bars and ETAs, and the latest audit events.
 
-use crate::service::view::JobState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph};
 
+use crate::service::snapshot::BackendView;
 use crate::service::units::{age, human_bytes};
+use crate::service::view::JobState;
+use crate::tui::columns::{eta_secs, job_rate};
 use crate::tui::state::App;
 
-pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
-    let t = &app.theme;
-    let snap = &app.snap;
-    let n = snap.backends.len().max(1) as u16;
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(n * 2 + 2), Constraint::Min(3)]).areas(area);
-    let block = Block::default()
-        .title(" backends ")
-        .borders(Borders::ALL)
-        .border_style(t.border);
-    let inner = block.inner(top);
-    frame.render_widget(block, top);
-    let rows = Layout::vertical(vec![Constraint::Length(2); snap.backends.len()]).split(inner);
-    for (b, row) in snap.backends.iter().zip(rows.iter()) {
-        let [label, gauge] =
-            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(*row);
-        let state = if b.up > 0 {
-            Span::styled(format!("{} up", b.up), t.ok)
-        } else if b.starting > 0 {
-            Span::styled("starting", t.warn)
-        } else {
-            Span::styled("DOWN", t.error)
-        };
-        let mut spans = vec![
-            Span::styled(format!("{:<12}", b.name), t.text),
-            Span::styled(format!("{:<6}", b.driver), t.dim),
-            state,
-        ];
-        if b.down > 0 && b.up > 0 {
-            spans.push(Span::styled(format!(", {} down", b.down), t.warn));
-        }
-        if let (Some(total), Some(prov)) = (b.total_bytes, b.provisioned_bytes) {
-            let ratio = if total > 0 {
-                prov as f64 / total as f64
-            } else {
-                0.0
-            };
-            let style = match b.max_over_subscription_ratio {
-                Some(max) if ratio > max => t.error,
-                _ => t.dim,
-            };
-            spans.push(Span::styled(
-                format!(
-                    "   provisioned {} ({ratio:.2}x of total)",
-                    human_bytes(prov)
-                ),
-                style,
-            ));
-        }
-        if let Some(e) = &b.error {
-            spans.push(Span::styled(format!("   {e}"), t.error));
-        }
-        frame.render_widget(Paragraph::new(Line::from(spans)), label);
-        match (b.total_bytes, b.free_bytes) {
-            (Some(total), Some(free)) if total > 0 => {
-                let used = total - free;
-                let ratio = (used as f64 / total as f64).clamp(0.0, 1.0);
-                let color = if ratio > 0.9 {
-                    t.error
-                } else if ratio > 0.8 {
-                    t.warn
-                } else {
-                    Style::new().fg(t.gauge)
-                };
-                let g = Gauge::default()
-                    .gauge_style(color)
-                    .ratio(ratio)
-                    .label(format!(
-                        "used {} of {} ({:.0}%), free {}",
-                        human_bytes(used),
-                        human_bytes(total),
-                        ratio * 100.0,
-                        human_bytes(free)
-                    ));
-                frame.render_widget(g, gauge);
-            }
-            _ => frame.render_widget(
-                Paragraph::new(Span::styled("capacity unknown", t.dim)),
-                gauge,
-            ),
-        }
-    }
+/// Failed jobs younger than this count as trouble on the front page.
+const RECENT_FAILURE_MS: i64 = 24 * 3_600_000;
+/// Takeovers and lost claims younger than this are shown.
+const RECENT_TAKEOVER_MS: i64 = 3_600_000;
 
-    // What is wrong, newest first: down services, failed jobs.
-    let mut lines = vec![];
-    let running = snap
-        .jobs
+fn boxed<'a>(app: &App, title: String, lines: Vec<Line<'a>>) -> Paragraph<'a> {
+    Paragraph::new(lines).block(
+        Block::default()
+            .title(title)
+            .borders(Borders::ALL)
+            .border_style(app.theme.border),
+    )
+}
+
+pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
+    let found = trouble(app, now_ms);
+    let wrong = found.len();
+    let trouble = trouble_lines(app, found);
+    let backends = backend_lines(app, now_ms, area.width);
+    let jobs = job_lines(app);
+    let h = area.height;
+    // What is wrong gets up to half the screen (wrapped: a fix is never cut off); backends
+    // always show; jobs a few lines; the events take the rest.
+    let inner_w = area.width.saturating_sub(2).max(1) as usize;
+    let wrapped: usize = trouble
         .iter()
-        .filter(|j| j.state == JobState::Running)
-        .count();
-    let queued = snap
-        .jobs
-        .iter()
-        .filter(|j| j.state == JobState::Queued)
-        .count();
-    let up = snap.services.iter().filter(|s| s.up).count();
-    let starting = snap.services.iter().filter(|s| s.starting).count();
-    let down = snap.services.len() - up - starting;
-    let starting_text = if starting > 0 {
-        format!(", {starting} starting")
+        .map(|l| l.width().div_ceil(inner_w).max(1))
+        .sum();
+    let trouble_h = (wrapped as u16 + 2).min((h / 2).max(3));
+    let backends_h = (backends.len() as u16 + 2).min(h / 3).max(3);
+    let jobs_h = (jobs.len().max(1) as u16 + 2).min(8);
+    let [a, b, c, d] = Layout::vertical([
+        Constraint::Length(trouble_h),
+        Constraint::Length(backends_h),
+        Constraint::Length(jobs_h),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let title = if wrong > 0 {
+        format!(" now: {wrong} thing(s) wrong ")
     } else {
-        String::new()
+        " now ".into()
     };
-    lines.push(Line::from(vec![
-        Span::styled(
-            format!("services {up} up{starting_text}, {down} down"),
-            if up < snap.services.len() {
-                t.warn
-            } else {
-                t.ok
-            },
-        ),
-        Span::styled(
-            format!(
-                "   jobs {running} running, {queued} queued   volumes {}",
-                snap.volume_count
-            ),
-            t.text,
-        ),
-    ]));
+    frame.render_widget(
+        boxed(app, title, trouble).wrap(ratatui::widgets::Wrap { trim: false }),
+        a,
+    );
+    frame.render_widget(boxed(app, " backends ".into(), backends), b);
+    let active = app.snap.jobs.iter().filter(|j| j.state.is_active()).count();
+    let jobs_title = if active > jobs_h as usize - 2 {
+        format!(" jobs: {active} running or queued (4 lists all) ")
+    } else {
+        " jobs ".into()
+    };
+    frame.render_widget(boxed(app, jobs_title, jobs), c);
+    let events = event_lines(app, now_ms, d.height.saturating_sub(2) as usize);
+    frame.render_widget(boxed(app, " latest events (7 for all) ".into(), events), d);
+}
+
+/// (line, is an error rather than a warning), most urgent first.
+fn trouble(app: &App, now_ms: i64) -> Vec<(String, bool)> {
+    let snap = &app.snap;
+    let mut out = vec![];
     for s in snap.services.iter().filter(|s| !s.up && !s.starting) {
         let since = s
             .updated_at
@@ -143,93 +89,300 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 "no heartbeat".into()
             }
         });
-        lines.push(Line::from(Span::styled(
-            format!("DOWN {}: {why} ({since})", s.host),
-            if s.stopped { t.dim } else { t.error },
-        )));
+        out.push((format!("DOWN {}: {why} ({since})", s.host), !s.stopped));
     }
-    // What the doctor found failing: cause and fix on one line each, no navigation needed.
-    // (Service checks are left out: the DOWN lines above already say the same.)
+    for s in snap.services.iter().filter(|s| s.is_late()) {
+        out.push((
+            format!(
+                "LATE {}: last heartbeat {:.0} ms late (the reactor is starved)",
+                s.host,
+                s.lateness_ms.last().copied().unwrap_or(0.0)
+            ),
+            false,
+        ));
+    }
+    // The doctor's failing checks (service checks: the DOWN lines already say it).
     for c in app.doctor.failing().filter(|c| c.check != "service") {
-        let mut spans = vec![Span::styled(
-            format!("FAIL {} {}: {}", c.scope, c.check, c.summary),
-            t.error,
-        )];
-        if let Some(fix) = &c.fix {
-            spans.push(Span::styled(format!(" → fix: {fix}"), t.text));
-        }
-        lines.push(Line::from(spans));
-    }
-    let warns = app.doctor.count(crate::service::handle::Status::Warn);
-    if warns > 0 {
-        lines.push(Line::from(Span::styled(
-            format!("doctor: {warns} warning(s), see the doctor view (6)"),
-            t.warn,
-        )));
-    }
-    if app.doctor.running && app.doctor.checks.is_empty() {
-        lines.push(Line::from(Span::styled("doctor: checks running...", t.dim)));
+        let fix = c
+            .fix
+            .as_ref()
+            .map(|f| format!(" → fix: {f}"))
+            .unwrap_or_default();
+        out.push((
+            format!("FAIL {} {}: {}{fix}", c.scope, c.check, c.summary),
+            true,
+        ));
     }
     for j in snap
         .jobs
         .iter()
         .filter(|j| j.state == JobState::Failed)
-        .take(5)
+        .filter(|j| now_ms - j.finished_at.unwrap_or(j.updated_at) < RECENT_FAILURE_MS)
+        .take(3)
     {
-        lines.push(Line::from(Span::styled(
+        out.push((
             format!(
-                "FAILED {} job {}: {}",
+                "FAILED {} {} {} ago: {}",
                 j.kind_name(),
-                &j.id[..8.min(j.id.len())],
+                super::jobs::target(j),
+                age((now_ms - j.finished_at.unwrap_or(j.updated_at)) as f64 / 1000.0),
                 j.error.clone().unwrap_or_default()
             ),
-            t.error,
-        )));
+            true,
+        ));
     }
-    // Jobs only a dead host may run, and what the cluster did about dead members.
     for (id, why) in &snap.waiting {
-        lines.push(Line::from(Span::styled(
-            format!("WAITING job {}: {why}", &id[..8.min(id.len())]),
-            t.warn,
-        )));
+        let name = snap
+            .jobs
+            .iter()
+            .find(|j| j.id == *id)
+            .map(super::jobs::target)
+            .unwrap_or_else(|| id[..8.min(id.len())].to_string());
+        out.push((format!("WAITING job on {name}: {why}"), false));
     }
     for e in snap
         .cluster_events
         .iter()
         .filter(|e| e.kind == "job_taken_over" || e.kind == "job_lease_lost")
-        .filter(|e| now_ms - e.at < 3_600_000)
+        .filter(|e| now_ms - e.at < RECENT_TAKEOVER_MS)
     {
         let what = if e.kind == "job_taken_over" {
             "TAKEOVER"
         } else {
             "FENCED"
         };
-        lines.push(Line::from(Span::styled(
+        out.push((
             format!(
                 "{what} {} ago: {}",
                 age((now_ms - e.at) as f64 / 1000.0),
                 e.message
             ),
+            false,
+        ));
+    }
+    out
+}
+
+fn trouble_lines(app: &App, found: Vec<(String, bool)>) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines: Vec<Line> = found
+        .into_iter()
+        .map(|(l, err)| Line::from(Span::styled(l, if err { t.error } else { t.warn })))
+        .collect();
+    let warns = app.doctor.count(crate::service::handle::Status::Warn);
+    if lines.is_empty() {
+        let up = app.snap.services.iter().filter(|s| s.up).count();
+        let doctor = if app.doctor.running && app.doctor.checks.is_empty() {
+            "doctor checks running".to_string()
+        } else if app.doctor.finished_at.is_some() && warns == 0 {
+            "doctor: all checks pass".to_string()
+        } else if warns > 0 {
+            format!("doctor: {warns} warning(s), see 6")
+        } else {
+            "doctor not run yet".to_string()
+        };
+        lines.push(Line::from(Span::styled(
+            format!(
+                "all well: {up} service(s) up and on time, no failed job in 24 h, {doctor}; {} volumes",
+                app.snap.volume_count
+            ),
+            t.ok,
+        )));
+    } else if warns > 0 {
+        lines.push(Line::from(Span::styled(
+            format!("doctor: {warns} warning(s), see the doctor view (6)"),
             t.warn,
         )));
     }
-    if lines.len() == 1 {
-        lines.push(Line::from(Span::styled(
-            if app.doctor.finished_at.is_some() {
-                "nothing is wrong (doctor: all checks pass)"
-            } else {
-                "nothing is wrong"
-            },
-            t.ok,
-        )));
+    lines
+}
+
+/// One line per backend: name, driver, services up/late/down, the heartbeat pulse of its
+/// latest service (lateness sparkline, age), and capacity used / provisioned / total.
+fn backend_lines(app: &App, now_ms: i64, width: u16) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines = vec![];
+    let wide = width >= 110;
+    for b in &app.snap.backends {
+        let svcs: Vec<_> = app
+            .snap
+            .services
+            .iter()
+            .filter(|s| s.backend == b.name)
+            .collect();
+        let late = svcs.iter().filter(|s| s.is_late()).count();
+        let mut spans = vec![
+            Span::styled(format!("{:<10}", b.name), t.text),
+            Span::styled(format!("{:<5}", b.driver), t.dim),
+        ];
+        let state = if b.up == 0 && b.starting > 0 {
+            Span::styled(format!("{:<16}", "starting"), t.warn)
+        } else if b.up == 0 {
+            Span::styled(format!("{:<16}", "DOWN"), t.error)
+        } else {
+            let text = format!("{} up {} late {} down", b.up - late, late, b.down);
+            let style = if b.down > 0 || late > 0 { t.warn } else { t.ok };
+            Span::styled(format!("{text:<16}"), style)
+        };
+        spans.push(state);
+        // The pulse: the service that heartbeated last.
+        if let Some(s) = svcs.iter().filter(|s| s.up).max_by_key(|s| s.updated_at) {
+            let style = if s.is_late() { t.warn } else { t.dim };
+            spans.push(Span::styled(
+                format!(
+                    " {} ",
+                    super::sparkline(&s.lateness_ms, if wide { 12 } else { 6 })
+                ),
+                style,
+            ));
+            spans.push(Span::styled(
+                format!(
+                    "{:>4} ",
+                    s.updated_at
+                        .map(|u| age((now_ms - u) as f64 / 1000.0))
+                        .unwrap_or_default()
+                ),
+                t.dim,
+            ));
+        }
+        spans.extend(capacity(app, b, wide));
+        if let Some(e) = &b.error {
+            spans.push(Span::styled(format!(" {e}"), t.error));
+        }
+        lines.push(Line::from(spans));
     }
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
-            Block::default()
-                .title(" now ")
-                .borders(Borders::ALL)
-                .border_style(t.border),
+    lines
+}
+
+fn capacity(app: &App, b: &BackendView, wide: bool) -> Vec<Span<'static>> {
+    let t = &app.theme;
+    let (Some(total), Some(free)) = (b.total_bytes, b.free_bytes) else {
+        return vec![Span::styled(" capacity unknown", t.dim)];
+    };
+    let used = total - free;
+    let ratio = if total > 0 {
+        (used as f64 / total as f64).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let style = if ratio > 0.9 {
+        t.error
+    } else if ratio > 0.8 {
+        t.warn
+    } else {
+        t.text
+    };
+    let mut out = vec![];
+    if wide {
+        let n = 10;
+        let filled = (ratio * n as f64).round() as usize;
+        out.push(Span::styled(
+            format!(" [{}{}]", "█".repeat(filled), "·".repeat(n - filled)),
+            style,
+        ));
+    }
+    out.push(Span::styled(
+        format!(
+            " used {} {:.0}% of {}",
+            human_bytes(used),
+            ratio * 100.0,
+            human_bytes(total)
         ),
-        bottom,
-    );
+        style,
+    ));
+    if let Some(prov) = b.provisioned_bytes {
+        let over = if total > 0 {
+            prov as f64 / total as f64
+        } else {
+            0.0
+        };
+        let style = match b.max_over_subscription_ratio {
+            Some(max) if over > max => t.error,
+            _ => t.dim,
+        };
+        out.push(Span::styled(
+            format!(", prov {} ({over:.2}x)", human_bytes(prov)),
+            style,
+        ));
+    }
+    out
+}
+
+/// Running jobs first (with bar, rate and ETA where bytes move), then queued ones.
+fn job_lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut jobs: Vec<_> = app
+        .snap
+        .jobs
+        .iter()
+        .filter(|j| j.state.is_active())
+        .collect();
+    jobs.sort_by_key(|j| (j.state != JobState::Running, j.created_at));
+    let mut lines: Vec<Line> = jobs
+        .iter()
+        .map(|j| {
+            let rate = job_rate(j, app.rates.get(&j.id).copied());
+            let mut spans = vec![
+                Span::styled(
+                    format!("{:<8}", j.state.as_str()),
+                    if j.state == JobState::Running {
+                        t.accent
+                    } else {
+                        t.dim
+                    },
+                ),
+                Span::styled(format!("{:<10} ", j.kind_name()), t.text),
+                Span::styled(format!("{:<24} ", super::jobs::target(j)), t.text),
+                Span::styled(super::jobs::progress_cell(j), t.accent),
+            ];
+            if let Some(r) = rate {
+                spans.push(Span::styled(format!(" {}/s", human_bytes(r as i64)), t.dim));
+            }
+            if let Some(e) = eta_secs(j, rate) {
+                spans.push(Span::styled(format!(" eta {}", age(e)), t.text));
+            }
+            let host = j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default();
+            spans.push(Span::styled(format!("  {host}"), t.dim));
+            Line::from(spans)
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled("no job running or queued", t.dim)));
+    }
+    lines
+}
+
+fn event_lines(app: &App, now_ms: i64, n: usize) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines: Vec<Line> = app
+        .snap
+        .events
+        .iter()
+        .take(n)
+        .map(|e| {
+            let target = e
+                .target_name
+                .clone()
+                .or_else(|| {
+                    e.target
+                        .as_ref()
+                        .map(|id| id[..8.min(id.len())].to_string())
+                })
+                .unwrap_or_default();
+            Line::from(vec![
+                Span::styled(
+                    format!("{:>4} ago ", age((now_ms - e.at) as f64 / 1000.0)),
+                    t.dim,
+                ),
+                Span::styled(format!("{:<18} ", e.kind), t.accent),
+                Span::styled(format!("{target:<16} "), t.text),
+                Span::styled(format!("{}: ", super::jobs::short_actor(&e.actor)), t.dim),
+                Span::styled(e.message.clone(), t.text),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled("no events yet", t.dim)));
+    }
+    lines
 }

@@ -11,53 +11,9 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
 use crate::service::jobs::retry::{ErrorFacts, explain_error};
 use crate::service::units::{human_bytes, rfc3339};
 use crate::service::view::{Purpose, VolumeView};
-use crate::tui::state::{App, VOLUME_COLUMNS, View};
+use crate::tui::state::{App, View};
 
-use super::{Col, fit, pick};
-
-/// `id` then `VOLUME_COLUMNS` (the sortable ones).
-const COLS: [Col; 8] = [
-    Col {
-        title: "id",
-        width: 8,
-        keep: true,
-    },
-    Col {
-        title: "name",
-        width: 0,
-        keep: true,
-    },
-    Col {
-        title: "size",
-        width: 10,
-        keep: true,
-    },
-    Col {
-        title: "status",
-        width: 14,
-        keep: true,
-    },
-    Col {
-        title: "backend",
-        width: 8,
-        keep: false,
-    },
-    Col {
-        title: "parent",
-        width: 8,
-        keep: false,
-    },
-    Col {
-        title: "depth",
-        width: 5,
-        keep: false,
-    },
-    Col {
-        title: "created",
-        width: 20,
-        keep: false,
-    },
-];
+use super::{fit_view, headers, pick};
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let (table_area, detail_area) = if app.detail {
@@ -75,7 +31,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
 fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let (shown, widths) = fit(&COLS, area.width);
+    let (shown, widths) = fit_view(app, View::Volumes, area.width);
     let page = (area.height as usize).saturating_sub(3).max(1);
     let sel = app.selection(View::Volumes);
     let offset = sel.saturating_sub(page - 1);
@@ -94,31 +50,22 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
             };
             Row::new(pick(
                 vec![
-                    Cell::from(v.id[..8.min(v.id.len())].to_string()),
                     Cell::from(&*v.name),
                     Cell::from(human_bytes(v.size_bytes)),
                     Cell::from(Span::styled(v.status.as_str(), status)),
                     Cell::from(&*v.backend),
-                    Cell::from(
-                        v.source_snapshot_id
-                            .as_deref()
-                            .map(|p| p[..8.min(p.len())].to_string())
-                            .unwrap_or_default(),
-                    ),
+                    Cell::from(match (&v.parent_name, &v.source_snapshot_id) {
+                        (Some(n), _) => n.to_string(),
+                        (None, Some(p)) => p[..8.min(p.len())].to_string(),
+                        (None, None) => String::new(),
+                    }),
                     Cell::from(v.clone_depth.to_string()),
                     Cell::from(rfc3339(v.created_at)),
+                    Cell::from(v.id[..8.min(v.id.len())].to_string()),
                 ],
                 &shown,
             ))
         });
-    let mut header: Vec<String> = vec!["id".into()];
-    for (i, c) in VOLUME_COLUMNS.iter().enumerate() {
-        header.push(if i == app.sort {
-            format!("{c}{}", if app.sort_desc { "▼" } else { "▲" })
-        } else {
-            c.to_string()
-        });
-    }
     let filter = if app.filter.is_empty() {
         String::new()
     } else {
@@ -139,7 +86,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         t,
         rows,
         widths,
-        pick(header, &shown),
+        headers(app, View::Volumes, &shown),
         title,
         sel - offset,
     );
