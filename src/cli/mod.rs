@@ -333,8 +333,11 @@ async fn serve(g: &Global) -> anyhow::Result<ExitCode> {
     tracing::info!(database = %db.display_url, backends = cfg.backends.len(), "starting");
     let cancel = tokio_util::sync::CancellationToken::new();
     let drain = cfg.drain_timeout;
+    crate::service::systemd::check_watchdog(cfg.report_interval);
     let services = Services::start(cfg, db, cancel.clone()).await?;
+    crate::service::systemd::notify_ready_after(services.backends.clone());
     shutdown_signal().await;
+    crate::service::systemd::stopping();
     services.shutdown(drain).await;
     Ok(ExitCode::SUCCESS)
 }

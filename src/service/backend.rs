@@ -108,6 +108,9 @@ pub struct BackendService {
     pub board: Arc<super::progress::ProgressBoard>,
     /// Woken when new jobs may be waiting (a notification), so the runner claims at once.
     pub wake: tokio::sync::Notify,
+    /// Cancelled when the first setup check has finished, whatever it found (systemd's READY
+    /// waits for every backend's).
+    pub setup_done: tokio_util::sync::CancellationToken,
 }
 
 impl BackendService {
@@ -254,6 +257,7 @@ impl BackendService {
                 t = ticker.tick() => t,
             };
             let late = Instant::now().saturating_duration_since(scheduled);
+            super::systemd::feed_watchdog();
             let encoded = {
                 let mut l = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
                 l.record(late);
@@ -420,6 +424,7 @@ impl BackendService {
         if let Err(e) = db.set_service_ready(self.row_id).await {
             warn!(backend = %self.name, "first setup check not recorded: {e}");
         }
+        self.setup_done.cancel();
     }
 
     /// Deferred deletion: removes hidden images that nothing reads from any more.
@@ -515,5 +520,6 @@ pub fn new_backend(
         running: Mutex::default(),
         board,
         wake: tokio::sync::Notify::new(),
+        setup_done: tokio_util::sync::CancellationToken::new(),
     })
 }

@@ -21,6 +21,7 @@ pub mod pool;
 pub mod progress;
 pub mod reconcile;
 pub mod snapshot;
+pub mod systemd;
 pub mod takeover;
 pub mod units;
 pub mod view;
