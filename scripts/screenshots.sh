@@ -124,12 +124,13 @@ $C osd set noout >/dev/null 2>&1
 for _ in $(seq 100); do $C health 2>/dev/null | grep -q full && break; sleep 0.2; done
 sleep 3
 
+aha_bg=--black
 shot() {  # shot NAME KEYS...
   local name=$1; shift
   for k in "$@"; do tmux send-keys -t $session "$k"; sleep 0.4; done
   sleep 1
   tmux capture-pane -e -N -p -t $session > "$dir/$name.ansi"
-  aha --black --title "$name" < "$dir/$name.ansi" > "$dir/$name.html"
+  aha $aha_bg --title "$name" < "$dir/$name.ansi" > "$dir/$name.html"
   sed -i 's|<pre>|<pre style="font-family: DejaVu Sans Mono, monospace; font-size: 14px; line-height: 17px; margin: 0; padding: 6px">|' "$dir/$name.html"
   chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --user-data-dir="$dir/chrome" \
@@ -163,4 +164,17 @@ tmux send-keys -t $session Escape; sleep 0.3
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session 6; sleep 0.3
 tmux send-keys -t $session r; sleep 4
 shot doctor G
+# The throttled flatten of db-clone: its detail with the throughput chart and ETA.
+shot job-detail 4 : "sort state" Enter g Enter
+# vm-image's clone family (vm-01 is a clone of its snapshot golden), and the audit log.
+shot family Escape 3 / vm-image Enter x
+shot events 7
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y
+# The light theme, from a console attached to the same database.
+tmux kill-session -t $session 2>/dev/null || true
+tmux new-session -d -s $session -x 120 -y 36 "$E --attach --theme light"
+sleep 4
+aha_bg=""
+shot overview-light 1
+shot events-light 7
+tmux send-keys -t $session q

@@ -18,15 +18,33 @@ pub struct Col {
     pub title: &'static str,
     pub width: u16,
     pub keep: bool,
+    /// For the column that takes what is left (width 0): the least it needs, so that the
+    /// droppable columns go before it is squeezed below this.
+    pub min: u16,
 }
 
 const fn col(title: &'static str, width: u16, keep: bool) -> Col {
-    Col { title, width, keep }
+    Col {
+        title,
+        width,
+        keep,
+        min: 8,
+    }
+}
+
+/// The column that takes the rest of the row, needing at least `min`.
+const fn flex(title: &'static str, min: u16) -> Col {
+    Col {
+        title,
+        width: 0,
+        keep: true,
+        min,
+    }
 }
 
 /// Volumes: the order the filter's sort indices follow (see `tui::filter`).
 pub const VOLUMES: [Col; 8] = [
-    col("name", 0, true),
+    flex("name", 16),
     col("size", 10, true),
     col("status", 14, true),
     col("backend", 8, false),
@@ -51,7 +69,7 @@ pub const JOBS: [Col; 12] = [
     col("started", 8, false),
     col("took", 6, false),
     col("backend", 8, false),
-    col("error", 0, true),
+    flex("error", 8),
 ];
 
 pub const SERVICES: [Col; 9] = [
@@ -63,18 +81,19 @@ pub const SERVICES: [Col; 9] = [
     col("state", 5, true),
     col("heartbeat", 10, true),
     col("lateness", 36, true),
-    col("reason", 0, true),
+    flex("reason", 8),
 ];
 
-/// Events: newest first; `at` is the time of day, `ago` how long since.
+/// Events: newest first; `at` is the date and time, `ago` how long since. The message keeps
+/// room to be read: actor, host and ago go first on a narrow terminal.
 pub const EVENTS: [Col; 7] = [
-    col("at", 19, true),
-    col("actor", 18, false),
-    col("host", 18, false),
-    col("kind", 18, true),
-    col("target", 20, true),
-    col("message", 0, true),
+    col("at", 14, true),
+    col("kind", 17, true),
+    col("target", 19, true),
+    flex("message", 24),
+    col("actor", 16, false),
     col("ago", 8, false),
+    col("host", 16, false),
 ];
 
 /// The columns of a view's table (none for views without one).

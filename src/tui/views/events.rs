@@ -30,7 +30,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         .filter_map(|i| app.snap.events.get(*i))
         .map(|e| {
             let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(e.at)
-                .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                .map(|d| d.format("%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
             let target = e
                 .target_name
@@ -40,15 +40,15 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             Row::new(pick(
                 vec![
                     Cell::from(at),
-                    Cell::from(super::jobs::short_actor(&e.actor)),
-                    Cell::from(e.host.clone().unwrap_or_default()),
                     Cell::from(Span::styled(
                         e.kind.clone(),
                         if alarming(&e.kind) { t.warn } else { t.accent },
                     )),
                     Cell::from(target),
                     Cell::from(e.message.clone()),
+                    Cell::from(super::jobs::short_actor(&e.actor)),
                     Cell::from(format!("{} ago", age((now_ms - e.at) as f64 / 1000.0))),
+                    Cell::from(e.host.clone().unwrap_or_default()),
                 ],
                 &shown,
             ))

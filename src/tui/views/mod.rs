@@ -293,7 +293,7 @@ pub fn fit(cols: &[Col], order: &[usize], width: u16) -> (Vec<usize>, Vec<Constr
     let mut shown: Vec<usize> = order.iter().copied().filter(|i| *i < cols.len()).collect();
     let need = |s: &[usize]| {
         s.iter()
-            .map(|i| if cols[*i].width == 0 { 8 } else { cols[*i].width } + 1)
+            .map(|i| if cols[*i].width == 0 { cols[*i].min } else { cols[*i].width } + 1)
             .sum::<u16>()
             + 2
     };
@@ -309,7 +309,7 @@ pub fn fit(cols: &[Col], order: &[usize], width: u16) -> (Vec<usize>, Vec<Constr
         .iter()
         .map(|i| {
             if cols[*i].width == 0 {
-                Constraint::Min(8)
+                Constraint::Min(cols[*i].min)
             } else {
                 Constraint::Length(cols[*i].width)
             }
