@@ -9,6 +9,8 @@ use ember::cli::{
 };
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash ember -- ...`) is answered and exits here.
+    ember::cli::complete::answer_if_asked();
     let parsed = match parse_args(std::env::args_os()) {
         Parsed::Run(c) => *c,
         Parsed::Print(help) => help.exit(),

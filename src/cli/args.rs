@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
+
+use super::complete;
 
 /// ember: operations console and volume service for block-storage backends.
 ///
@@ -90,6 +93,14 @@ pub enum Command {
     /// Configuration
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Print the shell completion script: `source <(ember completions bash)` (zsh: the same;
+    /// fish: `ember completions fish | source`). Names complete from the database
+    Completions {
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+    /// Print the manual page (roff): `ember man | man -l -`
+    Man,
     /// Benchmarks: figures beside a baseline measured in the same run
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -205,6 +216,7 @@ pub enum ServiceCmd {
     /// claims no job, and no new volume is placed on it
     Disable {
         /// The service, `HOST@BACKEND` (as `service list` shows it)
+        #[arg(add = ArgValueCandidates::new(complete::services))]
         service: String,
         /// Why, shown in `service list` (who disabled it is recorded in `events`)
         #[arg(long)]
@@ -213,12 +225,14 @@ pub enum ServiceCmd {
     /// Let a disabled service take work again
     Enable {
         /// The service, `HOST@BACKEND`
+        #[arg(add = ArgValueCandidates::new(complete::services))]
         service: String,
     },
     /// Delete a dead service's row (`cinder-manage service remove`). Refused while it is up;
     /// the jobs only it could run fail with the reason, and its half-done volumes go to error
     Remove {
         /// The service, `HOST@BACKEND`
+        #[arg(add = ArgValueCandidates::new(complete::services))]
         service: String,
     },
 }
@@ -259,7 +273,7 @@ pub enum VolumeCmd {
     /// List volumes
     List {
         /// Only this backend's volumes
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::backends))]
         backend: Option<String>,
         /// Only the volumes of this owner: `HOST@BACKEND`, `CLUSTER@BACKEND`, or a host or
         /// cluster name
@@ -270,7 +284,10 @@ pub enum VolumeCmd {
         wide: bool,
     },
     /// Show one volume (by id or unique name)
-    Show { volume: String },
+    Show {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
+        volume: String,
+    },
     /// Create a volume: empty, or a clone of a snapshot or of another volume
     Create {
         name: String,
@@ -278,25 +295,27 @@ pub enum VolumeCmd {
         #[arg(long, value_parser = size)]
         size: Option<u64>,
         /// Backend for a new empty volume (clones stay on their source's backend)
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::backends))]
         backend: Option<String>,
         /// Clone from this snapshot (id or name)
-        #[arg(long, conflicts_with = "source")]
+        #[arg(long, conflicts_with = "source", add = ArgValueCandidates::new(complete::snapshots))]
         snapshot: Option<String>,
         /// Clone this volume (snapshot + clone underneath, as Cinder's rbd driver)
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::volumes))]
         source: Option<String>,
         #[command(flatten)]
         wait: Wait,
     },
     /// Copy into a clone what it still reads from its parent, and cut the link
     Flatten {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         #[command(flatten)]
         wait: Wait,
     },
     /// Grow a volume
     Extend {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         /// The new size (larger than the current one)
         #[arg(long, value_parser = size)]
@@ -309,6 +328,7 @@ pub enum VolumeCmd {
     },
     /// Delete a volume (refused while clones depend on its snapshots, or while someone has it open)
     Delete {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         /// Delete its snapshots too
         #[arg(long)]
@@ -322,6 +342,7 @@ pub enum VolumeCmd {
     /// Adopt an image no volume records (Cinder's manage): renamed volume-<new id>, layering kept
     /// when it is a clone of a snapshot ember knows
     Manage {
+        #[arg(add = ArgValueCandidates::new(complete::backends))]
         backend: String,
         /// The image's name on the backend (rbd image, or file in file_dir)
         image: String,
@@ -330,17 +351,25 @@ pub enum VolumeCmd {
         name: String,
     },
     /// Forget a volume and leave its image in place (Cinder's unmanage)
-    Unmanage { volume: String },
+    Unmanage {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
+        volume: String,
+    },
     /// Set a volume's state by hand (Cinder's reset-state): ember's record only, not the storage
     ResetState {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         #[command(flatten)]
         reset: Reset,
     },
     /// Who has a volume open: watchers and lockers (rbd), processes (file), hosts named
-    Locks { volume: String },
+    Locks {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
+        volume: String,
+    },
     /// Break a stale lock: blocklist the locker's address (1 h), then remove its lock
     BreakLock {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         /// The locker's client (`client.4242`, from `volume locks`)
         #[arg(long)]
@@ -354,6 +383,7 @@ pub enum VolumeCmd {
     Snapshot(SnapshotCmd),
     /// Compare the database with what the backend holds; --fix repairs the differences
     Reconcile {
+        #[arg(add = ArgValueCandidates::new(complete::backends))]
         backend: String,
         /// Delete orphan images, mark volumes whose image is missing as error, take the
         /// storage's word for parent links
@@ -368,19 +398,21 @@ pub enum SnapshotCmd {
     Create {
         name: String,
         /// The volume (id or name)
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         #[command(flatten)]
         wait: Wait,
     },
     /// Delete a snapshot (refused while clones depend on it, unless deferred deletion is on)
     Delete {
+        #[arg(add = ArgValueCandidates::new(complete::snapshots))]
         snapshot: String,
         #[command(flatten)]
         wait: Wait,
     },
     /// Set a snapshot's state by hand (Cinder's snapshot-reset-state)
     ResetState {
+        #[arg(add = ArgValueCandidates::new(complete::snapshots))]
         snapshot: String,
         #[command(flatten)]
         reset: Reset,
@@ -388,7 +420,7 @@ pub enum SnapshotCmd {
     /// List snapshots
     List {
         /// Only this volume's snapshots
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::volumes))]
         volume: Option<String>,
         /// Include the snapshots ember makes under `create --source`
         #[arg(long)]
@@ -407,13 +439,23 @@ pub enum JobCmd {
         wide: bool,
     },
     /// Show one job (id or unique id prefix)
-    Show { id: String },
+    Show {
+        #[arg(add = ArgValueCandidates::new(complete::jobs))]
+        id: String,
+    },
     /// Follow a job until it ends, with a progress bar
-    Watch { id: String },
+    Watch {
+        #[arg(add = ArgValueCandidates::new(complete::jobs))]
+        id: String,
+    },
     /// Cancel a job: a queued one at once, a running one at its next progress step
-    Cancel { id: String },
+    Cancel {
+        #[arg(add = ArgValueCandidates::new(complete::jobs))]
+        id: String,
+    },
     /// Queue a failed or cancelled job again, with the same parameters (a new job naming the old)
     Retry {
+        #[arg(add = ArgValueCandidates::new(complete::jobs))]
         id: String,
         #[command(flatten)]
         wait: Wait,

@@ -8,6 +8,7 @@ pub mod bench;
 mod bench_live;
 pub mod bench_rbd;
 mod bench_takeover;
+pub mod complete;
 pub mod console;
 pub mod doctor;
 pub mod jobs;
@@ -92,6 +93,14 @@ pub async fn run(
     match cmd {
         Command::Console { no_worker } => console::run(&g, &console_args, no_worker).await,
         Command::Serve => serve(&g).await,
+        Command::Completions { shell } => {
+            complete::registration(&shell, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            complete::man_page(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCmd::Check { path }) => config_check(&g, path),
         Command::Doctor {
             backend,
