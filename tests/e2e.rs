@@ -254,9 +254,17 @@ fn operator_session_in_a_real_terminal() {
 
     // The log view has the line.
     tmux.keys(&["5"]);
-    tmux.wait_for("the log line", 10, |s| {
-        s.contains("flatten job") && s.contains("succeeded")
+    let s = tmux.wait_for("the log line", 10, |s| {
+        s.contains("flatten of web-clone succeeded")
     });
+    // Once, with its time, level and target, the job by its short id and the volume by name,
+    // on one line.
+    let line = s
+        .lines()
+        .find(|l| l.contains("flatten of web-clone succeeded"))
+        .unwrap();
+    assert!(line.contains("INFO") && line.contains("runner"), "{line}");
+    assert_eq!(line.matches("job").count(), 1, "the job once: {line}");
 
     // Quit: the screen is restored and the process ends cleanly.
     tmux.keys(&["q"]);

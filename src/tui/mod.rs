@@ -13,6 +13,7 @@ pub mod family;
 pub mod filter;
 pub mod jobs;
 pub mod keymap;
+pub mod logline;
 pub mod nav;
 pub mod oncall;
 pub mod prompt;

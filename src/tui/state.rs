@@ -170,6 +170,8 @@ pub struct App {
     last_progress: HashMap<String, (i64, i64)>,
     /// The log view's own state: scroll position, target selection, levels per target.
     pub logs: tui_logger::TuiWidgetState,
+    /// Whether the Logs view shows its target list (`h`).
+    pub log_targets_shown: bool,
     /// The last (or running) doctor run, for the Doctor view and the Overview.
     pub doctor: super::doctor::DoctorState,
     /// Who has the selected volume open, as last asked (see `tui/oncall.rs`).
@@ -216,6 +218,7 @@ impl App {
                 st.transition(tui_logger::TuiWidgetEvent::HideKey);
                 st
             },
+            log_targets_shown: false,
             doctor: Default::default(),
             holders: Default::default(),
         }
@@ -374,6 +377,9 @@ impl App {
                 _ => None,
             };
             if let Some(e) = event {
+                if action == Action::LogTargets {
+                    self.log_targets_shown = !self.log_targets_shown;
+                }
                 self.logs.transition(e);
                 return None;
             }

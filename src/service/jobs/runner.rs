@@ -122,7 +122,16 @@ async fn run_job(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(job.id.clone(), progress.clone());
-    info!(backend = %svc.name, job = %job.id, kind = %job.kind, target = %job.target_id, "job started");
+    // The log names the job by its short id and the target by name, each once (the events
+    // keep full ids).
+    let short = &job.id[..8.min(job.id.len())];
+    let target = db
+        .target_names(std::slice::from_ref(&job.target_id))
+        .await
+        .ok()
+        .and_then(|mut m| m.remove(&job.target_id))
+        .unwrap_or_else(|| job.target_id.clone());
+    info!(backend = %svc.name, job = %short, "{} of {target} started", job.kind);
     event(
         &db,
         &svc.host,
@@ -258,9 +267,15 @@ async fn run_job(
         }
         Err(e) => warn!(job = %job.id, "job end not recorded: {e}"),
     }
+    // "flatten job 7f3c... failed: why" in the events; "flatten of db-01 failed: why" here.
+    let line = text.replacen(
+        &format!("{} job {}", job.kind, job.id),
+        &format!("{} of {target}", job.kind),
+        1,
+    );
     match &outcome {
-        Outcome::Failed(_) => warn!(backend = %svc.name, job = %job.id, "{text}"),
-        _ => info!(backend = %svc.name, job = %job.id, "{text}"),
+        Outcome::Failed(_) => warn!(backend = %svc.name, job = %short, "{line}"),
+        _ => info!(backend = %svc.name, job = %short, "{line}"),
     }
     event(&db, &svc.host, kind, &job, &text).await;
 }

@@ -148,22 +148,46 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
+/// The log lines (time, level, short target, message; see `tui::logline`) and, with `h`,
+/// the target list where `+`/`-` set each target's level.
 fn draw_logs(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let w = tui_logger::TuiLoggerSmartWidget::default()
-        .title_log(" logs (also in <data_dir>/ember.log) ")
-        .title_target(" targets: +/- level ")
-        .border_style(t.border)
-        .style_error(t.error)
-        .style_warn(t.warn)
-        .style_info(t.text)
-        .style_debug(t.dim)
-        .style_trace(t.dim)
-        .output_target(false)
-        .output_file(false)
-        .output_line(false)
+    let (targets, lines) = if app.log_targets_shown {
+        let [a, b] = Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(area);
+        (Some(a), b)
+    } else {
+        (None, area)
+    };
+    if let Some(a) = targets {
+        frame.render_widget(
+            tui_logger::TuiLoggerTargetWidget::default()
+                .block(
+                    Block::default()
+                        .title(" targets: +/- level ")
+                        .borders(Borders::ALL)
+                        .border_style(t.border),
+                )
+                .style(t.text)
+                .highlight_style(t.selected)
+                .state(&app.logs),
+            a,
+        );
+    }
+    let w = tui_logger::TuiLoggerWidget::default()
+        .block(
+            Block::default()
+                .title(" logs (also in <data_dir>/ember.log) ")
+                .borders(Borders::ALL)
+                .border_style(t.border),
+        )
+        .formatter(Box::new(crate::tui::logline::LogLine {
+            text: t.text,
+            dim: t.dim,
+            warn: t.warn,
+            error: t.error,
+        }))
         .state(&app.logs);
-    frame.render_widget(w, area);
+    frame.render_widget(w, lines);
 }
 
 /// A centered box of `w` x `h` cells (clamped to the screen).
