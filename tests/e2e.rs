@@ -265,6 +265,18 @@ fn operator_session_in_a_real_terminal() {
         .unwrap();
     assert!(line.contains("INFO") && line.contains("runner"), "{line}");
     assert_eq!(line.matches("job").count(), 1, "the job once: {line}");
+    // `/` keeps only the lines with every word.
+    tmux.keys(&["/"]);
+    tmux.text("web-clone cancel");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the filtered log", 10, |s| {
+        s.contains("logs matching") && s.contains("flatten of web-clone cancelled")
+    });
+    assert!(
+        !s.contains("flatten of web-clone succeeded"),
+        "only lines with both words:\n{s}"
+    );
+    tmux.keys(&["Escape"]);
 
     // Quit: the screen is restored and the process ends cleanly.
     tmux.keys(&["q"]);

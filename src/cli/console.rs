@@ -40,6 +40,7 @@ fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
     tracing_subscriber::registry()
         .with(super::log_filter())
         .with(tui_logger::TuiTracingSubscriberLayer)
+        .with(crate::tui::logbook::LogBookLayer)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::sync::Mutex::new(file))

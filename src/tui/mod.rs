@@ -13,6 +13,7 @@ pub mod family;
 pub mod filter;
 pub mod jobs;
 pub mod keymap;
+pub mod logbook;
 pub mod logline;
 pub mod nav;
 pub mod oncall;

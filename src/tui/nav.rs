@@ -79,6 +79,7 @@ impl App {
     pub fn filter_text(&self) -> &str {
         match self.view {
             View::Events => &self.event_filter,
+            View::Logs => &self.log_filter,
             View::Volumes => &self.filter,
             _ => "",
         }
@@ -87,6 +88,7 @@ impl App {
     fn filter_mut(&mut self) -> &mut String {
         match self.view {
             View::Events => &mut self.event_filter,
+            View::Logs => &mut self.log_filter,
             _ => &mut self.filter,
         }
     }
@@ -104,6 +106,7 @@ impl App {
             KeyCode::Char(c) => self.filter_mut().push(c),
             _ => {}
         }
+        self.log_scroll = 0;
         let owner = if self.view == View::Events {
             View::Events
         } else {

@@ -172,6 +172,10 @@ pub struct App {
     pub logs: tui_logger::TuiWidgetState,
     /// Whether the Logs view shows its target list (`h`).
     pub log_targets_shown: bool,
+    /// The Logs view's `/` filter (words); lines come from `tui::logbook` while it is set,
+    /// scrolled `log_scroll` lines up from the newest.
+    pub log_filter: String,
+    pub log_scroll: usize,
     /// The last (or running) doctor run, for the Doctor view and the Overview.
     pub doctor: super::doctor::DoctorState,
     /// Who has the selected volume open, as last asked (see `tui/oncall.rs`).
@@ -219,6 +223,8 @@ impl App {
                 st
             },
             log_targets_shown: false,
+            log_filter: String::new(),
+            log_scroll: 0,
             doctor: Default::default(),
             holders: Default::default(),
         }
@@ -364,6 +370,20 @@ impl App {
 
     pub fn update(&mut self, action: Action) -> Option<Command> {
         let page = 10;
+        if self.view == View::Logs && !self.log_filter.is_empty() {
+            // The filtered lines scroll by themselves (from the newest, at the bottom).
+            let by = match action {
+                Action::Up => Some(1),
+                Action::Down => Some(-1),
+                Action::PageUp => Some(page as isize),
+                Action::PageDown => Some(-(page as isize)),
+                _ => None,
+            };
+            if let Some(by) = by {
+                self.log_scroll = self.log_scroll.saturating_add_signed(by);
+                return None;
+            }
+        }
         if self.view == View::Logs {
             use tui_logger::TuiWidgetEvent as E;
             let event = match action {

@@ -152,6 +152,9 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
 /// the target list where `+`/`-` set each target's level.
 fn draw_logs(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
+    if !app.log_filter.is_empty() {
+        return draw_filtered_logs(frame, app, area);
+    }
     let (targets, lines) = if app.log_targets_shown {
         let [a, b] = Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(area);
         (Some(a), b)
@@ -188,6 +191,64 @@ fn draw_logs(frame: &mut Frame, app: &App, area: Rect) {
         }))
         .state(&app.logs);
     frame.render_widget(w, lines);
+}
+
+/// The lines of `tui::logbook` that match the filter, newest at the bottom, as the unfiltered
+/// view draws them.
+fn draw_filtered_logs(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let (hits, total) = crate::tui::logbook::matching(&app.log_filter);
+    let rows = area.height.saturating_sub(2) as usize;
+    let width = area.width.saturating_sub(2).max(1) as usize;
+    let end = hits.len().saturating_sub(app.log_scroll);
+    // From the newest shown line up, as many as fit once wrapped (a long line takes rows).
+    let mut start = end;
+    let mut used = 0;
+    while start > 0 {
+        let need = (25 + hits[start - 1].text.chars().count()).div_ceil(width);
+        if used + need > rows {
+            break;
+        }
+        used += need;
+        start -= 1;
+    }
+    let lines: Vec<Line> = hits[start..end]
+        .iter()
+        .map(|e| {
+            let style = match e.level {
+                tracing::Level::ERROR => t.error,
+                tracing::Level::WARN => t.warn,
+                tracing::Level::INFO => t.text,
+                _ => t.dim,
+            };
+            let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(e.at_ms)
+                .map(|d| {
+                    d.with_timezone(&chrono::Local)
+                        .format("%H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            Line::from(vec![
+                Span::styled(format!("{time} "), t.dim),
+                Span::styled(format!("{:<5} ", e.level.as_str()), style),
+                Span::styled(format!("{:<9} ", e.target), t.dim),
+                Span::styled(e.text.clone(), style),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .title(format!(
+                    " logs matching \"{}\": {} of {total} (esc clears) ",
+                    app.log_filter,
+                    hits.len()
+                ))
+                .borders(Borders::ALL)
+                .border_style(t.border),
+        ),
+        area,
+    );
 }
 
 /// A centered box of `w` x `h` cells (clamped to the screen).
