@@ -375,8 +375,8 @@ impl App {
             let by = match action {
                 Action::Up => Some(1),
                 Action::Down => Some(-1),
-                Action::PageUp => Some(page as isize),
-                Action::PageDown => Some(-(page as isize)),
+                Action::PageUp => Some(page),
+                Action::PageDown => Some(-page),
                 _ => None,
             };
             if let Some(by) = by {
