@@ -27,6 +27,42 @@ pids=()
 # shellcheck source=scripts/pg.sh
 source scripts/pg.sh
 trap 'tmux kill-session -t $session 2>/dev/null || true; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; bash scripts/ceph.sh stop "$dir/ceph" >/dev/null 2>&1 || true; pg_stop; rm -rf "$dir"' EXIT
+aha_bg=--black
+shot() {  # shot NAME KEYS...
+  local name=$1; shift
+  for k in "$@"; do tmux send-keys -t $session "$k"; sleep 0.4; done
+  sleep 1
+  tmux capture-pane -e -N -p -t $session > "$dir/$name.ansi"
+  aha $aha_bg --title "$name" < "$dir/$name.ansi" > "$dir/$name.html"
+  sed -i 's|<pre>|<pre style="font-family: DejaVu Sans Mono, monospace; font-size: 14px; line-height: 17px; margin: 0; padding: 6px">|' "$dir/$name.html"
+  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-background-networking \
+    --disable-component-update --disable-sync --no-first-run --user-data-dir="$dir/chrome" \
+    --window-size=1030,630 --screenshot="$PWD/screenshots/$name.png" "file://$dir/$name.html" >/dev/null 2>&1
+  echo "screenshots/$name.png"
+}
+# All well first: a fresh installation with one healthy backend, a few volumes, no trouble.
+mkdir -p "$dir/calm"
+cat > "$dir/calm/ember.toml" <<TOML
+data_dir = "$dir/calm"
+host = "storage-01"
+report_interval = 2
+service_down_time = 6
+periodic_interval = 5
+periodic_fuzzy_delay = 0
+[backends.file0]
+volume_driver = "file"
+TOML
+C0="$bin --config $dir/calm/ember.toml"
+tmux new-session -d -s $session -x 120 -y 36 "$C0 --theme dark"
+for _ in $(seq 100); do [ "$($C0 service list --json | grep -c '"state": "up"')" -ge 1 ] && break; sleep 0.2; done
+$C0 volume create web-root --size 20G --wait >/dev/null 2>&1
+$C0 volume create db-data --size 100G --wait >/dev/null 2>&1
+$C0 volume snapshot create db-nightly --volume db-data --wait >/dev/null 2>&1
+$C0 volume create db-clone --snapshot db-nightly --wait >/dev/null 2>&1
+sleep 6   # the doctor's first run ends
+shot overview-all-well 1
+tmux send-keys -t $session q; sleep 1
+tmux kill-session -t $session 2>/dev/null || true
 # A throwaway Ceph cluster for the rbd backends: rbd0 healthy, rbd1 with the classic on-call
 # mistake (rbd_user = cinder-x while only ceph.client.cinder.keyring exists).
 bash scripts/install-deps.sh
@@ -124,19 +160,6 @@ $C osd set noout >/dev/null 2>&1
 for _ in $(seq 100); do $C health 2>/dev/null | grep -q full && break; sleep 0.2; done
 sleep 3
 
-aha_bg=--black
-shot() {  # shot NAME KEYS...
-  local name=$1; shift
-  for k in "$@"; do tmux send-keys -t $session "$k"; sleep 0.4; done
-  sleep 1
-  tmux capture-pane -e -N -p -t $session > "$dir/$name.ansi"
-  aha $aha_bg --title "$name" < "$dir/$name.ansi" > "$dir/$name.html"
-  sed -i 's|<pre>|<pre style="font-family: DejaVu Sans Mono, monospace; font-size: 14px; line-height: 17px; margin: 0; padding: 6px">|' "$dir/$name.html"
-  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-background-networking \
-    --disable-component-update --disable-sync --no-first-run --user-data-dir="$dir/chrome" \
-    --window-size=1030,630 --screenshot="$PWD/screenshots/$name.png" "file://$dir/$name.html" >/dev/null 2>&1
-  echo "screenshots/$name.png"
-}
 shot overview 1
 shot services 2
 shot volumes 3

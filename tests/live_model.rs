@@ -185,3 +185,81 @@ fn incremental_model_equals_a_fresh_read() {
         });
     });
 }
+
+/// The Events view follows the audit log live: on PostgreSQL an event written alone (no volume,
+/// snapshot or job row changes with it) is pushed, so the picture has it well before the
+/// publisher's poll (60 s here); the model names its target; on both engines the newest
+/// events come first.
+#[test]
+fn an_event_written_alone_reaches_the_picture_at_once_named() {
+    each_engine(|engine, dir, url| {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let db = Db::connect(url).await.unwrap();
+            let id = uuid::Uuid::new_v4().to_string();
+            db.insert_volume(&NewVolume {
+                id: &id,
+                name: "db-01",
+                size_bytes: 1 << 30,
+                status: "available",
+                backend: "file0",
+                host: "h@file0",
+                source_snapshot_id: None,
+                source_volume_id: None,
+                clone_depth: 0,
+            })
+            .await
+            .unwrap();
+            let env = Env::new(dir, url, "[backends.file0]\nvolume_driver = \"file\"\n");
+            let cfg = Arc::new(ember::config::load(&env.config).unwrap());
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let every = match engine {
+                Engine::Postgres => std::time::Duration::from_secs(60),
+                Engine::Sqlite => std::time::Duration::from_millis(200),
+            };
+            let (mut rx, _poke) =
+                ember::service::snapshot::spawn_publisher(db.clone(), cfg, every, cancel.clone());
+            // The first two pictures (without, then with the tables) are read at once.
+            let started = std::time::Instant::now();
+            while !rx.borrow().volumes_loaded && started.elapsed().as_secs() < 10 {
+                tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed())
+                    .await
+                    .ok();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            for (kind, msg) in [("lock_broken", "first"), ("lock_broken", "second")] {
+                db.add_event(&ember::db::events::NewEvent {
+                    actor: "alice (ssh from 10.0.0.7)",
+                    host: Some("storage-01"),
+                    kind,
+                    target: Some(&id),
+                    message: msg,
+                })
+                .await
+                .unwrap();
+            }
+            let written = std::time::Instant::now();
+            let seen = loop {
+                let evs = rx.borrow().events.clone();
+                if evs.iter().any(|e| e.message == "second") {
+                    break evs;
+                }
+                assert!(
+                    written.elapsed() < std::time::Duration::from_secs(5),
+                    "{engine:?}: the events not in the picture after 5 s"
+                );
+                tokio::time::timeout(std::time::Duration::from_millis(500), rx.changed())
+                    .await
+                    .ok();
+            };
+            eprintln!(
+                "{engine:?}: event on the picture after {:?}",
+                written.elapsed()
+            );
+            assert_eq!(seen[0].message, "second", "newest first");
+            assert_eq!(seen[1].message, "first");
+            assert_eq!(seen[0].target_name.as_deref(), Some("db-01"));
+            cancel.cancel();
+            db.close().await;
+        });
+    });
+}

@@ -31,6 +31,9 @@ const READING: &[&str] = &[
     "config check",
     "doctor",
     "bench",
+    // Print a script or the manual page; completions read names only.
+    "completions",
+    "man",
 ];
 
 /// Every other leaf command, with arguments that would succeed without read-only.

@@ -93,3 +93,38 @@ fn ready_after_every_setup_check_then_the_watchdog_and_stopping() {
     }
     assert!(stopping, "STOPPING=1 at SIGTERM");
 }
+
+/// The shipped unit asks for what `ember serve` provides, with a watchdog the heartbeat feeds in
+/// time at the default report_interval (10 s), and room for the drain at stop.
+#[test]
+fn the_shipped_unit_matches_what_serve_does() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ember.service"))
+            .unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key}= missing from config/ember.service"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(value("Type"), "notify");
+    assert!(
+        value("ExecStart").ends_with(" serve"),
+        "{}",
+        value("ExecStart")
+    );
+    let watchdog: u64 = value("WatchdogSec").parse().unwrap();
+    assert!(
+        watchdog >= 3 * 10,
+        "WatchdogSec={watchdog} under 3 x report_interval"
+    );
+    let stop: u64 = value("TimeoutStopSec").parse().unwrap();
+    assert!(
+        stop > 30,
+        "TimeoutStopSec={stop} leaves no room for drain_timeout (30 s)"
+    );
+    // Its ExecStart runs: `serve` is a command of this binary.
+    let help = ember(&["serve", "--help"]);
+    assert!(help.status.success(), "{}", stderr(&help));
+}

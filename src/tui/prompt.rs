@@ -2,8 +2,12 @@
 //! the size units, the names and the typed confirmation are checked here, before anything is
 //! sent to the service.
 
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+
 use crate::service::jobs::Request;
 use crate::service::units::parse_size;
+
+use super::state::{App, Command, Mode};
 
 /// What a prompt is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,4 +133,75 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
         }
         _ => return Err("nothing to submit".into()),
     })
+}
+
+impl App {
+    /// A key while a prompt is open: yes/no, or editing its fields and submitting.
+    pub(super) fn prompt_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let Mode::Prompt(p) = &mut self.mode else {
+            return None;
+        };
+        if p.fields.is_empty() {
+            // A yes/no question.
+            return match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    let kind = p.kind.clone();
+                    self.mode = Mode::Normal;
+                    match kind {
+                        PromptKind::Flatten { volume, .. } => {
+                            Some(Command::Submit(Request::Flatten { volume }))
+                        }
+                        PromptKind::CancelJob { job } => Some(Command::Cancel(job)),
+                        PromptKind::RetryJob { job } => Some(Command::Retry(job)),
+                        PromptKind::Quit => {
+                            self.quit = true;
+                            Some(Command::Quit)
+                        }
+                        _ => None,
+                    }
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    self.mode = Mode::Normal;
+                    None
+                }
+                _ => None,
+            };
+        }
+        match key.code {
+            KeyCode::Esc => self.mode = Mode::Normal,
+            KeyCode::Tab | KeyCode::Down => p.focus = (p.focus + 1) % p.fields.len(),
+            KeyCode::Up | KeyCode::BackTab => {
+                p.focus = (p.focus + p.fields.len() - 1) % p.fields.len()
+            }
+            KeyCode::Backspace => {
+                p.fields[p.focus].1.pop();
+            }
+            KeyCode::Char(c) => p.fields[p.focus].1.push(c),
+            KeyCode::Enter
+                if matches!(
+                    p.kind,
+                    PromptKind::ResetState { .. }
+                        | PromptKind::BreakLock { .. }
+                        | PromptKind::Unmanage { .. }
+                ) =>
+            {
+                match super::oncall::build_command(p) {
+                    Ok(cmd) => {
+                        self.mode = Mode::Normal;
+                        return Some(cmd);
+                    }
+                    Err(e) => p.error = Some(e),
+                }
+            }
+            KeyCode::Enter => match build_request(p) {
+                Ok(req) => {
+                    self.mode = Mode::Normal;
+                    return Some(Command::Submit(req));
+                }
+                Err(e) => p.error = Some(e),
+            },
+            _ => {}
+        }
+        None
+    }
 }

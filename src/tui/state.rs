@@ -5,7 +5,7 @@ use crate::service::view::JobState;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyEvent;
 
 use crate::service::jobs::Request;
 use crate::service::snapshot::Snapshot;
@@ -14,7 +14,6 @@ use super::action::Action;
 pub use super::filter::filter_sort;
 use super::filter::{filter_words, matches};
 use super::keymap::Keymap;
-use super::prompt::build_request;
 use super::theme::Theme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -553,74 +552,6 @@ impl App {
                 }
                 None => self.toast = Some(("no job selected".into(), true)),
             },
-        }
-        None
-    }
-
-    fn prompt_key(&mut self, key: KeyEvent) -> Option<Command> {
-        let Mode::Prompt(p) = &mut self.mode else {
-            return None;
-        };
-        if p.fields.is_empty() {
-            // A yes/no question.
-            return match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => {
-                    let kind = p.kind.clone();
-                    self.mode = Mode::Normal;
-                    match kind {
-                        PromptKind::Flatten { volume, .. } => {
-                            Some(Command::Submit(Request::Flatten { volume }))
-                        }
-                        PromptKind::CancelJob { job } => Some(Command::Cancel(job)),
-                        PromptKind::RetryJob { job } => Some(Command::Retry(job)),
-                        PromptKind::Quit => {
-                            self.quit = true;
-                            Some(Command::Quit)
-                        }
-                        _ => None,
-                    }
-                }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                    self.mode = Mode::Normal;
-                    None
-                }
-                _ => None,
-            };
-        }
-        match key.code {
-            KeyCode::Esc => self.mode = Mode::Normal,
-            KeyCode::Tab | KeyCode::Down => p.focus = (p.focus + 1) % p.fields.len(),
-            KeyCode::Up | KeyCode::BackTab => {
-                p.focus = (p.focus + p.fields.len() - 1) % p.fields.len()
-            }
-            KeyCode::Backspace => {
-                p.fields[p.focus].1.pop();
-            }
-            KeyCode::Char(c) => p.fields[p.focus].1.push(c),
-            KeyCode::Enter
-                if matches!(
-                    p.kind,
-                    PromptKind::ResetState { .. }
-                        | PromptKind::BreakLock { .. }
-                        | PromptKind::Unmanage { .. }
-                ) =>
-            {
-                match super::oncall::build_command(p) {
-                    Ok(cmd) => {
-                        self.mode = Mode::Normal;
-                        return Some(cmd);
-                    }
-                    Err(e) => p.error = Some(e),
-                }
-            }
-            KeyCode::Enter => match build_request(p) {
-                Ok(req) => {
-                    self.mode = Mode::Normal;
-                    return Some(Command::Submit(req));
-                }
-                Err(e) => p.error = Some(e),
-            },
-            _ => {}
         }
         None
     }

@@ -134,7 +134,11 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
         rows,
         widths,
         headers(app, View::Jobs, &shown),
-        format!(" jobs {} ({running} running) ", app.snap.jobs.len()),
+        if running > 0 {
+            format!(" jobs {} ({running} running) ", app.snap.jobs.len())
+        } else {
+            format!(" jobs {} ", app.snap.jobs.len())
+        },
         app.selection(View::Jobs),
     );
 }
