@@ -26,7 +26,7 @@ session=ember-shots
 pids=()
 # shellcheck source=scripts/pg.sh
 source scripts/pg.sh
-trap 'tmux kill-session -t $session 2>/dev/null || true; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; bash scripts/ceph.sh stop "$dir/ceph" >/dev/null 2>&1 || true; pg_stop; rm -rf "$dir"' EXIT
+trap 'tmux kill-session -t ember-shots 2>/dev/null || true; tmux kill-session -t ember-shots-light 2>/dev/null || true; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; bash scripts/ceph.sh stop "$dir/ceph" >/dev/null 2>&1 || true; pg_stop; rm -rf "$dir"' EXIT
 aha_bg=--black
 shot() {  # shot NAME KEYS...
   local name=$1; shift
@@ -187,17 +187,26 @@ tmux send-keys -t $session Escape; sleep 0.3
 tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session 6; sleep 0.3
 tmux send-keys -t $session r; sleep 4
 shot doctor G
-# The throttled flatten of db-clone: its detail with the throughput chart and ETA.
+# The running flatten (sorted by state, it comes first): its detail, throughput chart, ETA.
 shot job-detail 4 : "sort state" Enter g Enter
-# vm-image's clone family (vm-01 is a clone of its snapshot golden), and the audit log.
-shot family Escape 3 / vm-image Enter x
+# base-image's clone family: its snapshot, and vm-02 under it with the flatten still running.
+shot family Escape 3 / base-image Enter x
 shot events 7
-tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y
-# The light theme, from a console attached to the same database.
-tmux kill-session -t $session 2>/dev/null || true
-tmux new-session -d -s $session -x 120 -y 36 "$E --attach --theme light"
-sleep 4
+# The light theme, from a second console attached to the same database while the first runs.
+main=$session
+session=ember-shots-light
+tmux new-session -d -s $session -x 120 -y 36 "$E --attach --theme light 2>$dir/light.err; echo EXITED \$?; sleep 60"
+for _ in $(seq 50); do
+  tmux capture-pane -p -t $session | grep -q "attached" && break; sleep 0.2
+done
+if ! tmux capture-pane -p -t $session | grep -q "attached"; then
+  echo "the light-theme console did not open:"; tmux capture-pane -p -t $session; cat "$dir/light.err"; exit 1
+fi
+sleep 3
 aha_bg=""
 shot overview-light 1
 shot events-light 7
-tmux send-keys -t $session q
+tmux send-keys -t $session q; sleep 1
+tmux kill-session -t $session 2>/dev/null || true
+session=$main
+tmux send-keys -t $session Escape; sleep 0.3; tmux send-keys -t $session q; sleep 0.5; tmux send-keys -t $session y 2>/dev/null || true   # asked only while jobs run

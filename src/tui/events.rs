@@ -34,9 +34,47 @@ pub fn matches(e: &EventView, words: &[String]) -> bool {
     })
 }
 
+/// A message with every UUID cut to its first 8 characters, as the console shows ids (the
+/// audit log keeps them whole; `ember events` prints them so).
+pub fn short_ids(msg: &str) -> String {
+    let b = msg.as_bytes();
+    let is_uuid = |s: &[u8]| {
+        s.len() == 36
+            && s.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    let mut out = String::with_capacity(msg.len());
+    let mut i = 0;
+    while i < b.len() {
+        if i + 36 <= b.len() && is_uuid(&b[i..i + 36]) {
+            out.push_str(&msg[i..i + 8]);
+            i += 36;
+        } else {
+            let ch = msg[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_in_messages_are_cut_to_8() {
+        assert_eq!(
+            short_ids("flatten job 4a627666-f993-4700-9954-caf000000000 taken over by b@rbd2"),
+            "flatten job 4a627666 taken over by b@rbd2"
+        );
+        assert_eq!(
+            short_ids("no ids here: 4a62-7666 é"),
+            "no ids here: 4a62-7666 é"
+        );
+    }
 
     fn ev(actor: &str, kind: &str, target: &str, message: &str) -> EventView {
         EventView {

@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                         if alarming(&e.kind) { t.warn } else { t.accent },
                     )),
                     Cell::from(target),
-                    Cell::from(e.message.clone()),
+                    Cell::from(crate::tui::events::short_ids(&e.message)),
                     Cell::from(super::jobs::short_actor(&e.actor)),
                     Cell::from(format!("{} ago", age((now_ms - e.at) as f64 / 1000.0))),
                     Cell::from(e.host.clone().unwrap_or_default()),

@@ -155,7 +155,7 @@ fn trouble(app: &App, now_ms: i64) -> Vec<(String, bool)> {
             format!(
                 "{what} {} ago: {}",
                 age((now_ms - e.at) as f64 / 1000.0),
-                e.message
+                crate::tui::events::short_ids(&e.message)
             ),
             false,
         ));
@@ -377,7 +377,7 @@ fn event_lines(app: &App, now_ms: i64, n: usize) -> Vec<Line<'static>> {
                 Span::styled(format!("{:<18} ", e.kind), t.accent),
                 Span::styled(format!("{target:<16} "), t.text),
                 Span::styled(format!("{}: ", super::jobs::short_actor(&e.actor)), t.dim),
-                Span::styled(e.message.clone(), t.text),
+                Span::styled(crate::tui::events::short_ids(&e.message), t.text),
             ])
         })
         .collect();
