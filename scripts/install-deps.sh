@@ -16,6 +16,9 @@ command -v ceph-osd >/dev/null || need+=(ceph-osd)
 command -v ceph-mgr >/dev/null || need+=(ceph-mgr)
 command -v rbd >/dev/null || need+=(ceph-common)
 command -v uuidgen >/dev/null || need+=(uuid-runtime)
+# The shells whose completion tests/completions.rs drives.
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"

@@ -1,4 +1,4 @@
-//! Shell completion through a real bash, as an operator's shell runs it: the registration that
+//! Shell completion through real bash, zsh and fish, as an operator's shell runs it: the registration that
 //! `ember completions bash` prints, then the completion function asking the binary, which
 //! completes volume, snapshot, backend and job names from the database. The manual page comes
 //! from the same definitions.
@@ -119,6 +119,45 @@ fn bash_completes_names_from_the_database_and_the_man_page_lists_commands() {
     for cmd in ["volume", "job", "events", "doctor", "completions"] {
         assert!(page.contains(cmd), "{cmd} not in the man page");
     }
+    // zsh: its registered function, run by zsh with compsys's _describe stood in for by one
+    // that prints what it is given; fish: its own `complete -C`.
+    let zsh = Command::new("zsh")
+        .args([
+            "-c",
+            &format!(
+                "compdef() {{ :; }}\n_describe() {{ local name=$3; print -l ${{(P)name}}; }}\n\
+                 source <({EMBER} completions zsh)\nwords=(ember volume show al); CURRENT=4\n\
+                 _clap_dynamic_completer_ember"
+            ),
+        ])
+        .env("EMBER_CONFIG", &env.config)
+        .output()
+        .unwrap();
+    let mut got: Vec<String> = stdout(&zsh).lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["alpha:available file0", "alpine:available file0"],
+        "{}",
+        stderr(&zsh)
+    );
+    let fish = Command::new("fish")
+        .args([
+            "-c",
+            &format!("{EMBER} completions fish | source; complete -C 'ember volume show al'"),
+        ])
+        .env("EMBER_CONFIG", &env.config)
+        .output()
+        .unwrap();
+    let mut got: Vec<String> = stdout(&fish).lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["alpha\tavailable file0", "alpine\tavailable file0"],
+        "{}",
+        stderr(&fish)
+    );
+
     let bad = ember(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("bash"), "{}", stderr(&bad));
