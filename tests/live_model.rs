@@ -23,6 +23,20 @@ fn sorted<T: Clone, K: Ord>(rows: &[Arc<T>], key: impl Fn(&T) -> K) -> Vec<T> {
 }
 
 async fn assert_same(db: &Db, model: &LiveModel, what: &str) {
+    // Clones carry their parent's name (`v5@s5`), equal either way.
+    let named = model
+        .volumes
+        .rows()
+        .iter()
+        .filter(|v| v.parent_name.is_some())
+        .count();
+    let clones = model
+        .volumes
+        .rows()
+        .iter()
+        .filter(|v| v.source_snapshot_id.is_some())
+        .count();
+    assert_eq!(named, clones, "{what}: every clone's parent named");
     let mut fresh = LiveModel::default();
     fresh.refresh(db).await.unwrap();
     assert_eq!(
@@ -54,6 +68,10 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
     match rng.random_range(0..7) {
         0 | 1 => {
             let id = format!("{:08x}-0000-4000-8000-{:012x}", n, rng.random::<u32>());
+            // Sometimes a clone of a live snapshot (the console names its parent).
+            let snaps = db.list_snapshots(None, true).await.unwrap();
+            let parent = (!snaps.is_empty() && rng.random_bool(0.4))
+                .then(|| snaps[rng.random_range(0..snaps.len())].id.clone());
             db.insert_volume(&NewVolume {
                 id: &id,
                 name: &format!("v{n}"),
@@ -61,9 +79,9 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
                 status: "available",
                 backend: "file0",
                 host: "h@file0",
-                source_snapshot_id: None,
+                source_snapshot_id: parent.as_deref(),
                 source_volume_id: None,
-                clone_depth: 0,
+                clone_depth: i64::from(parent.is_some()),
             })
             .await
             .unwrap();
@@ -111,6 +129,12 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
         }
         4 => {
             if let Some(v) = pick(rng) {
+                // As ember refuses it: not while clones depend on its snapshots.
+                for s in db.snapshots_of(&v.id).await.unwrap() {
+                    if !db.clones_of_snapshot(&s.id).await.unwrap().is_empty() {
+                        return;
+                    }
+                }
                 for s in db.snapshots_of(&v.id).await.unwrap() {
                     db.mark_snapshot_deleted(&s.id).await.unwrap();
                 }

@@ -202,7 +202,21 @@ impl LiveModel {
         );
     }
 
-    /// Names the parent snapshot of every clone not named yet.
+    /// Names the parent snapshots of these clones.
+    fn name_parents_of(&mut self, ids: &[String]) {
+        let updates: Vec<(usize, VolumeView)> = ids
+            .iter()
+            .filter_map(|id| {
+                let i = *self.volumes.index.get(&key(id))?;
+                let v = self.volumes.rows.get(i)?;
+                with_parent_name(v, &self.volumes, &self.snapshots, &mut self.strings)
+                    .map(|n| (i, n))
+            })
+            .collect();
+        self.volumes.replace(updates);
+    }
+
+    /// Names the parent snapshot of every clone not named yet (after a full read).
     fn name_parents(&mut self) {
         let updates: Vec<(usize, VolumeView)> = self
             .volumes
@@ -335,17 +349,6 @@ impl LiveModel {
         let jobs = db.jobs_since(cursor).await?;
         let rows_read = vols.len() + snaps.len() + jobs.len();
         let strings = &mut self.strings;
-        let changed_volumes = self.volumes.patch(
-            vols.into_iter()
-                .map(|v| {
-                    let gone = v.deleted_at.is_some();
-                    (
-                        v.id.clone(),
-                        (!gone).then(|| VolumeView::from_row(v, strings)),
-                    )
-                })
-                .collect(),
-        );
         let changed_snapshots = self.snapshots.patch(
             snaps
                 .into_iter()
@@ -358,14 +361,29 @@ impl LiveModel {
                 })
                 .collect(),
         );
+        let clones: Vec<String> = vols
+            .iter()
+            .filter(|v| v.deleted_at.is_none() && v.source_snapshot_id.is_some())
+            .map(|v| v.id.clone())
+            .collect();
+        let changed_volumes = self.volumes.patch(
+            vols.into_iter()
+                .map(|v| {
+                    let gone = v.deleted_at.is_some();
+                    (
+                        v.id.clone(),
+                        (!gone).then(|| VolumeView::from_row(v, strings)),
+                    )
+                })
+                .collect(),
+        );
+        // The changed clones' parents, named from the patched tables (a parent that came in
+        // this same read included): the work follows the changes, not the table's size.
+        self.name_parents_of(&clones);
         let events = db
             .events_after(self.last_event_id(), EVENTS_KEPT as i64)
             .await?;
         self.add_events(db, events).await?;
-        if changed_volumes {
-            // A clone whose parent's row came in this read (or before) is named now.
-            self.name_parents();
-        }
         if changed_volumes || changed_snapshots {
             // A new row may name an id that had no name before.
             self.unnamed.clear();
