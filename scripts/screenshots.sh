@@ -40,15 +40,17 @@ shot() {  # shot NAME KEYS...
     --window-size=1030,630 --screenshot="$PWD/screenshots/$name.png" "file://$dir/$name.html" >/dev/null 2>&1
   echo "screenshots/$name.png"
 }
+# The fast timers every ember here runs with (heartbeat 2 s, down after 6 s).
+timers="report_interval = 2
+service_down_time = 6
+periodic_interval = 5
+periodic_fuzzy_delay = 0"
 # All well first: a fresh installation with one healthy backend, a few volumes, no trouble.
 mkdir -p "$dir/calm"
 cat > "$dir/calm/ember.toml" <<TOML
 data_dir = "$dir/calm"
 host = "storage-01"
-report_interval = 2
-service_down_time = 6
-periodic_interval = 5
-periodic_fuzzy_delay = 0
+$timers
 [backends.file0]
 volume_driver = "file"
 TOML
@@ -73,10 +75,7 @@ cat > "$dir/ember.toml" <<TOML
 data_dir = "$dir/data"
 database_url = "$db"
 host = "storage-01"
-report_interval = 2
-service_down_time = 6
-periodic_interval = 5
-periodic_fuzzy_delay = 0
+$timers
 [backends.file0]
 volume_driver = "file"
 volume_copy_bps_limit = 2097152
@@ -98,10 +97,7 @@ data_dir = "$dir/$m"
 database_url = "$db"
 host = "$m"
 cluster = "ceph-b"
-report_interval = 2
-service_down_time = 6
-periodic_interval = 5
-periodic_fuzzy_delay = 0
+$timers
 [backends.rbd2]
 volume_driver = "rbd"
 rbd_pool = "volumes"

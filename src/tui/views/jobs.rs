@@ -57,13 +57,7 @@ pub fn progress_cell(j: &JobView) -> String {
 }
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
-    let (table_area, detail_area) = if app.detail {
-        let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
-            .areas(area);
-        (a, Some(b))
-    } else {
-        (area, None)
-    };
+    let (table_area, detail_area) = super::split_detail(app, area);
     draw_table(frame, app, table_area, now_ms);
     if let (Some(d), Some(j)) = (detail_area, app.selected_job()) {
         draw_detail(frame, app, d, j, now_ms);

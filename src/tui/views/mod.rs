@@ -343,6 +343,17 @@ fn draw_prompt(frame: &mut Frame, app: &App, p: &super::state::Prompt) {
     );
 }
 
+/// A table view's area, and beside it the detail pane's when the detail is open (55/45).
+pub fn split_detail(app: &App, area: Rect) -> (Rect, Option<Rect>) {
+    if app.detail {
+        let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+            .areas(area);
+        (a, Some(b))
+    } else {
+        (area, None)
+    }
+}
+
 /// `[=====>     ] 42%` as text, for table cells.
 pub fn text_bar(done: i64, total: i64) -> String {
     if total <= 0 {

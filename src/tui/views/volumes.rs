@@ -4,7 +4,7 @@
 
 use crate::service::view::JobState;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
 
@@ -16,13 +16,7 @@ use crate::tui::state::{App, View};
 use super::{fit_view, headers, pick};
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let (table_area, detail_area) = if app.detail {
-        let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
-            .areas(area);
-        (a, Some(b))
-    } else {
-        (area, None)
-    };
+    let (table_area, detail_area) = super::split_detail(app, area);
     draw_table(frame, app, table_area);
     if let (Some(d), Some(v)) = (detail_area, app.selected_volume()) {
         draw_detail(frame, app, d, v);
