@@ -338,3 +338,58 @@ fn the_mouse_wheel_and_clicks_select_rows() {
         "below the rows"
     );
 }
+
+#[test]
+fn the_log_view_filters_its_lines_by_words() {
+    use ember::tui::logbook::{Entry, record};
+    for (i, (level, target, text)) in [
+        (
+            tracing::Level::INFO,
+            "runner",
+            "backend: file0 job: 1a2b3c4d flatten of db-01 started",
+        ),
+        (
+            tracing::Level::INFO,
+            "backend",
+            "backend: rbd0 service started",
+        ),
+        (
+            tracing::Level::WARN,
+            "runner",
+            "backend: file0 job: 1a2b3c4d flatten of db-01 failed: busy",
+        ),
+        (
+            tracing::Level::INFO,
+            "runner",
+            "backend: file0 job: 5e6f7a8b create of web started",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        record(Entry {
+            at_ms: NOW - 60_000 + i as i64 * 1_000,
+            level,
+            target: target.into(),
+            text: text.into(),
+        });
+    }
+    let mut a = app(View::Logs);
+    a.handle_key(key('/'));
+    typed(&mut a, "db-01");
+    a.handle_key(code(KeyCode::Enter));
+    let shown = render(&a, 120, 40);
+    assert!(shown.contains("logs matching \"db-01\": 2 of"), "{shown}");
+    assert!(shown.contains("flatten of db-01 failed: busy") && !shown.contains("create of web"));
+    // Each line once: its time, level and target, then the text.
+    assert!(
+        shown.contains(
+            "11:59:02 WARN  runner    backend: file0 job: 1a2b3c4d flatten of db-01 failed"
+        ),
+        "{shown}"
+    );
+    insta::assert_snapshot!("logs_filtered_120x40", shown);
+    insta::assert_snapshot!("logs_filtered_80x24", render(&a, 80, 24));
+    a.handle_key(code(KeyCode::Esc));
+    assert!(a.log_filter.is_empty(), "esc clears the filter");
+}

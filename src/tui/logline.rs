@@ -37,6 +37,38 @@ fn pieces(msg: &str, width: usize) -> Vec<String> {
         .collect()
 }
 
+/// One log line as drawn: `HH:MM:SS LEVEL target  message`; a message longer than the width
+/// continues under itself, so the first three columns stay clean. Both the tui-logger view and
+/// the filtered view draw with this.
+pub fn draw(
+    time: &str,
+    level: &str,
+    target: &str,
+    msg: &str,
+    width: usize,
+    style: Style,
+    dim: Style,
+) -> Vec<Line<'static>> {
+    let room = width.saturating_sub(PREFIX).max(10);
+    pieces(msg, room)
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut spans = if i == 0 {
+                vec![
+                    Span::styled(format!("{time} "), dim),
+                    Span::styled(format!("{level:<5} "), style),
+                    Span::styled(format!("{:<TARGET$} ", short_target(target)), dim),
+                ]
+            } else {
+                vec![Span::raw(" ".repeat(PREFIX))]
+            };
+            spans.push(Span::styled(piece, style));
+            Line::from(spans)
+        })
+        .collect()
+}
+
 impl LogFormatter for LogLine {
     fn min_width(&self) -> u16 {
         PREFIX as u16 + 10
@@ -45,31 +77,21 @@ impl LogFormatter for LogLine {
     fn format(&self, width: usize, evt: &ExtLogRecord) -> Vec<Line<'_>> {
         let (level, style) = match evt.level {
             log::Level::Error => ("ERROR", self.error),
-            log::Level::Warn => ("WARN ", self.warn),
-            log::Level::Info => ("INFO ", self.text),
+            log::Level::Warn => ("WARN", self.warn),
+            log::Level::Info => ("INFO", self.text),
             log::Level::Debug => ("DEBUG", self.dim),
             log::Level::Trace => ("TRACE", self.dim),
         };
-        let room = width.saturating_sub(PREFIX).max(10);
-        let mut out = vec![];
-        for (i, piece) in pieces(evt.msg(), room).into_iter().enumerate() {
-            let head = if i == 0 {
-                vec![
-                    Span::styled(format!("{} ", evt.timestamp.strftime("%H:%M:%S")), self.dim),
-                    Span::styled(format!("{level} "), style),
-                    Span::styled(
-                        format!("{:<TARGET$} ", short_target(evt.target())),
-                        self.dim,
-                    ),
-                ]
-            } else {
-                vec![Span::raw(" ".repeat(PREFIX))]
-            };
-            let mut spans = head;
-            spans.push(Span::styled(piece, style));
-            out.push(Line::from(spans));
-        }
-        out
+        let time = evt.timestamp.strftime("%H:%M:%S").to_string();
+        draw(
+            &time,
+            level,
+            evt.target(),
+            evt.msg(),
+            width,
+            style,
+            self.dim,
+        )
     }
 }
 

@@ -201,43 +201,41 @@ fn draw_filtered_logs(frame: &mut Frame, app: &App, area: Rect) {
     let rows = area.height.saturating_sub(2) as usize;
     let width = area.width.saturating_sub(2).max(1) as usize;
     let end = hits.len().saturating_sub(app.log_scroll);
-    // From the newest shown line up, as many as fit once wrapped (a long line takes rows).
-    let mut start = end;
+    // From the newest shown line up, as many as fit (a long line takes several rows).
+    let mut shown: Vec<Vec<Line>> = vec![];
     let mut used = 0;
-    while start > 0 {
-        let need = (25 + hits[start - 1].text.chars().count()).div_ceil(width);
-        if used + need > rows {
+    for e in hits[..end].iter().rev() {
+        let style = match e.level {
+            tracing::Level::ERROR => t.error,
+            tracing::Level::WARN => t.warn,
+            tracing::Level::INFO => t.text,
+            _ => t.dim,
+        };
+        let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(e.at_ms)
+            .map(|d| {
+                d.with_timezone(&chrono::Local)
+                    .format("%H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let drawn = crate::tui::logline::draw(
+            &time,
+            e.level.as_str(),
+            &e.target,
+            &e.text,
+            width,
+            style,
+            t.dim,
+        );
+        if used + drawn.len() > rows {
             break;
         }
-        used += need;
-        start -= 1;
+        used += drawn.len();
+        shown.push(drawn);
     }
-    let lines: Vec<Line> = hits[start..end]
-        .iter()
-        .map(|e| {
-            let style = match e.level {
-                tracing::Level::ERROR => t.error,
-                tracing::Level::WARN => t.warn,
-                tracing::Level::INFO => t.text,
-                _ => t.dim,
-            };
-            let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(e.at_ms)
-                .map(|d| {
-                    d.with_timezone(&chrono::Local)
-                        .format("%H:%M:%S")
-                        .to_string()
-                })
-                .unwrap_or_default();
-            Line::from(vec![
-                Span::styled(format!("{time} "), t.dim),
-                Span::styled(format!("{:<5} ", e.level.as_str()), style),
-                Span::styled(format!("{:<9} ", e.target), t.dim),
-                Span::styled(e.text.clone(), style),
-            ])
-        })
-        .collect();
+    let lines: Vec<Line> = shown.into_iter().rev().flatten().collect();
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+        Paragraph::new(lines).block(
             Block::default()
                 .title(format!(
                     " logs matching \"{}\": {} of {total} (esc clears) ",
