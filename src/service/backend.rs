@@ -82,6 +82,10 @@ pub struct BackendService {
     pub lock: tokio::sync::Mutex<Option<ServiceLock>>,
     /// The storage client address last recorded in the service row (rbd: librados').
     address: Mutex<Option<String>>,
+    /// Storage clients this service had before (a process killed -9, a client renewed after a
+    /// takeover): a watch they left on an image is this service's own and stale, so a job
+    /// fences it instead of calling the image busy (the service lock proves they are dead).
+    dead_clients: Mutex<Vec<String>>,
     pub driver: Arc<dyn VolumeDriver>,
     /// False while the driver's setup check or last capacity refresh failed: the service row
     /// then carries the error, so it shows down with its reason, and the periodic task
@@ -350,6 +354,9 @@ impl BackendService {
         let changed = {
             let mut last = self.address.lock().unwrap_or_else(|p| p.into_inner());
             let changed = *last != addr;
+            if changed && let Some(old) = last.take() {
+                self.remember_dead_client(old);
+            }
             last.clone_from(&addr);
             changed
         };
@@ -361,6 +368,26 @@ impl BackendService {
                 warn!(backend = %self.name, "cannot record client address: {e}");
             }
         }
+    }
+
+    /// A storage client this service no longer uses (the previous process's, read from the
+    /// service row at start; or one replaced by a reconnect).
+    pub fn remember_dead_client(&self, addr: String) {
+        let mut dead = self.dead_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if !dead.contains(&addr) {
+            dead.push(addr);
+            if dead.len() > 16 {
+                dead.remove(0);
+            }
+        }
+    }
+
+    /// See `dead_clients`.
+    pub fn dead_clients(&self) -> Vec<String> {
+        self.dead_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// After a peer took a job over (and may have fenced this host's storage client): a new
@@ -507,6 +534,7 @@ pub fn new_backend(
         disabled: AtomicBool::new(false),
         lock: tokio::sync::Mutex::new(Some(lock)),
         address: Mutex::new(None),
+        dead_clients: Mutex::new(vec![]),
         driver,
         healthy: AtomicBool::new(false),
         last_error: Mutex::new(None),

@@ -178,6 +178,17 @@ impl Services {
             );
             svc.disabled
                 .store(disabled, std::sync::atomic::Ordering::SeqCst);
+            // The previous process's storage client (this row's last address): any watch it
+            // left is stale, and this service's own to fence (it holds the service lock).
+            if let Some(prev) = db
+                .list_services()
+                .await?
+                .into_iter()
+                .find(|r| r.id == row_id)
+                .and_then(|r| r.client_address)
+            {
+                svc.remember_dead_client(prev);
+            }
             if let Err(e) = jobs::recovery::recover(&svc, &db).await {
                 warn!(backend = %b.name, "crash cleanup failed: {e}");
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::db::{Db, DbError, JobRow};
 use crate::driver::{
@@ -305,10 +305,27 @@ async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>, Step> {
         Err(e) => return Err(e.into()),
     };
     if !ctx.params.force {
-        return match h.in_use(&ctx.svc.name, &ctx.id()) {
-            Some(e) => Err(e.into()),
-            None => Ok(vec![]),
+        // A watch left by this service's own previous client (killed -9, or renewed) is stale:
+        // fenced like a forced holder, never a reason to refuse.
+        let dead = ctx.svc.dead_clients();
+        let is_ours = |x: &Holder| {
+            dead.iter()
+                .any(|a| crate::driver::address_key(a) == crate::driver::address_key(&x.address))
         };
+        let (ours, live): (Vec<Holder>, Vec<Holder>) =
+            h.others().into_iter().cloned().partition(|x| is_ours(x));
+        let live = crate::service::inspect::Inspection { holders: live, ..h };
+        if let Some(e) = live.in_use(&ctx.svc.name, &ctx.id()) {
+            return Err(e.into());
+        }
+        if !ours.is_empty() {
+            info!(
+                job = %ctx.job.id,
+                "{action}: fencing this service's previous storage client(s) {}, left watching since it stopped",
+                ours.iter().map(|x| x.address.clone()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        return Ok(ours);
     }
     let others: Vec<Holder> = h.others().into_iter().cloned().collect();
     if !others.is_empty() {
