@@ -12,6 +12,7 @@
 
 mod backend;
 pub mod cinder;
+mod console;
 pub mod defaults;
 pub mod error;
 pub mod options;
@@ -301,7 +302,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         .map(|s| expand_home(&s));
     let theme = service.string("theme")?.filter(|s| !s.is_empty());
     let mouse = service.bool("mouse", false)?;
-    let columns = console_columns(path, doc)?;
+    let columns = console::columns(path, doc)?;
 
     if doc.format == Format::CinderConf
         && let Some(conn) = doc.section("database").and_then(|s| s.get("connection"))
@@ -380,32 +381,6 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         broken,
         notes,
     })
-}
-
-/// `[columns]`: each key a table, each value a list of column names.
-fn console_columns(
-    path: &Path,
-    doc: &RawDoc,
-) -> Result<std::collections::BTreeMap<String, Vec<String>>, ConfigError> {
-    let mut out = std::collections::BTreeMap::new();
-    for e in doc.columns.iter().flat_map(|s| &s.entries) {
-        match &e.value {
-            raw::RawValue::List(names) => {
-                out.insert(e.key.clone(), names.clone());
-            }
-            _ => {
-                return Err(ConfigError::Syntax {
-                    file: path.to_path_buf(),
-                    line: Some(e.line),
-                    message: format!(
-                        "[columns] {} must be a list of column names, e.g. {} = [\"name\", \"size\"]",
-                        e.key, e.key
-                    ),
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// TOML: an unknown top-level key or table is fatal. cinder.conf: listed, because the same

@@ -302,6 +302,15 @@ impl App {
         }
     }
 
+    /// Jobs running now (the Jobs title, the question at quit).
+    pub fn running_jobs(&self) -> usize {
+        self.snap
+            .jobs
+            .iter()
+            .filter(|j| j.state == JobState::Running)
+            .count()
+    }
+
     pub fn selection(&self, view: View) -> usize {
         self.selected[view.index()]
     }
@@ -406,12 +415,7 @@ impl App {
         match action {
             Action::Help => self.mode = Mode::Help,
             Action::Quit => {
-                let running = self
-                    .snap
-                    .jobs
-                    .iter()
-                    .filter(|j| j.state == JobState::Running)
-                    .count();
+                let running = self.running_jobs();
                 if self.worker && running > 0 {
                     self.ask(
                         PromptKind::Quit,

@@ -115,12 +115,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             &shown,
         ))
     });
-    let running = app
-        .snap
-        .jobs
-        .iter()
-        .filter(|j| j.state == JobState::Running)
-        .count();
+    let running = app.running_jobs();
     super::render_table(
         frame,
         area,
