@@ -313,6 +313,23 @@ pub enum VolumeCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Compare a volume's data, byte for byte, with a snapshot: its parent while it is a
+    /// layered clone, else the snapshot it was flattened from (while that exists), or --against.
+    /// A job (progress, rate limit, cancel); with --wait, exits 0 only if they are equal, and
+    /// prints the first differing offset and how many bytes differ
+    Verify {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
+        volume: String,
+        /// The snapshot to compare with (id or name)
+        #[arg(long, add = ArgValueCandidates::new(complete::snapshots))]
+        against: Option<String>,
+        /// Read at most this many bytes per second (default: the backend's
+        /// volume_copy_bps_limit; 0: no limit)
+        #[arg(long, value_parser = size)]
+        bps_limit: Option<u64>,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Grow a volume
     Extend {
         #[arg(add = ArgValueCandidates::new(complete::volumes))]

@@ -211,6 +211,19 @@ pub async fn run(
                     )
                 }
                 VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
+                VolumeCmd::Verify {
+                    volume,
+                    against,
+                    bps_limit,
+                    wait,
+                } => (
+                    Request::Verify {
+                        volume,
+                        against,
+                        bps_limit,
+                    },
+                    wait,
+                ),
                 VolumeCmd::Extend {
                     volume,
                     size,

@@ -21,6 +21,8 @@ pub struct VolumeRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
+    /// The snapshot it was flattened from (`volume verify`'s default once it is flat).
+    pub flattened_from: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq)]
@@ -67,7 +69,8 @@ pub struct NewSnapshot<'a> {
 }
 
 pub(crate) const VOLUME_COLUMNS: &str = "id, name, size_bytes, status, status_reason, backend, host, \
-     source_snapshot_id, source_volume_id, clone_depth, created_at, updated_at, deleted_at";
+     source_snapshot_id, source_volume_id, clone_depth, created_at, updated_at, deleted_at, \
+     flattened_from";
 pub(crate) const SNAPSHOT_COLUMNS: &str = "id, name, volume_id, size_bytes, status, status_reason, \
      backend, host, purpose, created_at, updated_at, deleted_at";
 
@@ -289,7 +292,8 @@ impl Db {
         self.update_row(
             "set volume flattened",
             "volumes",
-            "clone_depth = $1, source_snapshot_id = NULL, updated_at = $2",
+            "clone_depth = $1, flattened_from = COALESCE(source_snapshot_id, flattened_from), \
+             source_snapshot_id = NULL, updated_at = $2",
             0i64,
             id,
         )

@@ -20,7 +20,10 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::sparse::{copy_range, data_extents, holes_within};
+use super::layers::Layers;
+use super::pace::{self, Pacer};
+use super::sparse::{copy_range, data_extents};
+use super::verify::{Against, VerifyReport};
 use super::{
     Capacity, Deleted, DriverError, ImageInfo, Progress, VolumeDriver, snapshot_image, volume_image,
 };
@@ -30,11 +33,11 @@ const MAX_CHAIN: usize = 128;
 
 #[derive(Debug)]
 pub struct FileDriver {
-    backend: String,
-    dir: PathBuf,
+    pub(super) backend: String,
+    pub(super) dir: PathBuf,
     /// Cinder's `volume_copy_bps_limit`: copies (flatten, snapshot) stay under this many
     /// bytes per second, so a flatten does not starve the disk for everyone else. 0: no limit.
-    bps_limit: u64,
+    pub(super) bps_limit: u64,
 }
 
 impl FileDriver {
@@ -46,34 +49,7 @@ impl FileDriver {
         }
     }
 
-    /// The copy granularity: progress, cancellation and the rate limit act between chunks, so
-    /// under `bps_limit` a chunk takes at most about 1/8 s (a cancel is never kept waiting
-    /// behind a long throttled chunk, and progress moves several times a second).
-    fn chunk(&self) -> u64 {
-        match self.bps_limit {
-            0 => super::sparse::CHUNK,
-            bps => (bps / 8).clamp(64 << 10, super::sparse::CHUNK),
-        }
-    }
-
-    /// Reports a copied chunk and holds the copy to `bps_limit`. False: stop (cancelled).
-    fn pace(
-        &self,
-        started: std::time::Instant,
-        done: u64,
-        total: u64,
-        progress: &dyn Progress,
-    ) -> bool {
-        if self.bps_limit > 0 {
-            let due = std::time::Duration::from_secs_f64(done as f64 / self.bps_limit as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        progress.update(done, total)
-    }
-
-    fn err(&self, op: &'static str, e: impl std::fmt::Display) -> DriverError {
+    pub(super) fn err(&self, op: &'static str, e: impl std::fmt::Display) -> DriverError {
         DriverError::Io {
             backend: self.backend.clone(),
             op,
@@ -83,7 +59,12 @@ impl FileDriver {
 
     /// A failed write; a full filesystem is said in the operator's terms: where, how much
     /// more the operation needs, how much is free.
-    fn write_failed(&self, op: &'static str, e: std::io::Error, still_needed: u64) -> DriverError {
+    pub(super) fn write_failed(
+        &self,
+        op: &'static str,
+        e: std::io::Error,
+        still_needed: u64,
+    ) -> DriverError {
         if e.raw_os_error() != Some(libc::ENOSPC) {
             return self.err(op, e);
         }
@@ -102,7 +83,7 @@ impl FileDriver {
         }
     }
 
-    fn path(&self, image: &str) -> PathBuf {
+    pub(super) fn path(&self, image: &str) -> PathBuf {
         self.dir.join(image)
     }
 
@@ -117,7 +98,12 @@ impl FileDriver {
         }
     }
 
-    fn open(&self, op: &'static str, image: &str, write: bool) -> Result<File, DriverError> {
+    pub(super) fn open(
+        &self,
+        op: &'static str,
+        image: &str,
+        write: bool,
+    ) -> Result<File, DriverError> {
         File::options()
             .read(true)
             .write(write)
@@ -140,7 +126,7 @@ impl FileDriver {
     }
 
     /// Writes (or with None removes) a parent link atomically: write a temp file, rename it.
-    fn set_parent(&self, image: &str, parent: Option<&str>) -> Result<(), DriverError> {
+    pub(super) fn set_parent(&self, image: &str, parent: Option<&str>) -> Result<(), DriverError> {
         let link = self.side(image, "parent");
         match parent {
             Some(p) => {
@@ -155,7 +141,7 @@ impl FileDriver {
     }
 
     /// The parents a layered image reads through, nearest first.
-    fn chain(&self, image: &str) -> Result<Vec<String>, DriverError> {
+    pub(super) fn chain(&self, image: &str) -> Result<Vec<String>, DriverError> {
         let mut out = vec![];
         let mut cur = image.to_string();
         while let Some(p) = self.parent_of(&cur)? {
@@ -213,6 +199,19 @@ impl FileDriver {
         Ok(())
     }
 
+    /// An image read through its parent chain (`volume verify`, the flatten's plan).
+    pub(super) fn layers(&self, op: &'static str, image: &str) -> Result<Layers, DriverError> {
+        let mut names = vec![image.to_string()];
+        names.extend(self.chain(image)?);
+        Layers::open(&names, |n| File::open(self.path(n))).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                self.not_found(image)
+            } else {
+                self.err(op, format!("{image}: {e}"))
+            }
+        })
+    }
+
     fn new_sparse(&self, op: &'static str, path: &Path, size: u64) -> Result<File, DriverError> {
         use std::os::unix::fs::OpenOptionsExt;
         // Volume data is the tenants': private to the service's user.
@@ -230,7 +229,24 @@ impl FileDriver {
     }
 }
 
-fn remove_if_exists(p: &Path) -> io::Result<()> {
+/// A layered file image as `volume verify` reads it.
+struct FileReader<'a>(&'a Layers);
+
+impl super::verify::Readable for FileReader<'_> {
+    fn len(&self) -> u64 {
+        self.0.size()
+    }
+
+    fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
+        self.0.extents(0, self.0.size()).map_err(|e| e.to_string())
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        self.0.read_at(buf, off).map_err(|e| e.to_string())
+    }
+}
+
+pub(super) fn remove_if_exists(p: &Path) -> io::Result<()> {
     match std::fs::remove_file(p) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -403,24 +419,29 @@ impl VolumeDriver for FileDriver {
         remove_if_exists(&tmp).map_err(|e| self.err("snapshot", e))?;
         // A reflink shares the blocks at once where the filesystem can (xfs, btrfs).
         if reflink_copy::reflink(self.path(&src_name), &tmp).is_err() {
+            // A copy that stops (cancel, crash, full disk) leaves only the temporary file,
+            // removed by the next run, which starts over: nothing half-copied is ever named
+            // as a snapshot.
             let dst = self.new_sparse("snapshot", &tmp, size)?;
             let extents = data_extents(&src, 0, size).map_err(|e| self.err("snapshot", e))?;
             let total: u64 = extents.iter().map(|(a, b)| b - a).sum();
-            let mut done = 0;
-            let started = std::time::Instant::now();
+            let mut pacer = Pacer::new(self.bps_limit, 0, total, progress);
+            let chunk = pace::chunk_for(self.bps_limit);
             for (a, b) in extents {
-                let ok = copy_range(&src, &dst, a, b - a, self.chunk(), &mut |n| {
-                    done += n;
-                    self.pace(started, done, total, progress)
-                })
-                .map_err(|e| self.err("snapshot", e))?;
-                if !ok {
-                    drop(dst);
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(DriverError::Cancelled {
-                        backend: self.backend.clone(),
-                        op: "snapshot",
-                    });
+                let mut pos = a;
+                while pos < b {
+                    let end = pace::chunk_end(pos, b, chunk);
+                    copy_range(&src, &dst, pos, end - pos)
+                        .map_err(|e| self.write_failed("snapshot", e, total - pacer.done))?;
+                    if !pacer.moved(end - pos) {
+                        drop(dst);
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(DriverError::Cancelled {
+                            backend: self.backend.clone(),
+                            op: "snapshot",
+                        });
+                    }
+                    pos = end;
                 }
             }
             dst.sync_all().map_err(|e| self.err("snapshot", e))?;
@@ -489,71 +510,27 @@ impl VolumeDriver for FileDriver {
     }
 
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
+        super::file_flatten::flatten(self, volume_id, progress)
+    }
+
+    fn verify(
+        &self,
+        volume_id: &str,
+        against: &Against,
+        bps_limit: u64,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, DriverError> {
         let image = volume_image(volume_id);
-        let dst = self.open("flatten", &image, true)?;
-        let size = dst.metadata().map_err(|e| self.err("flatten", e))?.len();
-        let chain = self.chain(&image)?;
-        // Plan: per parent, nearest first, its data extents that the volume does not hold yet.
-        // Ranges a nearer parent covers are data in the volume by the time farther ones come.
-        let mut parents = vec![];
-        let mut total = 0;
-        for p in &chain {
-            let f = self.open("flatten", p, false)?;
-            let plen = f
-                .metadata()
-                .map_err(|e| self.err("flatten", e))?
-                .len()
-                .min(size);
-            let ext = data_extents(&f, 0, plen).map_err(|e| self.err("flatten", e))?;
-            total += ext.iter().map(|(a, b)| b - a).sum::<u64>();
-            parents.push((f, ext));
-        }
-        let mut done = 0;
-        let started = std::time::Instant::now();
-        if !progress.update(0, total) {
-            return Err(DriverError::Cancelled {
+        let a = self.layers("verify", &image)?;
+        let b = self.layers("verify", &snapshot_image(&against.snapshot_id))?;
+        let a = FileReader(&a);
+        let b = FileReader(&b);
+        super::verify::compare(&a, &b, bps_limit, progress)
+            .map_err(|e| self.err("verify", format!("{image}: {e}")))?
+            .ok_or_else(|| DriverError::Cancelled {
                 backend: self.backend.clone(),
-                op: "flatten",
-            });
-        }
-        for (src, extents) in &parents {
-            for &(a, b) in extents {
-                let holes = holes_within(&dst, a, b).map_err(|e| self.err("flatten", e))?;
-                let skipped = (b - a) - holes.iter().map(|(x, y)| y - x).sum::<u64>();
-                done += skipped;
-                for (x, y) in holes {
-                    let copied = copy_range(src, &dst, x, y - x, self.chunk(), &mut |n| {
-                        done += n;
-                        self.pace(started, done, total, progress)
-                    });
-                    let ok = match copied {
-                        Ok(ok) => ok,
-                        Err(e) => {
-                            // What was copied stays and the clone stays layered: a re-run
-                            // copies only what is left.
-                            let _ = dst.sync_data();
-                            return Err(self.write_failed(
-                                "flatten",
-                                e,
-                                total.saturating_sub(done),
-                            ));
-                        }
-                    };
-                    if !ok {
-                        // What was copied stays: a re-run copies only what is left.
-                        let _ = dst.sync_data();
-                        return Err(DriverError::Cancelled {
-                            backend: self.backend.clone(),
-                            op: "flatten",
-                        });
-                    }
-                }
-            }
-        }
-        dst.sync_all().map_err(|e| self.err("flatten", e))?;
-        self.set_parent(&image, None)?;
-        progress.update(total, total);
-        Ok(())
+                op: "verify",
+            })
     }
 
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {

@@ -9,12 +9,19 @@
 //! a missing one, a flatten that already copied half): after a crash the service simply runs
 //! the job again.
 
+mod copylog;
 pub mod fake;
 pub mod file;
+mod file_flatten;
 pub mod health;
+mod layers;
+mod pace;
 mod proc_open;
 pub mod rbd;
 mod sparse;
+pub mod verify;
+
+pub use verify::{Against, VerifyReport};
 
 use std::sync::Arc;
 
@@ -254,6 +261,22 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
     ) -> Result<(), DriverError>;
     /// Copies into the volume what it still reads from its parents, then drops the link.
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError>;
+    /// Compares the volume's data, as a reader sees it (through its parents), with the
+    /// snapshot's, byte for byte over the volume's size, at most `bps_limit` bytes a second.
+    /// Storage that cannot read its images back refuses.
+    fn verify(
+        &self,
+        _volume_id: &str,
+        _against: &Against,
+        _bps_limit: u64,
+        _progress: &dyn Progress,
+    ) -> Result<VerifyReport, DriverError> {
+        Err(DriverError::Invalid {
+            backend: self.backend().to_string(),
+            op: "verify",
+            message: "this backend cannot read its images back to compare them".into(),
+        })
+    }
     /// Removes deferred-deleted images that nothing depends on any more; returns their names.
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError>;
     /// This backend's storage client address, if its storage can tell clients apart (rbd:

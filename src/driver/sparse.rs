@@ -1,6 +1,6 @@
 //! Sparse-file primitives for the file driver: where a file holds data (SEEK_DATA/SEEK_HOLE),
-//! and an in-kernel chunked copy of a range (`copy_file_range`) that reports each chunk, so
-//! copies touch only allocated extents and can be cancelled between chunks.
+//! and an in-kernel copy of a range (`copy_file_range`), so copies touch only allocated
+//! extents.
 
 use std::fs::File;
 use std::io;
@@ -8,9 +8,6 @@ use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
 use nix::unistd::{Whence, lseek};
-
-/// Copy granularity: progress and cancellation are checked after each chunk.
-pub const CHUNK: u64 = 8 << 20;
 
 fn seek(f: &File, pos: u64, whence: Whence) -> io::Result<Option<u64>> {
     match lseek(f, pos as i64, whence) {
@@ -39,46 +36,24 @@ pub fn data_extents(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>>
     Ok(out)
 }
 
-/// The holes of `f` within `[from, to)`: where a layered volume still reads from its parent.
-pub fn holes_within(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
-    let mut out = vec![];
-    let mut pos = from;
-    for (start, end) in data_extents(f, from, to)? {
-        if start > pos {
-            out.push((pos, start));
-        }
-        pos = end;
-    }
-    if pos < to {
-        out.push((pos, to));
-    }
-    Ok(out)
-}
-
-/// Copies `[off, off + len)` of `src` to the same offset of `dst`, `chunk` bytes at a time
-/// (at most [`CHUNK`]). `tick` gets the bytes of each chunk and returns false to stop.
-/// Returns false when stopped.
-pub fn copy_range(
-    src: &File,
-    dst: &File,
-    off: u64,
-    len: u64,
-    chunk: u64,
-    tick: &mut dyn FnMut(u64) -> bool,
-) -> io::Result<bool> {
-    let chunk = chunk.clamp(4096, CHUNK);
+/// Copies `[off, off + len)` of `src` to the same offset of `dst`, all of it: in-kernel
+/// (`copy_file_range`) where the files allow, else through a buffer. A source that ends before
+/// the range does is an error, never a silently short copy. The caller cuts the range into
+/// chunks (see `pace.rs`) to report progress and cancel between them.
+pub fn copy_range(src: &File, dst: &File, off: u64, len: u64) -> io::Result<()> {
     let end = off + len;
     let mut pos = off;
     let mut buf: Vec<u8> = vec![];
     while pos < end {
-        let want = (end - pos).min(chunk) as usize;
+        let want = (end - pos) as usize;
         let (mut o_in, mut o_out) = (pos as i64, pos as i64);
         let n = match nix::fcntl::copy_file_range(src, Some(&mut o_in), dst, Some(&mut o_out), want)
         {
             Ok(n) => n,
+            Err(Errno::EINTR) => continue,
             // Not supported between these files: copy through a buffer.
             Err(Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP) => {
-                buf.resize(want, 0);
+                buf.resize(want.min(1 << 20), 0);
                 let n = src.read_at(&mut buf, pos)?;
                 dst.write_all_at(&buf[..n], pos)?;
                 n
@@ -86,15 +61,14 @@ pub fn copy_range(
             Err(e) => return Err(io::Error::from(e)),
         };
         if n == 0 {
-            // The source ended early (shorter than the range): the rest reads as zeros.
-            break;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the source ends at byte {pos}, before {end}"),
+            ));
         }
         pos += n as u64;
-        if !tick(n as u64) {
-            return Ok(false);
-        }
     }
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,8 +91,6 @@ mod tests {
         let ext = data_extents(&a, 0, 64 << 20).expect("extents");
         assert_eq!(ext.len(), 1);
         assert!(ext[0].0 <= 16 << 20 && ext[0].1 >= 17 << 20, "{ext:?}");
-        let holes = holes_within(&a, 0, 64 << 20).expect("holes");
-        assert_eq!(holes.first().map(|h| h.0), Some(0));
 
         let b = File::options()
             .create(true)
@@ -128,14 +100,7 @@ mod tests {
             .open(dir.path().join("b"))
             .expect("b");
         b.set_len(64 << 20).expect("len");
-        let mut copied = 0;
-        let done = copy_range(&a, &b, ext[0].0, ext[0].1 - ext[0].0, CHUNK, &mut |n| {
-            copied += n;
-            true
-        })
-        .expect("copy");
-        assert!(done);
-        assert_eq!(copied, ext[0].1 - ext[0].0);
+        copy_range(&a, &b, ext[0].0, ext[0].1 - ext[0].0).expect("copy");
         let mut got = vec![0u8; 1 << 20];
         b.read_exact_at(&mut got, 16 << 20).expect("read");
         assert!(got.iter().all(|x| *x == 7));
@@ -143,6 +108,10 @@ mod tests {
             data_extents(&b, 0, 64 << 20).expect("ext b").len(),
             1,
             "copy stays sparse"
+        );
+        assert!(
+            copy_range(&a, &b, (64 << 20) - 10, 20).is_err(),
+            "past the source's end"
         );
     }
 }

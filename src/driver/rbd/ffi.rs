@@ -182,6 +182,15 @@ unsafe extern "C" {
     pub fn rbd_get_flags(image: RbdImage, flags: *mut u64) -> c_int;
     pub fn rbd_rebuild_object_map(image: RbdImage, cb: ProgressFn, arg: *mut c_void) -> c_int;
     pub fn rbd_flatten_with_progress(image: RbdImage, cb: ProgressFn, arg: *mut c_void) -> c_int;
+    /// Reads `len` bytes at `ofs` (zeros where neither the image nor its parent hold data);
+    /// returns the bytes read or a negative errno.
+    pub fn rbd_read2(
+        image: RbdImage,
+        ofs: u64,
+        len: usize,
+        buf: *mut c_char,
+        op_flags: c_int,
+    ) -> isize;
     pub fn rbd_diff_iterate2(
         image: RbdImage,
         from_snap: *const c_char,

@@ -414,6 +414,72 @@ impl<'p> Image<'p> {
         })
     }
 
+    /// Where the image holds data, its parent's included (`rbd diff --whole-object` off):
+    /// `[start, end)` in offset order, adjacent extents merged. For `volume verify`.
+    #[allow(unsafe_code)]
+    pub fn data_extents(&self) -> Result<Vec<(u64, u64)>, Errno> {
+        extern "C" fn add(ofs: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
+            if exists != 0 {
+                #[allow(unsafe_code)]
+                // SAFETY: arg is the &mut Vec below, alive for the call.
+                let out = unsafe { &mut *(arg as *mut Vec<(u64, u64)>) };
+                match out.last_mut() {
+                    Some(last) if last.1 == ofs => last.1 += len as u64,
+                    _ => out.push((ofs, ofs + len as u64)),
+                }
+            }
+            0
+        }
+        let size = self.size()?;
+        let mut out: Vec<(u64, u64)> = vec![];
+        // SAFETY: open image; the callback's Vec lives on this frame for the whole call.
+        Errno::check("rbd_diff_iterate2", unsafe {
+            ffi::rbd_diff_iterate2(
+                self.raw,
+                ptr::null(),
+                0,
+                size,
+                1,
+                0,
+                add,
+                &mut out as *mut Vec<(u64, u64)> as *mut c_void,
+            )
+        })?;
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Reads `buf.len()` bytes at `off`, as a client sees the image (through its parent).
+    #[allow(unsafe_code)]
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: open image; rest is a live, writable buffer of rest.len() bytes.
+            let n = unsafe {
+                ffi::rbd_read2(
+                    self.raw,
+                    off + done as u64,
+                    rest.len(),
+                    rest.as_mut_ptr().cast(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(Errno {
+                    call: "rbd_read2",
+                    code: -(n as c_int),
+                });
+            }
+            if n == 0 {
+                rest.fill(0); // past the end
+                return Ok(());
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
     /// Bytes allocated in the image itself (not its parent), per whole object: `rbd du`.
     #[allow(unsafe_code)]
     pub fn used_bytes(&self) -> Result<u64, Errno> {

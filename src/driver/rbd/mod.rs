@@ -21,6 +21,7 @@ pub mod health_codes;
 mod holders;
 mod image;
 mod session;
+mod verify;
 
 pub mod cephconf;
 
@@ -552,6 +553,16 @@ impl VolumeDriver for RbdDriver {
 
     fn flatten(&self, volume_id: &str, progress: &dyn Progress) -> Result<(), DriverError> {
         self.flatten_image(volume_id, progress)
+    }
+
+    fn verify(
+        &self,
+        volume_id: &str,
+        against: &crate::driver::Against,
+        bps_limit: u64,
+        progress: &dyn Progress,
+    ) -> Result<crate::driver::VerifyReport, DriverError> {
+        self.verify_image(volume_id, against, bps_limit, progress)
     }
 
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {

@@ -119,6 +119,7 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         JobKind::Delete => delete(ctx).await,
         JobKind::SnapshotCreate => snapshot_create(ctx).await,
         JobKind::SnapshotDelete => snapshot_delete(ctx).await,
+        JobKind::Verify => verify(ctx).await,
     };
     let err = match result {
         Ok(()) => return Outcome::Succeeded,
@@ -175,7 +176,7 @@ async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> R
                     .await?;
             }
         }
-        JobKind::Flatten => {}
+        JobKind::Flatten | JobKind::Verify => {}
         JobKind::Extend => {
             // Refused because it is open: nothing changed, it stays usable.
             let to = if busy { "available" } else { "error_extending" };
@@ -226,7 +227,7 @@ pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), 
             db.set_snapshot_status(id, &["deleting"], "available", None)
                 .await?;
         }
-        Some(JobKind::Flatten) | None => {}
+        Some(JobKind::Flatten | JobKind::Verify) | None => {}
     }
     Ok(())
 }
@@ -292,6 +293,55 @@ async fn flatten(ctx: &Ctx) -> Result<(), Step> {
         collect_clone_snapshot(ctx, &snap).await?;
     }
     Ok(())
+}
+
+/// Reads the volume back and compares it with the snapshot; a difference fails the job with
+/// where and how much (the storage is left as it was either way).
+async fn verify(ctx: &Ctx) -> Result<(), Step> {
+    let (Some(snap), Some(snap_volume)) =
+        (ctx.params.snapshot_id.clone(), ctx.params.volume_id.clone())
+    else {
+        return Err(Step::Driver(DriverError::Invalid {
+            backend: ctx.svc.name.clone(),
+            op: "verify",
+            message: "no snapshot in the job".into(),
+        }));
+    };
+    let bps = ctx
+        .params
+        .bps_limit
+        .unwrap_or(ctx.svc.cfg.volume_copy_bps_limit);
+    let against = crate::driver::Against {
+        snapshot_id: snap.clone(),
+        volume_id: snap_volume,
+    };
+    let v = ctx.id();
+    let report = ctx.call(move |d, p| d.verify(&v, &against, bps, p)).await?;
+    let names = ctx.db.target_names(&[ctx.id(), snap.clone()]).await?;
+    let name = |id: &str| {
+        names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| super::request::short(id).to_string())
+    };
+    let summary = report.summary(
+        &format!("volume {}", name(&ctx.id())),
+        &format!("snapshot {}", name(&snap)),
+    );
+    if report.identical() {
+        info!(job = %ctx.job.id, "{summary}");
+        return Ok(());
+    }
+    let ranges: Vec<String> = report
+        .differing_ranges
+        .iter()
+        .map(|(a, b)| format!("{a}..{b}"))
+        .collect();
+    Err(Step::Driver(DriverError::Invalid {
+        backend: ctx.svc.name.clone(),
+        op: "verify",
+        message: format!("{summary}; differing ranges: {}", ranges.join(", ")),
+    }))
 }
 
 /// Before a delete or an extend: refused while someone else has the volume open, unless the

@@ -35,6 +35,8 @@ pub enum JobKind {
     Delete,
     SnapshotCreate,
     SnapshotDelete,
+    /// Reads a volume back and compares it with a snapshot (`volume verify`): changes nothing.
+    Verify,
 }
 
 impl JobKind {
@@ -47,6 +49,7 @@ impl JobKind {
             JobKind::Delete => "delete",
             JobKind::SnapshotCreate => "snapshot_create",
             JobKind::SnapshotDelete => "snapshot_delete",
+            JobKind::Verify => "verify",
         }
     }
 
@@ -59,6 +62,7 @@ impl JobKind {
             JobKind::Delete,
             JobKind::SnapshotCreate,
             JobKind::SnapshotDelete,
+            JobKind::Verify,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -92,6 +96,10 @@ pub struct Params {
     /// The volume a snapshot job snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_id: Option<String>,
+    /// `volume verify --bps-limit`: the read rate for this verify (else the backend's
+    /// `volume_copy_bps_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_limit: Option<u64>,
 }
 
 #[derive(Debug, Error)]

@@ -26,6 +26,13 @@ pub enum Request {
     Flatten {
         volume: String,
     },
+    /// Compare a volume's data with a snapshot: `against`, else its parent while layered, else
+    /// the snapshot it was flattened from while that still exists.
+    Verify {
+        volume: String,
+        against: Option<String>,
+        bps_limit: Option<u64>,
+    },
     /// `force`: even though someone has the volume open (the job checks the storage).
     Extend {
         volume: String,
@@ -101,6 +108,29 @@ pub(crate) async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobErr
         )));
     }
     Ok(())
+}
+
+/// What `volume verify` compares with when no snapshot is named: the parent of a layered
+/// clone, else the snapshot it was flattened from, while that snapshot still exists.
+async fn verify_default(db: &Db, v: &VolumeRow) -> Result<SnapshotRow, JobError> {
+    let (id, how) = match (&v.source_snapshot_id, &v.flattened_from) {
+        (Some(id), _) => (id, "its parent"),
+        (None, Some(id)) => (id, "the snapshot it was flattened from"),
+        (None, None) => {
+            return Err(JobError::Refused(format!(
+                "volume {} ({}) has no parent and was not flattened from a snapshot: name one to compare with (--against SNAPSHOT)",
+                v.name, v.id
+            )));
+        }
+    };
+    match db.get_snapshot(id).await? {
+        Some(s) if s.deleted_at.is_none() => Ok(s),
+        _ => Err(JobError::Refused(format!(
+            "volume {}: {how}, snapshot {}, no longer exists: name another to compare with (--against SNAPSHOT)",
+            v.name,
+            short(id)
+        ))),
+    }
 }
 
 pub(super) fn short(id: &str) -> &str {
@@ -296,6 +326,43 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 v.host.as_deref(),
                 format!("flatten {}", v.name),
             )
+        }
+        Request::Verify {
+            volume: key,
+            against,
+            bps_limit,
+        } => {
+            let v = volume(db, key).await?;
+            status_is(&v, USABLE, "verify")?;
+            let snap = match against {
+                Some(k) => snapshot(db, k).await?,
+                None => verify_default(db, &v).await?,
+            };
+            if snap.status != "available" {
+                return Err(JobError::Refused(format!(
+                    "snapshot {} ({}) is {}: verify compares with an available snapshot",
+                    snap.name, snap.id, snap.status
+                )));
+            }
+            if snap.backend != v.backend {
+                return Err(JobError::Refused(format!(
+                    "snapshot {} is on backend {} and volume {} on {}: verify compares within one backend",
+                    snap.name, snap.backend, v.name, v.backend
+                )));
+            }
+            not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+            let mut plan = Plan::new(
+                cfg,
+                JobKind::Verify,
+                &v.id,
+                &v.backend,
+                v.host.as_deref(),
+                format!("verify {} against snapshot {}", v.name, snap.name),
+            );
+            plan.params.snapshot_id = Some(snap.id.clone());
+            plan.params.volume_id = Some(snap.volume_id.clone());
+            plan.params.bps_limit = *bps_limit;
+            plan
         }
         Request::Extend {
             volume: key,

@@ -57,6 +57,11 @@ pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqu
             status_is(&v, USABLE, "flatten")?;
             None
         }
+        JobKind::Verify => {
+            let v = volume(db, &old.target_id).await?;
+            status_is(&v, USABLE, "verify")?;
+            None
+        }
         JobKind::Extend => {
             let v = volume(db, &old.target_id).await?;
             if params.size.unwrap_or(0) <= v.size_bytes as u64 {

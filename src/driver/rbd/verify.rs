@@ -1,0 +1,62 @@
+//! `volume verify` on rbd: both sides read through librbd (a clone through its parent, a
+//! snapshot at its point in time), only where either side's diff shows data.
+
+use super::RbdDriver;
+use super::image::{Image, Open};
+use crate::driver::verify::{Against, Readable, VerifyReport, compare};
+use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
+
+/// An open image as a comparison reads it: zeros past its end.
+struct RbdReader<'a> {
+    img: Image<'a>,
+    size: u64,
+}
+
+impl Readable for RbdReader<'_> {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
+        self.img.data_extents().map_err(|e| e.describe())
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        let n = self.size.saturating_sub(off).min(buf.len() as u64) as usize;
+        buf[n..].fill(0);
+        if n > 0 {
+            self.img
+                .read_at(&mut buf[..n], off)
+                .map_err(|e| e.describe())?;
+        }
+        Ok(())
+    }
+}
+
+impl RbdDriver {
+    pub(super) fn verify_image(
+        &self,
+        volume_id: &str,
+        against: &Against,
+        bps_limit: u64,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, DriverError> {
+        let pool = self.pool()?;
+        let name = volume_image(volume_id);
+        let (src, snap) = (
+            volume_image(&against.volume_id),
+            snapshot_image(&against.snapshot_id),
+        );
+        let spec = format!("{src}@{snap}");
+        let open = |how, what: &str| -> Result<RbdReader<'_>, DriverError> {
+            let img = self.open(&pool, "verify", how, what)?;
+            let size = img.size().map_err(|e| self.fail("verify", what, e))?;
+            Ok(RbdReader { img, size })
+        };
+        let a = open(Open::ReadOnly(&name), &name)?;
+        let b = open(Open::AtSnap(&src, &snap), &spec)?;
+        compare(&a, &b, bps_limit, progress)
+            .map_err(|e| self.io("verify", format!("{name} against {spec}: {e}")))?
+            .ok_or_else(|| self.cancelled("verify"))
+    }
+}
