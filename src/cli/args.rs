@@ -243,6 +243,10 @@ pub enum BackendCmd {
     List,
 }
 
+fn rate(s: &str) -> Result<u64, String> {
+    crate::service::units::parse_rate(s).map_err(|e| e.to_string())
+}
+
 fn size(s: &str) -> Result<u64, String> {
     crate::service::units::parse_size(s).map_err(|e| e.to_string())
 }
@@ -323,9 +327,9 @@ pub enum VolumeCmd {
         /// The snapshot to compare with (id or name)
         #[arg(long, add = ArgValueCandidates::new(complete::snapshots))]
         against: Option<String>,
-        /// Read at most this many bytes per second (default: the backend's
-        /// volume_copy_bps_limit; 0: no limit)
-        #[arg(long, value_parser = size)]
+        /// Read at most this many bytes per second: bytes, or with a unit (`100M`); 0: no
+        /// limit (default: the backend's volume_copy_bps_limit)
+        #[arg(long, value_parser = rate)]
         bps_limit: Option<u64>,
         #[command(flatten)]
         wait: Wait,

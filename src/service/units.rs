@@ -44,6 +44,19 @@ pub fn parse_size(input: &str) -> Result<u64, InputError> {
     Ok(bytes)
 }
 
+/// A rate in bytes per second, as Cinder's `volume_copy_bps_limit` writes it: a bare number is
+/// bytes (0: no limit), or a size with a unit per second (`100M`).
+pub fn parse_rate(input: &str) -> Result<u64, InputError> {
+    let s = input.trim().trim_end_matches("/s");
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        return s.parse::<u64>().map_err(|_| InputError::Size {
+            input: input.to_string(),
+            why: "too large".into(),
+        });
+    }
+    parse_size(s)
+}
+
 /// Volume and snapshot names: free text as in Cinder, but one printable line.
 pub fn check_name(input: &str) -> Result<&str, InputError> {
     let err = |why| InputError::Name {
