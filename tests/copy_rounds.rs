@@ -398,10 +398,15 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
             let _ = env.run(&["job", "cancel", &job]);
             let ended = env.wait_job(&job, 60);
             if ended["state"] == "cancelled" {
-                job = env.json(&["job", "retry", &job])["job_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+                job = if env.run(&["volume", "show", &target_name]).status.success() {
+                    env.json(&["job", "retry", &job])["job_id"].clone()
+                } else {
+                    // A create cancelled before any worker took it leaves nothing to retry.
+                    env.json(&refs)["job_id"].clone()
+                }
+                .as_str()
+                .unwrap()
+                .to_string();
             }
         }
         Interrupt::DiskFull => {
