@@ -33,6 +33,9 @@ enum Interrupt {
     Kill,
     CancelRetry,
     DiskFull,
+    /// SIGSTOP of the member running the copy, past `service_down_time`: a peer takes the job
+    /// over and finishes it; the frozen one wakes up afterwards (cluster rounds only).
+    Freeze,
 }
 
 /// The copy a round makes.
@@ -144,7 +147,7 @@ struct Plan {
     after_claim: bool,
 }
 
-fn draw_plan(r: &mut StdRng, store: &Store<'_>, can_fill_disk: bool) -> Plan {
+fn draw_plan(r: &mut StdRng, store: &Store<'_>, site: Site, can_fill_disk: bool) -> Plan {
     let mut kinds = vec![
         Interrupt::None,
         Interrupt::Kill,
@@ -153,6 +156,9 @@ fn draw_plan(r: &mut StdRng, store: &Store<'_>, can_fill_disk: bool) -> Plan {
     ];
     if can_fill_disk && matches!(store, Store::File) {
         kinds.push(Interrupt::DiskFull);
+    }
+    if site == Site::Cluster {
+        kinds = vec![Interrupt::Freeze];
     }
     Plan {
         bps: 0, // set once the data is known
@@ -163,8 +169,84 @@ fn draw_plan(r: &mut StdRng, store: &Store<'_>, can_fill_disk: bool) -> Plan {
             Copy::Flatten
         },
         interrupt: kinds[r.random_range(0..kinds.len())],
-        moment: r.random_range(0.0..1.3),
-        after_claim: r.random_bool(0.6),
+        // A freeze after the end would test nothing: it lands within the copy.
+        moment: r.random_range(0.0..if site == Site::Cluster { 0.7 } else { 1.3 }),
+        after_claim: r.random_bool(0.6) || site == Site::Cluster,
+    }
+}
+
+/// One service, or two members of a cluster sharing the file directory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Site {
+    Single,
+    Cluster,
+}
+
+/// The round's running services, each with its own config (and host name in a cluster).
+struct Hosts {
+    names: Vec<&'static str>,
+    envs: Vec<Env>,
+    serves: Vec<Serve>,
+}
+
+impl Hosts {
+    fn start(dir: &Path, url: &str, site: Site, backend: &str) -> Hosts {
+        let names: &[&'static str] = match site {
+            Site::Single => &[""],
+            Site::Cluster => &["a", "b"],
+        };
+        let mut envs = vec![];
+        let mut serves = vec![];
+        for n in names {
+            if n.is_empty() {
+                let env = Env::new(dir, url, backend);
+                serves.push(env.serve());
+                envs.push(env);
+                continue;
+            }
+            let d = dir.join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            let env = Env::new(
+                &d,
+                url,
+                &format!("host = \"{n}\"\ncluster = \"c1\"\n{backend}file_shared_storage = true\n"),
+            );
+            serves.push(Serve::start(&env.config, &env.url, &env.dir));
+            env.wait_up(&format!("{n}@b0"), 30);
+            envs.push(env);
+        }
+        Hosts {
+            names: names.to_vec(),
+            envs,
+            serves,
+        }
+    }
+
+    /// The first member's config, to run commands with.
+    fn env(&self) -> Env {
+        let e = &self.envs[0];
+        Env {
+            dir: e.dir.clone(),
+            config: e.config.clone(),
+            url: e.url.clone(),
+        }
+    }
+
+    /// The member whose service claimed the job (`a@b0`), as an index.
+    fn runner(&self, job: &serde_json::Value) -> usize {
+        let by = job["claimed_by"].as_str().unwrap_or_default();
+        self.names
+            .iter()
+            .position(|n| by.starts_with(&format!("{n}@")))
+            .unwrap_or(0)
+    }
+
+    fn logs(&self) -> String {
+        self.serves
+            .iter()
+            .map(|s| s.log_text())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -258,10 +340,10 @@ impl Drop for Tmpfs {
 }
 
 /// One round, from its seed alone. Panics with the seed on any loss.
-fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String {
+fn round(seed: u64, store: &Store<'_>, site: Site, root: &Path, url: Option<&str>) -> String {
     let mut r = StdRng::seed_from_u64(seed);
     let can_fill_disk = nix::unistd::getuid().is_root() && matches!(store, Store::File);
-    let mut plan = draw_plan(&mut r, store, can_fill_disk);
+    let mut plan = draw_plan(&mut r, store, site, can_fill_disk);
     let dir = root.join(format!("round-{seed}"));
     std::fs::create_dir_all(&dir).unwrap();
     let url = url
@@ -277,8 +359,13 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
         Copy::Flatten => 8,
         Copy::SourceClone => plan.depth as u32,
     };
-    let mut env = Env::new(&dir, &url, &store.backend_text(0, max_depth, &file_dir));
-    let mut serve = env.serve();
+    let mut hosts = Hosts::start(
+        &dir,
+        &url,
+        site,
+        &store.backend_text(0, max_depth, &file_dir),
+    );
+    let env = hosts.env();
     let mut size = draw_size(&mut r, 0);
     let v0 = env.json(&[
         "volume",
@@ -343,18 +430,19 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
     } else {
         ((copied_bytes.max(MIB) as f64 / secs) as u64).max(1_000_000) + r.random_range(0..4096)
     };
-    drop(serve);
-    env = Env::new(
-        &dir,
-        &url,
-        &store.backend_text(plan.bps, max_depth, &file_dir),
-    );
+    drop(hosts);
     if let Some(fs) = &tmpfs {
         // Room for the layout and a random part of the copy.
         let room = fs.used() + (copied_bytes as f64 * r.random_range(0.05..0.8)) as u64;
         fs.resize(room);
     }
-    serve = env.serve();
+    hosts = Hosts::start(
+        &dir,
+        &url,
+        site,
+        &store.backend_text(plan.bps, max_depth, &file_dir),
+    );
+    let env = hosts.env();
     let expected = Duration::from_secs_f64(match plan.bps {
         0 => 0.2,
         bps => copied_bytes as f64 / bps as f64 + 0.1,
@@ -390,9 +478,24 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
     match plan.interrupt {
         Interrupt::None => {}
         Interrupt::Kill => {
-            serve.signal("KILL");
-            serve.wait(Duration::from_secs(10));
-            serve = env.serve();
+            hosts.serves[0].signal("KILL");
+            hosts.serves[0].wait(Duration::from_secs(10));
+            hosts.serves[0] = env.serve();
+        }
+        Interrupt::Freeze => {
+            let j = env.job(&job);
+            if j["state"] == "running" {
+                let frozen = hosts.runner(&j);
+                hosts.serves[frozen].signal("STOP");
+                let ended = env.wait_job(&job, 120);
+                hosts.serves[frozen].signal("CONT");
+                eprintln!(
+                    "{at}: froze {}; the job ended {} by {} (claim {})",
+                    j["claimed_by"], ended["state"], ended["claimed_by"], ended["claim_token"]
+                );
+                // Woken: it notices the lost claim at its next write and stops.
+                std::thread::sleep(Duration::from_secs(3));
+            }
         }
         Interrupt::CancelRetry => {
             let _ = env.run(&["job", "cancel", &job]);
@@ -430,7 +533,7 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
         ended["state"],
         "succeeded",
         "{at}: {ended}\n{}",
-        serve.log_text()
+        hosts.logs()
     );
     let v = env.volume(&target_name);
     assert_eq!(v["status"], "available", "{at}: {v}");
@@ -453,7 +556,7 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
             "{at}: DATA LOST: the copy differs from its source at byte {i} (got {} bytes, want {}; zeros there: {zeros})\n{}",
             got.len(),
             model.len(),
-            serve.log_text()
+            hosts.logs()
         );
     }
 
@@ -499,7 +602,7 @@ fn round(seed: u64, store: &Store<'_>, root: &Path, url: Option<&str>) -> String
             );
         }
     }
-    drop(serve);
+    drop(hosts);
     drop(tmpfs);
     if matches!(store, Store::File) {
         let _ = std::fs::remove_dir_all(&dir);
@@ -541,7 +644,13 @@ fn interrupted_copies_lose_no_byte_on_the_file_backend() {
                     if i >= rounds {
                         break;
                     }
-                    let line = round(first.wrapping_add(i), &Store::File, root.path(), None);
+                    let line = round(
+                        first.wrapping_add(i),
+                        &Store::File,
+                        Site::Single,
+                        root.path(),
+                        None,
+                    );
                     eprintln!("{line}");
                 }
             });
@@ -567,6 +676,7 @@ fn interrupted_copies_lose_no_byte_on_rbd() {
         let line = round(
             first.wrapping_add(i),
             &Store::Rbd(&ceph),
+            Site::Single,
             root.path(),
             Some(&url),
         );
@@ -574,6 +684,34 @@ fn interrupted_copies_lose_no_byte_on_rbd() {
     }
     eprintln!(
         "copy rounds: {rounds} rbd rounds clean in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// SIGSTOP of the member running the copy, past `service_down_time`: a peer takes it over
+/// and finishes it, the frozen one wakes up and writes nothing more (PostgreSQL: a cluster).
+#[test]
+fn a_copy_frozen_past_a_takeover_loses_no_byte_in_a_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    if fresh_db(Engine::Postgres, root.path()).is_none() {
+        return;
+    }
+    let rounds = env_num("EMBER_COPY_ROUNDS_CLUSTER", 3);
+    let first = master_seed();
+    let started = Instant::now();
+    for i in 0..rounds {
+        let url = fresh_db(Engine::Postgres, root.path()).unwrap();
+        let line = round(
+            first.wrapping_add(i),
+            &Store::File,
+            Site::Cluster,
+            root.path(),
+            Some(&url),
+        );
+        eprintln!("{line}");
+    }
+    eprintln!(
+        "copy rounds: {rounds} cluster rounds clean in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 }

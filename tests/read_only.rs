@@ -45,6 +45,8 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
             v(&["volume", "create", "n1", "--size", "1M"]),
         ),
         ("volume flatten", v(&["volume", "flatten", "c2"])),
+        // Reads the data only, but queues a job: a write to the database.
+        ("volume verify", v(&["volume", "verify", "c2"])),
         (
             "volume extend",
             v(&["volume", "extend", "v", "--size", "128M"]),
@@ -299,6 +301,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 "Snapshot",
                 "CloneVolume",
                 "Flatten",
+                "Verify",
                 "Extend",
                 "Delete",
                 "CancelJob",
@@ -342,6 +345,11 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 },
                 Request::Flatten {
                     volume: "c2".into(),
+                },
+                Request::Verify {
+                    volume: "c2".into(),
+                    against: None,
+                    bps_limit: None,
                 },
                 Request::Extend {
                     volume: "v".into(),

@@ -189,6 +189,9 @@ async fn finish(g: &Global, db: &Db, job: &JobRow) -> anyhow::Result<ExitCode> {
         "succeeded" => {
             if !g.json {
                 eprintln!("job {} succeeded", job.id);
+                if let Some(r) = &job.result {
+                    println!("{r}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -128,6 +128,9 @@ pub struct JobJson {
     pub bytes_done: i64,
     pub bytes_total: i64,
     pub error: Option<String>,
+    /// What it found (`volume verify`: equal, and how much was compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
     pub requested_by: String,
     pub claimed_by: Option<String>,
     /// Who may run it: `host@backend`, or any member of `cluster@backend`.
@@ -164,6 +167,7 @@ impl From<&JobRow> for JobJson {
             bytes_done: j.bytes_done,
             bytes_total: j.bytes_total,
             error: j.error.clone(),
+            result: j.result.clone(),
             requested_by: j.requested_by.clone(),
             claimed_by: j.claimed_by.clone(),
             owner: j.owner.clone(),

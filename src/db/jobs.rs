@@ -41,6 +41,8 @@ pub struct JobRow {
     pub claim_token: i64,
     /// The volume the job works on: one unfinished job per volume (`jobs_one_active`).
     pub volume_id: Option<String>,
+    /// What the job found, when that is its point (`volume verify`).
+    pub result: Option<String>,
 }
 
 pub struct NewJob<'a> {
@@ -101,7 +103,7 @@ pub const ACTIVE: &str = "('queued', 'running')";
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, target_id, backend, state, params, bytes_done, bytes_total, \
      error, requested_by, claimed_by, cancel_requested, created_at, started_at, updated_at, finished_at, \
-     owner, claim_token, volume_id";
+     owner, claim_token, volume_id, result";
 
 impl Db {
     /// Writes a request atomically; on anything but [`Enqueued::Written`], nothing is written.
@@ -337,6 +339,25 @@ impl Db {
                 .map_err(q("finish job"))
             })
             .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records what a running job found, under the worker's claim (false: claim lost).
+    pub async fn set_job_result(
+        &self,
+        id: &str,
+        token: i64,
+        result: &str,
+    ) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET result = $1 WHERE id = $2 AND claim_token = $3 AND state = 'running'",
+        )
+        .bind(result)
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(q("set job result"))?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -116,7 +116,11 @@ pub fn write(path: &Path, j: &Journal) -> io::Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("journal");
-    let tmp = dir.join(format!(".tmp-{name}"));
+    // A name of its own per writer: a worker woken after a takeover may write at the same
+    // moment as the one that took over, and must not write into the other's temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{name}.{}.{seq}", std::process::id()));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(j).map_err(io::Error::other)?)?;

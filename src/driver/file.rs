@@ -91,6 +91,10 @@ impl FileDriver {
         self.dir.join(format!("{image}.{suffix}"))
     }
 
+    pub(super) fn side_exists(&self, image: &str, suffix: &str) -> bool {
+        self.side(image, suffix).exists()
+    }
+
     fn not_found(&self, image: &str) -> DriverError {
         DriverError::NotFound {
             backend: self.backend.clone(),
@@ -233,7 +237,7 @@ impl FileDriver {
 struct FileReader<'a>(&'a Layers);
 
 impl super::verify::Readable for FileReader<'_> {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.0.size()
     }
 

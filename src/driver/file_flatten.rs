@@ -77,6 +77,8 @@ pub(super) fn flatten(
         return Err(cancelled());
     }
     let mut cp = Checkpoint {
+        d,
+        image: &image,
         dst: &dst,
         path: &jpath,
         journal: journal.clone(),
@@ -148,6 +150,8 @@ fn plan(layers: &Layers, chain: &[String], size: u64) -> std::io::Result<Journal
 
 /// The watermark, moved only after the clone's data is synced.
 struct Checkpoint<'a> {
+    d: &'a FileDriver,
+    image: &'a str,
     dst: &'a File,
     path: &'a std::path::Path,
     journal: Journal,
@@ -158,6 +162,13 @@ struct Checkpoint<'a> {
 impl Checkpoint<'_> {
     fn save(&mut self, watermark: u64) -> std::io::Result<()> {
         self.dst.sync_data()?;
+        // Flat already: a peer that took the job over finished it while this worker was
+        // frozen. Writing a journal now would leave a stale one behind; stop instead.
+        if !self.d.side_exists(self.image, "parent") {
+            return Err(std::io::Error::other(
+                "flattened meanwhile by another worker (this one was frozen past a takeover); it stops here",
+            ));
+        }
         self.journal.watermark = watermark;
         copylog::write(self.path, &self.journal)?;
         self.at = Instant::now();

@@ -60,7 +60,7 @@ impl VerifyReport {
 
 /// An image as a comparison reads it.
 pub trait Readable {
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     /// Where the image holds data, `[start, end)` in offset order (the rest reads as zeros).
     fn extents(&self) -> Result<Vec<(u64, u64)>, String>;
     /// Reads as the image shows it; zeros past its end.
@@ -89,7 +89,7 @@ pub fn compare(
     bps_limit: u64,
     progress: &dyn Progress,
 ) -> Result<Option<VerifyReport>, String> {
-    let len = volume.len();
+    let len = volume.size();
     let clip = |v: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
         v.into_iter()
             .map(|(s, e)| (s.min(len), e.min(len)))
@@ -99,7 +99,7 @@ pub fn compare(
     let extents = union(&clip(volume.extents()?), &clip(against.extents()?));
     let mut report = VerifyReport {
         compared_bytes: len,
-        against_bytes: against.len(),
+        against_bytes: against.size(),
         ..Default::default()
     };
     let mut pacer = Pacer::new(bps_limit, 0, len, progress);
@@ -165,7 +165,7 @@ mod tests {
     struct Mem(Vec<u8>);
 
     impl Readable for Mem {
-        fn len(&self) -> u64 {
+        fn size(&self) -> u64 {
             self.0.len() as u64
         }
         fn extents(&self) -> Result<Vec<(u64, u64)>, String> {

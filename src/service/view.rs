@@ -230,6 +230,8 @@ pub struct JobView {
     pub bytes_done: i64,
     pub bytes_total: i64,
     pub error: Option<String>,
+    /// What it found (`volume verify`).
+    pub result: Option<String>,
     pub requested_by: String,
     /// The service running it.
     pub claimed_by: Option<String>,
@@ -261,6 +263,7 @@ impl From<&JobRow> for JobView {
             bytes_done: j.bytes_done,
             bytes_total: j.bytes_total,
             error: j.error.clone(),
+            result: j.result.clone(),
             requested_by: j.requested_by.clone(),
             claimed_by: j.claimed_by.clone(),
             owner: j.owner.clone(),

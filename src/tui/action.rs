@@ -41,6 +41,8 @@ pub enum Action {
     Snapshot,
     CloneVolume,
     Flatten,
+    /// Compare the selected volume's data with a snapshot (a job that reads only).
+    Verify,
     Extend,
     Delete,
     CancelJob,
@@ -94,6 +96,7 @@ impl Action {
             Snapshot,
             CloneVolume,
             Flatten,
+            Verify,
             Extend,
             Delete,
             CancelJob,

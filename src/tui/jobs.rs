@@ -55,6 +55,7 @@ mod tests {
             bytes_done: 10 << 20,
             bytes_total: 100 << 20,
             error: None,
+            result: None,
             requested_by: "me".into(),
             claimed_by: None,
             owner: None,

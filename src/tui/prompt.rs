@@ -50,6 +50,9 @@ pub enum PromptKind {
         volume: String,
         name: String,
     },
+    Verify {
+        volume: String,
+    },
     CancelJob {
         job: String,
     },
@@ -102,6 +105,11 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
             backend: None,
             snapshot: None,
             source: Some(volume.clone()),
+        },
+        PromptKind::Verify { volume } => Request::Verify {
+            volume: volume.clone(),
+            against: Some(f(0)).filter(|s| !s.is_empty()),
+            bps_limit: None,
         },
         PromptKind::Extend { volume } => Request::Extend {
             volume: volume.clone(),

@@ -487,6 +487,7 @@ impl App {
             | Action::CloneVolume
             | Action::Extend
             | Action::Delete
+            | Action::Verify
             | Action::Flatten => {
                 let Some(v) = self.selected_volume().cloned() else {
                     self.toast = Some(("no volume selected".into(), true));
@@ -518,6 +519,16 @@ impl App {
                         &[("new size", "")],
                     ),
                     Action::Delete => self.ask_delete(&v),
+                    Action::Verify => self.ask(
+                        PromptKind::Verify {
+                            volume: v.id.to_string(),
+                        },
+                        format!("Verify {}: compare its data, byte for byte, with", v.name),
+                        &[(
+                            "snapshot (empty: its parent, or what it was flattened from)",
+                            "",
+                        )],
+                    ),
                     _ => self.ask(
                         PromptKind::Flatten {
                             volume: v.id.to_string(),

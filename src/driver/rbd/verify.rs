@@ -13,7 +13,7 @@ struct RbdReader<'a> {
 }
 
 impl Readable for RbdReader<'_> {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.size
     }
 

@@ -330,6 +330,19 @@ async fn verify(ctx: &Ctx) -> Result<(), Step> {
     );
     if report.identical() {
         info!(job = %ctx.job.id, "{summary}");
+        ctx.db
+            .set_job_result(&ctx.job.id, ctx.job.claim_token, &summary)
+            .await?;
+        let _ = ctx
+            .db
+            .add_event(&crate::db::events::NewEvent {
+                actor: &ctx.job.requested_by,
+                host: Some(&ctx.svc.host),
+                kind: "volume_verified",
+                target: Some(&ctx.id()),
+                message: &summary,
+            })
+            .await;
         return Ok(());
     }
     let ranges: Vec<String> = report

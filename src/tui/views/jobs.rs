@@ -186,6 +186,11 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, j: &JobView, now_ms: i6
         lines.push(Line::raw(""));
         lines.push(Line::from(Span::styled(format!("waiting: {w}"), t.warn)));
     }
+    if let Some(r) = &j.result {
+        lines.push(Line::raw(""));
+        lines.push(Line::from(Span::styled("result", t.accent)));
+        lines.push(Line::from(Span::styled(r.clone(), t.text)));
+    }
     if let Some(e) = &j.error {
         lines.push(Line::raw(""));
         lines.push(Line::from(Span::styled("error", t.accent)));
