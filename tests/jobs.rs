@@ -497,3 +497,58 @@ fn deferred_deletion_hides_a_snapshot_with_clones_and_purges_it_after_the_last_o
         );
     });
 }
+
+/// `volume verify` picks what to compare with, refuses in one line when there is nothing, and
+/// keeps its finding on the job (both engines).
+#[test]
+fn verify_compares_with_the_parent_then_the_flattened_from_snapshot() {
+    each_engine(|_, dir, url| {
+        let env = Env::new(dir, url, FILE0);
+        let _serve = env.serve();
+        env.json(&["volume", "create", "plain", "--size", "8M", "--wait"]);
+        let e = env.fails(&["volume", "verify", "plain"], 1);
+        assert!(
+            e.contains("has no parent") && e.contains("--against"),
+            "{e}"
+        );
+        env.snapshot_with_data("16M", &env.file_dir("file0"), 4, 0x5c, &["c"]);
+        // Layered: against its parent.
+        let out = env.json(&["volume", "verify", "c", "--wait"]);
+        assert_eq!(out["job"]["state"], "succeeded", "{out}");
+        assert_eq!(out["job"]["kind"], "verify");
+        let result = out["job"]["result"].as_str().unwrap().to_string();
+        assert!(
+            result.contains("equals snapshot src@s") && result.contains("16.0 MiB compared"),
+            "{result}"
+        );
+        // Flat: against the snapshot it was flattened from; a difference names its offset.
+        env.json(&["volume", "flatten", "c", "--wait"]);
+        let c = env.volume("c");
+        env.json(&["volume", "verify", "c", "--wait"]);
+        write_at(
+            &env.image("file0", c["id"].as_str().unwrap()),
+            12345,
+            10,
+            0x00,
+        );
+        let e = env.fails(&["volume", "verify", "c", "--wait"], 1);
+        assert!(
+            e.contains("first at byte 12345 ") && e.contains("10 bytes differ"),
+            "{e}"
+        );
+        // Against a named snapshot of another volume (any available one of the backend).
+        env.json(&[
+            "volume", "snapshot", "create", "ps", "--volume", "plain", "--wait",
+        ]);
+        let e = env.fails(&["volume", "verify", "c", "--against", "ps", "--wait"], 1);
+        assert!(e.contains("first at byte 0 "), "{e}");
+        // The snapshot it was flattened from is gone: nothing to compare with by default.
+        env.json(&["volume", "snapshot", "delete", "s", "--wait"]);
+        let e = env.fails(&["volume", "verify", "c"], 1);
+        assert!(e.contains("no longer exists"), "{e}");
+        assert!(
+            env.fails(&["volume", "verify", "c", "--bps-limit", "fast"], 2)
+                .contains("--bps-limit")
+        );
+    });
+}
