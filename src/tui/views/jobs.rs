@@ -7,6 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Wrap};
 
+use crate::service::jobs::JobKind;
 use crate::service::units::{age, human_bytes, rfc3339};
 use crate::service::view::{JobState, JobView};
 use crate::tui::columns::{eta_secs, job_rate, took};
@@ -166,8 +167,14 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, j: &JobView, now_ms: i6
         lines.push(kv("took", age(ms as f64 / 1000.0)));
     }
     if moves_bytes(j) {
+        // A verify moves no bytes into anything: it compares them.
+        let label = if j.kind == Some(JobKind::Verify) {
+            "compared"
+        } else {
+            "copied"
+        };
         lines.push(kv(
-            "copied",
+            label,
             format!(
                 "{} of {} {}",
                 human_bytes(j.bytes_done),
