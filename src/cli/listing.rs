@@ -356,7 +356,7 @@ pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Resu
         let name = names
             .get(&j.target_id)
             .cloned()
-            .unwrap_or_else(|| j.target_id[..8.min(j.target_id.len())].to_string());
+            .unwrap_or_else(|| crate::service::units::short_id(&j.target_id).to_string());
         let took = j.started_at.map(|s| {
             crate::service::units::age(
                 (j.finished_at.unwrap_or(j.updated_at.max(s)) - s) as f64 / 1000.0,

@@ -309,7 +309,7 @@ async fn jobs(t: &Run, sink: &Sink) {
         .iter()
         .filter(|j| matches!(j.state.as_str(), "queued" | "running"))
     {
-        let short = &j.id[..8.min(j.id.len())];
+        let short = crate::service::units::short_id(&j.id);
         if let Some(why) = waiting_for(j, services, now, down_ms) {
             fails.push(format!(
                 "job {short} ({} of {}, {}): {why}",
@@ -336,7 +336,7 @@ async fn jobs(t: &Run, sink: &Sink) {
     for j in failed.iter().take(5) {
         warns.push(format!(
             "job {} ({}) failed: {}",
-            &j.id[..8.min(j.id.len())],
+            crate::service::units::short_id(&j.id),
             j.kind,
             j.error.as_deref().unwrap_or("?")
         ));

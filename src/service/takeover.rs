@@ -148,7 +148,7 @@ pub fn waiting_for(
         return runner.error.as_ref().map(|e| {
             format!(
                 "paused: {holder}'s storage is failing ({e}); the job goes on when it answers again (ember job cancel {} stops it)",
-                &j.id[..8.min(j.id.len())]
+                crate::service::units::short_id(&j.id)
             )
         });
     }

@@ -44,6 +44,16 @@ pub fn parse_size(input: &str) -> Result<u64, InputError> {
     Ok(bytes)
 }
 
+/// An id as screens and messages show it: its first 8 characters. Cut on a character
+/// boundary, never a byte offset: ids of adopted images may carry any name, and a byte cut
+/// inside a character panicked (issue 23).
+pub fn short_id(id: &str) -> &str {
+    match id.char_indices().nth(8) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
 /// A rate in bytes per second, as Cinder's `volume_copy_bps_limit` writes it: a bare number is
 /// bytes (0: no limit), or a size with a unit per second (`100M`).
 pub fn parse_rate(input: &str) -> Result<u64, InputError> {
@@ -107,6 +117,15 @@ pub fn age(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_cut_on_a_character_boundary() {
+        assert_eq!(short_id("4a627666-f993-4700"), "4a627666");
+        assert_eq!(short_id("abc"), "abc");
+        // A multi-byte character across byte 8 panicked with `&id[..8]`.
+        assert_eq!(short_id("volume-é-data"), "volume-é");
+        assert_eq!(short_id("日本語のイメージ名です"), "日本語のイメージ");
+    }
 
     #[test]
     fn sizes() {

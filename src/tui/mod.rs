@@ -104,7 +104,10 @@ fn dispatch(
         Command::Submit(req) => {
             tokio::spawn(async move {
                 let msg = match h.submit(req).await {
-                    Ok(e) => (format!("job {} queued", &e.job_id[..8]), false),
+                    Ok(e) => (
+                        format!("job {} queued", crate::service::units::short_id(&e.job_id)),
+                        false,
+                    ),
                     Err(e) => (e.to_string(), true),
                 };
                 let _ = tx.send(msg);
@@ -113,7 +116,13 @@ fn dispatch(
         Command::Retry(id) => {
             tokio::spawn(async move {
                 let msg = match h.retry(&id).await {
-                    Ok(e) => (format!("retry queued as job {}", &e.job_id[..8]), false),
+                    Ok(e) => (
+                        format!(
+                            "retry queued as job {}",
+                            crate::service::units::short_id(&e.job_id)
+                        ),
+                        false,
+                    ),
                     Err(e) => (e.to_string(), true),
                 };
                 let _ = tx.send(msg);

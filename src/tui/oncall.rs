@@ -100,7 +100,7 @@ impl App {
                         format!(
                             "Retry {} job {} (a new job with the same parameters)? (y/n)",
                             j.kind_name(),
-                            &j.id[..8.min(j.id.len())]
+                            crate::service::units::short_id(&j.id)
                         ),
                         &[],
                     );
@@ -109,7 +109,7 @@ impl App {
                     self.toast = Some((
                         format!(
                             "job {} is {}: only a failed or cancelled job can be retried",
-                            &j.id[..8.min(j.id.len())],
+                            crate::service::units::short_id(&j.id),
                             j.state
                         ),
                         true,

@@ -554,14 +554,18 @@ impl App {
                         format!(
                             "Cancel {} job {}? (y/n)",
                             j.kind_name(),
-                            &j.id[..8.min(j.id.len())]
+                            crate::service::units::short_id(&j.id)
                         ),
                         &[],
                     );
                 }
                 Some(j) => {
                     self.toast = Some((
-                        format!("job {} is already {}", &j.id[..8.min(j.id.len())], j.state),
+                        format!(
+                            "job {} is already {}",
+                            crate::service::units::short_id(&j.id),
+                            j.state
+                        ),
                         true,
                     ))
                 }

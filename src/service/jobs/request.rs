@@ -134,7 +134,7 @@ async fn verify_default(db: &Db, v: &VolumeRow) -> Result<SnapshotRow, JobError>
 }
 
 pub(super) fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
+    crate::service::units::short_id(id)
 }
 
 pub(super) fn status_is(v: &VolumeRow, allowed: &[&str], action: &str) -> Result<(), JobError> {

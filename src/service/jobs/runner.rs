@@ -124,7 +124,7 @@ async fn run_job(
         .insert(job.id.clone(), progress.clone());
     // The log names the job by its short id and the target by name, each once (the events
     // keep full ids).
-    let short = &job.id[..8.min(job.id.len())];
+    let short = crate::service::units::short_id(&job.id);
     let target = db
         .target_names(std::slice::from_ref(&job.target_id))
         .await

@@ -26,7 +26,7 @@ pub fn target(j: &JobView) -> String {
     let name = j
         .target_name
         .clone()
-        .unwrap_or_else(|| j.target_id[..8.min(j.target_id.len())].to_string());
+        .unwrap_or_else(|| crate::service::units::short_id(&j.target_id).to_string());
     format!("{name} ({})", j.backend)
 }
 

@@ -137,7 +137,7 @@ fn trouble(app: &App, now_ms: i64) -> Vec<(String, bool)> {
             .iter()
             .find(|j| j.id == *id)
             .map(super::jobs::target)
-            .unwrap_or_else(|| id[..8.min(id.len())].to_string());
+            .unwrap_or_else(|| crate::service::units::short_id(id).to_string());
         out.push((format!("WAITING job on {name}: {why}"), false));
     }
     for e in snap
@@ -366,7 +366,7 @@ fn event_lines(app: &App, now_ms: i64, n: usize) -> Vec<Line<'static>> {
                 .or_else(|| {
                     e.target
                         .as_ref()
-                        .map(|id| id[..8.min(id.len())].to_string())
+                        .map(|id| crate::service::units::short_id(id).to_string())
                 })
                 .unwrap_or_default();
             Line::from(vec![

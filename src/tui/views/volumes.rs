@@ -50,12 +50,12 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
                     Cell::from(&*v.backend),
                     Cell::from(match (&v.parent_name, &v.source_snapshot_id) {
                         (Some(n), _) => n.to_string(),
-                        (None, Some(p)) => p[..8.min(p.len())].to_string(),
+                        (None, Some(p)) => crate::service::units::short_id(p).to_string(),
                         (None, None) => String::new(),
                     }),
                     Cell::from(v.clone_depth.to_string()),
                     Cell::from(rfc3339(v.created_at)),
-                    Cell::from(v.id[..8.min(v.id.len())].to_string()),
+                    Cell::from(crate::service::units::short_id(&v.id).to_string()),
                 ],
                 &shown,
             ))
