@@ -209,7 +209,8 @@ impl Cluster {
         Errno::check("rados_getaddrs", unsafe {
             super::ffi::rados_getaddrs(self.handle, &mut out)
         })?;
-        let addr = from_c(out);
+        // SAFETY: librados's string, freed below.
+        let addr = unsafe { from_c(out) };
         if !out.is_null() {
             // SAFETY: `out` was allocated by strdup in librados and is freed exactly once.
             unsafe { libc::free(out.cast()) };
@@ -280,12 +281,15 @@ impl Drop for Pool {
 }
 
 /// Copies a C string librados/librbd returned (null: empty).
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that stays alive for the call (librbd's
+/// strings live until their list is cleaned up: copy before cleanup).
 #[allow(unsafe_code)]
-pub fn from_c(p: *const c_char) -> String {
+pub unsafe fn from_c(p: *const c_char) -> String {
     if p.is_null() {
         return String::new();
     }
-    // SAFETY: librbd returns NUL-terminated strings that live until their list is cleaned up;
-    // callers copy before cleanup.
+    // SAFETY: the caller's promise above.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }

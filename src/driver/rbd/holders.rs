@@ -55,7 +55,8 @@ impl Image<'_> {
                 .iter()
                 .map(|w| Watcher {
                     id: w.id,
-                    address: from_c(w.addr),
+                    // SAFETY: librbd filled this list and cleans it up only after the copy.
+                    address: unsafe { from_c(w.addr) },
                 })
                 .collect();
             // SAFETY: frees what librbd allocated for the `max` filled entries; once.

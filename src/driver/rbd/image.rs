@@ -250,7 +250,8 @@ impl<'p> Image<'p> {
             return Ok(None);
         }
         Errno::check("rbd_get_parent", rc)?;
-        let name = from_c(snap.name);
+        // SAFETY: librbd filled this list and cleans it up only after the copy.
+        let name = unsafe { from_c(snap.name) };
         // SAFETY: filled by rbd_get_parent; cleaned once.
         unsafe {
             ffi::rbd_linked_image_spec_cleanup(&mut image);
@@ -275,7 +276,8 @@ impl<'p> Image<'p> {
             let out = buf[..n]
                 .iter()
                 .map(|s| SnapEntry {
-                    name: from_c(s.name),
+                    // SAFETY: librbd filled this list and cleans it up only after the copy.
+                    name: unsafe { from_c(s.name) },
                     size: s.size,
                 })
                 .collect();
@@ -363,7 +365,8 @@ impl<'p> Image<'p> {
             let out = buf[..max]
                 .iter()
                 .map(|c| Child {
-                    name: from_c(c.image_name),
+                    // SAFETY: librbd filled this list and cleans it up only after the copy.
+                    name: unsafe { from_c(c.image_name) },
                     in_trash: c.trash,
                 })
                 .collect();
@@ -524,7 +527,11 @@ pub fn list(pool: &Pool) -> Result<Vec<String>, Errno> {
             continue;
         }
         Errno::check("rbd_list2", rc)?;
-        let out = buf[..max].iter().map(|s| from_c(s.name)).collect();
+        // SAFETY: librbd filled this list and cleans it up only after the copy.
+        let out = buf[..max]
+            .iter()
+            .map(|s| unsafe { from_c(s.name) })
+            .collect();
         // SAFETY: frees the `max` filled entries; once.
         unsafe { ffi::rbd_image_spec_list_cleanup(buf.as_mut_ptr(), max) };
         return Ok(out);
@@ -547,8 +554,10 @@ pub fn trash_list(pool: &Pool) -> Result<Vec<TrashEntry>, Errno> {
         let out = buf[..n]
             .iter()
             .map(|t| TrashEntry {
-                id: from_c(t.id),
-                name: from_c(t.name),
+                // SAFETY: librbd filled this list and cleans it up only after the copy.
+                id: unsafe { from_c(t.id) },
+                // SAFETY: librbd filled this list and cleans it up only after the copy.
+                name: unsafe { from_c(t.name) },
                 deferment_end: t.deferment_end_time,
             })
             .collect();
