@@ -130,35 +130,16 @@ impl BackendService {
         F: FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
     {
         let driver = self.driver.clone();
-        let backend = self.name.clone();
-        let work = async {
-            let _permit =
-                self.slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| DriverError::Io {
-                        backend: backend.clone(),
-                        op,
-                        message: "service is stopping".into(),
-                    })?;
-            self.pool
-                .run(move || f(driver.as_ref()))
-                .await
-                .map_err(|e| DriverError::Io {
-                    backend: backend.clone(),
-                    op,
-                    message: e.to_string(),
-                })?
-        };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(DriverError::Io {
-                backend: self.name.clone(),
-                op,
-                message: format!("no answer within {}s", timeout.as_secs()),
-            }),
-        }
+        let size = self.cfg.pool_size.max(1);
+        super::pool::bounded(&self.slots, size, &self.pool, timeout, move || {
+            f(driver.as_ref())
+        })
+        .await
+        .map_err(|e| DriverError::Io {
+            backend: self.name.clone(),
+            op,
+            message: e.to_string(),
+        })?
     }
 
     /// The storage conditions that stop this backend's writes now (Ceph: a full pool, paused

@@ -98,9 +98,100 @@ impl StoragePool {
     }
 }
 
+/// Why a bounded call gave no answer.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum BoundedError {
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("the service is stopping")]
+    Closed,
+    /// `in_use` of `slots` were taken when the time ran out: a saturated backend (every slot
+    /// busy, some perhaps by calls that timed out but still run in the storage) is said so.
+    #[error("no answer within {}s{}", secs, if *in_use >= *slots {
+        format!("; the backend is saturated: all {slots} storage slots are busy (a call that timed out keeps its slot until the storage returns it)")
+    } else {
+        String::new()
+    })]
+    Timeout {
+        secs: u64,
+        in_use: usize,
+        slots: usize,
+    },
+}
+
+/// Runs `f` on `pool` once one of `slots` is free, giving up after `timeout`. The slot goes
+/// with the closure to the storage thread and is released only when that thread returns: a
+/// call that timed out but still runs in the storage keeps counting against the bound
+/// (dropping the slot at the timeout let hung calls pile up past it, issue 23).
+pub async fn bounded<T, F>(
+    slots: &Arc<tokio::sync::Semaphore>,
+    size: usize,
+    pool: &StoragePool,
+    timeout: std::time::Duration,
+    f: F,
+) -> Result<T, BoundedError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let work = async {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| BoundedError::Closed)?;
+        pool.run(move || {
+            let _slot = permit;
+            f()
+        })
+        .await
+        .map_err(BoundedError::from)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(BoundedError::Timeout {
+            secs: timeout.as_secs(),
+            in_use: size.saturating_sub(slots.available_permits()),
+            slots: size,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call that timed out keeps its slot until the storage returns: the next call waits
+    /// (and is told the backend is saturated) instead of running past the bound.
+    #[tokio::test]
+    async fn a_timed_out_call_keeps_its_slot_until_the_storage_returns() {
+        use std::time::Duration;
+        let pool = StoragePool::new("b", 2);
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let (release, hung) = std::sync::mpsc::channel::<()>();
+        let first = bounded(&slots, 1, &pool, Duration::from_millis(100), move || {
+            let _ = hung.recv();
+        })
+        .await;
+        assert!(
+            matches!(first, Err(BoundedError::Timeout { .. })),
+            "{first:?}"
+        );
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the hung call still holds its slot"
+        );
+        let second = bounded(&slots, 1, &pool, Duration::from_millis(100), || 1).await;
+        let text = second.as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(
+            text.contains("saturated: all 1 storage slots are busy"),
+            "{text}"
+        );
+        release.send(()).expect("release");
+        let third = bounded(&slots, 1, &pool, Duration::from_secs(5), || 3).await;
+        assert_eq!(third, Ok(3));
+    }
 
     #[tokio::test]
     async fn runs_closures_and_reports_panics() {
