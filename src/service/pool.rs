@@ -183,7 +183,10 @@ mod tests {
             "the hung call still holds its slot"
         );
         let second = bounded(&slots, 1, &pool, Duration::from_millis(100), || 1).await;
-        let text = second.as_ref().map(|_| ()).unwrap_err().to_string();
+        let text = second
+            .map(|_| ())
+            .expect_err("a second call must wait")
+            .to_string();
         assert!(
             text.contains("saturated: all 1 storage slots are busy"),
             "{text}"
