@@ -552,3 +552,69 @@ fn verify_compares_with_the_parent_then_the_flattened_from_snapshot() {
         );
     });
 }
+
+/// Flattens past `rbd_concurrent_flatten_operations` wait visibly: measured before the fix,
+/// 5 flattens with a limit of 2 showed 5 running at 0 %. Now the 3 that wait say why, in
+/// `job list`, `job list --json` and `job show`.
+#[test]
+fn flattens_past_the_limit_show_waiting_with_the_reason() {
+    each_engine(|_, dir, url| {
+        let env = Env::new(
+            dir,
+            url,
+            "[backends.file0]\nvolume_driver = \"file\"\nrbd_concurrent_flatten_operations = 2\n\
+             backend_native_threads_pool_size = 8\nvolume_copy_bps_limit = 1048576\n",
+        );
+        let _serve = env.serve();
+        let clones = ["f1", "f2", "f3", "f4", "f5"];
+        env.snapshot_with_data("1G", &env.file_dir("file0"), 64, 0x21, &clones);
+        let jobs: Vec<String> = clones
+            .iter()
+            .map(|c| {
+                env.json(&["volume", "flatten", c])["job_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let waiting = wait_for("3 flattens waiting", Duration::from_secs(30), || {
+            let list = env.json(&["job", "list"]);
+            let w: Vec<serde_json::Value> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|j| j["kind"] == "flatten" && j["waiting"].is_string())
+                .cloned()
+                .collect();
+            (w.len() == 3).then_some(w)
+        });
+        for j in &waiting {
+            assert_eq!(j["state"], "running", "{j}");
+            assert_eq!(
+                j["waiting"],
+                "waiting for a flatten slot: 2 of 2 in use (rbd_concurrent_flatten_operations = 2)"
+            );
+        }
+        let shown = env.job(waiting[0]["id"].as_str().unwrap());
+        assert!(
+            shown["waiting"].as_str().unwrap().contains("flatten slot"),
+            "{shown}"
+        );
+        let text = stdout(&env.run(&["job", "list"]));
+        assert_eq!(
+            text.lines().filter(|l| l.contains(" waiting ")).count(),
+            3,
+            "{text}"
+        );
+        for j in &jobs {
+            let _ = env.run(&["job", "cancel", j]);
+        }
+        for j in &jobs {
+            let ended = env.wait_job(j, 60);
+            assert!(
+                ended["waiting"].is_null(),
+                "an ended job waits for nothing: {ended}"
+            );
+        }
+    });
+}

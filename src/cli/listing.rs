@@ -369,7 +369,10 @@ pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Resu
         cells.extend([
             format!("{name} ({})", j.backend),
             j.kind.clone(),
-            j.state.clone(),
+            match &j.wait_reason {
+                Some(_) if j.state == "running" => "waiting".to_string(),
+                _ => j.state.clone(),
+            },
             pct,
             j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default(),
             j.requested_by.clone(),
@@ -379,7 +382,12 @@ pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Resu
         if wide {
             cells.push(j.target_id.clone());
         }
-        cells.push(j.error.clone().unwrap_or_default());
+        cells.push(
+            j.error
+                .clone()
+                .or(j.wait_reason.clone())
+                .unwrap_or_default(),
+        );
         t.row(&cells)?;
     }
     t.finish()?;
@@ -400,7 +408,8 @@ pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         &db.list_services().await?,
         db.clock_ms().await?,
         down_time_ms(&cfg),
-    );
+    )
+    .or(j.wait_reason.clone());
     if g.json {
         print_json(&jj)?;
     } else {

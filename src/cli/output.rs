@@ -177,7 +177,7 @@ impl From<&JobRow> for JobJson {
             finished_at: j.finished_at.map(rfc3339),
             retry_of: params(j).retry_of,
             forced: params(j).force,
-            waiting: None,
+            waiting: j.wait_reason.clone(),
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct JobRow {
     pub volume_id: Option<String>,
     /// What the job found, when that is its point (`volume verify`).
     pub result: Option<String>,
+    /// Why a running job does not move yet (a flatten waiting for a flatten slot).
+    pub wait_reason: Option<String>,
 }
 
 pub struct NewJob<'a> {
@@ -103,7 +105,7 @@ pub const ACTIVE: &str = "('queued', 'running')";
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, target_id, backend, state, params, bytes_done, bytes_total, \
      error, requested_by, claimed_by, cancel_requested, created_at, started_at, updated_at, finished_at, \
-     owner, claim_token, volume_id, result";
+     owner, claim_token, volume_id, result, wait_reason";
 
 impl Db {
     /// Writes a request atomically; on anything but [`Enqueued::Written`], nothing is written.
@@ -326,7 +328,7 @@ impl Db {
             .write("finish job", || async {
                 let now = now_ms();
                 sqlx::query(
-                    "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+                    "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3, wait_reason = NULL \
                      WHERE id = $4 AND claim_token = $5 AND state = 'running'",
                 )
                 .bind(state.to_string())
@@ -358,6 +360,27 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(q("set job result"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Says (or, with None, clears) why a running job waits, under the worker's claim.
+    pub async fn set_job_wait(
+        &self,
+        id: &str,
+        token: i64,
+        reason: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "UPDATE jobs SET wait_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND claim_token = $4 AND state = 'running'",
+        )
+        .bind(reason.map(str::to_string))
+        .bind(now_ms())
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(q("set job wait"))?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -232,6 +232,8 @@ pub struct JobView {
     pub error: Option<String>,
     /// What it found (`volume verify`).
     pub result: Option<String>,
+    /// Why it does not move yet (a flatten waiting for a flatten slot).
+    pub wait_reason: Option<String>,
     pub requested_by: String,
     /// The service running it.
     pub claimed_by: Option<String>,
@@ -264,6 +266,7 @@ impl From<&JobRow> for JobView {
             bytes_total: j.bytes_total,
             error: j.error.clone(),
             result: j.result.clone(),
+            wait_reason: j.wait_reason.clone(),
             requested_by: j.requested_by.clone(),
             claimed_by: j.claimed_by.clone(),
             owner: j.owner.clone(),

@@ -56,6 +56,7 @@ mod tests {
             bytes_total: 100 << 20,
             error: None,
             result: None,
+            wait_reason: None,
             requested_by: "me".into(),
             claimed_by: None,
             owner: None,

@@ -442,13 +442,28 @@ async fn flatten_permit(ctx: &Ctx) -> Result<Option<tokio::sync::OwnedSemaphoreP
     let Some(sem) = &ctx.svc.flattens else {
         return Ok(None);
     };
+    if let Ok(permit) = sem.clone().try_acquire_owned() {
+        return Ok(Some(permit));
+    }
+    // Every slot is taken: the job says so (job list, job show, the console) while it waits,
+    // rather than showing running at 0 %.
+    let limit = ctx.svc.cfg.concurrent_flattens;
+    let reason = format!(
+        "waiting for a flatten slot: {limit} of {limit} in use (rbd_concurrent_flatten_operations = {limit})"
+    );
+    let (id, token) = (&ctx.job.id, ctx.job.claim_token);
+    ctx.db.set_job_wait(id, token, Some(&reason)).await?;
     let p = &ctx.progress;
-    tokio::select! {
+    let got = tokio::select! {
         permit = sem.clone().acquire_owned() => Ok(permit.ok()),
         _ = p.cancel.cancelled() => Err(cancelled(ctx)),
         _ = p.stop.cancelled() => Err(cancelled(ctx)),
         _ = p.lost.cancelled() => Err(cancelled(ctx)),
+    };
+    if got.is_ok() {
+        ctx.db.set_job_wait(id, token, None).await?;
     }
+    got
 }
 
 fn cancelled(ctx: &Ctx) -> Step {

@@ -83,7 +83,12 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
             vec![
                 Cell::from(target(j)),
                 Cell::from(short_kind(j)),
-                Cell::from(Span::styled(j.state.as_str(), style)),
+                match &j.wait_reason {
+                    Some(_) if j.state == JobState::Running => {
+                        Cell::from(Span::styled("waiting", t.warn))
+                    }
+                    _ => Cell::from(Span::styled(j.state.as_str(), style)),
+                },
                 Cell::from(progress_cell(j)),
                 Cell::from(eta),
                 // Who runs it, or who may (a queued job's owner).
@@ -106,10 +111,15 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 Cell::from(j.backend.clone()),
                 match (
                     &j.error,
-                    app.snap.waiting.iter().find(|(id, _)| *id == j.id),
+                    app.snap
+                        .waiting
+                        .iter()
+                        .find(|(id, _)| *id == j.id)
+                        .map(|(_, w)| w)
+                        .or(j.wait_reason.as_ref()),
                 ) {
                     (Some(e), _) => Cell::from(Span::styled(e.clone(), t.error)),
-                    (None, Some((_, w))) => Cell::from(Span::styled(w.clone(), t.warn)),
+                    (None, Some(w)) => Cell::from(Span::styled(w.clone(), t.warn)),
                     (None, None) => Cell::from(""),
                 },
             ],
@@ -189,7 +199,14 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, j: &JobView, now_ms: i6
             lines.push(kv("eta", age(e)));
         }
     }
-    if let Some((_, w)) = app.snap.waiting.iter().find(|(id, _)| *id == j.id) {
+    if let Some(w) = app
+        .snap
+        .waiting
+        .iter()
+        .find(|(id, _)| *id == j.id)
+        .map(|(_, w)| w)
+        .or(j.wait_reason.as_ref())
+    {
         lines.push(Line::raw(""));
         lines.push(Line::from(Span::styled(format!("waiting: {w}"), t.warn)));
     }
