@@ -414,3 +414,45 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
         env.json(&["job", "cancel", &job]);
     });
 }
+
+/// `read_only = true` in the config holds for the listing commands too: they opened the
+/// database as writers, and connecting applied pending migrations (a write) from a process
+/// the operator said must never write. Now such a process says the schema is behind and stops.
+#[test]
+fn a_read_only_config_never_migrates_even_to_list() {
+    each_engine(|engine, dir, url| {
+        if engine == Engine::Sqlite {
+            // An existing, empty database file: a schema with none of ember's migrations.
+            let path = url.trim_start_matches("sqlite://");
+            std::fs::write(path, b"").unwrap();
+        }
+        let env = Env::new(
+            dir,
+            url,
+            "read_only = true\n[backends.file0]\nvolume_driver = \"file\"\n",
+        );
+        for args in [
+            vec!["volume", "list"],
+            vec!["volume", "snapshot", "list"],
+            vec!["job", "list"],
+            vec!["service", "list"],
+            vec!["events"],
+            vec!["volume", "show", "x"],
+            vec!["job", "show", "x"],
+        ] {
+            let e = env.fails(&args, 1);
+            assert!(
+                e.contains("read-only ember does not apply them"),
+                "{args:?}: {e}"
+            );
+        }
+        if engine == Engine::Sqlite {
+            let path = url.trim_start_matches("sqlite://");
+            assert_eq!(
+                std::fs::metadata(path).unwrap().len(),
+                0,
+                "nothing was written to the database file"
+            );
+        }
+    });
+}

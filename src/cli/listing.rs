@@ -21,7 +21,7 @@ fn down_time_ms(cfg: &Option<Config>) -> i64 {
 
 pub(super) async fn service_list(g: &Global) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
-    let db = open_db(g, None, &url).await?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
     let now = db.clock_ms().await?;
     let rows: Vec<ServiceJson> = db
         .list_services()
@@ -145,7 +145,7 @@ pub(super) async fn volume_list(
 ) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
     let (cfg, url) = load_for_reading(g)?;
-    let db = open_db(g, None, &url).await?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
     // --wide: what each image really uses, from the storage of this host's backends.
     let used = match (&cfg, wide) {
         (Some(c), true) => {
@@ -208,7 +208,7 @@ pub(super) async fn volume_list(
 
 pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
-    let db = open_db(g, None, &url).await?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
     let v = crate::service::jobs::request::volume(&db, key).await?;
     // Who has it open, when this host can ask its storage (no config: the database only).
     let holders = match &cfg {
@@ -312,8 +312,8 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
 
 pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Result<ExitCode> {
     use futures_util::TryStreamExt;
-    let (_, url) = load_for_reading(g)?;
-    let db = open_db(g, None, &url).await?;
+    let (cfg, url) = load_for_reading(g)?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
     let rows: Vec<crate::db::JobRow> = db.stream_jobs(limit).try_collect().await?;
     let ids: Vec<String> = rows.iter().map(|j| j.target_id.clone()).collect();
     let names = db.target_names(&ids).await?;
@@ -396,7 +396,7 @@ pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Resu
 
 pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let (cfg, url) = load_for_reading(g)?;
-    let db = open_db(g, None, &url).await?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
     let j = crate::service::jobs::request::found("job", id, db.find_job(id).await?)?;
     let mut jj = JobJson::from(&j);
     jj.target_name = db
@@ -431,8 +431,8 @@ pub(super) async fn job_show(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn events(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
-    let (_, url) = load_for_reading(g)?;
-    let db = open_db(g, None, &url).await?;
+    let (cfg, url) = load_for_reading(g)?;
+    let db = open_db(g, cfg.as_ref(), &url).await?;
     let evs: Vec<EventJson> = db
         .list_events(limit)
         .await?

@@ -162,8 +162,9 @@ pub async fn run(
         }) => volume_list(&g, backend.as_deref(), host.as_deref(), wide).await,
         Command::Volume(VolumeCmd::Show { volume }) => volume_show(&g, &volume).await,
         Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::List { volume, all })) => {
-            let (_, url) = load_for_reading(&g)?;
-            jobs::snapshot_list(&g, &open_db(&g, None, &url).await?, volume.as_deref(), all).await
+            let (cfg, url) = load_for_reading(&g)?;
+            let db = open_db(&g, cfg.as_ref(), &url).await?;
+            jobs::snapshot_list(&g, &db, volume.as_deref(), all).await
         }
         Command::Volume(VolumeCmd::Reconcile { backend, fix }) => {
             reconcile(&g, &backend, fix).await

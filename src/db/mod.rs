@@ -374,7 +374,18 @@ impl Db {
                 .fetch_one(&pool)
                 .await
                 .ok();
-        let current = applied.is_some_and(|n| n as usize >= migrator.iter().count());
+        let known = migrator.iter().count();
+        let current = applied.is_some_and(|n| n as usize >= known);
+        if read_only && !current {
+            // Before anything else reads a table the schema may not have yet.
+            return Err(DbError::Migrate {
+                url: display_url,
+                message: format!(
+                    "the schema has {} of this ember's {known} migrations, and a read-only ember does not apply them: run ember once without read-only",
+                    applied.unwrap_or(0)
+                ),
+            });
+        }
         if !read_only && !current {
             let _guard = match (engine, sqlite_path(url)) {
                 (Engine::Sqlite, Some(path)) => Some(lock_file(&path, &display_url).await?),
@@ -472,6 +483,22 @@ impl Db {
             Engine::Sqlite => sqlx::migrate!("migrations/sqlite").iter().count(),
             Engine::Postgres => sqlx::migrate!("migrations/postgres").iter().count(),
         };
+        // No migrations table: a database ember never set up (none of its migrations applied).
+        let table = match self.engine {
+            Engine::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Engine::Postgres => {
+                "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'"
+            }
+        };
+        let (tables,): (i64,) = sqlx::query_as(table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read migrations"))?;
+        if tables == 0 {
+            return Ok((0, known, vec![]));
+        }
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT version, description, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) FROM _sqlx_migrations ORDER BY version",
         )
