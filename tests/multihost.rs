@@ -881,3 +881,33 @@ fn a_member_cut_off_from_the_database_keeps_a_short_outage_and_loses_a_long_one(
     assert_eq!(after["claimed_by"], "b@file0");
     b.wait_up("a@file0", 15);
 }
+
+/// `backend list` aggregates every service of a backend, as the console does: from host a,
+/// a clustered backend whose only live member is b is up. It read a's own row alone (none
+/// here: a never ran), so it said down while the console said up.
+#[test]
+fn backend_list_and_the_console_agree_on_a_clustered_backend() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(url) = pg(root.path()) else { return };
+    let shared = root.path().join("shared");
+    let backend = format!(
+        "file_dir = \"{}\"\nfile_shared_storage = true\n",
+        shared.display()
+    );
+    let a = host(root.path(), &url, "a", "cluster = \"c1\"", &backend);
+    let b = host(root.path(), &url, "b", "cluster = \"c1\"", &backend);
+    let _b = serve_up(&b, "b@file0");
+    let list = a.json(&["backend", "list"]);
+    let file0 = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "file0")
+        .unwrap()
+        .clone();
+    assert_eq!(file0["state"], "up", "{file0}");
+    assert_eq!(file0["services_up"], 1, "{file0}");
+    assert!(file0["total_bytes"].as_i64().unwrap_or(0) > 0, "{file0}");
+    let text = stdout(&a.run(&["backend", "list"]));
+    assert!(text.contains("1 up, 0 down"), "{text}");
+}

@@ -74,39 +74,46 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
     let cfg = load_config(g)?;
     let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
     let rows = db.list_services().await?;
+    // The database's clock (open_db set it), as the console reads it.
     let now = now_ms();
     let down = cfg.service_down_time.as_millis() as i64;
-    let mut out = vec![];
-    let names = cfg
-        .backends
+    let views: Vec<crate::service::view::ServiceView> = rows
         .iter()
-        .map(|b| (b.name.clone(), Some(b)))
-        .chain(cfg.broken.iter().map(|b| (b.name.clone(), None)));
-    for (name, b) in names {
-        let host = cfg.service_host(&name);
-        let row = rows.iter().find(|r| r.host == host);
-        let broken_reason = cfg
-            .broken
-            .iter()
-            .find(|x| x.name == name)
-            .map(|x| x.reason.clone());
-        out.push(serde_json::json!({
-            "name": name,
-            "host": host,
-            "driver": b.map(|b| b.driver_name()),
-            "volume_backend_name": b.map(|b| b.volume_backend_name.clone()),
-            "state": row.map(|r| match crate::db::services::liveness(r, now, down) {
-                crate::db::services::Liveness::Stopped => "down",
-                l => l.as_str(),
-            }).unwrap_or("down"),
-            "error": broken_reason.or_else(|| row.and_then(|r| r.error.clone())),
-            "total_bytes": row.and_then(|r| r.capacity_total),
-            "free_bytes": row.and_then(|r| r.capacity_free),
-            "provisioned_bytes": row.and_then(|r| r.capacity_provisioned),
-            "max_over_subscription_ratio": b.map(|b| b.max_over_subscription_ratio),
-            "capacity_updated_at": row.and_then(|r| r.capacity_at).map(rfc3339),
-        }));
-    }
+        .map(|r| {
+            crate::service::view::ServiceView::from_row(
+                r,
+                crate::db::services::liveness(r, now, down),
+            )
+        })
+        .collect();
+    let newest_capacity = |name: &str| {
+        rows.iter()
+            .filter(|r| r.backend == name)
+            .filter_map(|r| r.capacity_at)
+            .max()
+    };
+    let out: Vec<serde_json::Value> = crate::service::snapshot::backends(&cfg, &views)
+        .into_iter()
+        .map(|b| {
+            let cfgb = cfg.backend(&b.name);
+            serde_json::json!({
+                "name": b.name,
+                "host": cfg.service_host(&b.name),
+                "driver": b.driver,
+                "volume_backend_name": cfgb.map(|c| c.volume_backend_name.clone()),
+                "state": b.state(),
+                "services_up": b.up,
+                "services_starting": b.starting,
+                "services_down": b.down,
+                "error": b.error,
+                "total_bytes": b.total_bytes,
+                "free_bytes": b.free_bytes,
+                "provisioned_bytes": b.provisioned_bytes,
+                "max_over_subscription_ratio": b.max_over_subscription_ratio,
+                "capacity_updated_at": newest_capacity(&b.name).map(rfc3339),
+            })
+        })
+        .collect();
     if g.json {
         print_json(&out)?;
     } else {
@@ -114,6 +121,7 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
             "Backend",
             "Driver",
             "State",
+            "Services",
             "Total",
             "Free",
             "Provisioned",
@@ -126,6 +134,7 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
                 b["name"].as_str().unwrap_or("").to_string(),
                 b["driver"].as_str().unwrap_or("?").to_string(),
                 b["state"].as_str().unwrap_or("").to_string(),
+                format!("{} up, {} down", b["services_up"], b["services_down"]),
                 bytes(&b["total_bytes"]),
                 bytes(&b["free_bytes"]),
                 bytes(&b["provisioned_bytes"]),

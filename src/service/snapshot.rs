@@ -57,7 +57,7 @@ impl From<EventRow> for EventView {
 }
 
 /// A backend as the console shows it: configured here, or seen in the services table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BackendView {
     pub name: String,
     pub driver: String,
@@ -70,6 +70,20 @@ pub struct BackendView {
     pub provisioned_bytes: Option<i64>,
     pub max_over_subscription_ratio: Option<f64>,
     pub error: Option<String>,
+}
+
+impl BackendView {
+    /// One word for the backend: up while any of its services is, starting while one is on
+    /// its first setup check and none is up, else down.
+    pub fn state(&self) -> &'static str {
+        if self.up > 0 {
+            "up"
+        } else if self.starting > 0 {
+            "starting"
+        } else {
+            "down"
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -215,7 +229,9 @@ impl Reader {
     }
 }
 
-fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
+/// The backends with every one of their services aggregated: one function for the console
+/// and `backend list`, so the two never disagree about a clustered backend (issue 23).
+pub fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
     let mut names: Vec<String> = cfg.backends.iter().map(|b| b.name.clone()).collect();
     names.extend(cfg.broken.iter().map(|b| b.name.clone()));
     for s in services {
