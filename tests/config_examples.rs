@@ -100,6 +100,23 @@ fn legacy_single_backend_file_is_refused_and_backend_defaults_apply() {
     }
     assert_eq!(err.lines().count(), 1, "{err}");
 
+    // `enabled_backends =` left empty beside the driver in [DEFAULT] is the same layout: it
+    // got the generic "no backend configured" instead of this explanation.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("tests/legacy-cinder.conf")
+        .unwrap()
+        .replace(
+            "host = old-storage\n",
+            "host = old-storage\nenabled_backends =\n",
+        );
+    let path = dir.path().join("cinder.conf");
+    std::fs::write(&path, text).unwrap();
+    let err = config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("the old single-backend layout") && err.contains("rbd_pool (line 6)"),
+        "{err}"
+    );
+
     let cfg = config::load(Path::new("tests/valid_configs/backend-defaults.conf")).unwrap();
     assert_eq!(
         cfg.backends[0].driver_name(),

@@ -449,7 +449,12 @@ fn enabled_backend_names(
     service: &Lookup<'_>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<String>, ConfigError> {
-    if let Some(list) = service.list("enabled_backends")? {
+    let listed = service.list("enabled_backends")?;
+    // `enabled_backends =` (empty) beside a driver in [DEFAULT] is the pre-Ocata layout too.
+    let legacy_empty = listed.as_ref().is_some_and(|l| l.is_empty())
+        && doc.format == Format::CinderConf
+        && doc.default.get("volume_driver").is_some();
+    if let Some(list) = listed.filter(|_| !legacy_empty) {
         let mut seen = std::collections::HashSet::new();
         let names: Vec<String> = list
             .into_iter()
