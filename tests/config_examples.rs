@@ -217,3 +217,38 @@ fn every_cinder_rbd_option_is_known_and_the_honoured_ones_apply() {
         "{out}"
     );
 }
+
+/// Options Cinder registers for every backend section beyond the RBD driver's and the common
+/// volume options (its [backend_defaults] group) are Cinder's, not unknown keys: they were
+/// "unknown key, did you mean ...?" (issue 23).
+#[test]
+fn backend_defaults_options_are_cinders_not_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cinder.conf");
+    std::fs::write(
+        &path,
+        "[DEFAULT]\nenabled_backends = ceph-1\n[backend_defaults]\nimage_volume_cache_enabled = True\n\
+         [ceph-1]\nvolume_driver = cinder.volume.drivers.rbd.RBDDriver\nrbd_pool = volumes\n\
+         image_volume_cache_max_size_gb = 200\niser_port = 3261\nnvmet_port_id = 2\n",
+    )
+    .unwrap();
+    let o = common::ember(&["config", "check", path.to_str().unwrap()]);
+    let out = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(o.status.success(), "{out}");
+    assert!(
+        !out.contains("unknown key") && !out.contains("did you mean"),
+        "{out}"
+    );
+    for key in [
+        "image_volume_cache_max_size_gb",
+        "iser_port",
+        "nvmet_port_id",
+    ] {
+        assert!(
+            out.contains(&format!(
+                "{key} in [ceph-1]: a Cinder option ember does not use ("
+            )),
+            "{key}: {out}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Cinder's own option table for a volume backend: every option of its RBD driver
-//! (`cinder.volume.drivers.rbd.RBD_OPTS`) and of every volume driver
-//! (`cinder.volume.driver.volume_opts`), generated from the Cinder release on PyPI by
+//! (`cinder.volume.drivers.rbd.RBD_OPTS`), of every volume driver
+//! (`cinder.volume.driver.volume_opts`), and every other option Cinder registers for each
+//! backend section (its `[backend_defaults]` group: image cache, iSER, NVMe-oF...), generated from the Cinder release on PyPI by
 //! `scripts/cinder-options.sh` into `cinder_options.json`. A real cinder.conf sets many of
 //! them; each is either honoured by ember (in `options::BACKEND_KEYS`) or listed here with
 //! the reason ember does not use it, so `config check` says "a Cinder option ember does not
@@ -17,7 +18,8 @@ use super::raw::{RawDoc, RawEntry, RawValue};
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct CinderOption {
     pub name: String,
-    /// `rbd` (the RBD driver's) or `volume` (every volume driver's).
+    /// `rbd` (the RBD driver's), `volume` (every volume driver's) or `backend_defaults` (the
+    /// rest of what Cinder registers for each backend section).
     pub group: String,
     /// oslo.config's type (`StrOpt`, `IntOpt`...).
     #[serde(rename = "type")]
@@ -59,6 +61,7 @@ const WIPE: &str = "wiping LVM volumes on delete: rbd and file images are remove
 const DD: &str = "dd copies between attached devices: ember copies through librbd or sparse file copies (volume_copy_bps_limit paces them)";
 const TLS: &str = "drivers with a REST management API: librados authenticates with cephx";
 const NOVA: &str = "reported to Nova and the scheduler for attachments: ember attaches nothing";
+const IMAGE: &str = "Glance images (uploads, the image-volume cache, image transfers through an attached device): ember makes volumes from volumes and snapshots, not from images";
 
 /// Cinder options ember reads nowhere, with the reason.
 pub const NOT_USED: &[(&str, &str)] = &[
@@ -119,6 +122,29 @@ pub const NOT_USED: &[(&str, &str)] = &[
         "Cinder's method tracing: use EMBER_LOG=debug (or per target in the console's log view)",
     ),
     ("report_discard_supported", NOVA),
+    ("unique_fqdn_network", NOVA),
+    ("iser_helper", ATTACH),
+    ("iser_ip_address", ATTACH),
+    ("iser_port", ATTACH),
+    ("iser_target_prefix", ATTACH),
+    ("num_iser_scan_tries", ATTACH),
+    ("nvmeof_conn_info_version", ATTACH),
+    ("nvmet_ns_id", ATTACH),
+    ("nvmet_port_id", ATTACH),
+    ("scst_target_driver", ATTACH),
+    ("scst_target_iqn_name", ATTACH),
+    ("suppress_requests_ssl_warnings", TLS),
+    ("image_volume_cache_enabled", IMAGE),
+    ("image_volume_cache_max_count", IMAGE),
+    ("image_volume_cache_max_size_gb", IMAGE),
+    ("image_upload_use_cinder_backend", IMAGE),
+    ("image_upload_use_internal_tenant", IMAGE),
+    ("use_multipath_for_image_xfer", IMAGE),
+    ("enforce_multipath_for_image_xfer", IMAGE),
+    (
+        "extra_capabilities",
+        "capabilities reported to Cinder's scheduler: ember places volumes among its own services",
+    ),
     ("storage_protocol", NOVA),
     ("disk_geometry", NOVA),
     (
@@ -168,6 +194,14 @@ pub const DIFFERENT_DEFAULTS: &[(&str, &str)] = &[
         "volume_backend_name",
         "unset, it is the backend section's name (Cinder falls back to the driver's name)",
     ),
+    (
+        "backend_native_threads_pool_size",
+        "the number of CPUs, not 20: the threads copy data at the lowest priority, and more of them than cores only queue (ember bench heartbeat measures it)",
+    ),
+    (
+        "volume_driver",
+        "no default (Cinder's is LVM, which ember does not have): a backend names its driver, file or rbd",
+    ),
 ];
 
 /// Why ember does not use a Cinder option, if it is one it does not use.
@@ -185,7 +219,13 @@ mod tests {
     #[test]
     fn the_table_is_cinders_own() {
         assert_eq!(cinder_version(), "29.0.0");
-        assert!(options().len() >= 57, "{}", options().len());
+        assert!(options().len() >= 79, "{}", options().len());
+        // From the [backend_defaults] group, beyond RBD_OPTS and volume_opts (issue 23).
+        assert!(
+            options()
+                .iter()
+                .any(|o| o.name == "image_volume_cache_enabled")
+        );
         assert!(
             options()
                 .iter()
@@ -252,6 +292,8 @@ mod tests {
             "volume_backend_name" => json!(b.volume_backend_name),
             "volume_copy_bps_limit" => json!(b.volume_copy_bps_limit),
             "max_over_subscription_ratio" => json!(format!("{:.1}", b.max_over_subscription_ratio)),
+            "backend_native_threads_pool_size" => json!(b.pool_size),
+            "volume_driver" => json!(b.driver_name()),
             _ => return None,
         })
     }
