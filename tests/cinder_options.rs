@@ -40,15 +40,7 @@ fn no_more_flattens_at_once_than_rbd_concurrent_flatten_operations() {
     let _serve = env.serve();
     let clones = ["c1", "c2", "c3", "c4", "c5"];
     env.snapshot_with_data("32M", &env.file_dir("file0"), 32, 0x6b, &clones);
-    let jobs: Vec<String> = clones
-        .iter()
-        .map(|c| {
-            env.json(&["volume", "flatten", c])["job_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let jobs = env.flatten_all(&clones);
     let (mut most, deadline) = (0, Instant::now() + Duration::from_secs(120));
     loop {
         most = most.max(copying(&env));

@@ -17,7 +17,7 @@ mod common;
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -294,51 +294,6 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
 
-/// A small tmpfs for the disk-full rounds, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, bytes: u64) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let o = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={}k,mode=700", bytes / 1024),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "mount tmpfs: {}", stderr(&o));
-        Tmpfs(dir.to_path_buf())
-    }
-
-    fn resize(&self, bytes: u64) {
-        let o = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={}k", bytes.div_ceil(4096) * 4)])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "remount: {}", stderr(&o));
-    }
-
-    fn used(&self) -> u64 {
-        let st = nix::sys::statvfs::statvfs(&self.0).unwrap();
-        (st.blocks() - st.blocks_free()) * st.fragment_size()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// One round, from its seed alone. Panics with the seed on any loss.
 fn round(seed: u64, store: &Store<'_>, site: Site, root: &Path, url: Option<&str>) -> String {
     let mut r = StdRng::seed_from_u64(seed);
@@ -350,7 +305,9 @@ fn round(seed: u64, store: &Store<'_>, site: Site, root: &Path, url: Option<&str
         .map(str::to_string)
         .unwrap_or_else(|| fresh_db(Engine::Sqlite, &dir).unwrap());
     let file_dir = dir.join("images");
-    let tmpfs = (plan.interrupt == Interrupt::DiskFull).then(|| Tmpfs::mount(&file_dir, 512 * MIB));
+    let tmpfs = (plan.interrupt == Interrupt::DiskFull)
+        .then(|| Tmpfs::mount(&file_dir, 512 * MIB))
+        .flatten();
     let p = |s: &str| format!("s{seed}-{s}");
     let at = format!("{} round seed {seed}", store.name());
 

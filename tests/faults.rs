@@ -61,60 +61,13 @@ fn stopping_during_a_database_outage_takes_seconds_and_the_next_start_settles_it
     );
 }
 
-/// A small tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    /// None (with a notice) when this user may not mount.
-    fn mount(dir: &std::path::Path, mib: u32) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let o = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m,mode=700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .unwrap();
-        if !o.status.success() {
-            if nix::unistd::getuid().is_root() {
-                panic!("mount tmpfs failed as root: {}", stderr(&o));
-            }
-            eprintln!("NOTICE: disk-full test skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
-    }
-
-    fn resize(&self, mib: u32) {
-        let o = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// A flatten that fills its filesystem fails saying where and how much more it needs; the
 /// clone stays layered and its data intact; once there is room, running it again completes.
 #[test]
 fn a_full_disk_fails_a_flatten_with_what_it_needs_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
-    let Some(fs) = Tmpfs::mount(&small, 48) else {
+    let Some(fs) = Tmpfs::mount(&small, 48 << 20) else {
         return;
     };
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
@@ -148,7 +101,7 @@ fn a_full_disk_fails_a_flatten_with_what_it_needs_and_a_rerun_completes() {
     let copied = read_at(&small.join(format!("volume-{cid}")), 0, 1 << 20);
     assert!(copied.iter().all(|b| *b == 0x6b || *b == 0), "no garbage");
 
-    fs.resize(256);
+    fs.resize(256 << 20);
     let again = env.json(&["volume", "flatten", "c", "--wait"]);
     assert_eq!(again["job"]["state"], "succeeded", "{again}");
     let c = env.volume("c");

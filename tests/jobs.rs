@@ -568,15 +568,7 @@ fn flattens_past_the_limit_show_waiting_with_the_reason() {
         let _serve = env.serve();
         let clones = ["f1", "f2", "f3", "f4", "f5"];
         env.snapshot_with_data("1G", &env.file_dir("file0"), 64, 0x21, &clones);
-        let jobs: Vec<String> = clones
-            .iter()
-            .map(|c| {
-                env.json(&["volume", "flatten", c])["job_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let jobs = env.flatten_all(&clones);
         let waiting = wait_for("3 flattens waiting", Duration::from_secs(30), || {
             let list = env.json(&["job", "list"]);
             let w: Vec<serde_json::Value> = list

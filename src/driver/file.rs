@@ -529,12 +529,9 @@ impl VolumeDriver for FileDriver {
         let b = self.layers("verify", &snapshot_image(&against.snapshot_id))?;
         let a = FileReader(&a);
         let b = FileReader(&b);
-        super::verify::compare(&a, &b, bps_limit, progress)
-            .map_err(|e| self.err("verify", format!("{image}: {e}")))?
-            .ok_or_else(|| DriverError::Cancelled {
-                backend: self.backend.clone(),
-                op: "verify",
-            })
+        super::verify::compare_for(&self.backend, &a, &b, bps_limit, progress, |e| {
+            self.err("verify", format!("{image}: {e}"))
+        })
     }
 
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {

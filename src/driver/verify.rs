@@ -133,6 +133,23 @@ pub fn compare(
     Ok(Some(report))
 }
 
+/// [`compare`] for a driver: a failure named by `fail`, a cancel as the driver's `Cancelled`.
+pub fn compare_for(
+    backend: &str,
+    volume: &dyn Readable,
+    against: &dyn Readable,
+    bps_limit: u64,
+    progress: &dyn Progress,
+    fail: impl FnOnce(String) -> super::DriverError,
+) -> Result<VerifyReport, super::DriverError> {
+    compare(volume, against, bps_limit, progress)
+        .map_err(fail)?
+        .ok_or_else(|| super::DriverError::Cancelled {
+            backend: backend.to_string(),
+            op: "verify",
+        })
+}
+
 fn note_differences(report: &mut VerifyReport, a: &[u8], b: &[u8], base: u64) {
     let mut i = 0;
     while i < a.len() {

@@ -365,6 +365,19 @@ impl Env {
         }
     }
 
+    /// Queues a flatten of each volume without waiting; returns the jobs' ids.
+    pub fn flatten_all(&self, volumes: &[&str]) -> Vec<String> {
+        volumes
+            .iter()
+            .map(|v| {
+                self.json(&["volume", "flatten", v])["job_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Starts a flatten of `volume` and waits until it runs; returns the job's id.
     pub fn flatten_running(&self, volume: &str) -> String {
         let job = self.json(&["volume", "flatten", volume])["job_id"]
@@ -596,5 +609,56 @@ impl Drop for Opener {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A small tmpfs mounted for one test (a disk that fills up), unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `bytes` big. None (with a notice) when this user may not mount; as root a failed mount
+    /// fails the test.
+    pub fn mount(dir: &Path, bytes: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={}k,mode=700", bytes.div_ceil(4096) * 4),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            if nix::unistd::getuid().is_root() {
+                panic!("mount tmpfs failed as root: {}", stderr(&o));
+            }
+            eprintln!("NOTICE: disk-full test skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+
+    pub fn resize(&self, bytes: u64) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,size={}k", bytes.div_ceil(4096) * 4)])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "remount: {}", stderr(&o));
+    }
+
+    /// Bytes in use on it.
+    pub fn used(&self) -> u64 {
+        let st = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        (st.blocks() - st.blocks_free()) * st.fragment_size()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }

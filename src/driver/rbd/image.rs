@@ -419,8 +419,17 @@ impl<'p> Image<'p> {
 
     /// Where the image holds data, its parent's included (`rbd diff --whole-object` off):
     /// `[start, end)` in offset order, adjacent extents merged. For `volume verify`.
-    #[allow(unsafe_code)]
     pub fn data_extents(&self) -> Result<Vec<(u64, u64)>, Errno> {
+        self.diff_extents(true, false)
+    }
+
+    /// The extents `rbd_diff_iterate2` reports as existing since the image was made, merged.
+    #[allow(unsafe_code)]
+    fn diff_extents(
+        &self,
+        include_parent: bool,
+        whole_object: bool,
+    ) -> Result<Vec<(u64, u64)>, Errno> {
         extern "C" fn add(ofs: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
             if exists != 0 {
                 #[allow(unsafe_code)]
@@ -442,8 +451,8 @@ impl<'p> Image<'p> {
                 ptr::null(),
                 0,
                 size,
-                1,
-                0,
+                u8::from(include_parent),
+                u8::from(whole_object),
                 add,
                 &mut out as *mut Vec<(u64, u64)> as *mut c_void,
             )
@@ -484,33 +493,12 @@ impl<'p> Image<'p> {
     }
 
     /// Bytes allocated in the image itself (not its parent), per whole object: `rbd du`.
-    #[allow(unsafe_code)]
     pub fn used_bytes(&self) -> Result<u64, Errno> {
-        extern "C" fn add(_ofs: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
-            if exists != 0 {
-                #[allow(unsafe_code)]
-                // SAFETY: arg is the &mut u64 below, alive for the call.
-                let total = unsafe { &mut *(arg as *mut u64) };
-                *total += len as u64;
-            }
-            0
-        }
-        let size = self.size()?;
-        let mut total = 0u64;
-        // SAFETY: open image; callback state lives on this frame for the whole call.
-        Errno::check("rbd_diff_iterate2", unsafe {
-            ffi::rbd_diff_iterate2(
-                self.raw,
-                ptr::null(),
-                0,
-                size,
-                0,
-                1,
-                add,
-                &mut total as *mut u64 as *mut c_void,
-            )
-        })?;
-        Ok(total)
+        Ok(self
+            .diff_extents(false, true)?
+            .iter()
+            .map(|(a, b)| b - a)
+            .sum())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::RbdDriver;
 use super::image::{Image, Open};
-use crate::driver::verify::{Against, Readable, VerifyReport, compare};
+use crate::driver::verify::{Against, Readable, VerifyReport, compare_for};
 use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
 
 /// An open image as a comparison reads it: zeros past its end.
@@ -55,8 +55,8 @@ impl RbdDriver {
         };
         let a = open(Open::ReadOnly(&name), &name)?;
         let b = open(Open::AtSnap(&src, &snap), &spec)?;
-        compare(&a, &b, bps_limit, progress)
-            .map_err(|e| self.io("verify", format!("{name} against {spec}: {e}")))?
-            .ok_or_else(|| self.cancelled("verify"))
+        compare_for(&self.backend, &a, &b, bps_limit, progress, |e| {
+            self.io("verify", format!("{name} against {spec}: {e}"))
+        })
     }
 }
