@@ -211,8 +211,16 @@ impl Hosts {
                 url,
                 &format!("host = \"{n}\"\ncluster = \"c1\"\n{backend}file_shared_storage = true\n"),
             );
-            serves.push(Serve::start(&env.config, &env.url, &env.dir));
-            env.wait_up(&format!("{n}@b0"), 30);
+            let serve = Serve::start(&env.config, &env.url, &env.dir);
+            let pid = serve.child.id();
+            let host = format!("{n}@b0");
+            wait_for(&format!("{host} up"), Duration::from_secs(30), || {
+                services(&env.config, &env.url)
+                    .iter()
+                    .any(|r| r["host"] == host.as_str() && r["state"] == "up" && r["pid"] == pid)
+                    .then_some(())
+            });
+            serves.push(serve);
             envs.push(env);
         }
         Hosts {

@@ -297,11 +297,17 @@ impl Env {
         });
     }
 
+    /// Starts `ember serve` and waits until one of its own services is up: a row left up by
+    /// a previous process (killed a moment ago) does not count, or the caller's next request
+    /// would meet a service still on its first setup check.
     pub fn serve(&self) -> Serve {
         let s = Serve::start(&self.config, &self.url, &self.dir);
+        let pid = s.child.id();
         wait_for("the service to heartbeat", Duration::from_secs(30), || {
             let l = services(&self.config, &self.url);
-            l.iter().any(|s| s["state"] == "up").then_some(())
+            l.iter()
+                .any(|r| r["state"] == "up" && r["pid"] == pid)
+                .then_some(())
         });
         s
     }
