@@ -466,6 +466,20 @@ fn round(seed: u64, store: &Store<'_>, site: Site, root: &Path, url: Option<&str
             let _ = env.run(&["job", "cancel", &job]);
             let ended = env.wait_job(&job, 60);
             if ended["state"] == "cancelled" {
+                // Sometimes the operator grows the clone before running the flatten again.
+                if plan.copy == Copy::Flatten && r.random_bool(0.3) {
+                    let grown = model.len() as u64 + r.random_range(1..=4096u64) * 512;
+                    env.json(&[
+                        "volume",
+                        "extend",
+                        &target_name,
+                        "--size",
+                        &format!("{grown}B"),
+                        "--wait",
+                    ]);
+                    model.resize(grown as usize, 0);
+                    eprintln!("{at}: extended to {grown} bytes before the retry");
+                }
                 job = if env.run(&["volume", "show", &target_name]).status.success() {
                     env.json(&["job", "retry", &job])["job_id"].clone()
                 } else {

@@ -39,7 +39,9 @@ pub(super) fn flatten(
     let size = layers.size();
     let (journal, resumed) = match copylog::read(&jpath).map_err(fail)? {
         Some(j) => {
-            if j.parents != chain || j.size != size {
+            // A clone extended since (after a cancelled flatten) keeps its plan: its parents
+            // show nothing past their own sizes, so the new tail has nothing to copy.
+            if j.parents != chain || j.size > size {
                 return Err(d.err(
                     "flatten",
                     format!(
