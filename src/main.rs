@@ -22,6 +22,13 @@ fn main() -> ExitCode {
     let command = parsed
         .command
         .unwrap_or(Command::Console { no_worker: false });
+    // A command's output piped into `grep -q` or `head` that stops reading: end quietly, as
+    // `ls` or `rbd` do, instead of panicking in println! on EPIPE. Only for the short commands:
+    // the service and the console keep Rust's ignored SIGPIPE (sockets already use
+    // MSG_NOSIGNAL, so this touches only writes to a closed pipe).
+    if !matches!(command, Command::Console { .. } | Command::Serve) {
+        restore_default_sigpipe();
+    }
     // The console draws its own log view and writes a log file; everything else logs to stderr.
     if !matches!(command, Command::Console { .. }) {
         tracing_subscriber::fmt()
@@ -51,5 +58,13 @@ fn main() -> ExitCode {
             eprintln!("ember: error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

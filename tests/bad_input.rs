@@ -379,3 +379,41 @@ fn every_bad_input_gives_a_clear_error_and_a_non_zero_exit() {
         failures.join("\n")
     );
 }
+
+/// Output piped into a reader that stops early (`grep -q`, `head`, here `true`): ember ends
+/// quietly as `ls` does. It panicked in println! ("failed printing to stdout: Broken pipe"),
+/// found by scripts/screenshots.sh's `ember events --json | grep -q ...`.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\n",
+    );
+    env.json(&["volume", "list"]); // creates the database
+    let base = format!(
+        "{EMBER} --config {} --database-url {url}",
+        env.config.display()
+    );
+    for cmd in [
+        "man",
+        "completions bash",
+        "events --json",
+        "service list --json",
+    ] {
+        for _ in 0..5 {
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{base} {cmd} | true"))
+                .output()
+                .unwrap();
+            let err = stderr(&o);
+            assert!(
+                !err.contains("panicked") && !err.contains("Broken pipe"),
+                "{cmd}: {err}"
+            );
+        }
+    }
+}
