@@ -152,13 +152,13 @@ fn a_delete_left_running_by_a_dead_service_is_finished_on_restart() {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(claimed.state, "running");
+            assert_eq!(claimed.state, ember::db::JobState::Running);
             // And a volume left `creating` with no job at all.
             db.insert_volume(&ember::db::volumes::NewVolume {
                 id: "99999999-9999-9999-9999-999999999999",
                 name: "orphan-create",
                 size_bytes: 1 << 20,
-                status: "creating",
+                status: ember::db::Status::Creating,
                 backend: "file0",
                 host: "node-a@file0",
                 source_snapshot_id: None,
@@ -321,8 +321,8 @@ fn heartbeats_stay_on_time_while_32_jobs_block() {
                 for id in jobs {
                     loop {
                         let j = db.get_job(&id).await.unwrap().unwrap();
-                        if j.state != "queued" && j.state != "running" {
-                            assert_eq!(j.state, "succeeded", "{j:?}");
+                        if !j.state.is_active() {
+                            assert_eq!(j.state, ember::db::JobState::Succeeded, "{j:?}");
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -37,7 +37,7 @@ fn seed(url: &str) {
                 id,
                 name,
                 size_bytes: 10 << 30,
-                status,
+                status: ember::db::Status::parse(status),
                 backend: "file0",
                 host: "test@file0",
                 source_snapshot_id: None,

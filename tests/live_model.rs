@@ -80,7 +80,7 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
                 id: &id,
                 name: &format!("v{n}"),
                 size_bytes: 1 << 30,
-                status: "available",
+                status: ember::db::Status::Available,
                 backend: "file0",
                 host: "h@file0",
                 source_snapshot_id: parent.as_deref(),
@@ -95,10 +95,10 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
                     name: &format!("s{n}"),
                     volume_id: &id,
                     size_bytes: 1 << 30,
-                    status: "available",
+                    status: ember::db::Status::Available,
                     backend: "file0",
                     host: "h@file0",
-                    purpose: "user",
+                    purpose: ember::db::Purpose::User,
                 })
                 .await
                 .unwrap();
@@ -118,7 +118,10 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
         }
         2 => {
             if let Some(v) = pick(rng) {
-                let to = ["available", "in-use", "error", "extending"][rng.random_range(0..4)];
+                let to = {
+                    use ember::db::Status::*;
+                    [Available, InUse, Error, Extending][rng.random_range(0..4)]
+                };
                 db.set_volume_status(&v.id, &[], to, Some("test"))
                     .await
                     .unwrap();
@@ -228,7 +231,7 @@ fn an_event_written_alone_reaches_the_picture_at_once_named() {
                 id: &id,
                 name: "db-01",
                 size_bytes: 1 << 30,
-                status: "available",
+                status: ember::db::Status::Available,
                 backend: "file0",
                 host: "h@file0",
                 source_snapshot_id: None,
@@ -254,7 +257,10 @@ fn an_event_written_alone_reaches_the_picture_at_once_named() {
                     .ok();
             }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            for (kind, msg) in [("lock_broken", "first"), ("lock_broken", "second")] {
+            for (kind, msg) in [
+                (ember::db::EventKind::LockBroken, "first"),
+                (ember::db::EventKind::LockBroken, "second"),
+            ] {
                 db.add_event(&ember::db::events::NewEvent {
                     actor: "alice (ssh from 10.0.0.7)",
                     host: Some("storage-01"),

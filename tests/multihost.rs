@@ -642,11 +642,11 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
             let (d, j) = (d.clone(), j.clone());
             async move {
                 assert!(
-                    d.finish_job(&j.id, j.claim_token, "succeeded", None)
+                    d.finish_job(&j.id, j.claim_token, ember::db::JobState::Succeeded, None)
                         .await
                         .unwrap()
                 );
-                d.set_volume_status(&j.target_id, &[], "available", None)
+                d.set_volume_status(&j.target_id, &[], ember::db::Status::Available, None)
                     .await
                     .unwrap();
             }
@@ -715,14 +715,19 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
                 "round {round}: two running jobs on one target"
             );
             for j in &claimed {
-                if j.kind == "delete" {
+                if j.kind == ember::db::JobKind::Delete {
                     // Keep the volume: put it back instead of deleting it.
                     assert!(
-                        da.finish_job(&j.id, j.claim_token, "cancelled", Some("test"))
-                            .await
-                            .unwrap()
+                        da.finish_job(
+                            &j.id,
+                            j.claim_token,
+                            ember::db::JobState::Cancelled,
+                            Some("test")
+                        )
+                        .await
+                        .unwrap()
                     );
-                    da.set_volume_status(&vid, &[], "available", None)
+                    da.set_volume_status(&vid, &[], ember::db::Status::Available, None)
                         .await
                         .unwrap();
                 } else {
@@ -740,7 +745,7 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
         while let Some(j) = da.claim_job(&["c1@file0"], "a@file0").await.unwrap() {
             settle(&da, &j).await;
         }
-        da.set_volume_status(&vid, &[], "available", None)
+        da.set_volume_status(&vid, &[], ember::db::Status::Available, None)
             .await
             .unwrap();
         enqueue(
@@ -767,18 +772,21 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
                 ember::db::jobs::Lease::Lost
             );
             assert!(
-                !da.finish_job(&c.id, c.claim_token, "succeeded", None)
+                !da.finish_job(&c.id, c.claim_token, ember::db::JobState::Succeeded, None)
                     .await
                     .unwrap()
             );
             let fenced = da.fenced(&c.id, c.claim_token);
             assert!(matches!(
                 fenced
-                    .set_volume_status(&vid, &[], "error", Some("stale"))
+                    .set_volume_status(&vid, &[], ember::db::Status::Error, Some("stale"))
                     .await,
                 Err(ember::db::DbError::Fenced { .. })
             ));
-            assert_ne!(da.get_volume(&vid).await.unwrap().unwrap().status, "error");
+            assert_ne!(
+                da.get_volume(&vid).await.unwrap().unwrap().status,
+                ember::db::Status::Error
+            );
         }
     });
 }

@@ -382,7 +382,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
             let e = h.retry(&job).await.map(|_| ()).unwrap_err().to_string();
             assert!(e.contains("read-only"), "retry: {e}");
             let e = h
-                .reset_state("v", "error", None)
+                .reset_state("v", ember::db::Status::Error, None)
                 .await
                 .map(|_| ())
                 .unwrap_err()

@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::ArgValueCandidates;
 
 use super::complete;
+use crate::db::Status;
+use crate::service::lifecycle::RESET_STATES;
 
 /// ember: operations console and volume service for block-storage backends.
 ///
@@ -262,8 +264,8 @@ pub struct Wait {
 #[derive(Debug, Args, Clone)]
 pub struct Reset {
     /// The state to set
-    #[arg(long, value_parser = ["available", "error"])]
-    pub state: String,
+    #[arg(long, value_parser = reset_states())]
+    pub state: Status,
     /// Why, kept with the state and in the audit event
     #[arg(long)]
     pub reason: Option<String>,
@@ -539,4 +541,11 @@ fn one_line(text: &str) -> String {
     let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let flat = flat.strip_prefix("error: ").unwrap_or(&flat).to_string();
     format!("{flat} (ember --help shows the usage)")
+}
+
+/// `--state`: the statuses reset-state may set, as clap lists them in `--help`.
+fn reset_states() -> impl clap::builder::TypedValueParser<Value = Status> {
+    use clap::builder::TypedValueParser;
+    let words: Vec<&'static str> = RESET_STATES.iter().map(|s| s.as_str()).collect();
+    clap::builder::PossibleValuesParser::new(words).map(|s| Status::parse(&s))
 }

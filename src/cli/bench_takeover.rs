@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::config;
-use crate::db::{Db, Engine};
+use crate::db::{Db, Engine, JobState};
 use crate::service::actor::current_actor;
 use crate::service::jobs::{Request, enqueue};
 
@@ -68,9 +68,11 @@ async fn run_job(db: &Db, cfg: &config::Config, req: Request) -> anyhow::Result<
     let id = e.job_id.clone();
     wait("a job", 120, || async {
         let j = db.get_job(&id).await?.context("job vanished")?;
-        match j.state.as_str() {
-            "succeeded" => Ok(Some(())),
-            "failed" | "cancelled" => bail!("job {} {}: {:?}", j.kind, j.state, j.error),
+        match j.state {
+            JobState::Succeeded => Ok(Some(())),
+            JobState::Failed | JobState::Cancelled => {
+                bail!("job {} {}: {:?}", j.kind, j.state, j.error)
+            }
             _ => Ok(None),
         }
     })
@@ -173,7 +175,7 @@ async fn round(db: &Db, url: &str, n: usize) -> anyhow::Result<f64> {
     .job_id;
     let (runner, token) = wait("the flatten to run", 30, || async {
         let j = db.get_job(&flatten).await?.context("job vanished")?;
-        Ok((j.state == "running" && j.bytes_done > 0)
+        Ok((j.state == JobState::Running && j.bytes_done > 0)
             .then(|| (j.claimed_by.unwrap_or_default(), j.claim_token)))
     })
     .await?;
@@ -186,7 +188,7 @@ async fn round(db: &Db, url: &str, n: usize) -> anyhow::Result<f64> {
     let _ = victim.child.wait();
     wait("the peer to run the job", 60, || async {
         let j = db.get_job(&flatten).await?.context("job vanished")?;
-        Ok((j.state == "running"
+        Ok((j.state == JobState::Running
             && j.claim_token > token
             && j.claimed_by.as_deref() != Some(runner.as_str()))
         .then_some(()))

@@ -101,7 +101,7 @@ pub fn snapshots() -> Vec<CompletionCandidate> {
             .list_snapshots(None, false)
             .await?
             .into_iter()
-            .map(|s| CompletionCandidate::new(s.name).help(Some(s.status.into())))
+            .map(|s| CompletionCandidate::new(s.name).help(Some(s.status.as_str().into())))
             .collect())
     })
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
 use crate::db::services::{is_alive, is_up};
-use crate::db::{Db, JobRow};
+use crate::db::{Db, JobRow, JobState};
 use crate::service::actor::current_actor;
 use crate::service::jobs::request::Cancelled;
 use crate::service::jobs::{self, Enqueued, Request};
@@ -185,8 +185,8 @@ async fn finish(g: &Global, db: &Db, job: &JobRow) -> anyhow::Result<ExitCode> {
         }
         print_json(&v)?;
     }
-    match job.state.as_str() {
-        "succeeded" => {
+    match job.state {
+        JobState::Succeeded => {
             if !g.json {
                 eprintln!("job {} succeeded", job.id);
                 if let Some(r) = &job.result {
@@ -233,7 +233,7 @@ pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow:
         }
         bar.set_message(format!("{} {}", job.kind, job.state));
         bar.tick();
-        if matches!(job.state.as_str(), "succeeded" | "failed" | "cancelled") {
+        if job.state.is_finished() {
             bar.finish_and_clear();
             return Ok(job);
         }
@@ -242,7 +242,7 @@ pub async fn follow(db: &Db, cfg: &Config, job_id: &str, quiet: bool) -> anyhow:
             .owner
             .clone()
             .unwrap_or_else(|| cfg.service_owner(&job.backend));
-        let running_on = (job.state == "running")
+        let running_on = (job.state == JobState::Running)
             .then_some(job.claimed_by.as_deref())
             .flatten();
         if live_service(db, cfg, &owner, running_on).await? {
@@ -277,7 +277,7 @@ pub async fn cancel(g: &Global, db: &Db, key: &str) -> anyhow::Result<ExitCode> 
     };
     if g.json {
         print_json(
-            &serde_json::json!({ "job_id": job.id, "result": match out { Cancelled::Now(_) => "cancelled", Cancelled::Requested(_) => "cancel_requested" } }),
+            &serde_json::json!({ "job_id": job.id, "result": match out { Cancelled::Now(_) => JobState::Cancelled.as_str(), Cancelled::Requested(_) => "cancel_requested" } }),
         )?;
     } else {
         println!("{} job {}: {text}", job.kind, job.id);
@@ -306,7 +306,7 @@ pub async fn snapshot_list(
                 s.id.clone(),
                 s.name.clone(),
                 s.volume_id.clone(),
-                s.status.clone(),
+                s.status.to_string(),
                 human_bytes(s.size_bytes),
                 s.host.clone().unwrap_or_else(|| s.backend.clone()),
                 clones.to_string(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::{self, Config};
-use crate::db::now_ms;
+use crate::db::{JobState, now_ms};
 
 use super::args::Global;
 use super::output::*;
@@ -190,7 +190,7 @@ pub(super) async fn volume_list(
             let mut row = vec![
                 v.id.clone(),
                 v.name.clone(),
-                v.status.clone(),
+                v.status.to_string(),
                 human_bytes(v.size_bytes),
             ];
             if wide {
@@ -268,7 +268,7 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
         for (k, val) in [
             ("id", vj.id.clone()),
             ("name", vj.name.clone()),
-            ("status", vj.status.clone()),
+            ("status", vj.status.to_string()),
             (
                 "size",
                 format!("{} ({} bytes)", human_bytes(vj.size_bytes), vj.size_bytes),
@@ -377,10 +377,10 @@ pub(super) async fn job_list(g: &Global, limit: i64, wide: bool) -> anyhow::Resu
         }
         cells.extend([
             format!("{name} ({})", j.backend),
-            j.kind.clone(),
+            j.kind.to_string(),
             match &j.wait_reason {
-                Some(_) if j.state == "running" => "waiting".to_string(),
-                _ => j.state.clone(),
+                Some(_) if j.state == JobState::Running => "waiting".to_string(),
+                _ => j.state.to_string(),
             },
             pct,
             j.claimed_by.clone().or(j.owner.clone()).unwrap_or_default(),

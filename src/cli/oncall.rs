@@ -137,7 +137,7 @@ pub async fn reset_state(
         &db,
         key,
         snapshot,
-        &r.state,
+        r.state,
         r.reason.as_deref(),
         &current_actor(),
     )

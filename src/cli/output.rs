@@ -5,7 +5,7 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 
 use crate::db::services::{Liveness, ServiceRow, liveness, parse_lateness};
-use crate::db::{EventRow, JobRow, VolumeRow};
+use crate::db::{EventRow, JobKind, JobRow, JobState, Status, VolumeRow};
 use crate::service::lateness::{Summary, summarize};
 
 pub fn table(header: &[&str]) -> Table {
@@ -84,7 +84,7 @@ impl ServiceJson {
 pub struct VolumeJson {
     pub id: String,
     pub name: String,
-    pub status: String,
+    pub status: Status,
     pub size_bytes: i64,
     pub backend: String,
     /// The owner: `host@backend`, or `cluster@backend` for a clustered backend.
@@ -103,7 +103,7 @@ impl From<&VolumeRow> for VolumeJson {
         VolumeJson {
             id: v.id.clone(),
             name: v.name.clone(),
-            status: v.status.clone(),
+            status: v.status,
             size_bytes: v.size_bytes,
             backend: v.backend.clone(),
             host: v.host.clone(),
@@ -119,12 +119,12 @@ impl From<&VolumeRow> for VolumeJson {
 #[derive(Debug, Serialize)]
 pub struct JobJson {
     pub id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub target: String,
     /// The target as the operator names it: `db-01`, or `db-01@nightly` for a snapshot.
     pub target_name: Option<String>,
     pub backend: String,
-    pub state: String,
+    pub state: JobState,
     pub bytes_done: i64,
     pub bytes_total: i64,
     pub error: Option<String>,
@@ -159,11 +159,11 @@ impl From<&JobRow> for JobJson {
     fn from(j: &JobRow) -> Self {
         JobJson {
             id: j.id.clone(),
-            kind: j.kind.clone(),
+            kind: j.kind,
             target: j.target_id.clone(),
             target_name: None,
             backend: j.backend.clone(),
-            state: j.state.clone(),
+            state: j.state,
             bytes_done: j.bytes_done,
             bytes_total: j.bytes_total,
             error: j.error.clone(),

@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use crate::db::events::NewEvent;
 use crate::db::services::is_up;
-use crate::db::{Db, ServiceRow};
+use crate::db::{Db, EventKind, ServiceRow};
 use crate::service::actor::current_actor;
 use crate::service::jobs::recovery::settle_transitional;
 
@@ -31,7 +31,7 @@ async fn find(db: &Db, name: &str) -> anyhow::Result<ServiceRow> {
     )
 }
 
-async fn record(db: &Db, kind: &str, target: &str, message: &str) {
+async fn record(db: &Db, kind: EventKind, target: &str, message: &str) {
     let _ = db
         .add_event(&NewEvent {
             actor: &current_actor(),
@@ -62,13 +62,13 @@ pub async fn set_disabled(
     db.set_service_disabled(&row.host, reason).await?;
     let (kind, text) = match reason {
         Some(r) => (
-            "service_disabled",
+            EventKind::ServiceDisabled,
             format!(
                 "{} disabled: {r} (it claims no job and gets no new volume)",
                 row.host
             ),
         ),
-        None => ("service_enabled", format!("{} enabled", row.host)),
+        None => (EventKind::ServiceEnabled, format!("{} enabled", row.host)),
     };
     record(db, kind, &row.host, &text).await;
     if g.json {
@@ -117,7 +117,7 @@ pub async fn remove(g: &Global, db: &Db, name: &str, down_ms: i64) -> anyhow::Re
         failed.len(),
         requeued.len()
     );
-    record(db, "service_removed", &row.host, &text).await;
+    record(db, EventKind::ServiceRemoved, &row.host, &text).await;
     if g.json {
         print_json(&serde_json::json!({
             "service": row.host,

@@ -81,6 +81,7 @@ pub(super) fn backend(
             latency_ms: l.int("fake_latency_ms", 0, 0, 3_600_000)? as u64,
             blocking: l.bool("fake_blocking", false)?,
             fail_op: l.string("fake_fail_op")?.filter(|s| !s.is_empty()),
+            fail_busy: l.bool("fake_fail_busy", false)?,
             fail_call: l.int("fake_fail_call", 0, 0, i64::MAX)? as u64,
             fail_at_percent: match l.int("fake_fail_at_percent", -1, -1, 100)? {
                 -1 => None,

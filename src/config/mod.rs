@@ -163,8 +163,12 @@ pub struct FakeConfig {
     pub latency_ms: u64,
     /// Latency really blocks the calling thread (proves blocking calls cannot starve the reactor).
     pub blocking: bool,
-    /// The op to fail (`create`, `delete`, `flatten`, `snapshot`, `clone`, `capacity`...).
+    /// The ops to fail, comma-separated (`create`, `delete`, `flatten`, `snapshot`, `clone`,
+    /// `capacity`...).
     pub fail_op: Option<String>,
+    /// The injected failure is the storage refusing because the image is busy (librbd's
+    /// EBUSY), not an I/O error.
+    pub fail_busy: bool,
     /// Fail the Nth call of `fail_op` (1-based); 0 fails every call.
     pub fail_call: u64,
     /// Fail `fail_op` once its progress reaches this percentage.

@@ -59,6 +59,7 @@ pub const BACKEND_KEYS: &[&str] = &[
     "fake_latency_ms",
     "fake_blocking",
     "fake_fail_op",
+    "fake_fail_busy",
     "fake_fail_call",
     "fake_fail_at_percent",
     "fake_copy_mib",

@@ -20,7 +20,7 @@ pub struct EventRow {
 pub struct NewEvent<'a> {
     pub actor: &'a str,
     pub host: Option<&'a str>,
-    pub kind: &'a str,
+    pub kind: super::EventKind,
     pub target: Option<&'a str>,
     pub message: &'a str,
 }

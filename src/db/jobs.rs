@@ -14,15 +14,16 @@
 use sqlx::FromRow;
 
 use super::volumes::{NewSnapshot, NewVolume, insert_snapshot, insert_volume};
+use super::words::{JobKind, JobState, Status};
 use super::{Db, DbError, now_ms, q};
 
 #[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct JobRow {
     pub id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub target_id: String,
     pub backend: String,
-    pub state: String,
+    pub state: JobState,
     pub params: String,
     pub bytes_done: i64,
     pub bytes_total: i64,
@@ -49,7 +50,7 @@ pub struct JobRow {
 
 pub struct NewJob<'a> {
     pub id: &'a str,
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub target_id: &'a str,
     pub backend: &'a str,
     pub owner: &'a str,
@@ -87,8 +88,8 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub struct Transition<'a> {
     pub table: &'static str,
     pub id: &'a str,
-    pub from: &'a [&'a str],
-    pub to: &'a str,
+    pub from: &'a [Status],
+    pub to: Status,
 }
 
 /// Everything one request writes, in one transaction: new rows, a guarded status change, the
@@ -321,7 +322,7 @@ impl Db {
         &self,
         id: &str,
         token: i64,
-        state: &str,
+        state: JobState,
         error: Option<&str>,
     ) -> Result<bool, DbError> {
         let r = self
@@ -331,7 +332,7 @@ impl Db {
                     "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3, wait_reason = NULL \
                      WHERE id = $4 AND claim_token = $5 AND state = 'running'",
                 )
-                .bind(state.to_string())
+                .bind(state)
                 .bind(error.map(str::to_string))
                 .bind(now)
                 .bind(id.to_string())
@@ -516,7 +517,7 @@ impl Db {
 
     /// Cancel: a queued job ends at once; a running one is flagged for its worker.
     /// Returns the job's state afterwards, or None if there is no such unfinished job.
-    pub async fn request_cancel(&self, id: &str) -> Result<Option<String>, DbError> {
+    pub async fn request_cancel(&self, id: &str) -> Result<Option<JobState>, DbError> {
         let now = now_ms();
         let queued = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', error = 'cancelled before it started', finished_at = $1, updated_at = $1 \
@@ -528,7 +529,7 @@ impl Db {
         .await
         .map_err(q("cancel job"))?;
         if queued.rows_affected() > 0 {
-            return Ok(Some("cancelled".into()));
+            return Ok(Some(JobState::Cancelled));
         }
         let running = sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND state = 'running'")
             .bind(now)
@@ -536,6 +537,6 @@ impl Db {
             .execute(&self.pool)
             .await
             .map_err(q("cancel job"))?;
-        Ok((running.rows_affected() > 0).then(|| "running".into()))
+        Ok((running.rows_affected() > 0).then_some(JobState::Running))
     }
 }

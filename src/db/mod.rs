@@ -15,6 +15,7 @@ pub mod names;
 pub mod roles;
 pub mod services;
 pub mod volumes;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use events::EventRow;
 pub use jobs::JobRow;
 pub use services::ServiceRow;
 pub use volumes::{SnapshotRow, VolumeRow};
+pub use words::{EventKind, JobKind, JobState, Purpose, Status};
 
 /// How long a statement waits for a SQLite lock held by another process before failing, and
 /// how long any connect may take. Long enough for a busy writer, short enough to never look hung.

@@ -4,6 +4,7 @@
 
 use sqlx::FromRow;
 
+use super::words::{Purpose, Status};
 use super::{Db, DbError, now_ms, q};
 
 #[derive(Debug, Clone, FromRow, PartialEq)]
@@ -11,7 +12,7 @@ pub struct VolumeRow {
     pub id: String,
     pub name: String,
     pub size_bytes: i64,
-    pub status: String,
+    pub status: Status,
     pub status_reason: Option<String>,
     pub backend: String,
     pub host: Option<String>,
@@ -31,13 +32,13 @@ pub struct SnapshotRow {
     pub name: String,
     pub volume_id: String,
     pub size_bytes: i64,
-    pub status: String,
+    pub status: Status,
     pub status_reason: Option<String>,
     pub backend: String,
     /// The owner: `host@backend`, or `cluster@backend` for a clustered backend.
     pub host: Option<String>,
     /// `user` or `clone` (made under `volume create --source`, removed with its last clone).
-    pub purpose: String,
+    pub purpose: Purpose,
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
@@ -48,7 +49,7 @@ pub struct NewVolume<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub size_bytes: i64,
-    pub status: &'a str,
+    pub status: Status,
     pub backend: &'a str,
     /// The owner (`host@backend` or `cluster@backend`).
     pub host: &'a str,
@@ -62,10 +63,10 @@ pub struct NewSnapshot<'a> {
     pub name: &'a str,
     pub volume_id: &'a str,
     pub size_bytes: i64,
-    pub status: &'a str,
+    pub status: Status,
     pub backend: &'a str,
     pub host: &'a str,
-    pub purpose: &'a str,
+    pub purpose: Purpose,
 }
 
 pub(crate) const VOLUME_COLUMNS: &str = "id, name, size_bytes, status, status_reason, backend, host, \
@@ -203,8 +204,8 @@ impl Db {
     pub async fn set_volume_status(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[Status],
+        to: Status,
         reason: Option<&str>,
     ) -> Result<bool, DbError> {
         self.set_status("volumes", id, from, to, reason).await
@@ -215,8 +216,8 @@ impl Db {
         &self,
         table: &'static str,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[Status],
+        to: Status,
         reason: Option<&str>,
     ) -> Result<bool, DbError> {
         let guard = if from.is_empty() {
@@ -233,12 +234,12 @@ impl Db {
         let r = self
             .write("set status", || async {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(to.to_string())
+                    .bind(to)
                     .bind(reason.map(str::to_string))
                     .bind(now_ms())
                     .bind(id.to_string());
                 for f in from {
-                    query = query.bind(f.to_string());
+                    query = query.bind(*f);
                 }
                 self.bind_fence(query)
                     .execute(&self.pool)
@@ -430,8 +431,8 @@ impl Db {
     pub async fn set_snapshot_status(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[Status],
+        to: Status,
         reason: Option<&str>,
     ) -> Result<bool, DbError> {
         self.set_status("snapshots", id, from, to, reason).await

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::db::now_ms;
 use crate::db::services::is_up;
+use crate::db::{JobState, now_ms};
 use crate::service::takeover::waiting_for;
 use crate::service::units::human_bytes;
 
@@ -305,17 +305,14 @@ async fn jobs(t: &Run, sink: &Sink) {
     let stuck_ms = t.target.stuck_after.as_millis() as i64;
     let mut fails = vec![];
     let mut warns = vec![];
-    for j in jobs
-        .iter()
-        .filter(|j| matches!(j.state.as_str(), "queued" | "running"))
-    {
+    for j in jobs.iter().filter(|j| j.state.is_active()) {
         let short = crate::service::units::short_id(&j.id);
         if let Some(why) = waiting_for(j, services, now, down_ms) {
             fails.push(format!(
                 "job {short} ({} of {}, {}): {why}",
                 j.kind, j.target_id, j.state
             ));
-        } else if j.state == "running" && now - j.updated_at > stuck_ms {
+        } else if j.state == JobState::Running && now - j.updated_at > stuck_ms {
             warns.push(format!(
                 "job {short} ({}) made no progress for {} min ({} of {} bytes)",
                 j.kind,
@@ -328,7 +325,7 @@ async fn jobs(t: &Run, sink: &Sink) {
     let failed: Vec<_> = jobs
         .iter()
         .filter(|j| {
-            j.state == "failed"
+            j.state == JobState::Failed
                 && j.finished_at
                     .is_some_and(|f| now - f < RECENT.as_millis() as i64)
         })
@@ -341,8 +338,8 @@ async fn jobs(t: &Run, sink: &Sink) {
             j.error.as_deref().unwrap_or("?")
         ));
     }
-    let queued = jobs.iter().filter(|j| j.state == "queued").count();
-    let running = jobs.iter().filter(|j| j.state == "running").count();
+    let queued = jobs.iter().filter(|j| j.state == JobState::Queued).count();
+    let running = jobs.iter().filter(|j| j.state == JobState::Running).count();
     let mut f = if let Some(first) = fails.first() {
         Finding::fail(first.clone()).fix(
             "each job above says what it waits for: restart ember on that host (it requeues its own jobs), \

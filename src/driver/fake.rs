@@ -50,16 +50,35 @@ impl FakeDriver {
         if self.cfg.blocking && self.cfg.latency_ms > 0 {
             std::thread::sleep(Duration::from_millis(self.cfg.latency_ms));
         }
-        if self.cfg.fail_op.as_deref() == Some(op) && self.cfg.fail_at_percent.is_none() {
+        if self.fails(op) && self.cfg.fail_at_percent.is_none() {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if self.cfg.fail_call == 0 || n == self.cfg.fail_call {
-                return Err(DriverError::Injected {
-                    backend: self.backend.clone(),
-                    op,
-                });
+                return Err(self.injected(op));
             }
         }
         Ok(())
+    }
+
+    fn fails(&self, op: &str) -> bool {
+        self.cfg
+            .fail_op
+            .as_deref()
+            .is_some_and(|l| l.split(',').any(|o| o.trim() == op))
+    }
+
+    fn injected(&self, op: &'static str) -> DriverError {
+        if self.cfg.fail_busy {
+            DriverError::Busy {
+                backend: self.backend.clone(),
+                image: format!("({op}: injected)"),
+                dependents: vec!["an injected holder".into()],
+            }
+        } else {
+            DriverError::Injected {
+                backend: self.backend.clone(),
+                op,
+            }
+        }
     }
 
     /// A long call's data path: copies `copy_mib` of memory in 1 MiB steps, reporting progress,
@@ -75,14 +94,11 @@ impl FakeDriver {
                 std::hint::black_box(&mut dst);
             }
             let done = (i + 1) << 20;
-            if self.cfg.fail_op.as_deref() == Some(op)
+            if self.fails(op)
                 && let Some(pct) = self.cfg.fail_at_percent
                 && done * 100 >= total * u64::from(pct)
             {
-                return Err(DriverError::Injected {
-                    backend: self.backend.clone(),
-                    op,
-                });
+                return Err(self.injected(op));
             }
             if !progress.update(done, total) {
                 return Err(DriverError::Cancelled {

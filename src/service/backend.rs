@@ -215,7 +215,7 @@ impl BackendService {
                 .add_event(&NewEvent {
                     actor: "ember",
                     host: Some(&self.host),
-                    kind: "backend_failed",
+                    kind: crate::db::EventKind::BackendFailed,
                     target: Some(&self.name),
                     message: reason,
                 })
@@ -310,7 +310,7 @@ impl BackendService {
                         .add_event(&NewEvent {
                             actor: "ember",
                             host: Some(&self.host),
-                            kind: "backend_recovered",
+                            kind: crate::db::EventKind::BackendRecovered,
                             target: Some(&self.name),
                             message: "setup check passed",
                         })
@@ -422,7 +422,7 @@ impl BackendService {
             super::event(
                 db,
                 &self.host,
-                "service_started",
+                crate::db::EventKind::ServiceStarted,
                 &self.name,
                 &format!("driver {}", self.cfg.driver_name()),
             )
@@ -461,7 +461,7 @@ impl BackendService {
                         .add_event(&NewEvent {
                             actor: "ember",
                             host: Some(&self.host),
-                            kind: "image_purged",
+                            kind: crate::db::EventKind::ImagePurged,
                             target: Some(&image),
                             message: "deferred deletion: its last clone is gone",
                         })

@@ -155,7 +155,7 @@ impl Handle {
     pub async fn reset_state(
         &self,
         volume_id: &str,
-        state: &str,
+        state: crate::service::view::Status,
         reason: Option<&str>,
     ) -> Result<jobs::retry::Reset, JobError> {
         let out =

@@ -164,7 +164,7 @@ pub struct LiveModel {
 }
 
 fn active(j: &JobRow) -> bool {
-    matches!(j.state.as_str(), "queued" | "running")
+    j.state.is_active()
 }
 
 impl LiveModel {

@@ -113,7 +113,7 @@ pub async fn break_lock(
         .add_event(&NewEvent {
             actor,
             host: None,
-            kind: "lock_broken",
+            kind: crate::db::EventKind::LockBroken,
             target: Some(&v.id),
             message: &message,
         })

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::events::NewEvent;
 use crate::db::volumes::NewVolume;
-use crate::db::{Db, VolumeRow};
+use crate::db::{Db, Status, VolumeRow};
 use crate::driver::{self, DriverError, ImageInfo, VolumeDriver, volume_image};
 
 use super::jobs::JobError;
@@ -129,7 +129,7 @@ pub async fn manage(
         id: &id,
         name,
         size_bytes: info.size_bytes as i64,
-        status: "available",
+        status: Status::Available,
         backend,
         host: &owner,
         source_snapshot_id: parent.as_ref().map(|s| s.id.as_str()),
@@ -145,7 +145,7 @@ pub async fn manage(
         .add_event(&NewEvent {
             actor,
             host: None,
-            kind: "volume_managed",
+            kind: crate::db::EventKind::VolumeManaged,
             target: Some(&id),
             message: &format!(
                 "image {image} on {backend} adopted as volume {name} ({id}), renamed {new_image}{layered}"
@@ -161,7 +161,7 @@ pub async fn manage(
 pub async fn unmanage(db: &Db, key: &str, actor: &str) -> Result<VolumeRow, JobError> {
     db.ensure_writable("unmanage a volume")?;
     let v = volume(db, key).await?;
-    if !matches!(v.status.as_str(), "available" | "error") {
+    if !matches!(v.status, Status::Available | Status::Error) {
         return Err(JobError::Refused(format!(
             "volume {} ({}) is {}: unmanage needs available or error",
             v.name, v.id, v.status
@@ -186,7 +186,7 @@ pub async fn unmanage(db: &Db, key: &str, actor: &str) -> Result<VolumeRow, JobE
         .add_event(&NewEvent {
             actor,
             host: None,
-            kind: "volume_unmanaged",
+            kind: crate::db::EventKind::VolumeUnmanaged,
             target: Some(&v.id),
             message: &format!(
                 "volume {} forgotten; its image {image} stays on {} (ember volume manage {} {image} --name {} adopts it again)",

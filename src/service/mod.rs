@@ -14,6 +14,7 @@ pub mod handle;
 pub mod inspect;
 pub mod jobs;
 pub mod lateness;
+pub mod lifecycle;
 pub mod live;
 pub mod locks;
 pub mod manage;
@@ -125,7 +126,14 @@ impl Services {
                 error: Some(&b.reason),
             })
             .await?;
-            event(&db, &host, "backend_failed", &b.name, &b.reason).await;
+            event(
+                &db,
+                &host,
+                crate::db::EventKind::BackendFailed,
+                &b.name,
+                &b.reason,
+            )
+            .await;
         }
 
         for b in &config.backends {
@@ -156,7 +164,14 @@ impl Services {
                         ..registration
                     })
                     .await?;
-                    event(&db, &host, "backend_failed", &b.name, &reason).await;
+                    event(
+                        &db,
+                        &host,
+                        crate::db::EventKind::BackendFailed,
+                        &b.name,
+                        &reason,
+                    )
+                    .await;
                     reasons.push(format!("{}: {reason}", b.name));
                     continue;
                 }
@@ -313,7 +328,7 @@ impl Services {
                     .add_event(&NewEvent {
                         actor: "ember",
                         host: Some(&b.host),
-                        kind: "service_stopped",
+                        kind: crate::db::EventKind::ServiceStopped,
                         target: Some(&b.name),
                         message: "clean stop",
                     })
@@ -353,7 +368,13 @@ async fn wake_on_new_jobs(db: Db, backends: Vec<Arc<BackendService>>, stop: Canc
     }
 }
 
-pub(crate) async fn event(db: &Db, host: &str, kind: &str, target: &str, message: &str) {
+pub(crate) async fn event(
+    db: &Db,
+    host: &str,
+    kind: crate::db::EventKind,
+    target: &str,
+    message: &str,
+) {
     let r = db
         .add_event(&NewEvent {
             actor: "ember",

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::config::BackendConfig;
-use crate::db::Db;
+use crate::db::{Db, EventKind, Status};
 use crate::driver::{self, ImageInfo, NoProgress, snapshot_image, volume_image};
 
 use super::jobs::JobError;
@@ -19,7 +19,7 @@ use super::jobs::JobError;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Finding {
     /// `orphan_image`, `missing_image` or `parent_mismatch`.
-    pub kind: &'static str,
+    pub kind: EventKind,
     /// The image name on the backend.
     pub image: String,
     pub detail: String,
@@ -72,9 +72,9 @@ pub async fn reconcile(
             continue;
         }
         match by_name.get(image.as_str()) {
-            None if v.status != "error" => {
+            None if v.status != Status::Error => {
                 let mut f = Finding {
-                    kind: "missing_image",
+                    kind: EventKind::MissingImage,
                     image: image.clone(),
                     detail: format!(
                         "volume {} ({}) is {} but the backend has no image",
@@ -87,7 +87,7 @@ pub async fn reconcile(
                     db.set_volume_status(
                         &v.id,
                         &[],
-                        "error",
+                        Status::Error,
                         Some("image missing on the backend (reconcile)"),
                     )
                     .await?;
@@ -99,7 +99,7 @@ pub async fn reconcile(
                 let want = v.source_snapshot_id.as_deref().map(snapshot_image);
                 if img.parent != want {
                     let mut f = Finding {
-                        kind: "parent_mismatch",
+                        kind: EventKind::ParentMismatch,
                         image: image.clone(),
                         detail: format!(
                             "database parent {:?}, backend parent {:?}",
@@ -121,12 +121,12 @@ pub async fn reconcile(
     for s in &snapshots {
         let image = snapshot_image(&s.id);
         known.insert(image.clone(), None);
-        if db.active_job_referencing(&s.id).await?.is_some() || s.status == "error" {
+        if db.active_job_referencing(&s.id).await?.is_some() || s.status == Status::Error {
             continue;
         }
         if !by_name.contains_key(image.as_str()) {
             let mut f = Finding {
-                kind: "missing_image",
+                kind: EventKind::MissingImage,
                 image,
                 detail: format!(
                     "snapshot {} ({}) is {} but the backend has no image",
@@ -139,7 +139,7 @@ pub async fn reconcile(
                 db.set_snapshot_status(
                     &s.id,
                     &[],
-                    "error",
+                    Status::Error,
                     Some("image missing on the backend (reconcile)"),
                 )
                 .await?;
@@ -162,7 +162,7 @@ pub async fn reconcile(
             .map(|i| i.name.as_str())
             .collect();
         let mut f = Finding {
-            kind: "orphan_image",
+            kind: EventKind::OrphanImage,
             image: img.name.clone(),
             detail: format!(
                 "{} bytes on the backend, no live row in the database",

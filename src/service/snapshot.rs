@@ -422,8 +422,8 @@ pub fn spawn_publisher_with(
                 if let Some(mark) = seen {
                     for e in next.cluster_events.iter().rev().filter(|e| e.id > mark) {
                         let host = e.host.as_deref().unwrap_or("");
-                        match e.kind.as_str() {
-                            "job_lease_lost" => warn!(host, "{}", e.message),
+                        match crate::db::EventKind::parse(&e.kind) {
+                            crate::db::EventKind::JobLeaseLost => warn!(host, "{}", e.message),
                             _ => tracing::info!(host, "{}", e.message),
                         }
                     }

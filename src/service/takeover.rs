@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::db::services::{is_alive, is_up};
-use crate::db::{Db, JobRow, ServiceRow};
+use crate::db::{Db, JobRow, JobState, ServiceRow};
 
 use super::BackendService;
 use super::backend::check_timeout;
@@ -111,7 +111,14 @@ async fn take_over(
                 down_ms / 1000
             );
             info!(backend = %svc.name, job = %job.id, "{text}");
-            super::event(db, &svc.host, "job_taken_over", &job.target_id, &text).await;
+            super::event(
+                db,
+                &svc.host,
+                crate::db::EventKind::JobTakenOver,
+                &job.target_id,
+                &text,
+            )
+            .await;
         }
         Ok(false) => {} // another member was first
         Err(e) => warn!(backend = %svc.name, job = %job.id, "take over failed: {e}"),
@@ -126,11 +133,11 @@ pub fn waiting_for(
     now_ms: i64,
     down_ms: i64,
 ) -> Option<String> {
-    if !matches!(j.state.as_str(), "queued" | "running") {
+    if !j.state.is_active() {
         return None;
     }
-    let holder = match j.state.as_str() {
-        "running" => j.claimed_by.as_deref()?,
+    let holder = match j.state {
+        JobState::Running => j.claimed_by.as_deref()?,
         _ => j.owner.as_deref()?,
     };
     // A clustered owner: any live member may run it, and takes it over if its runner died.
@@ -140,7 +147,7 @@ pub fn waiting_for(
         .collect();
     // A running job whose process heartbeats waits only for its storage, when that is failing:
     // the call is paused in the storage client and goes on when the storage answers again.
-    if j.state == "running"
+    if j.state == JobState::Running
         && let Some(runner) = members
             .iter()
             .find(|s| s.host == holder && is_alive(s, now_ms, down_ms))

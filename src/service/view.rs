@@ -14,124 +14,7 @@ use crate::db::{JobRow, SnapshotRow, VolumeRow};
 
 use super::jobs::JobKind;
 
-/// A volume's or snapshot's status, Cinder's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
-    Creating,
-    Available,
-    InUse,
-    Extending,
-    Deleting,
-    Deleted,
-    Error,
-    ErrorDeleting,
-    ErrorExtending,
-    Maintenance,
-    /// A word this build does not know (written by a newer ember).
-    Unknown,
-}
-
-impl Status {
-    const ALL: [(Status, &'static str); 10] = [
-        (Status::Creating, "creating"),
-        (Status::Available, "available"),
-        (Status::InUse, "in-use"),
-        (Status::Extending, "extending"),
-        (Status::Deleting, "deleting"),
-        (Status::Deleted, "deleted"),
-        (Status::Error, "error"),
-        (Status::ErrorDeleting, "error_deleting"),
-        (Status::ErrorExtending, "error_extending"),
-        (Status::Maintenance, "maintenance"),
-    ];
-
-    pub fn parse(s: &str) -> Status {
-        Self::ALL
-            .iter()
-            .find(|(_, w)| *w == s)
-            .map_or(Status::Unknown, |(st, _)| *st)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(st, _)| *st == self)
-            .map_or("unknown", |(_, w)| w)
-    }
-
-    /// Usable by a guest (Cinder: available or in-use).
-    pub fn is_usable(self) -> bool {
-        matches!(self, Status::Available | Status::InUse)
-    }
-
-    pub fn is_error(self) -> bool {
-        matches!(
-            self,
-            Status::Error | Status::ErrorDeleting | Status::ErrorExtending
-        )
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum JobState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Unknown,
-}
-
-impl JobState {
-    pub fn parse(s: &str) -> JobState {
-        match s {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            _ => JobState::Unknown,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-            JobState::Unknown => "unknown",
-        }
-    }
-
-    /// Queued or running.
-    pub fn is_active(self) -> bool {
-        matches!(self, JobState::Queued | JobState::Running)
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// Why a snapshot exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// Asked for by an operator.
-    User,
-    /// Made under `volume create --source`; removed with its last clone.
-    Clone,
-}
+pub use crate::db::words::{EventKind, JobState, Purpose, Status};
 
 /// Shares the strings that many rows repeat (backend names, owners).
 #[derive(Debug, Default, Clone)]
@@ -173,7 +56,7 @@ impl VolumeView {
             id: r.id.into(),
             name: r.name.into(),
             size_bytes: r.size_bytes,
-            status: Status::parse(&r.status),
+            status: r.status,
             status_reason: r.status_reason.map(Into::into),
             backend: i.get(&r.backend),
             host: r.host.as_deref().map(|h| i.get(h)),
@@ -205,13 +88,9 @@ impl SnapshotView {
             name: r.name.into(),
             volume_id: r.volume_id.into(),
             size_bytes: r.size_bytes,
-            status: Status::parse(&r.status),
+            status: r.status,
             backend: i.get(&r.backend),
-            purpose: if r.purpose == "clone" {
-                Purpose::Clone
-            } else {
-                Purpose::User
-            },
+            purpose: r.purpose,
             created_at: r.created_at,
         }
     }
@@ -220,8 +99,8 @@ impl SnapshotView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobView {
     pub id: String,
-    /// None: a kind this build does not know (written by a newer ember).
-    pub kind: Option<JobKind>,
+    /// `Unknown`: a kind this build does not know (written by a newer ember).
+    pub kind: JobKind,
     pub target_id: String,
     /// What the operator calls the target (`db-01`, `db-01@nightly`), when known.
     pub target_name: Option<String>,
@@ -249,7 +128,7 @@ pub struct JobView {
 impl JobView {
     /// The kind's name, as the console shows it.
     pub fn kind_name(&self) -> &'static str {
-        self.kind.map_or("unknown", JobKind::as_str)
+        self.kind.as_str()
     }
 }
 
@@ -257,11 +136,11 @@ impl From<&JobRow> for JobView {
     fn from(j: &JobRow) -> Self {
         JobView {
             id: j.id.clone(),
-            kind: JobKind::parse(&j.kind),
+            kind: j.kind,
             target_id: j.target_id.clone(),
             target_name: None,
             backend: j.backend.clone(),
-            state: JobState::parse(&j.state),
+            state: j.state,
             bytes_done: j.bytes_done,
             bytes_total: j.bytes_total,
             error: j.error.clone(),
@@ -346,15 +225,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_round_trip_and_unknown_ones_are_kept_apart() {
-        for (st, w) in Status::ALL {
-            assert_eq!(Status::parse(w), st);
-            assert_eq!(st.as_str(), w);
-        }
-        assert_eq!(Status::parse("exploded"), Status::Unknown);
-        for w in ["queued", "running", "succeeded", "failed", "cancelled"] {
-            assert_eq!(JobState::parse(w).as_str(), w);
-        }
+    fn repeated_strings_are_shared() {
         let mut i = Interner::default();
         assert!(Arc::ptr_eq(&i.get("file0"), &i.get("file0")));
     }

@@ -93,7 +93,7 @@ mod tests {
     fn fields_and_words_narrow_the_log() {
         let e = ev(
             "alice (ssh from 10.0.0.7)",
-            "state_reset",
+            crate::db::EventKind::StateReset.as_str(),
             "db-01",
             "error -> available",
         );

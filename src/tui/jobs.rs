@@ -47,7 +47,7 @@ mod tests {
     fn samples_follow_moving_bytes_and_give_rates() {
         let mut j = JobView {
             id: "j".into(),
-            kind: None,
+            kind: crate::service::jobs::JobKind::Unknown,
             target_id: "t".into(),
             target_name: None,
             backend: "b".into(),

@@ -134,7 +134,7 @@ fn dispatch(
             reason,
         } => {
             tokio::spawn(async move {
-                let msg = match h.reset_state(&volume, &state, reason.as_deref()).await {
+                let msg = match h.reset_state(&volume, state, reason.as_deref()).await {
                     Ok(r) => (
                         format!("{}: {} -> {} (audited)", r.name, r.from, r.to),
                         false,

@@ -3,7 +3,8 @@
 //! retrying a failed job and resetting a volume's state by hand.
 
 use crate::service::inspect::Inspection;
-use crate::service::view::{JobState, VolumeView};
+use crate::service::lifecycle::RESET_STATES;
+use crate::service::view::{JobState, Status, VolumeView};
 
 use super::action::Action;
 use super::state::{App, Command, Prompt, PromptKind, View};
@@ -118,7 +119,10 @@ impl App {
                 None => self.toast = Some(("no job selected".into(), true)),
             },
             Action::ResetState => match self.selected_volume().cloned() {
-                Some(v) => self.ask(
+                Some(v) => {
+                    let words: Vec<&str> = RESET_STATES.iter().map(|s| s.as_str()).collect();
+                    let reset_label = format!("state ({})", words.join(", "));
+                    self.ask(
                     PromptKind::ResetState {
                         volume: v.id.to_string(),
                         name: v.name.to_string(),
@@ -128,11 +132,12 @@ impl App {
                         v.name, v.status
                     ),
                     &[
-                        ("state (available, error)", "available"),
+                        (reset_label.as_str(), Status::Available.as_str()),
                         ("reason", ""),
                         ("type the volume's name", ""),
                     ],
-                ),
+                    )
+                }
                 None => self.toast = Some(("no volume selected".into(), true)),
             },
             Action::BreakLock => match self.selected_volume().cloned() {
@@ -241,12 +246,10 @@ pub fn build_reset(p: &Prompt) -> Result<Command, String> {
             .map(|x| x.1.trim().to_string())
             .unwrap_or_default()
     };
-    let state = f(0);
-    if !crate::service::jobs::retry::RESET_STATES.contains(&state.as_str()) {
-        return Err(format!(
-            "state: one of {}",
-            crate::service::jobs::retry::RESET_STATES.join(", ")
-        ));
+    let state = Status::parse(&f(0));
+    if !RESET_STATES.contains(&state) {
+        let list: Vec<&str> = RESET_STATES.iter().map(|s| s.as_str()).collect();
+        return Err(format!("state: one of {}", list.join(", ")));
     }
     if f(2) != *name {
         return Err(format!("type the volume's name ({name}) to confirm"));

@@ -114,7 +114,7 @@ pub enum Command {
     },
     ResetState {
         volume: String,
-        state: String,
+        state: crate::service::view::Status,
         reason: Option<String>,
     },
     /// Read the database now (`ctrl-r`), not at the next push or poll.

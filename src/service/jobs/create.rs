@@ -4,11 +4,11 @@
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, Purpose, Status};
 use crate::service::units::check_name;
 
 use super::request::{
-    Plan, PlanSnapshot, PlanVolume, USABLE, not_busy, rules, short, snapshot, status_is, volume,
+    Plan, PlanSnapshot, PlanVolume, asks_from, not_busy, rules, short, snapshot, status_is, volume,
 };
 use super::{JobError, JobKind};
 
@@ -27,7 +27,7 @@ pub(super) async fn plan_create(
     // (backend, owner, clone depth, source snapshot, source volume, smallest size allowed)
     let (backend, owner, depth, src_snap, src_vol, min_size) = if let Some(key) = snap_key {
         let s = snapshot(db, key).await?;
-        if s.status != "available" {
+        if s.status != Status::Available {
             return Err(JobError::Refused(format!(
                 "snapshot {} is {}; clones need an available snapshot",
                 s.name, s.status
@@ -48,7 +48,8 @@ pub(super) async fn plan_create(
         )
     } else if let Some(key) = source_key {
         let v = volume(db, key).await?;
-        status_is(&v, USABLE, "clone")?;
+        // `--source`: the volume is snapshotted first, as a snapshot create would.
+        status_is(&v, asks_from(JobKind::Flatten), "clone")?;
         not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
         // Cinder's rbd driver: snapshot the source, then clone that snapshot.
         (
@@ -113,7 +114,7 @@ pub(super) async fn plan_create(
             name: format!("clone-snap-{}", short(&id)),
             volume_id: v.id.clone(),
             size: v.size_bytes,
-            purpose: "clone",
+            purpose: Purpose::Clone,
         });
     }
     plan.volume = Some(PlanVolume {

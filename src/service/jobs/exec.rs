@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::db::{Db, DbError, JobRow};
+use crate::db::{Db, DbError, JobRow, Purpose};
 use crate::driver::{
     BLOCKLIST_SECS, Deleted, DriverError, Holder, Progress, VolumeDriver, snapshot_image,
 };
 use crate::service::BackendService;
+use crate::service::lifecycle::{End, settle};
 
 use super::{JobKind, Params};
 
@@ -108,9 +109,7 @@ impl Ctx {
 /// Runs the job's body and settles its target's status. Never panics; every path ends in
 /// an [`Outcome`].
 pub async fn execute(ctx: &Ctx) -> Outcome {
-    let Some(kind) = JobKind::parse(&ctx.job.kind) else {
-        return Outcome::Failed(format!("unknown job kind {:?}", ctx.job.kind));
-    };
+    let kind = ctx.job.kind;
     let result = match kind {
         JobKind::Create => create(ctx).await,
         JobKind::Clone => clone(ctx).await,
@@ -120,6 +119,9 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         JobKind::SnapshotCreate => snapshot_create(ctx).await,
         JobKind::SnapshotDelete => snapshot_delete(ctx).await,
         JobKind::Verify => verify(ctx).await,
+        JobKind::Unknown => {
+            return Outcome::Failed("unknown job kind (written by a newer ember?)".into());
+        }
     };
     let err = match result {
         Ok(()) => return Outcome::Succeeded,
@@ -154,50 +156,17 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
     outcome
 }
 
-/// Status of the target after a failed or cancelled job.
+/// Status of the target after a failed or cancelled job, by the lifecycle table.
 async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> Result<(), DbError> {
-    let db = &ctx.db;
-    let id = ctx.id();
-    let busy = matches!(
-        err,
-        Step::Driver(DriverError::Busy { .. } | DriverError::InUse { .. })
-    );
-    match kind {
-        JobKind::Create | JobKind::Clone => {
-            db.set_volume_status(&id, &["creating"], "error", Some(reason))
-                .await?;
-            if let Some(sid) = &ctx
-                .params
-                .source_volume_id
-                .as_ref()
-                .and(ctx.params.snapshot_id.clone())
-            {
-                db.set_snapshot_status(sid, &["creating"], "error", Some(reason))
-                    .await?;
-            }
-        }
-        JobKind::Flatten | JobKind::Verify => {}
-        JobKind::Extend => {
-            // Refused because it is open: nothing changed, it stays usable.
-            let to = if busy { "available" } else { "error_extending" };
-            db.set_volume_status(&id, &["extending"], to, Some(reason))
-                .await?;
-        }
-        JobKind::Delete => {
-            // Cinder: "volume is busy" puts it back to available; anything else is an error.
-            let to = if busy { "available" } else { "error_deleting" };
-            db.set_volume_status(&id, &["deleting"], to, Some(reason))
-                .await?;
-        }
-        JobKind::SnapshotCreate => {
-            db.set_snapshot_status(&id, &["creating"], "error", Some(reason))
-                .await?;
-        }
-        JobKind::SnapshotDelete => {
-            let to = if busy { "available" } else { "error_deleting" };
-            db.set_snapshot_status(&id, &["deleting"], to, Some(reason))
-                .await?;
-        }
+    let busy = matches!(err, Step::Driver(e) if crate::driver::is_busy(e));
+    let end = if busy { End::RefusedBusy } else { End::Failed };
+    settle(&ctx.db, kind, end, &ctx.id(), Some(reason)).await?;
+    // The snapshot a `--source` clone made first fails with it.
+    if matches!(kind, JobKind::Create | JobKind::Clone)
+        && ctx.params.source_volume_id.is_some()
+        && let Some(sid) = &ctx.params.snapshot_id
+    {
+        settle(&ctx.db, JobKind::SnapshotCreate, end, sid, Some(reason)).await?;
     }
     Ok(())
 }
@@ -205,29 +174,11 @@ async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> R
 /// A queued job was cancelled before any worker took it: put its target back as it was.
 pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), DbError> {
     let params: Params = serde_json::from_str(&job.params).unwrap_or_default();
-    let id = &job.target_id;
-    match JobKind::parse(&job.kind) {
-        // Nothing was made in storage: the rows go.
-        Some(JobKind::Create | JobKind::Clone) => {
-            db.mark_volume_deleted(id).await?;
-            if let (Some(_), Some(sid)) = (&params.source_volume_id, &params.snapshot_id) {
-                db.mark_snapshot_deleted(sid).await?;
-            }
-        }
-        Some(JobKind::Extend) => {
-            db.set_volume_status(id, &["extending"], "available", None)
-                .await?;
-        }
-        Some(JobKind::Delete) => {
-            db.set_volume_status(id, &["deleting"], "available", None)
-                .await?;
-        }
-        Some(JobKind::SnapshotCreate) => db.mark_snapshot_deleted(id).await?,
-        Some(JobKind::SnapshotDelete) => {
-            db.set_snapshot_status(id, &["deleting"], "available", None)
-                .await?;
-        }
-        Some(JobKind::Flatten | JobKind::Verify) | None => {}
+    settle(db, job.kind, End::CancelledQueued, &job.target_id, None).await?;
+    if matches!(job.kind, JobKind::Create | JobKind::Clone)
+        && let (Some(_), Some(sid)) = (&params.source_volume_id, &params.snapshot_id)
+    {
+        settle(db, JobKind::SnapshotCreate, End::CancelledQueued, sid, None).await?;
     }
     Ok(())
 }
@@ -235,9 +186,7 @@ pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), 
 async fn create(ctx: &Ctx) -> Result<(), Step> {
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.create_volume(&id, size)).await?;
-    ctx.db
-        .set_volume_status(&ctx.id(), &["creating"], "available", None)
-        .await?;
+    settle(&ctx.db, JobKind::Create, End::Succeeded, &ctx.id(), None).await?;
     Ok(())
 }
 
@@ -254,9 +203,14 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
         Some(src) => {
             let (s, v) = (snap.clone(), src.clone());
             ctx.call(move |d, p| d.create_snapshot(&s, &v, p)).await?;
-            ctx.db
-                .set_snapshot_status(&snap, &["creating"], "available", None)
-                .await?;
+            settle(
+                &ctx.db,
+                JobKind::SnapshotCreate,
+                End::Succeeded,
+                &snap,
+                None,
+            )
+            .await?;
             src
         }
         None => snapshot_volume(ctx, &snap).await?,
@@ -272,9 +226,7 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
         ctx.db.set_volume_flattened(&id).await?;
         collect_clone_snapshot(ctx, &snap).await?;
     }
-    ctx.db
-        .set_volume_status(&id, &["creating"], "available", None)
-        .await?;
+    settle(&ctx.db, JobKind::Clone, End::Succeeded, &id, None).await?;
     Ok(())
 }
 
@@ -338,7 +290,7 @@ async fn verify(ctx: &Ctx) -> Result<(), Step> {
             .add_event(&crate::db::events::NewEvent {
                 actor: &ctx.job.requested_by,
                 host: Some(&ctx.svc.host),
-                kind: "volume_verified",
+                kind: crate::db::EventKind::VolumeVerified,
                 target: Some(&ctx.id()),
                 message: &summary,
             })
@@ -409,7 +361,7 @@ async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>, Step> {
             .add_event(&crate::db::events::NewEvent {
                 actor: &ctx.job.requested_by,
                 host: Some(&ctx.svc.host),
-                kind: "forced_while_open",
+                kind: crate::db::EventKind::ForcedWhileOpen,
                 target: Some(&ctx.id()),
                 message: &message,
             })
@@ -478,9 +430,7 @@ async fn extend(ctx: &Ctx) -> Result<(), Step> {
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.extend_volume(&id, size)).await?;
     ctx.db.set_volume_size(&ctx.id(), size as i64).await?;
-    ctx.db
-        .set_volume_status(&ctx.id(), &["extending"], "available", None)
-        .await?;
+    settle(&ctx.db, JobKind::Extend, End::Succeeded, &ctx.id(), None).await?;
     Ok(())
 }
 
@@ -524,7 +474,7 @@ async fn delete(ctx: &Ctx) -> Result<(), Step> {
         Ok(()) | Err(DriverError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    ctx.db.mark_volume_deleted(&id).await?;
+    settle(&ctx.db, JobKind::Delete, End::Succeeded, &id, None).await?;
     if let Some(snap) = parent {
         collect_clone_snapshot(ctx, &snap).await?;
     }
@@ -542,9 +492,14 @@ async fn snapshot_create(ctx: &Ctx) -> Result<(), Step> {
     };
     let s = snap.clone();
     ctx.call(move |d, p| d.create_snapshot(&s, &vol, p)).await?;
-    ctx.db
-        .set_snapshot_status(&snap, &["creating"], "available", None)
-        .await?;
+    settle(
+        &ctx.db,
+        JobKind::SnapshotCreate,
+        End::Succeeded,
+        &snap,
+        None,
+    )
+    .await?;
     Ok(())
 }
 
@@ -559,7 +514,14 @@ async fn snapshot_delete(ctx: &Ctx) -> Result<(), Step> {
         Ok(_) | Err(DriverError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    ctx.db.mark_snapshot_deleted(&snap).await?;
+    settle(
+        &ctx.db,
+        JobKind::SnapshotDelete,
+        End::Succeeded,
+        &snap,
+        None,
+    )
+    .await?;
     Ok(())
 }
 
@@ -569,7 +531,7 @@ async fn collect_clone_snapshot(ctx: &Ctx, snap_id: &str) -> Result<(), Step> {
     let Some(s) = ctx.db.get_snapshot(snap_id).await? else {
         return Ok(());
     };
-    if s.purpose != "clone"
+    if s.purpose != Purpose::Clone
         || s.deleted_at.is_some()
         || !ctx.db.clones_of_snapshot(snap_id).await?.is_empty()
     {

@@ -23,51 +23,7 @@ use crate::db::DbError;
 
 pub use request::{Checked, Enqueued, Request, cancel, check, enqueue, enqueue_checked};
 
-/// What a job does. Stored as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Create,
-    /// A new volume from a snapshot (layering), flattened at once past the clone depth.
-    Clone,
-    Flatten,
-    Extend,
-    Delete,
-    SnapshotCreate,
-    SnapshotDelete,
-    /// Reads a volume back and compares it with a snapshot (`volume verify`): changes nothing.
-    Verify,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Create => "create",
-            JobKind::Clone => "clone",
-            JobKind::Flatten => "flatten",
-            JobKind::Extend => "extend",
-            JobKind::Delete => "delete",
-            JobKind::SnapshotCreate => "snapshot_create",
-            JobKind::SnapshotDelete => "snapshot_delete",
-            JobKind::Verify => "verify",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        [
-            JobKind::Create,
-            JobKind::Clone,
-            JobKind::Flatten,
-            JobKind::Extend,
-            JobKind::Delete,
-            JobKind::SnapshotCreate,
-            JobKind::SnapshotDelete,
-            JobKind::Verify,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
+pub use crate::db::words::JobKind;
 
 /// A job's parameters, stored as JSON in `jobs.params`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

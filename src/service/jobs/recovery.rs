@@ -9,8 +9,9 @@
 use tracing::{info, warn};
 
 use crate::db::events::NewEvent;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, EventKind};
 use crate::service::BackendService;
+use crate::service::lifecycle::{self, Target};
 
 pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
     // Rows written before ownership existed: in the one-host setup that wrote them, ours.
@@ -29,7 +30,7 @@ pub async fn recover(svc: &BackendService, db: &Db) -> Result<(), DbError> {
             .add_event(&NewEvent {
                 actor: "ember",
                 host: Some(&svc.host),
-                kind: "job_requeued",
+                kind: EventKind::JobRequeued,
                 target: Some(&job.target_id),
                 message: &message,
             })
@@ -50,14 +51,12 @@ pub async fn settle_transitional(
         if db.active_job_on(&v.id).await?.is_some() {
             continue;
         }
-        let to = match v.status.as_str() {
-            "creating" => "error",
-            "extending" => "error_extending",
-            _ => "error_deleting",
+        let Some(to) = lifecycle::interrupted(Target::Volume, v.status) else {
+            continue;
         };
         let reason = format!("{} was interrupted and {why}", v.status);
         warn!(backend = %backend, volume = %v.id, "{reason}: now {to}");
-        db.set_volume_status(&v.id, &[v.status.as_str()], to, Some(&reason))
+        db.set_volume_status(&v.id, &[v.status], to, Some(&reason))
             .await?;
     }
     for s in db.transitional_snapshots(owner).await? {
@@ -65,14 +64,12 @@ pub async fn settle_transitional(
         if db.active_job_referencing(&s.id).await?.is_some() {
             continue;
         }
-        let to = if s.status == "creating" {
-            "error"
-        } else {
-            "error_deleting"
+        let Some(to) = lifecycle::interrupted(Target::Snapshot, s.status) else {
+            continue;
         };
         let reason = format!("{} was interrupted and {why}", s.status);
         warn!(backend = %backend, snapshot = %s.id, "{reason}: now {to}");
-        db.set_snapshot_status(&s.id, &[s.status.as_str()], to, Some(&reason))
+        db.set_snapshot_status(&s.id, &[s.status], to, Some(&reason))
             .await?;
     }
     Ok(())

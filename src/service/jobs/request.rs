@@ -8,7 +8,8 @@ use crate::config::Config;
 use crate::db::events::NewEvent;
 use crate::db::jobs::{Enqueue, Enqueued as Written, NewJob, Transition};
 use crate::db::volumes::{Found, NewSnapshot, NewVolume};
-use crate::db::{Db, JobRow, SnapshotRow, VolumeRow};
+use crate::db::{Db, EventKind, JobRow, JobState, Purpose, SnapshotRow, Status, VolumeRow};
+use crate::service::lifecycle::{self, Target};
 
 use super::{JobError, JobKind, Params};
 use crate::service::units::check_name;
@@ -65,11 +66,6 @@ pub struct Enqueued {
     pub volume: Option<VolumeRow>,
     pub snapshot: Option<SnapshotRow>,
 }
-
-/// Volume statuses from which each action may start (Cinder's rules).
-pub(super) const DELETABLE: &[&str] = &["available", "error", "error_deleting", "error_extending"];
-pub(super) const USABLE: &[&str] = &["available", "in-use"];
-pub(super) const SNAPSHOT_DELETABLE: &[&str] = &["available", "error", "error_deleting"];
 
 /// One row from an id-or-name lookup, or the error an operator should see.
 pub fn found<T>(what: &'static str, key: &str, f: Found<T>) -> Result<T, JobError> {
@@ -137,17 +133,32 @@ pub(super) fn short(id: &str) -> &str {
     crate::service::units::short_id(id)
 }
 
-pub(super) fn status_is(v: &VolumeRow, allowed: &[&str], action: &str) -> Result<(), JobError> {
-    if allowed.contains(&v.status.as_str()) {
+pub(super) fn status_is(v: &VolumeRow, allowed: &[Status], action: &str) -> Result<(), JobError> {
+    may_start("volume", &v.name, &v.id, v.status, allowed, action)
+}
+
+/// Refuses a job whose target is not in one of the statuses its rule starts from.
+pub(super) fn may_start(
+    noun: &str,
+    name: &str,
+    id: &str,
+    status: Status,
+    allowed: &[Status],
+    action: &str,
+) -> Result<(), JobError> {
+    if allowed.contains(&status) {
         return Ok(());
     }
+    let list: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
     Err(JobError::Refused(format!(
-        "cannot {action} volume {} ({}): it is {}; {action} needs one of: {}",
-        v.name,
-        v.id,
-        v.status,
-        allowed.join(", ")
+        "cannot {action} {noun} {name} ({id}): it is {status}; {action} needs one of: {}",
+        list.join(", ")
     )))
+}
+
+/// The statuses an operator may ask for `kind` from (the lifecycle table's).
+pub(super) fn asks_from(kind: JobKind) -> &'static [Status] {
+    lifecycle::rule(kind).map_or(&[], |r| r.asks_from)
 }
 
 /// The clones reading from a snapshot, as a refusal naming them and the fix.
@@ -207,7 +218,8 @@ pub(super) struct Plan {
     pub(super) params: Params,
     pub(super) volume: Option<PlanVolume>,
     pub(super) snapshot: Option<PlanSnapshot>,
-    pub(super) transition: Option<(&'static str, String, &'static [&'static str], &'static str)>,
+    /// The guarded status change the request makes: target, id, from, to.
+    pub(super) transition: Option<(Target, String, &'static [Status], Status)>,
     pub(super) describe: String,
 }
 
@@ -225,7 +237,7 @@ pub(super) struct PlanSnapshot {
     pub(super) name: String,
     pub(super) volume_id: String,
     pub(super) size: i64,
-    pub(super) purpose: &'static str,
+    pub(super) purpose: Purpose,
 }
 
 impl Plan {
@@ -253,6 +265,15 @@ impl Plan {
             snapshot: None,
             transition: None,
             describe,
+        }
+    }
+
+    /// The target `id` moves into the kind's `during` status, guarded on `from`.
+    pub(super) fn guard(&mut self, id: String, from: &'static [Status]) {
+        if let Some(r) = lifecycle::rule(self.kind)
+            && let Some(during) = r.during
+        {
+            self.transition = Some((r.target, id, from, during));
         }
     }
 }
@@ -310,7 +331,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
         }
         Request::Flatten { volume: key } => {
             let v = volume(db, key).await?;
-            status_is(&v, USABLE, "flatten")?;
+            status_is(&v, asks_from(JobKind::Flatten), "flatten")?;
             if v.source_snapshot_id.is_none() {
                 return Err(JobError::Refused(format!(
                     "volume {} ({}) has no parent: nothing to flatten",
@@ -333,12 +354,12 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             bps_limit,
         } => {
             let v = volume(db, key).await?;
-            status_is(&v, USABLE, "verify")?;
+            status_is(&v, asks_from(JobKind::Verify), "verify")?;
             let snap = match against {
                 Some(k) => snapshot(db, k).await?,
                 None => verify_default(db, &v).await?,
             };
-            if snap.status != "available" {
+            if snap.status != Status::Available {
                 return Err(JobError::Refused(format!(
                     "snapshot {} ({}) is {}: verify compares with an available snapshot",
                     snap.name, snap.id, snap.status
@@ -370,7 +391,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             force,
         } => {
             let v = volume(db, key).await?;
-            status_is(&v, &["available"], "extend")?;
+            status_is(&v, asks_from(JobKind::Extend), "extend")?;
             if *size <= v.size_bytes as u64 {
                 return Err(JobError::Refused(format!(
                     "volume {} is {} bytes; extend needs a larger size (got {size}); volumes never shrink",
@@ -391,7 +412,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             if *force {
                 plan.describe += " (forced even if open)";
             }
-            plan.transition = Some(("volumes", v.id, &["available"], "extending"));
+            plan.guard(v.id, asks_from(JobKind::Extend));
             plan
         }
         Request::Delete {
@@ -400,12 +421,12 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             force,
         } => {
             let v = volume(db, key).await?;
-            status_is(&v, DELETABLE, "delete")?;
+            status_is(&v, asks_from(JobKind::Delete), "delete")?;
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             let bc = rules(cfg, &v.backend);
             for s in db.snapshots_of(&v.id).await? {
                 not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
-                if s.purpose == "user" && !cascade {
+                if s.purpose == Purpose::User && !cascade {
                     return Err(JobError::Refused(format!(
                         "volume {} has snapshot {} ({}); delete its snapshots first, or use --cascade",
                         v.name, s.name, s.id
@@ -430,13 +451,14 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             if *force {
                 plan.describe += " (forced even if open)";
             }
-            plan.transition = Some(("volumes", v.id, DELETABLE, "deleting"));
+            plan.guard(v.id, asks_from(JobKind::Delete));
             plan
         }
         Request::SnapshotCreate { name, volume: key } => {
             check_name(name)?;
             let v = volume(db, key).await?;
-            status_is(&v, USABLE, "snapshot")?;
+            // A snapshot is taken of a volume a guest could use.
+            status_is(&v, asks_from(JobKind::Flatten), "snapshot")?;
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             let id = Uuid::new_v4().to_string();
             let mut plan = Plan::new(
@@ -454,20 +476,14 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 name: name.clone(),
                 volume_id: v.id,
                 size: v.size_bytes,
-                purpose: "user",
+                purpose: Purpose::User,
             });
             plan
         }
         Request::SnapshotDelete { snapshot: key } => {
             let s = snapshot(db, key).await?;
-            if !SNAPSHOT_DELETABLE.contains(&s.status.as_str()) {
-                return Err(JobError::Refused(format!(
-                    "snapshot {} is {}; delete needs one of: {}",
-                    s.name,
-                    s.status,
-                    SNAPSHOT_DELETABLE.join(", ")
-                )));
-            }
+            let from = asks_from(JobKind::SnapshotDelete);
+            may_start("snapshot", &s.name, &s.id, s.status, from, "delete")?;
             not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
             let bc = rules(cfg, &s.backend);
             if !bc.enable_deferred_deletion
@@ -484,7 +500,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 format!("delete snapshot {}", s.name),
             );
             plan.works_on = s.volume_id.clone();
-            plan.transition = Some(("snapshots", s.id, SNAPSHOT_DELETABLE, "deleting"));
+            plan.guard(s.id, asks_from(JobKind::SnapshotDelete));
             plan
         }
     })
@@ -499,7 +515,7 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
             id: &v.id,
             name: &v.name,
             size_bytes: v.size,
-            status: "creating",
+            status: Status::Creating,
             backend: &plan.backend,
             host: &plan.owner,
             source_snapshot_id: v.source_snapshot_id.as_deref(),
@@ -511,7 +527,7 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
             name: &s.name,
             volume_id: &s.volume_id,
             size_bytes: s.size,
-            status: "creating",
+            status: Status::Creating,
             backend: &plan.backend,
             host: &plan.owner,
             purpose: s.purpose,
@@ -519,15 +535,18 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
         transition: plan
             .transition
             .as_ref()
-            .map(|(table, id, from, to)| Transition {
-                table,
+            .map(|(target, id, from, to)| Transition {
+                table: match target {
+                    Target::Volume => "volumes",
+                    Target::Snapshot => "snapshots",
+                },
                 id,
                 from,
-                to,
+                to: *to,
             }),
         job: NewJob {
             id: &job_id,
-            kind: plan.kind.as_str(),
+            kind: plan.kind,
             target_id: &plan.target,
             backend: &plan.backend,
             owner: &plan.owner,
@@ -559,7 +578,7 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
         .add_event(&NewEvent {
             actor,
             host: None,
-            kind: "job_queued",
+            kind: crate::db::EventKind::JobQueued,
             target: Some(&plan.target),
             message: &message,
         })
@@ -596,8 +615,8 @@ pub enum Cancelled {
 pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobError> {
     db.ensure_writable("cancel a job")?;
     let job = found("job", key, db.find_job(key).await?)?;
-    let outcome = match db.request_cancel(&job.id).await?.as_deref() {
-        Some("cancelled") => {
+    let outcome = match db.request_cancel(&job.id).await? {
+        Some(JobState::Cancelled) => {
             super::exec::settle_cancelled_before_start(db, &job).await?;
             Cancelled::Now(job.clone())
         }
@@ -614,7 +633,7 @@ pub async fn cancel(db: &Db, key: &str, actor: &str) -> Result<Cancelled, JobErr
         .add_event(&NewEvent {
             actor,
             host: None,
-            kind: "job_cancel",
+            kind: EventKind::JobCancel,
             target: Some(&job.target_id),
             message: &format!("cancel of {} job {}", job.kind, job.id),
         })

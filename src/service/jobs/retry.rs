@@ -4,12 +4,10 @@
 
 use crate::config::Config;
 use crate::db::events::NewEvent;
-use crate::db::{Db, JobRow, SnapshotRow, VolumeRow};
+use crate::db::{Db, EventKind, JobRow, JobState, SnapshotRow, Status, VolumeRow};
+use crate::service::lifecycle::{self, RESET_STATES, Target};
 
-use super::request::{
-    DELETABLE as VOLUME_DELETABLE, Plan, SNAPSHOT_DELETABLE, USABLE, found, not_busy, short,
-    snapshot, status_is, volume, write,
-};
+use super::request::{Plan, found, not_busy, short, snapshot, status_is, volume, write};
 use super::{Enqueued, JobError, JobKind, Params};
 
 /// Re-queues a failed or cancelled job with the same parameters. Its target must still be
@@ -18,17 +16,18 @@ use super::{Enqueued, JobError, JobKind, Params};
 pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqueued, JobError> {
     db.ensure_writable("retry a job")?;
     let old = found("job", key, db.find_job(key).await?)?;
-    if !matches!(old.state.as_str(), "failed" | "cancelled") {
+    if !matches!(old.state, JobState::Failed | JobState::Cancelled) {
         return Err(JobError::Refused(format!(
             "job {} is {}: only a failed or cancelled job can be retried",
             short(&old.id),
             old.state
         )));
     }
-    let Some(kind) = JobKind::parse(&old.kind) else {
+    let kind = old.kind;
+    let Some(rule) = lifecycle::rule(kind) else {
         return Err(JobError::Refused(format!(
-            "unknown job kind {:?}",
-            old.kind
+            "job {} is of a kind this ember does not know",
+            short(&old.id)
         )));
     };
     let mut params: Params = serde_json::from_str(&old.params).unwrap_or_default();
@@ -44,44 +43,35 @@ pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqu
         .clone()
         .unwrap_or_else(|| old.target_id.clone());
     not_busy(db, &works_on, "its volume").await?;
-    let transition: Option<(&'static str, &'static [&'static str], &'static str)> = match kind {
-        JobKind::Create | JobKind::Clone => {
+    // The target must be where the failure left it (the lifecycle's `retries_from`); a
+    // create's rows must still be there (a cancelled create removes them).
+    match (rule.target, rule.asks_from.is_empty()) {
+        (Target::Volume, true) => {
             let v = db.get_volume(&old.target_id).await?;
             if v.as_ref().is_none_or(|v| v.deleted_at.is_some()) {
                 return Err(gone("volume"));
             }
-            Some(("volumes", &["error"], "creating"))
         }
-        JobKind::Flatten => {
-            let v = volume(db, &old.target_id).await?;
-            status_is(&v, USABLE, "flatten")?;
-            None
+        (Target::Snapshot, true) => {
+            let s = db.get_snapshot(&old.target_id).await?;
+            if s.as_ref().is_none_or(|s| s.deleted_at.is_some()) {
+                return Err(gone("snapshot"));
+            }
         }
-        JobKind::Verify => {
+        (Target::Volume, false) => {
             let v = volume(db, &old.target_id).await?;
-            status_is(&v, USABLE, "verify")?;
-            None
-        }
-        JobKind::Extend => {
-            let v = volume(db, &old.target_id).await?;
-            if params.size.unwrap_or(0) <= v.size_bytes as u64 {
+            if rule.during.is_none() {
+                status_is(&v, rule.retries_from, kind.as_str())?;
+            }
+            if kind == JobKind::Extend && params.size.unwrap_or(0) <= v.size_bytes as u64 {
                 return Err(JobError::Refused(format!(
                     "volume {} is already {} bytes: nothing to extend",
                     v.name, v.size_bytes
                 )));
             }
-            Some(("volumes", &["available", "error_extending"], "extending"))
         }
-        JobKind::Delete => Some(("volumes", VOLUME_DELETABLE, "deleting")),
-        JobKind::SnapshotCreate => {
-            let s = db.get_snapshot(&old.target_id).await?;
-            if s.as_ref().is_none_or(|s| s.deleted_at.is_some()) {
-                return Err(gone("snapshot"));
-            }
-            Some(("snapshots", &["error"], "creating"))
-        }
-        JobKind::SnapshotDelete => Some(("snapshots", SNAPSHOT_DELETABLE, "deleting")),
-    };
+        (Target::Snapshot, false) => {}
+    }
     let mut plan = Plan::new(
         cfg,
         kind,
@@ -92,20 +82,17 @@ pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqu
     );
     plan.params = params;
     plan.works_on = works_on;
-    plan.transition = transition.map(|(t, from, to)| (t, old.target_id.clone(), from, to));
+    plan.guard(old.target_id.clone(), rule.retries_from);
     write(db, actor, plan).await
 }
-
-/// The states an operator may set by hand (Cinder's `reset-state` for the cases on call).
-pub const RESET_STATES: &[&str] = &["available", "error"];
 
 /// What a reset did: the old and the new state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Reset {
     pub id: String,
     pub name: String,
-    pub from: String,
-    pub to: String,
+    pub from: Status,
+    pub to: Status,
 }
 
 /// Sets a volume's (or, with `snapshot`, a snapshot's) state by hand: refused while a job is
@@ -114,15 +101,16 @@ pub async fn reset_state(
     db: &Db,
     key: &str,
     snapshot_of: bool,
-    to: &str,
+    to: Status,
     reason: Option<&str>,
     actor: &str,
 ) -> Result<Reset, JobError> {
     db.ensure_writable("reset a state")?;
     if !RESET_STATES.contains(&to) {
+        let list: Vec<&str> = RESET_STATES.iter().map(|s| s.as_str()).collect();
         return Err(JobError::Refused(format!(
-            "--state {to:?}: reset-state sets one of: {}",
-            RESET_STATES.join(", ")
+            "--state {to}: reset-state sets one of: {}",
+            list.join(", ")
         )));
     }
     let (table, id, name, from) = if snapshot_of {
@@ -146,10 +134,10 @@ pub async fn reset_state(
         .map(str::to_string)
         .unwrap_or_else(|| format!("reset by {actor}"));
     let changed = if snapshot_of {
-        db.set_snapshot_status(&id, &[from.as_str()], to, Some(&reason))
+        db.set_snapshot_status(&id, &[from], to, Some(&reason))
             .await?
     } else {
-        db.set_volume_status(&id, &[from.as_str()], to, Some(&reason))
+        db.set_volume_status(&id, &[from], to, Some(&reason))
             .await?
     };
     if !changed {
@@ -161,17 +149,12 @@ pub async fn reset_state(
         .add_event(&NewEvent {
             actor,
             host: None,
-            kind: "state_reset",
+            kind: EventKind::StateReset,
             target: Some(&id),
             message: &format!("{what}: state {from} -> {to} by hand ({reason})"),
         })
         .await;
-    Ok(Reset {
-        id,
-        name,
-        from,
-        to: to.to_string(),
-    })
+    Ok(Reset { id, name, from, to })
 }
 
 /// For a volume in an error state: why (the failing job's error, or the recorded reason) and
@@ -184,15 +167,15 @@ pub struct InError {
 }
 
 pub async fn why_in_error(db: &Db, v: &VolumeRow) -> Option<InError> {
-    if !v.status.starts_with("error") {
+    if !v.status.is_error() {
         return None;
     }
     let jobs = db.list_jobs(Some(&v.id), 20).await.unwrap_or_default();
-    let failed: Option<&JobRow> = jobs.iter().find(|j| j.state == "failed");
+    let failed: Option<&JobRow> = jobs.iter().find(|j| j.state == JobState::Failed);
     explain_error(
         &ErrorFacts {
             name: &v.name,
-            status: &v.status,
+            status: v.status,
             status_reason: v.status_reason.as_deref(),
             size_bytes: v.size_bytes,
             backend: &v.backend,
@@ -204,7 +187,7 @@ pub async fn why_in_error(db: &Db, v: &VolumeRow) -> Option<InError> {
 /// What [`explain_error`] reads of a volume (the console has its own row type).
 pub struct ErrorFacts<'a> {
     pub name: &'a str,
-    pub status: &'a str,
+    pub status: Status,
     pub status_reason: Option<&'a str>,
     pub size_bytes: i64,
     pub backend: &'a str,
@@ -213,7 +196,7 @@ pub struct ErrorFacts<'a> {
 /// The reason and the fix for a volume in an error state, from its row and its last failed
 /// job (id, error), if any. One text for `volume show` and the console's detail pane.
 pub fn explain_error(v: &ErrorFacts<'_>, failed: Option<(&str, Option<&str>)>) -> Option<InError> {
-    if !v.status.starts_with("error") {
+    if !v.status.is_error() {
         return None;
     }
     let reason = v
@@ -232,11 +215,11 @@ pub fn explain_error(v: &ErrorFacts<'_>, failed: Option<(&str, Option<&str>)>) -
         }
     };
     let fix = match v.status {
-        "error_deleting" => or_retry(format!(
+        Status::ErrorDeleting => or_retry(format!(
             "ember volume delete {} (the delete runs again)",
             v.name
         )),
-        "error_extending" => or_retry(format!(
+        Status::ErrorExtending => or_retry(format!(
             "ember volume reset-state {} --state available once the storage shows its size (it was {} bytes)",
             v.name, v.size_bytes
         )),

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::db::events::NewEvent;
 use crate::db::jobs::Lease;
-use crate::db::{Db, JobRow};
+use crate::db::{Db, EventKind, JobRow, JobState};
 use crate::service::BackendService;
 
 use super::exec::{Ctx, JobProgress, Outcome, execute};
@@ -109,7 +109,7 @@ async fn run_job(
             let why = format!("job parameters unreadable ({e}): {}", job.params);
             warn!(backend = %svc.name, job = %job.id, "{why}");
             let _ = db
-                .finish_job(&job.id, job.claim_token, "failed", Some(&why))
+                .finish_job(&job.id, job.claim_token, JobState::Failed, Some(&why))
                 .await;
             return;
         }
@@ -135,7 +135,7 @@ async fn run_job(
     event(
         &db,
         &svc.host,
-        "job_started",
+        crate::db::EventKind::JobStarted,
         &job,
         &format!("{} job {} by {}", job.kind, job.id, svc.host),
     )
@@ -197,7 +197,14 @@ async fn run_job(
             job.kind, job.id, svc.host
         );
         warn!(backend = %svc.name, job = %job.id, "{text}");
-        event(&db, &svc.host, "job_lease_lost", &job, &text).await;
+        event(
+            &db,
+            &svc.host,
+            crate::db::EventKind::JobLeaseLost,
+            &job,
+            &text,
+        )
+        .await;
         // The peer may have fenced this host's storage client: work on with a new one.
         svc.renew_client(&db).await;
         return;
@@ -206,14 +213,15 @@ async fn run_job(
         progress.done.load(Ordering::Relaxed),
         progress.total.load(Ordering::Relaxed),
     );
-    let end = |state: &'static str, error: Option<String>| {
+    // `Queued`: handed back to run again (the claim is released, the job is not finished).
+    let end = |state: JobState, error: Option<String>| {
         let db = db.retrying(svc.retry_window);
         let id = job.id.clone();
         async move {
-            if state == "queued" {
+            if state == JobState::Queued {
                 return db.requeue_job(&id, token).await;
             }
-            let bytes = if state == "succeeded" {
+            let bytes = if state == JobState::Succeeded {
                 (total.max(done), total.max(done))
             } else {
                 (done, total)
@@ -224,36 +232,36 @@ async fn run_job(
     };
     let (state, error, kind, text) = match &outcome {
         Outcome::Succeeded => (
-            "succeeded",
+            JobState::Succeeded,
             None,
-            "job_succeeded",
+            EventKind::JobSucceeded,
             format!("{} job {} succeeded", job.kind, job.id),
         ),
         Outcome::Failed(e) => (
-            "failed",
+            JobState::Failed,
             Some(e.clone()),
-            "job_failed",
+            EventKind::JobFailed,
             format!("{} job {} failed: {e}", job.kind, job.id),
         ),
         Outcome::Cancelled => (
-            "cancelled",
+            JobState::Cancelled,
             Some("cancelled by an operator".to_string()),
-            "job_cancelled",
+            EventKind::JobCancelled,
             format!("{} job {} cancelled", job.kind, job.id),
         ),
         Outcome::Retry(why) => (
-            "queued",
+            JobState::Queued,
             None,
-            "job_requeued",
+            EventKind::JobRequeued,
             format!(
                 "{} job {} handed back to run again: {why}",
                 job.kind, job.id
             ),
         ),
         Outcome::HandedBack | Outcome::LeaseLost => (
-            "queued",
+            JobState::Queued,
             None,
-            "job_requeued",
+            EventKind::JobRequeued,
             format!(
                 "{} job {} handed back with {done} of {total} bytes done: {} is stopping",
                 job.kind, job.id, svc.host
@@ -280,7 +288,7 @@ async fn run_job(
     event(&db, &svc.host, kind, &job, &text).await;
 }
 
-async fn event(db: &Db, host: &str, kind: &str, job: &JobRow, message: &str) {
+async fn event(db: &Db, host: &str, kind: crate::db::EventKind, job: &JobRow, message: &str) {
     let _ = db
         .add_event(&NewEvent {
             actor: "ember",

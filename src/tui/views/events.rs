@@ -13,12 +13,7 @@ use super::{fit_view, headers, pick};
 
 /// Kinds an operator should notice in the log (the rest is routine).
 fn alarming(kind: &str) -> bool {
-    kind.contains("fail")
-        || kind.contains("lost")
-        || kind.contains("forced")
-        || kind.contains("taken_over")
-        || kind.contains("reset")
-        || kind.contains("break")
+    crate::service::view::EventKind::parse(kind).is_alarming()
 }
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {

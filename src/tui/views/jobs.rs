@@ -49,7 +49,7 @@ pub fn progress_cell(j: &JobView) -> String {
         super::text_bar(j.bytes_done, j.bytes_total)
     } else {
         match j.state {
-            JobState::Queued => "queued".into(),
+            JobState::Queued => JobState::Queued.as_str().into(),
             JobState::Running => "working".into(),
             JobState::Succeeded => "done".into(),
             _ => "-".into(),
@@ -165,7 +165,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, j: &JobView, now_ms: i6
                 .or(j.owner.clone())
                 .unwrap_or_else(|| "-".into()),
         ),
-        kv("queued", rfc3339(j.created_at)),
+        kv("requested", rfc3339(j.created_at)),
     ];
     if let Some(s) = j.started_at {
         lines.push(kv(
@@ -178,7 +178,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, j: &JobView, now_ms: i6
     }
     if moves_bytes(j) {
         // A verify moves no bytes into anything: it compares them.
-        let label = if j.kind == Some(JobKind::Verify) {
+        let label = if j.kind == JobKind::Verify {
             "compared"
         } else {
             "copied"

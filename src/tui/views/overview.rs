@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::service::snapshot::BackendView;
 use crate::service::units::{age, human_bytes};
-use crate::service::view::JobState;
+use crate::service::view::{EventKind, JobState};
 use crate::tui::columns::{eta_secs, job_rate};
 use crate::tui::state::App;
 
@@ -140,13 +140,14 @@ fn trouble(app: &App, now_ms: i64) -> Vec<(String, bool)> {
             .unwrap_or_else(|| crate::service::units::short_id(id).to_string());
         out.push((format!("WAITING job on {name}: {why}"), false));
     }
-    for e in snap
+    for (kind, e) in snap
         .cluster_events
         .iter()
-        .filter(|e| e.kind == "job_taken_over" || e.kind == "job_lease_lost")
-        .filter(|e| now_ms - e.at < RECENT_TAKEOVER_MS)
+        .map(|e| (EventKind::parse(&e.kind), e))
+        .filter(|(k, _)| matches!(k, EventKind::JobTakenOver | EventKind::JobLeaseLost))
+        .filter(|(_, e)| now_ms - e.at < RECENT_TAKEOVER_MS)
     {
-        let what = if e.kind == "job_taken_over" {
+        let what = if kind == EventKind::JobTakenOver {
             "TAKEOVER"
         } else {
             "FENCED"

@@ -218,7 +218,7 @@ fn error_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
         .find(|j| *j.target_id == *v.id && j.state == JobState::Failed);
     let facts = ErrorFacts {
         name: &v.name,
-        status: v.status.as_str(),
+        status: v.status,
         status_reason: v.status_reason.as_deref(),
         size_bytes: v.size_bytes,
         backend: &v.backend,
