@@ -158,7 +158,7 @@ pub struct RbdConfig {
 }
 
 /// The test driver's knobs (fault injection).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FakeConfig {
     pub latency_ms: u64,
     /// Latency really blocks the calling thread (proves blocking calls cannot starve the reactor).

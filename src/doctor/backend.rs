@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 use crate::config::{BackendConfig, DriverConfig, RbdConfig};
 use crate::db::now_ms;
 use crate::db::services::{Liveness, liveness, parse_lateness};
+use crate::driver::DriverError;
+use crate::service::pool::operator_call;
+
+/// Checks of local files (a backend's directory, the keyrings) are given up after this long.
+const LOCAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 use crate::driver::rbd::RbdDriver;
 use crate::driver::rbd::cephconf::{self, CephConf, MonAddr};
 
@@ -22,9 +27,10 @@ pub async fn run(t: &Run, b: &BackendConfig, sink: &Sink) {
             DriverConfig::File { dir } => {
                 let started = Instant::now();
                 let dir = dir.clone();
-                let f = tokio::task::spawn_blocking(move || file_dir(&dir))
+                // A directory on a dead network mount hangs: the check is given up.
+                let f = operator_call(LOCAL_LIMIT, move || file_dir(&dir))
                     .await
-                    .unwrap_or_else(|e| Finding::fail(format!("check panicked: {e}")));
+                    .unwrap_or_else(|e| Finding::fail(format!("checking the directory: {e}")));
                 sink.report(0, "storage", started, f);
             }
             DriverConfig::Fake(_) => sink.report(
@@ -151,11 +157,11 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
             conf.clone(),
             r.keyring_conf.clone(),
         );
-        let f = tokio::task::spawn_blocking(move || {
+        let f = operator_call(LOCAL_LIMIT, move || {
             keyring_finding(&cluster, &user, conf.as_ref(), keyring.as_deref())
         })
         .await
-        .unwrap_or_else(|e| Finding::fail(format!("check panicked: {e}")));
+        .unwrap_or_else(|e| Finding::fail(format!("reading the keyrings: {e}")));
         let ok = f.status != super::Status::Fail;
         sink.report(2, "keyring", started, f);
         ok
@@ -194,12 +200,12 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     let limit = r.connect_timeout + PROBE_SLACK;
     let d = driver.clone();
     // The monitors first: health answers even while the OSDs do not.
-    let health = ceph::blocking(limit, move || d.health()).await;
+    let health = ceph::blocking(&b.name, limit, move || d.health()).await;
     let h = match health {
-        Err(message) => {
-            let (cause, fix) = match message.split_once("; fix: ") {
-                Some((c, f)) => (c.to_string(), f.to_string()),
-                None => (message.clone(), fix_for(&message, r)),
+        Err(e) => {
+            let (cause, fix) = match &e {
+                DriverError::Setup { cause, fix, .. } => (cause.clone(), fix.clone()),
+                e => (e.detail(), fix_for(e, r)),
             };
             sink.report(3, "auth_pool", started, Finding::fail(cause).fix(fix));
             sink.report(
@@ -216,22 +222,21 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     // Then the pool through the OSDs, with the client's caps on it.
     let started = Instant::now();
     let d = driver.clone();
-    let f = match ceph::blocking(limit, move || d.count_images()).await {
+    let f = match ceph::blocking(&b.name, limit, move || d.count_images()).await {
         Ok(n) => Finding::ok(format!(
             "connected as client.{user}; pool {} holds {n} image(s)",
             r.pool
         ))
         .evidence(format!("took {} ms", started.elapsed().as_millis())),
-        Err(message) => {
-            let stalled = message.contains("no answer within") || message.contains("timed out");
-            let fix = if stalled {
-                "the OSDs do not answer: see the cluster's health checks (ceph health detail; ceph osd tree)".to_string()
-            } else {
-                fix_for(&message, r)
+        Err(e) => {
+            let fix = match &e {
+                DriverError::Timeout { .. } => "the OSDs do not answer: see the cluster's health checks (ceph health detail; ceph osd tree)".to_string(),
+                e => fix_for(e, r),
             };
             Finding::fail(format!(
-                "connected as client.{user}, but listing pool {}: {message}",
-                r.pool
+                "connected as client.{user}, but listing pool {}: {}",
+                r.pool,
+                e.detail()
             ))
             .fix(fix)
         }
@@ -240,23 +245,21 @@ async fn rbd(t: &Run, r: &RbdConfig, b: &BackendConfig, sink: &Sink) {
     ceph::fencing(driver, &user, r, clustered, limit, sink).await;
 }
 
-/// The generic fix for a connect/pool failure the driver did not already explain.
-fn fix_for(message: &str, r: &RbdConfig) -> String {
-    if message.contains("does not exist") {
-        format!(
-            "create the pool (ceph osd pool create {0}; rbd pool init {0}) or fix rbd_pool",
-            r.pool
-        )
-    } else if message.contains("lacks caps") {
-        format!(
+/// The fix for a connect/pool failure, by its kind.
+fn fix_for(e: &DriverError, r: &RbdConfig) -> String {
+    match e {
+        DriverError::NoPool { pool, .. } => format!(
+            "create the pool (ceph osd pool create {pool}; rbd pool init {pool}) or fix rbd_pool"
+        ),
+        DriverError::Permission { .. } => format!(
             "ceph auth caps client.{} mon 'profile rbd' osd 'profile rbd pool={}'",
             r.user.as_deref().unwrap_or("admin"),
             r.pool
-        )
-    } else if message.contains("no monitor answered") {
-        "start the monitors, or fix mon_host in the ceph conf".into()
-    } else {
-        "see the evidence above; `ember service list` shows the backend's own error".into()
+        ),
+        DriverError::Timeout { op: "connect", .. } => {
+            "start the monitors, or fix mon_host in the ceph conf".into()
+        }
+        _ => "see the evidence above; `ember service list` shows the backend's own error".into(),
     }
 }
 

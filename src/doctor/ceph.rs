@@ -14,16 +14,13 @@ use super::{Finding, Run, Sink};
 /// A blocking driver call off the reactor, given up after `limit` (the call itself finishes
 /// on its thread; nobody waits for it).
 pub async fn blocking<T: Send + 'static>(
+    backend: &str,
     limit: Duration,
     f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
-        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
-        Ok(Err(e)) => Err(format!("probe panicked: {e}")),
-        Ok(Ok(r)) => r.map_err(|e| match e {
-            DriverError::Io { message, .. } => message,
-            e => e.to_string(),
-        }),
+) -> Result<T, DriverError> {
+    match crate::service::pool::operator_call(limit, f).await {
+        Ok(r) => r,
+        Err(e) => Err(e.into_driver(backend.to_string(), "probe")),
     }
 }
 
@@ -122,7 +119,11 @@ pub async fn fencing(
 ) {
     use crate::driver::VolumeDriver;
     let started = Instant::now();
-    let probe = blocking(limit, move || driver.fence_client("127.0.0.1:0/1", 1)).await;
+    let backend = driver.backend().to_string();
+    let probe = blocking(&backend, limit, move || {
+        driver.fence_client("127.0.0.1:0/1", 1)
+    })
+    .await;
     let needs = if clustered {
         "takeover of a dead member, `volume break-lock` and forced deletes need"
     } else {
@@ -132,8 +133,12 @@ pub async fn fencing(
         Ok(()) => Finding::ok(format!(
             "client.{user} may blocklist clients (`osd blocklist add`), as {needs}"
         )),
-        Err(e) if e.starts_with("no answer") || e.starts_with("probe panicked") => Finding::fail(e),
+        // The probe itself did not get through: no verdict on the capability.
+        Err(e @ (DriverError::Timeout { .. } | DriverError::Io { op: "probe", .. })) => {
+            Finding::fail(e.detail())
+        }
         Err(e) => {
+            let e = e.detail();
             let text = format!("client.{user} cannot blocklist clients, which {needs}: {e}");
             let f = if clustered {
                 Finding::fail(text)

@@ -71,7 +71,7 @@ impl FileDriver {
         let free = nix::sys::statvfs::statvfs(&self.dir)
             .map(|s| s.blocks_available() * s.fragment_size())
             .ok();
-        DriverError::Io {
+        DriverError::NoSpace {
             backend: self.backend.clone(),
             op,
             message: format!(

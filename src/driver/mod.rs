@@ -101,11 +101,10 @@ pub const BLOCKLIST_SECS: u32 = 3600;
 /// The storage refused because the image is in use (librbd's EBUSY, dependents, holders):
 /// worth asking again once the holder is fenced.
 pub fn is_busy(e: &DriverError) -> bool {
-    match e {
-        DriverError::Busy { .. } | DriverError::InUse { .. } => true,
-        DriverError::Io { message, .. } => message.contains("(EBUSY)"),
-        _ => false,
-    }
+    matches!(
+        e,
+        DriverError::Busy { .. } | DriverError::InUse { .. } | DriverError::ImageBusy { .. }
+    )
 }
 
 /// A storage address reduced to what identifies one client (`127.0.0.1:0/3125`): Ceph
@@ -197,6 +196,65 @@ pub enum DriverError {
         op: &'static str,
         message: String,
     },
+    /// The storage refused this client: credentials or caps (EACCES, EPERM).
+    #[error("backend {backend}: {op}: {message}")]
+    Permission {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
+    /// No room: the pool, a quota or the disk is full (ENOSPC, EDQUOT).
+    #[error("backend {backend}: {op}: {message}")]
+    NoSpace {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
+    /// The storage did not answer in time: a monitor, an OSD, or a call past its limit.
+    #[error("backend {backend}: {op}: {message}")]
+    Timeout {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
+    /// The image is open or in use elsewhere, and the storage said no more (librbd's EBUSY).
+    #[error("backend {backend}: {op}: {message}")]
+    ImageBusy {
+        backend: String,
+        op: &'static str,
+        message: String,
+    },
+    /// The pool the backend names does not exist.
+    #[error(
+        "backend {backend}: connect: pool {pool:?} does not exist: create it (ceph osd pool create {pool}; rbd pool init {pool}) or fix rbd_pool"
+    )]
+    NoPool { backend: String, pool: String },
+    /// The backend cannot be used as configured, and ember knows the fix (a keyring that
+    /// does not hold the configured user, a missing ceph conf...).
+    #[error("backend {backend}: {op}: {cause}; fix: {fix}")]
+    Setup {
+        backend: String,
+        op: &'static str,
+        cause: String,
+        fix: String,
+    },
+}
+
+impl DriverError {
+    /// What went wrong without the backend's name in front (the doctor prints it under the
+    /// backend already).
+    pub fn detail(&self) -> String {
+        match self {
+            DriverError::Io { message, .. }
+            | DriverError::Invalid { message, .. }
+            | DriverError::Permission { message, .. }
+            | DriverError::NoSpace { message, .. }
+            | DriverError::Timeout { message, .. }
+            | DriverError::ImageBusy { message, .. } => message.clone(),
+            DriverError::Setup { cause, fix, .. } => format!("{cause}; fix: {fix}"),
+            e => e.to_string(),
+        }
+    }
 }
 
 /// Progress of a long call, and the caller's way to stop it.

@@ -49,6 +49,8 @@ pub fn check_timeout(cfg: &crate::config::BackendConfig) -> Duration {
 
 /// How long a failed job waits to learn which storage condition (if any) stands behind it.
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Reading the storage client's address (no storage round trip: librados knows it).
+const ADDRESS_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who a service is: its name, what it owns, and its row.
 #[derive(Debug, Clone)]
@@ -135,23 +137,19 @@ impl BackendService {
             f(driver.as_ref())
         })
         .await
-        .map_err(|e| DriverError::Io {
-            backend: self.name.clone(),
-            op,
-            message: e.to_string(),
-        })?
+        .map_err(|e| e.into_driver(self.name.clone(), op))?
     }
 
     /// The storage conditions that stop this backend's writes now (Ceph: a full pool, paused
     /// OSDs, PGs inactive...), one line each with its fix, for a failed job's error. Read on
-    /// a plain blocking thread, not the backend's pool, whose threads may all be held by the
-    /// jobs that are failing, and given up after `HEALTH_READ_TIMEOUT`.
+    /// the operator pool, not the backend's, whose threads may all be held by the jobs that
+    /// are failing, and given up after `HEALTH_READ_TIMEOUT`.
     pub async fn standing_blockers(&self) -> Vec<String> {
         let driver = self.driver.clone();
-        let read = tokio::task::spawn_blocking(move || driver.storage_health());
-        match tokio::time::timeout(HEALTH_READ_TIMEOUT, read).await {
-            Ok(Ok(Ok(findings))) => crate::driver::health::blockers(&findings),
-            Ok(Ok(Err(e))) => {
+        let read = super::pool::operator_call(HEALTH_READ_TIMEOUT, move || driver.storage_health());
+        match read.await {
+            Ok(Ok(findings)) => crate::driver::health::blockers(&findings),
+            Ok(Err(e)) => {
                 tracing::debug!(backend = %self.name, "storage health not read: {e}");
                 vec![]
             }
@@ -329,7 +327,10 @@ impl BackendService {
     /// it is what a peer fences before taking this service's jobs over.
     pub async fn sync_address(&self, db: &Db) {
         let d = self.driver.clone();
-        let Ok(addr) = tokio::task::spawn_blocking(move || d.client_address()).await else {
+        // On the operator pool: the backend's slots may all be held by long jobs.
+        let Ok(addr) =
+            super::pool::operator_call(ADDRESS_READ_TIMEOUT, move || d.client_address()).await
+        else {
             return;
         };
         let changed = {

@@ -12,6 +12,7 @@ use super::actor::current_actor;
 use super::jobs::request::Cancelled;
 use super::jobs::{self, Enqueued, JobError, Request};
 use super::snapshot::Snapshot;
+use super::view::{JobView, VolumeView};
 
 pub use crate::doctor::{Check, Status};
 
@@ -59,10 +60,10 @@ impl Handle {
     }
 
     /// Checks and enqueues a request; the snapshot refreshes at once.
-    pub async fn submit(&self, req: Request) -> Result<Enqueued, JobError> {
+    pub async fn submit(&self, req: Request) -> Result<Queued, JobError> {
         let out = jobs::enqueue(&self.db, &self.config, req, &current_actor()).await;
         self.poke.notify_one();
-        out
+        out.map(Queued::from)
     }
 
     /// Runs the doctor's checks in the background; each arrives on the channel as it
@@ -123,7 +124,7 @@ impl Handle {
         backend: &str,
         image: &str,
         name: &str,
-    ) -> Result<crate::db::VolumeRow, JobError> {
+    ) -> Result<VolumeView, JobError> {
         let out = super::manage::manage(
             &self.db,
             &self.config,
@@ -134,21 +135,21 @@ impl Handle {
         )
         .await;
         self.poke.notify_one();
-        out
+        out.map(view_of)
     }
 
     /// `volume unmanage` from the Volumes view (the operator typed the name).
-    pub async fn unmanage(&self, volume_id: &str) -> Result<crate::db::VolumeRow, JobError> {
+    pub async fn unmanage(&self, volume_id: &str) -> Result<VolumeView, JobError> {
         let out = super::manage::unmanage(&self.db, volume_id, &current_actor()).await;
         self.poke.notify_one();
-        out
+        out.map(view_of)
     }
 
     /// `job retry` from the Jobs view.
-    pub async fn retry(&self, job_id: &str) -> Result<Enqueued, JobError> {
+    pub async fn retry(&self, job_id: &str) -> Result<Queued, JobError> {
         let out = jobs::retry::retry(&self.db, &self.config, job_id, &current_actor()).await;
         self.poke.notify_one();
-        out
+        out.map(Queued::from)
     }
 
     /// `volume reset-state` from the Volumes view (the operator typed the name).
@@ -165,7 +166,7 @@ impl Handle {
         out
     }
 
-    pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, JobError> {
+    pub async fn cancel(&self, job_id: &str) -> Result<Cancelled<JobView>, JobError> {
         let out = jobs::cancel(&self.db, job_id, &current_actor()).await;
         // Running here: stop the driver call now, not at its next flag read.
         if let Ok(Cancelled::Requested(j)) = &out {
@@ -181,6 +182,31 @@ impl Handle {
             }
         }
         self.poke.notify_one();
-        out
+        out.map(|c| c.map(|j| JobView::from(&j)))
     }
+}
+
+/// What the console learns of a job it queued: the job's id and who runs it (the volume and
+/// snapshot rows come to it through the live model, as every change does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub job_id: String,
+    pub owner: String,
+    /// For a new volume placed among several services: which one was picked, and why.
+    pub placement: Option<String>,
+}
+
+impl From<Enqueued> for Queued {
+    fn from(e: Enqueued) -> Self {
+        Queued {
+            job_id: e.job_id,
+            owner: e.owner,
+            placement: e.placement,
+        }
+    }
+}
+
+/// A row the console gets back from a command, as the console's own type.
+fn view_of(v: crate::db::VolumeRow) -> VolumeView {
+    VolumeView::from_row(v, &mut super::view::Interner::default())
 }

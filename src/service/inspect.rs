@@ -109,8 +109,9 @@ async fn ask(
     .await
 }
 
-/// One blocking driver call for an operator's command, on its own thread and bounded by
-/// `limit`: storage that does not answer is an error naming the backend, never a hang.
+/// One blocking driver call for an operator's command, on the process's bounded operator
+/// pool, given up after `limit`: storage that does not answer is an error naming the backend,
+/// never a hang, and never a pile of threads.
 pub async fn bounded<T: Send + 'static>(
     drv: Arc<dyn VolumeDriver>,
     op: &'static str,
@@ -118,17 +119,10 @@ pub async fn bounded<T: Send + 'static>(
     f: impl FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, DriverError> {
     let backend = drv.backend().to_string();
-    let call = tokio::task::spawn_blocking(move || f(drv.as_ref()));
-    let message = match tokio::time::timeout(limit, call).await {
-        Ok(Ok(r)) => return r,
-        Ok(Err(e)) => format!("storage call panicked: {e}"),
-        Err(_) => format!("the storage did not answer in {} s", limit.as_secs()),
-    };
-    Err(DriverError::Io {
-        backend,
-        op,
-        message,
-    })
+    match super::pool::operator_call(limit, move || f(drv.as_ref())).await {
+        Ok(r) => r,
+        Err(e) => Err(e.into_driver(backend, op)),
+    }
 }
 
 impl BackendService {
@@ -201,4 +195,59 @@ pub async fn used_by_volume(
         }
     }
     (used, unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FakeConfig;
+    use crate::driver::fake::FakeDriver;
+    use crate::service::pool::OPERATOR_SLOTS;
+
+    /// Operator calls that hang in the storage keep their slots: past the bound the next one
+    /// is refused as saturated instead of starting yet another thread (issue 23: they ran on
+    /// plain `spawn_blocking`, without a bound).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hung_operator_calls_do_not_pile_up_threads() {
+        let drv: Arc<dyn VolumeDriver> = Arc::new(FakeDriver::new("f", FakeConfig::default()));
+        let (release, hung) = std::sync::mpsc::channel::<()>();
+        let hung = Arc::new(std::sync::Mutex::new(hung));
+        for _ in 0..OPERATOR_SLOTS {
+            let hung = hung.clone();
+            let r = bounded(
+                drv.clone(),
+                "status",
+                Duration::from_millis(50),
+                move |_| {
+                    let _ = hung.lock().map(|h| h.recv());
+                    Ok(())
+                },
+            )
+            .await;
+            assert!(matches!(r, Err(DriverError::Timeout { .. })), "{r:?}");
+        }
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let r = bounded(
+            drv.clone(),
+            "status",
+            Duration::from_millis(200),
+            move |_| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            },
+        )
+        .await;
+        let text = r.map(|_| ()).expect_err("past the bound").to_string();
+        assert!(text.contains("saturated"), "{text}");
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "it must not have run"
+        );
+        for _ in 0..OPERATOR_SLOTS {
+            let _ = release.send(());
+        }
+        let r = bounded(drv, "status", Duration::from_secs(10), |_| Ok(7)).await;
+        assert_eq!(r, Ok(7));
+    }
 }

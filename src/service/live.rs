@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 
-use crate::db::{Db, DbError, EventRow, JobRow};
+use crate::db::{Db, DbError, EventRow};
 
 use super::snapshot::EventView;
 use super::view::{Interner, JobView, SnapshotView, VolumeView};
@@ -150,10 +150,8 @@ pub struct LiveModel {
     strings: Interner,
     pub volumes: Table<VolumeView>,
     pub snapshots: Table<SnapshotView>,
-    /// Newest first: every unfinished job and the newest finished ones (rows: the service
-    /// layer reasons on them, e.g. who a job waits for).
-    pub job_rows: Vec<JobRow>,
-    /// The same, as the console draws them.
+    /// Newest first: every unfinished job and the newest finished ones, as the console draws
+    /// them (who a job waits for is read from these too).
     pub jobs: Arc<Vec<JobView>>,
     /// The audit log's newest events, newest first (the Events view, the Overview).
     pub events: Arc<Vec<EventView>>,
@@ -161,10 +159,6 @@ pub struct LiveModel {
     /// database once; ids that are neither (a service's host) are remembered as unnamed.
     names: HashMap<String, String>,
     unnamed: std::collections::HashSet<String>,
-}
-
-fn active(j: &JobRow) -> bool {
-    j.state.is_active()
 }
 
 impl LiveModel {
@@ -189,17 +183,16 @@ impl LiveModel {
         r
     }
 
-    fn set_jobs(&mut self, jobs: Vec<JobRow>) {
-        self.job_rows = order_jobs(jobs);
-        self.jobs = Arc::new(
-            self.job_rows
-                .iter()
-                .map(|j| JobView {
-                    target_name: self.name_of(&j.target_id),
-                    ..JobView::from(j)
-                })
-                .collect(),
-        );
+    /// Keeps `jobs` in order, each target named as the tables name it now.
+    fn set_jobs(&mut self, jobs: Vec<JobView>) {
+        let jobs = order_jobs(jobs)
+            .into_iter()
+            .map(|j| JobView {
+                target_name: self.name_of(&j.target_id),
+                ..j
+            })
+            .collect();
+        self.jobs = Arc::new(jobs);
     }
 
     /// Names the parent snapshots of these clones.
@@ -326,7 +319,7 @@ impl LiveModel {
             let mut jobs = db.active_jobs().await?;
             let recent = db.list_jobs(None, JOBS_KEPT as i64).await?;
             let rows_read = vols.len() + snaps.len() + jobs.len() + recent.len();
-            jobs.extend(recent.into_iter().filter(|j| !active(j)));
+            jobs.extend(recent.into_iter().filter(|j| !j.state.is_active()));
             self.volumes = Table::load(vols);
             self.snapshots = Table::load(snaps);
             self.name_parents();
@@ -334,7 +327,7 @@ impl LiveModel {
             self.unnamed.clear();
             self.learn_names(db, jobs.iter().map(|j| j.target_id.as_str()))
                 .await?;
-            self.set_jobs(jobs);
+            self.set_jobs(jobs.iter().map(JobView::from).collect());
             let events = db.events_after(0, EVENTS_KEPT as i64).await?;
             self.events = Arc::new(vec![]);
             self.add_events(db, events).await?;
@@ -391,11 +384,12 @@ impl LiveModel {
         if !jobs.is_empty() || changed_volumes || changed_snapshots {
             // New jobs, or names of the jobs' targets may have come or gone (a deleted
             // volume's name is then learnt from its kept row).
-            let mut all: Vec<JobRow> = std::mem::take(&mut self.job_rows)
-                .into_iter()
+            let mut all: Vec<JobView> = std::mem::take(&mut self.jobs)
+                .iter()
                 .filter(|j| !jobs.iter().any(|n| n.id == j.id))
+                .cloned()
                 .collect();
-            all.extend(jobs);
+            all.extend(jobs.iter().map(JobView::from));
             self.learn_names(db, all.iter().map(|j| j.target_id.as_str()))
                 .await?;
             self.set_jobs(all);
@@ -427,11 +421,11 @@ fn with_parent_name(
 }
 
 /// Newest first; every unfinished job, then the newest finished ones up to [`JOBS_KEPT`].
-fn order_jobs(mut jobs: Vec<JobRow>) -> Vec<JobRow> {
+fn order_jobs(mut jobs: Vec<JobView>) -> Vec<JobView> {
     jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     let mut finished = 0;
     jobs.retain(|j| {
-        if active(j) {
+        if j.state.is_active() {
             return true;
         }
         finished += 1;

@@ -31,9 +31,17 @@ async fn call<T: Send + 'static>(
     drv: &Arc<dyn VolumeDriver>,
     f: impl FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, JobError> {
-    super::inspect::bounded(drv.clone(), "manage", CALL_LIMIT, f)
+    ask(drv, f)
         .await
         .map_err(|e| JobError::Refused(e.to_string()))
+}
+
+/// The same, keeping the driver's error for the caller to decide on.
+async fn ask<T: Send + 'static>(
+    drv: &Arc<dyn VolumeDriver>,
+    f: impl FnOnce(&dyn VolumeDriver) -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
+    super::inspect::bounded(drv.clone(), "manage", CALL_LIMIT, f).await
 }
 
 /// Adopts `image` on `backend` as a new volume named `name`.
@@ -68,14 +76,14 @@ pub async fn manage(
     }
     let drv = driver::open_once(bc).map_err(|e| JobError::Refused(e.to_string()))?;
     let img = image.to_string();
-    let info: ImageInfo = match call(&drv, move |d| d.inspect_image(&img)).await {
+    let info: ImageInfo = match ask(&drv, move |d| d.inspect_image(&img)).await {
         Ok(i) => i,
-        Err(JobError::Refused(e)) if e.contains("not found") => {
+        Err(DriverError::NotFound { .. }) => {
             return Err(JobError::Refused(format!(
                 "backend {backend} has no image {image} (its orphans: ember volume reconcile {backend})"
             )));
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(JobError::Refused(e.to_string())),
     };
     let img = image.to_string();
     let holders = call(&drv, move |d| d.holders(&img)).await?;

@@ -119,6 +119,26 @@ pub enum BoundedError {
     },
 }
 
+impl BoundedError {
+    /// As the driver error of `op` on `backend`: a call past its limit is a timeout.
+    pub fn into_driver(self, backend: String, op: &'static str) -> crate::driver::DriverError {
+        use crate::driver::DriverError;
+        let message = self.to_string();
+        match self {
+            BoundedError::Timeout { .. } => DriverError::Timeout {
+                backend,
+                op,
+                message,
+            },
+            BoundedError::Pool(_) | BoundedError::Closed => DriverError::Io {
+                backend,
+                op,
+                message,
+            },
+        }
+    }
+}
+
 /// Runs `f` on `pool` once one of `slots` is free, giving up after `timeout`. The slot goes
 /// with the closure to the storage thread and is released only when that thread returns: a
 /// call that timed out but still runs in the storage keeps counting against the bound
@@ -155,6 +175,35 @@ where
             slots: size,
         }),
     }
+}
+
+/// Slots of the operator pool: storage calls an operator's command or a service's side task
+/// makes (who has a volume open, used bytes, reconcile, break-lock, the storage's health, the
+/// client address) run here, not on the runtime's unbounded blocking threads. At most this many
+/// run at once in a process; a hung one keeps its slot, so a storage that hangs cannot pile up
+/// threads, and the next caller is told the pool is saturated.
+pub const OPERATOR_SLOTS: usize = 4;
+
+/// The process's operator pool and its slots (made on first use).
+fn operator() -> &'static (StoragePool, Arc<tokio::sync::Semaphore>) {
+    static POOL: std::sync::OnceLock<(StoragePool, Arc<tokio::sync::Semaphore>)> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        (
+            StoragePool::new("operator", OPERATOR_SLOTS),
+            Arc::new(tokio::sync::Semaphore::new(OPERATOR_SLOTS)),
+        )
+    })
+}
+
+/// Runs `f` on the operator pool, giving up after `timeout` (see [`OPERATOR_SLOTS`]).
+pub async fn operator_call<T, F>(timeout: std::time::Duration, f: F) -> Result<T, BoundedError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (pool, slots) = operator();
+    bounded(slots, OPERATOR_SLOTS, pool, timeout, f).await
 }
 
 #[cfg(test)]

@@ -14,7 +14,13 @@ use crate::config::BackendConfig;
 use crate::db::{Db, EventKind, Status};
 use crate::driver::{self, ImageInfo, NoProgress, snapshot_image, volume_image};
 
+use super::inspect;
 use super::jobs::JobError;
+
+/// Listing a backend's images may take a while on a large pool; it is still given up.
+const LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Deleting an orphan image (a large rbd image is removed object by object).
+const DELETE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Finding {
@@ -39,10 +45,8 @@ pub async fn reconcile(
     fix: bool,
 ) -> Result<Vec<Finding>, JobError> {
     let drv = driver::open_once(backend).map_err(|e| JobError::Refused(e.to_string()))?;
-    let d = drv.clone();
-    let images: Vec<ImageInfo> = tokio::task::spawn_blocking(move || d.list())
+    let images: Vec<ImageInfo> = inspect::bounded(drv.clone(), "list", LIST_LIMIT, |d| d.list())
         .await
-        .map_err(|e| JobError::Refused(format!("driver list panicked: {e}")))?
         .map_err(|e| JobError::Refused(e.to_string()))?;
     let by_name: HashMap<&str, &ImageInfo> = images.iter().map(|i| (i.name.as_str(), i)).collect();
 
@@ -188,15 +192,14 @@ pub async fn reconcile(
                 .and_then(|v| v.strip_prefix("volume-"))
                 .unwrap_or("")
                 .to_string();
-            let r = tokio::task::spawn_blocking(move || {
+            let r = inspect::bounded(d, "delete", DELETE_LIMIT, move |d| {
                 if name.starts_with("volume-") {
                     d.delete_volume(&sid, &NoProgress)
                 } else {
                     d.delete_snapshot(&sid, &vid, false).map(|_| ())
                 }
             })
-            .await
-            .map_err(|e| JobError::Refused(format!("driver delete panicked: {e}")))?;
+            .await;
             f.fixed = Some(match r {
                 Ok(()) => "image deleted".into(),
                 Err(e) => format!("not deleted: {e}"),

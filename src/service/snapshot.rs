@@ -203,7 +203,7 @@ impl Reader {
             snap.volumes_loaded = true;
             snap.waiting = self
                 .model
-                .job_rows
+                .jobs
                 .iter()
                 .filter_map(|j| {
                     crate::service::takeover::waiting_for(j, &rows, now, down)

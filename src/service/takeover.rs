@@ -125,20 +125,52 @@ async fn take_over(
     }
 }
 
+/// Who holds a job: what [`waiting_for`] reads of a job row or of the console's view.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub id: &'a str,
+    pub state: JobState,
+    pub claimed_by: Option<&'a str>,
+    pub owner: Option<&'a str>,
+}
+
+impl<'a> From<&'a JobRow> for Claim<'a> {
+    fn from(j: &'a JobRow) -> Self {
+        Claim {
+            id: &j.id,
+            state: j.state,
+            claimed_by: j.claimed_by.as_deref(),
+            owner: j.owner.as_deref(),
+        }
+    }
+}
+
+impl<'a> From<&'a super::view::JobView> for Claim<'a> {
+    fn from(j: &'a super::view::JobView) -> Self {
+        Claim {
+            id: &j.id,
+            state: j.state,
+            claimed_by: j.claimed_by.as_deref(),
+            owner: j.owner.as_deref(),
+        }
+    }
+}
+
 /// For an unfinished job: what it waits for when its owner (or the host running it) is a
 /// service that is down and has no peer that may take over, with the fix.
-pub fn waiting_for(
-    j: &JobRow,
+pub fn waiting_for<'a>(
+    j: impl Into<Claim<'a>>,
     services: &[ServiceRow],
     now_ms: i64,
     down_ms: i64,
 ) -> Option<String> {
+    let j: Claim<'a> = j.into();
     if !j.state.is_active() {
         return None;
     }
     let holder = match j.state {
-        JobState::Running => j.claimed_by.as_deref()?,
-        _ => j.owner.as_deref()?,
+        JobState::Running => j.claimed_by?,
+        _ => j.owner?,
     };
     // A clustered owner: any live member may run it, and takes it over if its runner died.
     let members: Vec<&ServiceRow> = services
@@ -155,7 +187,7 @@ pub fn waiting_for(
         return runner.error.as_ref().map(|e| {
             format!(
                 "paused: {holder}'s storage is failing ({e}); the job goes on when it answers again (ember job cancel {} stops it)",
-                crate::service::units::short_id(&j.id)
+                crate::service::units::short_id(j.id)
             )
         });
     }
@@ -164,7 +196,6 @@ pub fn waiting_for(
     }
     let clustered = j
         .owner
-        .as_deref()
         .is_some_and(|o| members.iter().any(|s| s.cluster.as_deref() == Some(o)));
     let since = members
         .iter()

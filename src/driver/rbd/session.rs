@@ -31,6 +31,39 @@ impl RbdDriver {
         }
     }
 
+    /// A failure as the variant its errno calls for, so that the code that decides (retry,
+    /// status, the doctor's fix) matches on the kind, never on the text.
+    pub(super) fn by_errno(&self, op: &'static str, code: i32, message: String) -> DriverError {
+        let backend = self.backend.clone();
+        match code {
+            libc::EACCES | libc::EPERM => DriverError::Permission {
+                backend,
+                op,
+                message,
+            },
+            libc::ENOSPC | libc::EDQUOT => DriverError::NoSpace {
+                backend,
+                op,
+                message,
+            },
+            libc::ETIMEDOUT => DriverError::Timeout {
+                backend,
+                op,
+                message,
+            },
+            libc::EBUSY => DriverError::ImageBusy {
+                backend,
+                op,
+                message,
+            },
+            _ => DriverError::Io {
+                backend,
+                op,
+                message,
+            },
+        }
+    }
+
     /// The pool context, connecting first if there is none: a storage operation (a job's),
     /// which tries a connect that times out again (Cinder's `rados_connection_retries`,
     /// `rados_connection_interval`), so a monitor election does not fail a job.
@@ -130,7 +163,12 @@ impl RbdDriver {
                 );
                 match search.problem() {
                     Some((cause, fix)) => {
-                        format!("cannot connect as {entity}: {cause}; fix: {fix}")
+                        return DriverError::Setup {
+                            backend: self.backend.clone(),
+                            op: "connect",
+                            cause: format!("cannot connect as {entity}: {cause}"),
+                            fix,
+                        };
                     }
                     None => format!(
                         "cannot connect as {entity}: {} (keyring {})",
@@ -158,13 +196,19 @@ impl RbdDriver {
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "unknown".into())
             ),
-            ("rados_ioctx_create", libc::ENOENT) => format!(
-                "pool {:?} does not exist: create it (ceph osd pool create {0}; rbd pool init {0}) or fix rbd_pool",
-                self.cfg.pool
-            ),
+            ("rados_ioctx_create", libc::ENOENT) => {
+                return DriverError::NoPool {
+                    backend: self.backend.clone(),
+                    pool: self.cfg.pool.clone(),
+                };
+            }
             _ => format!("cannot connect as {entity}: {}", e.describe()),
         };
-        self.io("connect", message)
+        match e.call {
+            // A conf that cannot be read is no permission or timeout, whatever its errno.
+            "rados_conf_read_file" => self.io("connect", message),
+            _ => self.by_errno("connect", e.code, message),
+        }
     }
 
     /// A failed librbd call as a driver error; drops the connection if it looks gone.
@@ -189,7 +233,7 @@ impl RbdDriver {
             libc::EBUSY => " (the image is open elsewhere, or in use)".to_string(),
             _ => String::new(),
         };
-        self.io(op, format!("{image}: {}{hint}", e.describe()))
+        self.by_errno(op, e.code, format!("{image}: {}{hint}", e.describe()))
     }
 
     /// A monitor command's JSON answer; a monitor that does not answer drops the connection.
@@ -199,21 +243,36 @@ impl RbdDriver {
         cmd: serde_json::Value,
     ) -> Result<serde_json::Value, DriverError> {
         let prefix = cmd["prefix"].as_str().unwrap_or("").to_string();
-        let out = pool.cluster().mon_command(&cmd).map_err(|(e, status)| {
-            if e.code == libc::ETIMEDOUT {
-                self.reset();
-                return self.io(
+        let out = pool
+            .cluster()
+            .mon_command(&cmd)
+            .map_err(|(e, status)| match e.code {
+                libc::ETIMEDOUT => self.mon_error(&prefix, e),
+                _ => self.by_errno(
                     "monitor",
-                    format!(
-                        "`{prefix}`: no monitor answered within {} s: is the cluster up?",
-                        self.cfg.connect_timeout.as_secs()
-                    ),
-                );
-            }
-            self.io("monitor", format!("`{prefix}`: {} {status}", e.describe()))
-        })?;
+                    e.code,
+                    format!("`{prefix}`: {} {status}", e.describe()),
+                ),
+            })?;
         serde_json::from_slice(&out)
             .map_err(|e| self.io("monitor", format!("`{prefix}`: bad JSON: {e}")))
+    }
+
+    /// A monitor command that failed without a status text; one that timed out drops the
+    /// connection.
+    fn mon_error(&self, prefix: &str, e: Errno) -> DriverError {
+        if e.code == libc::ETIMEDOUT {
+            self.reset();
+            return self.by_errno(
+                "monitor",
+                e.code,
+                format!(
+                    "`{prefix}`: no monitor answered within {} s: is the cluster up?",
+                    self.cfg.connect_timeout.as_secs()
+                ),
+            );
+        }
+        self.by_errno("monitor", e.code, format!("`{prefix}`: {}", e.describe()))
     }
 }
 
@@ -291,8 +350,9 @@ impl RbdDriver {
                 serde_json::json!({"prefix": "health", "detail": "detail", "format": "json"}),
             )
             .map_err(|e| match e {
-                DriverError::Io { message, .. } if message.contains("EACCES") || message.contains("EPERM") => self.io(
+                DriverError::Permission { message, .. } => self.by_errno(
                     "health",
+                    libc::EACCES,
                     format!(
                         "client.{} may not read the cluster's health ({message}); it needs the monitor read cap that `profile rbd` gives: ceph auth caps client.{0} mon 'profile rbd' osd 'profile rbd pool={}'",
                         self.user(),
@@ -339,5 +399,79 @@ impl RbdDriver {
     pub(super) fn health_findings(&self) -> Result<Vec<HealthFinding>, DriverError> {
         let pool = self.pool_once()?;
         self.read_checks(&pool).map(|(_, checks)| checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver() -> RbdDriver {
+        let text = "[backends.rbd0]\nvolume_driver = \"rbd\"\nrbd_pool = \"volumes\"\nrbd_user = \"cinder\"\n";
+        let cfg = crate::config::from_str(std::path::Path::new("ember.toml"), text)
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        let b = cfg.backend("rbd0").unwrap_or_else(|| panic!("no rbd0"));
+        let crate::config::DriverConfig::Rbd(r) = &b.driver else {
+            panic!("not rbd")
+        };
+        RbdDriver::new("rbd0", r.clone(), 0)
+    }
+
+    /// The errno of a failed librbd call picks the variant the deciding code matches on
+    /// (issue 23: no matching on message text).
+    #[test]
+    fn a_failed_call_keeps_its_kind() {
+        let d = driver();
+        let fail = |code| {
+            d.fail(
+                "remove",
+                "volume-x",
+                Errno {
+                    call: "rbd_remove",
+                    code,
+                },
+            )
+        };
+        assert!(matches!(fail(libc::ENOENT), DriverError::NotFound { .. }));
+        assert!(matches!(fail(libc::EBUSY), DriverError::ImageBusy { .. }));
+        assert!(crate::driver::is_busy(&fail(libc::EBUSY)));
+        assert!(matches!(fail(libc::EACCES), DriverError::Permission { .. }));
+        assert!(matches!(fail(libc::EPERM), DriverError::Permission { .. }));
+        assert!(matches!(fail(libc::ENOSPC), DriverError::NoSpace { .. }));
+        assert!(matches!(fail(libc::EDQUOT), DriverError::NoSpace { .. }));
+        assert!(matches!(fail(libc::EIO), DriverError::Io { .. }));
+        let missing_pool = d.connect_error(Errno {
+            call: "rados_ioctx_create",
+            code: libc::ENOENT,
+        });
+        assert!(
+            matches!(&missing_pool, DriverError::NoPool { pool, .. } if pool == "volumes"),
+            "{missing_pool:?}"
+        );
+        assert!(
+            missing_pool
+                .to_string()
+                .contains("ceph osd pool create volumes"),
+            "{missing_pool}"
+        );
+        let refused = d.connect_error(Errno {
+            call: "rados_connect",
+            code: libc::EACCES,
+        });
+        assert!(
+            matches!(refused, DriverError::Permission { .. }),
+            "{refused:?}"
+        );
+        let timeout = d.mon_error(
+            "health",
+            Errno {
+                call: "rados_mon_command",
+                code: libc::ETIMEDOUT,
+            },
+        );
+        assert!(
+            matches!(timeout, DriverError::Timeout { .. }),
+            "{timeout:?}"
+        );
     }
 }

@@ -602,13 +602,22 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
     })
 }
 
-/// What a cancel did.
+/// What a cancel did, with the job (its row; the console gets its view).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cancelled {
+pub enum Cancelled<J = JobRow> {
     /// It had not started: ended at once, and its target put back.
-    Now(JobRow),
+    Now(J),
     /// It is running: its worker stops it at the next progress step.
-    Requested(JobRow),
+    Requested(J),
+}
+
+impl<J> Cancelled<J> {
+    pub fn map<K>(self, f: impl FnOnce(J) -> K) -> Cancelled<K> {
+        match self {
+            Cancelled::Now(j) => Cancelled::Now(f(j)),
+            Cancelled::Requested(j) => Cancelled::Requested(f(j)),
+        }
+    }
 }
 
 /// Cancels a job by id or unique id prefix.
