@@ -10,6 +10,7 @@ pub mod bench_rbd;
 mod bench_takeover;
 pub mod complete;
 pub mod console;
+mod dispatch;
 pub mod doctor;
 pub mod jobs;
 mod listing;
@@ -17,20 +18,19 @@ mod oncall;
 mod service_admin;
 mod stream;
 
-use listing::{backend_list, events, job_list, job_show, service_list, volume_list, volume_show};
+use listing::{backend_list, events};
 pub mod output;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::config::{self, Config, DriverConfig};
 use crate::db::Db;
 use crate::service::{Services, shutdown_signal};
 
-use crate::service::jobs::Request;
-use args::{BackendCmd, Command, ConfigCmd, Global, JobCmd, ServiceCmd, SnapshotCmd, VolumeCmd};
+use args::{BackendCmd, Command, ConfigCmd, Global};
 use output::*;
 
 /// Loads the config the command should use, with `--database-url` / `$EMBER_DATABASE_URL`
@@ -115,231 +115,13 @@ pub async fn run(
                 doctor::run(&g, backend, strict, verbose, stuck_after).await
             }
         }
-        Command::Db(args::DbCmd::Roles { apply }) => {
-            if !apply {
-                print!("{}", crate::db::roles::roles_sql());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let (cfg, url) = load_for_reading(&g)?;
-            let db = open_db(&g, cfg.as_ref(), &url).await?;
-            db.ensure_writable("create roles")?;
-            db.apply_roles().await?;
-            eprintln!(
-                "roles {}, {} and {} ready on {}: GRANT one of them TO each login",
-                crate::db::roles::VIEWER,
-                crate::db::roles::OPERATOR,
-                crate::db::roles::SERVICE,
-                db.display_url
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Service(ServiceCmd::List) => service_list(&g).await,
-        Command::Service(ServiceCmd::Disable { service, reason }) => {
-            let (cfg, url) = load_for_reading(&g)?;
-            let db = open_db(&g, cfg.as_ref(), &url).await?;
-            service_admin::set_disabled(&g, &db, &service, Some(&reason)).await
-        }
-        Command::Service(ServiceCmd::Enable { service }) => {
-            let (cfg, url) = load_for_reading(&g)?;
-            let db = open_db(&g, cfg.as_ref(), &url).await?;
-            service_admin::set_disabled(&g, &db, &service, None).await
-        }
-        Command::Service(ServiceCmd::Remove { service }) => {
-            let (cfg, url) = load_for_reading(&g)?;
-            let down = cfg
-                .as_ref()
-                .map_or(config::defaults::SERVICE_DOWN_TIME_S * 1000, |c| {
-                    c.service_down_time.as_millis() as i64
-                });
-            let db = open_db(&g, cfg.as_ref(), &url).await?;
-            service_admin::remove(&g, &db, &service, down).await
-        }
+        Command::Db(args::DbCmd::Roles { apply }) => dispatch::db_roles(&g, apply).await,
+        Command::Service(cmd) => dispatch::service(&g, cmd).await,
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
-        Command::Volume(VolumeCmd::List {
-            backend,
-            host,
-            wide,
-        }) => volume_list(&g, backend.as_deref(), host.as_deref(), wide).await,
-        Command::Volume(VolumeCmd::Show { volume }) => volume_show(&g, &volume).await,
-        Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::List { volume, all })) => {
-            let (cfg, url) = load_for_reading(&g)?;
-            let db = open_db(&g, cfg.as_ref(), &url).await?;
-            jobs::snapshot_list(&g, &db, volume.as_deref(), all).await
-        }
-        Command::Volume(VolumeCmd::Reconcile { backend, fix }) => {
-            reconcile(&g, &backend, fix).await
-        }
-        Command::Volume(VolumeCmd::Locks { volume }) => oncall::locks(&g, &volume).await,
-        Command::Volume(VolumeCmd::Manage {
-            backend,
-            image,
-            name,
-        }) => oncall::manage(&g, &backend, &image, &name).await,
-        Command::Volume(VolumeCmd::Unmanage { volume }) => oncall::unmanage(&g, &volume).await,
-        Command::Volume(VolumeCmd::ResetState { volume, reset }) => {
-            oncall::reset_state(&g, &volume, false, &reset).await
-        }
-        Command::Volume(VolumeCmd::Snapshot(SnapshotCmd::ResetState { snapshot, reset })) => {
-            oncall::reset_state(&g, &snapshot, true, &reset).await
-        }
-        Command::Volume(VolumeCmd::BreakLock {
-            volume,
-            locker,
-            force,
-        }) => oncall::break_lock(&g, &volume, &locker, force).await,
-        Command::Volume(cmd) => {
-            let (req, wait) = match cmd {
-                VolumeCmd::Create {
-                    name,
-                    size,
-                    backend,
-                    snapshot,
-                    source,
-                    wait,
-                } => {
-                    if size.is_none() && snapshot.is_none() && source.is_none() {
-                        bail!("volume create needs --size (or --snapshot / --source to clone)");
-                    }
-                    (
-                        Request::Create {
-                            name,
-                            size,
-                            backend,
-                            snapshot,
-                            source,
-                        },
-                        wait,
-                    )
-                }
-                VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
-                VolumeCmd::Verify {
-                    volume,
-                    against,
-                    bps_limit,
-                    wait,
-                } => (
-                    Request::Verify {
-                        volume,
-                        against,
-                        bps_limit,
-                    },
-                    wait,
-                ),
-                VolumeCmd::Extend {
-                    volume,
-                    size,
-                    force,
-                    wait,
-                } => (
-                    Request::Extend {
-                        volume,
-                        size,
-                        force,
-                    },
-                    wait,
-                ),
-                VolumeCmd::Delete {
-                    volume,
-                    cascade,
-                    force,
-                    wait,
-                } => (
-                    Request::Delete {
-                        volume,
-                        cascade,
-                        force,
-                    },
-                    wait,
-                ),
-                VolumeCmd::Snapshot(SnapshotCmd::Create { name, volume, wait }) => {
-                    (Request::SnapshotCreate { name, volume }, wait)
-                }
-                VolumeCmd::Snapshot(SnapshotCmd::Delete { snapshot, wait }) => {
-                    (Request::SnapshotDelete { snapshot }, wait)
-                }
-                VolumeCmd::List { .. }
-                | VolumeCmd::Show { .. }
-                | VolumeCmd::Reconcile { .. }
-                | VolumeCmd::Locks { .. }
-                | VolumeCmd::Manage { .. }
-                | VolumeCmd::Unmanage { .. }
-                | VolumeCmd::ResetState { .. }
-                | VolumeCmd::Snapshot(SnapshotCmd::ResetState { .. })
-                | VolumeCmd::BreakLock { .. }
-                | VolumeCmd::Snapshot(SnapshotCmd::List { .. }) => {
-                    bail!("internal error: this volume command queues no job")
-                }
-            };
-            let cfg = load_config(&g)?;
-            let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
-            jobs::submit(&g, &cfg, &db, req, wait.wait).await
-        }
-        Command::Job(JobCmd::List { limit, wide }) => job_list(&g, limit, wide).await,
-        Command::Job(JobCmd::Show { id }) => job_show(&g, &id).await,
-        Command::Job(JobCmd::Watch { id }) => {
-            let cfg = load_config(&g)?;
-            let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
-            jobs::watch(&g, &cfg, &db, &id).await
-        }
-        Command::Job(JobCmd::Cancel { id }) => {
-            let (cfg, url) = load_for_reading(&g)?;
-            jobs::cancel(&g, &open_db(&g, cfg.as_ref(), &url).await?, &id).await
-        }
-        Command::Job(JobCmd::Retry { id, wait }) => {
-            let cfg = load_config(&g)?;
-            let db = open_db(&g, Some(&cfg), &cfg.database_url).await?;
-            oncall::retry(&g, &cfg, &db, &id, wait.wait).await
-        }
+        Command::Volume(cmd) => dispatch::volume(&g, cmd).await,
+        Command::Job(cmd) => dispatch::job(&g, cmd).await,
         Command::Events { limit } => events(&g, limit).await,
-        Command::Bench(args::BenchCmd::Heartbeat {
-            jobs,
-            seconds,
-            threads,
-        }) => {
-            bench::heartbeat(
-                &g,
-                &jobs,
-                seconds,
-                threads
-                    .map(|t| t as usize)
-                    .unwrap_or_else(|| config::defaults::native_threads_pool_size() as usize),
-            )
-            .await
-        }
-        Command::Bench(args::BenchCmd::Console { volumes }) => bench::console(&g, &volumes).await,
-        Command::Bench(args::BenchCmd::ConsoleLive {
-            volumes,
-            seconds,
-            one,
-        }) => match one {
-            Some(one) => bench_live::one(&g, &one, seconds).await,
-            None => bench_live::console_live(&g, &volumes, seconds).await,
-        },
-        Command::Bench(args::BenchCmd::Takeover { rounds }) => {
-            let Some(url) = g.database_url.as_deref() else {
-                bail!(
-                    "bench takeover needs --database-url postgres://... (a database it may write bench rows to)"
-                );
-            };
-            bench_takeover::takeover(url, rounds as usize).await
-        }
-        Command::Bench(args::BenchCmd::Flatten { dir, size, data }) => {
-            bench::flatten(&g, &dir, size, data)
-        }
-        Command::Bench(args::BenchCmd::RbdFlatten {
-            backend,
-            size,
-            data,
-            rounds,
-        }) => {
-            let cfg = load_config(&g)?;
-            let b = cfg
-                .backends
-                .iter()
-                .find(|b| b.name == backend)
-                .with_context(|| format!("no backend {backend:?} in the config"))?;
-            bench_rbd::flatten(&g, b, size, data, rounds.max(1))
-        }
+        Command::Bench(cmd) => dispatch::bench(&g, cmd).await,
     }
 }
 

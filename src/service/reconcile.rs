@@ -6,16 +6,16 @@
 //! reason, and parent links take the storage's word. Anything a running job touches is left
 //! alone: it is not a difference, only work in progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::config::BackendConfig;
-use crate::db::{Db, EventKind, Status};
+use crate::db::{Db, EventKind, JobRow, SnapshotRow, Status, VolumeRow};
 use crate::driver::{self, ImageInfo, NoProgress, snapshot_image, volume_image};
 
 use super::inspect;
-use super::jobs::JobError;
+use super::jobs::{JobError, Params};
 
 /// Listing a backend's images may take a while on a large pool; it is still given up.
 const LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -48,134 +48,167 @@ pub async fn reconcile(
     let images: Vec<ImageInfo> = inspect::bounded(drv.clone(), "list", LIST_LIMIT, |d| d.list())
         .await
         .map_err(|e| JobError::Refused(e.to_string()))?;
-    let by_name: HashMap<&str, &ImageInfo> = images.iter().map(|i| (i.name.as_str(), i)).collect();
-
     let ours = |h: &Option<String>| h.as_deref().is_none_or(|h| h == owner);
-    let volumes: Vec<_> = db
+    let scan = Scan {
+        db,
+        fix,
+        by_name: images.iter().map(|i| (i.name.as_str(), i)).collect(),
+        // One read: every id an unfinished job works on or names is work in progress.
+        busy: busy_ids(&db.active_jobs().await?),
+    };
+    let volumes: Vec<VolumeRow> = db
         .list_volumes(Some(&backend.name), None)
         .await?
         .into_iter()
         .filter(|v| ours(&v.host))
         .collect();
-    let snapshots: Vec<_> = db
+    let snapshots: Vec<SnapshotRow> = db
         .list_snapshots(None, true)
         .await?
         .into_iter()
         .filter(|s| s.backend == backend.name && ours(&s.host))
         .collect();
-    let mut known: HashMap<String, Option<String>> = HashMap::new(); // image -> expected parent
-    let mut findings = vec![];
-
-    for v in &volumes {
-        let image = volume_image(&v.id);
-        known.insert(
-            image.clone(),
-            v.source_snapshot_id.as_deref().map(snapshot_image),
-        );
-        if db.active_job_referencing(&v.id).await?.is_some() {
-            continue;
+    let mut findings = scan.volumes(&volumes).await?;
+    findings.extend(scan.snapshots(&snapshots).await?);
+    let known: HashSet<String> = volumes
+        .iter()
+        .map(|v| volume_image(&v.id))
+        .chain(snapshots.iter().map(|s| snapshot_image(&s.id)))
+        .collect();
+    for img in images.iter().filter(|i| !known.contains(&i.name)) {
+        if let Some(f) = scan.orphan(&drv, backend, &images, img).await {
+            findings.push(f);
         }
-        match by_name.get(image.as_str()) {
-            None if v.status != Status::Error => {
-                let mut f = Finding {
-                    kind: EventKind::MissingImage,
-                    image: image.clone(),
-                    detail: format!(
-                        "volume {} ({}) is {} but the backend has no image",
-                        v.name, v.id, v.status
-                    ),
-                    fixed: None,
-                    manageable: None,
-                };
-                if fix {
-                    db.set_volume_status(
-                        &v.id,
-                        &[],
-                        Status::Error,
-                        Some("image missing on the backend (reconcile)"),
-                    )
-                    .await?;
-                    f.fixed = Some("volume marked error".into());
-                }
-                findings.push(f);
-            }
-            Some(img) => {
-                let want = v.source_snapshot_id.as_deref().map(snapshot_image);
-                if img.parent != want {
-                    let mut f = Finding {
-                        kind: EventKind::ParentMismatch,
-                        image: image.clone(),
-                        detail: format!(
-                            "database parent {:?}, backend parent {:?}",
-                            want, img.parent
+    }
+    Ok(findings)
+}
+
+/// The ids that unfinished jobs work on or name in their parameters (a clone's snapshot, a
+/// snapshot's volume): rows and images that are work in progress, not differences.
+fn busy_ids(jobs: &[JobRow]) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for j in jobs {
+        ids.insert(j.target_id.clone());
+        ids.extend(j.volume_id.clone());
+        let p: Params = serde_json::from_str(&j.params).unwrap_or_default();
+        ids.extend(p.snapshot_id);
+        ids.extend(p.source_volume_id);
+        ids.extend(p.volume_id);
+    }
+    ids
+}
+
+/// One comparison of a backend's images with its rows.
+struct Scan<'a> {
+    db: &'a Db,
+    fix: bool,
+    by_name: HashMap<&'a str, &'a ImageInfo>,
+    busy: HashSet<String>,
+}
+
+impl Scan<'_> {
+    /// Volumes whose image is gone, and parent links that disagree.
+    async fn volumes(&self, volumes: &[VolumeRow]) -> Result<Vec<Finding>, JobError> {
+        let mut findings = vec![];
+        for v in volumes.iter().filter(|v| !self.busy.contains(&v.id)) {
+            let image = volume_image(&v.id);
+            match self.by_name.get(image.as_str()) {
+                None if v.status != Status::Error => {
+                    let mut f = Finding::new(
+                        EventKind::MissingImage,
+                        &image,
+                        format!(
+                            "volume {} ({}) is {} but the backend has no image",
+                            v.name, v.id, v.status
                         ),
-                        fixed: None,
-                        manageable: None,
-                    };
-                    if fix && img.parent.is_none() {
-                        db.set_volume_flattened(&v.id).await?;
+                    );
+                    if self.fix {
+                        self.db
+                            .set_volume_status(&v.id, &[], Status::Error, Some(MISSING))
+                            .await?;
+                        f.fixed = Some("volume marked error".into());
+                    }
+                    findings.push(f);
+                }
+                Some(img) => {
+                    let want = v.source_snapshot_id.as_deref().map(snapshot_image);
+                    if img.parent == want {
+                        continue;
+                    }
+                    let mut f = Finding::new(
+                        EventKind::ParentMismatch,
+                        &image,
+                        format!("database parent {want:?}, backend parent {:?}", img.parent),
+                    );
+                    if self.fix && img.parent.is_none() {
+                        self.db.set_volume_flattened(&v.id).await?;
                         f.fixed = Some("database now says: no parent (flattened)".into());
                     }
                     findings.push(f);
                 }
+                None => {}
             }
-            None => {}
         }
+        Ok(findings)
     }
-    for s in &snapshots {
-        let image = snapshot_image(&s.id);
-        known.insert(image.clone(), None);
-        if db.active_job_referencing(&s.id).await?.is_some() || s.status == Status::Error {
-            continue;
-        }
-        if !by_name.contains_key(image.as_str()) {
-            let mut f = Finding {
-                kind: EventKind::MissingImage,
-                image,
-                detail: format!(
+
+    /// Snapshots whose image is gone.
+    async fn snapshots(&self, snapshots: &[SnapshotRow]) -> Result<Vec<Finding>, JobError> {
+        let mut findings = vec![];
+        for s in snapshots
+            .iter()
+            .filter(|s| !self.busy.contains(&s.id) && s.status != Status::Error)
+        {
+            let image = snapshot_image(&s.id);
+            if self.by_name.contains_key(image.as_str()) {
+                continue;
+            }
+            let mut f = Finding::new(
+                EventKind::MissingImage,
+                &image,
+                format!(
                     "snapshot {} ({}) is {} but the backend has no image",
                     s.name, s.id, s.status
                 ),
-                fixed: None,
-                manageable: None,
-            };
-            if fix {
-                db.set_snapshot_status(
-                    &s.id,
-                    &[],
-                    Status::Error,
-                    Some("image missing on the backend (reconcile)"),
-                )
-                .await?;
+            );
+            if self.fix {
+                self.db
+                    .set_snapshot_status(&s.id, &[], Status::Error, Some(MISSING))
+                    .await?;
                 f.fixed = Some("snapshot marked error".into());
             }
             findings.push(f);
         }
+        Ok(findings)
     }
-    for img in &images {
-        if known.contains_key(&img.name) || img.deferred_delete {
-            continue;
-        }
+
+    /// An image with no live row: kept while something reads from it, else deleted with
+    /// `fix`; a volume image can be adopted instead (`volume manage`).
+    async fn orphan(
+        &self,
+        drv: &std::sync::Arc<dyn driver::VolumeDriver>,
+        backend: &BackendConfig,
+        images: &[ImageInfo],
+        img: &ImageInfo,
+    ) -> Option<Finding> {
         let id = img.name.split_once('-').map(|(_, id)| id).unwrap_or("");
-        if db.active_job_referencing(id).await?.is_some() {
-            continue;
+        if img.deferred_delete || self.busy.contains(id) {
+            return None;
         }
         let children: Vec<&str> = images
             .iter()
             .filter(|i| i.parent.as_deref() == Some(img.name.as_str()))
             .map(|i| i.name.as_str())
             .collect();
-        let mut f = Finding {
-            kind: EventKind::OrphanImage,
-            image: img.name.clone(),
-            detail: format!(
+        let mut f = Finding::new(
+            EventKind::OrphanImage,
+            &img.name,
+            format!(
                 "{} bytes on the backend, no live row in the database",
                 img.size_bytes
             ),
-            fixed: None,
-            manageable: None,
-        };
-        if !img.name.starts_with("snapshot-") && img.volume.is_none() && !img.deferred_delete {
+        );
+        if !img.name.starts_with("snapshot-") && img.volume.is_none() {
             f.manageable = Some(format!(
                 "ember volume manage {} {} --name NAME",
                 backend.name, img.name
@@ -184,28 +217,48 @@ pub async fn reconcile(
         if !children.is_empty() {
             f.detail
                 .push_str(&format!("; kept: {} read from it", children.join(", ")));
-        } else if fix {
-            let (d, name, sid) = (drv.clone(), img.name.clone(), id.to_string());
-            let vid = img
-                .volume
-                .as_deref()
-                .and_then(|v| v.strip_prefix("volume-"))
-                .unwrap_or("")
-                .to_string();
-            let r = inspect::bounded(d, "delete", DELETE_LIMIT, move |d| {
-                if name.starts_with("volume-") {
-                    d.delete_volume(&sid, &NoProgress)
-                } else {
-                    d.delete_snapshot(&sid, &vid, false).map(|_| ())
-                }
-            })
-            .await;
-            f.fixed = Some(match r {
+        } else if self.fix {
+            f.fixed = Some(match delete_orphan(drv, img, id).await {
                 Ok(()) => "image deleted".into(),
                 Err(e) => format!("not deleted: {e}"),
             });
         }
-        findings.push(f);
+        Some(f)
     }
-    Ok(findings)
+}
+
+const MISSING: &str = "image missing on the backend (reconcile)";
+
+impl Finding {
+    fn new(kind: EventKind, image: &str, detail: String) -> Finding {
+        Finding {
+            kind,
+            image: image.to_string(),
+            detail,
+            fixed: None,
+            manageable: None,
+        }
+    }
+}
+
+async fn delete_orphan(
+    drv: &std::sync::Arc<dyn driver::VolumeDriver>,
+    img: &ImageInfo,
+    id: &str,
+) -> Result<(), driver::DriverError> {
+    let (name, sid) = (img.name.clone(), id.to_string());
+    let vid = img
+        .volume
+        .as_deref()
+        .and_then(|v| v.strip_prefix("volume-"))
+        .unwrap_or("")
+        .to_string();
+    inspect::bounded(drv.clone(), "delete", DELETE_LIMIT, move |d| {
+        if name.starts_with("volume-") {
+            d.delete_volume(&sid, &NoProgress)
+        } else {
+            d.delete_snapshot(&sid, &vid, false).map(|_| ())
+        }
+    })
+    .await
 }

@@ -122,8 +122,47 @@ async fn run_job(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(job.id.clone(), progress.clone());
-    // The log names the job by its short id and the target by name, each once (the events
-    // keep full ids).
+    let target = announce(&svc, &db, &job).await;
+    let ctx = Ctx {
+        // Every volume and snapshot write of the job carries its claim, and rides out a short
+        // database outage.
+        db: db
+            .fenced(&job.id, job.claim_token)
+            .retrying(svc.retry_window),
+        svc: svc.clone(),
+        job: job.clone(),
+        params,
+        progress: progress.clone(),
+    };
+    let outcome = drive(&ctx, &db).await;
+    svc.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&job.id);
+    svc.board.remove(&job.id);
+    if outcome == Outcome::LeaseLost {
+        // A peer took the job over while this worker was frozen or cut off: it owns the job
+        // and its volume now. Write nothing for it, not even its end.
+        let text = format!(
+            "{} job {} stopped here: {} lost its claim (a peer took the job over)",
+            job.kind, job.id, svc.host
+        );
+        warn!(backend = %svc.name, job = %job.id, "{text}");
+        event(&db, &svc.host, EventKind::JobLeaseLost, &job, &text).await;
+        // The peer may have fenced this host's storage client: work on with a new one.
+        svc.renew_client(&db).await;
+        return;
+    }
+    let done = (
+        progress.done.load(Ordering::Relaxed),
+        progress.total.load(Ordering::Relaxed),
+    );
+    end(&svc, &db, &job, &target, &outcome, done).await;
+}
+
+/// Logs and records the start; returns the target's name (the log names the job by its short
+/// id and the target by name, each once; the events keep full ids).
+async fn announce(svc: &BackendService, db: &Db, job: &JobRow) -> String {
     let short = crate::service::units::short_id(&job.id);
     let target = db
         .target_names(std::slice::from_ref(&job.target_id))
@@ -133,33 +172,29 @@ async fn run_job(
         .unwrap_or_else(|| job.target_id.clone());
     info!(backend = %svc.name, job = %short, "{} of {target} started", job.kind);
     event(
-        &db,
+        db,
         &svc.host,
-        crate::db::EventKind::JobStarted,
-        &job,
+        EventKind::JobStarted,
+        job,
         &format!("{} job {} by {}", job.kind, job.id, svc.host),
     )
     .await;
-    let token = job.claim_token;
-    let ctx = Ctx {
-        // Every volume and snapshot write of the job carries its claim, and rides out a short
-        // database outage.
-        db: db.fenced(&job.id, token).retrying(svc.retry_window),
-        svc: svc.clone(),
-        job: job.clone(),
-        params,
-        progress: progress.clone(),
-    };
+    target
+}
 
-    let body = execute(&ctx);
+/// Runs the job's body while posting its progress, writing it (throttled) under the claim,
+/// and passing on a cancel or a lost claim to the driver call.
+async fn drive(ctx: &Ctx, db: &Db) -> Outcome {
+    let (job, progress, svc) = (&ctx.job, &ctx.progress, &ctx.svc);
+    let body = execute(ctx);
     tokio::pin!(body);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut post = tokio::time::interval(crate::service::progress::POST_EVERY);
     post.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let outcome = loop {
+    loop {
         tokio::select! {
-            out = &mut body => break out,
+            out = &mut body => return out,
             _ = post.tick() => {
                 // This process's console, without a database round trip; and a cancel asked
                 // from another process reaches the driver within this period.
@@ -175,7 +210,7 @@ async fn run_job(
             _ = tick.tick() => {
                 let now = (progress.done.load(Ordering::Relaxed), progress.total.load(Ordering::Relaxed));
                 // Throttled: one write a second, which also reads the cancel flag.
-                match db.job_progress(&job.id, token, now.0, now.1).await {
+                match db.job_progress(&job.id, job.claim_token, now.0, now.1).await {
                     Ok(Lease::Held { cancel: true }) => progress.cancel.cancel(),
                     Ok(Lease::Held { cancel: false }) => {}
                     Ok(Lease::Lost) => progress.lost.cancel(),
@@ -183,54 +218,19 @@ async fn run_job(
                 }
             }
         }
-    };
-    svc.running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&job.id);
-    svc.board.remove(&job.id);
-    if outcome == Outcome::LeaseLost {
-        // A peer took the job over while this worker was frozen or cut off: it owns the job
-        // and its volume now. Write nothing for it, not even its end.
-        let text = format!(
-            "{} job {} stopped here: {} lost its claim (a peer took the job over)",
-            job.kind, job.id, svc.host
-        );
-        warn!(backend = %svc.name, job = %job.id, "{text}");
-        event(
-            &db,
-            &svc.host,
-            crate::db::EventKind::JobLeaseLost,
-            &job,
-            &text,
-        )
-        .await;
-        // The peer may have fenced this host's storage client: work on with a new one.
-        svc.renew_client(&db).await;
-        return;
     }
-    let (done, total) = (
-        progress.done.load(Ordering::Relaxed),
-        progress.total.load(Ordering::Relaxed),
-    );
-    // `Queued`: handed back to run again (the claim is released, the job is not finished).
-    let end = |state: JobState, error: Option<String>| {
-        let db = db.retrying(svc.retry_window);
-        let id = job.id.clone();
-        async move {
-            if state == JobState::Queued {
-                return db.requeue_job(&id, token).await;
-            }
-            let bytes = if state == JobState::Succeeded {
-                (total.max(done), total.max(done))
-            } else {
-                (done, total)
-            };
-            let _ = db.job_progress(&id, token, bytes.0, bytes.1).await;
-            db.finish_job(&id, token, state, error.as_deref()).await
-        }
-    };
-    let (state, error, kind, text) = match &outcome {
+}
+
+/// Records how the job ended (or hands it back to run again), logs it and writes its event.
+async fn end(
+    svc: &BackendService,
+    db: &Db,
+    job: &JobRow,
+    target: &str,
+    outcome: &Outcome,
+    (done, total): (u64, u64),
+) {
+    let (state, error, kind, text) = match outcome {
         Outcome::Succeeded => (
             JobState::Succeeded,
             None,
@@ -268,7 +268,15 @@ async fn run_job(
             ),
         ),
     };
-    match end(state, error).await {
+    match record_end(
+        db.retrying(svc.retry_window),
+        job,
+        state,
+        error,
+        (done, total),
+    )
+    .await
+    {
         Ok(true) => {}
         Ok(false) => {
             warn!(job = %job.id, "job end not recorded: its claim was taken over meanwhile")
@@ -281,11 +289,34 @@ async fn run_job(
         &format!("{} of {target}", job.kind),
         1,
     );
-    match &outcome {
+    let short = crate::service::units::short_id(&job.id);
+    match outcome {
         Outcome::Failed(_) => warn!(backend = %svc.name, job = %short, "{line}"),
         _ => info!(backend = %svc.name, job = %short, "{line}"),
     }
-    event(&db, &svc.host, kind, &job, &text).await;
+    event(db, &svc.host, kind, job, &text).await;
+}
+
+/// The job's end under its claim: `Queued` hands it back (the claim is released, the job is
+/// not finished); a success shows all its bytes done.
+async fn record_end(
+    db: Db,
+    job: &JobRow,
+    state: JobState,
+    error: Option<String>,
+    (done, total): (u64, u64),
+) -> Result<bool, crate::db::DbError> {
+    let token = job.claim_token;
+    if state == JobState::Queued {
+        return db.requeue_job(&job.id, token).await;
+    }
+    let bytes = if state == JobState::Succeeded {
+        (total.max(done), total.max(done))
+    } else {
+        (done, total)
+    };
+    let _ = db.job_progress(&job.id, token, bytes.0, bytes.1).await;
+    db.finish_job(&job.id, token, state, error.as_deref()).await
 }
 
 async fn event(db: &Db, host: &str, kind: crate::db::EventKind, job: &JobRow, message: &str) {
