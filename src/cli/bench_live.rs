@@ -5,7 +5,8 @@
 //! CPU % of this process, RSS, rows read per refresh, and change-to-screen latency (from the
 //! new row's `created_at` to the frame that shows it), each beside the
 //! same loop reloading everything on every refresh. An `ember serve` runs beside it, as in
-//! production: its heartbeats, and the jobs of the new volumes, are changes too.
+//! production: its heartbeats, and the jobs of the new volumes, are changes too. Last, the
+//! "terminal" row: the real `ember console --attach` in tmux, its own process measured.
 
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -246,6 +247,151 @@ async fn run(
     })
 }
 
+/// CPU seconds and RSS (MB) of another process, from /proc.
+fn proc_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn proc_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The real binary in a real terminal, as an operator meets it: `ember console --attach` in
+/// tmux at 120x36 on the Volumes view, `ember serve` beside it, the same writer. Its CPU is
+/// read from /proc: the event loop, the refresh, the filter and sort, the diffing renderer and
+/// the terminal writes all count. (Rows and latency are the in-process rows' figures.)
+async fn run_terminal(
+    engine: &str,
+    url: &str,
+    cfg_path: &std::path::Path,
+    n: usize,
+    seconds: u64,
+) -> anyhow::Result<Figures> {
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output();
+    anyhow::ensure!(
+        tmux(&["-V"]).is_ok_and(|o| o.status.success()),
+        "tmux is not installed: the terminal row needs it (apt-get install tmux)"
+    );
+    let exe = std::env::current_exe()?;
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Kill(
+        Command::new(&exe)
+            .arg("--config")
+            .arg(cfg_path)
+            .args(["--database-url", url, "serve"])
+            .env("EMBER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let session = format!("ember-bench-{}", std::process::id());
+    struct Session(String);
+    impl Drop for Session {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .output();
+        }
+    }
+    let console = format!(
+        "exec '{}' --config '{}' --database-url '{url}' console --attach",
+        exe.display(),
+        cfg_path.display()
+    );
+    let out = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &console,
+    ])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _session = Session(session.clone());
+    let pane = tmux(&["list-panes", "-t", &session, "-F", "#{pane_pid}"])?;
+    let pid: u32 = String::from_utf8_lossy(&pane.stdout)
+        .trim()
+        .parse()
+        .context("the console's pid")?;
+    // Until it has loaded and drawn the table: its CPU falls quiet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = tmux(&["send-keys", "-t", &session, "3"]);
+    let started = Instant::now();
+    loop {
+        let c = proc_cpu_s(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if proc_cpu_s(pid) - c < 0.05 && started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the console never settled"
+        );
+    }
+    let measure = |secs: u64| async move {
+        let (c0, t0) = (proc_cpu_s(pid), Instant::now());
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        (proc_cpu_s(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0
+    };
+    let idle_cpu = measure(seconds).await;
+    let script = format!(
+        "i=0; while :; do \"$0\" --config \"$1\" --database-url \"$2\" volume create tchg-$i --size 1G --backend file0 >/dev/null 2>&1; i=$((i+1)); sleep {}; done",
+        CHANGE_EVERY.as_secs()
+    );
+    let writer = Kill(
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(&exe)
+            .arg(cfg_path)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let change_cpu = measure(seconds).await;
+    drop(writer);
+    Ok(Figures {
+        engine: engine.to_string(),
+        volumes: n,
+        mode: "terminal".to_string(),
+        idle_cpu_pct: idle_cpu,
+        idle_rows_per_refresh: f64::NAN,
+        change_cpu_pct: change_cpu,
+        change_rows_per_refresh: f64::NAN,
+        latency_p50_ms: f64::NAN,
+        latency_p99_ms: f64::NAN,
+        rss_mb: proc_rss_mb(pid),
+    })
+}
+
 /// One statement on the admin database, on a plain connection (no migrations there).
 async fn admin_sql(admin: &str, sql: &str) -> anyhow::Result<()> {
     use sqlx::{Connection, Executor};
@@ -384,6 +530,32 @@ pub async fn console_live(g: &Global, counts: &[usize], seconds: u64) -> anyhow:
                     );
                 }
                 all.push(f);
+            }
+            let engine = if admin.is_some() {
+                "postgres"
+            } else {
+                "sqlite"
+            };
+            match run_terminal(engine, &url, &cfg_path, n, seconds).await {
+                Ok(f) => {
+                    if !g.json {
+                        println!(
+                            "{:<9} {:>8} {:<12} {:>9.2} {:>10} {:>9.2} {:>10} {:>9} {:>9} {:>8.0}",
+                            f.engine,
+                            f.volumes,
+                            f.mode,
+                            f.idle_cpu_pct,
+                            "-",
+                            f.change_cpu_pct,
+                            "-",
+                            "-",
+                            "-",
+                            f.rss_mb
+                        );
+                    }
+                    all.push(f);
+                }
+                Err(e) => eprintln!("terminal row skipped: {e:#}"),
             }
             if let (Some(admin), Some(name)) = (admin, drop) {
                 let a = Db::connect(admin).await?;

@@ -158,6 +158,8 @@ pub struct App {
     /// Indices into `snap.volumes` after filter and sort; rebuilt only when they change.
     pub visible: Vec<usize>,
     visible_key: (usize, String, usize, bool),
+    /// The volumes `visible` was computed over (kept to patch it after a small change).
+    visible_of: Arc<Vec<Arc<crate::service::view::VolumeView>>>,
     pub detail: bool,
     /// The last message for the operator: (text, is_error).
     pub toast: Option<(String, bool)>,
@@ -208,6 +210,7 @@ impl App {
             samples: HashMap::new(),
             visible: vec![],
             visible_key: (0, String::new(), usize::MAX, false),
+            visible_of: Default::default(),
             detail: false,
             toast: None,
             quit: false,
@@ -276,9 +279,26 @@ impl App {
             self.visible
                 .retain(|i| vols.get(*i).is_some_and(|v| matches(v, &words)));
         } else {
-            self.visible = filter_sort(&self.snap, &self.filter, self.sort, self.sort_desc);
+            // Only the rows changed: patch the sorted list (a new volume every few seconds
+            // on 100,000 must not sort them all again).
+            let patched = (*old_filter == key.1 && *sort == key.2 && *desc == key.3)
+                .then(|| {
+                    super::filter::patch_visible(
+                        &self.visible_of,
+                        &self.snap.volumes,
+                        &self.visible,
+                        &self.filter,
+                        self.sort,
+                        self.sort_desc,
+                    )
+                })
+                .flatten();
+            self.visible = patched.unwrap_or_else(|| {
+                filter_sort(&self.snap, &self.filter, self.sort, self.sort_desc)
+            });
         }
         self.visible_key = key;
+        self.visible_of = self.snap.volumes.clone();
     }
 
     pub fn rows(&self, view: View) -> usize {
