@@ -18,6 +18,54 @@ use crate::service::bench::time;
 use super::args::Global;
 use super::output::{human_bytes, print_json};
 
+/// Progress that a thread can stop.
+struct Stoppable(std::sync::atomic::AtomicBool);
+
+impl crate::driver::Progress for Stoppable {
+    fn update(&self, _done: u64, _total: u64) -> bool {
+        !self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An unthrottled flatten timed while a throttled flatten of the same backend (the same
+/// driver) runs, first with the throttle pacing on the shared librados client (how ember did
+/// it before issue 23), then on a client of its own (now). Returns both times and the rate.
+fn beside(
+    drv: &crate::driver::rbd::RbdDriver,
+    snap: &str,
+    base: &str,
+    size: u64,
+    data: u64,
+    alone: Duration,
+    id: &dyn Fn(&str) -> String,
+) -> anyhow::Result<(Duration, Duration, u64)> {
+    // Slow enough to run through the whole unthrottled flatten, several times over.
+    let bps = ((data as f64 / (alone.as_secs_f64() * 6.0).max(0.5)) as u64).max(1 << 20);
+    let mut times = vec![];
+    for (n, shared) in [(0, true), (1, false)] {
+        drv.pace_on_shared_client(shared);
+        let (slow, fast) = (id(&format!("t{n}")), id(&format!("u{n}")));
+        drv.clone_snapshot(snap, base, &slow, size)?;
+        drv.clone_snapshot(snap, base, &fast, size)?;
+        let stop = Stoppable(std::sync::atomic::AtomicBool::new(false));
+        let t = std::thread::scope(|s| -> anyhow::Result<Duration> {
+            let throttled = s.spawn(|| drv.flatten_paced(&slow, bps, &stop));
+            // Let it start pacing first.
+            std::thread::sleep(Duration::from_millis(500));
+            let (res, t) = time(|| drv.flatten_paced(&fast, 0, &NoProgress));
+            stop.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = throttled.join();
+            res?;
+            Ok(t)
+        })?;
+        times.push(t);
+        drv.delete_volume(&slow, &NoProgress)?;
+        drv.delete_volume(&fast, &NoProgress)?;
+    }
+    drv.pace_on_shared_client(false);
+    Ok((times[0], times[1], bps))
+}
+
 /// The `rbd` CLI with the backend's cluster, user and keyring.
 fn rbd_cli(r: &RbdConfig) -> Command {
     let mut c = Command::new("rbd");
@@ -119,12 +167,14 @@ pub fn flatten(
             drv.delete_volume(&a, &NoProgress)?;
             drv.delete_volume(&bb, &NoProgress)?;
         }
-        Ok((median(ember_ts), median(cli_ts), median(fixed_ts)))
+        let alone = median(ember_ts.clone());
+        let beside = beside(&drv, &snap, &base, size, data, alone, &id)?;
+        Ok((median(ember_ts), median(cli_ts), median(fixed_ts), beside))
     })();
     // Clean up whatever the rounds left, even after a failure.
     let _ = drv.delete_snapshot(&snap, &base, false);
     let _ = drv.delete_volume(&base, &NoProgress);
-    let (ember_t, cli_t, fixed_t) = result?;
+    let (ember_t, cli_t, fixed_t, (shared_t, own_t, bps)) = result?;
     let net = cli_t.saturating_sub(fixed_t);
     let ratio = ember_t.as_secs_f64() / cli_t.as_secs_f64();
     let ratio_net = ember_t.as_secs_f64() / net.as_secs_f64().max(1e-6);
@@ -134,6 +184,9 @@ pub fn flatten(
             "ember_flatten_s": ember_t.as_secs_f64(), "rbd_flatten_s": cli_t.as_secs_f64(),
             "rbd_cli_fixed_s": fixed_t.as_secs_f64(),
             "ratio": ratio, "ratio_net_of_cli_start": ratio_net,
+            "beside_throttled_bps": bps,
+            "flatten_beside_throttled_on_shared_client_s": shared_t.as_secs_f64(),
+            "flatten_beside_throttled_on_own_client_s": own_t.as_secs_f64(),
         }))?;
     } else {
         println!(
@@ -157,6 +210,22 @@ pub fn flatten(
         );
         println!("  ember / rbd                     {ratio:>8.2}x   (goal <= 1.05)");
         println!("  ember / (rbd - CLI start)       {ratio_net:>8.2}x");
+        println!(
+            "an unthrottled flatten beside a throttled one ({}/s) of the same backend:",
+            human_bytes(bps as i64)
+        );
+        println!(
+            "  alone                           {:>8.3} s",
+            ember_t.as_secs_f64()
+        );
+        println!(
+            "  throttle paced on shared client {:>8.3} s  (as before issue 23)",
+            shared_t.as_secs_f64()
+        );
+        println!(
+            "  throttle paced on its own client{:>8.3} s  (now)",
+            own_t.as_secs_f64()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

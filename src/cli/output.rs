@@ -149,6 +149,10 @@ pub struct JobJson {
     /// Queued with `--force` (delete or extend of a volume someone has open).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// The storage client it works through when not its service's (a throttled rbd
+    /// flatten's own): a takeover fences it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<String>,
 }
 
 fn params(j: &JobRow) -> crate::service::jobs::Params {
@@ -177,6 +181,7 @@ impl From<&JobRow> for JobJson {
             finished_at: j.finished_at.map(rfc3339),
             retry_of: params(j).retry_of,
             forced: params(j).force,
+            client_address: j.client_address.clone(),
             waiting: j.wait_reason.clone(),
         }
     }

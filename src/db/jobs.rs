@@ -46,6 +46,9 @@ pub struct JobRow {
     pub result: Option<String>,
     /// Why a running job does not move yet (a flatten waiting for a flatten slot).
     pub wait_reason: Option<String>,
+    /// The storage client the job works through when it is not its service's (a throttled
+    /// rbd flatten's own client): fenced too when a peer takes the job over.
+    pub client_address: Option<String>,
 }
 
 pub struct NewJob<'a> {
@@ -106,7 +109,7 @@ pub const ACTIVE: &str = "('queued', 'running')";
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, target_id, backend, state, params, bytes_done, bytes_total, \
      error, requested_by, claimed_by, cancel_requested, created_at, started_at, updated_at, finished_at, \
-     owner, claim_token, volume_id, result, wait_reason";
+     owner, claim_token, volume_id, result, wait_reason, client_address";
 
 impl Db {
     /// Writes a request atomically; on anything but [`Enqueued::Written`], nothing is written.
@@ -340,6 +343,27 @@ impl Db {
                 .execute(&self.pool)
                 .await
                 .map_err(q("finish job"))
+            })
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records the storage client a running job works through, under the worker's claim,
+    /// before the job writes anything with it (false: claim lost, nothing written).
+    pub async fn set_job_client(&self, id: &str, token: i64, address: &str) -> Result<bool, DbError> {
+        let r = self
+            .write("record job client", || async {
+                sqlx::query(
+                    "UPDATE jobs SET client_address = $1, updated_at = $2 \
+                     WHERE id = $3 AND claim_token = $4 AND state = 'running'",
+                )
+                .bind(address.to_string())
+                .bind(now_ms())
+                .bind(id.to_string())
+                .bind(token)
+                .execute(&self.pool)
+                .await
+                .map_err(q("record job client"))
             })
             .await?;
         Ok(r.rows_affected() > 0)

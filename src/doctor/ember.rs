@@ -305,6 +305,7 @@ async fn jobs(t: &Run, sink: &Sink) {
     let stuck_ms = t.target.stuck_after.as_millis() as i64;
     let mut fails = vec![];
     let mut warns = vec![];
+    let mut stuck = 0;
     for j in jobs.iter().filter(|j| j.state.is_active()) {
         let short = crate::service::units::short_id(&j.id);
         if let Some(why) = waiting_for(j, services, now, down_ms) {
@@ -313,6 +314,7 @@ async fn jobs(t: &Run, sink: &Sink) {
                 j.kind, j.target_id, j.state
             ));
         } else if j.state == JobState::Running && now - j.updated_at > stuck_ms {
+            stuck += 1;
             warns.push(format!(
                 "job {short} ({}) made no progress for {} min ({} of {} bytes)",
                 j.kind,
@@ -346,7 +348,6 @@ async fn jobs(t: &Run, sink: &Sink) {
              or `ember service remove HOST` once it is gone for good",
         )
     } else if !warns.is_empty() {
-        let stuck = warns.iter().filter(|w| w.contains("no progress")).count();
         let summary = if stuck > 0 {
             format!("{stuck} job(s) stuck, {} failed in 24 h", failed.len())
         } else {

@@ -261,6 +261,13 @@ impl DriverError {
 pub trait Progress: Send + Sync {
     /// Bytes done of total so far. Returns false when the call must stop (cancelled).
     fn update(&self, done: u64, total: u64) -> bool;
+
+    /// A call that works through a storage client of its own (a throttled rbd flatten) names
+    /// it before it writes anything: a job records it, so that a peer taking the job over
+    /// fences that client too. False: it could not be recorded, and the call must not start.
+    fn storage_client(&self, _address: &str) -> bool {
+        true
+    }
 }
 
 /// For calls nobody watches.

@@ -84,8 +84,15 @@ async fn take_over(
         .iter()
         .find(|r| r.host == old)
         .and_then(|r| r.client_address.clone());
-    let mut fenced = String::new();
-    if let Some(addr) = address {
+    // The service's client, and the job's own when it had one (a throttled rbd flatten's).
+    let mut clients: Vec<String> = address.into_iter().collect();
+    if let Some(own) = &job.client_address
+        && !clients.contains(own)
+    {
+        clients.push(own.clone());
+    }
+    let mut fenced = vec![];
+    for addr in clients {
         let a = addr.clone();
         match svc
             .call_driver("fence", check_timeout(&svc.cfg), move |d| {
@@ -93,7 +100,7 @@ async fn take_over(
             })
             .await
         {
-            Ok(()) => fenced = format!("; its storage client {addr} is blocklisted"),
+            Ok(()) => fenced.push(addr),
             Err(e) => {
                 // Running the job twice is worse than running it late: wait and retry.
                 warn!(backend = %svc.name, job = %job.id, "not taken over from {old}: cannot fence {addr}: {e}");
@@ -101,6 +108,11 @@ async fn take_over(
             }
         }
     }
+    let fenced = match fenced.len() {
+        0 => String::new(),
+        1 => format!("; its storage client {} is blocklisted", fenced[0]),
+        _ => format!("; its storage clients {} are blocklisted", fenced.join(" and ")),
+    };
     match db.take_over_job(&job.id, job.claim_token).await {
         Ok(true) => {
             let text = format!(

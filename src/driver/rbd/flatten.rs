@@ -25,7 +25,46 @@ impl RbdDriver {
         volume_id: &str,
         progress: &dyn Progress,
     ) -> Result<(), DriverError> {
-        let pool = self.pool()?;
+        self.flatten_paced(volume_id, self.bps_limit, progress)
+    }
+
+    /// Flattens at most `bps` bytes a second (0: as fast as the cluster goes).
+    ///
+    /// librbd has no rate of its own, so a throttled flatten is held back in its progress
+    /// callback. That callback runs where librbd finishes each object's copy-up: Ceph's
+    /// `C_AsyncObjectThrottle::finish` takes the image's `owner_lock`, and `finish_op` calls
+    /// `start_next_op`, which calls `update_progress` under the throttle's `m_lock`, on the
+    /// client's asio threads (`librados_thread_count`, 2 by default), which complete the I/O of
+    /// every image opened through that client. A pause there held up every other call of the
+    /// backend (measured by `ember bench rbd-flatten`). So a throttled flatten runs on a
+    /// librados client of its own: its pauses hold only its own threads and its own image's
+    /// locks. That client is recorded in the job before the flatten writes anything
+    /// (`Progress::storage_client`), and a peer taking the job over fences it too.
+    pub fn flatten_paced(
+        &self,
+        volume_id: &str,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<(), DriverError> {
+        let shared = bps == 0 || self.pace_on_shared.load(std::sync::atomic::Ordering::SeqCst);
+        let pool = if shared {
+            self.pool()?
+        } else {
+            let own = self.own_pool()?;
+            let address = own
+                .cluster()
+                .address()
+                .map_err(|e| self.fail("flatten", "its own client", e))?;
+            if !progress.storage_client(&address) {
+                return Err(self.io(
+                    "flatten",
+                    format!(
+                        "its own storage client {address} could not be recorded in the job (for fencing): not started"
+                    ),
+                ));
+            }
+            own
+        };
         let name = volume_image(volume_id);
         let img =
             Image::open(&pool, Open::Name(&name)).map_err(|e| self.fail("flatten", &name, e))?;
@@ -37,7 +76,7 @@ impl RbdDriver {
             self.distrust_object_map(&img, &name)?;
             let watch = Watch {
                 progress,
-                bps_limit: self.bps_limit,
+                bps_limit: bps,
             };
             let ran = img
                 .flatten(watch)

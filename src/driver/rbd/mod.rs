@@ -48,6 +48,9 @@ pub struct RbdDriver {
     /// Cinder's `volume_copy_bps_limit`: a flatten is held to it (0: no limit).
     bps_limit: u64,
     conn: Mutex<Option<Arc<Pool>>>,
+    /// Pace a throttled flatten on the shared client, as ember did before issue 23: only
+    /// `bench rbd-flatten` sets it, to show beside the fix what it cost other calls.
+    pace_on_shared: std::sync::atomic::AtomicBool,
 }
 
 impl RbdDriver {
@@ -57,7 +60,14 @@ impl RbdDriver {
             cfg,
             bps_limit,
             conn: Mutex::new(None),
+            pace_on_shared: Default::default(),
         }
+    }
+
+    /// For the bench's comparison only: pace throttled flattens on the shared client.
+    pub fn pace_on_shared_client(&self, on: bool) {
+        self.pace_on_shared
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn open<'p>(

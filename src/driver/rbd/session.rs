@@ -77,11 +77,24 @@ impl RbdDriver {
         self.connect(0)
     }
 
+    /// A librados client of its own, not shared with any other call and shut down when the
+    /// last handle on it drops (a throttled flatten's: see `flatten.rs`).
+    pub(super) fn own_pool(&self) -> Result<Arc<Pool>, DriverError> {
+        self.dial(self.cfg.connection_retries)
+    }
+
     fn connect(&self, retries: u32) -> Result<Arc<Pool>, DriverError> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
         }
+        let pool = self.dial(retries)?;
+        *slot = Some(pool.clone());
+        Ok(pool)
+    }
+
+    /// A new connection and pool context, `retries` times more for what may pass.
+    fn dial(&self, retries: u32) -> Result<Arc<Pool>, DriverError> {
         let opts = ConnectOptions {
             cluster_name: self.cfg.cluster_name.clone(),
             user: self.user().to_string(),
@@ -117,7 +130,6 @@ impl RbdDriver {
             .call()
             .map_err(|e| self.connect_error(e))?;
         tracing::debug!(backend = %self.backend, "connected to ceph as client.{} in {} ms", self.user(), started.elapsed().as_millis());
-        *slot = Some(pool.clone());
         Ok(pool)
     }
 

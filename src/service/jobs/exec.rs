@@ -29,6 +29,19 @@ pub struct JobProgress {
     pub cancel: CancellationToken,
     pub stop: CancellationToken,
     pub lost: CancellationToken,
+    /// Records a storage client of the call's own under the job's claim (None: nothing to
+    /// record it in, the call goes on).
+    pub record_client: Option<ClientRecorder>,
+}
+
+/// Writes a job's own storage client to its row, from the storage thread, before the driver
+/// writes with it.
+pub struct ClientRecorder(pub Box<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ClientRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientRecorder")
+    }
 }
 
 impl Progress for JobProgress {
@@ -36,6 +49,10 @@ impl Progress for JobProgress {
         self.done.store(done, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
         !(self.cancel.is_cancelled() || self.stop.is_cancelled() || self.lost.is_cancelled())
+    }
+
+    fn storage_client(&self, address: &str) -> bool {
+        self.record_client.as_ref().is_none_or(|r| (r.0)(address))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::db::jobs::Lease;
 use crate::db::{Db, EventKind, JobRow, JobState};
 use crate::service::BackendService;
 
-use super::exec::{Ctx, JobProgress, Outcome, execute};
+use super::exec::{ClientRecorder, Ctx, JobProgress, Outcome, execute};
 
 /// How often an idle runner looks for new jobs (jobs may be queued by another process).
 pub const POLL: Duration = Duration::from_millis(500);
@@ -116,6 +116,7 @@ async fn run_job(
     };
     let progress = Arc::new(JobProgress {
         stop: stop.clone(),
+        record_client: Some(client_recorder(&db, &job)),
         ..JobProgress::default()
     });
     svc.running
@@ -158,6 +159,33 @@ async fn run_job(
         progress.total.load(Ordering::Relaxed),
     );
     end(&svc, &db, &job, &target, &outcome, done).await;
+}
+
+/// How the storage thread records a client of the job's own (a throttled rbd flatten's) in the
+/// job's row, under its claim, before the driver writes with it: a peer that takes the job
+/// over then fences that client too. Blocks that thread (never the runtime's) up to 30 s.
+fn client_recorder(db: &Db, job: &JobRow) -> ClientRecorder {
+    let (db, id, token) = (db.clone(), job.id.clone(), job.claim_token);
+    let runtime = tokio::runtime::Handle::current();
+    ClientRecorder(Box::new(move |address| {
+        // The timer is made inside the runtime: this runs on a storage thread.
+        let write = async {
+            tokio::time::timeout(Duration::from_secs(30), db.set_job_client(&id, token, address))
+                .await
+        };
+        match runtime.block_on(write) {
+            Ok(Ok(true)) => true,
+            Ok(Ok(false)) => false, // the claim moved: the job is not ours any more
+            Ok(Err(e)) => {
+                warn!(job = %id, "storage client {address} not recorded: {e}");
+                false
+            }
+            Err(_) => {
+                warn!(job = %id, "storage client {address} not recorded within 30 s");
+                false
+            }
+        }
+    }))
 }
 
 /// Logs and records the start; returns the target's name (the log names the job by its short
