@@ -388,8 +388,11 @@ fn no_state_word_outside_the_database_layer() {
     words.extend(JobKind::ALL.iter().map(|s| s.as_str()));
     words.extend(EventKind::ALL.iter().map(|s| s.as_str()));
     words.retain(|w| !generic.contains(w));
+    let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
     let mut found = vec![];
-    scan(Path::new("src"), &words, &mut found);
+    grep_rs(Path::new("src"), &mut found, &|line| {
+        !line.trim_start().starts_with("//") && quoted.iter().any(|q| line.contains(q.as_str()))
+    });
     assert!(
         found.is_empty(),
         "state words spelt outside src/db/ (use the enums of src/db/words.rs):\n{}",
@@ -397,30 +400,20 @@ fn no_state_word_outside_the_database_layer() {
     );
 }
 
-fn scan(dir: &Path, words: &[&str], found: &mut Vec<String>) {
+/// Every line of the `.rs` files under `dir` (but `src/db/`) for which `hit` holds, as
+/// `path:line: text`.
+fn grep_rs(dir: &Path, found: &mut Vec<String>, hit: &dyn Fn(&str) -> bool) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path == Path::new("src/db") {
             continue;
         }
         if path.is_dir() {
-            scan(&path, words, found);
+            grep_rs(&path, found, hit);
         } else if path.extension().is_some_and(|e| e == "rs") {
             let text = std::fs::read_to_string(&path).unwrap();
-            for (n, line) in text.lines().enumerate() {
-                if line.trim_start().starts_with("//") {
-                    continue;
-                }
-                for w in words {
-                    if line.contains(&format!("\"{w}\"")) {
-                        found.push(format!(
-                            "{}:{}: {w}: {}",
-                            path.display(),
-                            n + 1,
-                            line.trim()
-                        ));
-                    }
-                }
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| hit(l)) {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
             }
         }
     }
@@ -441,28 +434,12 @@ fn the_console_side_holds_no_rows() {
             }
         }
     }
-    let mut tui_rows = vec![];
-    collect_mentions(Path::new("src/tui"), &rows, &mut tui_rows);
-    found.extend(tui_rows);
+    grep_rs(Path::new("src/tui"), &mut found, &|line| {
+        rows.iter().any(|r| line.contains(r))
+    });
     assert!(
         found.is_empty(),
         "row types on the console's side:\n{}",
         found.join("\n")
     );
-}
-
-fn collect_mentions(dir: &Path, words: &[&str], found: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            collect_mentions(&path, words, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            for (n, line) in text.lines().enumerate() {
-                if words.iter().any(|w| line.contains(w)) {
-                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
-                }
-            }
-        }
-    }
 }

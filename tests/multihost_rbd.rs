@@ -169,7 +169,12 @@ fn rbd_cluster_members_take_over_a_killed_or_frozen_member_s_flatten_and_fence_i
     // it writes: the takeover fences that one too.
     let own_addr = env.job(&j2)["client_address"]
         .as_str()
-        .unwrap_or_else(|| panic!("the throttled flatten's own client is recorded: {}", env.job(&j2)))
+        .unwrap_or_else(|| {
+            panic!(
+                "the throttled flatten's own client is recorded: {}",
+                env.job(&j2)
+            )
+        })
         .to_string();
     assert_ne!(own_addr, old_addr, "a client of its own");
     serves.get_mut(&runner2).unwrap().signal("STOP");

@@ -27,9 +27,10 @@ const POLL: Duration = Duration::from_secs(2);
 /// One change every this often, from a second process.
 const CHANGE_EVERY: Duration = Duration::from_secs(2);
 
-/// CPU seconds (user + system) this process has used, from /proc (ticks of 1/100 s).
-fn cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) a process has used, from /proc (ticks of 1/100 s); `pid` is a
+/// number or `self`.
+fn proc_cpu_s(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces): state is field 3.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -37,8 +38,8 @@ fn cpu_s() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+fn proc_rss_mb(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -47,6 +48,56 @@ fn rss_mb() -> f64 {
         })
         .unwrap_or(0.0)
         / 1024.0
+}
+
+fn cpu_s() -> f64 {
+    proc_cpu_s("self")
+}
+
+/// A child process killed and reaped when the bench lets go of it.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ember serve` on `url`, as in production beside a console.
+fn serve(cfg_path: &std::path::Path, url: &str) -> anyhow::Result<Kill> {
+    Ok(Kill(
+        Command::new(std::env::current_exe()?)
+            .arg("--config")
+            .arg(cfg_path)
+            .args(["--database-url", url, "serve"])
+            .env("EMBER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    ))
+}
+
+/// The change stream: a shell loop running `ember volume create PREFIX-N` every
+/// [`CHANGE_EVERY`] (no fork from this process, which may be the console being measured).
+fn writer(cfg_path: &std::path::Path, url: &str, prefix: &str) -> anyhow::Result<Kill> {
+    let script = format!(
+        "i=0; while :; do \"$0\" --config \"$1\" --database-url \"$2\" volume create {prefix}-$i --size 1G --backend file0 >/dev/null 2>&1; i=$((i+1)); sleep {}; done",
+        CHANGE_EVERY.as_secs()
+    );
+    Ok(Kill(
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(std::env::current_exe()?)
+            .arg(cfg_path)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    ))
 }
 
 /// What the render side saw: each frame drawn, with the volume count it showed and, when that
@@ -96,24 +147,7 @@ async fn run(
     let db = Db::connect(url).await?;
     // `ember serve` beside the console, as in production: heartbeats, and the jobs of the
     // volumes the writer creates run (several updates per change).
-    struct Serve(std::process::Child);
-    impl Drop for Serve {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _serve = Serve(
-        Command::new(std::env::current_exe()?)
-            .arg("--config")
-            .arg(cfg_path)
-            .args(["--database-url", url, "serve"])
-            .env("EMBER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let _serve = serve(cfg_path, url)?;
     let cancel = CancellationToken::new();
     let mut reader = Reader::default();
     reader.full_every_time = full;
@@ -190,36 +224,13 @@ async fn run(
     // (no fork from this process, which is the console being measured). Latency: from the new
     // row's created_at (this machine's clock, set just before the writer commits) to the
     // frame that shows it.
-    let exe = std::env::current_exe()?;
-    let script = format!(
-        "i=0; while :; do \"$0\" --config \"$1\" --database-url \"$2\" volume create chg-$i --size 1G --backend file0 >/dev/null 2>&1; i=$((i+1)); sleep {}; done",
-        CHANGE_EVERY.as_secs()
-    );
-    struct Writer(std::process::Child);
-    impl Drop for Writer {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let (c0, t0) = (cpu_s(), Instant::now());
     let first_frame = screen
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .frames
         .len();
-    let writer = Writer(
-        Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .arg(&exe)
-            .arg(cfg_path)
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let writer = writer(cfg_path, url, "chg")?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     drop(writer);
     let latencies: Vec<f64> = screen.lock().unwrap_or_else(|p| p.into_inner()).frames
@@ -230,7 +241,7 @@ async fn run(
     let change_cpu = (cpu_s() - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let (r2, w2) = window(&screen);
     let change_rows = (w2 - w1) as f64 / (r2 - r1).max(1) as f64;
-    let rss = rss_mb();
+    let rss = proc_rss_mb("self");
     cancel.cancel();
     render.abort();
     Ok(Figures {
@@ -245,27 +256,6 @@ async fn run(
         latency_p99_ms: pct(&mut latencies.clone(), 0.99),
         rss_mb: rss,
     })
-}
-
-/// CPU seconds and RSS (MB) of another process, from /proc.
-fn proc_cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
-}
-
-fn proc_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 /// The real binary in a real terminal, as an operator meets it: `ember console --attach` in
@@ -285,24 +275,7 @@ async fn run_terminal(
         "tmux is not installed: the terminal row needs it (apt-get install tmux)"
     );
     let exe = std::env::current_exe()?;
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _serve = Kill(
-        Command::new(&exe)
-            .arg("--config")
-            .arg(cfg_path)
-            .args(["--database-url", url, "serve"])
-            .env("EMBER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let _serve = serve(cfg_path, url)?;
     let session = format!("ember-bench-{}", std::process::id());
     struct Session(String);
     impl Drop for Session {
@@ -335,10 +308,12 @@ async fn run_terminal(
     );
     let _session = Session(session.clone());
     let pane = tmux(&["list-panes", "-t", &session, "-F", "#{pane_pid}"])?;
-    let pid: u32 = String::from_utf8_lossy(&pane.stdout)
-        .trim()
-        .parse()
-        .context("the console's pid")?;
+    let pid = String::from_utf8_lossy(&pane.stdout).trim().to_string();
+    anyhow::ensure!(
+        pid.parse::<u32>().is_ok(),
+        "the console's pid: tmux said {pid:?}"
+    );
+    let pid = pid.as_str();
     // Until it has loaded and drawn the table: its CPU falls quiet.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = tmux(&["send-keys", "-t", &session, "3"]);
@@ -360,22 +335,7 @@ async fn run_terminal(
         (proc_cpu_s(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0
     };
     let idle_cpu = measure(seconds).await;
-    let script = format!(
-        "i=0; while :; do \"$0\" --config \"$1\" --database-url \"$2\" volume create tchg-$i --size 1G --backend file0 >/dev/null 2>&1; i=$((i+1)); sleep {}; done",
-        CHANGE_EVERY.as_secs()
-    );
-    let writer = Kill(
-        Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .arg(&exe)
-            .arg(cfg_path)
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let writer = writer(cfg_path, url, "tchg")?;
     let change_cpu = measure(seconds).await;
     drop(writer);
     Ok(Figures {

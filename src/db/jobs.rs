@@ -350,7 +350,12 @@ impl Db {
 
     /// Records the storage client a running job works through, under the worker's claim,
     /// before the job writes anything with it (false: claim lost, nothing written).
-    pub async fn set_job_client(&self, id: &str, token: i64, address: &str) -> Result<bool, DbError> {
+    pub async fn set_job_client(
+        &self,
+        id: &str,
+        token: i64,
+        address: &str,
+    ) -> Result<bool, DbError> {
         let r = self
             .write("record job client", || async {
                 sqlx::query(

@@ -111,7 +111,10 @@ async fn take_over(
     let fenced = match fenced.len() {
         0 => String::new(),
         1 => format!("; its storage client {} is blocklisted", fenced[0]),
-        _ => format!("; its storage clients {} are blocklisted", fenced.join(" and ")),
+        _ => format!(
+            "; its storage clients {} are blocklisted",
+            fenced.join(" and ")
+        ),
     };
     match db.take_over_job(&job.id, job.claim_token).await {
         Ok(true) => {

@@ -111,35 +111,33 @@ pub fn patch_visible(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Status, VolumeRow};
     use crate::service::view::Interner;
+    use crate::service::view::Status;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     fn vol(rng: &mut StdRng, strings: &mut Interner, n: usize) -> Arc<VolumeView> {
         let names = ["db", "web", "cache", "log", "app"];
-        let row = VolumeRow {
-            id: uuid::Uuid::new_v4().to_string(),
+        Arc::new(VolumeView {
+            id: uuid::Uuid::new_v4().to_string().into(),
             // Few distinct values: ties are common, as in real tables.
             name: format!(
                 "{}-{}",
                 names[rng.random_range(0..5)],
                 rng.random_range(0..8)
-            ),
+            )
+            .into(),
             size_bytes: rng.random_range(1..4) << 30,
             status: Status::ALL[rng.random_range(0..Status::ALL.len())],
             status_reason: None,
-            backend: ["file0", "rbd0"][rng.random_range(0..2)].into(),
+            backend: strings.get(["file0", "rbd0"][rng.random_range(0..2)]),
             host: None,
             source_snapshot_id: None,
-            source_volume_id: None,
+            parent_name: None,
             clone_depth: rng.random_range(0..3),
             created_at: n as i64 % 7,
             updated_at: 0,
-            deleted_at: None,
-            flattened_from: None,
-        };
-        Arc::new(VolumeView::from_row(row, strings))
+        })
     }
 
     /// A patched list equals a full filter and sort after every change the live model makes

@@ -46,7 +46,10 @@ impl RbdDriver {
         bps: u64,
         progress: &dyn Progress,
     ) -> Result<(), DriverError> {
-        let shared = bps == 0 || self.pace_on_shared.load(std::sync::atomic::Ordering::SeqCst);
+        let shared = bps == 0
+            || self
+                .pace_on_shared
+                .load(std::sync::atomic::Ordering::SeqCst);
         let pool = if shared {
             self.pool()?
         } else {

@@ -121,6 +121,13 @@ impl Ctx {
     fn id(&self) -> String {
         self.job.target_id.clone()
     }
+
+    /// The lifecycle's end of a `kind` job that succeeded, for its target `id`.
+    async fn succeeded(&self, kind: JobKind, id: &str) -> Result<(), DbError> {
+        settle(&self.db, kind, End::Succeeded, id, None)
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Runs the job's body and settles its target's status. Never panics; every path ends in
@@ -203,7 +210,7 @@ pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), 
 async fn create(ctx: &Ctx) -> Result<(), Step> {
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.create_volume(&id, size)).await?;
-    settle(&ctx.db, JobKind::Create, End::Succeeded, &ctx.id(), None).await?;
+    ctx.succeeded(JobKind::Create, &ctx.id()).await?;
     Ok(())
 }
 
@@ -220,14 +227,7 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
         Some(src) => {
             let (s, v) = (snap.clone(), src.clone());
             ctx.call(move |d, p| d.create_snapshot(&s, &v, p)).await?;
-            settle(
-                &ctx.db,
-                JobKind::SnapshotCreate,
-                End::Succeeded,
-                &snap,
-                None,
-            )
-            .await?;
+            ctx.succeeded(JobKind::SnapshotCreate, &snap).await?;
             src
         }
         None => snapshot_volume(ctx, &snap).await?,
@@ -243,7 +243,7 @@ async fn clone(ctx: &Ctx) -> Result<(), Step> {
         ctx.db.set_volume_flattened(&id).await?;
         collect_clone_snapshot(ctx, &snap).await?;
     }
-    settle(&ctx.db, JobKind::Clone, End::Succeeded, &id, None).await?;
+    ctx.succeeded(JobKind::Clone, &id).await?;
     Ok(())
 }
 
@@ -447,7 +447,7 @@ async fn extend(ctx: &Ctx) -> Result<(), Step> {
     let (id, size) = (ctx.id(), ctx.params.size.unwrap_or(0));
     ctx.call(move |d, _| d.extend_volume(&id, size)).await?;
     ctx.db.set_volume_size(&ctx.id(), size as i64).await?;
-    settle(&ctx.db, JobKind::Extend, End::Succeeded, &ctx.id(), None).await?;
+    ctx.succeeded(JobKind::Extend, &ctx.id()).await?;
     Ok(())
 }
 
@@ -491,7 +491,7 @@ async fn delete(ctx: &Ctx) -> Result<(), Step> {
         Ok(()) | Err(DriverError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    settle(&ctx.db, JobKind::Delete, End::Succeeded, &id, None).await?;
+    ctx.succeeded(JobKind::Delete, &id).await?;
     if let Some(snap) = parent {
         collect_clone_snapshot(ctx, &snap).await?;
     }
@@ -509,14 +509,7 @@ async fn snapshot_create(ctx: &Ctx) -> Result<(), Step> {
     };
     let s = snap.clone();
     ctx.call(move |d, p| d.create_snapshot(&s, &vol, p)).await?;
-    settle(
-        &ctx.db,
-        JobKind::SnapshotCreate,
-        End::Succeeded,
-        &snap,
-        None,
-    )
-    .await?;
+    ctx.succeeded(JobKind::SnapshotCreate, &snap).await?;
     Ok(())
 }
 
@@ -531,14 +524,7 @@ async fn snapshot_delete(ctx: &Ctx) -> Result<(), Step> {
         Ok(_) | Err(DriverError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    settle(
-        &ctx.db,
-        JobKind::SnapshotDelete,
-        End::Succeeded,
-        &snap,
-        None,
-    )
-    .await?;
+    ctx.succeeded(JobKind::SnapshotDelete, &snap).await?;
     Ok(())
 }
 

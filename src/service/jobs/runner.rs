@@ -170,8 +170,11 @@ fn client_recorder(db: &Db, job: &JobRow) -> ClientRecorder {
     ClientRecorder(Box::new(move |address| {
         // The timer is made inside the runtime: this runs on a storage thread.
         let write = async {
-            tokio::time::timeout(Duration::from_secs(30), db.set_job_client(&id, token, address))
-                .await
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                db.set_job_client(&id, token, address),
+            )
+            .await
         };
         match runtime.block_on(write) {
             Ok(Ok(true)) => true,
