@@ -544,12 +544,33 @@ impl VolumeDriver for RbdDriver {
         match image::clone(&pool, &src, &snap, &name, features) {
             Ok(()) => {}
             Err(e) if e.code == libc::EEXIST => {
-                let img = self.open(&pool, "clone", Open::Name(&name), &name)?;
-                if img.parent_snap().ok().flatten().as_deref() != Some(snap.as_str()) {
-                    return Err(self.io(
-                        "clone",
-                        format!("{name} already exists and is not a clone of {src}@{snap}"),
-                    ));
+                // A re-run (the job's new volume id names the image). librbd's clone is
+                // several steps; one killed between them leaves the name with no header that
+                // opens, or a header with no parent yet (the copy rounds found both: the re-run
+                // then failed). An image without a parent may also be this job's own earlier
+                // run, flattened before the crash. Either way it is this job's new volume,
+                // which nothing else can have written to (it is `creating`): remove it and
+                // clone again. A clone of another snapshot is an error, never removed.
+                let parent = match Image::open(&pool, Open::Name(&name)) {
+                    Ok(img) => img.parent_snap().map_err(|e| self.fail("clone", &name, e))?,
+                    Err(o) if o.code == libc::ENOENT => None,
+                    Err(o) => return Err(self.fail("clone", &name, o)),
+                };
+                match parent {
+                    Some(p) if p == snap => {}
+                    Some(p) => {
+                        return Err(self.io(
+                            "clone",
+                            format!("{name} already exists as a clone of {p}, not of {src}@{snap}"),
+                        ));
+                    }
+                    None => {
+                        tracing::warn!(backend = %self.backend, image = %name, "{name} exists without its parent (a clone or flatten interrupted before it was recorded); removing it and cloning again");
+                        image::remove(&pool, &name, 0, &crate::driver::NoProgress)
+                            .map_err(|e| self.fail("clone", &name, e))?;
+                        image::clone(&pool, &src, &snap, &name, features)
+                            .map_err(|e| self.fail("clone", &format!("{src}@{snap}"), e))?;
+                    }
                 }
             }
             Err(e) => return Err(self.fail("clone", &format!("{src}@{snap}"), e)),
