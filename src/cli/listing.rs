@@ -457,7 +457,7 @@ pub(super) async fn events(g: &Global, limit: i64) -> anyhow::Result<ExitCode> {
                 e.at.clone(),
                 e.actor.clone(),
                 e.host.clone().unwrap_or_default(),
-                e.kind.clone(),
+                e.kind.to_string(),
                 e.target.clone().unwrap_or_default(),
                 e.message.clone(),
             ]);

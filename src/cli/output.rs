@@ -193,7 +193,7 @@ pub struct EventJson {
     pub at: String,
     pub actor: String,
     pub host: Option<String>,
-    pub kind: String,
+    pub kind: crate::db::EventKind,
     pub target: Option<String>,
     pub message: String,
 }
@@ -205,7 +205,7 @@ impl From<&EventRow> for EventJson {
             at: rfc3339(e.at),
             actor: e.actor.clone(),
             host: e.host.clone(),
-            kind: e.kind.clone(),
+            kind: e.kind,
             target: e.target.clone(),
             message: e.message.clone(),
         }

@@ -11,7 +11,8 @@ pub struct EventRow {
     pub at: i64,
     pub actor: String,
     pub host: Option<String>,
-    pub kind: String,
+    /// `Unknown` for a kind a newer ember wrote (its message still says what happened).
+    pub kind: super::EventKind,
     pub target: Option<String>,
     pub message: String,
 }

@@ -188,6 +188,15 @@ pub fn interrupted(target: Target, status: Status) -> Option<Status> {
 /// The statuses an operator may set by hand (Cinder's `reset-state` for the cases on call).
 pub const RESET_STATES: &[Status] = &[Available, Error];
 
+/// A volume ember adopts from an image on the storage (`volume manage`) starts usable.
+pub const ADOPTED: Status = Available;
+
+/// What `volume unmanage` may forget: a volume nothing is on its way with.
+pub const UNMANAGE_FROM: &[Status] = &[Available, Error];
+
+/// A row whose image is gone from the storage (`volume reconcile --fix`).
+pub const IMAGE_MISSING: Status = Error;
+
 /// Applies the end of a `kind` job to its target `id`: guarded on the rule's `during` status,
 /// so a row that someone else changed meanwhile is left alone. True if the row changed.
 pub async fn settle(

@@ -16,8 +16,9 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::events::NewEvent;
 use crate::db::volumes::NewVolume;
-use crate::db::{Db, Status, VolumeRow};
+use crate::db::{Db, VolumeRow};
 use crate::driver::{self, DriverError, ImageInfo, VolumeDriver, volume_image};
+use crate::service::lifecycle;
 
 use super::jobs::JobError;
 use super::jobs::request::{not_busy, volume};
@@ -137,7 +138,7 @@ pub async fn manage(
         id: &id,
         name,
         size_bytes: info.size_bytes as i64,
-        status: Status::Available,
+        status: lifecycle::ADOPTED,
         backend,
         host: &owner,
         source_snapshot_id: parent.as_ref().map(|s| s.id.as_str()),
@@ -169,12 +170,14 @@ pub async fn manage(
 pub async fn unmanage(db: &Db, key: &str, actor: &str) -> Result<VolumeRow, JobError> {
     db.ensure_writable("unmanage a volume")?;
     let v = volume(db, key).await?;
-    if !matches!(v.status, Status::Available | Status::Error) {
-        return Err(JobError::Refused(format!(
-            "volume {} ({}) is {}: unmanage needs available or error",
-            v.name, v.id, v.status
-        )));
-    }
+    super::jobs::request::may_start(
+        "volume",
+        &v.name,
+        &v.id,
+        v.status,
+        lifecycle::UNMANAGE_FROM,
+        "unmanage",
+    )?;
     not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
     let snaps = db.snapshots_of(&v.id).await?;
     if !snaps.is_empty() {

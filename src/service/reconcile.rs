@@ -11,8 +11,9 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::config::BackendConfig;
-use crate::db::{Db, EventKind, JobRow, SnapshotRow, Status, VolumeRow};
+use crate::db::{Db, EventKind, JobRow, SnapshotRow, VolumeRow};
 use crate::driver::{self, ImageInfo, NoProgress, snapshot_image, volume_image};
+use crate::service::lifecycle::IMAGE_MISSING;
 
 use super::inspect;
 use super::jobs::{JobError, Params};
@@ -113,7 +114,7 @@ impl Scan<'_> {
         for v in volumes.iter().filter(|v| !self.busy.contains(&v.id)) {
             let image = volume_image(&v.id);
             match self.by_name.get(image.as_str()) {
-                None if v.status != Status::Error => {
+                None if v.status != IMAGE_MISSING => {
                     let mut f = Finding::new(
                         EventKind::MissingImage,
                         &image,
@@ -124,7 +125,7 @@ impl Scan<'_> {
                     );
                     if self.fix {
                         self.db
-                            .set_volume_status(&v.id, &[], Status::Error, Some(MISSING))
+                            .set_volume_status(&v.id, &[], IMAGE_MISSING, Some(MISSING))
                             .await?;
                         f.fixed = Some("volume marked error".into());
                     }
@@ -157,7 +158,7 @@ impl Scan<'_> {
         let mut findings = vec![];
         for s in snapshots
             .iter()
-            .filter(|s| !self.busy.contains(&s.id) && s.status != Status::Error)
+            .filter(|s| !self.busy.contains(&s.id) && s.status != IMAGE_MISSING)
         {
             let image = snapshot_image(&s.id);
             if self.by_name.contains_key(image.as_str()) {
@@ -173,7 +174,7 @@ impl Scan<'_> {
             );
             if self.fix {
                 self.db
-                    .set_snapshot_status(&s.id, &[], Status::Error, Some(MISSING))
+                    .set_snapshot_status(&s.id, &[], IMAGE_MISSING, Some(MISSING))
                     .await?;
                 f.fixed = Some("snapshot marked error".into());
             }

@@ -34,7 +34,7 @@ pub struct EventView {
     pub actor: String,
     pub host: Option<String>,
     /// `job_taken_over`, `job_lease_lost`, `service_disabled`...
-    pub kind: String,
+    pub kind: crate::db::EventKind,
     /// The id it concerns, and what the operator calls it.
     pub target: Option<String>,
     pub target_name: Option<String>,
@@ -422,7 +422,7 @@ pub fn spawn_publisher_with(
                 if let Some(mark) = seen {
                     for e in next.cluster_events.iter().rev().filter(|e| e.id > mark) {
                         let host = e.host.as_deref().unwrap_or("");
-                        match crate::db::EventKind::parse(&e.kind) {
+                        match e.kind {
                             crate::db::EventKind::JobLeaseLost => warn!(host, "{}", e.message),
                             _ => tracing::info!(host, "{}", e.message),
                         }

@@ -17,7 +17,7 @@ pub fn matches(e: &EventView, words: &[String]) -> bool {
         .unwrap_or("");
     words.iter().all(|w| match w.split_once(':') {
         Some(("actor", a)) => contains_ci(&e.actor, a),
-        Some(("kind", k)) => contains_ci(&e.kind, k),
+        Some(("kind", k)) => contains_ci(e.kind.as_str(), k),
         Some(("target", t)) => {
             contains_ci(target, t) || e.target.as_deref().is_some_and(|id| id.starts_with(t))
         }
@@ -76,13 +76,13 @@ mod tests {
         );
     }
 
-    fn ev(actor: &str, kind: &str, target: &str, message: &str) -> EventView {
+    fn ev(actor: &str, kind: crate::db::EventKind, target: &str, message: &str) -> EventView {
         EventView {
             id: 1,
             at: 0,
             actor: actor.into(),
             host: Some("storage-01".into()),
-            kind: kind.into(),
+            kind,
             target: Some("0f0f".into()),
             target_name: Some(target.into()),
             message: message.into(),
@@ -93,7 +93,7 @@ mod tests {
     fn fields_and_words_narrow_the_log() {
         let e = ev(
             "alice (ssh from 10.0.0.7)",
-            crate::db::EventKind::StateReset.as_str(),
+            crate::db::EventKind::StateReset,
             "db-01",
             "error -> available",
         );

@@ -552,7 +552,9 @@ impl VolumeDriver for RbdDriver {
                 // which nothing else can have written to (it is `creating`): remove it and
                 // clone again. A clone of another snapshot is an error, never removed.
                 let parent = match Image::open(&pool, Open::Name(&name)) {
-                    Ok(img) => img.parent_snap().map_err(|e| self.fail("clone", &name, e))?,
+                    Ok(img) => img
+                        .parent_snap()
+                        .map_err(|e| self.fail("clone", &name, e))?,
                     Err(o) if o.code == libc::ENOENT => None,
                     Err(o) => return Err(self.fail("clone", &name, o)),
                 };

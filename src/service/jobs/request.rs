@@ -138,7 +138,7 @@ pub(super) fn status_is(v: &VolumeRow, allowed: &[Status], action: &str) -> Resu
 }
 
 /// Refuses a job whose target is not in one of the statuses its rule starts from.
-pub(super) fn may_start(
+pub(crate) fn may_start(
     noun: &str,
     name: &str,
     id: &str,

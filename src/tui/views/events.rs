@@ -11,11 +11,6 @@ use crate::tui::state::{App, View};
 
 use super::{fit_view, headers, pick};
 
-/// Kinds an operator should notice in the log (the rest is routine).
-fn alarming(kind: &str) -> bool {
-    crate::service::view::EventKind::parse(kind).is_alarming()
-}
-
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     let t = &app.theme;
     let (shown, widths) = fit_view(app, View::Events, area.width);
@@ -36,8 +31,12 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 vec![
                     Cell::from(at),
                     Cell::from(Span::styled(
-                        e.kind.clone(),
-                        if alarming(&e.kind) { t.warn } else { t.accent },
+                        e.kind.as_str(),
+                        if e.kind.is_alarming() {
+                            t.warn
+                        } else {
+                            t.accent
+                        },
                     )),
                     Cell::from(target),
                     Cell::from(crate::tui::events::short_ids(&e.message)),

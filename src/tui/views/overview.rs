@@ -143,7 +143,7 @@ fn trouble(app: &App, now_ms: i64) -> Vec<(String, bool)> {
     for (kind, e) in snap
         .cluster_events
         .iter()
-        .map(|e| (EventKind::parse(&e.kind), e))
+        .map(|e| (e.kind, e))
         .filter(|(k, _)| matches!(k, EventKind::JobTakenOver | EventKind::JobLeaseLost))
         .filter(|(_, e)| now_ms - e.at < RECENT_TAKEOVER_MS)
     {
