@@ -19,9 +19,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let command = parsed
-        .command
-        .unwrap_or(Command::Console { no_worker: false });
+    let command = parsed.command.unwrap_or(Command::Console {
+        no_worker: false,
+        args: Default::default(),
+    });
     // A command's output piped into `grep -q` or `head` that stops reading: end quietly, as
     // `ls` or `rbd` do, instead of panicking in println! on EPIPE. Only for the short commands:
     // the service and the console keep Rust's ignored SIGPIPE (sockets already use

@@ -68,6 +68,9 @@ pub enum Command {
         /// Do not run services: only watch the database (same as --attach)
         #[arg(long)]
         no_worker: bool,
+        /// The console's own flags also after `console` (`ember console --attach`)
+        #[command(flatten)]
+        args: ConsoleArgs,
     },
     /// Run the volume services of the configured backends headless (for systemd; logs to stderr)
     Serve,
@@ -548,4 +551,44 @@ fn reset_states() -> impl clap::builder::TypedValueParser<Value = Status> {
     use clap::builder::TypedValueParser;
     let words: Vec<&'static str> = RESET_STATES.iter().map(|s| s.as_str()).collect();
     clap::builder::PossibleValuesParser::new(words).map(|s| Status::parse(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ember console --attach` is how operators (and the bench's terminal row) open a watcher:
+    /// it used to be refused as an unknown argument.
+    #[test]
+    fn console_flags_parse_after_the_subcommand_too() {
+        for line in [
+            &[
+                "ember",
+                "console",
+                "--attach",
+                "--read-only",
+                "--theme",
+                "light",
+            ][..],
+            &[
+                "ember",
+                "--attach",
+                "--read-only",
+                "--theme",
+                "light",
+                "console",
+            ][..],
+        ] {
+            let Parsed::Run(cli) = parse_args(line.iter().map(|s| s.to_string())) else {
+                panic!("{line:?} did not parse");
+            };
+            let (top, sub) = match cli.command {
+                Some(Command::Console { args, .. }) => (cli.console, args),
+                other => panic!("{line:?}: {other:?}"),
+            };
+            assert!(top.attach || sub.attach, "{line:?}");
+            assert!(top.read_only || sub.read_only, "{line:?}");
+            assert_eq!(top.theme.or(sub.theme).as_deref(), Some("light"));
+        }
+    }
 }

@@ -334,10 +334,21 @@ async fn run_terminal(
         tokio::time::sleep(Duration::from_secs(secs)).await;
         (proc_cpu_s(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0
     };
+    // A console that exited (a refused flag, a database error) reads as 0 % CPU: a figure
+    // that looks like a success. Its pid must still be there before and after each phase.
+    let alive = || {
+        anyhow::ensure!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the console (pid {pid}) exited before it was measured"
+        );
+        Ok(())
+    };
+    alive()?;
     let idle_cpu = measure(seconds).await;
     let writer = writer(cfg_path, url, "tchg")?;
     let change_cpu = measure(seconds).await;
     drop(writer);
+    alive()?;
     Ok(Figures {
         engine: engine.to_string(),
         volumes: n,

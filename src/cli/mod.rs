@@ -87,11 +87,19 @@ async fn open_db(g: &Global, cfg: Option<&Config>, url: &str) -> anyhow::Result<
 pub async fn run(
     cmd: Command,
     mut g: Global,
-    console_args: args::ConsoleArgs,
+    mut console_args: args::ConsoleArgs,
 ) -> anyhow::Result<ExitCode> {
+    // `ember --attach` and `ember console --attach` mean the same.
+    if let Command::Console { args, .. } = &cmd {
+        console_args.attach |= args.attach;
+        console_args.read_only |= args.read_only;
+        if args.theme.is_some() {
+            console_args.theme.clone_from(&args.theme);
+        }
+    }
     g.read_only |= console_args.read_only;
     match cmd {
-        Command::Console { no_worker } => console::run(&g, &console_args, no_worker).await,
+        Command::Console { no_worker, .. } => console::run(&g, &console_args, no_worker).await,
         Command::Serve => serve(&g).await,
         Command::Completions { shell } => {
             complete::registration(&shell, &mut std::io::stdout().lock())?;
