@@ -20,6 +20,9 @@ const BACKENDS: &str = "\
 [backends.file0]
 volume_driver = \"file\"
 
+[backends.file1]
+volume_driver = \"file\"
+
 [backends.bad]
 volume_driver = \"fake\"
 fake_fail_op = \"create,clone,extend,delete,snapshot,delete_snapshot,flatten\"
@@ -151,6 +154,14 @@ async fn request_from(rows: &Rows<'_>, kind: JobKind, status: Status) -> (Reques
                 },
                 Some(s),
             )
+        }
+        JobKind::Migrate => {
+            let v = rows.volume(status, None).await;
+            let r = Request::Migrate {
+                volume: v.clone(),
+                to: "file0".into(),
+            };
+            (r, Some(v))
         }
         JobKind::Unknown => unreachable!("no rule has an unknown kind"),
     }
@@ -369,6 +380,8 @@ fn every_kind_ends_where_the_table_says() {
             &s1,
             Status::Available,
         );
+        ok(&["volume", "migrate", "c1", "--to", "file1", "--wait"]);
+        succeeded(JobKind::Migrate, Target::Volume, &c1, Status::Available);
         ok(&["volume", "delete", "c1", "--wait"]);
         succeeded(JobKind::Delete, Target::Volume, &c1, Status::Available);
     });

@@ -175,6 +175,18 @@ pub enum BenchCmd {
         #[arg(long, value_parser = size, default_value = "512M")]
         data: u64,
     },
+    /// File-to-file migration of a volume with data (copy, read back, compare) vs
+    /// `cp --sparse=always` + sync, and + cmp
+    Migrate {
+        /// Where to put the test files (a filesystem like the backends')
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        #[arg(long, value_parser = size, default_value = "1G")]
+        size: u64,
+        /// How much of it holds data
+        #[arg(long, value_parser = size, default_value = "512M")]
+        data: u64,
+    },
     /// The console as operators run it: N volumes + N snapshots, the real refresh loop and
     /// render, idle and with a change every 2 s from another process; CPU, RSS, rows read per
     /// refresh and change-to-screen latency, beside a full reload (SQLite; PostgreSQL too with
@@ -312,6 +324,17 @@ pub enum VolumeCmd {
         /// Clone this volume (snapshot + clone underneath, as Cinder's rbd driver)
         #[arg(long, add = ArgValueCandidates::new(complete::volumes))]
         source: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Move a volume to another backend, keeping its id and name: a copy read back and
+    /// compared before the switch (a clone arrives flattened). Cancel leaves it on its source
+    Migrate {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
+        volume: String,
+        /// The backend to move it to: NAME, HOST@NAME or CLUSTER@NAME
+        #[arg(long, value_name = "BACKEND", add = ArgValueCandidates::new(complete::backends))]
+        to: String,
         #[command(flatten)]
         wait: Wait,
     },

@@ -67,16 +67,20 @@ pub async fn heartbeat(
     Ok(ExitCode::SUCCESS)
 }
 
-const ROUNDS: usize = 5;
+pub(super) const ROUNDS: usize = 5;
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
 /// The baselines: `cp --sparse=always` alone (it returns before the data is on disk), and
 /// followed by `sync FILE` (on disk), which is what flatten guarantees before it drops the link.
-fn cp(src: &std::path::Path, dir: &std::path::Path, durable: bool) -> anyhow::Result<Duration> {
+pub(super) fn cp(
+    src: &std::path::Path,
+    dir: &std::path::Path,
+    durable: bool,
+) -> anyhow::Result<Duration> {
     let dst = dir.join("cp-copy");
     let (st, t) = time(|| -> anyhow::Result<()> {
         if !std::process::Command::new("cp")

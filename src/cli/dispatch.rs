@@ -117,6 +117,7 @@ pub async fn volume(g: &Global, cmd: VolumeCmd) -> anyhow::Result<ExitCode> {
             (req, wait)
         }
         VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
+        VolumeCmd::Migrate { volume, to, wait } => (Request::Migrate { volume, to }, wait),
         VolumeCmd::Verify {
             volume,
             against,
@@ -214,6 +215,7 @@ pub async fn bench(g: &Global, cmd: args::BenchCmd) -> anyhow::Result<ExitCode> 
             bench_takeover::takeover(url, rounds as usize).await
         }
         BenchCmd::Flatten { dir, size, data } => bench::flatten(g, &dir, size, data),
+        BenchCmd::Migrate { dir, size, data } => super::bench_migrate::file(g, &dir, size, data),
         BenchCmd::RbdFlatten {
             backend,
             size,

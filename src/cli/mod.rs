@@ -6,6 +6,7 @@
 pub mod args;
 pub mod bench;
 mod bench_live;
+mod bench_migrate;
 pub mod bench_rbd;
 mod bench_takeover;
 pub mod complete;

@@ -301,6 +301,33 @@ impl Db {
         .await
     }
 
+    /// A migration's switch: the volume is now on `backend`, owned by `owner`, flat (its copy
+    /// was read through any parent), in one statement so a crash leaves it on one side.
+    pub async fn move_volume(&self, id: &str, backend: &str, owner: &str) -> Result<(), DbError> {
+        let sql = format!(
+            "UPDATE volumes SET backend = $1, host = $2, source_snapshot_id = NULL, \
+             clone_depth = 0, flattened_from = NULL, updated_at = $3 WHERE id = $4{}",
+            self.fence_sql(5)
+        );
+        let r = self
+            .write("move volume", || async {
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(backend.to_string())
+                    .bind(owner.to_string())
+                    .bind(now_ms())
+                    .bind(id.to_string());
+                self.bind_fence(query)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("move volume"))
+            })
+            .await?;
+        if r.rows_affected() == 0 {
+            self.check_fence().await?;
+        }
+        Ok(())
+    }
+
     /// The sum of the sizes of a backend's live volumes: Cinder's `allocated_capacity_gb`,
     /// the provisioned figure of a pool that holds only this backend's volumes.
     pub async fn provisioned_bytes(&self, backend: &str) -> Result<u64, DbError> {

@@ -167,6 +167,8 @@ words! {
         /// Reads a volume back and compares it with a snapshot (`volume verify`): changes
         /// nothing.
         Verify = "verify",
+        /// Moves a volume to another backend, keeping its id and name (`volume migrate`).
+        Migrate = "migrate",
     }
 }
 
@@ -203,6 +205,7 @@ words! {
         VolumeManaged = "volume_managed",
         VolumeUnmanaged = "volume_unmanaged",
         VolumeVerified = "volume_verified",
+        VolumeMigrated = "volume_migrated",
         MissingImage = "missing_image",
         OrphanImage = "orphan_image",
         ParentMismatch = "parent_mismatch",

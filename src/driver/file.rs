@@ -250,6 +250,42 @@ impl super::verify::Readable for FileReader<'_> {
     }
 }
 
+/// A volume open for a migration's copy: read through its layers; written (when opened to
+/// write) into its own file, which for a copy's target is the only layer.
+struct FileImage {
+    layers: Layers,
+    write: Option<File>,
+}
+
+impl super::verify::Readable for FileImage {
+    fn size(&self) -> u64 {
+        FileReader(&self.layers).size()
+    }
+
+    fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
+        FileReader(&self.layers).extents()
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        FileReader(&self.layers).read_at(buf, off)
+    }
+}
+
+impl super::transfer::Writable for FileImage {
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let f = self.write.as_ref().ok_or("opened read-only")?;
+        f.write_all_at(buf, off).map_err(|e| e.to_string())
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        match &self.write {
+            Some(f) => f.sync_data().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
 pub(super) fn remove_if_exists(p: &Path) -> io::Result<()> {
     match std::fs::remove_file(p) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -532,6 +568,22 @@ impl VolumeDriver for FileDriver {
         super::verify::compare_for(&self.backend, &a, &b, bps_limit, progress, |e| {
             self.err("verify", format!("{image}: {e}"))
         })
+    }
+
+    fn with_volume(
+        &self,
+        volume_id: &str,
+        write: bool,
+        f: &mut dyn FnMut(&dyn super::transfer::Writable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        let image = volume_image(volume_id);
+        let layers = self.layers("migrate", &image)?;
+        let write = if write {
+            Some(self.open("migrate", &image, true)?)
+        } else {
+            None
+        };
+        f(&FileImage { layers, write })
     }
 
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {

@@ -19,6 +19,7 @@ mod pace;
 mod proc_open;
 pub mod rbd;
 mod sparse;
+pub mod transfer;
 pub mod verify;
 
 pub use verify::{Against, VerifyReport};
@@ -340,6 +341,21 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
             backend: self.backend().to_string(),
             op: "verify",
             message: "this backend cannot read its images back to compare them".into(),
+        })
+    }
+    /// Opens a volume's image for a copy to or from another backend (a migration): read as
+    /// clients see it (through its parents), and written when `write`. Storage that cannot
+    /// read or write its images directly refuses.
+    fn with_volume(
+        &self,
+        _volume_id: &str,
+        _write: bool,
+        _f: &mut dyn FnMut(&dyn transfer::Writable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Invalid {
+            backend: self.backend().to_string(),
+            op: "migrate",
+            message: "this backend cannot read or write its images directly".into(),
         })
     }
     /// Removes deferred-deleted images that nothing depends on any more; returns their names.

@@ -92,6 +92,7 @@ impl Rule {
 
 use Status::{
     Available, Creating, Deleting, Error, ErrorDeleting, ErrorExtending, Extending, InUse,
+    Maintenance,
 };
 
 const USABLE: &[Status] = &[Available, InUse];
@@ -142,7 +143,7 @@ const fn deletes(kind: JobKind, target: Target, from: &'static [Status]) -> Rule
 }
 
 /// Every job kind's rule.
-pub const RULES: [Rule; 8] = [
+pub const RULES: [Rule; 9] = [
     makes(JobKind::Create, Target::Volume),
     makes(JobKind::Clone, Target::Volume),
     reads(JobKind::Flatten),
@@ -166,6 +167,19 @@ pub const RULES: [Rule; 8] = [
         SNAPSHOT_DELETABLE,
     ),
     reads(JobKind::Verify),
+    // Cinder's `maintenance` while it moves. A failed or cancelled migration leaves the volume
+    // whole on its source (the partial copy is removed), so it is usable again at once.
+    Rule {
+        kind: JobKind::Migrate,
+        target: Target::Volume,
+        asks_from: &[Available],
+        retries_from: &[Available],
+        during: Some(Maintenance),
+        succeeded: After::Set(Available),
+        failed: After::Set(Available),
+        refused_busy: After::Set(Available),
+        cancelled_queued: After::Set(Available),
+    },
 ];
 
 /// The rule of a kind (`None` for a kind this build does not know).
@@ -272,6 +286,7 @@ mod tests {
         assert_eq!(interrupted(Target::Snapshot, Creating), Some(Error));
         assert_eq!(interrupted(Target::Snapshot, Deleting), Some(ErrorDeleting));
         assert_eq!(interrupted(Target::Snapshot, Extending), None);
+        assert_eq!(interrupted(Target::Volume, Maintenance), Some(Available));
         // Every status a job holds its target in has a way out after a crash.
         for r in &RULES {
             if let Some(d) = r.during {

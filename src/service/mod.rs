@@ -227,6 +227,12 @@ impl Services {
                     claiming.child_token(),
                 ));
             }
+            backends.push(svc);
+        }
+        // Job runners start once every service exists: a migration's job opens its target
+        // backend's service, which may come later in the config.
+        let peers = Arc::new(backends.clone());
+        for svc in &backends {
             tracker.spawn(jobs::runner::job_loop(
                 svc.clone(),
                 db.clone(),
@@ -235,8 +241,8 @@ impl Services {
                     hand_back: cancel.child_token(),
                 },
                 tracker.clone(),
+                peers.clone(),
             ));
-            backends.push(svc);
         }
         // Jobs queued on PostgreSQL are claimed at once, not at the next poll.
         if !backends.is_empty() {

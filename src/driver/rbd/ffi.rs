@@ -191,6 +191,16 @@ unsafe extern "C" {
         buf: *mut c_char,
         op_flags: c_int,
     ) -> isize;
+    /// Writes `len` bytes at `ofs`; returns the bytes written or a negative errno.
+    pub fn rbd_write2(
+        image: RbdImage,
+        ofs: u64,
+        len: usize,
+        buf: *const c_char,
+        op_flags: c_int,
+    ) -> isize;
+    /// Waits until every write so far is stable on the OSDs.
+    pub fn rbd_flush(image: RbdImage) -> c_int;
     pub fn rbd_diff_iterate2(
         image: RbdImage,
         from_snap: *const c_char,

@@ -492,6 +492,40 @@ impl<'p> Image<'p> {
         Ok(())
     }
 
+    /// Writes all of `buf` at `off` (a migration's copy into its new image).
+    #[allow(unsafe_code)]
+    pub fn write_at(&self, buf: &[u8], off: u64) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            // SAFETY: open image; rest is a live buffer of rest.len() bytes.
+            let n = unsafe {
+                ffi::rbd_write2(
+                    self.raw,
+                    off + done as u64,
+                    rest.len(),
+                    rest.as_ptr().cast(),
+                    0,
+                )
+            };
+            if n <= 0 {
+                return Err(Errno {
+                    call: "rbd_write2",
+                    code: if n == 0 { libc::EIO } else { -(n as c_int) },
+                });
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Waits until what was written is stable (`rbd_flush`).
+    #[allow(unsafe_code)]
+    pub fn flush(&self) -> Result<(), Errno> {
+        // SAFETY: open image.
+        Errno::check("rbd_flush", unsafe { ffi::rbd_flush(self.raw) }).map(drop)
+    }
+
     /// Bytes allocated in the image itself (not its parent), per whole object: `rbd du`.
     pub fn used_bytes(&self) -> Result<u64, Errno> {
         Ok(self

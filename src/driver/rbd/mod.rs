@@ -598,6 +598,15 @@ impl VolumeDriver for RbdDriver {
         self.verify_image(volume_id, against, bps_limit, progress)
     }
 
+    fn with_volume(
+        &self,
+        volume_id: &str,
+        write: bool,
+        f: &mut dyn FnMut(&dyn crate::driver::transfer::Writable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        self.with_volume_image(volume_id, write, f)
+    }
+
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {
         let pool = self.pool()?;
         let mut gone = vec![];

@@ -1,12 +1,15 @@
-//! `volume verify` on rbd: both sides read through librbd (a clone through its parent, a
-//! snapshot at its point in time), only where either side's diff shows data.
+//! `volume verify` on rbd, and a migration's reads and writes: both sides read through librbd
+//! (a clone through its parent, a snapshot at its point in time), only where either side's
+//! diff shows data.
 
 use super::RbdDriver;
 use super::image::{Image, Open};
+use crate::driver::transfer::Writable;
 use crate::driver::verify::{Against, Readable, VerifyReport, compare_for};
 use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
 
-/// An open image as a comparison reads it: zeros past its end.
+/// An open image as a comparison or a copy reads it (zeros past its end), and as a copy
+/// writes it.
 struct RbdReader<'a> {
     img: Image<'a>,
     size: u64,
@@ -33,7 +36,37 @@ impl Readable for RbdReader<'_> {
     }
 }
 
+impl Writable for RbdReader<'_> {
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
+        self.img.write_at(buf, off).map_err(|e| e.describe())
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        self.img.flush().map_err(|e| e.describe())
+    }
+}
+
 impl RbdDriver {
+    /// A volume's image open for a migration's copy: read-only (no watch, no lock) unless it
+    /// is the copy's target.
+    pub(super) fn with_volume_image(
+        &self,
+        volume_id: &str,
+        write: bool,
+        f: &mut dyn FnMut(&dyn Writable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let name = volume_image(volume_id);
+        let how = if write {
+            Open::Name(&name)
+        } else {
+            Open::ReadOnly(&name)
+        };
+        let img = self.open(&pool, "migrate", how, &name)?;
+        let size = img.size().map_err(|e| self.fail("migrate", &name, e))?;
+        f(&RbdReader { img, size })
+    }
+
     pub(super) fn verify_image(
         &self,
         volume_id: &str,

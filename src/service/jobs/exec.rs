@@ -73,7 +73,7 @@ pub enum Outcome {
 
 /// A failure inside a job body: the driver's, or the database's.
 #[derive(Debug)]
-enum Step {
+pub(super) enum Step {
     Driver(DriverError),
     Db(DbError),
 }
@@ -96,11 +96,13 @@ pub struct Ctx {
     pub job: JobRow,
     pub params: Params,
     pub progress: Arc<JobProgress>,
+    /// This process's services of every backend (a migration writes into another's storage).
+    pub peers: Arc<Vec<Arc<BackendService>>>,
 }
 
 impl Ctx {
     /// One blocking driver call, on the backend's storage pool, off the reactor.
-    async fn call<T, F>(&self, f: F) -> Result<T, DriverError>
+    pub(super) async fn call<T, F>(&self, f: F) -> Result<T, DriverError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn VolumeDriver, &dyn Progress) -> Result<T, DriverError> + Send + 'static,
@@ -118,7 +120,7 @@ impl Ctx {
             })?
     }
 
-    fn id(&self) -> String {
+    pub(super) fn id(&self) -> String {
         self.job.target_id.clone()
     }
 
@@ -143,6 +145,7 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         JobKind::SnapshotCreate => snapshot_create(ctx).await,
         JobKind::SnapshotDelete => snapshot_delete(ctx).await,
         JobKind::Verify => verify(ctx).await,
+        JobKind::Migrate => super::migrate::run(ctx).await,
         JobKind::Unknown => {
             return Outcome::Failed("unknown job kind (written by a newer ember?)".into());
         }
@@ -329,7 +332,7 @@ async fn verify(ctx: &Ctx) -> Result<(), Step> {
 /// Before a delete or an extend: refused while someone else has the volume open, unless the
 /// operator forced it (then the event says who was holding it). Returns those holders when
 /// forced.
-async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>, Step> {
+pub(super) async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>, Step> {
     let h = match ctx.svc.holders(&ctx.db, &ctx.id()).await {
         Ok(h) => h,
         // Gone already (a delete run again after a crash): nobody can hold it.
@@ -530,7 +533,7 @@ async fn snapshot_delete(ctx: &Ctx) -> Result<(), Step> {
 
 /// A snapshot made under `create --source` goes with its last clone, as Cinder's rbd driver
 /// removes `<dest>.clone_snap`.
-async fn collect_clone_snapshot(ctx: &Ctx, snap_id: &str) -> Result<(), Step> {
+pub(super) async fn collect_clone_snapshot(ctx: &Ctx, snap_id: &str) -> Result<(), Step> {
     let Some(s) = ctx.db.get_snapshot(snap_id).await? else {
         return Ok(());
     };

@@ -10,6 +10,7 @@
 
 mod create;
 pub mod exec;
+mod migrate;
 pub mod placement;
 pub mod recovery;
 pub mod request;
@@ -56,6 +57,12 @@ pub struct Params {
     /// `volume_copy_bps_limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bps_limit: Option<u64>,
+    /// `volume migrate --to`: the backend the volume moves to, and its owner there
+    /// (`host@backend` or `cluster@backend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_owner: Option<String>,
 }
 
 #[derive(Debug, Error)]

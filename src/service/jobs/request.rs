@@ -52,6 +52,11 @@ pub enum Request {
     SnapshotDelete {
         snapshot: String,
     },
+    /// Move a volume to another backend (`NAME`, `HOST@NAME` or `CLUSTER@NAME`).
+    Migrate {
+        volume: String,
+        to: String,
+    },
 }
 
 /// What was enqueued: the job, and the volume or snapshot as it now stands.
@@ -328,6 +333,9 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 source.as_deref(),
             )
             .await?
+        }
+        Request::Migrate { volume: key, to } => {
+            super::migrate::plan_migrate(db, cfg, key, to).await?
         }
         Request::Flatten { volume: key } => {
             let v = volume(db, key).await?;

@@ -42,7 +42,13 @@ pub struct Stops {
 
 /// Claims and starts jobs until `stops.claiming` is cancelled. Running jobs are tracked by
 /// `jobs` and handed back when `stops.hand_back` is cancelled.
-pub async fn job_loop(svc: Arc<BackendService>, db: Db, stops: Stops, jobs: TaskTracker) {
+pub async fn job_loop(
+    svc: Arc<BackendService>,
+    db: Db,
+    stops: Stops,
+    jobs: TaskTracker,
+    peers: Arc<Vec<Arc<BackendService>>>,
+) {
     let stop = stops.claiming.clone();
     let owners = [svc.host.as_str(), svc.owner.as_str()];
     loop {
@@ -65,6 +71,7 @@ pub async fn job_loop(svc: Arc<BackendService>, db: Db, stops: Stops, jobs: Task
                     job,
                     permit,
                     stops.hand_back.clone(),
+                    peers.clone(),
                 ));
             }
             Ok(None) => {
@@ -101,6 +108,7 @@ async fn run_job(
     job: JobRow,
     _permit: OwnedSemaphorePermit,
     stop: CancellationToken,
+    peers: Arc<Vec<Arc<BackendService>>>,
 ) {
     let params = match serde_json::from_str(&job.params) {
         Ok(p) => p,
@@ -134,6 +142,7 @@ async fn run_job(
         job: job.clone(),
         params,
         progress: progress.clone(),
+        peers,
     };
     let outcome = drive(&ctx, &db).await;
     svc.running

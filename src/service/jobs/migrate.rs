@@ -1,0 +1,239 @@
+//! `volume migrate VOL --to BACKEND`: a volume moved to another backend, keeping its id and
+//! name, as a host-assisted copy (Cinder's generic migration): the target image is made empty,
+//! the source is read as clients see it (a clone through its parent, so it arrives flat) and
+//! written where it holds data, both sides are read back and compared, and only then does the
+//! database say the volume is on the target; the source image is removed last.
+//!
+//! Crash safety without a checkpoint: before the switch, a run that finds the volume still on
+//! its source removes whatever partial copy an earlier run left and starts over; after it, a
+//! run that finds the volume on the target only removes what is left of the source. A cancel
+//! or failure before the switch removes the partial copy: the volume stays whole on its source.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::db::{Db, EventKind, JobKind};
+use crate::driver::transfer::{Copied, copy_verified};
+use crate::driver::{DriverError, NoProgress, human_size};
+use crate::service::BackendService;
+use crate::service::lifecycle::{End, settle};
+
+use super::exec::{Ctx, Step, check_holders, collect_clone_snapshot};
+use super::request::{Plan, asks_from, not_busy, status_is, volume};
+use super::{JobError, placement};
+
+/// Checks a migration and plans its job: run by the volume's own service, which must also
+/// serve the target backend (both are opened in one process for the copy).
+pub(super) async fn plan_migrate(
+    db: &Db,
+    cfg: &Config,
+    key: &str,
+    to: &str,
+) -> Result<Plan, JobError> {
+    let v = volume(db, key).await?;
+    status_is(&v, asks_from(JobKind::Migrate), "migrate")?;
+    let to_name = to.rsplit('@').next().unwrap_or(to);
+    if v.backend == to_name {
+        return Err(JobError::Refused(format!(
+            "volume {} ({}) is on backend {to_name} already",
+            v.name, v.id
+        )));
+    }
+    let snaps = db.snapshots_of(&v.id).await?;
+    if !snaps.is_empty() {
+        let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
+        return Err(JobError::Refused(format!(
+            "volume {} has {} snapshot(s) ({}): a copy between backends does not carry snapshots; delete them first (ember volume snapshot delete NAME)",
+            v.name,
+            snaps.len(),
+            names.join(", ")
+        )));
+    }
+    not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+    // Room on the target, by the same thin-provisioning rule as a new volume's placement.
+    let placed = placement::place(db, cfg, Some(to), v.size_bytes.max(0) as u64).await?;
+    let mut plan = Plan::new(
+        cfg,
+        JobKind::Migrate,
+        &v.id,
+        &v.backend,
+        v.host.as_deref(),
+        format!(
+            "migrate {} from {} to {}",
+            v.name, v.backend, placed.backend
+        ),
+    );
+    plan.params.to_backend = Some(placed.backend.clone());
+    plan.params.to_owner = Some(placed.owner.clone());
+    // The parent a clone leaves behind: collected after the move if nothing else reads it.
+    plan.params.snapshot_id = v.source_snapshot_id.clone();
+    if let Some(parent) = &v.source_snapshot_id {
+        let name = db
+            .get_snapshot(parent)
+            .await?
+            .map_or_else(|| parent.clone(), |s| s.name);
+        plan.placement = Some(format!(
+            "volume {} is a clone of snapshot {name} on {}: it is flattened on the way (the copy reads through its parent), and arrives on {} without one",
+            v.name, v.backend, placed.backend
+        ));
+    }
+    plan.guard(v.id.clone(), asks_from(JobKind::Migrate));
+    Ok(plan)
+}
+
+/// The job's body.
+pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let (Some(to), Some(to_owner)) = (ctx.params.to_backend.clone(), ctx.params.to_owner.clone())
+    else {
+        return Err(invalid(ctx, "no target backend in the job".into()));
+    };
+    let Some(v) = ctx.db.get_volume(&id).await? else {
+        return Err(invalid(ctx, format!("volume {id} is gone")));
+    };
+    let from = ctx.svc.name.clone();
+    if v.backend != to {
+        let target = peer(ctx, &to)?;
+        check_holders(ctx, "migrate").await?;
+        let copied = match copy(ctx, &target).await {
+            Ok(c) => c,
+            Err(e) => {
+                // A peer that took the job over may be copying into the target now.
+                if !ctx.progress.lost.is_cancelled() {
+                    remove_partial(ctx, &target).await;
+                }
+                return Err(e);
+            }
+        };
+        ctx.db.move_volume(&id, &to, &to_owner).await?;
+        let summary = format!(
+            "volume {} moved from {from} to {to}: {} copied ({} read where the source holds data, {} written), read back and compared equal",
+            v.name,
+            human_size(copied.size_bytes),
+            human_size(copied.read_bytes),
+            human_size(copied.written_bytes),
+        );
+        info!(job = %ctx.job.id, "{summary}");
+        ctx.db
+            .set_job_result(&ctx.job.id, ctx.job.claim_token, &summary)
+            .await?;
+        let _ = ctx
+            .db
+            .add_event(&crate::db::events::NewEvent {
+                actor: &ctx.job.requested_by,
+                host: Some(&ctx.svc.host),
+                kind: EventKind::VolumeMigrated,
+                target: Some(&id),
+                message: &summary,
+            })
+            .await;
+    }
+    // On the target now: what is left of the source goes.
+    let gone = id.clone();
+    match ctx.call(move |d, p| d.delete_volume(&gone, p)).await {
+        Ok(()) | Err(DriverError::NotFound { .. }) => {}
+        Err(e) => {
+            // The volume is whole on the target; the leftover is an orphan image for
+            // `volume reconcile`, named in the job's error.
+            warn!(job = %ctx.job.id, "source image left on {from}: {e}");
+            return Err(e.into());
+        }
+    }
+    if let Some(parent) = &ctx.params.snapshot_id {
+        collect_clone_snapshot(ctx, parent).await?;
+    }
+    settle(&ctx.db, JobKind::Migrate, End::Succeeded, &id, None).await?;
+    Ok(())
+}
+
+/// The target backend's service in this process.
+fn peer(ctx: &Ctx, to: &str) -> Result<Arc<BackendService>, Step> {
+    ctx.peers
+        .iter()
+        .find(|p| p.name == to)
+        .cloned()
+        .ok_or_else(|| {
+            Step::Driver(DriverError::Setup {
+                backend: ctx.svc.name.clone(),
+                op: "migrate",
+                cause: format!("backend {to} is not served by this ember process ({})", ctx.svc.host),
+                fix: format!(
+                    "add a [backends.{to}] section to this host's config (the copy opens both backends in one process), or run the job where both are served"
+                ),
+            })
+        })
+}
+
+/// A new empty image on the target (any partial one of an earlier run removed first), then
+/// the copy and its comparison, on the source's storage pool.
+async fn copy(ctx: &Ctx, target: &Arc<BackendService>) -> Result<Copied, Step> {
+    let (id, size) = (
+        ctx.id(),
+        ctx.db
+            .get_volume(&ctx.id())
+            .await?
+            .map_or(0, |v| v.size_bytes.max(0) as u64),
+    );
+    let dst = target.driver.clone();
+    let bps = match (
+        ctx.svc.cfg.volume_copy_bps_limit,
+        target.cfg.volume_copy_bps_limit,
+    ) {
+        (0, b) | (b, 0) => b,
+        (a, b) => a.min(b),
+    };
+    let backend = ctx.svc.name.clone();
+    let copied = ctx
+        .call(move |src, progress| {
+            match dst.delete_volume(&id, &NoProgress) {
+                Ok(()) | Err(DriverError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            dst.create_volume(&id, size)?;
+            let mut out = None;
+            src.with_volume(&id, false, &mut |r| {
+                dst.with_volume(&id, true, &mut |w| {
+                    let fail = |message: String| DriverError::Io {
+                        backend: backend.clone(),
+                        op: "migrate",
+                        message: format!("volume-{id}: {message}"),
+                    };
+                    out = Some(copy_verified(&backend, r, w, bps, progress, fail)?.0);
+                    Ok(())
+                })
+            })?;
+            out.ok_or_else(|| DriverError::Io {
+                backend: backend.clone(),
+                op: "migrate",
+                message: "the copy did not run".into(),
+            })
+        })
+        .await?;
+    Ok(copied)
+}
+
+/// After a failure or cancel before the switch: the partial copy goes, so the volume is
+/// whole on its source only. A failure to remove it is logged (reconcile will see an orphan).
+async fn remove_partial(ctx: &Ctx, target: &Arc<BackendService>) {
+    let (id, dst) = (ctx.id(), target.driver.clone());
+    let r = ctx
+        .svc
+        .pool
+        .run(move || dst.delete_volume(&id, &NoProgress))
+        .await;
+    match r {
+        Ok(Ok(())) | Ok(Err(DriverError::NotFound { .. })) => {}
+        Ok(Err(e)) => warn!(job = %ctx.job.id, "partial copy left on {}: {e}", target.name),
+        Err(e) => warn!(job = %ctx.job.id, "partial copy left on {}: {e}", target.name),
+    }
+}
+
+fn invalid(ctx: &Ctx, message: String) -> Step {
+    Step::Driver(DriverError::Invalid {
+        backend: ctx.svc.name.clone(),
+        op: "migrate",
+        message,
+    })
+}

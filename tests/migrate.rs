@@ -1,0 +1,407 @@
+//! `volume migrate`: a volume moved between backends through the real binary, its data read
+//! back from the storage and compared byte for byte with what it held before; random sizes,
+//! data layouts and moments of a cancel or a `kill -9` (seed printed; `EMBER_SEED` replays it).
+//! `EMBER_MIGRATE_ROUNDS` sets the cancel/kill rounds (4 by default: the short form in
+//! `.ci/run`; `scripts/faults.sh` runs more).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn seed() -> u64 {
+    let seed = std::env::var("EMBER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
+    seed
+}
+
+/// Random data in a file volume as a guest would leave it: runs of random bytes, runs of
+/// written zeros (allocated, all zero), holes, and often the very last bytes.
+fn scribble(rng: &mut StdRng, path: &Path, size: u64) {
+    for _ in 0..rng.random_range(1..10) {
+        let at = rng.random_range(0..size);
+        let len = rng.random_range(1..(3u64 << 20)).min(size - at) as usize;
+        let data: Vec<u8> = if rng.random_bool(0.2) {
+            vec![0; len]
+        } else {
+            (0..len).map(|_| rng.random()).collect()
+        };
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all_at(&data, at).unwrap();
+    }
+    if rng.random_bool(0.5) {
+        write_at(path, size - 1, 1, rng.random_range(1..=255));
+    }
+}
+
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+fn id_of(env: &Env, name: &str) -> String {
+    env.volume(name)["id"].as_str().unwrap().to_string()
+}
+
+const TWO_FILES: &str = "\
+[backends.file0]
+volume_driver = \"file\"
+
+[backends.file1]
+volume_driver = \"file\"
+";
+
+#[test]
+fn file_to_file_keeps_every_byte_and_every_hole() {
+    let seed = seed();
+    each_engine(|_, dir, url| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let env = Env::new(dir, url, TWO_FILES);
+        let _serve = env.serve();
+        for round in 0..4 {
+            let at = format!("seed {seed} round {round}");
+            // Sizes that are not a multiple of any block: the copy's last chunk is short.
+            let size = rng.random_range(1u64..(40 << 20)) | 1;
+            let name = format!("v{round}");
+            env.json(&[
+                "volume",
+                "create",
+                &name,
+                "--size",
+                &format!("{size}B"),
+                "--backend",
+                "file0",
+                "--wait",
+            ]);
+            let id = id_of(&env, &name);
+            let src = env.image("file0", &id);
+            scribble(&mut rng, &src, size);
+            let before = std::fs::read(&src).unwrap();
+            let before_alloc = allocated(&src);
+            let out = env.json(&["volume", "migrate", &name, "--to", "file1", "--wait"]);
+            assert_eq!(out["job"]["state"], "succeeded", "{at}: {out}");
+            let v = env.volume(&name);
+            assert_eq!(v["backend"], "file1", "{at}: {v}");
+            assert_eq!(v["status"], "available", "{at}: {v}");
+            assert_eq!(v["id"], id.as_str(), "{at}: the id is kept");
+            assert!(!src.exists(), "{at}: the source image is left on file0");
+            let dst = env.image("file1", &id);
+            let after = std::fs::read(&dst).unwrap();
+            assert_eq!(after.len(), before.len(), "{at}: size");
+            if let Some(i) = (0..before.len()).find(|&i| before[i] != after[i]) {
+                panic!("{at}: first difference at byte {i} of {size}");
+            }
+            // Holes stay holes, and written zeros become holes (64 KiB slack per run).
+            assert!(
+                allocated(&dst) <= before_alloc + (1 << 20),
+                "{at}: {} allocated on the target, {} on the source",
+                allocated(&dst),
+                before_alloc
+            );
+        }
+        let o = env.run(&["volume", "reconcile", "file1", "--json"]);
+        assert_eq!(json(&o), serde_json::json!([]), "seed {seed}: reconcile");
+    });
+}
+
+#[test]
+fn a_clone_arrives_flat_and_what_cannot_move_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(dir.path(), &url, TWO_FILES);
+    let _serve = env.serve();
+    env.json(&[
+        "volume",
+        "create",
+        "base",
+        "--size",
+        "8M",
+        "--backend",
+        "file0",
+        "--wait",
+    ]);
+    let base = id_of(&env, "base");
+    write_at(&env.image("file0", &base), 1 << 20, 3 << 20, 0x5a);
+    write_at(&env.image("file0", &base), (8 << 20) - 100, 100, 0xa5);
+    let snap = env.json(&[
+        "volume", "snapshot", "create", "s", "--volume", "base", "--wait",
+    ]);
+    let snap_id = snap["snapshot"]["id"].as_str().unwrap().to_string();
+    let parent = std::fs::read(env.file_dir("file0").join(format!("snapshot-{snap_id}"))).unwrap();
+    env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
+    let c = id_of(&env, "c");
+
+    // A volume with snapshots cannot carry them to another backend: refused, with the names.
+    let err = env.fails(&["volume", "migrate", "base", "--to", "file1"], 1);
+    assert!(err.contains("snapshot") && err.contains("s"), "{err}");
+    // The same backend, and a backend nobody configured.
+    let err = env.fails(&["volume", "migrate", "c", "--to", "file0"], 1);
+    assert!(err.contains("already"), "{err}");
+    let err = env.fails(&["volume", "migrate", "c", "--to", "nowhere"], 1);
+    assert!(err.contains("nowhere"), "{err}");
+
+    // The clone: said before it starts that it is flattened on the way.
+    let out = env.run(&["volume", "migrate", "c", "--to", "file1", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("flattened on the way"), "{said}");
+    let v = env.volume("c");
+    assert_eq!(v["backend"], "file1");
+    assert!(v["parent"].is_null(), "{v}");
+    assert_eq!(v["clone_depth"], 0, "{v}");
+    let moved = std::fs::read(env.image("file1", &c)).unwrap();
+    assert!(
+        moved == parent,
+        "the moved clone differs from its parent snapshot"
+    );
+    // Its parent stays, for the base volume.
+    let snaps = env.json(&["volume", "snapshot", "list"]);
+    let s = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "s")
+        .unwrap();
+    assert_eq!(s["status"], "available", "{s}");
+
+    // Open by someone else: the job refuses, and the volume stays whole where it was.
+    env.json(&[
+        "volume",
+        "create",
+        "busy",
+        "--size",
+        "4M",
+        "--backend",
+        "file0",
+        "--wait",
+    ]);
+    let busy = id_of(&env, "busy");
+    write_at(&env.image("file0", &busy), 0, 4 << 20, 0x11);
+    let holder = Opener::file(&env.image("file0", &busy));
+    let job = env.json(&["volume", "migrate", "busy", "--to", "file1"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let j = env.wait_job(&job, 60);
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(j["error"].as_str().unwrap().contains("open by"), "{j}");
+    drop(holder);
+    let v = env.volume("busy");
+    assert_eq!(
+        (v["backend"].as_str(), v["status"].as_str()),
+        (Some("file0"), Some("available"))
+    );
+    assert!(
+        !env.image("file1", &busy).exists(),
+        "a partial copy is left on file1"
+    );
+    assert_eq!(
+        read_at(&env.image("file0", &busy), 0, 4 << 20),
+        vec![0x11; 4 << 20]
+    );
+}
+
+/// Cancel or `kill -9` at a random moment of a throttled migration: the volume ends whole on
+/// exactly one side, with every byte, and nothing is left behind.
+#[test]
+fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
+    let seed = seed();
+    let rounds: usize = std::env::var("EMBER_MIGRATE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    // 16 MiB/s: a 24 MiB copy and its comparison take about 3 s.
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n\
+         [backends.file1]\nvolume_driver = \"file\"\n",
+    );
+    let mut serve = env.serve();
+    for round in 0..rounds {
+        let kill = rng.random_bool(0.5);
+        let delay = rng.random_range(0..3500u64);
+        let at = format!(
+            "seed {seed} round {round} ({} after {delay} ms)",
+            if kill { "kill -9" } else { "cancel" }
+        );
+        eprintln!("{at}");
+        let name = format!("m{round}");
+        let size = (24u64 << 20) + rng.random_range(0..(1u64 << 20));
+        env.json(&[
+            "volume",
+            "create",
+            &name,
+            "--size",
+            &format!("{size}B"),
+            "--backend",
+            "file0",
+            "--wait",
+        ]);
+        let id = id_of(&env, &name);
+        scribble(&mut rng, &env.image("file0", &id), size);
+        write_at(&env.image("file0", &id), 0, 20 << 20, 0x3c);
+        let before = std::fs::read(env.image("file0", &id)).unwrap();
+        let job = env.json(&["volume", "migrate", &name, "--to", "file1"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for("the migration to run", Duration::from_secs(30), || {
+            (env.job(&job)["state"] != "queued").then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(delay));
+        let was = env.job(&job);
+        eprintln!(
+            "{at}: at {} of {} bytes ({})",
+            was["bytes_done"], was["bytes_total"], was["state"]
+        );
+        if kill {
+            serve.signal("KILL");
+            serve.wait(Duration::from_secs(10));
+            serve = env.serve();
+        } else {
+            let _ = env.run(&["job", "cancel", &job]);
+        }
+        let end = env.wait_job(&job, 120);
+        eprintln!("{at}: the job {}", end["state"]);
+        let v = env.volume(&name);
+        assert_eq!(v["status"], "available", "{at}: {v}");
+        let (on, off) = match end["state"].as_str() {
+            Some("succeeded") => ("file1", "file0"),
+            Some("cancelled") if !kill => ("file0", "file1"),
+            other => panic!("{at}: the job ended {other:?}: {end}"),
+        };
+        assert_eq!(v["backend"], on, "{at}: {v}");
+        assert!(
+            !env.image(off, &id).exists(),
+            "{at}: an image is left on {off}"
+        );
+        let after = std::fs::read(env.image(on, &id)).unwrap();
+        if let Some(i) = (0..before.len()).find(|&i| before.get(i) != after.get(i)) {
+            panic!("{at}: on {on}, first difference at byte {i}");
+        }
+        for b in ["file0", "file1"] {
+            let o = env.run(&["volume", "reconcile", b, "--json"]);
+            assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
+        }
+    }
+}
+
+/// rbd pool to rbd pool, rbd to file and back, on a throwaway cluster: compared with
+/// `rbd export` of the source before the move.
+#[test]
+fn rbd_pools_and_file_in_every_direction() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    ceph.ceph(&[
+        "osd",
+        "pool",
+        "create",
+        "volumes2",
+        "8",
+        "8",
+        "replicated",
+        "--size",
+        "1",
+    ]);
+    ceph.rbd(&["pool", "init", "volumes2"]);
+    ceph.ceph(&[
+        "auth",
+        "caps",
+        "client.cinder",
+        "mon",
+        "profile rbd",
+        "osd",
+        "profile rbd pool=volumes, profile rbd pool=volumes2",
+    ]);
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let rbd1 = ceph
+        .backend("rbd1", "")
+        .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"");
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &format!(
+            "{}{rbd1}[backends.file0]\nvolume_driver = \"file\"\n",
+            ceph.backend("rbd0", "")
+        ),
+    );
+    let _serve = env.serve();
+    let size = (16u64 << 20) + rng.random_range(0..(1u64 << 20)) * 512;
+    env.json(&[
+        "volume",
+        "create",
+        "r",
+        "--size",
+        &format!("{size}B"),
+        "--backend",
+        "rbd0",
+        "--wait",
+    ]);
+    let id = id_of(&env, "r");
+    // Random data at random places, written through rbd as a client would.
+    let img = dir.path().join("data.img");
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    scribble(&mut rng, &img, size);
+    ceph.rbd(&["rm", &format!("volumes/volume-{id}")]);
+    ceph.rbd(&[
+        "import",
+        img.to_str().unwrap(),
+        &format!("volumes/volume-{id}"),
+    ]);
+    let before = std::fs::read(&img).unwrap();
+    let export = |spec: &str| {
+        let out = dir.path().join("export.img");
+        let _ = std::fs::remove_file(&out);
+        ceph.rbd(&["export", spec, out.to_str().unwrap()]);
+        std::fs::read(&out).unwrap()
+    };
+    assert!(export(&format!("volumes/volume-{id}")) == before);
+    let gone = |pool: &str| {
+        !Command::new("rbd")
+            .arg("-c")
+            .arg(&ceph.conf)
+            .args(["info", &format!("{pool}/volume-{id}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for (to, check) in [("rbd1", "volumes2"), ("file0", ""), ("rbd0", "volumes")] {
+        let at = format!("seed {seed}: to {to}");
+        let out = env.json(&["volume", "migrate", "r", "--to", to, "--wait"]);
+        assert_eq!(out["job"]["state"], "succeeded", "{at}: {out}");
+        assert_eq!(env.volume("r")["backend"], to, "{at}");
+        let now = if check.is_empty() {
+            std::fs::read(env.image("file0", &id)).unwrap()
+        } else {
+            export(&format!("{check}/volume-{id}"))
+        };
+        assert!(
+            now.len() == before.len() && now == before,
+            "{at}: the data differs"
+        );
+        match to {
+            "rbd1" => assert!(gone("volumes"), "{at}: left in volumes"),
+            "file0" => assert!(gone("volumes2"), "{at}: left in volumes2"),
+            _ => assert!(!env.image("file0", &id).exists(), "{at}: left on file0"),
+        }
+    }
+}
