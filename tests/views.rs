@@ -63,6 +63,32 @@ fn volume_detail_filter_help_and_prompts() {
     let mut a = app(View::Jobs);
     a.handle_key(key('?'));
     insta::assert_snapshot!("jobs_help_80x24", render(&a, 80, 24));
+
+    // Migrate: prefilled with another backend than the volume's, sent as typed.
+    let mut a = app(View::Volumes);
+    a.selected = [0; 8];
+    let v = a.selected_volume().unwrap().clone();
+    a.handle_key(key('m'));
+    let Mode::Prompt(p) = &a.mode else {
+        panic!("m opens no prompt")
+    };
+    let offered = p.fields[0].1.clone();
+    assert!(!offered.is_empty() && offered != *v.backend, "{offered}");
+    let shown = render(&a, 120, 40);
+    assert!(
+        shown.contains("Migrate") && shown.contains("arrives flat"),
+        "{shown}"
+    );
+    let sent = a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        sent,
+        Some(ember::tui::state::Command::Submit(
+            ember::service::jobs::Request::Migrate {
+                volume: v.id.to_string(),
+                to: offered,
+            }
+        ))
+    );
 }
 
 /// What the storage said of the selected volume: a guest's client and ember's own job.

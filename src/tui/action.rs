@@ -45,6 +45,8 @@ pub enum Action {
     Verify,
     Extend,
     Delete,
+    /// Move the selected volume to another backend (a job: copy, compare, switch).
+    Migrate,
     CancelJob,
     /// Jobs view: queue a failed or cancelled job again.
     RetryJob,
@@ -99,6 +101,7 @@ impl Action {
             Verify,
             Extend,
             Delete,
+            Migrate,
             CancelJob,
             RetryJob,
             ResetState,

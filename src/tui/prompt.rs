@@ -53,6 +53,9 @@ pub enum PromptKind {
     Verify {
         volume: String,
     },
+    Migrate {
+        volume: String,
+    },
     CancelJob {
         job: String,
     },
@@ -111,6 +114,16 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
             against: Some(f(0)).filter(|s| !s.is_empty()),
             bps_limit: None,
         },
+        PromptKind::Migrate { volume } => {
+            let to = f(0);
+            if to.is_empty() {
+                return Err("name the backend to move it to".into());
+            }
+            Request::Migrate {
+                volume: volume.clone(),
+                to,
+            }
+        }
         PromptKind::Extend { volume } => Request::Extend {
             volume: volume.clone(),
             size: size(&f(0))?,

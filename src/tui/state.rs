@@ -508,6 +508,7 @@ impl App {
             | Action::Extend
             | Action::Delete
             | Action::Verify
+            | Action::Migrate
             | Action::Flatten => {
                 let Some(v) = self.selected_volume().cloned() else {
                     self.toast = Some(("no volume selected".into(), true));
@@ -539,6 +540,26 @@ impl App {
                         &[("new size", "")],
                     ),
                     Action::Delete => self.ask_delete(&v),
+                    Action::Migrate => {
+                        // Prefilled with the first other backend, as the usual target.
+                        let other = self
+                            .snap
+                            .backends
+                            .iter()
+                            .map(|b| b.name.clone())
+                            .find(|b| **b != *v.backend)
+                            .unwrap_or_default();
+                        self.ask(
+                            PromptKind::Migrate {
+                                volume: v.id.to_string(),
+                            },
+                            format!(
+                                "Migrate {} from {}: copy, compare, switch",
+                                v.name, v.backend
+                            ),
+                            &[("to backend (a clone arrives flat)", &other)],
+                        )
+                    }
                     Action::Verify => self.ask(
                         PromptKind::Verify {
                             volume: v.id.to_string(),
