@@ -175,7 +175,7 @@ pub enum BenchCmd {
         #[arg(long, value_parser = size, default_value = "512M")]
         data: u64,
     },
-    /// File-to-file migration of a volume with data (copy, read back, compare) vs
+    /// File-to-file migration of a volume with data (copy, read back, check) vs
     /// `cp --sparse=always` + sync, and + cmp
     Migrate {
         /// Where to put the test files (a filesystem like the backends')

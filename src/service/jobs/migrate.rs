@@ -1,8 +1,9 @@
 //! `volume migrate VOL --to BACKEND`: a volume moved to another backend, keeping its id and
 //! name, as a host-assisted copy (Cinder's generic migration): the target image is made empty,
 //! the source is read as clients see it (a clone through its parent, so it arrives flat) and
-//! written where it holds data, both sides are read back and compared, and only then does the
-//! database say the volume is on the target; the source image is removed last.
+//! written where it holds data, the target is read back and checked against what was read, and
+//! only then does the database say the volume is on the target; the source image is removed
+//! last.
 //!
 //! Crash safety without a checkpoint: before the switch, a run that finds the volume still on
 //! its source removes whatever partial copy an earlier run left and starts over; after it, a
@@ -109,7 +110,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
         };
         ctx.db.move_volume(&id, &to, &to_owner).await?;
         let summary = format!(
-            "volume {} moved from {from} to {to}: {} copied ({} read where the source holds data, {} written), read back and compared equal",
+            "volume {} moved from {from} to {to}: {} copied ({} read where the source holds data, {} written), read back and checked",
             v.name,
             human_size(copied.size_bytes),
             human_size(copied.read_bytes),
