@@ -53,6 +53,22 @@ fn id_of(env: &Env, name: &str) -> String {
     env.volume(name)["id"].as_str().unwrap().to_string()
 }
 
+/// A new volume of exactly `size` bytes on `backend`; returns its id.
+fn create(env: &Env, name: &str, size: u64, backend: &str) -> String {
+    let size = format!("{size}B");
+    env.json(&[
+        "volume",
+        "create",
+        name,
+        "--size",
+        &size,
+        "--backend",
+        backend,
+        "--wait",
+    ]);
+    id_of(env, name)
+}
+
 const TWO_FILES: &str = "\
 [backends.file0]
 volume_driver = \"file\"
@@ -73,17 +89,7 @@ fn file_to_file_keeps_every_byte_and_every_hole() {
             // Sizes that are not a multiple of any block: the copy's last chunk is short.
             let size = rng.random_range(1u64..(40 << 20)) | 1;
             let name = format!("v{round}");
-            env.json(&[
-                "volume",
-                "create",
-                &name,
-                "--size",
-                &format!("{size}B"),
-                "--backend",
-                "file0",
-                "--wait",
-            ]);
-            let id = id_of(&env, &name);
+            let id = create(&env, &name, size, "file0");
             let src = env.image("file0", &id);
             scribble(&mut rng, &src, size);
             let before = std::fs::read(&src).unwrap();
@@ -120,17 +126,7 @@ fn a_clone_arrives_flat_and_what_cannot_move_is_refused() {
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
     let env = Env::new(dir.path(), &url, TWO_FILES);
     let _serve = env.serve();
-    env.json(&[
-        "volume",
-        "create",
-        "base",
-        "--size",
-        "8M",
-        "--backend",
-        "file0",
-        "--wait",
-    ]);
-    let base = id_of(&env, "base");
+    let base = create(&env, "base", 8 << 20, "file0");
     write_at(&env.image("file0", &base), 1 << 20, 3 << 20, 0x5a);
     write_at(&env.image("file0", &base), (8 << 20) - 100, 100, 0xa5);
     let snap = env.json(&[
@@ -175,17 +171,7 @@ fn a_clone_arrives_flat_and_what_cannot_move_is_refused() {
     assert_eq!(s["status"], "available", "{s}");
 
     // Open by someone else: the job refuses, and the volume stays whole where it was.
-    env.json(&[
-        "volume",
-        "create",
-        "busy",
-        "--size",
-        "4M",
-        "--backend",
-        "file0",
-        "--wait",
-    ]);
-    let busy = id_of(&env, "busy");
+    let busy = create(&env, "busy", 4 << 20, "file0");
     write_at(&env.image("file0", &busy), 0, 4 << 20, 0x11);
     let holder = Opener::file(&env.image("file0", &busy));
     let job = env.json(&["volume", "migrate", "busy", "--to", "file1"])["job_id"]
@@ -241,17 +227,7 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
         eprintln!("{at}");
         let name = format!("m{round}");
         let size = (24u64 << 20) + rng.random_range(0..(1u64 << 20));
-        env.json(&[
-            "volume",
-            "create",
-            &name,
-            "--size",
-            &format!("{size}B"),
-            "--backend",
-            "file0",
-            "--wait",
-        ]);
-        let id = id_of(&env, &name);
+        let id = create(&env, &name, size, "file0");
         scribble(&mut rng, &env.image("file0", &id), size);
         write_at(&env.image("file0", &id), 0, 20 << 20, 0x3c);
         let before = std::fs::read(env.image("file0", &id)).unwrap();
@@ -345,17 +321,7 @@ fn rbd_pools_and_file_in_every_direction() {
     );
     let _serve = env.serve();
     let size = (16u64 << 20) + rng.random_range(0..(1u64 << 20)) * 512;
-    env.json(&[
-        "volume",
-        "create",
-        "r",
-        "--size",
-        &format!("{size}B"),
-        "--backend",
-        "rbd0",
-        "--wait",
-    ]);
-    let id = id_of(&env, "r");
+    let id = create(&env, "r", size, "rbd0");
     // Random data at random places, written through rbd as a client would.
     let img = dir.path().join("data.img");
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();

@@ -124,6 +124,30 @@ impl Ctx {
         self.job.target_id.clone()
     }
 
+    /// What the job found or did, for an operator: logged, kept as the job's `result`, and
+    /// written to the audit log as `kind` on the job's target.
+    pub(super) async fn found(
+        &self,
+        kind: crate::db::EventKind,
+        summary: &str,
+    ) -> Result<(), DbError> {
+        info!(job = %self.job.id, "{summary}");
+        self.db
+            .set_job_result(&self.job.id, self.job.claim_token, summary)
+            .await?;
+        let _ = self
+            .db
+            .add_event(&crate::db::events::NewEvent {
+                actor: &self.job.requested_by,
+                host: Some(&self.svc.host),
+                kind,
+                target: Some(&self.id()),
+                message: summary,
+            })
+            .await;
+        Ok(())
+    }
+
     /// The lifecycle's end of a `kind` job that succeeded, for its target `id`.
     async fn succeeded(&self, kind: JobKind, id: &str) -> Result<(), DbError> {
         settle(&self.db, kind, End::Succeeded, id, None)
@@ -301,20 +325,8 @@ async fn verify(ctx: &Ctx) -> Result<(), Step> {
         &format!("snapshot {}", name(&snap)),
     );
     if report.identical() {
-        info!(job = %ctx.job.id, "{summary}");
-        ctx.db
-            .set_job_result(&ctx.job.id, ctx.job.claim_token, &summary)
+        ctx.found(crate::db::EventKind::VolumeVerified, &summary)
             .await?;
-        let _ = ctx
-            .db
-            .add_event(&crate::db::events::NewEvent {
-                actor: &ctx.job.requested_by,
-                host: Some(&ctx.svc.host),
-                kind: crate::db::EventKind::VolumeVerified,
-                target: Some(&ctx.id()),
-                message: &summary,
-            })
-            .await;
         return Ok(());
     }
     let ranges: Vec<String> = report

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::Config;
 use crate::db::{Db, EventKind, JobKind};
@@ -116,20 +116,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
             human_size(copied.read_bytes),
             human_size(copied.written_bytes),
         );
-        info!(job = %ctx.job.id, "{summary}");
-        ctx.db
-            .set_job_result(&ctx.job.id, ctx.job.claim_token, &summary)
-            .await?;
-        let _ = ctx
-            .db
-            .add_event(&crate::db::events::NewEvent {
-                actor: &ctx.job.requested_by,
-                host: Some(&ctx.svc.host),
-                kind: EventKind::VolumeMigrated,
-                target: Some(&id),
-                message: &summary,
-            })
-            .await;
+        ctx.found(EventKind::VolumeMigrated, &summary).await?;
     }
     // On the target now: what is left of the source goes.
     let gone = id.clone();
