@@ -371,3 +371,186 @@ fn rbd_pools_and_file_in_every_direction() {
         }
     }
 }
+
+/// Two pools of one cluster: librbd's live migration, snapshots and parent kept; then a
+/// cancel or a `kill -9` at a random moment of one, and the volume whole on exactly one side.
+#[test]
+fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    ceph.ceph(&[
+        "osd",
+        "pool",
+        "create",
+        "volumes2",
+        "8",
+        "8",
+        "replicated",
+        "--size",
+        "1",
+    ]);
+    ceph.rbd(&["pool", "init", "volumes2"]);
+    ceph.ceph(&[
+        "auth",
+        "caps",
+        "client.cinder",
+        "mon",
+        "profile rbd",
+        "osd",
+        "profile rbd pool=volumes, profile rbd pool=volumes2",
+    ]);
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let rbd1 = ceph
+        .backend("rbd1", "")
+        .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"");
+    // 64 MiB/s on the source: a 192 MiB migration takes about 3 s, long enough to be hit.
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &format!(
+            "{}{rbd1}",
+            ceph.backend("rbd0", "volume_copy_bps_limit = 67108864")
+        ),
+    );
+    let mut serve = env.serve();
+    let export = |spec: &str| {
+        let out = dir.path().join("export.img");
+        let _ = std::fs::remove_file(&out);
+        ceph.rbd(&["export", spec, out.to_str().unwrap()]);
+        std::fs::read(&out).unwrap()
+    };
+    let exists = |spec: &str| {
+        Command::new("rbd")
+            .arg("-c")
+            .arg(&ceph.conf)
+            .args(["info", spec])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // Random data through rbd, a snapshot of it, then more data on the volume.
+    let import = |id: &str, size: u64, rng: &mut StdRng| {
+        let img = dir.path().join("data.img");
+        let _ = std::fs::remove_file(&img);
+        std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+        scribble(rng, &img, size);
+        ceph.rbd(&["rm", &format!("volumes/volume-{id}")]);
+        ceph.rbd(&[
+            "import",
+            img.to_str().unwrap(),
+            &format!("volumes/volume-{id}"),
+        ]);
+        std::fs::read(&img).unwrap()
+    };
+    let size = (24u64 << 20) + rng.random_range(0..(1u64 << 20)) * 512;
+    let id = create(&env, "l", size, "rbd0");
+    let at_snap = import(&id, size, &mut rng);
+    let snap = env.json(&[
+        "volume", "snapshot", "create", "ls", "--volume", "l", "--wait",
+    ]);
+    let sid = snap["snapshot"]["id"].as_str().unwrap().to_string();
+    ceph.rbd(&[
+        "bench",
+        "--io-type",
+        "write",
+        "--io-size",
+        "64K",
+        "--io-pattern",
+        "rand",
+        "--io-total",
+        "4M",
+        &format!("volumes/volume-{id}"),
+    ]);
+    let head = export(&format!("volumes/volume-{id}"));
+    let out = env.run(&["volume", "migrate", "l", "--to", "rbd1", "--wait"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "seed {seed}: {said}");
+    assert!(said.contains("live migration"), "{said}");
+    assert_eq!(env.volume("l")["backend"], "rbd1");
+    assert!(
+        export(&format!("volumes2/volume-{id}")) == head,
+        "seed {seed}: head differs"
+    );
+    assert!(
+        export(&format!("volumes2/volume-{id}@snapshot-{sid}")) == at_snap,
+        "seed {seed}: the snapshot differs"
+    );
+    assert!(!exists(&format!("volumes/volume-{id}")), "left in volumes");
+    let snaps = env.json(&["volume", "snapshot", "list"]);
+    let s = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ls")
+        .unwrap();
+    assert_eq!(s["backend"], "rbd1", "{s}");
+    for b in ["rbd0", "rbd1"] {
+        let o = env.run(&["volume", "reconcile", b, "--json"]);
+        assert_eq!(
+            json(&o),
+            serde_json::json!([]),
+            "seed {seed}: reconcile {b}"
+        );
+    }
+
+    // Cancel or kill -9 at a random moment of a larger one.
+    for round in 0..2 {
+        let kill = round == 1 || rng.random_bool(0.5);
+        let delay = rng.random_range(0..3000u64);
+        let at = format!(
+            "seed {seed} live round {round} ({} after {delay} ms)",
+            if kill { "kill -9" } else { "cancel" }
+        );
+        let name = format!("big{round}");
+        let size = 192u64 << 20;
+        let id = create(&env, &name, size, "rbd0");
+        let before = import(&id, size, &mut rng);
+        let job = env.json(&["volume", "migrate", &name, "--to", "rbd1"])["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for("the migration to run", Duration::from_secs(30), || {
+            (env.job(&job)["state"] != "queued").then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(delay));
+        let was = env.job(&job);
+        eprintln!(
+            "{at}: at {} of {} bytes ({})",
+            was["bytes_done"], was["bytes_total"], was["state"]
+        );
+        if kill {
+            serve.signal("KILL");
+            serve.wait(Duration::from_secs(10));
+            serve = env.serve();
+        } else {
+            let _ = env.run(&["job", "cancel", &job]);
+        }
+        let end = env.wait_job(&job, 180);
+        eprintln!("{at}: the job {}", end["state"]);
+        let v = env.volume(&name);
+        assert_eq!(v["status"], "available", "{at}: {v}");
+        let (on, off) = match end["state"].as_str() {
+            Some("succeeded") => ("volumes2", "volumes"),
+            Some("cancelled") if !kill => ("volumes", "volumes2"),
+            other => panic!("{at}: the job ended {other:?}: {end}"),
+        };
+        assert_eq!(
+            v["backend"],
+            if on == "volumes" { "rbd0" } else { "rbd1" },
+            "{at}"
+        );
+        assert!(
+            !exists(&format!("{off}/volume-{id}")),
+            "{at}: left in {off}"
+        );
+        assert!(
+            export(&format!("{on}/volume-{id}")) == before,
+            "{at}: data differs"
+        );
+    }
+}

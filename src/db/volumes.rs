@@ -301,12 +301,44 @@ impl Db {
         .await
     }
 
-    /// A migration's switch: the volume is now on `backend`, owned by `owner`, flat (its copy
-    /// was read through any parent), in one statement so a crash leaves it on one side.
-    pub async fn move_volume(&self, id: &str, backend: &str, owner: &str) -> Result<(), DbError> {
+    /// A migration's switch: the volume is now on `backend`, owned by `owner`, in one
+    /// statement so a crash leaves it on one side. A copy made it flat (it was read through
+    /// any parent): `flat` drops its parent. A live migration kept parent and snapshots: the
+    /// snapshots' rows move with it (first, so a crash between the two is finished by the
+    /// job's next run, which finds the volume not yet moved).
+    pub async fn move_volume(
+        &self,
+        id: &str,
+        backend: &str,
+        owner: &str,
+        flat: bool,
+    ) -> Result<(), DbError> {
+        if !flat {
+            let sql = format!(
+                "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
+                 WHERE volume_id = $4 AND deleted_at IS NULL{}",
+                self.fence_sql(5)
+            );
+            self.write("move snapshots", || async {
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(backend.to_string())
+                    .bind(owner.to_string())
+                    .bind(now_ms())
+                    .bind(id.to_string());
+                self.bind_fence(query)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("move snapshots"))
+            })
+            .await?;
+        }
+        let layering = if flat {
+            ", source_snapshot_id = NULL, clone_depth = 0, flattened_from = NULL"
+        } else {
+            ""
+        };
         let sql = format!(
-            "UPDATE volumes SET backend = $1, host = $2, source_snapshot_id = NULL, \
-             clone_depth = 0, flattened_from = NULL, updated_at = $3 WHERE id = $4{}",
+            "UPDATE volumes SET backend = $1, host = $2{layering}, updated_at = $3 WHERE id = $4{}",
             self.fence_sql(5)
         );
         let r = self

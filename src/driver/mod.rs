@@ -269,6 +269,22 @@ pub trait Progress: Send + Sync {
     fn storage_client(&self, _address: &str) -> bool {
         true
     }
+
+    /// When `update` said stop: whether what was started should be undone (an operator's
+    /// cancel), rather than left for the next run to carry on (the service stopping, the job
+    /// taken over by a peer). A live migration aborts only on the former.
+    fn undo_on_stop(&self) -> bool {
+        true
+    }
+}
+
+/// Where a live migration could move an image: a backend's storage cluster and pool (rbd:
+/// the cluster's fsid). Two backends with the same cluster can move images without a copy
+/// through this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTarget {
+    pub cluster: String,
+    pub pool: String,
 }
 
 /// For calls nobody watches.
@@ -356,6 +372,29 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
             backend: self.backend().to_string(),
             op: "migrate",
             message: "this backend cannot read or write its images directly".into(),
+        })
+    }
+    /// This backend's cluster and pool, when its storage can move images into it live (rbd);
+    /// None when it cannot, or its cluster does not answer now.
+    fn live_target(&self) -> Option<LiveTarget> {
+        None
+    }
+    /// Whether a live migration of the volume's image is under way (an earlier run's).
+    fn live_migration(&self, _volume_id: &str) -> Result<bool, DriverError> {
+        Ok(false)
+    }
+    /// Moves the volume's image into `to` within the same cluster, resuming whatever an
+    /// earlier run began; the image keeps its snapshots and parent.
+    fn live_migrate(
+        &self,
+        _volume_id: &str,
+        _to: &LiveTarget,
+        _progress: &dyn Progress,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Invalid {
+            backend: self.backend().to_string(),
+            op: "migrate",
+            message: "this backend cannot move images live".into(),
         })
     }
     /// Removes deferred-deleted images that nothing depends on any more; returns their names.

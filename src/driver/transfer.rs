@@ -124,6 +124,10 @@ impl Progress for Phase<'_> {
     fn storage_client(&self, address: &str) -> bool {
         self.inner.storage_client(address)
     }
+
+    fn undo_on_stop(&self) -> bool {
+        self.inner.undo_on_stop()
+    }
 }
 
 /// Copies `src` into `dst` (an empty image at least as large), at most `bps_limit` bytes a

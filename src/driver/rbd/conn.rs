@@ -218,6 +218,21 @@ impl Cluster {
         Ok(addr)
     }
 
+    /// The cluster's fsid: two backends on the same cluster (whatever their conf files say)
+    /// can move images between their pools with librbd's live migration.
+    #[allow(unsafe_code)]
+    pub fn fsid(&self) -> Result<String, Errno> {
+        let mut buf = [0u8; 64];
+        // SAFETY: connected handle; librados writes at most buf.len() bytes, NUL-terminated.
+        let n = unsafe {
+            ceph::rados::rados_cluster_fsid(self.handle, buf.as_mut_ptr().cast(), buf.len())
+        };
+        let n = Errno::check("rados_cluster_fsid", n)? as usize;
+        Ok(String::from_utf8_lossy(&buf[..n.min(buf.len())])
+            .trim_end_matches('\0')
+            .to_string())
+    }
+
     /// `ceph osd blocklist add ADDR EXPIRE`: the OSDs refuse that client's operations from now
     /// on. Needs the `osd blocklist` monitor capability (`profile rbd` has it).
     #[allow(unsafe_code)]
@@ -268,6 +283,11 @@ impl Pool {
 
     pub fn cluster(&self) -> &Cluster {
         &self._cluster
+    }
+
+    /// Another pool of the same cluster, on the same client (a live migration's target).
+    pub fn sibling(&self, pool: &str) -> Result<Pool, Errno> {
+        self._cluster.open_pool(pool)
     }
 }
 

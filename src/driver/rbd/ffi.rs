@@ -24,6 +24,27 @@ pub const FEATURE_FAST_DIFF: u64 = 1 << 4;
 /// `RBD_FLAG_OBJECT_MAP_INVALID`: librbd does not trust the map (a rebuild clears it).
 pub const FLAG_OBJECT_MAP_INVALID: u64 = 1;
 
+/// `rbd_image_migration_state_t`.
+pub const MIGRATION_PREPARED: c_int = 2;
+pub const MIGRATION_EXECUTING: c_int = 3;
+pub const MIGRATION_EXECUTED: c_int = 4;
+
+/// `rbd_image_migration_status_t`: strings owned by librbd until
+/// `rbd_migration_status_cleanup`.
+#[repr(C)]
+pub struct MigrationStatus {
+    pub source_pool_id: i64,
+    pub source_pool_namespace: *mut c_char,
+    pub source_image_name: *mut c_char,
+    pub source_image_id: *mut c_char,
+    pub dest_pool_id: i64,
+    pub dest_pool_namespace: *mut c_char,
+    pub dest_image_name: *mut c_char,
+    pub dest_image_id: *mut c_char,
+    pub state: c_int,
+    pub state_description: *mut c_char,
+}
+
 #[repr(C)]
 pub struct ImageSpec {
     pub id: *mut c_char,
@@ -211,6 +232,43 @@ unsafe extern "C" {
         cb: DiffFn,
         arg: *mut c_void,
     ) -> c_int;
+
+    // Live migration (librbd.h, Pacific): prepare links the two images, execute copies with
+    // progress, commit removes the source, abort rolls back.
+    pub fn rbd_image_options_create(opts: *mut *mut c_void);
+    pub fn rbd_image_options_destroy(opts: *mut c_void);
+    pub fn rbd_migration_prepare(
+        io: rados_ioctx_t,
+        image_name: *const c_char,
+        dest_io: rados_ioctx_t,
+        dest_image_name: *const c_char,
+        opts: *mut c_void,
+    ) -> c_int;
+    pub fn rbd_migration_execute_with_progress(
+        io: rados_ioctx_t,
+        image_name: *const c_char,
+        cb: ProgressFn,
+        arg: *mut c_void,
+    ) -> c_int;
+    pub fn rbd_migration_commit_with_progress(
+        io: rados_ioctx_t,
+        image_name: *const c_char,
+        cb: ProgressFn,
+        arg: *mut c_void,
+    ) -> c_int;
+    pub fn rbd_migration_abort_with_progress(
+        io: rados_ioctx_t,
+        image_name: *const c_char,
+        cb: ProgressFn,
+        arg: *mut c_void,
+    ) -> c_int;
+    pub fn rbd_migration_status(
+        io: rados_ioctx_t,
+        image_name: *const c_char,
+        status: *mut MigrationStatus,
+        status_size: usize,
+    ) -> c_int;
+    pub fn rbd_migration_status_cleanup(status: *mut MigrationStatus);
 
     // librados (the `ceph` crate binds only the deprecated `rados_blacklist_add`).
     /// This client's addresses (`v2:10.0.0.5:0/123456`), `strdup`ed: freed with `free`.

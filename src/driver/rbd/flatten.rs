@@ -46,28 +46,7 @@ impl RbdDriver {
         bps: u64,
         progress: &dyn Progress,
     ) -> Result<(), DriverError> {
-        let shared = bps == 0
-            || self
-                .pace_on_shared
-                .load(std::sync::atomic::Ordering::SeqCst);
-        let pool = if shared {
-            self.pool()?
-        } else {
-            let own = self.own_pool()?;
-            let address = own
-                .cluster()
-                .address()
-                .map_err(|e| self.fail("flatten", "its own client", e))?;
-            if !progress.storage_client(&address) {
-                return Err(self.io(
-                    "flatten",
-                    format!(
-                        "its own storage client {address} could not be recorded in the job (for fencing): not started"
-                    ),
-                ));
-            }
-            own
-        };
+        let pool = self.paced_pool("flatten", bps, progress)?;
         let name = volume_image(volume_id);
         let img =
             Image::open(&pool, Open::Name(&name)).map_err(|e| self.fail("flatten", &name, e))?;
@@ -89,6 +68,37 @@ impl RbdDriver {
         // Already flat (a re-run after a crash) or just flattened: a map left untrusted, by
         // this run or by one killed after distrusting it, is rebuilt.
         self.trust_object_map(&img, &name, progress)
+    }
+
+    /// The client a call paced at `bps` runs on: the shared one when unpaced, else one of
+    /// its own, recorded in the job (for fencing) before anything is written with it.
+    pub(super) fn paced_pool(
+        &self,
+        op: &'static str,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<std::sync::Arc<super::conn::Pool>, DriverError> {
+        let shared = bps == 0
+            || self
+                .pace_on_shared
+                .load(std::sync::atomic::Ordering::SeqCst);
+        if shared {
+            return self.pool();
+        }
+        let own = self.own_pool()?;
+        let address = own
+            .cluster()
+            .address()
+            .map_err(|e| self.fail(op, "its own client", e))?;
+        if !progress.storage_client(&address) {
+            return Err(self.io(
+                op,
+                format!(
+                    "its own storage client {address} could not be recorded in the job (for fencing): not started"
+                ),
+            ));
+        }
+        Ok(own)
     }
 
     fn ran(&self, op: &'static str, ran: Ran) -> Result<(), DriverError> {

@@ -149,7 +149,7 @@ pub struct Watch<'a> {
     pub bps_limit: u64,
 }
 
-fn with_progress(
+pub(super) fn with_progress(
     watch: Watch<'_>,
     bytes: u64,
     call: &'static str,

@@ -20,6 +20,7 @@ mod health;
 pub mod health_codes;
 mod holders;
 mod image;
+mod migrate;
 mod session;
 mod verify;
 
@@ -596,6 +597,23 @@ impl VolumeDriver for RbdDriver {
         progress: &dyn Progress,
     ) -> Result<crate::driver::VerifyReport, DriverError> {
         self.verify_image(volume_id, against, bps_limit, progress)
+    }
+
+    fn live_target(&self) -> Option<crate::driver::LiveTarget> {
+        self.live_target_of()
+    }
+
+    fn live_migration(&self, volume_id: &str) -> Result<bool, DriverError> {
+        self.live_migration_of(volume_id)
+    }
+
+    fn live_migrate(
+        &self,
+        volume_id: &str,
+        to: &crate::driver::LiveTarget,
+        progress: &dyn Progress,
+    ) -> Result<(), DriverError> {
+        self.live_migrate_image(volume_id, to, progress)
     }
 
     fn with_volume(

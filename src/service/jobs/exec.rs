@@ -54,6 +54,10 @@ impl Progress for JobProgress {
     fn storage_client(&self, address: &str) -> bool {
         self.record_client.as_ref().is_none_or(|r| (r.0)(address))
     }
+
+    fn undo_on_stop(&self) -> bool {
+        self.cancel.is_cancelled() && !self.lost.is_cancelled()
+    }
 }
 
 /// How a job ended.

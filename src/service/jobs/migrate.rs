@@ -1,5 +1,7 @@
 //! `volume migrate VOL --to BACKEND`: a volume moved to another backend, keeping its id and
-//! name, as a host-assisted copy (Cinder's generic migration): the target image is made empty,
+//! name. Between two pools of one Ceph cluster, by librbd's live migration (the driver's
+//! `live_migrate`: prepare, execute, commit; snapshots and parent move with it). Between any
+//! other two, as a host-assisted copy (Cinder's generic migration): the target image is made empty,
 //! the source is read as clients see it (a clone through its parent, so it arrives flat) and
 //! written where it holds data, the target is read back and checked against what was read, and
 //! only then does the database say the volume is on the target; the source image is removed
@@ -14,10 +16,10 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::config::Config;
+use crate::config::{BackendConfig, Config, DriverConfig};
 use crate::db::{Db, EventKind, JobKind};
 use crate::driver::transfer::{Copied, copy_verified};
-use crate::driver::{DriverError, NoProgress, human_size};
+use crate::driver::{DriverError, LiveTarget, NoProgress, human_size};
 use crate::service::BackendService;
 use crate::service::lifecycle::{End, settle};
 
@@ -42,8 +44,23 @@ pub(super) async fn plan_migrate(
             v.name, v.id
         )));
     }
+    let to_cfg = cfg.backend(to_name);
+    let live = same_cluster(cfg.backend(&v.backend), to_cfg);
     let snaps = db.snapshots_of(&v.id).await?;
-    if !snaps.is_empty() {
+    for s in &snaps {
+        let clones = db.clones_of_snapshot(&s.id).await?;
+        if let Some(c) = clones.first() {
+            return Err(JobError::Refused(format!(
+                "snapshot {} of volume {} has dependent clones ({} and {} more): migrate or flatten them first (ember volume flatten {})",
+                s.name,
+                v.name,
+                c.name,
+                clones.len() - 1,
+                c.name
+            )));
+        }
+    }
+    if !snaps.is_empty() && !live {
         let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
         return Err(JobError::Refused(format!(
             "volume {} has {} snapshot(s) ({}): a copy between backends does not carry snapshots; delete them first (ember volume snapshot delete NAME)",
@@ -70,7 +87,12 @@ pub(super) async fn plan_migrate(
     plan.params.to_owner = Some(placed.owner.clone());
     // The parent a clone leaves behind: collected after the move if nothing else reads it.
     plan.params.snapshot_id = v.source_snapshot_id.clone();
-    if let Some(parent) = &v.source_snapshot_id {
+    if live {
+        plan.placement = Some(format!(
+            "{} and {} share a Ceph cluster: a live migration (rbd migration prepare, execute, commit), snapshots and parent kept",
+            v.backend, placed.backend
+        ));
+    } else if let Some(parent) = &v.source_snapshot_id {
         let name = db
             .get_snapshot(parent)
             .await?
@@ -84,6 +106,31 @@ pub(super) async fn plan_migrate(
     Ok(plan)
 }
 
+/// Whether two backends are rbd on the same cluster by their config (the same ceph conf and
+/// cluster name): the request expects a live migration. The job asks the clusters themselves
+/// (their fsids) before it relies on it.
+fn same_cluster(a: Option<&BackendConfig>, b: Option<&BackendConfig>) -> bool {
+    match (a.map(|a| &a.driver), b.map(|b| &b.driver)) {
+        (Some(DriverConfig::Rbd(a)), Some(DriverConfig::Rbd(b))) => {
+            a.cluster_name == b.cluster_name && a.ceph_conf == b.ceph_conf
+        }
+        _ => false,
+    }
+}
+
+/// How the volume moves.
+#[derive(Debug, Clone, PartialEq)]
+enum Method {
+    Live(LiveTarget),
+    Copy,
+}
+
+/// What a move did, for the result line.
+enum Moved {
+    Live,
+    Copied(Copied),
+}
+
 /// The job's body.
 pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
     let id = ctx.id();
@@ -95,27 +142,50 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
         return Err(invalid(ctx, format!("volume {id} is gone")));
     };
     let from = ctx.svc.name.clone();
+    let mut flat = false;
     if v.backend != to {
         let target = peer(ctx, &to)?;
-        check_holders(ctx, "migrate").await?;
-        let copied = match copy(ctx, &target).await {
-            Ok(c) => c,
+        let method = method(ctx, &target).await?;
+        if method == Method::Copy || !resuming(ctx).await? {
+            check_holders(ctx, "migrate").await?;
+        }
+        let moved = match &method {
+            Method::Live(t) => {
+                let (id, t) = (id.clone(), t.clone());
+                ctx.call(move |d, p| d.live_migrate(&id, &t, p))
+                    .await
+                    .map(|()| Moved::Live)
+                    .map_err(Step::from)
+            }
+            Method::Copy => copy(ctx, &target).await.map(Moved::Copied),
+        };
+        let moved = match moved {
+            Ok(m) => m,
             Err(e) => {
-                // A peer that took the job over may be copying into the target now.
-                if !ctx.progress.lost.is_cancelled() {
+                // A peer that took the job over may be copying into the target now; a live
+                // migration's own abort is the driver's.
+                if method == Method::Copy && !ctx.progress.lost.is_cancelled() {
                     remove_partial(ctx, &target).await;
                 }
                 return Err(e);
             }
         };
-        ctx.db.move_volume(&id, &to, &to_owner).await?;
-        let summary = format!(
-            "volume {} moved from {from} to {to}: {} copied ({} read where the source holds data, {} written), read back and checked",
-            v.name,
-            human_size(copied.size_bytes),
-            human_size(copied.read_bytes),
-            human_size(copied.written_bytes),
-        );
+        flat = matches!(moved, Moved::Copied(_));
+        ctx.db.move_volume(&id, &to, &to_owner, flat).await?;
+        let summary = match moved {
+            Moved::Copied(c) => format!(
+                "volume {} moved from {from} to {to}: {} copied ({} read where the source holds data, {} written), read back and checked",
+                v.name,
+                human_size(c.size_bytes),
+                human_size(c.read_bytes),
+                human_size(c.written_bytes),
+            ),
+            Moved::Live => format!(
+                "volume {} moved from {from} to {to} by live migration within one cluster (prepared, executed, committed): {}, snapshots and parent kept",
+                v.name,
+                human_size(v.size_bytes.max(0) as u64)
+            ),
+        };
         ctx.found(EventKind::VolumeMigrated, &summary).await?;
     }
     // On the target now: what is left of the source goes.
@@ -129,11 +199,38 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
             return Err(e.into());
         }
     }
-    if let Some(parent) = &ctx.params.snapshot_id {
+    // A copy arrived flat: its parent may have no reader left (after a crash past the
+    // switch, `flat` is not known here: collecting then is only a `volume reconcile` away).
+    if flat && let Some(parent) = &ctx.params.snapshot_id {
         collect_clone_snapshot(ctx, parent).await?;
     }
     settle(&ctx.db, JobKind::Migrate, End::Succeeded, &id, None).await?;
     Ok(())
+}
+
+/// Live when both backends' storage is one cluster (asked of the clusters, not the config),
+/// or when an earlier run left a live migration under way; else a copy.
+async fn method(ctx: &Ctx, target: &Arc<BackendService>) -> Result<Method, Step> {
+    let (id, dst) = (ctx.id(), target.driver.clone());
+    Ok(ctx
+        .call(move |d, _| {
+            let Some(there) = dst.live_target() else {
+                return Ok(Method::Copy);
+            };
+            let here = d.live_target();
+            if here.as_ref().is_some_and(|h| h.cluster == there.cluster) || d.live_migration(&id)? {
+                return Ok(Method::Live(there));
+            }
+            Ok(Method::Copy)
+        })
+        .await?)
+}
+
+/// A live migration an earlier run began (its source is linked to the target already, so
+/// the holders to check are the migration's own).
+async fn resuming(ctx: &Ctx) -> Result<bool, Step> {
+    let id = ctx.id();
+    Ok(ctx.call(move |d, _| d.live_migration(&id)).await?)
 }
 
 /// The target backend's service in this process.
