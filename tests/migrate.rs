@@ -276,13 +276,8 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
     }
 }
 
-/// rbd pool to rbd pool, rbd to file and back, on a throwaway cluster: compared with
-/// `rbd export` of the source before the move.
-#[test]
-fn rbd_pools_and_file_in_every_direction() {
-    let Some(ceph) = Ceph::start(false) else {
-        return;
-    };
+/// A second pool on `ceph`, usable by client.cinder.
+fn second_pool(ceph: &Ceph) {
     ceph.ceph(&[
         "osd",
         "pool",
@@ -304,19 +299,30 @@ fn rbd_pools_and_file_in_every_direction() {
         "osd",
         "profile rbd pool=volumes, profile rbd pool=volumes2",
     ]);
+}
+
+/// rbd on one cluster to rbd on another (a host-assisted copy: no live migration between
+/// clusters), to a file backend and back, on two throwaway clusters: compared with
+/// `rbd export` of the source before the move.
+#[test]
+fn rbd_across_clusters_and_to_file_and_back() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let Some(other) = Ceph::start(false) else {
+        return;
+    };
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let rbd1 = ceph
-        .backend("rbd1", "")
-        .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"");
     let env = Env::new(
         dir.path(),
         &url,
         &format!(
-            "{}{rbd1}[backends.file0]\nvolume_driver = \"file\"\n",
-            ceph.backend("rbd0", "")
+            "{}{}[backends.file0]\nvolume_driver = \"file\"\n",
+            ceph.backend("rbd0", ""),
+            other.backend("rbdx", "")
         ),
     );
     let _serve = env.serve();
@@ -333,40 +339,49 @@ fn rbd_pools_and_file_in_every_direction() {
         &format!("volumes/volume-{id}"),
     ]);
     let before = std::fs::read(&img).unwrap();
-    let export = |spec: &str| {
+    let export = |c: &Ceph| {
         let out = dir.path().join("export.img");
         let _ = std::fs::remove_file(&out);
-        ceph.rbd(&["export", spec, out.to_str().unwrap()]);
+        c.rbd(&[
+            "export",
+            &format!("volumes/volume-{id}"),
+            out.to_str().unwrap(),
+        ]);
         std::fs::read(&out).unwrap()
     };
-    assert!(export(&format!("volumes/volume-{id}")) == before);
-    let gone = |pool: &str| {
+    assert!(export(&ceph) == before);
+    let gone = |c: &Ceph| {
         !Command::new("rbd")
             .arg("-c")
-            .arg(&ceph.conf)
-            .args(["info", &format!("{pool}/volume-{id}")])
+            .arg(&c.conf)
+            .args(["info", &format!("volumes/volume-{id}")])
             .output()
             .unwrap()
             .status
             .success()
     };
-    for (to, check) in [("rbd1", "volumes2"), ("file0", ""), ("rbd0", "volumes")] {
+    for to in ["rbdx", "file0", "rbd0"] {
         let at = format!("seed {seed}: to {to}");
-        let out = env.json(&["volume", "migrate", "r", "--to", to, "--wait"]);
-        assert_eq!(out["job"]["state"], "succeeded", "{at}: {out}");
+        let out = env.run(&["volume", "migrate", "r", "--to", to, "--wait"]);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{at}: {said}");
+        assert!(
+            said.contains("read back and checked"),
+            "{at}: not a copy: {said}"
+        );
         assert_eq!(env.volume("r")["backend"], to, "{at}");
-        let now = if check.is_empty() {
-            std::fs::read(env.image("file0", &id)).unwrap()
-        } else {
-            export(&format!("{check}/volume-{id}"))
+        let now = match to {
+            "rbdx" => export(&other),
+            "file0" => std::fs::read(env.image("file0", &id)).unwrap(),
+            _ => export(&ceph),
         };
         assert!(
             now.len() == before.len() && now == before,
             "{at}: the data differs"
         );
         match to {
-            "rbd1" => assert!(gone("volumes"), "{at}: left in volumes"),
-            "file0" => assert!(gone("volumes2"), "{at}: left in volumes2"),
+            "rbdx" => assert!(gone(&ceph), "{at}: left on the first cluster"),
+            "file0" => assert!(gone(&other), "{at}: left on the second cluster"),
             _ => assert!(!env.image("file0", &id).exists(), "{at}: left on file0"),
         }
     }
@@ -379,27 +394,7 @@ fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
     let Some(ceph) = Ceph::start(false) else {
         return;
     };
-    ceph.ceph(&[
-        "osd",
-        "pool",
-        "create",
-        "volumes2",
-        "8",
-        "8",
-        "replicated",
-        "--size",
-        "1",
-    ]);
-    ceph.rbd(&["pool", "init", "volumes2"]);
-    ceph.ceph(&[
-        "auth",
-        "caps",
-        "client.cinder",
-        "mon",
-        "profile rbd",
-        "osd",
-        "profile rbd pool=volumes, profile rbd pool=volumes2",
-    ]);
+    second_pool(&ceph);
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
