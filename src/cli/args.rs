@@ -208,6 +208,25 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
         rounds: u64,
     },
+    /// A volume with data moved between two rbd backends' pools: ember's live migration vs
+    /// `rbd migration prepare/execute/commit` (one cluster), ember's copy through this host vs
+    /// `rbd export | import` and `export-diff | import-diff` (images made and removed by the bench)
+    RbdMigrate {
+        /// The rbd backend to move from
+        #[arg(long)]
+        backend: String,
+        /// The rbd backend to move to
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_parser = size, default_value = "1G")]
+        size: u64,
+        /// How much of it holds data
+        #[arg(long, value_parser = size, default_value = "512M")]
+        data: u64,
+        /// Rounds; the medians are printed
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// rbd flatten of a clone with data, ember's driver vs the `rbd flatten` CLI, on the pool
     /// of an rbd backend of the config (images are made and removed by the bench)
     RbdFlatten {

@@ -67,7 +67,7 @@ fn beside(
 }
 
 /// The `rbd` CLI with the backend's cluster, user and keyring.
-fn rbd_cli(r: &RbdConfig) -> Command {
+pub(super) fn rbd_cli(r: &RbdConfig) -> Command {
     let mut c = Command::new("rbd");
     c.arg("--cluster").arg(&r.cluster_name);
     if let Some(conf) = &r.ceph_conf {
@@ -82,7 +82,7 @@ fn rbd_cli(r: &RbdConfig) -> Command {
     c
 }
 
-fn run(mut c: Command, what: &str) -> anyhow::Result<Duration> {
+pub(super) fn run(mut c: Command, what: &str) -> anyhow::Result<Duration> {
     let (out, t) = time(|| c.output());
     let out = out.with_context(|| format!("cannot run {what} (is ceph-common installed?)"))?;
     if !out.status.success() {
@@ -94,7 +94,7 @@ fn run(mut c: Command, what: &str) -> anyhow::Result<Duration> {
     Ok(t)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }

@@ -230,5 +230,28 @@ pub async fn bench(g: &Global, cmd: args::BenchCmd) -> anyhow::Result<ExitCode> 
                 .with_context(|| format!("no backend {backend:?} in the config"))?;
             bench_rbd::flatten(g, b, size, data, rounds.max(1))
         }
+        BenchCmd::RbdMigrate {
+            backend,
+            to,
+            size,
+            data,
+            rounds,
+        } => {
+            let cfg = load_config(g)?;
+            let find = |name: &str| {
+                cfg.backends
+                    .iter()
+                    .find(|b| b.name == name)
+                    .with_context(|| format!("no backend {name:?} in the config"))
+            };
+            super::bench_rbd_migrate::migrate(
+                g,
+                find(&backend)?,
+                find(&to)?,
+                size,
+                data,
+                rounds.max(1),
+            )
+        }
     }
 }

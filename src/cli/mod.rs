@@ -8,6 +8,7 @@ pub mod bench;
 mod bench_live;
 mod bench_migrate;
 pub mod bench_rbd;
+mod bench_rbd_migrate;
 mod bench_takeover;
 pub mod complete;
 pub mod console;
