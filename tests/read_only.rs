@@ -42,9 +42,21 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
     vec![
         (
             "volume create",
-            v(&["volume", "create", "n1", "--size", "1M"]),
+            v(&[
+                "volume",
+                "create",
+                "n1",
+                "--size",
+                "1M",
+                "--backend",
+                "file0",
+            ]),
         ),
         ("volume flatten", v(&["volume", "flatten", "c2"])),
+        (
+            "volume migrate",
+            v(&["volume", "migrate", "v", "--to", "file1"]),
+        ),
         // Reads the data only, but queues a job: a write to the database.
         ("volume verify", v(&["volume", "verify", "c2"])),
         (
@@ -180,7 +192,8 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
         let env = Env::new(
             dir,
             url,
-            "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 1048576\n",
+            "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 1048576\n\
+             [backends.file1]\nvolume_driver = \"file\"\n",
         );
         // A service that stopped cleanly: `service remove` of it would succeed.
         let gone_dir = dir.join("gone");
@@ -195,12 +208,37 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
         assert_eq!(g.wait(Duration::from_secs(30)), Some(0));
 
         let _serve = env.serve();
-        env.json(&["volume", "create", "v", "--size", "64M", "--wait"]);
-        env.json(&["volume", "create", "w", "--size", "64M", "--wait"]);
+        let on_file0 = |name: &str, size: &str| {
+            env.json(&[
+                "volume",
+                "create",
+                name,
+                "--size",
+                size,
+                "--backend",
+                "file0",
+                "--wait",
+            ]);
+        };
+        on_file0("v", "64M");
+        on_file0("w", "64M");
         env.json(&[
             "volume", "snapshot", "create", "ws", "--volume", "w", "--wait",
         ]);
-        env.snapshot_with_data("1G", &env.file_dir("file0"), 128, 0x5a, &["c", "c2"]);
+        // A parent with 128 MiB of data and two clones of it (as `snapshot_with_data`, with a
+        // second backend in the config).
+        on_file0("src", "1G");
+        let s = env.json(&[
+            "volume", "snapshot", "create", "s", "--volume", "src", "--wait",
+        ]);
+        let snap_file = env.file_dir("file0").join(format!(
+            "snapshot-{}",
+            s["snapshot"]["id"].as_str().unwrap()
+        ));
+        write_at(&snap_file, 0, 128 << 20, 0x5a);
+        for c in ["c", "c2"] {
+            env.json(&["volume", "create", c, "--snapshot", "s", "--wait"]);
+        }
         // A flatten that runs for minutes at 1 MiB/s: the job a read-only cancel must not stop.
         let job = env.flatten_running("c");
 
@@ -304,6 +342,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 "Verify",
                 "Extend",
                 "Delete",
+                "Migrate",
                 "CancelJob",
                 "RetryJob",
                 "ResetState",
@@ -321,7 +360,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 Request::Create {
                     name: "k1".into(),
                     size: Some(1 << 20),
-                    backend: None,
+                    backend: Some("file0".into()),
                     snapshot: None,
                     source: None,
                 },
@@ -363,6 +402,10 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 },
                 Request::SnapshotDelete {
                     snapshot: "ws".into(),
+                },
+                Request::Migrate {
+                    volume: "v".into(),
+                    to: "file1".into(),
                 },
             ];
             for r in requests {
