@@ -69,6 +69,50 @@ fn create(env: &Env, name: &str, size: u64, backend: &str) -> String {
     id_of(env, name)
 }
 
+/// Starts a migration of `name` to `to`, and once it runs, after `delay` ms, cancels it or
+/// kills `ember serve` (then starts it again); returns the job as it ended, and whether the
+/// volume ended on the target (a cancel that came too late lets it succeed). The volume is
+/// `available` either way.
+fn interrupt(
+    env: &Env,
+    serve: &mut Serve,
+    name: &str,
+    to: &str,
+    kill: bool,
+    delay: u64,
+    at: &str,
+) -> bool {
+    let job = env.json(&["volume", "migrate", name, "--to", to])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the migration to run", Duration::from_secs(30), || {
+        (env.job(&job)["state"] != "queued").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(delay));
+    let was = env.job(&job);
+    eprintln!(
+        "{at}: at {} of {} bytes ({})",
+        was["bytes_done"], was["bytes_total"], was["state"]
+    );
+    if kill {
+        serve.signal("KILL");
+        serve.wait(Duration::from_secs(10));
+        *serve = env.serve();
+    } else {
+        let _ = env.run(&["job", "cancel", &job]);
+    }
+    let end = env.wait_job(&job, 180);
+    eprintln!("{at}: the job {}", end["state"]);
+    let v = env.volume(name);
+    assert_eq!(v["status"], "available", "{at}: {v}");
+    match end["state"].as_str() {
+        Some("succeeded") => true,
+        Some("cancelled") if !kill => false,
+        other => panic!("{at}: the job ended {other:?}: {end}"),
+    }
+}
+
 const TWO_FILES: &str = "\
 [backends.file0]
 volume_driver = \"file\"
@@ -231,34 +275,12 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
         scribble(&mut rng, &env.image("file0", &id), size);
         write_at(&env.image("file0", &id), 0, 20 << 20, 0x3c);
         let before = std::fs::read(env.image("file0", &id)).unwrap();
-        let job = env.json(&["volume", "migrate", &name, "--to", "file1"])["job_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        wait_for("the migration to run", Duration::from_secs(30), || {
-            (env.job(&job)["state"] != "queued").then_some(())
-        });
-        std::thread::sleep(Duration::from_millis(delay));
-        let was = env.job(&job);
-        eprintln!(
-            "{at}: at {} of {} bytes ({})",
-            was["bytes_done"], was["bytes_total"], was["state"]
-        );
-        if kill {
-            serve.signal("KILL");
-            serve.wait(Duration::from_secs(10));
-            serve = env.serve();
-        } else {
-            let _ = env.run(&["job", "cancel", &job]);
-        }
-        let end = env.wait_job(&job, 120);
-        eprintln!("{at}: the job {}", end["state"]);
+        let moved = interrupt(&env, &mut serve, &name, "file1", kill, delay, &at);
         let v = env.volume(&name);
-        assert_eq!(v["status"], "available", "{at}: {v}");
-        let (on, off) = match end["state"].as_str() {
-            Some("succeeded") => ("file1", "file0"),
-            Some("cancelled") if !kill => ("file0", "file1"),
-            other => panic!("{at}: the job ended {other:?}: {end}"),
+        let (on, off) = if moved {
+            ("file1", "file0")
+        } else {
+            ("file0", "file1")
         };
         assert_eq!(v["backend"], on, "{at}: {v}");
         assert!(
@@ -505,34 +527,12 @@ fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
         let size = 192u64 << 20;
         let id = create(&env, &name, size, "rbd0");
         let before = import(&id, size, &mut rng);
-        let job = env.json(&["volume", "migrate", &name, "--to", "rbd1"])["job_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        wait_for("the migration to run", Duration::from_secs(30), || {
-            (env.job(&job)["state"] != "queued").then_some(())
-        });
-        std::thread::sleep(Duration::from_millis(delay));
-        let was = env.job(&job);
-        eprintln!(
-            "{at}: at {} of {} bytes ({})",
-            was["bytes_done"], was["bytes_total"], was["state"]
-        );
-        if kill {
-            serve.signal("KILL");
-            serve.wait(Duration::from_secs(10));
-            serve = env.serve();
-        } else {
-            let _ = env.run(&["job", "cancel", &job]);
-        }
-        let end = env.wait_job(&job, 180);
-        eprintln!("{at}: the job {}", end["state"]);
+        let moved = interrupt(&env, &mut serve, &name, "rbd1", kill, delay, &at);
         let v = env.volume(&name);
-        assert_eq!(v["status"], "available", "{at}: {v}");
-        let (on, off) = match end["state"].as_str() {
-            Some("succeeded") => ("volumes2", "volumes"),
-            Some("cancelled") if !kill => ("volumes", "volumes2"),
-            other => panic!("{at}: the job ended {other:?}: {end}"),
+        let (on, off) = if moved {
+            ("volumes2", "volumes")
+        } else {
+            ("volumes", "volumes2")
         };
         assert_eq!(
             v["backend"],

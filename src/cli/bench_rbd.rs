@@ -82,6 +82,24 @@ pub(super) fn rbd_cli(r: &RbdConfig) -> Command {
     c
 }
 
+/// Writes `data` bytes at the start of the image `spec` (`rbd bench`, 4 MiB sequential writes).
+pub(super) fn fill(r: &RbdConfig, spec: &str, data: u64) -> anyhow::Result<()> {
+    let mut c = rbd_cli(r);
+    c.args([
+        "bench",
+        "--io-type",
+        "write",
+        "--io-size",
+        "4M",
+        "--io-pattern",
+        "seq",
+    ])
+    .arg("--io-total")
+    .arg(data.to_string())
+    .arg(spec);
+    run(c, "rbd bench (filling an image)").map(drop)
+}
+
 pub(super) fn run(mut c: Command, what: &str) -> anyhow::Result<Duration> {
     let (out, t) = time(|| c.output());
     let out = out.with_context(|| format!("cannot run {what} (is ceph-common installed?)"))?;
@@ -118,20 +136,7 @@ pub fn flatten(
     let spec = |img: &str| format!("{}/{img}", r.pool);
     drv.create_volume(&base, size)?;
     let result = (|| -> anyhow::Result<_> {
-        let mut fill = rbd_cli(r);
-        fill.args([
-            "bench",
-            "--io-type",
-            "write",
-            "--io-size",
-            "4M",
-            "--io-pattern",
-            "seq",
-        ])
-        .arg("--io-total")
-        .arg(data.to_string())
-        .arg(spec(&volume_image(&base)));
-        run(fill, "rbd bench (filling the parent)")?;
+        fill(r, &spec(&volume_image(&base)), data)?;
         drv.create_snapshot(&snap, &base, &NoProgress)?;
         let parent = format!("{}@{}", spec(&volume_image(&base)), snapshot_image(&snap));
         let (mut ember_ts, mut cli_ts, mut fixed_ts) = (vec![], vec![], vec![]);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::args::Global;
-use super::bench_rbd::{median, rbd_cli, run};
+use super::bench_rbd::{fill, median, rbd_cli, run};
 use super::output::{human_bytes, print_json};
 use crate::config::{BackendConfig, DriverConfig, RbdConfig};
 use crate::driver::rbd::RbdDriver;
@@ -80,20 +80,7 @@ pub fn migrate(
     // A volume with `data` bytes written, in the source pool.
     let made = |i: &str| -> anyhow::Result<()> {
         src.create_volume(i, size)?;
-        let mut fill = rbd_cli(rf);
-        fill.args([
-            "bench",
-            "--io-type",
-            "write",
-            "--io-size",
-            "4M",
-            "--io-pattern",
-            "seq",
-        ])
-        .arg("--io-total")
-        .arg(data.to_string())
-        .arg(spec(&rf.pool, i));
-        run(fill, "rbd bench (filling the volume)").map(drop)
+        fill(rf, &spec(&rf.pool, i), data)
     };
     let mut made_ids = vec![];
     let result = (|| -> anyhow::Result<_> {

@@ -313,13 +313,9 @@ impl Db {
         owner: &str,
         flat: bool,
     ) -> Result<(), DbError> {
-        if !flat {
-            let sql = format!(
-                "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
-                 WHERE volume_id = $4 AND deleted_at IS NULL{}",
-                self.fence_sql(5)
-            );
-            self.write("move snapshots", || async {
+        // Both statements set backend ($1), host ($2), updated_at ($3) where $4 names them.
+        let set = |what: &'static str, sql: String| async move {
+            self.write(what, || async {
                 let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(backend.to_string())
                     .bind(owner.to_string())
@@ -328,8 +324,19 @@ impl Db {
                 self.bind_fence(query)
                     .execute(&self.pool)
                     .await
-                    .map_err(q("move snapshots"))
+                    .map_err(q(what))
             })
+            .await
+        };
+        if !flat {
+            set(
+                "move snapshots",
+                format!(
+                    "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
+                     WHERE volume_id = $4 AND deleted_at IS NULL{}",
+                    self.fence_sql(5)
+                ),
+            )
             .await?;
         }
         let layering = if flat {
@@ -337,23 +344,14 @@ impl Db {
         } else {
             ""
         };
-        let sql = format!(
-            "UPDATE volumes SET backend = $1, host = $2{layering}, updated_at = $3 WHERE id = $4{}",
-            self.fence_sql(5)
-        );
-        let r = self
-            .write("move volume", || async {
-                let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(backend.to_string())
-                    .bind(owner.to_string())
-                    .bind(now_ms())
-                    .bind(id.to_string());
-                self.bind_fence(query)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(q("move volume"))
-            })
-            .await?;
+        let r = set(
+            "move volume",
+            format!(
+                "UPDATE volumes SET backend = $1, host = $2{layering}, updated_at = $3 WHERE id = $4{}",
+                self.fence_sql(5)
+            ),
+        )
+        .await?;
         if r.rows_affected() == 0 {
             self.check_fence().await?;
         }
