@@ -27,6 +27,10 @@ const READING: &[&str] = &[
     "job list",
     "job show",
     "job watch",
+    "backup list",
+    "backup show",
+    // Reads the store only.
+    "backup verify",
     "events",
     "config check",
     "doctor",
@@ -57,6 +61,9 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
             "volume migrate",
             v(&["volume", "migrate", "v", "--to", "file1"]),
         ),
+        ("backup create", v(&["backup", "create", "v"])),
+        ("backup restore", v(&["backup", "restore", "wb"])),
+        ("backup delete", v(&["backup", "delete", "wb"])),
         // Reads the data only, but queues a job: a write to the database.
         ("volume verify", v(&["volume", "verify", "c2"])),
         (
@@ -179,11 +186,18 @@ fn fingerprint(env: &Env) -> String {
         .map(|j| format!("{} {} {}", j["id"], j["state"], j["error"]))
         .collect();
     let events = env.json(&["events"]).as_array().unwrap().len();
+    let backups: Vec<_> = env
+        .json(&["backup", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{} {}", b["name"], b["status"]))
+        .collect();
     let services: Vec<_> = services(&env.config, &env.url)
         .iter()
         .map(|s| format!("{} {} {}", s["host"], s["status"], s["disabled_reason"]))
         .collect();
-    format!("{vols:?}\n{snaps:?}\n{jobs:?}\nevents {events}\n{services:?}")
+    format!("{vols:?}\n{snaps:?}\n{jobs:?}\nevents {events}\n{services:?}\n{backups:?}")
 }
 
 #[test]
@@ -239,6 +253,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
         for c in ["c", "c2"] {
             env.json(&["volume", "create", c, "--snapshot", "s", "--wait"]);
         }
+        env.json(&["backup", "create", "w", "--name", "wb", "--wait"]);
         // A flatten that runs for minutes at 1 MiB/s: the job a read-only cancel must not stop.
         let job = env.flatten_running("c");
 
@@ -406,6 +421,19 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 Request::Migrate {
                     volume: "v".into(),
                     to: "file1".into(),
+                },
+                Request::BackupCreate {
+                    volume: "v".into(),
+                    name: None,
+                    incremental: false,
+                },
+                Request::BackupRestore {
+                    backup: "wb".into(),
+                    name: None,
+                    backend: None,
+                },
+                Request::BackupDelete {
+                    backup: "wb".into(),
                 },
             ];
             for r in requests {

@@ -4,6 +4,7 @@
 //! Errors here are `anyhow` with context naming the file, backend or volume.
 
 pub mod args;
+mod backup;
 pub mod bench;
 mod bench_live;
 mod bench_migrate;
@@ -130,6 +131,7 @@ pub async fn run(
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
         Command::Volume(cmd) => dispatch::volume(&g, cmd).await,
         Command::Job(cmd) => dispatch::job(&g, cmd).await,
+        Command::Backup(cmd) => backup::run(&g, cmd).await,
         Command::Events { limit } => events(&g, limit).await,
         Command::Bench(cmd) => dispatch::bench(&g, cmd).await,
     }

@@ -50,6 +50,9 @@ pub struct Config {
     #[serde(with = "secs")]
     pub drain_timeout: Duration,
     pub data_dir: PathBuf,
+    /// Cinder's `backup_posix_path`: the backup store, a directory of content-addressed
+    /// chunks and manifests (default `DATA_DIR/backup`, as Cinder's `$state_path/backup`).
+    pub backup_path: PathBuf,
     pub database_url: String,
     /// Refuse every mutating action (for on-call viewers).
     pub read_only: bool,
@@ -295,6 +298,10 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         Some(d) if !d.is_empty() => expand_home(&d),
         _ => default_data_dir(),
     };
+    let backup_path = match service.string("backup_posix_path")? {
+        Some(d) if !d.is_empty() => expand_home(&d),
+        _ => data_dir.join("backup"),
+    };
     let database_url = match service.string("database_url")? {
         Some(u) if !u.is_empty() => u,
         _ => format!("sqlite://{}", data_dir.join("ember.db").display()),
@@ -375,6 +382,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         periodic_fuzzy_delay,
         drain_timeout,
         data_dir,
+        backup_path,
         database_url,
         read_only,
         keymap,

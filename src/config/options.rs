@@ -20,6 +20,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "periodic_fuzzy_delay",
     "backend_native_threads_pool_size",
     "data_dir",
+    "backup_posix_path",
     "database_url",
     "read_only",
     "keymap",

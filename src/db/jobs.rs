@@ -100,6 +100,7 @@ pub struct Transition<'a> {
 pub struct Enqueue<'a> {
     pub volume: Option<NewVolume<'a>>,
     pub snapshot: Option<NewSnapshot<'a>>,
+    pub backup: Option<super::backups::NewBackup<'a>>,
     pub transition: Option<Transition<'a>>,
     pub job: NewJob<'a>,
 }
@@ -120,6 +121,9 @@ impl Db {
         }
         if let Some(s) = &e.snapshot {
             insert_snapshot(&mut tx, s).await?;
+        }
+        if let Some(b) = &e.backup {
+            super::backups::insert_backup(&mut tx, b).await?;
         }
         if let Some(t) = &e.transition {
             let marks: Vec<String> = (0..t.from.len()).map(|i| format!("${}", i + 4)).collect();

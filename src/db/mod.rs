@@ -5,6 +5,7 @@
 //! Unix milliseconds, ids are text, placeholders are `$n` (which SQLite also accepts). Each
 //! engine has its own migrations under `migrations/<engine>/`, run at connect.
 
+pub mod backups;
 pub mod changes;
 pub mod clock;
 pub mod events;
@@ -24,6 +25,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 use thiserror::Error;
 
+pub use backups::BackupRow;
 pub use clock::now_ms;
 pub use events::EventRow;
 pub use jobs::JobRow;

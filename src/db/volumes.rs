@@ -212,7 +212,7 @@ impl Db {
     }
 
     /// The one conditional status update behind volumes and snapshots.
-    async fn set_status(
+    pub(crate) async fn set_status(
         &self,
         table: &'static str,
         id: &str,
@@ -255,7 +255,7 @@ impl Db {
 
     /// One fenced write of a volume or snapshot row by id: `set` uses `$1` and `$2`
     /// (the value and the time), the id is `$3`.
-    async fn update_row<T>(
+    pub(crate) async fn update_row<T>(
         &self,
         what: &'static str,
         table: &'static str,
@@ -387,7 +387,7 @@ impl Db {
     }
 
     /// Rows are never removed: a deleted volume or snapshot keeps its history for `events`.
-    async fn mark_deleted(&self, table: &'static str, id: &str) -> Result<(), DbError> {
+    pub(crate) async fn mark_deleted(&self, table: &'static str, id: &str) -> Result<(), DbError> {
         self.update_row(
             "mark deleted",
             table,
@@ -414,7 +414,7 @@ impl Db {
     pub async fn transitional_volumes(&self, owner: &str) -> Result<Vec<VolumeRow>, DbError> {
         let sql = format!(
             "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL AND host = $1 \
-             AND status IN ('creating', 'deleting', 'extending')"
+             AND status IN ('creating', 'deleting', 'extending', 'maintenance')"
         );
         sqlx::query_as::<_, VolumeRow>(sqlx::AssertSqlSafe(sql))
             .bind(owner)

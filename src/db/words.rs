@@ -169,6 +169,12 @@ words! {
         Verify = "verify",
         /// Moves a volume to another backend, keeping its id and name (`volume migrate`).
         Migrate = "migrate",
+        /// Copies a volume's data into the backup store (`backup create`).
+        BackupCreate = "backup_create",
+        /// A new volume from a backup (`backup restore`).
+        BackupRestore = "backup_restore",
+        /// Removes a backup, and the chunks no other backup holds (`backup delete`).
+        BackupDelete = "backup_delete",
     }
 }
 
@@ -206,6 +212,9 @@ words! {
         VolumeUnmanaged = "volume_unmanaged",
         VolumeVerified = "volume_verified",
         VolumeMigrated = "volume_migrated",
+        BackupCreated = "backup_created",
+        BackupRestored = "backup_restored",
+        BackupDeleted = "backup_deleted",
         MissingImage = "missing_image",
         OrphanImage = "orphan_image",
         ParentMismatch = "parent_mismatch",

@@ -15,7 +15,7 @@ pub mod file;
 mod file_flatten;
 pub mod health;
 mod layers;
-mod pace;
+pub(crate) mod pace;
 mod proc_open;
 pub mod rbd;
 mod sparse;

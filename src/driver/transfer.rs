@@ -247,7 +247,7 @@ pub fn check(
 }
 
 /// The parts of `have` (sorted extents) outside `read` (sorted, disjoint), within `len`.
-fn outside(have: &[(u64, u64)], read: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
+pub(crate) fn outside(have: &[(u64, u64)], read: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
     let mut out = vec![];
     for &(s, e) in have {
         let (mut s, e) = (s.min(len), e.min(len));

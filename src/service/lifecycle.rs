@@ -13,6 +13,7 @@ use crate::db::{Db, DbError, JobKind, Status};
 pub enum Target {
     Volume,
     Snapshot,
+    Backup,
 }
 
 impl Target {
@@ -20,6 +21,7 @@ impl Target {
         match self {
             Target::Volume => "volume",
             Target::Snapshot => "snapshot",
+            Target::Backup => "backup",
         }
     }
 }
@@ -98,6 +100,7 @@ use Status::{
 const USABLE: &[Status] = &[Available, InUse];
 const VOLUME_DELETABLE: &[Status] = &[Available, Error, ErrorDeleting, ErrorExtending];
 const SNAPSHOT_DELETABLE: &[Status] = &[Available, Error, ErrorDeleting];
+const BACKUP_DELETABLE: &[Status] = &[Available, Error, ErrorDeleting];
 
 const fn makes(kind: JobKind, target: Target) -> Rule {
     Rule {
@@ -143,7 +146,7 @@ const fn deletes(kind: JobKind, target: Target, from: &'static [Status]) -> Rule
 }
 
 /// Every job kind's rule.
-pub const RULES: [Rule; 9] = [
+pub const RULES: [Rule; 12] = [
     makes(JobKind::Create, Target::Volume),
     makes(JobKind::Clone, Target::Volume),
     reads(JobKind::Flatten),
@@ -180,6 +183,9 @@ pub const RULES: [Rule; 9] = [
         refused_busy: After::Set(Available),
         cancelled_queued: After::Set(Available),
     },
+    makes(JobKind::BackupCreate, Target::Backup),
+    makes(JobKind::BackupRestore, Target::Volume),
+    deletes(JobKind::BackupDelete, Target::Backup, BACKUP_DELETABLE),
 ];
 
 /// The rule of a kind (`None` for a kind this build does not know).
@@ -231,8 +237,10 @@ pub async fn settle(
         (After::Unchanged, _) => Ok(false),
         (After::Set(to), Target::Volume) => db.set_volume_status(id, from, to, reason).await,
         (After::Set(to), Target::Snapshot) => db.set_snapshot_status(id, from, to, reason).await,
+        (After::Set(to), Target::Backup) => db.set_backup_status(id, from, to, reason).await,
         (After::Removed, Target::Volume) => db.mark_volume_deleted(id).await.map(|()| true),
         (After::Removed, Target::Snapshot) => db.mark_snapshot_deleted(id).await.map(|()| true),
+        (After::Removed, Target::Backup) => db.mark_backup_deleted(id).await.map(|()| true),
     }
 }
 

@@ -174,6 +174,9 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         JobKind::SnapshotDelete => snapshot_delete(ctx).await,
         JobKind::Verify => verify(ctx).await,
         JobKind::Migrate => super::migrate::run(ctx).await,
+        JobKind::BackupCreate => super::backup::create(ctx).await,
+        JobKind::BackupRestore => super::backup::restore(ctx).await,
+        JobKind::BackupDelete => super::backup::delete(ctx).await,
         JobKind::Unknown => {
             return Outcome::Failed("unknown job kind (written by a newer ember?)".into());
         }
@@ -349,7 +352,16 @@ async fn verify(ctx: &Ctx) -> Result<(), Step> {
 /// operator forced it (then the event says who was holding it). Returns those holders when
 /// forced.
 pub(super) async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>, Step> {
-    let h = match ctx.svc.holders(&ctx.db, &ctx.id()).await {
+    check_holders_of(ctx, &ctx.id(), action).await
+}
+
+/// [`check_holders`] for a volume that is not the job's target (a backup's).
+pub(super) async fn check_holders_of(
+    ctx: &Ctx,
+    volume: &str,
+    action: &str,
+) -> Result<Vec<Holder>, Step> {
+    let h = match ctx.svc.holders(&ctx.db, volume).await {
         Ok(h) => h,
         // Gone already (a delete run again after a crash): nobody can hold it.
         Err(DriverError::NotFound { .. }) => return Ok(vec![]),
@@ -366,7 +378,7 @@ pub(super) async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>
         let (ours, live): (Vec<Holder>, Vec<Holder>) =
             h.others().into_iter().cloned().partition(|x| is_ours(x));
         let live = crate::service::inspect::Inspection { holders: live, ..h };
-        if let Some(e) = live.in_use(&ctx.svc.name, &ctx.id()) {
+        if let Some(e) = live.in_use(&ctx.svc.name, volume) {
             return Err(e.into());
         }
         if !ours.is_empty() {
@@ -398,7 +410,7 @@ pub(super) async fn check_holders(ctx: &Ctx, action: &str) -> Result<Vec<Holder>
                 actor: &ctx.job.requested_by,
                 host: Some(&ctx.svc.host),
                 kind: crate::db::EventKind::ForcedWhileOpen,
-                target: Some(&ctx.id()),
+                target: Some(volume),
                 message: &message,
             })
             .await;

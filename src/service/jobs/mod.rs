@@ -8,6 +8,7 @@
 //! - `exec.rs`: what each kind does, and the status transitions Cinder operators expect.
 //! - `recovery.rs`: at start, what a crash left running or half-done is resumed or settled.
 
+mod backup;
 mod create;
 pub mod exec;
 mod migrate;
@@ -63,6 +64,9 @@ pub struct Params {
     pub to_backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_owner: Option<String>,
+    /// The backup a restore reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
 }
 
 #[derive(Debug, Error)]

@@ -72,5 +72,17 @@ pub async fn settle_transitional(
         db.set_snapshot_status(&s.id, &[s.status], to, Some(&reason))
             .await?;
     }
+    for b in db.transitional_backups(owner).await? {
+        if db.active_job_referencing(&b.id).await?.is_some() {
+            continue;
+        }
+        let Some(to) = lifecycle::interrupted(Target::Backup, b.status) else {
+            continue;
+        };
+        let reason = format!("{} was interrupted and {why}", b.status);
+        warn!(backend = %backend, backup = %b.id, "{reason}: now {to}");
+        db.set_backup_status(&b.id, &[b.status], to, Some(&reason))
+            .await?;
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::db::backups::NewBackup;
 use crate::db::events::NewEvent;
 use crate::db::jobs::{Enqueue, Enqueued as Written, NewJob, Transition};
 use crate::db::volumes::{Found, NewSnapshot, NewVolume};
@@ -57,6 +58,21 @@ pub enum Request {
         volume: String,
         to: String,
     },
+    /// Back a volume up into the backup store (`incremental`: refused without an earlier one).
+    BackupCreate {
+        volume: String,
+        name: Option<String>,
+        incremental: bool,
+    },
+    /// A new volume from a backup (`backend`: else the backup's volume's backend).
+    BackupRestore {
+        backup: String,
+        name: Option<String>,
+        backend: Option<String>,
+    },
+    BackupDelete {
+        backup: String,
+    },
 }
 
 /// What was enqueued: the job, and the volume or snapshot as it now stands.
@@ -70,6 +86,7 @@ pub struct Enqueued {
     pub placement: Option<String>,
     pub volume: Option<VolumeRow>,
     pub snapshot: Option<SnapshotRow>,
+    pub backup: Option<crate::db::BackupRow>,
 }
 
 /// One row from an id-or-name lookup, or the error an operator should see.
@@ -223,6 +240,7 @@ pub(super) struct Plan {
     pub(super) params: Params,
     pub(super) volume: Option<PlanVolume>,
     pub(super) snapshot: Option<PlanSnapshot>,
+    pub(super) backup: Option<PlanBackup>,
     /// The guarded status change the request makes: target, id, from, to.
     pub(super) transition: Option<(Target, String, &'static [Status], Status)>,
     pub(super) describe: String,
@@ -235,6 +253,14 @@ pub(super) struct PlanVolume {
     pub(super) source_snapshot_id: Option<String>,
     pub(super) source_volume_id: Option<String>,
     pub(super) depth: i64,
+}
+
+pub(super) struct PlanBackup {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) volume_id: String,
+    pub(super) size: i64,
+    pub(super) parent_id: Option<String>,
 }
 
 pub(super) struct PlanSnapshot {
@@ -268,6 +294,7 @@ impl Plan {
             params: Params::default(),
             volume: None,
             snapshot: None,
+            backup: None,
             transition: None,
             describe,
         }
@@ -337,6 +364,20 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
         Request::Migrate { volume: key, to } => {
             super::migrate::plan_migrate(db, cfg, key, to).await?
         }
+        Request::BackupCreate {
+            volume: key,
+            name,
+            incremental,
+        } => super::backup::plan_create(db, cfg, key, name.as_deref(), *incremental).await?,
+        Request::BackupRestore {
+            backup,
+            name,
+            backend,
+        } => {
+            super::backup::plan_restore(db, cfg, backup, name.as_deref(), backend.as_deref())
+                .await?
+        }
+        Request::BackupDelete { backup } => super::backup::plan_delete(db, cfg, backup).await?,
         Request::Flatten { volume: key } => {
             let v = volume(db, key).await?;
             status_is(&v, asks_from(JobKind::Flatten), "flatten")?;
@@ -540,6 +581,15 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
             host: &plan.owner,
             purpose: s.purpose,
         }),
+        backup: plan.backup.as_ref().map(|b| NewBackup {
+            id: &b.id,
+            name: &b.name,
+            volume_id: &b.volume_id,
+            size_bytes: b.size,
+            backend: &plan.backend,
+            host: &plan.owner,
+            parent_id: b.parent_id.as_deref(),
+        }),
         transition: plan
             .transition
             .as_ref()
@@ -547,6 +597,7 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
                 table: match target {
                     Target::Volume => "volumes",
                     Target::Snapshot => "snapshots",
+                    Target::Backup => "backups",
                 },
                 id,
                 from,
@@ -604,6 +655,11 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
         },
         snapshot: if is_snapshot {
             db.get_snapshot(&plan.target).await?
+        } else {
+            None
+        },
+        backup: if matches!(plan.kind, JobKind::BackupCreate | JobKind::BackupDelete) {
+            db.get_backup(&plan.target).await?
         } else {
             None
         },

@@ -70,7 +70,13 @@ pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqu
                 )));
             }
         }
-        (Target::Snapshot, false) => {}
+        (Target::Backup, true) => {
+            let b = db.get_backup(&old.target_id).await?;
+            if b.as_ref().is_none_or(|b| b.deleted_at.is_some()) {
+                return Err(gone("backup"));
+            }
+        }
+        (Target::Snapshot, false) | (Target::Backup, false) => {}
     }
     let mut plan = Plan::new(
         cfg,

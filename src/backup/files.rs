@@ -1,0 +1,115 @@
+//! The store's file operations: durable writes (temporary file, sync, rename, sync of the
+//! directory) and the lock that keeps a delete's collection away from a running backup.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+
+fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+pub fn make_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+/// Writes `data` to `path` durably, replacing what was there.
+pub fn replace(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    make_dir(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path, e));
+    }
+    sync_dir(dir)
+}
+
+/// Writes a chunk unless a chunk of that name (and so that content) is there: true if written.
+pub fn put(path: &Path, data: &[u8]) -> Result<bool, StoreError> {
+    if path.exists() {
+        return Ok(false);
+    }
+    replace(path, data).map(|()| true)
+}
+
+pub fn remove(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The entries of `dir` (none if it does not exist), temporary files left out.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io(dir, e)),
+    };
+    let mut out = vec![];
+    for e in rd {
+        let p = e.map_err(|e| io(dir, e))?.path();
+        if !p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp-"))
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `flock` on `ROOT/.lock`: shared while a backup runs, exclusive while a delete collects.
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+impl Lock {
+    fn file(root: &Path) -> Result<File, StoreError> {
+        let p = root.join(".lock");
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io(&p, e))
+    }
+
+    /// Waits for a collection to finish, then holds the store open for a backup.
+    pub fn shared(root: &Path) -> Result<Lock, StoreError> {
+        nix::fcntl::Flock::lock(Self::file(root)?, nix::fcntl::FlockArg::LockShared)
+            .map(Lock)
+            .map_err(|(_, e)| io(&root.join(".lock"), e))
+    }
+
+    /// The store to itself for a collection; None while a backup runs.
+    pub fn exclusive(root: &Path) -> Result<Option<Lock>, StoreError> {
+        match nix::fcntl::Flock::lock(
+            Self::file(root)?,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(l) => Ok(Some(Lock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(io(&root.join(".lock"), e)),
+        }
+    }
+}

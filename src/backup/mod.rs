@@ -1,0 +1,373 @@
+//! The backup store: a directory (Cinder's `backup_posix_path`) of content-addressed chunks
+//! and one manifest per backup.
+//!
+//! ```text
+//! BACKUP_PATH/chunks/ab/ab12...ef     4 MiB of a volume, named by its SHA-256
+//! BACKUP_PATH/manifests/<backup>.json which chunk holds each non-zero 4 MiB of the volume
+//! ```
+//!
+//! A chunk that any earlier backup stored is not written again, so a backup after the first
+//! costs only what changed ("incremental" in what it stores, whatever was asked). Chunks are
+//! named by SHA-256 (not a fast hash): a guest that could craft two chunks with one name could
+//! otherwise have its data restored into another volume. A chunk is written to a temporary
+//! file, synced and renamed, and the manifest last, so a crash leaves at worst unreferenced
+//! chunks, which the next delete collects. Every read of a chunk checks its hash: a damaged
+//! chunk is reported (`backup verify`) and fails a restore, never restored silently.
+//!
+//! Blocking by contract, like the drivers: the service runs it on a backend's storage pool.
+//! Owner: `backup/`. Imports the driver's reader and writer traits only.
+
+mod files;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::driver::Progress;
+use crate::driver::pace::Pacer;
+use crate::driver::transfer::{Writable, outside};
+use crate::driver::verify::Readable;
+
+pub use files::Lock;
+
+/// Chunks are this big, at offsets that are multiples of it (a chunk at the same offset with
+/// the same data is the same chunk in every backup).
+pub const CHUNK: u64 = 4 << 20;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("backup store {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("backup {backup}: chunk {chunk} (volume bytes {offset}..{}) is damaged: its content does not match its SHA-256{}", offset + CHUNK, if *missing { " (the file is missing)" } else { "" })]
+    Damaged {
+        backup: String,
+        chunk: String,
+        offset: u64,
+        missing: bool,
+    },
+    #[error("backup {backup}: manifest {path}: {message}")]
+    Manifest {
+        backup: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// Reading the volume or writing the restore failed (the driver's words).
+    #[error("{0}")]
+    Volume(String),
+}
+
+/// Which chunk holds each non-zero chunk of a volume, as of one backup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub backup_id: String,
+    pub volume_id: String,
+    pub size_bytes: u64,
+    pub chunk_bytes: u64,
+    /// (chunk index, SHA-256 in hex); indexes not listed are zeros.
+    pub chunks: Vec<(u64, String)>,
+}
+
+/// What a backup moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stored {
+    /// Bytes read from the volume (where it holds data).
+    pub read_bytes: u64,
+    /// Bytes of non-zero chunks: what a restore writes.
+    pub data_bytes: u64,
+    /// Bytes this backup added to the store (chunks no earlier backup held).
+    pub stored_bytes: u64,
+}
+
+/// What `backup verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Verified {
+    pub chunks: u64,
+    pub checked_bytes: u64,
+    /// (chunk, volume offset, missing) of every damaged chunk.
+    pub damaged: Vec<(String, u64, bool)>,
+}
+
+pub fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// The store at `root` (made on first use).
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for d in ["chunks", "manifests"] {
+            files::make_dir(&root.join(d))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn chunk_path(&self, hash: &str) -> PathBuf {
+        self.root.join("chunks").join(&hash[..2]).join(hash)
+    }
+
+    fn manifest_path(&self, backup: &str) -> PathBuf {
+        self.root.join("manifests").join(format!("{backup}.json"))
+    }
+
+    /// Reads `src` (the volume, `size` bytes) into the store as backup `backup`, at most
+    /// `bps` bytes a second; the manifest is written last. None: cancelled (chunks already
+    /// written stay, unreferenced until a delete collects them).
+    pub fn backup(
+        &self,
+        backup: &str,
+        volume: &str,
+        src: &dyn Readable,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<(Manifest, Stored)>, StoreError> {
+        // Held while the backup runs: a delete's collection waits for no one and skips
+        // collecting instead, so a chunk this backup found (and did not write) is not removed
+        // before its manifest names it.
+        let _lock = Lock::shared(&self.root)?;
+        let size = src.size();
+        let mut out = Stored::default();
+        let mut chunks = vec![];
+        let mut pacer = Pacer::new(bps, 0, size, progress);
+        let mut buf = vec![0u8; CHUNK as usize];
+        let mut next = 0u64; // the first chunk index not yet read
+        for (s, e) in src.extents().map_err(StoreError::Volume)? {
+            let (first, last) = (s / CHUNK, e.min(size).div_ceil(CHUNK));
+            for index in first.max(next)..last {
+                let at = index * CHUNK;
+                let n = CHUNK.min(size - at) as usize;
+                src.read_at(&mut buf[..n], at).map_err(StoreError::Volume)?;
+                out.read_bytes += n as u64;
+                if buf[..n].iter().any(|b| *b != 0) {
+                    let hash = sha256(&buf[..n]);
+                    if files::put(&self.chunk_path(&hash), &buf[..n])? {
+                        out.stored_bytes += n as u64;
+                    }
+                    out.data_bytes += n as u64;
+                    chunks.push((index, hash));
+                }
+                if !pacer.skip(at.saturating_sub(pacer.done)) || !pacer.moved(n as u64) {
+                    return Ok(None);
+                }
+            }
+            next = next.max(last);
+        }
+        let m = Manifest {
+            version: 1,
+            backup_id: backup.to_string(),
+            volume_id: volume.to_string(),
+            size_bytes: size,
+            chunk_bytes: CHUNK,
+            chunks,
+        };
+        let text = serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Manifest {
+            backup: backup.to_string(),
+            path: self.manifest_path(backup),
+            message: e.to_string(),
+        })?;
+        files::replace(&self.manifest_path(backup), &text)?;
+        if !pacer.skip(size.saturating_sub(pacer.done)) {
+            return Ok(None);
+        }
+        Ok(Some((m, out)))
+    }
+
+    pub fn manifest(&self, backup: &str) -> Result<Manifest, StoreError> {
+        let path = self.manifest_path(backup);
+        let bad = |message: String| StoreError::Manifest {
+            backup: backup.to_string(),
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        if m.backup_id != backup || m.chunk_bytes != CHUNK {
+            return Err(bad("written for another backup or chunk size".into()));
+        }
+        Ok(m)
+    }
+
+    /// One chunk, checked against its name.
+    fn chunk(
+        &self,
+        m: &Manifest,
+        index: u64,
+        hash: &str,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let damaged = |missing| StoreError::Damaged {
+            backup: m.backup_id.clone(),
+            chunk: hash.to_string(),
+            offset: index * CHUNK,
+            missing,
+        };
+        buf.clear();
+        let read = std::fs::File::open(self.chunk_path(hash))
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf));
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(damaged(true)),
+            Err(e) => Err(StoreError::Io {
+                path: self.chunk_path(hash),
+                message: e.to_string(),
+            }),
+            Ok(_) if sha256(buf) != hash => Err(damaged(false)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Writes backup `m` into `dst` (an empty image of its size), every chunk checked as it is
+    /// read, then reads `dst` back: each chunk must hash to its name, and every other byte
+    /// that holds data must be zero. None: cancelled.
+    pub fn restore(
+        &self,
+        m: &Manifest,
+        dst: &dyn Writable,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<u64>, StoreError> {
+        let total = m.size_bytes.saturating_mul(2);
+        let mut pacer = Pacer::new(bps, 0, total, progress);
+        let mut buf = Vec::with_capacity(CHUNK as usize);
+        let mut written = 0;
+        for (index, hash) in &m.chunks {
+            self.chunk(m, *index, hash, &mut buf)?;
+            dst.write_at(&buf, index * CHUNK)
+                .map_err(StoreError::Volume)?;
+            written += buf.len() as u64;
+            if !pacer.moved(buf.len() as u64) {
+                return Ok(None);
+            }
+        }
+        dst.flush().map_err(StoreError::Volume)?;
+        pacer.done = m.size_bytes;
+        let mut back = vec![0u8; CHUNK as usize];
+        for (index, hash) in &m.chunks {
+            let at = index * CHUNK;
+            let n = CHUNK.min(m.size_bytes.saturating_sub(at)) as usize;
+            dst.read_at(&mut back[..n], at)
+                .map_err(StoreError::Volume)?;
+            if sha256(&back[..n]) != *hash {
+                return Err(StoreError::Volume(format!(
+                    "the restored volume reads back differently from the backup at bytes {at}..{}",
+                    at + n as u64
+                )));
+            }
+            if !pacer.moved(n as u64) {
+                return Ok(None);
+            }
+        }
+        let held: Vec<(u64, u64)> = m
+            .chunks
+            .iter()
+            .map(|(i, _)| (i * CHUNK, ((i + 1) * CHUNK).min(m.size_bytes)))
+            .collect();
+        let have = dst.extents().map_err(StoreError::Volume)?;
+        for (s, e) in outside(&have, &held, m.size_bytes) {
+            let mut at = s;
+            while at < e {
+                let n = (e - at).min(CHUNK) as usize;
+                dst.read_at(&mut back[..n], at)
+                    .map_err(StoreError::Volume)?;
+                if let Some(i) = back[..n].iter().position(|b| *b != 0) {
+                    return Err(StoreError::Volume(format!(
+                        "the restored volume holds data at byte {} where the backup holds zeros",
+                        at + i as u64
+                    )));
+                }
+                at += n as u64;
+            }
+        }
+        Ok(Some(written))
+    }
+
+    /// Every chunk of backup `backup` read and checked against its name.
+    pub fn verify(&self, backup: &str, progress: &dyn Progress) -> Result<Verified, StoreError> {
+        let m = self.manifest(backup)?;
+        let mut out = Verified::default();
+        let mut buf = Vec::with_capacity(CHUNK as usize);
+        let total = m.chunks.len() as u64 * CHUNK;
+        for (index, hash) in &m.chunks {
+            out.chunks += 1;
+            match self.chunk(&m, *index, hash, &mut buf) {
+                Ok(()) => out.checked_bytes += buf.len() as u64,
+                Err(StoreError::Damaged {
+                    chunk,
+                    offset,
+                    missing,
+                    ..
+                }) => out.damaged.push((chunk, offset, missing)),
+                Err(e) => return Err(e),
+            }
+            if !progress.update(out.chunks * CHUNK, total) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes backup `backup`'s manifest, then every chunk no remaining manifest names (unless
+    /// a backup is running: then the collection waits for the next delete). Returns the bytes
+    /// freed.
+    pub fn delete(&self, backup: &str) -> Result<u64, StoreError> {
+        files::remove(&self.manifest_path(backup))?;
+        let Some(_lock) = Lock::exclusive(&self.root)? else {
+            return Ok(0);
+        };
+        let mut keep = BTreeSet::new();
+        for path in files::list(&self.root.join("manifests"))? {
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            // A manifest that cannot be read keeps every chunk: better a chunk too many.
+            let m = self.manifest(id).map_err(|e| StoreError::Io {
+                path: path.clone(),
+                message: format!("cannot read it, so no chunk is collected: {e}"),
+            })?;
+            keep.extend(m.chunks.into_iter().map(|(_, h)| h));
+        }
+        let mut freed = 0;
+        for dir in files::list(&self.root.join("chunks"))? {
+            for chunk in files::list(&dir)? {
+                let name = chunk.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.len() == 64 && !keep.contains(name) {
+                    freed += std::fs::metadata(&chunk).map(|m| m.len()).unwrap_or(0);
+                    files::remove(&chunk)?;
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Bytes under `chunks/` (what the store holds on disk).
+    pub fn stored_bytes(&self) -> u64 {
+        let mut total = 0;
+        for dir in files::list(&self.root.join("chunks")).unwrap_or_default() {
+            for c in files::list(&dir).unwrap_or_default() {
+                total += std::fs::metadata(&c).map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests;

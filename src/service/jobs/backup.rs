@@ -1,0 +1,275 @@
+//! `backup create / restore / delete`: jobs over the backup store (`crate::backup`). A backup
+//! reads the volume as clients see it through the driver (any backend that can read its
+//! images back), a restore makes a new volume and writes it, read back and checked; both run
+//! on the storage pool of the backend whose volume they read or write. The store is the
+//! running process's `backup_posix_path`.
+
+use crate::backup::{Store, StoreError};
+use crate::config::Config;
+use crate::db::{Db, EventKind, JobKind, Status};
+use crate::driver::{DriverError, human_size};
+use crate::service::lifecycle::{End, settle};
+
+use super::exec::{Ctx, Step, check_holders_of};
+use super::request::{Plan, PlanBackup, PlanVolume, asks_from, found, may_start, not_busy, volume};
+use super::{JobError, placement};
+use crate::service::units::check_name;
+
+/// Looks a backup up by id or unique name.
+pub(super) async fn backup(db: &Db, key: &str) -> Result<crate::db::BackupRow, JobError> {
+    found("backup", key, db.find_backup(key).await?)
+}
+
+pub(super) async fn plan_create(
+    db: &Db,
+    cfg: &Config,
+    key: &str,
+    name: Option<&str>,
+    incremental: bool,
+) -> Result<Plan, JobError> {
+    let v = volume(db, key).await?;
+    // Read without a snapshot: only while no guest writes to it (the job checks who has it
+    // open, as Cinder's backup of a volume that is not in-use).
+    may_start(
+        "volume",
+        &v.name,
+        &v.id,
+        v.status,
+        &[Status::Available],
+        "back up",
+    )?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => format!("{}-{}", v.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")),
+    };
+    check_name(&name)?;
+    let parent = db
+        .list_backups(Some(&v.id))
+        .await?
+        .into_iter()
+        .find(|b| b.status == Status::Available);
+    if incremental && parent.is_none() {
+        return Err(JobError::Refused(format!(
+            "volume {} has no available backup to be incremental to: make a full one first (without --incremental)",
+            v.name
+        )));
+    }
+    not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut plan = Plan::new(
+        cfg,
+        JobKind::BackupCreate,
+        &id,
+        &v.backend,
+        v.host.as_deref(),
+        format!("back up {} as {name}", v.name),
+    );
+    plan.works_on = v.id.clone();
+    plan.params.volume_id = Some(v.id.clone());
+    plan.backup = Some(PlanBackup {
+        id,
+        name,
+        volume_id: v.id.clone(),
+        size: v.size_bytes,
+        parent_id: incremental.then(|| parent.map(|p| p.id)).flatten(),
+    });
+    Ok(plan)
+}
+
+pub(super) async fn plan_restore(
+    db: &Db,
+    cfg: &Config,
+    key: &str,
+    name: Option<&str>,
+    backend: Option<&str>,
+) -> Result<Plan, JobError> {
+    let b = backup(db, key).await?;
+    may_start(
+        "backup",
+        &b.name,
+        &b.id,
+        b.status,
+        &[Status::Available],
+        "restore",
+    )?;
+    let name = name.map_or_else(|| format!("{}-restore", b.name), str::to_string);
+    check_name(&name)?;
+    let placed = placement::place(
+        db,
+        cfg,
+        Some(backend.unwrap_or(&b.backend)),
+        b.size_bytes.max(0) as u64,
+    )
+    .await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut plan = Plan::new(
+        cfg,
+        JobKind::BackupRestore,
+        &id,
+        &placed.backend,
+        Some(&placed.owner),
+        format!("restore backup {} as volume {name}", b.name),
+    );
+    plan.params.backup_id = Some(b.id.clone());
+    plan.volume = Some(PlanVolume {
+        id,
+        name,
+        size: b.size_bytes,
+        source_snapshot_id: None,
+        source_volume_id: None,
+        depth: 0,
+    });
+    Ok(plan)
+}
+
+pub(super) async fn plan_delete(db: &Db, cfg: &Config, key: &str) -> Result<Plan, JobError> {
+    let b = backup(db, key).await?;
+    let from = asks_from(JobKind::BackupDelete);
+    may_start("backup", &b.name, &b.id, b.status, from, "delete")?;
+    let mut plan = Plan::new(
+        cfg,
+        JobKind::BackupDelete,
+        &b.id,
+        &b.backend,
+        b.host.as_deref(),
+        format!("delete backup {}", b.name),
+    );
+    plan.works_on = b.volume_id.clone();
+    plan.guard(b.id.clone(), from);
+    Ok(plan)
+}
+
+/// A store failure as the job reports it.
+fn store_error(backend: &str, e: StoreError) -> DriverError {
+    match e {
+        StoreError::Volume(message) | StoreError::Io { message, .. } => DriverError::Io {
+            backend: backend.to_string(),
+            op: "backup",
+            message,
+        },
+        e => DriverError::Invalid {
+            backend: backend.to_string(),
+            op: "backup",
+            message: e.to_string(),
+        },
+    }
+}
+
+fn cancelled(backend: &str) -> DriverError {
+    DriverError::Cancelled {
+        backend: backend.to_string(),
+        op: "backup",
+    }
+}
+
+pub(super) async fn create(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let Some(vid) = ctx.params.volume_id.clone() else {
+        return Err(Step::Driver(DriverError::Invalid {
+            backend: ctx.svc.name.clone(),
+            op: "backup",
+            message: "no volume in the job".into(),
+        }));
+    };
+    check_holders_of(ctx, &vid, "back up").await?;
+    let (root, backend) = (ctx.svc.backup_path.clone(), ctx.svc.name.clone());
+    let bps = ctx.svc.cfg.volume_copy_bps_limit;
+    let (bid, v2) = (id.clone(), vid.clone());
+    let (manifest, stored) = ctx
+        .call(move |d, p| {
+            let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
+            let mut out = None;
+            d.with_volume(&v2, false, &mut |r| {
+                out = store
+                    .backup(&bid, &v2, r, bps, p)
+                    .map_err(|e| store_error(&backend, e))?;
+                Ok(())
+            })?;
+            out.ok_or_else(|| cancelled(&backend))
+        })
+        .await?;
+    ctx.db
+        .set_backup_figures(&id, stored.data_bytes, stored.stored_bytes)
+        .await?;
+    let name = ctx.db.get_backup(&id).await?.map_or(id.clone(), |b| b.name);
+    let summary = format!(
+        "backup {name} of volume {}: {} of data in {} chunks, {} new in the store (the rest was there already)",
+        ctx.db
+            .get_volume(&vid)
+            .await?
+            .map_or(vid.clone(), |v| v.name),
+        human_size(stored.data_bytes),
+        manifest.chunks.len(),
+        human_size(stored.stored_bytes),
+    );
+    ctx.found(EventKind::BackupCreated, &summary).await?;
+    settle(&ctx.db, JobKind::BackupCreate, End::Succeeded, &id, None).await?;
+    Ok(())
+}
+
+pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let Some(b) = (match &ctx.params.backup_id {
+        Some(bid) => ctx.db.get_backup(bid).await?,
+        None => None,
+    }) else {
+        return Err(Step::Driver(DriverError::Invalid {
+            backend: ctx.svc.name.clone(),
+            op: "restore",
+            message: "the backup of the job is gone".into(),
+        }));
+    };
+    let (root, backend) = (ctx.svc.backup_path.clone(), ctx.svc.name.clone());
+    let bps = ctx.svc.cfg.volume_copy_bps_limit;
+    let (vid, bid, size) = (id.clone(), b.id.clone(), b.size_bytes.max(0) as u64);
+    let written = ctx
+        .call(move |d, p| {
+            let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
+            let m = store.manifest(&bid).map_err(|e| store_error(&backend, e))?;
+            d.create_volume(&vid, size)?;
+            let mut out = None;
+            d.with_volume(&vid, true, &mut |w| {
+                out = store
+                    .restore(&m, w, bps, p)
+                    .map_err(|e| store_error(&backend, e))?;
+                Ok(())
+            })?;
+            out.ok_or_else(|| cancelled(&backend))
+        })
+        .await?;
+    let summary = format!(
+        "volume {} restored from backup {}: {} written, read back and checked",
+        ctx.db.get_volume(&id).await?.map_or(id.clone(), |v| v.name),
+        b.name,
+        human_size(written)
+    );
+    ctx.found(EventKind::BackupRestored, &summary).await?;
+    settle(&ctx.db, JobKind::BackupRestore, End::Succeeded, &id, None).await?;
+    Ok(())
+}
+
+pub(super) async fn delete(ctx: &Ctx) -> Result<(), Step> {
+    let id = ctx.id();
+    let (root, backend, bid) = (
+        ctx.svc.backup_path.clone(),
+        ctx.svc.name.clone(),
+        id.clone(),
+    );
+    let freed = ctx
+        .call(move |_, _| {
+            let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
+            store.delete(&bid).map_err(|e| store_error(&backend, e))
+        })
+        .await?;
+    let name = ctx.db.get_backup(&id).await?.map_or(id.clone(), |b| b.name);
+    ctx.found(
+        EventKind::BackupDeleted,
+        &format!(
+            "backup {name} deleted: {} freed (chunks no other backup holds)",
+            human_size(freed)
+        ),
+    )
+    .await?;
+    settle(&ctx.db, JobKind::BackupDelete, End::Succeeded, &id, None).await?;
+    Ok(())
+}
