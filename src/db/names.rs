@@ -20,7 +20,9 @@ impl Db {
                 "SELECT v.id, v.name FROM volumes v WHERE v.id IN ({marks}) \
                  UNION ALL \
                  SELECT s.id, COALESCE(p.name, '?') || '@' || s.name FROM snapshots s \
-                 LEFT JOIN volumes p ON p.id = s.volume_id WHERE s.id IN ({marks})"
+                 LEFT JOIN volumes p ON p.id = s.volume_id WHERE s.id IN ({marks}) \
+                 UNION ALL \
+                 SELECT b.id, 'backup ' || b.name FROM backups b WHERE b.id IN ({marks})"
             );
             let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
             for id in chunk {
