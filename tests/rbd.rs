@@ -236,14 +236,16 @@ fn auto_flatten_at_max_clone_depth_and_deferred_deletion_through_the_trash() {
             .is_empty()
             .then_some(())
     });
-    let ev = env.json(&["events"]);
-    assert!(
-        ev.as_array()
+    // The event is written just after the image goes: waited for, not raced (under load in
+    // CI the listing once came first).
+    wait_for("the image_purged event", Duration::from_secs(30), || {
+        env.json(&["events"])
+            .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["kind"] == "image_purged" && e["target"] == a_img.as_str()),
-        "{ev}"
-    );
+            .any(|e| e["kind"] == "image_purged" && e["target"] == a_img.as_str())
+            .then_some(())
+    });
 }
 
 #[test]

@@ -18,6 +18,12 @@ pub fn make_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))
 }
 
+/// `syncfs(2)` of the filesystem holding `path`.
+fn syncfs(path: &Path) -> Result<(), StoreError> {
+    let f = File::open(path).map_err(|e| io(path, e))?;
+    nix::unistd::syncfs(&f).map_err(|e| io(path, e))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -43,12 +49,75 @@ pub fn replace(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     sync_dir(dir)
 }
 
-/// Writes a chunk unless a chunk of that name (and so that content) is there: true if written.
-pub fn put(path: &Path, data: &[u8]) -> Result<bool, StoreError> {
-    if path.exists() {
-        return Ok(false);
+/// Chunks written but not yet durable under their names: each goes to a temporary file
+/// first; [`Batch::commit`] syncs them all, then renames them and syncs their directories.
+/// One sync per batch instead of two per chunk (a full backup spent most of its time in
+/// them), and a crash before the commit leaves only temporary files, never a chunk whose
+/// name promises content that is not on disk.
+#[derive(Default)]
+pub struct Batch {
+    pending: Vec<(PathBuf, PathBuf)>,
+    names: std::collections::HashSet<PathBuf>,
+}
+
+impl Batch {
+    /// Writes a chunk unless a chunk of that name (and so that content) is there or pending:
+    /// true if written.
+    pub fn put(&mut self, path: &Path, data: &[u8]) -> Result<bool, StoreError> {
+        if self.names.contains(path) || path.exists() {
+            return Ok(false);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        make_dir(dir)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
+        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(path, e));
+        }
+        self.pending.push((tmp, path.to_path_buf()));
+        self.names.insert(path.to_path_buf());
+        Ok(true)
     }
-    replace(path, data).map(|()| true)
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Makes every pending chunk durable under its name: one `syncfs` of the store's
+    /// filesystem for the batch (a `fsync` per small file is a journal commit each: a full
+    /// backup spent three quarters of its time in them), then the renames, then one more.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        let Some((first, _)) = self.pending.first() else {
+            return Ok(());
+        };
+        syncfs(first)?;
+        let mut dirs = std::collections::BTreeSet::new();
+        for (tmp, path) in self.pending.drain(..) {
+            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        if let Some(d) = dirs.first() {
+            syncfs(d)?;
+        }
+        self.names.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Batch {
+    /// A backup stopped (cancelled, failed): its uncommitted chunks go.
+    fn drop(&mut self) {
+        for (tmp, _) in self.pending.drain(..) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 pub fn remove(path: &Path) -> Result<(), StoreError> {

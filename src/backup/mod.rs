@@ -36,6 +36,9 @@ pub use files::Lock;
 /// the same data is the same chunk in every backup).
 pub const CHUNK: u64 = 4 << 20;
 
+/// Chunks written before they are synced and named together (256 MiB).
+const BATCH: usize = 64;
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("backup store {path}: {message}")]
@@ -146,6 +149,7 @@ impl Store {
         let mut pacer = Pacer::new(bps, 0, size, progress);
         let mut buf = vec![0u8; CHUNK as usize];
         let mut next = 0u64; // the first chunk index not yet read
+        let mut batch = files::Batch::default();
         for (s, e) in src.extents().map_err(StoreError::Volume)? {
             let (first, last) = (s / CHUNK, e.min(size).div_ceil(CHUNK));
             for index in first.max(next)..last {
@@ -155,8 +159,11 @@ impl Store {
                 out.read_bytes += n as u64;
                 if buf[..n].iter().any(|b| *b != 0) {
                     let hash = sha256(&buf[..n]);
-                    if files::put(&self.chunk_path(&hash), &buf[..n])? {
+                    if batch.put(&self.chunk_path(&hash), &buf[..n])? {
                         out.stored_bytes += n as u64;
+                    }
+                    if batch.len() >= BATCH {
+                        batch.commit()?;
                     }
                     out.data_bytes += n as u64;
                     chunks.push((index, hash));
@@ -167,6 +174,7 @@ impl Store {
             }
             next = next.max(last);
         }
+        batch.commit()?;
         let m = Manifest {
             version: 1,
             backup_id: backup.to_string(),

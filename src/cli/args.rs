@@ -226,6 +226,18 @@ pub enum BenchCmd {
         #[arg(long, value_parser = size, default_value = "512M")]
         data: u64,
     },
+    /// Backup of a file volume with data (full, after a small change) and its restore, vs
+    /// `cp --sparse=always` + sync (+ cmp)
+    Backup {
+        /// Where to put the test files (a filesystem like the backends')
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        #[arg(long, value_parser = size, default_value = "1G")]
+        size: u64,
+        /// How much of it holds data
+        #[arg(long, value_parser = size, default_value = "512M")]
+        data: u64,
+    },
     /// File-to-file migration of a volume with data (copy, read back, check) vs
     /// `cp --sparse=always` + sync, and + cmp
     Migrate {

@@ -49,7 +49,7 @@ fn ember_copy(
 }
 
 /// `cp --sparse=always` + `sync`, then `cmp` of the two files.
-fn cp_checked(src: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<Duration> {
+pub(super) fn cp_checked(src: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<Duration> {
     let dst = dir.join("cp-checked");
     let (st, t) = time(|| -> anyhow::Result<()> {
         for (cmd, args) in [

@@ -216,6 +216,7 @@ pub async fn bench(g: &Global, cmd: args::BenchCmd) -> anyhow::Result<ExitCode> 
         }
         BenchCmd::Flatten { dir, size, data } => bench::flatten(g, &dir, size, data),
         BenchCmd::Migrate { dir, size, data } => super::bench_migrate::file(g, &dir, size, data),
+        BenchCmd::Backup { dir, size, data } => super::bench_backup::run(g, &dir, size, data),
         BenchCmd::RbdFlatten {
             backend,
             size,

@@ -6,6 +6,7 @@
 pub mod args;
 mod backup;
 pub mod bench;
+mod bench_backup;
 mod bench_live;
 mod bench_migrate;
 pub mod bench_rbd;

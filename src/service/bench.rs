@@ -113,8 +113,11 @@ pub fn fill_volume(path: &Path, size: u64, data: u64) -> std::io::Result<()> {
     let piece = 4u64 << 20;
     let pieces = data / piece;
     let stride = (size / pieces.max(1)).max(piece);
-    let buf: Vec<u8> = (0..piece).map(|i| (i % 251) as u8 + 1).collect();
+    let mut buf: Vec<u8> = (0..piece).map(|i| (i % 251) as u8 + 1).collect();
     for i in 0..pieces {
+        // Each piece different, as real data is (identical pieces would let a deduplicating
+        // backup store one and look faster than it is).
+        buf[..8].copy_from_slice(&(i + 1).to_le_bytes());
         f.write_all_at(&buf, i * stride)?;
     }
     f.sync_all()
