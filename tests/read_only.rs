@@ -62,6 +62,11 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
             v(&["volume", "migrate", "v", "--to", "file1"]),
         ),
         ("backup create", v(&["backup", "create", "v"])),
+        ("backend drain", v(&["backend", "drain", "file1"])),
+        (
+            "backend evacuate",
+            v(&["backend", "evacuate", "file1", "--to", "file0"]),
+        ),
         ("backup restore", v(&["backup", "restore", "wb"])),
         ("backup delete", v(&["backup", "delete", "wb"])),
         // Reads the data only, but queues a job: a write to the database.

@@ -340,6 +340,27 @@ pub enum ServiceCmd {
 pub enum BackendCmd {
     /// List backends
     List,
+    /// Move every volume of a backend to another (`volume migrate` jobs, N at a time, clones
+    /// first), after marking it draining. Ctrl-C pauses (the jobs under way go on); running it
+    /// again carries on. Exit 0 when nothing is left, 1 when some volumes could not move
+    Evacuate {
+        #[arg(add = ArgValueCandidates::new(complete::backends))]
+        backend: String,
+        /// Where they go: NAME, HOST@NAME or CLUSTER@NAME
+        #[arg(long, add = ArgValueCandidates::new(complete::backends))]
+        to: String,
+        /// Migrations at once
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallel: u16,
+    },
+    /// No new volume is placed on the backend (its services keep running their jobs); --off
+    /// undoes it
+    Drain {
+        #[arg(add = ArgValueCandidates::new(complete::backends))]
+        backend: String,
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 fn rate(s: &str) -> Result<u64, String> {

@@ -111,6 +111,7 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
                 "provisioned_bytes": b.provisioned_bytes,
                 "max_over_subscription_ratio": b.max_over_subscription_ratio,
                 "capacity_updated_at": newest_capacity(&b.name).map(rfc3339),
+                "draining": rows.iter().any(|r| r.backend == b.name && r.draining != 0),
             })
         })
         .collect();
@@ -133,7 +134,10 @@ pub(super) async fn backend_list(g: &Global) -> anyhow::Result<ExitCode> {
             t.add_row(vec![
                 b["name"].as_str().unwrap_or("").to_string(),
                 b["driver"].as_str().unwrap_or("?").to_string(),
-                b["state"].as_str().unwrap_or("").to_string(),
+                match b["draining"].as_bool() {
+                    Some(true) => format!("{}, draining", b["state"].as_str().unwrap_or("")),
+                    _ => b["state"].as_str().unwrap_or("").to_string(),
+                },
                 format!("{} up, {} down", b["services_up"], b["services_down"]),
                 bytes(&b["total_bytes"]),
                 bytes(&b["free_bytes"]),

@@ -16,6 +16,7 @@ pub mod complete;
 pub mod console;
 mod dispatch;
 pub mod doctor;
+mod evacuate;
 pub mod jobs;
 mod listing;
 mod oncall;
@@ -130,6 +131,14 @@ pub async fn run(
         Command::Db(args::DbCmd::Roles { apply }) => dispatch::db_roles(&g, apply).await,
         Command::Service(cmd) => dispatch::service(&g, cmd).await,
         Command::Backend(BackendCmd::List) => backend_list(&g).await,
+        Command::Backend(BackendCmd::Evacuate {
+            backend,
+            to,
+            parallel,
+        }) => evacuate::evacuate(&g, &backend, &to, parallel as usize).await,
+        Command::Backend(BackendCmd::Drain { backend, off }) => {
+            evacuate::drain(&g, &backend, off).await
+        }
         Command::Volume(cmd) => dispatch::volume(&g, cmd).await,
         Command::Job(cmd) => dispatch::job(&g, cmd).await,
         Command::Backup(cmd) => backup::run(&g, cmd).await,

@@ -39,6 +39,8 @@ pub struct ServiceRow {
     pub clock_skew_ms: Option<i64>,
     /// When this run's first setup check finished; NULL while the service is starting.
     pub ready_at: Option<i64>,
+    /// 0 or 1: the backend is being emptied (`backend evacuate`): no new volume goes here.
+    pub draining: i64,
 }
 
 /// What a service says about itself when it starts.
@@ -53,7 +55,8 @@ pub struct Registration<'a> {
 
 const COLUMNS: &str = "id, host, binary_name, backend, cluster, driver, disabled, disabled_reason, error, \
      version, pid, created_at, started_at, updated_at, stopped_at, report_count, lateness_ms, \
-     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address, clock_skew_ms, ready_at";
+     capacity_total, capacity_free, capacity_provisioned, capacity_at, client_address, clock_skew_ms, ready_at, \
+     draining";
 
 impl Db {
     /// Creates or updates the service's row (Cinder's `_create_service_ref` / update on start),
@@ -162,6 +165,22 @@ impl Db {
         .await
         .map_err(q("disable service"))?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// `backend drain`: no new volume is placed on any service of `backend` (`on`), or again
+    /// (`!on`). Returns how many service rows it changed.
+    pub async fn set_backend_draining(&self, backend: &str, on: bool) -> Result<u64, DbError> {
+        self.ensure_writable("drain a backend")?;
+        let r = sqlx::query(
+            "UPDATE services SET draining = $1 WHERE backend = $2 AND binary_name = $3",
+        )
+        .bind(i64::from(on))
+        .bind(backend)
+        .bind(BINARY)
+        .execute(&self.pool)
+        .await
+        .map_err(q("drain backend"))?;
+        Ok(r.rows_affected())
     }
 
     /// Whether the operator disabled this service (read by its job runner before each claim).

@@ -10,6 +10,7 @@
 pub mod actor;
 pub mod backend;
 pub mod bench;
+pub mod evacuate;
 pub mod handle;
 pub mod inspect;
 pub mod jobs;

@@ -60,7 +60,7 @@ pub async fn place(
     let mut cands: Vec<Candidate> = vec![];
     for r in rows
         .iter()
-        .filter(|r| is_up(r, now, down) && r.disabled == 0 && matches(r, want))
+        .filter(|r| is_up(r, now, down) && r.disabled == 0 && r.draining == 0 && matches(r, want))
     {
         let owner = r.cluster.clone().unwrap_or_else(|| r.host.clone());
         // Unknown capacity passes, as Cinder's CapacityFilter passes `unknown`, and ranks
@@ -86,6 +86,17 @@ pub async fn place(
         }
     }
     if cands.is_empty() {
+        // Asked for by name while it is being emptied: say so, rather than queue a volume
+        // the evacuation would have to move again.
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r.draining != 0 && matches(r, want) && want.is_some())
+        {
+            return Err(JobError::Refused(format!(
+                "backend {} is being evacuated (draining): no new volume goes there; `ember backend drain {} --off` ends that",
+                r.backend, r.backend
+            )));
+        }
         return fallback(cfg, want, &rows);
     }
     // Several backends of different names and none asked for: the operator chooses.

@@ -1,0 +1,203 @@
+//! `backend evacuate`: a backend emptied into another with the real binary and service, paused
+//! (Ctrl-C) and the service killed -9 at random moments, then carried on to the end; every
+//! volume compared byte for byte with what it held before, by id. Seed printed; `EMBER_SEED`
+//! replays it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn seed() -> u64 {
+    let seed = std::env::var("EMBER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
+    seed
+}
+
+fn id_of(env: &Env, name: &str) -> String {
+    env.volume(name)["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    // 32 MiB/s: the evacuation takes a few seconds, long enough to be interrupted.
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 33554432\n\
+         [backends.file1]\nvolume_driver = \"file\"\n",
+    );
+    let mut serve = env.serve();
+    let count = rng.random_range(3..6);
+    for i in 0..count {
+        let size = (8u64 << 20) + rng.random_range(0..(16u64 << 20));
+        env.json(&[
+            "volume",
+            "create",
+            &format!("v{i}"),
+            "--size",
+            &format!("{size}B"),
+            "--backend",
+            "file0",
+            "--wait",
+        ]);
+        let img = env.image("file0", &id_of(&env, &format!("v{i}")));
+        let at = rng.random_range(0..size / 2);
+        write_at(
+            &img,
+            at,
+            rng.random_range(1..(4usize << 20)),
+            rng.random_range(1..=255),
+        );
+    }
+    // A chain: v0 <- c1 <- c2 (`--source`: their snapshots go with their last clone, so the
+    // clones move first, flattened on the way, and then what they read from), and a volume
+    // with a snapshot of its own, which a copy between backends cannot carry.
+    let v0 = std::fs::read(env.image("file0", &id_of(&env, "v0"))).unwrap();
+    env.json(&["volume", "create", "c1", "--source", "v0", "--wait"]);
+    env.json(&["volume", "create", "c2", "--source", "c1", "--wait"]);
+    env.json(&[
+        "volume",
+        "create",
+        "keep",
+        "--size",
+        "4M",
+        "--backend",
+        "file0",
+        "--wait",
+    ]);
+    write_at(&env.image("file0", &id_of(&env, "keep")), 0, 1 << 20, 0x6b);
+    env.json(&[
+        "volume", "snapshot", "create", "ks", "--volume", "keep", "--wait",
+    ]);
+    // What every volume reads as now, by id (the clones read v0's data through their parents).
+    let mut before = BTreeMap::new();
+    for v in env.json(&["volume", "list"]).as_array().unwrap() {
+        let id = v["id"].as_str().unwrap().to_string();
+        let name = v["name"].as_str().unwrap();
+        let data = if name.starts_with('c') {
+            v0.clone()
+        } else {
+            std::fs::read(env.image("file0", &id)).unwrap()
+        };
+        before.insert(id, (name.to_string(), data));
+    }
+    let parallel = rng.random_range(1..4).to_string();
+    let args = |env: &Env| -> Vec<String> {
+        vec![
+            "--config".into(),
+            env.config.display().to_string(),
+            "--database-url".into(),
+            env.url.clone(),
+            "backend".into(),
+            "evacuate".into(),
+            "file0".into(),
+            "--to".into(),
+            "file1".into(),
+            "--parallel".into(),
+            parallel.clone(),
+        ]
+    };
+    // Pause it (Ctrl-C) and kill the service at random moments, twice, then let it finish.
+    for round in 0..2 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(args(&env))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = rng.random_range(200..2500u64);
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let code = child.wait().unwrap().code();
+        eprintln!("seed {seed} round {round}: Ctrl-C after {delay} ms: exit {code:?}");
+        assert!(matches!(code, Some(130) | Some(1) | Some(0)), "{code:?}");
+        if rng.random_bool(0.5) {
+            serve.signal("KILL");
+            serve.wait(Duration::from_secs(10));
+            serve = env.serve();
+            eprintln!("seed {seed} round {round}: ember serve killed -9 and started again");
+        }
+    }
+    let refs: Vec<String> = args(&env);
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let out = ember(&refs);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let said = stdout(&out);
+    assert!(
+        said.contains("not moved: keep") && said.contains("snapshot"),
+        "{said}"
+    );
+    for (id, (name, data)) in &before {
+        let v = env.volume(id);
+        assert_eq!(v["status"], "available", "seed {seed}: {name}: {v}");
+        let on = if name == "keep" { "file0" } else { "file1" };
+        assert_eq!(v["backend"], on, "seed {seed}: {name}");
+        let got = std::fs::read(env.image(on, id)).unwrap();
+        if let Some(i) = (0..data.len()).find(|&i| data.get(i) != got.get(i)) {
+            panic!("seed {seed}: {name} differs first at byte {i}");
+        }
+    }
+    // Draining: no new volume there until it is undone.
+    let err = env.fails(
+        &[
+            "volume",
+            "create",
+            "n",
+            "--size",
+            "1M",
+            "--backend",
+            "file0",
+        ],
+        1,
+    );
+    assert!(err.contains("draining"), "{err}");
+    let listed = env.json(&["backend", "list"]);
+    let f0 = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "file0")
+        .unwrap();
+    assert_eq!(f0["draining"], true, "{f0}");
+    env.run(&["backend", "drain", "file0", "--off"]);
+    env.json(&[
+        "volume",
+        "create",
+        "n",
+        "--size",
+        "1M",
+        "--backend",
+        "file0",
+        "--wait",
+    ]);
+    for b in ["file0", "file1"] {
+        let o = env.run(&["volume", "reconcile", b, "--json"]);
+        assert_eq!(
+            json(&o),
+            serde_json::json!([]),
+            "seed {seed}: reconcile {b}"
+        );
+    }
+}
