@@ -15,7 +15,13 @@ use fixture::*;
 
 #[test]
 fn every_view_at_80x24_and_120x40() {
-    for view in [View::Overview, View::Services, View::Volumes, View::Jobs] {
+    for view in [
+        View::Overview,
+        View::Services,
+        View::Volumes,
+        View::Jobs,
+        View::Backups,
+    ] {
         let a = app(view);
         for (w, h) in [(80, 24), (120, 40)] {
             insta::assert_snapshot!(format!("{}_{w}x{h}", view.name()), render(&a, w, h));
@@ -26,7 +32,7 @@ fn every_view_at_80x24_and_120x40() {
 #[test]
 fn volume_detail_filter_help_and_prompts() {
     let mut a = app(View::Volumes);
-    a.selected = [0; 8]; // rows sorted by name: db-clone first, a clone with a parent
+    a.selected = [0; View::ALL.len()]; // rows sorted by name: db-clone first, a clone with a parent
     a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     insta::assert_snapshot!("volumes_detail_120x40", render(&a, 120, 40));
 
@@ -66,7 +72,7 @@ fn volume_detail_filter_help_and_prompts() {
 
     // Migrate: prefilled with another backend than the volume's, sent as typed.
     let mut a = app(View::Volumes);
-    a.selected = [0; 8];
+    a.selected = [0; View::ALL.len()];
     let v = a.selected_volume().unwrap().clone();
     a.handle_key(key('m'));
     let Mode::Prompt(p) = &a.mode else {
@@ -124,7 +130,7 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
     let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
     // The detail pane names who has it open (and marks ember's own), and what it uses.
     let mut a = app(View::Volumes);
-    a.selected = [0; 8];
+    a.selected = [0; View::ALL.len()];
     a.handle_key(enter);
     open_by_a_guest(&mut a);
     let shown = render(&a, 120, 40);
@@ -169,7 +175,7 @@ fn who_has_it_open_why_it_failed_and_the_forced_delete() {
 
     // Break-lock offers the stale locker, wants BREAK; unmanage wants the name.
     let mut a = app(View::Volumes);
-    a.selected = [0; 8];
+    a.selected = [0; View::ALL.len()];
     a.handle_key(enter);
     open_by_a_guest(&mut a);
     a.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));

@@ -279,7 +279,8 @@ pub async fn console(g: &Global, counts: &[usize]) -> anyhow::Result<ExitCode> {
         let frames = 200;
         let t1 = std::time::Instant::now();
         for i in 0..frames {
-            app.selected = [0, 0, i % n.max(1), 0, 0, 0, 0, 0];
+            app.selected = [0; crate::tui::state::View::ALL.len()];
+            app.selected[2] = i % n.max(1);
             term.draw(|f| views::draw(f, &app, now))?;
         }
         let frame = t1.elapsed() / frames as u32;

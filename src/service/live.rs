@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 
-use crate::db::{Db, DbError, EventRow};
+use crate::db::{Db, DbError, EventRow, JobKind};
 
 use super::snapshot::EventView;
 use super::view::{Interner, JobView, SnapshotView, VolumeView};
@@ -155,6 +155,8 @@ pub struct LiveModel {
     pub jobs: Arc<Vec<JobView>>,
     /// The audit log's newest events, newest first (the Events view, the Overview).
     pub events: Arc<Vec<EventView>>,
+    /// Live backups, newest first: a small table, read whole when a backup job changed.
+    pub backups: Arc<Vec<super::snapshot::BackupView>>,
     /// Names of ids the tables no longer hold (deleted volumes and snapshots), learnt from the
     /// database once; ids that are neither (a service's host) are remembered as unnamed.
     names: HashMap<String, String>,
@@ -272,6 +274,13 @@ impl LiveModel {
         Ok(())
     }
 
+    /// Backup rows change only under backup jobs: read whole after one changed.
+    async fn read_backups(&mut self, db: &Db) -> Result<(), DbError> {
+        let rows = db.list_backups(None).await?;
+        self.backups = Arc::new(rows.into_iter().map(Into::into).collect());
+        Ok(())
+    }
+
     /// Takes in events read newest first, keeping the newest [`EVENTS_KEPT`].
     async fn add_events(&mut self, db: &Db, rows: Vec<EventRow>) -> Result<(), DbError> {
         if rows.is_empty() {
@@ -331,6 +340,7 @@ impl LiveModel {
             let events = db.events_after(0, EVENTS_KEPT as i64).await?;
             self.events = Arc::new(vec![]);
             self.add_events(db, events).await?;
+            self.read_backups(db).await?;
             self.cursor = Some(next);
             return Ok(Refresh {
                 full: true,
@@ -380,6 +390,14 @@ impl LiveModel {
         if changed_volumes || changed_snapshots {
             // A new row may name an id that had no name before.
             self.unnamed.clear();
+        }
+        if jobs.iter().any(|j| {
+            matches!(
+                j.kind,
+                JobKind::BackupCreate | JobKind::BackupDelete | JobKind::BackupRestore
+            )
+        }) {
+            self.read_backups(db).await?;
         }
         if !jobs.is_empty() || changed_volumes || changed_snapshots {
             // New jobs, or names of the jobs' targets may have come or gone (a deleted

@@ -56,6 +56,40 @@ impl From<EventRow> for EventView {
     }
 }
 
+/// A backup as the Backups view and the volume's detail pane show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupView {
+    pub id: String,
+    pub name: String,
+    pub volume_id: String,
+    pub status: Status,
+    pub size_bytes: i64,
+    /// Bytes of the volume that hold data, and what this backup added to the store.
+    pub data_bytes: i64,
+    pub stored_bytes: i64,
+    /// Asked as incremental (to the volume's previous backup).
+    pub incremental: bool,
+    pub created_at: i64,
+    pub status_reason: Option<String>,
+}
+
+impl From<crate::db::BackupRow> for BackupView {
+    fn from(b: crate::db::BackupRow) -> Self {
+        BackupView {
+            id: b.id,
+            name: b.name,
+            volume_id: b.volume_id,
+            status: b.status,
+            size_bytes: b.size_bytes,
+            data_bytes: b.data_bytes,
+            stored_bytes: b.stored_bytes,
+            incremental: b.parent_id.is_some(),
+            created_at: b.created_at,
+            status_reason: b.status_reason,
+        }
+    }
+}
+
 /// A backend as the console shows it: configured here, or seen in the services table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BackendView {
@@ -109,6 +143,8 @@ pub struct Snapshot {
     pub cluster_events: Vec<EventView>,
     /// The audit log's newest events, newest first (a table that did not change is the same Arc).
     pub events: Arc<Vec<EventView>>,
+    /// Live backups, newest first (read again only when a backup job changed).
+    pub backups: Arc<Vec<BackupView>>,
     /// Why the last read failed, if it did (the previous data is kept).
     pub error: Option<String>,
     /// Since when reads have failed (the database's clock as last known), for "database
@@ -199,6 +235,7 @@ impl Reader {
             snap.snapshots = self.model.snapshots.rows().clone();
             snap.jobs = self.model.jobs.clone();
             snap.events = self.model.events.clone();
+            snap.backups = self.model.backups.clone();
             snap.volume_count = snap.volumes.len() as i64;
             snap.volumes_loaded = true;
             snap.waiting = self

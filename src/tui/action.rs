@@ -16,6 +16,8 @@ pub enum Action {
     Doctor,
     /// The audit log.
     Events,
+    /// The Backups view.
+    Backups,
     /// Volumes: the selected volume's clone family.
     Family,
     /// Family view: go to the selected member in the Volumes view.
@@ -79,6 +81,7 @@ impl Action {
             Logs,
             Doctor,
             Events,
+            Backups,
             Family,
             Jump,
             Refresh,

@@ -96,6 +96,18 @@ pub const EVENTS: [Col; 7] = [
     col("host", 16, false),
 ];
 
+/// Backups: newest first; what each holds and what it added to the store.
+pub const BACKUPS: [Col; 8] = [
+    col("name", 22, true),
+    col("volume", 16, true),
+    col("status", 10, true),
+    col("size", 9, true),
+    col("data", 9, false),
+    col("stored", 9, true),
+    col("incr", 4, false),
+    col("age", 8, true),
+];
+
 /// The columns of a view's table (none for views without one).
 pub fn of(view: View) -> &'static [Col] {
     match view {
@@ -103,6 +115,7 @@ pub fn of(view: View) -> &'static [Col] {
         View::Jobs => &JOBS,
         View::Services => &SERVICES,
         View::Events => &EVENTS,
+        View::Backups => &BACKUPS,
         _ => &[],
     }
 }

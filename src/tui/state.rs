@@ -28,10 +28,12 @@ pub enum View {
     Events,
     /// The selected volume's clone family (k9s's xray), opened from Volumes with `x`.
     Family,
+    /// Backups in the backup store, newest first.
+    Backups,
 }
 
 impl View {
-    pub const ALL: [View; 8] = [
+    pub const ALL: [View; 9] = [
         View::Overview,
         View::Services,
         View::Volumes,
@@ -39,6 +41,7 @@ impl View {
         View::Logs,
         View::Doctor,
         View::Events,
+        View::Backups,
         View::Family,
     ];
 
@@ -52,6 +55,7 @@ impl View {
             View::Doctor => "doctor",
             View::Events => "events",
             View::Family => "family",
+            View::Backups => "backups",
         }
     }
 
@@ -75,6 +79,7 @@ impl View {
             "doctor" | "dr" | "d" => Some(View::Doctor),
             "events" | "event" | "ev" | "e" | "audit" => Some(View::Events),
             "family" | "xray" | "x" | "tree" => Some(View::Family),
+            "backups" | "backup" | "bk" | "b" => Some(View::Backups),
             _ => None,
         }
     }
@@ -134,7 +139,7 @@ pub struct App {
     pub worker: bool,
     pub host: String,
     /// Selected row per view.
-    pub selected: [usize; 8],
+    pub selected: [usize; View::ALL.len()],
     /// The Volumes view's filter and sort (a column of `columns::VOLUMES`).
     pub filter: String,
     pub sort: usize,
@@ -195,7 +200,7 @@ impl App {
             read_only_reason: None,
             worker,
             host,
-            selected: [0; 8],
+            selected: [0; View::ALL.len()],
             filter: String::new(),
             sort: 0,
             sort_desc: false,
@@ -311,6 +316,7 @@ impl App {
             View::Doctor => self.doctor.checks.len(),
             View::Events => self.visible_events().len(),
             View::Family => self.family.len(),
+            View::Backups => self.snap.backups.len(),
         }
     }
 
@@ -460,6 +466,7 @@ impl App {
             Action::Logs => self.show(View::Logs),
             Action::Doctor => self.show(View::Doctor),
             Action::Events => self.show(View::Events),
+            Action::Backups => self.show(View::Backups),
             Action::Family => self.open_family(),
             Action::Refresh => {
                 self.toast = Some(("reading the database now".into(), false));

@@ -2,6 +2,7 @@
 //! file; the title bar (where you are), the footer (keys, from the keymap) and overlays
 //! (help, prompts) are here.
 
+mod backups;
 mod doctor;
 mod events;
 mod family;
@@ -38,6 +39,7 @@ pub fn draw(frame: &mut Frame, app: &App, now_ms: i64) {
         View::Doctor => doctor::draw(frame, app, body, now_ms),
         View::Events => events::draw(frame, app, body, now_ms),
         View::Family => family::draw(frame, app, body),
+        View::Backups => backups::draw(frame, app, body, now_ms),
     }
     draw_footer(frame, app, footer);
     match &app.mode {

@@ -180,6 +180,33 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         }
     }
     lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled("backups", t.accent)));
+    let backups: Vec<_> = snap
+        .backups
+        .iter()
+        .filter(|b| *b.volume_id == *v.id)
+        .collect();
+    if backups.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "  none (ember backup create NAME)",
+            t.dim,
+        )));
+    }
+    for b in backups.iter().take(4) {
+        lines.push(Line::raw(format!(
+            "  {} [{}] {} stored",
+            b.name,
+            b.status,
+            human_bytes(b.stored_bytes)
+        )));
+    }
+    if backups.len() > 4 {
+        lines.push(Line::from(Span::styled(
+            format!("  and {} older (8: backups)", backups.len() - 4),
+            t.dim,
+        )));
+    }
+    lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled("jobs", t.accent)));
     for j in snap.jobs.iter().filter(|j| *j.target_id == *v.id).take(8) {
         let style = if j.state == JobState::Failed {
