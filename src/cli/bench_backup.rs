@@ -51,7 +51,9 @@ pub fn run(g: &Global, dir: &std::path::Path, size: u64, data: u64) -> anyhow::R
                         .backup(name, id, r, 0, &NoProgress)
                         .map_err(store_err)?
                         .ok_or_else(|| {
-                            store_err(crate::backup::StoreError::Volume("cancelled".into()))
+                            store_err(crate::backup::StoreError::Volume(
+                                "the backup stopped".into(),
+                            ))
                         })?;
                     stored = s.stored_bytes;
                     Ok(())
