@@ -15,15 +15,6 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn seed() -> u64 {
-    let seed = std::env::var("EMBER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
-    seed
-}
-
 /// Random writes into a file volume: runs of random bytes, and sometimes zeros over data.
 fn scribble(rng: &mut StdRng, path: &Path, size: u64, max_run: u64) -> Vec<(u64, u64)> {
     use std::os::unix::fs::FileExt;

@@ -14,19 +14,6 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn seed() -> u64 {
-    let seed = std::env::var("EMBER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
-    seed
-}
-
-fn id_of(env: &Env, name: &str) -> String {
-    env.volume(name)["id"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
     let seed = seed();
@@ -54,7 +41,7 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
             "file0",
             "--wait",
         ]);
-        let img = env.image("file0", &id_of(&env, &format!("v{i}")));
+        let img = env.image("file0", &env.id_of(&format!("v{i}")));
         let at = rng.random_range(0..size / 2);
         write_at(
             &img,
@@ -66,7 +53,7 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
     // A chain: v0 <- c1 <- c2 (`--source`: their snapshots go with their last clone, so the
     // clones move first, flattened on the way, and then what they read from), and a volume
     // with a snapshot of its own, which a copy between backends cannot carry.
-    let v0 = std::fs::read(env.image("file0", &id_of(&env, "v0"))).unwrap();
+    let v0 = std::fs::read(env.image("file0", &env.id_of("v0"))).unwrap();
     env.json(&["volume", "create", "c1", "--source", "v0", "--wait"]);
     env.json(&["volume", "create", "c2", "--source", "c1", "--wait"]);
     env.json(&[
@@ -79,7 +66,7 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
         "file0",
         "--wait",
     ]);
-    write_at(&env.image("file0", &id_of(&env, "keep")), 0, 1 << 20, 0x6b);
+    write_at(&env.image("file0", &env.id_of("keep")), 0, 1 << 20, 0x6b);
     env.json(&[
         "volume", "snapshot", "create", "ks", "--volume", "keep", "--wait",
     ]);

@@ -15,15 +15,6 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn seed() -> u64 {
-    let seed = std::env::var("EMBER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
-    seed
-}
-
 /// Random data in a file volume as a guest would leave it: runs of random bytes, runs of
 /// written zeros (allocated, all zero), holes, and often the very last bytes.
 fn scribble(rng: &mut StdRng, path: &Path, size: u64) {
@@ -49,10 +40,6 @@ fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
 }
 
-fn id_of(env: &Env, name: &str) -> String {
-    env.volume(name)["id"].as_str().unwrap().to_string()
-}
-
 /// A new volume of exactly `size` bytes on `backend`; returns its id.
 fn create(env: &Env, name: &str, size: u64, backend: &str) -> String {
     let size = format!("{size}B");
@@ -66,7 +53,7 @@ fn create(env: &Env, name: &str, size: u64, backend: &str) -> String {
         backend,
         "--wait",
     ]);
-    id_of(env, name)
+    env.id_of(name)
 }
 
 /// Starts a migration of `name` to `to`, and once it runs, after `delay` ms, cancels it or
@@ -179,7 +166,7 @@ fn a_clone_arrives_flat_and_what_cannot_move_is_refused() {
     let snap_id = snap["snapshot"]["id"].as_str().unwrap().to_string();
     let parent = std::fs::read(env.file_dir("file0").join(format!("snapshot-{snap_id}"))).unwrap();
     env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
-    let c = id_of(&env, "c");
+    let c = env.id_of("c");
 
     // A volume with snapshots cannot carry them to another backend: refused, with the names.
     let err = env.fails(&["volume", "migrate", "base", "--to", "file1"], 1);

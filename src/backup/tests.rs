@@ -1,48 +1,12 @@
 //! The store on a temp dir with images in memory: backups of a changing image, each restored
 //! and compared byte for byte; chunks stored once; a damaged chunk found, never restored.
 
-use std::cell::RefCell;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::driver::NoProgress;
-
-/// An image in memory; its extents are its non-zero 64 KiB blocks.
-struct Mem(RefCell<Vec<u8>>);
-
-impl Readable for Mem {
-    fn size(&self) -> u64 {
-        self.0.borrow().len() as u64
-    }
-    fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
-        let d = self.0.borrow();
-        let blk = 64 << 10;
-        Ok((0..d.len())
-            .step_by(blk)
-            .filter(|&o| d[o..(o + blk).min(d.len())].iter().any(|b| *b != 0))
-            .map(|o| (o as u64, (o + blk).min(d.len()) as u64))
-            .collect())
-    }
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
-        let d = self.0.borrow();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = d.get(off as usize + i).copied().unwrap_or(0);
-        }
-        Ok(())
-    }
-}
-
-impl Writable for Mem {
-    fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
-        self.0.borrow_mut()[off as usize..off as usize + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&self) -> Result<(), String> {
-        Ok(())
-    }
-}
+use crate::driver::mem::Mem;
 
 fn seed() -> u64 {
     let seed = std::env::var("EMBER_SEED")
@@ -60,7 +24,7 @@ fn every_backup_restores_to_the_image_as_it_was_and_chunks_are_stored_once() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let size = (24 << 20) + rng.random_range(0..(1 << 20));
-    let vol = Mem(RefCell::new(vec![0u8; size]));
+    let vol = Mem::new(vec![0u8; size]);
     // Round 0 fills 16 MiB; later rounds change a few small ranges.
     vol.0.borrow_mut()[..16 << 20]
         .iter_mut()
@@ -96,7 +60,7 @@ fn every_backup_restores_to_the_image_as_it_was_and_chunks_are_stored_once() {
     }
     for (id, want) in &kept {
         let m = store.manifest(id).unwrap_or_else(|e| panic!("{e}"));
-        let out = Mem(RefCell::new(vec![0u8; want.len()]));
+        let out = Mem::new(vec![0u8; want.len()]);
         match store.restore(&m, &out, 0, &NoProgress) {
             Ok(Some(_)) => {}
             other => panic!("seed {seed}: restore of {id}: {other:?}"),
@@ -112,7 +76,7 @@ fn every_backup_restores_to_the_image_as_it_was_and_chunks_are_stored_once() {
     assert!(store.stored_bytes() <= before);
     let (id, want) = &kept[4];
     let m = store.manifest(id).unwrap_or_else(|e| panic!("{e}"));
-    let out = Mem(RefCell::new(vec![0u8; want.len()]));
+    let out = Mem::new(vec![0u8; want.len()]);
     assert!(matches!(
         store.restore(&m, &out, 0, &NoProgress),
         Ok(Some(_))
@@ -131,7 +95,7 @@ fn a_damaged_chunk_is_reported_and_never_restored() {
     let data: Vec<u8> = (0..(9u32 << 20))
         .map(|i| (i / 4096 % 251) as u8 + 1)
         .collect();
-    let vol = Mem(RefCell::new(data));
+    let vol = Mem::new(data);
     let Ok(Some((m, _))) = store.backup("b", "v", &vol, 0, &NoProgress) else {
         panic!("no backup");
     };
@@ -149,7 +113,7 @@ fn a_damaged_chunk_is_reported_and_never_restored() {
         .verify("b", &NoProgress)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(found.damaged, vec![(m.chunks[1].1.clone(), CHUNK, false)]);
-    let out = Mem(RefCell::new(vec![0u8; 9 << 20]));
+    let out = Mem::new(vec![0u8; 9 << 20]);
     match store.restore(&m, &out, 0, &NoProgress) {
         Err(StoreError::Damaged { offset, .. }) => assert_eq!(offset, CHUNK),
         other => panic!("a damaged chunk was restored: {other:?}"),

@@ -15,6 +15,8 @@ pub mod file;
 mod file_flatten;
 pub mod health;
 mod layers;
+#[cfg(test)]
+pub(crate) mod mem;
 pub(crate) mod pace;
 mod proc_open;
 pub mod rbd;

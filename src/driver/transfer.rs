@@ -303,44 +303,7 @@ pub fn copy_verified(
 mod tests {
     use super::*;
     use crate::driver::NoProgress;
-    use std::cell::RefCell;
-
-    /// An image in memory whose extents are its non-zero 64 KiB blocks, like a sparse file.
-    struct Mem(RefCell<Vec<u8>>, RefCell<u64>);
-
-    impl Readable for Mem {
-        fn size(&self) -> u64 {
-            self.0.borrow().len() as u64
-        }
-        fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
-            let d = self.0.borrow();
-            let blk = 64 << 10;
-            Ok((0..d.len())
-                .step_by(blk)
-                .filter(|&o| d[o..(o + blk).min(d.len())].iter().any(|b| *b != 0))
-                .map(|o| (o as u64, (o + blk).min(d.len()) as u64))
-                .collect())
-        }
-        fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
-            let d = self.0.borrow();
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = d.get(off as usize + i).copied().unwrap_or(0);
-            }
-            Ok(())
-        }
-    }
-
-    impl Writable for Mem {
-        fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
-            *self.1.borrow_mut() += buf.len() as u64;
-            let mut d = self.0.borrow_mut();
-            d[off as usize..off as usize + buf.len()].copy_from_slice(buf);
-            Ok(())
-        }
-        fn flush(&self) -> Result<(), String> {
-            Ok(())
-        }
-    }
+    use crate::driver::mem::Mem;
 
     #[test]
     fn a_copy_equals_its_source_and_leaves_holes_alone() {
@@ -360,8 +323,8 @@ mod tests {
                 let fill = rng.random_range(0..=255u8);
                 src[at..at + n].fill(fill);
             }
-            let src = Mem(RefCell::new(src), RefCell::new(0));
-            let dst = Mem(RefCell::new(vec![0u8; len]), RefCell::new(0));
+            let src = Mem::new(src);
+            let dst = Mem::new(vec![0u8; len]);
             let bps = [0, 1 << 30][round % 2];
             let (copied, checked) = copy_verified("t", &src, &dst, bps, &NoProgress, |e| {
                 DriverError::Invalid {
@@ -400,8 +363,8 @@ mod tests {
             (true, REGION as usize + 5),
             (false, 3 << 20),
         ] {
-            let src = Mem(RefCell::new(data.clone()), RefCell::new(0));
-            let dst = Mem(RefCell::new(vec![0u8; len]), RefCell::new(0));
+            let src = Mem::new(data.clone());
+            let dst = Mem::new(vec![0u8; len]);
             let Ok(Some(copied)) = copy(&src, &dst, 0, &NoProgress) else {
                 panic!("the copy did not run");
             };
@@ -449,8 +412,8 @@ mod tests {
                 false
             }
         }
-        let src = Mem(RefCell::new(vec![7u8; 1 << 20]), RefCell::new(0));
-        let dst = Mem(RefCell::new(vec![0u8; 1 << 20]), RefCell::new(0));
+        let src = Mem::new(vec![7u8; 1 << 20]);
+        let dst = Mem::new(vec![0u8; 1 << 20]);
         assert_eq!(copy(&src, &dst, 0, &Stop), Ok(None));
     }
 }

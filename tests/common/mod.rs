@@ -62,6 +62,16 @@ pub fn each_engine(mut f: impl FnMut(Engine, &Path, &str)) {
     }
 }
 
+/// A round's random seed: `EMBER_SEED` replays one, else a new one; printed either way.
+pub fn seed() -> u64 {
+    let seed = std::env::var("EMBER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
+    seed
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -335,6 +345,11 @@ impl Env {
 
     pub fn volume(&self, key: &str) -> serde_json::Value {
         self.json(&["volume", "show", key])
+    }
+
+    /// A volume's id by name.
+    pub fn id_of(&self, name: &str) -> String {
+        self.volume(name)["id"].as_str().unwrap().to_string()
     }
 
     /// The backend's directory of the file driver.
