@@ -274,6 +274,7 @@ fn rbd_volume_backed_up_and_restored_to_rbd_and_to_a_file() {
         ),
     );
     let _serve = env.serve();
+    env.wait_backend_up("rbd0", 60);
     let size = (20u64 << 20) + rng.random_range(0..2048u64) * 512;
     let v = env.json(&[
         "volume",

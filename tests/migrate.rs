@@ -86,6 +86,11 @@ fn interrupt(
         serve.signal("KILL");
         serve.wait(Duration::from_secs(10));
         *serve = env.serve();
+        // Both ends ready again before the next request (an rbd backend's first setup check
+        // takes a moment, and a request with --wait is refused meanwhile).
+        let from = env.job(&job)["backend"].as_str().unwrap().to_string();
+        env.wait_backend_up(&from, 60);
+        env.wait_backend_up(to, 60);
     } else {
         let _ = env.run(&["job", "cancel", &job]);
     }
@@ -335,6 +340,8 @@ fn rbd_across_clusters_and_to_file_and_back() {
         ),
     );
     let _serve = env.serve();
+    env.wait_backend_up("rbd0", 60);
+    env.wait_backend_up("rbdx", 60);
     let size = (16u64 << 20) + rng.random_range(0..(1u64 << 20)) * 512;
     let id = create(&env, "r", size, "rbd0");
     // Random data at random places, written through rbd as a client would.
@@ -421,6 +428,8 @@ fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
         ),
     );
     let mut serve = env.serve();
+    env.wait_backend_up("rbd0", 60);
+    env.wait_backend_up("rbd1", 60);
     let export = |spec: &str| {
         let out = dir.path().join("export.img");
         let _ = std::fs::remove_file(&out);
