@@ -14,13 +14,25 @@ use super::{fit_view, headers, pick};
 pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
     let t = &app.theme;
     let (shown, widths) = fit_view(app, View::Backups, area.width);
+    // One pass over the volumes for the names the backups need (not one per backup: 100k
+    // volumes times many backups would be felt on every frame).
+    let wanted: std::collections::HashSet<&str> = app
+        .snap
+        .backups
+        .iter()
+        .map(|b| b.volume_id.as_str())
+        .collect();
+    let names: std::collections::HashMap<&str, &str> = app
+        .snap
+        .volumes
+        .iter()
+        .filter(|v| wanted.contains(&*v.id))
+        .map(|v| (&*v.id, &*v.name))
+        .collect();
     let rows = app.snap.backups.iter().map(|b| {
-        let volume = app
-            .snap
-            .volumes
-            .iter()
-            .find(|v| *v.id == *b.volume_id)
-            .map(|v| v.name.to_string())
+        let volume = names
+            .get(b.volume_id.as_str())
+            .map(|n| n.to_string())
             .unwrap_or_else(|| format!("{} (gone)", crate::service::units::short_id(&b.volume_id)));
         let status = Span::styled(
             b.status.as_str(),
