@@ -33,6 +33,7 @@ pub async fn drain(g: &Global, backend: &str, off: bool) -> anyhow::Result<ExitC
 
 /// One volume's migration this run started or found under way.
 struct Moving {
+    volume_id: String,
     name: String,
     size: u64,
 }
@@ -68,6 +69,7 @@ pub async fn evacuate(
                 jobs.insert(
                     j.id.clone(),
                     Moving {
+                        volume_id: j.target_id.clone(),
                         name: v.as_ref().map_or(j.target_id.clone(), |v| v.name.clone()),
                         size: v.map_or(0, |v| v.size_bytes.max(0) as u64),
                     },
@@ -111,26 +113,25 @@ pub async fn evacuate(
         for id in ended {
             jobs.remove(&id);
         }
-        let busy: HashSet<String> = moving(&db, from, to)
-            .await?
-            .into_iter()
-            .map(|j| j.target_id)
+        // The jobs still under way are the ones just looked at (an ended one was removed).
+        let busy: HashSet<String> = jobs
+            .values()
+            .map(|m| m.volume_id.clone())
             .chain(skipped_ids.iter().cloned())
             .collect();
         let left = remaining(&db, from, &busy).await?;
         // A volume whose snapshot a waiting or moving clone reads from waits for it.
         let mut read_from = HashSet::new();
-        for clone in left
+        // The parents of what waits (its rows are at hand) and of what moves (read).
+        let mut parents: Vec<String> = left
             .iter()
-            .map(|v| v.id.clone())
-            .chain(busy.iter().cloned())
-        {
-            if let Some(snap) = db
-                .get_volume(&clone)
-                .await?
-                .and_then(|v| v.source_snapshot_id)
-                && let Some(s) = db.get_snapshot(&snap).await?
-            {
+            .filter_map(|v| v.source_snapshot_id.clone())
+            .collect();
+        for id in jobs.values().map(|m| &m.volume_id) {
+            parents.extend(db.get_volume(id).await?.and_then(|v| v.source_snapshot_id));
+        }
+        for snap in parents {
+            if let Some(s) = db.get_snapshot(&snap).await? {
                 read_from.insert(s.volume_id);
             }
         }
@@ -148,6 +149,7 @@ pub async fn evacuate(
                     jobs.insert(
                         e.job_id,
                         Moving {
+                            volume_id: v.id.clone(),
                             name: v.name.clone(),
                             size: v.size_bytes.max(0) as u64,
                         },
@@ -162,7 +164,7 @@ pub async fn evacuate(
         }
         let waiting: Vec<&crate::db::VolumeRow> = left
             .iter()
-            .filter(|v| !skipped_ids.contains(&v.id) && !jobs.values().any(|m| m.name == v.name))
+            .filter(|v| !skipped_ids.contains(&v.id) && !jobs.values().any(|m| m.volume_id == v.id))
             .collect();
         let left_bytes: u64 = waiting
             .iter()

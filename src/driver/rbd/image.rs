@@ -11,7 +11,7 @@ use super::conn::{Errno, Pool, from_c};
 use super::ffi;
 use crate::driver::Progress;
 
-fn cstr(call: &'static str, s: &str) -> Result<CString, Errno> {
+pub(super) fn cstr(call: &'static str, s: &str) -> Result<CString, Errno> {
     CString::new(s).map_err(|_| Errno {
         call,
         code: libc::EINVAL,

@@ -11,13 +11,12 @@
 //! stops because its service stops or a peer took the job over leaves the migration for the
 //! next run to carry on.
 
-use std::ffi::CString;
 use std::os::raw::c_int;
 
 use super::RbdDriver;
 use super::conn::{Errno, Pool};
 use super::ffi;
-use super::image::{Image, Open, Ran, Watch, with_progress};
+use super::image::{Image, Open, Ran, Watch, cstr, with_progress};
 use crate::driver::{DriverError, LiveTarget, Progress, volume_image};
 
 /// Where a migration stands, as librbd says.
@@ -32,17 +31,10 @@ enum State {
     Other(c_int),
 }
 
-fn cname(call: &'static str, s: &str) -> Result<CString, Errno> {
-    CString::new(s).map_err(|_| Errno {
-        call,
-        code: libc::EINVAL,
-    })
-}
-
 /// `rbd_migration_status` of `name` in `pool`: EINVAL means the image is not migrating.
 #[allow(unsafe_code)]
 fn status(pool: &Pool, name: &str) -> Result<State, Errno> {
-    let n = cname("rbd_migration_status", name)?;
+    let n = cstr("rbd_migration_status", name)?;
     // SAFETY: a zeroed status is a valid out-parameter (null strings, zero ids).
     let mut st: ffi::MigrationStatus = unsafe { std::mem::zeroed() };
     // SAFETY: live ioctx, valid name; librbd fills `st` and we clean it up below.
@@ -148,10 +140,8 @@ impl RbdDriver {
             Err(e) => return Err(fail(e)),
         };
         if state == State::None {
-            let (s, d) = (
-                cname("rbd_migration_prepare", &name).map_err(fail)?,
-                cname("rbd_migration_prepare", &name).map_err(fail)?,
-            );
+            // The image keeps its name in the target pool.
+            let n = cstr("rbd_migration_prepare", &name).map_err(fail)?;
             let mut opts: *mut std::os::raw::c_void = std::ptr::null_mut();
             #[allow(unsafe_code)]
             // SAFETY: opts is created here, passed to one call, destroyed after it; both
@@ -159,7 +149,7 @@ impl RbdDriver {
             let rc = unsafe {
                 ffi::rbd_image_options_create(&mut opts);
                 let rc =
-                    ffi::rbd_migration_prepare(src.raw(), s.as_ptr(), dst.raw(), d.as_ptr(), opts);
+                    ffi::rbd_migration_prepare(src.raw(), n.as_ptr(), dst.raw(), n.as_ptr(), opts);
                 ffi::rbd_image_options_destroy(opts);
                 rc
             };
@@ -179,7 +169,7 @@ impl RbdDriver {
     ) -> Result<(), DriverError> {
         let spec = name.to_string();
         let fail = |e: Errno| self.fail("migrate", &spec, e);
-        let n = cname("rbd_migration_execute", name).map_err(fail)?;
+        let n = cstr("rbd_migration_execute", name).map_err(fail)?;
         let bytes = Image::open(dst, Open::ReadOnly(name))
             .and_then(|i| i.size())
             .unwrap_or(0);
@@ -241,7 +231,7 @@ impl RbdDriver {
     }
 
     fn abort(&self, dst: &Pool, name: &str) -> Result<(), DriverError> {
-        let n = cname("rbd_migration_abort", name).map_err(|e| self.fail("migrate", name, e))?;
+        let n = cstr("rbd_migration_abort", name).map_err(|e| self.fail("migrate", name, e))?;
         let quiet = crate::driver::NoProgress;
         let ran = with_progress(
             Watch {

@@ -121,7 +121,12 @@ fn same_cluster(a: Option<&BackendConfig>, b: Option<&BackendConfig>) -> bool {
 /// How the volume moves.
 #[derive(Debug, Clone, PartialEq)]
 enum Method {
-    Live(LiveTarget),
+    /// `resuming`: an earlier run began it (the source is linked to the target already, so
+    /// the only holders are the migration's own).
+    Live {
+        target: LiveTarget,
+        resuming: bool,
+    },
     Copy,
 }
 
@@ -146,18 +151,20 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
     if v.backend != to {
         let target = peer(ctx, &to)?;
         let method = method(ctx, &target).await?;
-        if method == Method::Copy || !resuming(ctx).await? {
+        if !matches!(method, Method::Live { resuming: true, .. }) {
             check_holders(ctx, "migrate").await?;
         }
         let moved = match &method {
-            Method::Live(t) => {
+            Method::Live { target: t, .. } => {
                 let (id, t) = (id.clone(), t.clone());
                 ctx.call(move |d, p| d.live_migrate(&id, &t, p))
                     .await
                     .map(|()| Moved::Live)
                     .map_err(Step::from)
             }
-            Method::Copy => copy(ctx, &target).await.map(Moved::Copied),
+            Method::Copy => copy(ctx, &target, v.size_bytes.max(0) as u64)
+                .await
+                .map(Moved::Copied),
         };
         let moved = match moved {
             Ok(m) => m,
@@ -217,20 +224,17 @@ async fn method(ctx: &Ctx, target: &Arc<BackendService>) -> Result<Method, Step>
             let Some(there) = dst.live_target() else {
                 return Ok(Method::Copy);
             };
+            let resuming = d.live_migration(&id)?;
             let here = d.live_target();
-            if here.as_ref().is_some_and(|h| h.cluster == there.cluster) || d.live_migration(&id)? {
-                return Ok(Method::Live(there));
+            if resuming || here.is_some_and(|h| h.cluster == there.cluster) {
+                return Ok(Method::Live {
+                    target: there,
+                    resuming,
+                });
             }
             Ok(Method::Copy)
         })
         .await?)
-}
-
-/// A live migration an earlier run began (its source is linked to the target already, so
-/// the holders to check are the migration's own).
-async fn resuming(ctx: &Ctx) -> Result<bool, Step> {
-    let id = ctx.id();
-    Ok(ctx.call(move |d, _| d.live_migration(&id)).await?)
 }
 
 /// The target backend's service in this process.
@@ -253,14 +257,8 @@ fn peer(ctx: &Ctx, to: &str) -> Result<Arc<BackendService>, Step> {
 
 /// A new empty image on the target (any partial one of an earlier run removed first), then
 /// the copy and its comparison, on the source's storage pool.
-async fn copy(ctx: &Ctx, target: &Arc<BackendService>) -> Result<Copied, Step> {
-    let (id, size) = (
-        ctx.id(),
-        ctx.db
-            .get_volume(&ctx.id())
-            .await?
-            .map_or(0, |v| v.size_bytes.max(0) as u64),
-    );
+async fn copy(ctx: &Ctx, target: &Arc<BackendService>, size: u64) -> Result<Copied, Step> {
+    let id = ctx.id();
     let dst = target.driver.clone();
     let bps = match (
         ctx.svc.cfg.volume_copy_bps_limit,
