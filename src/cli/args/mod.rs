@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::ArgValueCandidates;
 
+mod backup;
+mod bench;
+
+pub use backup::BackupCmd;
+pub use bench::BenchCmd;
+
 use super::complete;
 use crate::db::Status;
 use crate::service::lifecycle::RESET_STATES;
@@ -59,54 +65,6 @@ pub struct Global {
     /// every database handle this command opens refuses changes.
     #[arg(skip)]
     pub read_only: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BackupCmd {
-    /// Back a volume up: its data read through the driver, chunks the store already holds
-    /// not written again. The volume must be available and open by nobody else
-    Create {
-        #[arg(add = ArgValueCandidates::new(complete::volumes))]
-        volume: String,
-        /// Refused unless the volume has an earlier backup (Cinder's --incremental); every
-        /// backup after the first stores only what changed either way
-        #[arg(long)]
-        incremental: bool,
-        /// Default: VOLUME-YYYYMMDDTHHMMSSZ
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// List backups, newest first
-    List {
-        /// Only this volume's (id or name; also a deleted volume's id)
-        #[arg(long)]
-        volume: Option<String>,
-    },
-    /// One backup, with its manifest's figures
-    Show { backup: String },
-    /// A new volume from a backup, written and read back and checked
-    Restore {
-        backup: String,
-        /// The new volume's name (default: BACKUP-restore)
-        #[arg(long)]
-        name: Option<String>,
-        /// Where to put it (default: the backed-up volume's backend)
-        #[arg(long, add = ArgValueCandidates::new(complete::backends))]
-        backend: Option<String>,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Delete a backup, and the chunks no other backup holds
-    Delete {
-        backup: String,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Read every chunk of a backup and check it against its SHA-256: exit 2 when any is
-    /// damaged or missing (naming them)
-    Verify { backup: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,119 +149,6 @@ pub enum DbCmd {
     Roles {
         #[arg(long)]
         apply: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCmd {
-    /// Heartbeat lateness while jobs copy data: ember's storage pool vs plain spawn_blocking
-    Heartbeat {
-        /// Jobs submitted per run (comma-separated)
-        #[arg(long, value_delimiter = ',', default_values_t = [0, 8, 64])]
-        jobs: Vec<usize>,
-        /// Seconds per run
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
-        seconds: u64,
-        /// Storage pool threads (backend_native_threads_pool_size; default: its default, the
-        /// number of CPUs)
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
-        threads: Option<u64>,
-    },
-    /// Console speed with many volumes: frame, filter keystroke, first frame from SQLite, RSS
-    Console {
-        /// Volume counts (comma-separated)
-        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
-        volumes: Vec<usize>,
-    },
-    /// File-driver clone and flatten of a volume with data vs `cp --sparse=always`
-    Flatten {
-        /// Where to put the test files (a filesystem like the backend's)
-        #[arg(long, default_value = "/var/tmp")]
-        dir: PathBuf,
-        #[arg(long, value_parser = size, default_value = "1G")]
-        size: u64,
-        /// How much of it holds data
-        #[arg(long, value_parser = size, default_value = "512M")]
-        data: u64,
-    },
-    /// Backup of a file volume with data (full, after a small change) and its restore, vs
-    /// `cp --sparse=always` + sync (+ cmp)
-    Backup {
-        /// Where to put the test files (a filesystem like the backends')
-        #[arg(long, default_value = "/var/tmp")]
-        dir: PathBuf,
-        #[arg(long, value_parser = size, default_value = "1G")]
-        size: u64,
-        /// How much of it holds data
-        #[arg(long, value_parser = size, default_value = "512M")]
-        data: u64,
-    },
-    /// File-to-file migration of a volume with data (copy, read back, check) vs
-    /// `cp --sparse=always` + sync, and + cmp
-    Migrate {
-        /// Where to put the test files (a filesystem like the backends')
-        #[arg(long, default_value = "/var/tmp")]
-        dir: PathBuf,
-        #[arg(long, value_parser = size, default_value = "1G")]
-        size: u64,
-        /// How much of it holds data
-        #[arg(long, value_parser = size, default_value = "512M")]
-        data: u64,
-    },
-    /// The console as operators run it: N volumes + N snapshots, the real refresh loop and
-    /// render, idle and with a change every 2 s from another process; CPU, RSS, rows read per
-    /// refresh and change-to-screen latency, beside a full reload (SQLite; PostgreSQL too with
-    /// an admin --database-url)
-    ConsoleLive {
-        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
-        volumes: Vec<usize>,
-        /// Seconds of each phase (idle, changes)
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(4..=600))]
-        seconds: u64,
-        /// Internal: measure one configuration in this process (`URL N full|incremental`) and
-        /// print its figures as JSON; the bench runs each configuration so, for honest RSS.
-        #[arg(long, num_args = 3, hide = true)]
-        one: Option<Vec<String>>,
-    },
-    /// Takeover in a cluster: seconds from `kill -9` of the member running a job to the job
-    /// running on a peer (needs a PostgreSQL --database-url; real processes)
-    Takeover {
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
-        rounds: u64,
-    },
-    /// A volume with data moved between two rbd backends' pools: ember's live migration vs
-    /// `rbd migration prepare/execute/commit` (one cluster), ember's copy through this host vs
-    /// `rbd export | import` and `export-diff | import-diff` (images made and removed by the bench)
-    RbdMigrate {
-        /// The rbd backend to move from
-        #[arg(long)]
-        backend: String,
-        /// The rbd backend to move to
-        #[arg(long)]
-        to: String,
-        #[arg(long, value_parser = size, default_value = "1G")]
-        size: u64,
-        /// How much of it holds data
-        #[arg(long, value_parser = size, default_value = "512M")]
-        data: u64,
-        /// Rounds; the medians are printed
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// rbd flatten of a clone with data, ember's driver vs the `rbd flatten` CLI, on the pool
-    /// of an rbd backend of the config (images are made and removed by the bench)
-    RbdFlatten {
-        /// The rbd backend whose cluster, pool and user to use
-        #[arg(long)]
-        backend: String,
-        #[arg(long, value_parser = size, default_value = "1G")]
-        size: u64,
-        /// How much of the parent holds data
-        #[arg(long, value_parser = size, default_value = "512M")]
-        data: u64,
-        /// Rounds; the medians are printed
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
     },
 }
 
