@@ -20,6 +20,7 @@ mod health;
 pub mod health_codes;
 mod holders;
 mod image;
+mod image_io;
 mod migrate;
 mod session;
 mod verify;

@@ -1,0 +1,129 @@
+//! An open image's data: where it holds data (`rbd_diff_iterate2`), reads and writes, flush
+//! and `rbd du`, for verify, migrations and backups. The handle itself is `image.rs`'s.
+
+use std::os::raw::{c_int, c_void};
+use std::ptr;
+
+use super::conn::Errno;
+use super::ffi;
+use super::image::Image;
+
+impl Image<'_> {
+    /// Where the image holds data, its parent's included (`rbd diff --whole-object` off):
+    /// `[start, end)` in offset order, adjacent extents merged. For `volume verify`.
+    pub fn data_extents(&self) -> Result<Vec<(u64, u64)>, Errno> {
+        self.diff_extents(true, false)
+    }
+
+    /// The extents `rbd_diff_iterate2` reports as existing since the image was made, merged.
+    #[allow(unsafe_code)]
+    fn diff_extents(
+        &self,
+        include_parent: bool,
+        whole_object: bool,
+    ) -> Result<Vec<(u64, u64)>, Errno> {
+        extern "C" fn add(ofs: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
+            if exists != 0 {
+                #[allow(unsafe_code)]
+                // SAFETY: arg is the &mut Vec below, alive for the call.
+                let out = unsafe { &mut *(arg as *mut Vec<(u64, u64)>) };
+                match out.last_mut() {
+                    Some(last) if last.1 == ofs => last.1 += len as u64,
+                    _ => out.push((ofs, ofs + len as u64)),
+                }
+            }
+            0
+        }
+        let size = self.size()?;
+        let mut out: Vec<(u64, u64)> = vec![];
+        // SAFETY: open image; the callback's Vec lives on this frame for the whole call.
+        Errno::check("rbd_diff_iterate2", unsafe {
+            ffi::rbd_diff_iterate2(
+                self.raw,
+                ptr::null(),
+                0,
+                size,
+                u8::from(include_parent),
+                u8::from(whole_object),
+                add,
+                &mut out as *mut Vec<(u64, u64)> as *mut c_void,
+            )
+        })?;
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Reads `buf.len()` bytes at `off`, as a client sees the image (through its parent).
+    #[allow(unsafe_code)]
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: open image; rest is a live, writable buffer of rest.len() bytes.
+            let n = unsafe {
+                ffi::rbd_read2(
+                    self.raw,
+                    off + done as u64,
+                    rest.len(),
+                    rest.as_mut_ptr().cast(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(Errno {
+                    call: "rbd_read2",
+                    code: -(n as c_int),
+                });
+            }
+            if n == 0 {
+                rest.fill(0); // past the end
+                return Ok(());
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `off` (a migration's copy into its new image).
+    #[allow(unsafe_code)]
+    pub fn write_at(&self, buf: &[u8], off: u64) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            // SAFETY: open image; rest is a live buffer of rest.len() bytes.
+            let n = unsafe {
+                ffi::rbd_write2(
+                    self.raw,
+                    off + done as u64,
+                    rest.len(),
+                    rest.as_ptr().cast(),
+                    0,
+                )
+            };
+            if n <= 0 {
+                return Err(Errno {
+                    call: "rbd_write2",
+                    code: if n == 0 { libc::EIO } else { -(n as c_int) },
+                });
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Waits until what was written is stable (`rbd_flush`).
+    #[allow(unsafe_code)]
+    pub fn flush(&self) -> Result<(), Errno> {
+        // SAFETY: open image.
+        Errno::check("rbd_flush", unsafe { ffi::rbd_flush(self.raw) }).map(drop)
+    }
+
+    /// Bytes allocated in the image itself (not its parent), per whole object: `rbd du`.
+    pub fn used_bytes(&self) -> Result<u64, Errno> {
+        Ok(self
+            .diff_extents(false, true)?
+            .iter()
+            .map(|(a, b)| b - a)
+            .sum())
+    }
+}
