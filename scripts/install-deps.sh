@@ -15,6 +15,8 @@ command -v ceph-mon >/dev/null || need+=(ceph-mon)
 command -v ceph-osd >/dev/null || need+=(ceph-osd)
 command -v ceph-mgr >/dev/null || need+=(ceph-mgr)
 command -v rbd >/dev/null || need+=(ceph-common)
+# librbd from Python: the tests' guest writes into rbd images in place (tests/common/rbd_client.py).
+/usr/bin/python3 -c 'import rbd' 2>/dev/null || need+=(python3-rbd)
 command -v uuidgen >/dev/null || need+=(uuid-runtime)
 # The shells whose completion tests/completions.rs drives.
 command -v zsh >/dev/null || need+=(zsh)

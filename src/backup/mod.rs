@@ -19,16 +19,16 @@
 
 mod files;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::driver::Progress;
 use crate::driver::pace::Pacer;
 use crate::driver::transfer::{Writable, outside};
 use crate::driver::verify::Readable;
+use crate::driver::{BackupRead, Progress};
 
 pub use files::Lock;
 
@@ -129,13 +129,18 @@ impl Store {
     }
 
     /// Reads `src` (the volume, `size` bytes) into the store as backup `backup`, at most
-    /// `bps` bytes a second; the manifest is written last. None: cancelled (chunks already
-    /// written stay, unreferenced until a delete collects them).
+    /// `bps` bytes a second; the manifest is written last. With `ChangedSince`, `src` lists
+    /// only what changed since backup `base`, and every chunk it does not touch is taken from
+    /// `base`'s manifest (read here, under the lock that keeps its chunks). None: cancelled
+    /// (chunks already written stay, unreferenced until a delete collects them).
+    #[allow(clippy::too_many_arguments)]
     pub fn backup(
         &self,
         backup: &str,
         volume: &str,
         src: &dyn Readable,
+        read: BackupRead,
+        base: Option<&str>,
         bps: u64,
         progress: &dyn Progress,
     ) -> Result<Option<(Manifest, Stored)>, StoreError> {
@@ -144,8 +149,29 @@ impl Store {
         // before its manifest names it.
         let _lock = Lock::shared(&self.root)?;
         let size = src.size();
+        let mut chunks: BTreeMap<u64, String> = match (read, base) {
+            (BackupRead::Whole, _) => BTreeMap::new(),
+            (BackupRead::ChangedSince, Some(base)) => {
+                let m = self.manifest(base)?;
+                if m.size_bytes != size {
+                    return Err(StoreError::Manifest {
+                        backup: base.to_string(),
+                        path: self.manifest_path(base),
+                        message: format!(
+                            "holds {} bytes, the volume {size}: cannot be the base of a diff",
+                            m.size_bytes
+                        ),
+                    });
+                }
+                m.chunks.into_iter().collect()
+            }
+            (BackupRead::ChangedSince, None) => {
+                return Err(StoreError::Volume(
+                    "a diff was read with no backup to apply it to".into(),
+                ));
+            }
+        };
         let mut out = Stored::default();
-        let mut chunks = vec![];
         let mut pacer = Pacer::new(bps, 0, size, progress);
         let mut buf = vec![0u8; CHUNK as usize];
         let mut next = 0u64; // the first chunk index not yet read
@@ -157,6 +183,7 @@ impl Store {
                 let n = CHUNK.min(size - at) as usize;
                 src.read_at(&mut buf[..n], at).map_err(StoreError::Volume)?;
                 out.read_bytes += n as u64;
+                chunks.remove(&index);
                 if buf[..n].iter().any(|b| *b != 0) {
                     let hash = sha256(&buf[..n]);
                     if batch.put(&self.chunk_path(&hash), &buf[..n])? {
@@ -165,8 +192,7 @@ impl Store {
                     if batch.len() >= BATCH {
                         batch.commit()?;
                     }
-                    out.data_bytes += n as u64;
-                    chunks.push((index, hash));
+                    chunks.insert(index, hash);
                 }
                 if !pacer.skip(at.saturating_sub(pacer.done)) || !pacer.moved(n as u64) {
                     return Ok(None);
@@ -175,13 +201,17 @@ impl Store {
             next = next.max(last);
         }
         batch.commit()?;
+        out.data_bytes = chunks
+            .keys()
+            .map(|i| CHUNK.min(size.saturating_sub(i * CHUNK)))
+            .sum();
         let m = Manifest {
             version: 1,
             backup_id: backup.to_string(),
             volume_id: volume.to_string(),
             size_bytes: size,
             chunk_bytes: CHUNK,
-            chunks,
+            chunks: chunks.into_iter().collect(),
         };
         let text = serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Manifest {
             backup: backup.to_string(),

@@ -40,7 +40,9 @@ fn every_backup_restores_to_the_image_as_it_was_and_chunks_are_stored_once() {
             }
         }
         let id = format!("b{round}");
-        let Ok(Some((m, stored))) = store.backup(&id, "v", &vol, 0, &NoProgress) else {
+        let Ok(Some((m, stored))) =
+            store.backup(&id, "v", &vol, BackupRead::Whole, None, 0, &NoProgress)
+        else {
             panic!("seed {seed} round {round}: the backup did not run");
         };
         eprintln!(
@@ -96,7 +98,8 @@ fn a_damaged_chunk_is_reported_and_never_restored() {
         .map(|i| (i / 4096 % 251) as u8 + 1)
         .collect();
     let vol = Mem::new(data);
-    let Ok(Some((m, _))) = store.backup("b", "v", &vol, 0, &NoProgress) else {
+    let Ok(Some((m, _))) = store.backup("b", "v", &vol, BackupRead::Whole, None, 0, &NoProgress)
+    else {
         panic!("no backup");
     };
     assert_eq!(m.chunks.len(), 3);

@@ -72,7 +72,7 @@ pub async fn run(g: &Global, cmd: BackupCmd) -> anyhow::Result<ExitCode> {
         }
         BackupCmd::Verify { backup } => {
             let b = found(&db, &backup).await?;
-            let root = cfg.backup_path.clone();
+            let root = cfg.backup.path.clone();
             let id = b.id.clone();
             let report = tokio::task::spawn_blocking(move || {
                 Store::open(&root)?.verify(&id, &crate::driver::NoProgress)
@@ -145,6 +145,7 @@ async fn list(g: &Global, db: &crate::db::Db, rows: &[BackupRow]) -> anyhow::Res
         "Status",
         "Size",
         "Data",
+        "Read",
         "Stored",
         "Incremental",
         "Created",
@@ -161,6 +162,7 @@ async fn list(g: &Global, db: &crate::db::Db, rows: &[BackupRow]) -> anyhow::Res
             b.status.to_string(),
             human_bytes(b.size_bytes),
             human_bytes(b.data_bytes),
+            human_bytes(b.read_bytes),
             human_bytes(b.stored_bytes),
             if b.parent_id.is_some() { "yes" } else { "-" }.into(),
             rfc3339(b.created_at),

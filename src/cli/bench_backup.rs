@@ -14,7 +14,7 @@ use super::bench_migrate::cp_checked;
 use super::output::print_json;
 use crate::backup::Store;
 use crate::driver::file::FileDriver;
-use crate::driver::{DriverError, NoProgress, VolumeDriver, volume_image};
+use crate::driver::{BackupRead, DriverError, NoProgress, VolumeDriver, volume_image};
 use crate::service::bench::{fill_volume, time};
 
 fn store_err(e: crate::backup::StoreError) -> DriverError {
@@ -48,7 +48,7 @@ pub fn run(g: &Global, dir: &std::path::Path, size: u64, data: u64) -> anyhow::R
             let (r, t) = time(|| {
                 drv.with_volume(id, false, &mut |r| {
                     let (_, s) = store
-                        .backup(name, id, r, 0, &NoProgress)
+                        .backup(name, id, r, BackupRead::Whole, None, 0, &NoProgress)
                         .map_err(store_err)?
                         .ok_or_else(|| {
                             store_err(crate::backup::StoreError::Volume(

@@ -27,6 +27,18 @@ pub use raw::Format;
 use options::{BACKEND_KEYS, Lookup, SERVICE_KEYS, closest, section_label};
 use raw::RawDoc;
 
+/// Where backups go, and what they keep on the volumes' storage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackupConfig {
+    /// Cinder's `backup_posix_path`: the backup store, a directory of content-addressed
+    /// chunks and manifests (default `DATA_DIR/backup`, as Cinder's `$state_path/backup`).
+    pub path: PathBuf,
+    /// Cinder's `backup_ceph_max_snapshots`: how many backup snapshots stay on an rbd
+    /// volume's image for the next incremental backup to diff from (0: every one, Cinder's
+    /// default).
+    pub max_snapshots: u32,
+}
+
 /// Everything ember needs to run, resolved: no option is left to interpret later.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
@@ -50,9 +62,7 @@ pub struct Config {
     #[serde(with = "secs")]
     pub drain_timeout: Duration,
     pub data_dir: PathBuf,
-    /// Cinder's `backup_posix_path`: the backup store, a directory of content-addressed
-    /// chunks and manifests (default `DATA_DIR/backup`, as Cinder's `$state_path/backup`).
-    pub backup_path: PathBuf,
+    pub backup: BackupConfig,
     pub database_url: String,
     /// Refuse every mutating action (for on-call viewers).
     pub read_only: bool,
@@ -298,9 +308,12 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         Some(d) if !d.is_empty() => expand_home(&d),
         _ => default_data_dir(),
     };
-    let backup_path = match service.string("backup_posix_path")? {
-        Some(d) if !d.is_empty() => expand_home(&d),
-        _ => data_dir.join("backup"),
+    let backup = BackupConfig {
+        path: match service.string("backup_posix_path")? {
+            Some(d) if !d.is_empty() => expand_home(&d),
+            _ => data_dir.join("backup"),
+        },
+        max_snapshots: service.int("backup_ceph_max_snapshots", 0, 0, 1000)? as u32,
     };
     let database_url = match service.string("database_url")? {
         Some(u) if !u.is_empty() => u,
@@ -382,7 +395,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         periodic_fuzzy_delay,
         drain_timeout,
         data_dir,
-        backup_path,
+        backup,
         database_url,
         read_only,
         keymap,

@@ -21,6 +21,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "backend_native_threads_pool_size",
     "data_dir",
     "backup_posix_path",
+    "backup_ceph_max_snapshots",
     "database_url",
     "read_only",
     "keymap",

@@ -25,6 +25,9 @@ pub struct BackupRow {
     pub parent_id: Option<String>,
     /// Bytes of the volume that hold data (the rest are zeros, stored as nothing).
     pub data_bytes: i64,
+    /// Bytes the backup read from the volume: its data, or (incremental, rbd) only what
+    /// changed since the earlier backup's snapshot.
+    pub read_bytes: i64,
     /// Bytes this backup added to the store (chunks no earlier backup held).
     pub stored_bytes: i64,
     pub created_at: i64,
@@ -43,7 +46,7 @@ pub struct NewBackup<'a> {
 }
 
 pub(crate) const BACKUP_COLUMNS: &str = "id, name, volume_id, size_bytes, status, status_reason, \
-     backend, host, parent_id, data_bytes, stored_bytes, created_at, updated_at, deleted_at";
+     backend, host, parent_id, data_bytes, read_bytes, stored_bytes, created_at, updated_at, deleted_at";
 
 pub(crate) async fn insert_backup(
     conn: &mut sqlx::AnyConnection,
@@ -143,17 +146,20 @@ impl Db {
             .map(drop)
     }
 
-    /// What a finished backup holds: its data bytes and the bytes it added to the store.
+    /// What a finished backup holds (its data bytes), read, and added to the store.
     pub async fn set_backup_figures(
         &self,
         id: &str,
         data_bytes: u64,
+        read_bytes: u64,
         stored_bytes: u64,
     ) -> Result<(), DbError> {
         self.update_row(
             "set backup figures",
             "backups",
-            &format!("data_bytes = $1, stored_bytes = {stored_bytes}, updated_at = $2"),
+            &format!(
+                "data_bytes = $1, read_bytes = {read_bytes}, stored_bytes = {stored_bytes}, updated_at = $2"
+            ),
             data_bytes as i64,
             id,
         )

@@ -163,6 +163,28 @@ pub fn snapshot_image(id: &str) -> String {
     format!("snapshot-{id}")
 }
 
+/// The snapshot a backup reads from, kept on the volume's image so that the next backup reads
+/// only what changed since (Cinder's Ceph backup driver's `backup.<id>.snap.<time>`).
+pub fn backup_snapshot(backup_id: &str, unix_secs: u64) -> String {
+    format!("backup.{backup_id}.snap.{unix_secs}")
+}
+
+/// The backup whose snapshot `snap` is, if it is one.
+pub fn backup_of_snapshot(snap: &str) -> Option<&str> {
+    let (id, time) = snap.strip_prefix("backup.")?.split_once(".snap.")?;
+    (!id.is_empty() && !time.is_empty()).then_some(id)
+}
+
+/// How a backup's reader lists its extents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupRead {
+    /// Where the volume holds data: the backup reads all of it.
+    Whole,
+    /// What changed since the earlier backup's snapshot (holes included): the backup reads
+    /// only these and takes every other chunk from that backup's manifest.
+    ChangedSince,
+}
+
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum DriverError {
     #[error("backend {backend}: {op}: {message}")]
@@ -375,6 +397,34 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
             op: "migrate",
             message: "this backend cannot read or write its images directly".into(),
         })
+    }
+    /// Reads the volume for backup `backup_id`. Storage with snapshots (rbd) reads a snapshot
+    /// it takes for the backup (the same one again when an earlier run of the backup took it),
+    /// so a guest may go on writing, and lists only what changed since backup `since`'s
+    /// snapshot when that is still there at the same size. Others read the volume itself,
+    /// whole, which is safe only while nobody writes to it.
+    fn backup_read(
+        &self,
+        volume_id: &str,
+        _backup_id: &str,
+        _since: Option<&str>,
+        f: &mut dyn FnMut(&dyn verify::Readable, BackupRead) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        self.with_volume(volume_id, false, &mut |r| f(r, BackupRead::Whole))
+    }
+    /// Whether `backup_read` reads a point-in-time snapshot (a volume in use may be backed up).
+    fn backup_reads_snapshot(&self) -> bool {
+        false
+    }
+    /// Removes the volume's backup snapshots whose backups are not in `keep` (leftovers of
+    /// failed backups, and those beyond `backup_ceph_max_snapshots`); returns their names. A
+    /// volume that is gone has none.
+    fn prune_backup_snapshots(
+        &self,
+        _volume_id: &str,
+        _keep: &[String],
+    ) -> Result<Vec<String>, DriverError> {
+        Ok(vec![])
     }
     /// This backend's cluster and pool, when its storage can move images into it live (rbd);
     /// None when it cannot, or its cluster does not answer now.

@@ -67,6 +67,27 @@ pub trait Readable {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String>;
 }
 
+/// A reader whose extents were listed beforehand: what changed since a snapshot, say, rather
+/// than where the image holds data.
+pub struct Listed<'a> {
+    pub reader: &'a dyn Readable,
+    pub extents: Vec<(u64, u64)>,
+}
+
+impl Readable for Listed<'_> {
+    fn size(&self) -> u64 {
+        self.reader.size()
+    }
+
+    fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
+        Ok(self.extents.clone())
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        self.reader.read_at(buf, off)
+    }
+}
+
 /// The union of two sorted extent lists, merged.
 fn union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().filter(|(s, e)| s < e).collect();

@@ -65,8 +65,9 @@ pub struct Identity {
     /// `service_down_time`: how long a worker's writes ride out a database outage before the
     /// job is handed back (peers take it over after that long anyway).
     pub retry_window: Duration,
-    /// `backup_posix_path`: the backup store this process's jobs read and write.
-    pub backup_path: std::path::PathBuf,
+    /// The backup store this process's jobs read and write, and how many backup snapshots
+    /// they keep.
+    pub backup: crate::config::BackupConfig,
 }
 
 #[derive(Debug)]
@@ -80,8 +81,8 @@ pub struct BackendService {
     pub row_id: i64,
     /// See [`Identity::retry_window`].
     pub retry_window: Duration,
-    /// See [`Identity::backup_path`].
-    pub backup_path: std::path::PathBuf,
+    /// See [`Identity::backup`].
+    pub backup: crate::config::BackupConfig,
     /// The operator's `service disable`, read back by every heartbeat: claim nothing.
     pub disabled: AtomicBool,
     /// This process's hold on the service (see `db::lock`); checked every periodic run.
@@ -517,7 +518,7 @@ pub fn new_backend(
         cluster: id.cluster,
         row_id: id.row_id,
         retry_window: id.retry_window,
-        backup_path: id.backup_path,
+        backup: id.backup,
         disabled: AtomicBool::new(false),
         lock: tokio::sync::Mutex::new(Some(lock)),
         address: Mutex::new(None),

@@ -187,7 +187,7 @@ impl Services {
                     cluster,
                     row_id,
                     retry_window: config.service_down_time,
-                    backup_path: config.backup_path.clone(),
+                    backup: config.backup.clone(),
                 },
                 driver,
                 lock,

@@ -76,7 +76,14 @@ pub async fn reconcile(
         .map(|v| volume_image(&v.id))
         .chain(snapshots.iter().map(|s| snapshot_image(&s.id)))
         .collect();
-    for img in images.iter().filter(|i| !known.contains(&i.name)) {
+    // A backup's snapshot on its volume's image belongs to the backup (its row, not a
+    // snapshot row); backups prune those they no longer need.
+    let backup_snap =
+        |i: &ImageInfo| i.volume.is_some() && driver::backup_of_snapshot(&i.name).is_some();
+    for img in images
+        .iter()
+        .filter(|i| !known.contains(&i.name) && !backup_snap(i))
+    {
         if let Some(f) = scan.orphan(&drv, backend, &images, img).await {
             findings.push(f);
         }

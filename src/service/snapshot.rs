@@ -64,8 +64,10 @@ pub struct BackupView {
     pub volume_id: String,
     pub status: Status,
     pub size_bytes: i64,
-    /// Bytes of the volume that hold data, and what this backup added to the store.
+    /// Bytes of the volume that hold data, what this backup read of it, and what it added
+    /// to the store.
     pub data_bytes: i64,
+    pub read_bytes: i64,
     pub stored_bytes: i64,
     /// Asked as incremental (to the volume's previous backup).
     pub incremental: bool,
@@ -82,6 +84,7 @@ impl From<crate::db::BackupRow> for BackupView {
             status: b.status,
             size_bytes: b.size_bytes,
             data_bytes: b.data_bytes,
+            read_bytes: b.read_bytes,
             stored_bytes: b.stored_bytes,
             incremental: b.parent_id.is_some(),
             created_at: b.created_at,

@@ -97,12 +97,13 @@ pub const EVENTS: [Col; 7] = [
 ];
 
 /// Backups: newest first; what each holds and what it added to the store.
-pub const BACKUPS: [Col; 8] = [
+pub const BACKUPS: [Col; 9] = [
     col("name", 22, true),
     col("volume", 16, true),
     col("status", 10, true),
     col("size", 9, true),
     col("data", 9, false),
+    col("read", 9, false),
     col("stored", 9, true),
     col("incr", 4, false),
     col("age", 8, true),

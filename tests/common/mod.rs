@@ -429,6 +429,14 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
 
 /// A throwaway single-node Ceph cluster (scripts/ceph.sh) owned by one test: started on
 /// 127.0.0.1 under its own temp dir, stopped by its pids on drop.
+/// One write of `Ceph::client_write`: bytes at an offset, zeros written, or a discard (of
+/// whole 4 MiB objects in the tests: librbd may skip a partial discard).
+pub enum ClientOp {
+    Data(u64, Vec<u8>),
+    Zero(u64, u64),
+    Discard(u64, u64),
+}
+
 pub struct Ceph {
     pub dir: PathBuf,
     pub conf: PathBuf,
@@ -528,6 +536,43 @@ impl Ceph {
             .unwrap();
         assert!(out.status.success(), "rbd {args:?}: {}", stderr(&out));
         out
+    }
+
+    /// Writes into `volumes/IMAGE` in place through librbd, as a guest would
+    /// (`tests/common/rbd_client.py`), and the same into `model`, the test's copy of what the
+    /// image holds.
+    pub fn client_write(&self, image: &str, ops: &[ClientOp], model: &mut [u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = vec![];
+        let mut list = vec![];
+        for op in ops {
+            let (at, len, kind) = match op {
+                ClientOp::Data(at, bytes) => {
+                    data.extend_from_slice(bytes);
+                    model[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+                    (*at, bytes.len() as u64, "data")
+                }
+                ClientOp::Zero(at, len) => (*at, *len, "zero"),
+                ClientOp::Discard(at, len) => (*at, *len, "discard"),
+            };
+            if !matches!(op, ClientOp::Data(..)) {
+                model[at as usize..(at + len) as usize].fill(0);
+            }
+            list.push(serde_json::json!([at, len, kind]));
+        }
+        let (ops_file, data_file) = (dir.path().join("ops.json"), dir.path().join("data"));
+        std::fs::write(&ops_file, serde_json::to_vec(&list).unwrap()).unwrap();
+        std::fs::write(&data_file, &data).unwrap();
+        // Debian's Python, where apt's python3-rbd is (not a pyenv or venv one on PATH).
+        let out = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/rbd_client.py"))
+            .arg(&self.conf)
+            .args(["volumes", image])
+            .arg(&ops_file)
+            .arg(&data_file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rbd_client.py: {}", stderr(&out));
     }
 
     /// Writes `mib` MiB of data at the start of an image, as a guest would.

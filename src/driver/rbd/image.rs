@@ -52,6 +52,7 @@ pub struct Child {
     pub in_trash: bool,
 }
 
+#[derive(Debug, Clone)]
 pub struct SnapEntry {
     pub name: String,
     pub size: u64,

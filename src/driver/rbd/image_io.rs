@@ -6,49 +6,69 @@ use std::ptr;
 
 use super::conn::Errno;
 use super::ffi;
-use super::image::Image;
+use super::image::{Image, cstr};
 
 impl Image<'_> {
     /// Where the image holds data, its parent's included (`rbd diff --whole-object` off):
     /// `[start, end)` in offset order, adjacent extents merged. For `volume verify`.
     pub fn data_extents(&self) -> Result<Vec<(u64, u64)>, Errno> {
-        self.diff_extents(true, false)
+        self.diff_extents(None, true, false, true)
     }
 
-    /// The extents `rbd_diff_iterate2` reports as existing since the image was made, merged.
+    /// What changed between snapshot `since` and the point this image is open at (a later
+    /// snapshot, or the head), holes punched since included: `rbd diff --from-snap`. For
+    /// incremental backups.
+    pub fn changed_since(&self, since: &str) -> Result<Vec<(u64, u64)>, Errno> {
+        self.diff_extents(Some(since), true, false, false)
+    }
+
+    /// The extents `rbd_diff_iterate2` reports (only those that exist when `only_data`), merged.
     #[allow(unsafe_code)]
     fn diff_extents(
         &self,
+        from: Option<&str>,
         include_parent: bool,
         whole_object: bool,
+        only_data: bool,
     ) -> Result<Vec<(u64, u64)>, Errno> {
+        struct Found {
+            out: Vec<(u64, u64)>,
+            only_data: bool,
+        }
         extern "C" fn add(ofs: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
-            if exists != 0 {
-                #[allow(unsafe_code)]
-                // SAFETY: arg is the &mut Vec below, alive for the call.
-                let out = unsafe { &mut *(arg as *mut Vec<(u64, u64)>) };
-                match out.last_mut() {
+            #[allow(unsafe_code)]
+            // SAFETY: arg is the &mut Found below, alive for the call.
+            let found = unsafe { &mut *(arg as *mut Found) };
+            if exists != 0 || !found.only_data {
+                match found.out.last_mut() {
                     Some(last) if last.1 == ofs => last.1 += len as u64,
-                    _ => out.push((ofs, ofs + len as u64)),
+                    _ => found.out.push((ofs, ofs + len as u64)),
                 }
             }
             0
         }
+        let from = from.map(|s| cstr("rbd_diff_iterate2", s)).transpose()?;
         let size = self.size()?;
-        let mut out: Vec<(u64, u64)> = vec![];
-        // SAFETY: open image; the callback's Vec lives on this frame for the whole call.
+        let mut found = Found {
+            out: vec![],
+            only_data,
+        };
+        // SAFETY: open image; `from` outlives the call; the callback's state lives on this
+        // frame for the whole call. (librbd reads the parent only in a diff from the image's
+        // start, not from a snapshot.)
         Errno::check("rbd_diff_iterate2", unsafe {
             ffi::rbd_diff_iterate2(
                 self.raw,
-                ptr::null(),
+                from.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
                 0,
                 size,
                 u8::from(include_parent),
                 u8::from(whole_object),
                 add,
-                &mut out as *mut Vec<(u64, u64)> as *mut c_void,
+                &mut found as *mut Found as *mut c_void,
             )
         })?;
+        let mut out = found.out;
         out.sort_unstable();
         Ok(out)
     }
@@ -121,7 +141,7 @@ impl Image<'_> {
     /// Bytes allocated in the image itself (not its parent), per whole object: `rbd du`.
     pub fn used_bytes(&self) -> Result<u64, Errno> {
         Ok(self
-            .diff_extents(false, true)?
+            .diff_extents(None, false, true, true)?
             .iter()
             .map(|(a, b)| b - a)
             .sum())

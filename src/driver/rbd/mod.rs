@@ -13,6 +13,7 @@
 //! the backend's timeouts, shared by its storage threads, and dropped (to be made anew) when a
 //! call says the cluster went away, so the service reconnects once the cluster is back.
 
+mod backup;
 mod conn;
 mod ffi;
 mod flatten;
@@ -624,6 +625,31 @@ impl VolumeDriver for RbdDriver {
         f: &mut dyn FnMut(&dyn crate::driver::transfer::Writable) -> Result<(), DriverError>,
     ) -> Result<(), DriverError> {
         self.with_volume_image(volume_id, write, f)
+    }
+
+    fn backup_read(
+        &self,
+        volume_id: &str,
+        backup_id: &str,
+        since: Option<&str>,
+        f: &mut dyn FnMut(
+            &dyn crate::driver::verify::Readable,
+            crate::driver::BackupRead,
+        ) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        self.backup_read_image(volume_id, backup_id, since, f)
+    }
+
+    fn backup_reads_snapshot(&self) -> bool {
+        true
+    }
+
+    fn prune_backup_snapshots(
+        &self,
+        volume_id: &str,
+        keep: &[String],
+    ) -> Result<Vec<String>, DriverError> {
+        self.prune_backup_snapshot_list(volume_id, keep)
     }
 
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {

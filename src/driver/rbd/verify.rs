@@ -10,9 +10,9 @@ use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
 
 /// An open image as a comparison or a copy reads it (zeros past its end), and as a copy
 /// writes it.
-struct RbdReader<'a> {
-    img: Image<'a>,
-    size: u64,
+pub(super) struct RbdReader<'a> {
+    pub(super) img: Image<'a>,
+    pub(super) size: u64,
 }
 
 impl Readable for RbdReader<'_> {

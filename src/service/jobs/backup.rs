@@ -7,7 +7,7 @@
 use crate::backup::{Store, StoreError};
 use crate::config::Config;
 use crate::db::{Db, EventKind, JobKind, Status};
-use crate::driver::{DriverError, human_size};
+use crate::driver::{BackupRead, DriverError, human_size};
 use crate::service::lifecycle::{End, settle};
 
 use super::exec::{Ctx, Step, check_holders_of};
@@ -171,29 +171,50 @@ pub(super) async fn create(ctx: &Ctx) -> Result<(), Step> {
             message: "no volume in the job".into(),
         }));
     };
-    check_holders_of(ctx, &vid, "back up").await?;
-    let (root, backend) = (ctx.svc.backup_path.clone(), ctx.svc.name.clone());
+    // Storage that reads a snapshot backs up a point in time while a guest writes; other
+    // storage reads the volume itself, so nobody may have it open.
+    if !ctx.svc.driver.backup_reads_snapshot() {
+        check_holders_of(ctx, &vid, "back up").await?;
+    }
+    let row = ctx.db.get_backup(&id).await?;
+    let since = row.as_ref().and_then(|b| b.parent_id.clone());
+    let (root, backend) = (ctx.svc.backup.path.clone(), ctx.svc.name.clone());
     let bps = ctx.svc.cfg.volume_copy_bps_limit;
-    let (bid, v2) = (id.clone(), vid.clone());
-    let (manifest, stored) = ctx
+    let (bid, v2, base) = (id.clone(), vid.clone(), since.clone());
+    let (manifest, stored, how) = ctx
         .call(move |d, p| {
             let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
             let mut out = None;
-            d.with_volume(&v2, false, &mut |r| {
+            d.backup_read(&v2, &bid, base.as_deref(), &mut |r, how| {
                 out = store
-                    .backup(&bid, &v2, r, bps, p)
-                    .map_err(|e| store_error(&backend, e))?;
+                    .backup(&bid, &v2, r, how, base.as_deref(), bps, p)
+                    .map_err(|e| store_error(&backend, e))?
+                    .map(|(m, s)| (m, s, how));
                 Ok(())
             })?;
             out.ok_or_else(|| cancelled(&backend))
         })
         .await?;
     ctx.db
-        .set_backup_figures(&id, stored.data_bytes, stored.stored_bytes)
+        .set_backup_figures(
+            &id,
+            stored.data_bytes,
+            stored.read_bytes,
+            stored.stored_bytes,
+        )
         .await?;
-    let name = ctx.db.get_backup(&id).await?.map_or(id.clone(), |b| b.name);
+    let pruned = prune_snapshots(ctx, &vid, Some(&id)).await;
+    let name = row.map_or(id.clone(), |b| b.name);
+    let read = match (how, &since) {
+        (BackupRead::ChangedSince, Some(p)) => format!(
+            "read {} that changed since backup {}",
+            human_size(stored.read_bytes),
+            ctx.db.get_backup(p).await?.map_or(p.clone(), |b| b.name)
+        ),
+        _ => format!("read {}", human_size(stored.read_bytes)),
+    };
     let summary = format!(
-        "backup {name} of volume {}: {} of data in {} chunks, {} new in the store (the rest was there already)",
+        "backup {name} of volume {}: {read}; {} of data in {} chunks, {} new in the store (the rest was there already){pruned}",
         ctx.db
             .get_volume(&vid)
             .await?
@@ -205,6 +226,43 @@ pub(super) async fn create(ctx: &Ctx) -> Result<(), Step> {
     ctx.found(EventKind::BackupCreated, &summary).await?;
     settle(&ctx.db, JobKind::BackupCreate, End::Succeeded, &id, None).await?;
     Ok(())
+}
+
+/// Removes the volume's backup snapshots that no backup needs: those of failed or deleted
+/// backups, and all but the newest `backup_ceph_max_snapshots` (0: no bound). `also`: a
+/// backup being made, not available yet, that keeps its snapshot. Best effort: a snapshot
+/// left costs space, not data, and the next backup or delete tries again; what was done or
+/// not is said in the returned text (for the job's summary).
+async fn prune_snapshots(ctx: &Ctx, volume_id: &str, also: Option<&str>) -> String {
+    let max = ctx.svc.backup.max_snapshots as usize;
+    let keep = match ctx.db.list_backups(Some(volume_id)).await {
+        Ok(rows) => {
+            // Newest first, as listed.
+            let mut keep: Vec<String> = also.map(str::to_string).into_iter().collect();
+            keep.extend(
+                rows.into_iter()
+                    .filter(|b| b.status == Status::Available && Some(b.id.as_str()) != also)
+                    .map(|b| b.id),
+            );
+            if max > 0 {
+                keep.truncate(max);
+            }
+            keep
+        }
+        Err(e) => return format!("; backup snapshots not pruned: {e}"),
+    };
+    let vid = volume_id.to_string();
+    match ctx
+        .call(move |d, _| d.prune_backup_snapshots(&vid, &keep))
+        .await
+    {
+        Ok(gone) if gone.is_empty() => String::new(),
+        Ok(gone) => format!("; removed backup snapshot(s) {}", gone.join(", ")),
+        Err(e) => {
+            tracing::warn!(job = %ctx.job.id, "backup snapshots of volume {volume_id} not pruned: {e}");
+            format!("; backup snapshots not pruned: {e}")
+        }
+    }
 }
 
 pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
@@ -219,7 +277,7 @@ pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
             message: "the backup of the job is gone".into(),
         }));
     };
-    let (root, backend) = (ctx.svc.backup_path.clone(), ctx.svc.name.clone());
+    let (root, backend) = (ctx.svc.backup.path.clone(), ctx.svc.name.clone());
     let bps = ctx.svc.cfg.volume_copy_bps_limit;
     let (vid, bid, size) = (id.clone(), b.id.clone(), b.size_bytes.max(0) as u64);
     let written = ctx
@@ -251,7 +309,7 @@ pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
 pub(super) async fn delete(ctx: &Ctx) -> Result<(), Step> {
     let id = ctx.id();
     let (root, backend, bid) = (
-        ctx.svc.backup_path.clone(),
+        ctx.svc.backup.path.clone(),
         ctx.svc.name.clone(),
         id.clone(),
     );
@@ -261,11 +319,17 @@ pub(super) async fn delete(ctx: &Ctx) -> Result<(), Step> {
             store.delete(&bid).map_err(|e| store_error(&backend, e))
         })
         .await?;
-    let name = ctx.db.get_backup(&id).await?.map_or(id.clone(), |b| b.name);
+    let row = ctx.db.get_backup(&id).await?;
+    // Its snapshot on the volume goes too (when the volume is still on this backend).
+    let pruned = match &row {
+        Some(b) => prune_snapshots(ctx, &b.volume_id, None).await,
+        None => String::new(),
+    };
+    let name = row.map_or(id.clone(), |b| b.name);
     ctx.found(
         EventKind::BackupDeleted,
         &format!(
-            "backup {name} deleted: {} freed (chunks no other backup holds)",
+            "backup {name} deleted: {} freed (chunks no other backup holds){pruned}",
             human_size(freed)
         ),
     )

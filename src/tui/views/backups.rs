@@ -51,6 +51,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect, now_ms: i64) {
                 Cell::from(status),
                 Cell::from(human_bytes(b.size_bytes)),
                 Cell::from(human_bytes(b.data_bytes)),
+                Cell::from(human_bytes(b.read_bytes)),
                 Cell::from(human_bytes(b.stored_bytes)),
                 Cell::from(if b.incremental { "yes" } else { "-" }),
                 Cell::from(age((now_ms - b.created_at) as f64 / 1000.0)),
