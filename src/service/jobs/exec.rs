@@ -369,8 +369,10 @@ pub(super) async fn check_holders_of(
     };
     if !ctx.params.force {
         // A watch left by this service's own previous client (killed -9, or renewed) is stale:
-        // fenced like a forced holder, never a reason to refuse.
-        let dead = ctx.svc.dead_clients();
+        // fenced like a forced holder, never a reason to refuse. So is one left by this job's
+        // own client in an earlier run (a throttled rbd flatten's or live migration's).
+        let mut dead = ctx.svc.dead_clients();
+        dead.extend(ctx.job.client_address.clone());
         let is_ours = |x: &Holder| {
             dead.iter()
                 .any(|a| crate::driver::address_key(a) == crate::driver::address_key(&x.address))
@@ -421,7 +423,7 @@ pub(super) async fn check_holders_of(
 /// A forced delete under live clients: fence them (rbd: the OSD blocklist, an hour) so the
 /// storage lets the image go and they cannot write to it meanwhile; then the remove is asked
 /// again while the OSDs drop the fenced clients' watches.
-async fn fence_holders(ctx: &Ctx, holders: &[Holder]) -> Result<(), Step> {
+pub(super) async fn fence_holders(ctx: &Ctx, holders: &[Holder]) -> Result<(), Step> {
     let mut fenced = std::collections::BTreeSet::new();
     for h in holders
         .iter()

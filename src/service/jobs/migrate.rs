@@ -23,7 +23,7 @@ use crate::driver::{DriverError, LiveTarget, NoProgress, human_size};
 use crate::service::BackendService;
 use crate::service::lifecycle::{End, settle};
 
-use super::exec::{Ctx, Step, check_holders, collect_clone_snapshot};
+use super::exec::{Ctx, Step, check_holders, collect_clone_snapshot, fence_holders};
 use super::request::{Plan, asks_from, not_busy, status_is, volume};
 use super::{JobError, placement};
 
@@ -152,7 +152,10 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
         let target = peer(ctx, &to)?;
         let method = method(ctx, &target).await?;
         if !matches!(method, Method::Live { resuming: true, .. }) {
-            check_holders(ctx, "migrate").await?;
+            // Left by this service's or this job's own earlier client (kill -9 mid-run): fenced
+            // now, or its exclusive lock would hold the migration until its watch times out.
+            let stale = check_holders(ctx, "migrate").await?;
+            fence_holders(ctx, &stale).await?;
         }
         let moved = match &method {
             Method::Live { target: t, .. } => {
