@@ -53,11 +53,15 @@ pub fn replace(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 /// first; [`Batch::commit`] syncs them all, then renames them and syncs their directories.
 /// One sync per batch instead of two per chunk (a full backup spent most of its time in
 /// them), and a crash before the commit leaves only temporary files, never a chunk whose
-/// name promises content that is not on disk.
+/// name promises content that is not on disk. A commit runs on a thread of its own while the
+/// next batch is read, hashed and written; [`Batch::finish`] waits for the last one.
 #[derive(Default)]
 pub struct Batch {
     pending: Vec<(PathBuf, PathBuf)>,
+    /// Every chunk this batch wrote (pending, committing or committed): a chunk whose commit
+    /// is under way has no name on disk yet and must not be written again.
     names: std::collections::HashSet<PathBuf>,
+    committing: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
 }
 
 impl Batch {
@@ -88,32 +92,58 @@ impl Batch {
         self.pending.len()
     }
 
-    /// Makes every pending chunk durable under its name: one `syncfs` of the store's
-    /// filesystem for the batch (a `fsync` per small file is a journal commit each: a full
-    /// backup spent three quarters of its time in them), then the renames, then one more.
+    /// Makes every pending chunk durable under its name, on a thread of its own (after the
+    /// previous commit ended): one `syncfs` of the store's filesystem for the batch (a `fsync`
+    /// per small file is a journal commit each: a full backup spent three quarters of its time
+    /// in them), then the renames, then one more.
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        let Some((first, _)) = self.pending.first() else {
+        self.wait()?;
+        if self.pending.is_empty() {
             return Ok(());
-        };
-        syncfs(first)?;
-        let mut dirs = std::collections::BTreeSet::new();
-        for (tmp, path) in self.pending.drain(..) {
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-            if let Some(d) = path.parent() {
-                dirs.insert(d.to_path_buf());
-            }
         }
-        if let Some(d) = dirs.first() {
-            syncfs(d)?;
-        }
-        self.names.clear();
+        let pending = std::mem::take(&mut self.pending);
+        self.committing = Some(std::thread::spawn(move || commit(pending)));
         Ok(())
+    }
+
+    /// Commits what is pending and waits until every chunk written is durable.
+    pub fn finish(&mut self) -> Result<(), StoreError> {
+        self.commit()?;
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<(), StoreError> {
+        match self.committing.take().map(|h| h.join()) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Volume("committing chunks panicked".into())),
+        }
     }
 }
 
+fn commit(pending: Vec<(PathBuf, PathBuf)>) -> Result<(), StoreError> {
+    let Some((first, _)) = pending.first() else {
+        return Ok(());
+    };
+    syncfs(first)?;
+    let mut dirs = std::collections::BTreeSet::new();
+    for (tmp, path) in pending {
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        if let Some(d) = path.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    if let Some(d) = dirs.first() {
+        syncfs(d)?;
+    }
+    Ok(())
+}
+
 impl Drop for Batch {
-    /// A backup stopped (cancelled, failed): its uncommitted chunks go.
+    /// A backup stopped (cancelled, failed): the commit under way ends (its chunks are whole),
+    /// the uncommitted chunks go.
     fn drop(&mut self) {
+        let _ = self.wait();
         for (tmp, _) in self.pending.drain(..) {
             let _ = std::fs::remove_file(tmp);
         }

@@ -2,14 +2,15 @@
 //! and one manifest per backup.
 //!
 //! ```text
-//! BACKUP_PATH/chunks/ab/ab12...ef     4 MiB of a volume, named by its SHA-256
+//! BACKUP_PATH/chunks/ab/ab12...ef     4 MiB of a volume, named by its BLAKE3 hash
 //! BACKUP_PATH/manifests/<backup>.json which chunk holds each non-zero 4 MiB of the volume
 //! ```
 //!
 //! A chunk that any earlier backup stored is not written again, so a backup after the first
 //! costs only what changed ("incremental" in what it stores, whatever was asked). Chunks are
-//! named by SHA-256 (not a fast hash): a guest that could craft two chunks with one name could
-//! otherwise have its data restored into another volume. A chunk is written to a temporary
+//! named by a cryptographic hash, BLAKE3 (SHA-256 in manifests of version 1), not a fast
+//! checksum: a guest that could craft two chunks with one name could otherwise have its data
+//! restored into another volume. Hashing runs beside the reads (`pass.rs`). A chunk is written to a temporary
 //! file, synced and renamed, and the manifest last, so a crash leaves at worst unreferenced
 //! chunks, which the next delete collects. Every read of a chunk checks its hash: a damaged
 //! chunk is reported (`backup verify`) and fails a restore, never restored silently.
@@ -18,11 +19,11 @@
 //! Owner: `backup/`. Imports the driver's reader and writer traits only.
 
 mod files;
+mod pass;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::driver::pace::Pacer;
@@ -31,6 +32,7 @@ use crate::driver::verify::Readable;
 use crate::driver::{BackupRead, Progress};
 
 pub use files::Lock;
+pub use pass::ChunkHash;
 
 /// Chunks are this big, at offsets that are multiples of it (a chunk at the same offset with
 /// the same data is the same chunk in every backup).
@@ -43,7 +45,7 @@ const BATCH: usize = 64;
 pub enum StoreError {
     #[error("backup store {path}: {message}")]
     Io { path: PathBuf, message: String },
-    #[error("backup {backup}: chunk {chunk} (volume bytes {offset}..{}) is damaged: its content does not match its SHA-256{}", offset + CHUNK, if *missing { " (the file is missing)" } else { "" })]
+    #[error("backup {backup}: chunk {chunk} (volume bytes {offset}..{}) is damaged: its content does not match its name (its hash){}", offset + CHUNK, if *missing { " (the file is missing)" } else { "" })]
     Damaged {
         backup: String,
         chunk: String,
@@ -69,7 +71,10 @@ pub struct Manifest {
     pub volume_id: String,
     pub size_bytes: u64,
     pub chunk_bytes: u64,
-    /// (chunk index, SHA-256 in hex); indexes not listed are zeros.
+    /// How chunks are named (version 1 manifests: SHA-256).
+    #[serde(default)]
+    pub hash: ChunkHash,
+    /// (chunk index, hash in hex); indexes not listed are zeros.
     pub chunks: Vec<(u64, String)>,
 }
 
@@ -97,8 +102,14 @@ pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn sha256(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+/// Chunk `hash` of backup `m` (at chunk `index`) is not what its name says, or is missing.
+fn damaged(m: &Manifest, index: u64, hash: &str, missing: bool) -> StoreError {
+    StoreError::Damaged {
+        backup: m.backup_id.clone(),
+        chunk: hash.to_string(),
+        offset: index * CHUNK,
+        missing,
+    }
 }
 
 /// The store at `root` (made on first use).
@@ -149,8 +160,9 @@ impl Store {
         // before its manifest names it.
         let _lock = Lock::shared(&self.root)?;
         let size = src.size();
-        let mut chunks: BTreeMap<u64, String> = match (read, base) {
-            (BackupRead::Whole, _) => BTreeMap::new(),
+        // A diff continues its base's naming: one manifest names its chunks one way.
+        let (mut chunks, kind): (BTreeMap<u64, String>, ChunkHash) = match (read, base) {
+            (BackupRead::Whole, _) => (BTreeMap::new(), ChunkHash::NEW),
             (BackupRead::ChangedSince, Some(base)) => {
                 let m = self.manifest(base)?;
                 if m.size_bytes != size {
@@ -163,7 +175,7 @@ impl Store {
                         ),
                     });
                 }
-                m.chunks.into_iter().collect()
+                (m.chunks.into_iter().collect(), m.hash)
             }
             (BackupRead::ChangedSince, None) => {
                 return Err(StoreError::Volume(
@@ -173,44 +185,53 @@ impl Store {
         };
         let mut out = Stored::default();
         let mut pacer = Pacer::new(bps, 0, size, progress);
-        let mut buf = vec![0u8; CHUNK as usize];
-        let mut next = 0u64; // the first chunk index not yet read
         let mut batch = files::Batch::default();
+        // Each chunk that the extents touch, once, in order.
+        let mut todo: Vec<u64> = vec![];
         for (s, e) in src.extents().map_err(StoreError::Volume)? {
-            let (first, last) = (s / CHUNK, e.min(size).div_ceil(CHUNK));
-            for index in first.max(next)..last {
+            let first = (s / CHUNK).max(todo.last().map_or(0, |l| l + 1));
+            todo.extend(first..e.min(size).div_ceil(CHUNK));
+        }
+        let len = |index: u64| CHUNK.min(size - index * CHUNK) as usize;
+        let whole = pass::hashed(
+            todo,
+            kind,
+            true,
+            |index, buf| {
+                buf.resize(len(index), 0);
+                src.read_at(buf, index * CHUNK).map_err(StoreError::Volume)
+            },
+            |index, data, hash| {
                 let at = index * CHUNK;
-                let n = CHUNK.min(size - at) as usize;
-                src.read_at(&mut buf[..n], at).map_err(StoreError::Volume)?;
-                out.read_bytes += n as u64;
+                out.read_bytes += data.len() as u64;
                 chunks.remove(&index);
-                if buf[..n].iter().any(|b| *b != 0) {
-                    let hash = sha256(&buf[..n]);
-                    if batch.put(&self.chunk_path(&hash), &buf[..n])? {
-                        out.stored_bytes += n as u64;
+                if let Some(hash) = hash {
+                    if batch.put(&self.chunk_path(&hash), data)? {
+                        out.stored_bytes += data.len() as u64;
                     }
                     if batch.len() >= BATCH {
                         batch.commit()?;
                     }
                     chunks.insert(index, hash);
                 }
-                if !pacer.skip(at.saturating_sub(pacer.done)) || !pacer.moved(n as u64) {
-                    return Ok(None);
-                }
-            }
-            next = next.max(last);
+                Ok(pacer.skip(at.saturating_sub(pacer.done)) && pacer.moved(data.len() as u64))
+            },
+        )?;
+        if !whole {
+            return Ok(None);
         }
-        batch.commit()?;
+        batch.finish()?;
         out.data_bytes = chunks
             .keys()
             .map(|i| CHUNK.min(size.saturating_sub(i * CHUNK)))
             .sum();
         let m = Manifest {
-            version: 1,
+            version: 2,
             backup_id: backup.to_string(),
             volume_id: volume.to_string(),
             size_bytes: size,
             chunk_bytes: CHUNK,
+            hash: kind,
             chunks: chunks.into_iter().collect(),
         };
         let text = serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Manifest {
@@ -234,43 +255,38 @@ impl Store {
         };
         let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
         let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        if m.backup_id != backup || m.chunk_bytes != CHUNK {
+        if m.backup_id != backup || m.chunk_bytes != CHUNK || !(1..=2).contains(&m.version) {
             return Err(bad("written for another backup or chunk size".into()));
         }
         Ok(m)
     }
 
-    /// One chunk, checked against its name.
-    fn chunk(
+    /// One chunk's file into `buf`, as it is on disk (checked by the caller, against its name).
+    fn read_chunk(
         &self,
         m: &Manifest,
         index: u64,
         hash: &str,
         buf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
-        let damaged = |missing| StoreError::Damaged {
-            backup: m.backup_id.clone(),
-            chunk: hash.to_string(),
-            offset: index * CHUNK,
-            missing,
-        };
         buf.clear();
         let read = std::fs::File::open(self.chunk_path(hash))
             .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf));
         match read {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(damaged(true)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(damaged(m, index, hash, true))
+            }
             Err(e) => Err(StoreError::Io {
                 path: self.chunk_path(hash),
                 message: e.to_string(),
             }),
-            Ok(_) if sha256(buf) != hash => Err(damaged(false)),
             Ok(_) => Ok(()),
         }
     }
 
     /// Writes backup `m` into `dst` (an empty image of its size), every chunk checked as it is
-    /// read, then reads `dst` back: each chunk must hash to its name, and every other byte
-    /// that holds data must be zero. None: cancelled.
+    /// read (before it is written), then reads `dst` back: each chunk must hash to its name,
+    /// and every other byte that holds data must be zero. None: cancelled.
     pub fn restore(
         &self,
         m: &Manifest,
@@ -280,34 +296,49 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let total = m.size_bytes.saturating_mul(2);
         let mut pacer = Pacer::new(bps, 0, total, progress);
-        let mut buf = Vec::with_capacity(CHUNK as usize);
         let mut written = 0;
-        for (index, hash) in &m.chunks {
-            self.chunk(m, *index, hash, &mut buf)?;
-            dst.write_at(&buf, index * CHUNK)
-                .map_err(StoreError::Volume)?;
-            written += buf.len() as u64;
-            if !pacer.moved(buf.len() as u64) {
-                return Ok(None);
-            }
+        let wrote = pass::hashed(
+            &m.chunks,
+            m.hash,
+            false,
+            |(index, hash), buf| self.read_chunk(m, *index, hash, buf),
+            |(index, hash), data, got| {
+                if got.as_deref() != Some(hash.as_str()) {
+                    return Err(damaged(m, *index, hash, false));
+                }
+                dst.write_at(data, index * CHUNK)
+                    .map_err(StoreError::Volume)?;
+                written += data.len() as u64;
+                Ok(pacer.moved(data.len() as u64))
+            },
+        )?;
+        if !wrote {
+            return Ok(None);
         }
         dst.flush().map_err(StoreError::Volume)?;
         pacer.done = m.size_bytes;
-        let mut back = vec![0u8; CHUNK as usize];
-        for (index, hash) in &m.chunks {
-            let at = index * CHUNK;
-            let n = CHUNK.min(m.size_bytes.saturating_sub(at)) as usize;
-            dst.read_at(&mut back[..n], at)
-                .map_err(StoreError::Volume)?;
-            if sha256(&back[..n]) != *hash {
-                return Err(StoreError::Volume(format!(
-                    "the restored volume reads back differently from the backup at bytes {at}..{}",
-                    at + n as u64
-                )));
-            }
-            if !pacer.moved(n as u64) {
-                return Ok(None);
-            }
+        let len = |index: u64| CHUNK.min(m.size_bytes.saturating_sub(index * CHUNK)) as usize;
+        let checked = pass::hashed(
+            &m.chunks,
+            m.hash,
+            false,
+            |(index, _), buf| {
+                buf.resize(len(*index), 0);
+                dst.read_at(buf, index * CHUNK).map_err(StoreError::Volume)
+            },
+            |(index, hash), data, got| {
+                if got.as_deref() != Some(hash.as_str()) {
+                    let at = index * CHUNK;
+                    return Err(StoreError::Volume(format!(
+                        "the restored volume reads back differently from the backup at bytes {at}..{}",
+                        at + data.len() as u64
+                    )));
+                }
+                Ok(pacer.moved(data.len() as u64))
+            },
+        )?;
+        if !checked {
+            return Ok(None);
         }
         let held: Vec<(u64, u64)> = m
             .chunks
@@ -315,6 +346,7 @@ impl Store {
             .map(|(i, _)| (i * CHUNK, ((i + 1) * CHUNK).min(m.size_bytes)))
             .collect();
         let have = dst.extents().map_err(StoreError::Volume)?;
+        let mut back = vec![0u8; CHUNK as usize];
         for (s, e) in outside(&have, &held, m.size_bytes) {
             let mut at = s;
             while at < e {
@@ -337,24 +369,34 @@ impl Store {
     pub fn verify(&self, backup: &str, progress: &dyn Progress) -> Result<Verified, StoreError> {
         let m = self.manifest(backup)?;
         let mut out = Verified::default();
-        let mut buf = Vec::with_capacity(CHUNK as usize);
         let total = m.chunks.len() as u64 * CHUNK;
-        for (index, hash) in &m.chunks {
-            out.chunks += 1;
-            match self.chunk(&m, *index, hash, &mut buf) {
-                Ok(()) => out.checked_bytes += buf.len() as u64,
-                Err(StoreError::Damaged {
-                    chunk,
-                    offset,
-                    missing,
-                    ..
-                }) => out.damaged.push((chunk, offset, missing)),
-                Err(e) => return Err(e),
-            }
-            if !progress.update(out.chunks * CHUNK, total) {
-                break;
-            }
-        }
+        // Chunks whose file is missing (read one chunk ahead of their turn).
+        let missing = std::cell::RefCell::new(BTreeSet::new());
+        pass::hashed(
+            &m.chunks,
+            m.hash,
+            false,
+            |(index, hash), buf| match self.read_chunk(&m, *index, hash, buf) {
+                // Reported in its turn, below: a missing chunk is one more finding.
+                Err(StoreError::Damaged { .. }) => {
+                    buf.clear();
+                    missing.borrow_mut().insert(*index);
+                    Ok(())
+                }
+                r => r,
+            },
+            |(index, hash), data, got| {
+                out.chunks += 1;
+                if missing.borrow_mut().remove(index) {
+                    out.damaged.push((hash.clone(), index * CHUNK, true));
+                } else if got.as_deref() == Some(hash.as_str()) {
+                    out.checked_bytes += data.len() as u64;
+                } else {
+                    out.damaged.push((hash.clone(), index * CHUNK, false));
+                }
+                Ok(progress.update(out.chunks * CHUNK, total))
+            },
+        )?;
         Ok(out)
     }
 

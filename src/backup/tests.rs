@@ -122,3 +122,127 @@ fn a_damaged_chunk_is_reported_and_never_restored() {
         other => panic!("a damaged chunk was restored: {other:?}"),
     }
 }
+
+/// A backup that reads only what changed (as rbd's diff lists it: writes, and ranges that
+/// became zeros) and takes every other chunk from its base restores to the image as it is.
+#[test]
+fn a_diff_applied_to_its_base_restores_to_the_image_as_it_is() {
+    use crate::driver::verify::Listed;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let size = (20 << 20) + rng.random_range(0..(1 << 20));
+    let vol = Mem::new((0..size).map(|_| rng.random()).collect());
+    let whole = store.backup("b0", "v", &vol, BackupRead::Whole, None, 0, &NoProgress);
+    assert!(matches!(whole, Ok(Some(_))), "seed {seed}: {whole:?}");
+    for round in 1..4 {
+        let mut changed = vec![];
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..size);
+            let n = rng.random_range(1..(6 << 20)).min(size - at);
+            let fill: u8 = if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random()
+            };
+            vol.0.borrow_mut()[at..at + n].fill(fill);
+            changed.push((at as u64, (at + n) as u64));
+        }
+        changed.sort_unstable();
+        let diff = Listed {
+            reader: &vol,
+            extents: changed,
+        };
+        let (id, base) = (format!("b{round}"), format!("b{}", round - 1));
+        let r = store.backup(
+            &id,
+            "v",
+            &diff,
+            BackupRead::ChangedSince,
+            Some(&base),
+            0,
+            &NoProgress,
+        );
+        let Ok(Some((m, _))) = r else {
+            panic!("seed {seed} round {round}: {r:?}");
+        };
+        let out = Mem::new(vec![0u8; size]);
+        let restored = store.restore(&m, &out, 0, &NoProgress);
+        assert!(matches!(restored, Ok(Some(_))), "seed {seed}: {restored:?}");
+        assert!(
+            *out.0.borrow() == *vol.0.borrow(),
+            "seed {seed}: round {round} restored differently"
+        );
+    }
+}
+
+/// Manifests written before chunks were named by BLAKE3 name them by SHA-256: they restore and
+/// verify as they are, and a diff on one goes on naming its chunks by SHA-256.
+#[test]
+fn a_sha256_manifest_of_an_earlier_version_restores_and_takes_a_diff() {
+    use crate::driver::verify::Listed;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut image: Vec<u8> = (0..(10u32 << 20)).map(|i| (i / 512 % 253) as u8).collect();
+    let mut chunks = vec![];
+    for (i, c) in image.chunks(CHUNK as usize).enumerate() {
+        let h = ChunkHash::Sha256.hex(c);
+        let path = store.chunk_path(&h);
+        std::fs::create_dir_all(path.parent().unwrap_or(dir.path())).unwrap_or_default();
+        std::fs::write(&path, c).unwrap_or_else(|e| panic!("{e}"));
+        chunks.push(serde_json::json!([i, h]));
+    }
+    let old = serde_json::json!({
+        "version": 1, "backup_id": "old", "volume_id": "v", "size_bytes": image.len(),
+        "chunk_bytes": CHUNK, "chunks": chunks,
+    });
+    std::fs::write(store.manifest_path("old"), old.to_string()).unwrap_or_default();
+    let m = store.manifest("old").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.hash, ChunkHash::Sha256);
+    let v = store
+        .verify("old", &NoProgress)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(v.damaged.is_empty() && v.chunks == 3);
+    let before = image.clone();
+    image[(5 << 20)..(5 << 20) + 100].fill(0xee);
+    let vol = Mem::new(image.clone());
+    let diff = Listed {
+        reader: &vol,
+        extents: vec![(5 << 20, (5 << 20) + 100)],
+    };
+    let r = store.backup(
+        "new",
+        "v",
+        &diff,
+        BackupRead::ChangedSince,
+        Some("old"),
+        0,
+        &NoProgress,
+    );
+    let Ok(Some((m2, stored))) = r else {
+        panic!("{r:?}");
+    };
+    assert_eq!((m2.hash, stored.read_bytes), (ChunkHash::Sha256, CHUNK));
+    for (m, want) in [(&m, &before), (&m2, &image)] {
+        let out = Mem::new(vec![0u8; image.len()]);
+        assert!(matches!(
+            store.restore(m, &out, 0, &NoProgress),
+            Ok(Some(_))
+        ));
+        assert!(
+            *out.0.borrow() == *want,
+            "{} restored differently",
+            m.backup_id
+        );
+    }
+    // Two chunk files missing one after the other: both named by verify.
+    for (_, h) in &m2.chunks[..2] {
+        std::fs::remove_file(store.chunk_path(h)).unwrap_or_default();
+    }
+    let v = store
+        .verify("new", &NoProgress)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.damaged.len(), 2, "{v:?}");
+    assert!(v.damaged.iter().all(|(_, _, missing)| *missing));
+}

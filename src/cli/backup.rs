@@ -83,7 +83,7 @@ pub async fn run(g: &Global, cmd: BackupCmd) -> anyhow::Result<ExitCode> {
                 print_json(&report)?;
             } else if report.damaged.is_empty() {
                 println!(
-                    "backup {} is whole: {} chunks, {} read and checked against their SHA-256",
+                    "backup {} is whole: {} chunks, {} read and checked against their hash",
                     b.name,
                     report.chunks,
                     human_bytes(report.checked_bytes as i64)

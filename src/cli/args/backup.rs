@@ -49,7 +49,7 @@ pub enum BackupCmd {
         #[command(flatten)]
         wait: Wait,
     },
-    /// Read every chunk of a backup and check it against its SHA-256: exit 2 when any is
+    /// Read every chunk of a backup and check it against its hash: exit 2 when any is
     /// damaged or missing (naming them)
     Verify { backup: String },
 }
