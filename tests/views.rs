@@ -447,3 +447,35 @@ fn doctor_findings_in_the_doctor_view_and_on_the_overview() {
     assert_eq!(a.doctor.checks.len(), 6);
     assert!(!render(&a, 120, 40).contains("FAIL rbd0 keyring"));
 }
+
+/// A draining backend on the Overview: what its evacuation has left (volumes, bytes), what
+/// moves and how fast, and when it ends; and the command when nothing moves.
+#[test]
+fn an_evacuation_on_the_overview_says_what_is_left_and_when_it_ends() {
+    let mut a = app(View::Overview);
+    let mut snap = (*a.snap).clone();
+    snap.backends[0].draining = true;
+    a.snap = Arc::new(snap.clone());
+    let idle = render(&a, 120, 40);
+    assert!(
+        idle.contains("draining:") && idle.contains("nothing moves: ember backend evacuate file0"),
+        "{idle}"
+    );
+    let mut jobs = (*snap.jobs).clone();
+    jobs.push(named(
+        job("m1", "migrate", "running", 1 << 30, 4 << 30, None),
+        "db-data",
+    ));
+    snap.jobs = Arc::new(jobs);
+    a.snap = Arc::new(snap);
+    let moving = render(&a, 120, 40);
+    let line = moving
+        .lines()
+        .find(|l| l.contains("draining:"))
+        .unwrap_or_else(|| panic!("{moving}"));
+    assert!(
+        line.contains("volume(s)") && line.contains("1 moving at") && line.contains("eta"),
+        "{line}"
+    );
+    assert!(!line.contains("nothing moves"), "{line}");
+}

@@ -107,6 +107,8 @@ pub struct BackendView {
     pub provisioned_bytes: Option<i64>,
     pub max_over_subscription_ratio: Option<f64>,
     pub error: Option<String>,
+    /// Draining (any of its services): being emptied by `backend evacuate`, or held empty.
+    pub draining: bool,
 }
 
 impl BackendView {
@@ -300,6 +302,7 @@ pub fn backends(cfg: &Config, services: &[ServiceView]) -> Vec<BackendView> {
                 free_bytes: newest.and_then(|s| s.capacity_free),
                 provisioned_bytes: newest.and_then(|s| s.capacity_provisioned),
                 max_over_subscription_ratio: cfgb.map(|b| b.max_over_subscription_ratio),
+                draining: of.iter().any(|s| s.draining),
                 error: cfg
                     .broken
                     .iter()

@@ -173,6 +173,8 @@ pub struct ServiceView {
     pub binary: String,
     pub disabled: bool,
     pub disabled_reason: Option<String>,
+    /// No new volume is placed on it (`backend drain`, `backend evacuate`).
+    pub draining: bool,
     /// Why the backend is failing, if it is.
     pub error: Option<String>,
     pub pid: Option<i64>,
@@ -205,6 +207,7 @@ impl ServiceView {
             binary: r.binary_name.clone(),
             disabled: r.disabled != 0,
             disabled_reason: r.disabled_reason.clone(),
+            draining: r.draining != 0,
             error: r.error.clone(),
             pid: r.pid,
             updated_at: r.updated_at,

@@ -8,6 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
+use crate::service::jobs::JobKind;
 use crate::service::snapshot::BackendView;
 use crate::service::units::{age, human_bytes};
 use crate::service::view::{EventKind, JobState};
@@ -251,8 +252,63 @@ fn backend_lines(app: &App, now_ms: i64, width: u16) -> Vec<Line<'static>> {
             spans.push(Span::styled(format!(" {e}"), t.error));
         }
         lines.push(Line::from(spans));
+        if b.draining {
+            lines.push(evacuation_line(app, &b.name));
+        }
     }
     lines
+}
+
+/// Under a draining backend: what an evacuation has left to move, what moves now and how
+/// fast, and when it ends at that rate (from the volumes and the migrate jobs, which are all
+/// that an evacuation is).
+fn evacuation_line(app: &App, backend: &str) -> Line<'static> {
+    let t = &app.theme;
+    let snap = &app.snap;
+    let moving: Vec<_> = snap
+        .jobs
+        .iter()
+        .filter(|j| j.kind == JobKind::Migrate && j.backend == backend && j.state.is_active())
+        .collect();
+    let rate: f64 = moving
+        .iter()
+        .filter_map(|j| job_rate(j, app.rates.get(&j.id).copied()))
+        .sum();
+    let mut text = if snap.volumes_loaded {
+        let left: Vec<_> = snap
+            .volumes
+            .iter()
+            .filter(|v| &*v.backend == backend)
+            .collect();
+        let bytes: i64 = left.iter().map(|v| v.size_bytes.max(0)).sum();
+        // What the running migrations copied already is not left to copy.
+        let done: i64 = moving.iter().map(|j| j.bytes_done.max(0)).sum();
+        let mut text = format!(
+            "  ↳ draining: {} volume(s), {} left",
+            left.len(),
+            human_bytes(bytes)
+        );
+        if rate > 0.0 {
+            let eta = (bytes - done).max(0) as f64 / rate;
+            text.push_str(&format!(
+                ", {} moving at {}/s, eta {}",
+                moving.len(),
+                human_bytes(rate as i64),
+                age(eta)
+            ));
+        } else if !moving.is_empty() {
+            text.push_str(&format!(", {} migration(s) waiting to start", moving.len()));
+        }
+        text
+    } else {
+        format!("  ↳ draining: {} migration(s) under way", moving.len())
+    };
+    if moving.is_empty() {
+        text.push_str(&format!(
+            " (nothing moves: ember backend evacuate {backend} --to BACKEND)"
+        ));
+    }
+    Line::from(Span::styled(text, t.warn))
 }
 
 fn capacity(app: &App, b: &BackendView, wide: bool) -> Vec<Span<'static>> {
