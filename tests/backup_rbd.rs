@@ -17,8 +17,9 @@ use rand::{Rng, SeedableRng};
 /// The store's chunks are 4 MiB: a write touches every chunk it overlaps.
 const CHUNK: u64 = 4 << 20;
 
-/// A cluster, a service running `top` (top-level keys) with rbd0 (`extra` in its section) and
-/// file0, and a volume `r` on rbd0 of `size` bytes, `filled` from 1 MiB on with random data.
+/// A cluster, a service running `top` (top-level keys) with rbd0 (`extra`'s lines in its
+/// section, made with the round's generator) and file0, and a volume `r` on rbd0 of about
+/// `size` bytes, `filled` from 1 MiB on with random data.
 struct Case {
     ceph: Ceph,
     dir: tempfile::TempDir,
@@ -31,10 +32,16 @@ struct Case {
     seed: u64,
 }
 
-fn case(top: &str, extra: &str, size: u64, filled: u64) -> Option<Case> {
+fn case(
+    top: &str,
+    extra: impl FnOnce(&mut StdRng) -> String,
+    size: u64,
+    filled: u64,
+) -> Option<Case> {
     let ceph = Ceph::start(false)?;
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
+    let extra = extra(&mut rng);
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
     let env = Env::new(
@@ -42,7 +49,7 @@ fn case(top: &str, extra: &str, size: u64, filled: u64) -> Option<Case> {
         &url,
         &format!(
             "{top}{}[backends.file0]\nvolume_driver = \"file\"\n",
-            ceph.backend("rbd0", extra)
+            ceph.backend("rbd0", &extra)
         ),
     );
     let serve = env.serve();
@@ -170,7 +177,7 @@ fn bytes(row: &serde_json::Value, key: &str) -> u64 {
 /// One backup (read through librbd, from its snapshot), restored to rbd and to a file backend.
 #[test]
 fn an_rbd_volume_backed_up_and_restored_to_rbd_and_to_a_file() {
-    let Some(c) = case("", "", 20 << 20, 14 << 20) else {
+    let Some(c) = case("", |_| String::new(), 20 << 20, 14 << 20) else {
         return;
     };
     c.backup("rb", false);
@@ -187,7 +194,12 @@ fn an_rbd_volume_backed_up_and_restored_to_rbd_and_to_a_file() {
 /// restored (to rbd and to a file) equals the volume as it was when it was taken.
 #[test]
 fn rbd_incremental_backups_read_only_what_changed_since_the_last_snapshot() {
-    let Some(mut c) = case("backup_ceph_max_snapshots = 2\n", "", 64 << 20, 60 << 20) else {
+    let Some(mut c) = case(
+        "backup_ceph_max_snapshots = 2\n",
+        |_| String::new(),
+        64 << 20,
+        60 << 20,
+    ) else {
         return;
     };
     let seed = c.seed;
@@ -265,25 +277,35 @@ fn rbd_incremental_backups_read_only_what_changed_since_the_last_snapshot() {
 /// later writes.
 #[test]
 fn rbd_kill_9_mid_backup_keeps_its_point_in_time() {
-    // 8 MiB/s: a 32 MiB volume takes about 4 s to back up.
-    let Some(mut c) = case("", "volume_copy_bps_limit = 8388608", 32 << 20, 30 << 20) else {
+    // 6 to 16 MiB/s: a 32 MiB volume takes 2 to 5 s to back up.
+    let mut bps = 0;
+    let Some(mut c) = case(
+        "",
+        |rng| {
+            bps = rng.random_range(6u64..=16) << 20;
+            format!("volume_copy_bps_limit = {bps}")
+        },
+        32 << 20,
+        30 << 20,
+    ) else {
         return;
     };
     let seed = c.seed;
     let at_start = c.model.clone();
-    let delay = c.rng.random_range(0..2500u64);
+    let read_ms = c.model.len() as u64 * 1000 / bps;
+    let delay = c.rng.random_range(0..read_ms / 2);
     let job = c.env.json(&["backup", "create", "r", "--name", "b1"])["job_id"]
         .as_str()
         .unwrap()
         .to_string();
-    // Reading has begun (so its snapshot was taken), then a random moment of the ~4 s read.
+    // Reading has begun (so its snapshot was taken), then a random moment of the read.
     wait_for("the backup to read", Duration::from_secs(60), || {
         (c.env.job(&job)["bytes_done"].as_u64().unwrap_or(0) > 0).then_some(())
     });
     std::thread::sleep(Duration::from_millis(delay));
     let was = c.env.job(&job);
     eprintln!(
-        "seed {seed}: kill -9 {delay} ms into the backup: at {} of {} ({})",
+        "seed {seed}: kill -9 {delay} ms into the backup at {bps} B/s: at {} of {} ({})",
         was["bytes_done"], was["bytes_total"], was["state"]
     );
     c.serve.signal("KILL");

@@ -245,17 +245,22 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    // 16 MiB/s: a 24 MiB copy and its comparison take about 3 s.
+    // 12 to 24 MiB/s (the seed's): a 24 MiB copy and its comparison take 2 to 4 s.
+    let bps = rng.random_range(12u64..=24) << 20;
     let env = Env::new(
         dir.path(),
         &url,
-        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n\
-         [backends.file1]\nvolume_driver = \"file\"\n",
+        &format!(
+            "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
+             [backends.file1]\nvolume_driver = \"file\"\n"
+        ),
     );
+    eprintln!("seed {seed}: volume_copy_bps_limit = {bps}");
+    let copy_ms = (48u64 << 20) * 1000 / bps;
     let mut serve = env.serve();
     for round in 0..rounds {
         let kill = rng.random_bool(0.5);
-        let delay = rng.random_range(0..3500u64);
+        let delay = rng.random_range(0..copy_ms);
         let at = format!(
             "seed {seed} round {round} ({} after {delay} ms)",
             if kill { "kill -9" } else { "cancel" }
