@@ -21,12 +21,25 @@ command -v uuidgen >/dev/null || need+=(uuid-runtime)
 # The shells whose completion tests/completions.rs drives.
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
+# promtool reads the scrape and the alert rules (tests/metrics.rs); only the tool is wanted.
+command -v promtool >/dev/null || need+=(prometheus)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
   $sudo_ apt-get update -qq
+  # No package may start a server while it installs (prometheus would listen on every
+  # interface): policy-rc.d says no for the install's length; the tests start what they need.
+  guard=/usr/sbin/policy-rc.d
+  if [ ! -e "$guard" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo_ tee "$guard" >/dev/null
+    $sudo_ chmod +x "$guard"
+    trap '$sudo_ rm -f "$guard"' EXIT
+  fi
   $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if printf '%s\n' "${need[@]}" | grep -qx prometheus && command -v systemctl >/dev/null; then
+    $sudo_ systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true

@@ -52,16 +52,7 @@ fn the_readme_shows_the_table_as_generated() {
 
 #[test]
 fn every_code_the_installed_ceph_raises_is_explained() {
-    let have = Command::new("sh")
-        .args(["-c", "command -v ceph-mon && command -v strings"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        if std::env::var_os("EMBER_REQUIRE_CEPH").is_some() || std::env::var_os("CI").is_some() {
-            panic!("Ceph is not installed: run the tests with scripts/test.sh");
-        }
-        eprintln!("NOTICE: skipped: Ceph not installed");
+    if !tools_present(&["ceph-mon", "strings"], "the Ceph health codes test") {
         return;
     }
     let out = Command::new("bash")

@@ -13,10 +13,12 @@ fn every_shipped_and_valid_config_loads_without_broken_backends() {
     for dir in ["config", "tests/valid_configs"] {
         for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
             let path = entry.unwrap().path();
-            // The console's keymap and the systemd unit live beside the configs; their own
-            // tests check them (keymap's unit test, tests/systemd.rs).
+            // The console's keymap, the systemd unit and the Prometheus rules live beside the
+            // configs; their own tests check them (keymap's unit test, tests/systemd.rs,
+            // tests/metrics.rs).
             if path.file_name().is_some_and(|n| n == "keymap.toml")
                 || path.extension().is_some_and(|e| e == "service")
+                || path.is_dir()
             {
                 continue;
             }

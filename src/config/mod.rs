@@ -63,6 +63,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub data_dir: PathBuf,
     pub backup: BackupConfig,
+    /// Where `serve` (and a console that runs services) answers Prometheus scrapes
+    /// (`/metrics`); off when unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub database_url: String,
     /// Refuse every mutating action (for on-call viewers).
     pub read_only: bool,
@@ -319,6 +322,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         Some(u) if !u.is_empty() => u,
         _ => format!("sqlite://{}", data_dir.join("ember.db").display()),
     };
+    let metrics_listen = service.socket_addr("metrics_listen")?;
     let read_only = service.bool("read_only", false)?;
     let keymap = service
         .string("keymap")?
@@ -396,6 +400,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         drain_timeout,
         data_dir,
         backup,
+        metrics_listen,
         database_url,
         read_only,
         keymap,

@@ -28,6 +28,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "theme",
     "mouse",
     "drain_timeout",
+    "metrics_listen",
 ];
 
 /// Keys of a backend section.
@@ -112,6 +113,28 @@ impl<'a> Lookup<'a> {
     /// The line an option was set on, for messages about its meaning rather than its syntax.
     pub fn line(&self, key: &str) -> Option<usize> {
         self.find(key).map(|(e, _)| e.line)
+    }
+
+    /// An `ADDRESS:PORT` to listen on (`127.0.0.1:9477`, `[::1]:9477`); None when unset or
+    /// empty.
+    pub fn socket_addr(&self, key: &str) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(text) = self.string(key)?.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        match text.parse() {
+            Ok(a) => Ok(Some(a)),
+            Err(_) => {
+                let (e, s) = self.find(key).ok_or_else(|| ConfigError::Value {
+                    file: self.file.to_path_buf(),
+                    line: 0,
+                    section: String::new(),
+                    key: key.to_string(),
+                    expected: "an address:port".into(),
+                    found: text.clone(),
+                })?;
+                Err(self.bad(e, s, "an IP address and port, such as 127.0.0.1:9477"))
+            }
+        }
     }
 
     pub fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {

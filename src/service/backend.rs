@@ -138,8 +138,11 @@ impl BackendService {
     {
         let driver = self.driver.clone();
         let size = self.cfg.pool_size.max(1);
+        let (backend, began) = (self.name.clone(), Instant::now());
         super::pool::bounded(&self.slots, size, &self.pool, timeout, move || {
-            f(driver.as_ref())
+            let r = f(driver.as_ref());
+            super::metrics::get().storage_call(&backend, op, began.elapsed());
+            r
         })
         .await
         .map_err(|e| e.into_driver(self.name.clone(), op))?
@@ -246,6 +249,14 @@ impl BackendService {
             };
             let late = Instant::now().saturating_duration_since(scheduled);
             super::systemd::feed_watchdog();
+            let labels = super::metrics::ServiceLabels {
+                backend: self.name.clone(),
+                service: self.host.clone(),
+            };
+            super::metrics::get()
+                .heartbeat_lateness
+                .get_or_create(&labels)
+                .observe(late.as_secs_f64());
             let encoded = {
                 let mut l = self.lateness.lock().unwrap_or_else(|p| p.into_inner());
                 l.record(late);
@@ -261,7 +272,15 @@ impl BackendService {
             let (db, me) = (db.clone(), self.clone());
             inflight = Some(tokio::spawn(async move {
                 // Cinder logs DB errors in report_state and keeps going; so does ember.
-                match db.heartbeat(me.row_id, &encoded).await {
+                let sent = Instant::now();
+                let written = db.heartbeat(me.row_id, &encoded).await;
+                super::metrics::get()
+                    .database_round_trip
+                    .get_or_create(&super::metrics::KindLabels {
+                        kind: "heartbeat".into(),
+                    })
+                    .observe(sent.elapsed().as_secs_f64());
+                match written {
                     Ok(disabled) => {
                         if me.disabled.swap(disabled, Ordering::SeqCst) != disabled {
                             info!(backend = %me.name, "service {}: it claims {} jobs",

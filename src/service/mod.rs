@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod locks;
 pub mod manage;
+pub mod metrics;
 pub mod pool;
 pub mod progress;
 pub mod reconcile;
@@ -230,6 +231,18 @@ impl Services {
                 ));
             }
             backends.push(svc);
+        }
+        // Prometheus scrapes, when asked for: a port that cannot be had stops the metrics, not
+        // the services.
+        if let Some(addr) = config.metrics_listen
+            && !backends.is_empty()
+        {
+            let (db, down, stop) = (db.clone(), config.service_down_time, cancel.child_token());
+            tracker.spawn(async move {
+                if let Err(e) = metrics::serve(addr, db, down, stop).await {
+                    error!("metrics_listen = {addr}: cannot serve the metrics there: {e}");
+                }
+            });
         }
         // Job runners start once every service exists: a migration's job opens its target
         // backend's service, which may come later in the config.

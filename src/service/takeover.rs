@@ -100,7 +100,13 @@ async fn take_over(
             })
             .await
         {
-            Ok(()) => fenced.push(addr),
+            Ok(()) => {
+                super::metrics::Metrics::backend_count(
+                    &super::metrics::get().fenced_clients,
+                    &svc.name,
+                );
+                fenced.push(addr)
+            }
             Err(e) => {
                 // Running the job twice is worse than running it late: wait and retry.
                 warn!(backend = %svc.name, job = %job.id, "not taken over from {old}: cannot fence {addr}: {e}");
@@ -126,6 +132,7 @@ async fn take_over(
                 down_ms / 1000
             );
             info!(backend = %svc.name, job = %job.id, "{text}");
+            super::metrics::Metrics::backend_count(&super::metrics::get().takeovers, &svc.name);
             super::event(
                 db,
                 &svc.host,

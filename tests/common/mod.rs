@@ -437,6 +437,34 @@ pub enum ClientOp {
     Discard(u64, u64),
 }
 
+/// Whether every command is on PATH. A missing one skips the test with a notice, except in CI
+/// (`CI` or `EMBER_REQUIRE_CEPH` set), where it fails it: scripts/test.sh installs them all.
+pub fn tools_present(commands: &[&str], skipped: &str) -> bool {
+    let script = commands
+        .iter()
+        .map(|c| format!("command -v {c}"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let have = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        if std::env::var_os("EMBER_REQUIRE_CEPH").is_some() || std::env::var_os("CI").is_some() {
+            panic!(
+                "{} not installed: run the tests with scripts/test.sh",
+                commands.join(", ")
+            );
+        }
+        eprintln!(
+            "NOTICE: {skipped} skipped: {} not installed (scripts/test.sh installs them)",
+            commands.join(", ")
+        );
+    }
+    have
+}
+
 pub struct Ceph {
     pub dir: PathBuf,
     pub conf: PathBuf,
@@ -453,17 +481,7 @@ impl Ceph {
     /// or `CI`) a missing Ceph fails the test. `mgr`: start a manager too (pool usage figures
     /// need one; image operations do not).
     pub fn start(mgr: bool) -> Option<Ceph> {
-        let have = Command::new("sh")
-            .args(["-c", "command -v ceph-mon && command -v rbd"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !have {
-            if std::env::var_os("EMBER_REQUIRE_CEPH").is_some() || std::env::var_os("CI").is_some()
-            {
-                panic!("Ceph is not installed: run the tests with scripts/test.sh");
-            }
-            eprintln!("NOTICE: rbd test skipped: Ceph not installed (scripts/test.sh installs it)");
+        if !tools_present(&["ceph-mon", "rbd"], "rbd test") {
             return None;
         }
         let root = std::env::var_os("EMBER_TEST_CEPH_ROOT")

@@ -32,6 +32,9 @@ pub struct JobProgress {
     /// Records a storage client of the call's own under the job's claim (None: nothing to
     /// record it in, the call goes on).
     pub record_client: Option<ClientRecorder>,
+    /// `ember_job_copied_bytes_total` of the job's kind: counts the bytes as they move, so a
+    /// scrape sees a long job progress (and a stuck one not).
+    pub moved: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 /// Writes a job's own storage client to its row, from the storage thread, before the driver
@@ -46,7 +49,12 @@ impl std::fmt::Debug for ClientRecorder {
 
 impl Progress for JobProgress {
     fn update(&self, done: u64, total: u64) -> bool {
-        self.done.store(done, Ordering::Relaxed);
+        let before = self.done.swap(done, Ordering::Relaxed);
+        if let Some(c) = &self.moved
+            && done > before
+        {
+            c.inc_by(done - before);
+        }
         self.total.store(total, Ordering::Relaxed);
         !(self.cancel.is_cancelled() || self.stop.is_cancelled() || self.lost.is_cancelled())
     }
@@ -113,9 +121,15 @@ impl Ctx {
     {
         let driver = self.svc.driver.clone();
         let progress = self.progress.clone();
+        let (backend, kind) = (self.svc.name.clone(), self.job.kind.as_str());
         self.svc
             .pool
-            .run(move || f(driver.as_ref(), progress.as_ref()))
+            .run(move || {
+                let began = std::time::Instant::now();
+                let r = f(driver.as_ref(), progress.as_ref());
+                crate::service::metrics::get().storage_call(&backend, kind, began.elapsed());
+                r
+            })
             .await
             .map_err(|e| DriverError::Io {
                 backend: self.svc.name.clone(),
@@ -433,6 +447,10 @@ pub(super) async fn fence_holders(ctx: &Ctx, holders: &[Holder]) -> Result<(), S
             let addr = h.address.clone();
             ctx.call(move |d, _| d.fence_client(&addr, BLOCKLIST_SECS))
                 .await?;
+            crate::service::metrics::Metrics::backend_count(
+                &crate::service::metrics::get().fenced_clients,
+                &ctx.svc.name,
+            );
         }
     }
     Ok(())

@@ -125,6 +125,7 @@ async fn run_job(
     let progress = Arc::new(JobProgress {
         stop: stop.clone(),
         record_client: Some(client_recorder(&db, &job)),
+        moved: Some(crate::service::metrics::get().job_copied(job.kind.as_str())),
         ..JobProgress::default()
     });
     svc.running
@@ -144,6 +145,7 @@ async fn run_job(
         progress: progress.clone(),
         peers,
     };
+    let began = std::time::Instant::now();
     let outcome = drive(&ctx, &db).await;
     svc.running
         .lock()
@@ -167,6 +169,14 @@ async fn run_job(
         progress.done.load(Ordering::Relaxed),
         progress.total.load(Ordering::Relaxed),
     );
+    let how = match &outcome {
+        Outcome::Succeeded => JobState::Succeeded.as_str(),
+        Outcome::Failed(_) => JobState::Failed.as_str(),
+        Outcome::Cancelled => JobState::Cancelled.as_str(),
+        // Handed back to run again (here or on a peer).
+        _ => "requeued",
+    };
+    crate::service::metrics::get().job_ended(job.kind.as_str(), how, began.elapsed());
     end(&svc, &db, &job, &target, &outcome, done).await;
 }
 
