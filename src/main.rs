@@ -31,13 +31,25 @@ fn main() -> ExitCode {
         restore_default_sigpipe();
     }
     // The console draws its own log view and writes a log file; everything else logs to stderr.
+    // The service's lines may be JSON (`log_format`); a config that cannot be read here is
+    // reported by the command itself, in text.
     if !matches!(command, Command::Console { .. }) {
-        tracing_subscriber::fmt()
+        let json = matches!(command, Command::Serve)
+            && cli::load_config(&parsed.global)
+                .is_ok_and(|c| c.log_format == ember::config::LogFormat::Json);
+        let fmt = tracing_subscriber::fmt()
             .with_env_filter(cli::log_filter())
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_target(false)
-            .init();
+            .with_writer(std::io::stderr);
+        if json {
+            fmt.json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .init();
+        } else {
+            fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false)
+                .init();
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

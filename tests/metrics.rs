@@ -179,6 +179,12 @@ fn a_scrape_during_a_flatten_shows_it_moving_and_the_heartbeat_on_time() {
         Some(&1.0)
     );
     assert!(last.get(copied).copied().unwrap_or(0.0) >= (96u64 << 20) as f64);
+    // The doctor ran in the service (at its start) and its findings are counted.
+    assert!(
+        last.keys()
+            .any(|k| k.starts_with("ember_doctor_findings{scope=\"ember\",severity=\"ok\"}")),
+        "{last:?}"
+    );
 }
 
 /// A bad `metrics_listen` is refused with the file, line and what was expected.
@@ -197,5 +203,40 @@ fn a_bad_metrics_address_names_the_line() {
             && err.contains("ember.toml:6:")
             && err.contains("127.0.0.1:9477"),
         "{err}"
+    );
+}
+
+/// `log_format = "json"`: every line the service writes is one JSON object, with its time,
+/// level, target and message, and the event's fields (a job's id where a job speaks).
+#[test]
+fn json_logs_are_one_object_per_line_with_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "log_format = \"json\"\n[backends.file0]\nvolume_driver = \"file\"\n",
+    );
+    let mut serve = env.serve();
+    env.json(&["volume", "create", "v", "--size", "16M", "--wait"]);
+    env.json(&["volume", "delete", "v", "--wait"]);
+    serve.signal("TERM");
+    serve.wait(Duration::from_secs(30));
+    let text = serve.log_text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 3, "{text}");
+    for l in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(l.get(key).is_some(), "no {key}: {l}");
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.get("job").is_some() && l.get("backend").is_some()),
+        "no line names a job and its backend:\n{text}"
     );
 }

@@ -25,7 +25,7 @@ pub async fn heartbeat(
             "heartbeat lateness: a 100 ms timer on the runtime, {seconds} s per run, while N jobs copy memory flat out"
         );
         println!(
-            "{} cores; ember = storage pool of {threads} threads (SCHED_BATCH, nice 19); baseline = one spawn_blocking per job",
+            "{} cores; ember = storage pool of {threads} threads (SCHED_BATCH, nice 19); baseline = one spawn_blocking per job; pool+scraped = the same with /metrics served and scraped every second",
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(0)
@@ -36,27 +36,31 @@ pub async fn heartbeat(
         );
     }
     for &n in jobs {
-        for (label, strategy) in [
-            ("spawn_blocking", Strategy::SpawnBlocking),
-            ("ember pool", Strategy::Pool { threads }),
+        for (label, strategy, metrics) in [
+            ("spawn_blocking", Strategy::SpawnBlocking, false),
+            ("ember pool", Strategy::Pool { threads }, false),
+            ("pool+scraped", Strategy::Pool { threads }, true),
         ] {
             if n == 0 && strategy == Strategy::SpawnBlocking {
                 continue; // no jobs: nothing to compare
             }
-            let r = bench::heartbeat(n, dur, strategy).await;
+            let (r, scrapes) = bench::heartbeat(n, dur, strategy, metrics).await?;
+            if metrics && scrapes == 0 {
+                bail!("the metrics endpoint answered no scrape in {seconds} s");
+            }
             if !g.json {
                 let l = r.lateness_ms;
                 println!(
                     "{:>5}  {:<14} {:>8.2} {:>8.2} {:>8.2} {:>12.0}",
                     n,
-                    if n == 0 { "-" } else { label },
+                    if n == 0 && !metrics { "-" } else { label },
                     l.p50,
                     l.p99,
                     l.max,
                     r.copied_mib_s
                 );
             }
-            rows.push(serde_json::json!({ "jobs": n, "run_by": label, "lateness_ms": r.lateness_ms, "copied_mib_s": r.copied_mib_s }));
+            rows.push(serde_json::json!({ "jobs": n, "run_by": label, "metrics_scrapes": scrapes, "lateness_ms": r.lateness_ms, "copied_mib_s": r.copied_mib_s }));
         }
     }
     if g.json {

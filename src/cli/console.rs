@@ -22,7 +22,10 @@ use super::load_config;
 const REFRESH: Duration = Duration::from_secs(2);
 
 /// Console logs go to the log view and to `<data_dir>/ember.log`, never to the screen.
-fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
+fn init_logging(
+    log_file: &std::path::Path,
+    format: crate::config::LogFormat,
+) -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     if let Some(dir) = log_file.parent() {
@@ -37,16 +40,27 @@ fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
     // second and before each frame.
     tui_logger::set_default_level(tui_logger::LevelFilter::Info);
     tui_logger::set_hot_buffer_depth(10_000);
+    let writer = std::sync::Mutex::new(file);
+    let (text, json) = if format == crate::config::LogFormat::Json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(writer);
+        (None, Some(layer))
+    } else {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_target(false);
+        (Some(layer), None)
+    };
     tracing_subscriber::registry()
         .with(super::log_filter())
         .with(tui_logger::TuiTracingSubscriberLayer)
         .with(crate::tui::logbook::LogBookLayer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .with_target(false),
-        )
+        .with(text)
+        .with(json)
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
     Ok(())
@@ -55,7 +69,7 @@ fn init_logging(log_file: &std::path::Path) -> anyhow::Result<()> {
 pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Result<ExitCode> {
     let mut cfg = load_config(g)?;
     cfg.read_only |= args.read_only;
-    init_logging(&cfg.data_dir.join("ember.log"))?;
+    init_logging(&cfg.data_dir.join("ember.log"), cfg.log_format)?;
     let db = Db::connect(&cfg.database_url).await?;
     let cfg = Arc::new(cfg);
     let mut notice = None;

@@ -39,6 +39,18 @@ pub struct BackupConfig {
     pub max_snapshots: u32,
 }
 
+/// How the service and the console's log file write their lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people reading a terminal or a file.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and the event's fields:
+    /// backend, job, volume...), for Loki and journald.
+    Json,
+}
+
 /// Everything ember needs to run, resolved: no option is left to interpret later.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
@@ -66,6 +78,8 @@ pub struct Config {
     /// Where `serve` (and a console that runs services) answers Prometheus scrapes
     /// (`/metrics`); off when unset.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `log_format = "text" | "json"`: `serve`'s standard error and the console's log file.
+    pub log_format: LogFormat,
     pub database_url: String,
     /// Refuse every mutating action (for on-call viewers).
     pub read_only: bool,
@@ -323,6 +337,10 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         _ => format!("sqlite://{}", data_dir.join("ember.db").display()),
     };
     let metrics_listen = service.socket_addr("metrics_listen")?;
+    let log_format = match service.choice("log_format", &["text", "json"])? {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
     let read_only = service.bool("read_only", false)?;
     let keymap = service
         .string("keymap")?
@@ -401,6 +419,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         data_dir,
         backup,
         metrics_listen,
+        log_format,
         database_url,
         read_only,
         keymap,

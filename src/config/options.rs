@@ -29,6 +29,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "mouse",
     "drain_timeout",
     "metrics_listen",
+    "log_format",
 ];
 
 /// Keys of a backend section.
@@ -110,6 +111,21 @@ impl<'a> Lookup<'a> {
         }
     }
 
+    /// [`Self::bad`] for a key that was found (its value read, and not what was expected).
+    fn bad_key(&self, key: &str, expected: &str) -> ConfigError {
+        match self.find(key) {
+            Some((e, s)) => self.bad(e, s, expected),
+            None => ConfigError::Value {
+                file: self.file.to_path_buf(),
+                line: 0,
+                section: String::new(),
+                key: key.to_string(),
+                expected: expected.to_string(),
+                found: "nothing".into(),
+            },
+        }
+    }
+
     /// The line an option was set on, for messages about its meaning rather than its syntax.
     pub fn line(&self, key: &str) -> Option<usize> {
         self.find(key).map(|(e, _)| e.line)
@@ -123,17 +139,22 @@ impl<'a> Lookup<'a> {
         };
         match text.parse() {
             Ok(a) => Ok(Some(a)),
-            Err(_) => {
-                let (e, s) = self.find(key).ok_or_else(|| ConfigError::Value {
-                    file: self.file.to_path_buf(),
-                    line: 0,
-                    section: String::new(),
-                    key: key.to_string(),
-                    expected: "an address:port".into(),
-                    found: text.clone(),
-                })?;
-                Err(self.bad(e, s, "an IP address and port, such as 127.0.0.1:9477"))
-            }
+            Err(_) => Err(self.bad_key(key, "an IP address and port, such as 127.0.0.1:9477")),
+        }
+    }
+
+    /// One of `allowed` (as written there), or None when unset.
+    pub fn choice(
+        &self,
+        key: &str,
+        allowed: &[&'static str],
+    ) -> Result<Option<&'static str>, ConfigError> {
+        let Some(text) = self.string(key)? else {
+            return Ok(None);
+        };
+        match allowed.iter().find(|a| a.eq_ignore_ascii_case(&text)) {
+            Some(a) => Ok(Some(a)),
+            None => Err(self.bad_key(key, &allowed.join(" or "))),
         }
     }
 

@@ -20,6 +20,23 @@ pub async fn run(t: &Run, sink: &Sink) {
     role(t, sink).await;
     hosts(t, sink).await;
     jobs(t, sink).await;
+    metrics(t, sink);
+}
+
+/// `metrics_listen`: served to this host only, or to the network without authentication.
+fn metrics(t: &Run, sink: &Sink) {
+    let started = Instant::now();
+    let f = match t.target.config.metrics_listen {
+        None => Finding::info("metrics_listen is not set: no Prometheus endpoint"),
+        Some(a) if a.ip().is_loopback() => {
+            Finding::ok(format!("Prometheus metrics on http://{a}/metrics (this host only)"))
+        }
+        Some(a) => Finding::warn(format!(
+            "metrics_listen = {a}: the metrics are served to the network, without authentication"
+        ))
+        .fix("listen on 127.0.0.1 and let the Prometheus server scrape through a proxy or an SSH tunnel, or fence the port off"),
+    };
+    sink.report(5, "metrics", started, f);
 }
 
 fn config(t: &Run, sink: &Sink) {

@@ -43,7 +43,75 @@ pub struct HeartbeatRun {
     pub copied_mib_s: f64,
 }
 
-pub async fn heartbeat(jobs: usize, duration: Duration, strategy: Strategy) -> HeartbeatRun {
+/// Scrapes `GET /metrics` at `addr` every second until `stop` (the cost `bench heartbeat`
+/// compares): a plain HTTP/1.0 request, the whole answer read.
+async fn scrape_every_second(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    scrapes: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await;
+            let mut body = vec![];
+            if s.read_to_end(&mut body).await.is_ok() && body.starts_with(b"HTTP/1.") {
+                scrapes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// With `metrics`: the metrics endpoint served as `serve` serves it (over a SQLite database in
+/// a temp dir) and scraped every second, and every tick observed into the heartbeat
+/// histogram as the real heartbeat does. Returns the run and the scrapes answered.
+pub async fn heartbeat(
+    jobs: usize,
+    duration: Duration,
+    strategy: Strategy,
+    metrics: bool,
+) -> anyhow::Result<(HeartbeatRun, u64)> {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let stop_scraping = Arc::new(AtomicBool::new(false));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _dir = if metrics {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("ember.db").display());
+        let db = crate::db::Db::connect(&url).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(super::metrics::serve_on(
+            listener,
+            db,
+            Duration::from_secs(60),
+            cancel.clone(),
+        ));
+        tokio::spawn(scrape_every_second(
+            addr,
+            stop_scraping.clone(),
+            scrapes.clone(),
+        ));
+        Some(dir)
+    } else {
+        None
+    };
+    let run = heartbeat_run(jobs, duration, strategy, metrics).await;
+    stop_scraping.store(true, Ordering::Relaxed);
+    cancel.cancel();
+    Ok((run, scrapes.load(Ordering::Relaxed)))
+}
+
+async fn heartbeat_run(
+    jobs: usize,
+    duration: Duration,
+    strategy: Strategy,
+    observe: bool,
+) -> HeartbeatRun {
+    let labels = super::metrics::ServiceLabels {
+        backend: "bench".into(),
+        service: "bench@bench".into(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let copied = Arc::new(AtomicU64::new(0));
     let pool = match strategy {
@@ -74,12 +142,14 @@ pub async fn heartbeat(jobs: usize, duration: Duration, strategy: Strategy) -> H
     ticker.tick().await; // the first tick is immediate
     while started.elapsed() < duration {
         let scheduled = ticker.tick().await;
-        late.push(
-            tokio::time::Instant::now()
-                .saturating_duration_since(scheduled)
-                .as_secs_f64()
-                * 1000.0,
-        );
+        let l = tokio::time::Instant::now().saturating_duration_since(scheduled);
+        if observe {
+            super::metrics::get()
+                .heartbeat_lateness
+                .get_or_create(&labels)
+                .observe(l.as_secs_f64());
+        }
+        late.push(l.as_secs_f64() * 1000.0);
     }
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);

@@ -53,6 +53,13 @@ pub struct KindStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    /// A backend, or `ember` for the installation.
+    pub scope: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub backend: String,
 }
@@ -76,6 +83,7 @@ pub struct Metrics {
     capacity_free: Family<BackendLabels, Gauge>,
     provisioned: Family<BackendLabels, Gauge>,
     jobs_unfinished: Family<KindStateLabels, Gauge>,
+    doctor_findings: Family<FindingLabels, Gauge>,
     registry: Registry,
 }
 
@@ -186,7 +194,14 @@ impl Metrics {
             "Unfinished jobs in the database, by kind and state",
             jobs_unfinished.clone(),
         );
+        let doctor_findings = Family::default();
+        r.register(
+            "doctor_findings",
+            "The doctor's checks by scope and result (ok, info, skip, warn, fail), from its last run by this process",
+            doctor_findings.clone(),
+        );
         Metrics {
+            doctor_findings,
             heartbeat_lateness,
             database_round_trip,
             storage_call,
@@ -356,6 +371,54 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// Runs the doctor every `every` (its checks bounded by their own timeouts) and sets
+/// `ember_doctor_findings` from each run: a FAIL pages without anyone running the doctor.
+pub async fn doctor_loop(
+    config: std::sync::Arc<crate::config::Config>,
+    db: Db,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    use crate::doctor::{Status, Target};
+    loop {
+        let checks = crate::doctor::run_all(Target {
+            config: config.clone(),
+            db: Ok(db.clone()),
+            backend: None,
+            stuck_after: Duration::from_secs(crate::doctor::STUCK_AFTER_SECS),
+        })
+        .await;
+        let m = get();
+        m.doctor_findings.clear();
+        let scopes: std::collections::BTreeSet<&str> =
+            checks.iter().map(|c| c.scope.as_str()).collect();
+        for scope in scopes {
+            for s in [
+                Status::Ok,
+                Status::Info,
+                Status::Skip,
+                Status::Warn,
+                Status::Fail,
+            ] {
+                let n = checks
+                    .iter()
+                    .filter(|c| c.scope == scope && c.status == s)
+                    .count();
+                m.doctor_findings
+                    .get_or_create(&FindingLabels {
+                        scope: scope.to_string(),
+                        severity: s.label().to_lowercase(),
+                    })
+                    .set(n as i64);
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// Serves `GET /metrics` on `addr` until `cancel`. A scrape reads the cluster's state from the
 /// database first (given up after 2 s: the process's own figures are served anyway).
 pub async fn serve(
@@ -371,6 +434,16 @@ pub async fn serve(
         );
     }
     info!("metrics on http://{addr}/metrics");
+    serve_on(listener, db, down_time, cancel).await
+}
+
+/// [`serve`] on a socket already bound (the benchmark's, on a free port).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    db: Db,
+    down_time: Duration,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
     let down_ms = down_time.as_millis() as i64;
     let app = axum::Router::new().route(
         "/metrics",

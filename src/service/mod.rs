@@ -237,12 +237,19 @@ impl Services {
         if let Some(addr) = config.metrics_listen
             && !backends.is_empty()
         {
-            let (db, down, stop) = (db.clone(), config.service_down_time, cancel.child_token());
+            let (db2, down, stop) = (db.clone(), config.service_down_time, cancel.child_token());
             tracker.spawn(async move {
-                if let Err(e) = metrics::serve(addr, db, down, stop).await {
+                if let Err(e) = metrics::serve(addr, db2, down, stop).await {
                     error!("metrics_listen = {addr}: cannot serve the metrics there: {e}");
                 }
             });
+            // The doctor every 5 periodic intervals (5 minutes at Cinder's default).
+            tracker.spawn(metrics::doctor_loop(
+                config.clone(),
+                db.clone(),
+                config.periodic_interval.max(Duration::from_secs(1)) * 5,
+                cancel.child_token(),
+            ));
         }
         // Job runners start once every service exists: a migration's job opens its target
         // backend's service, which may come later in the config.
