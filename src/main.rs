@@ -34,21 +34,26 @@ fn main() -> ExitCode {
     // The service's lines may be JSON (`log_format`); a config that cannot be read here is
     // reported by the command itself, in text.
     if !matches!(command, Command::Console { .. }) {
-        let json = matches!(command, Command::Serve)
-            && cli::load_config(&parsed.global)
-                .is_ok_and(|c| c.log_format == ember::config::LogFormat::Json);
-        let fmt = tracing_subscriber::fmt()
-            .with_env_filter(cli::log_filter())
-            .with_writer(std::io::stderr);
-        if json {
-            fmt.json()
+        let json_host = match command {
+            Command::Serve => cli::load_config(&parsed.global)
+                .ok()
+                .filter(|c| c.log_format == ember::config::LogFormat::Json)
+                .map(|c| c.host),
+            _ => None,
+        };
+        let fmt = tracing_subscriber::fmt().with_env_filter(cli::log_filter());
+        match json_host {
+            Some(host) => fmt
+                .json()
                 .flatten_event(true)
                 .with_current_span(false)
-                .init();
-        } else {
-            fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(cli::json_log::HostStamped::new(&host, std::io::stderr))
+                .init(),
+            None => fmt
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false)
-                .init();
+                .init(),
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -89,6 +89,7 @@ fn healthy_setup_is_all_ok_and_each_break_shows_its_fix() {
             "ember.hosts",
             "ember.jobs",
             "ember.role",
+            "ember.metrics",
             "rbd0.ceph_conf",
             "rbd0.monitors",
             "rbd0.keyring",

@@ -229,7 +229,7 @@ fn json_logs_are_one_object_per_line_with_the_job() {
         .collect();
     assert!(lines.len() > 3, "{text}");
     for l in &lines {
-        for key in ["timestamp", "level", "target", "message"] {
+        for key in ["host", "timestamp", "level", "target", "message"] {
             assert!(l.get(key).is_some(), "no {key}: {l}");
         }
     }

@@ -25,6 +25,7 @@ const REFRESH: Duration = Duration::from_secs(2);
 fn init_logging(
     log_file: &std::path::Path,
     format: crate::config::LogFormat,
+    host: &str,
 ) -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -46,7 +47,7 @@ fn init_logging(
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_writer(writer);
+            .with_writer(super::json_log::HostStamped::new(host, writer));
         (None, Some(layer))
     } else {
         let layer = tracing_subscriber::fmt::layer()
@@ -69,7 +70,7 @@ fn init_logging(
 pub async fn run(g: &Global, args: &ConsoleArgs, no_worker: bool) -> anyhow::Result<ExitCode> {
     let mut cfg = load_config(g)?;
     cfg.read_only |= args.read_only;
-    init_logging(&cfg.data_dir.join("ember.log"), cfg.log_format)?;
+    init_logging(&cfg.data_dir.join("ember.log"), cfg.log_format, &cfg.host)?;
     let db = Db::connect(&cfg.database_url).await?;
     let cfg = Arc::new(cfg);
     let mut notice = None;

@@ -18,6 +18,7 @@ mod dispatch;
 pub mod doctor;
 mod evacuate;
 pub mod jobs;
+pub mod json_log;
 mod listing;
 mod oncall;
 mod service_admin;

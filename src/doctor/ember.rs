@@ -27,7 +27,7 @@ pub async fn run(t: &Run, sink: &Sink) {
 fn metrics(t: &Run, sink: &Sink) {
     let started = Instant::now();
     let f = match t.target.config.metrics_listen {
-        None => Finding::info("metrics_listen is not set: no Prometheus endpoint"),
+        None => Finding::ok("no Prometheus endpoint (metrics_listen is not set)"),
         Some(a) if a.ip().is_loopback() => {
             Finding::ok(format!("Prometheus metrics on http://{a}/metrics (this host only)"))
         }
