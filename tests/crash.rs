@@ -164,6 +164,7 @@ fn a_delete_left_running_by_a_dead_service_is_finished_on_restart() {
                 source_snapshot_id: None,
                 source_volume_id: None,
                 clone_depth: 0,
+                multiattach: false,
             })
             .await
             .unwrap();
@@ -211,6 +212,7 @@ fn two_cluster_members_on_one_postgres_run_each_of_200_jobs_exactly_once() {
         let mut ids = vec![];
         for i in 0..200 {
             let req = Request::Create {
+                multiattach: false,
                 name: format!("v{i}"),
                 size: Some(1 << 30),
                 backend: None,
@@ -299,6 +301,7 @@ fn heartbeats_stay_on_time_while_32_jobs_block() {
                 for i in 0..32 {
                     let req = match round {
                         "create" => Request::Create {
+                            multiattach: false,
                             name: format!("v{i}"),
                             size: Some(1 << 30),
                             backend: None,

@@ -56,6 +56,7 @@ impl Rows<'_> {
                 source_snapshot_id: parent,
                 source_volume_id: None,
                 clone_depth: i64::from(parent.is_some()),
+                multiattach: false,
             })
             .await
             .unwrap();
@@ -112,6 +113,7 @@ async fn request_from(rows: &Rows<'_>, kind: JobKind, status: Status) -> (Reques
     match kind {
         JobKind::Create => (
             Request::Create {
+                multiattach: false,
                 name: fresh(),
                 size: Some(1 << 20),
                 backend: Some(rows.backend.into()),
@@ -122,6 +124,7 @@ async fn request_from(rows: &Rows<'_>, kind: JobKind, status: Status) -> (Reques
         ),
         JobKind::Clone => (
             Request::Create {
+                multiattach: false,
                 name: fresh(),
                 size: None,
                 backend: None,

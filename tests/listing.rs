@@ -43,6 +43,7 @@ fn seed(url: &str) {
                 source_snapshot_id: None,
                 source_volume_id: None,
                 clone_depth: depth,
+                multiattach: false,
             })
             .await
             .unwrap();

@@ -86,6 +86,7 @@ async fn random_write(db: &Db, rng: &mut StdRng, n: &mut u64) {
                 source_snapshot_id: parent.as_deref(),
                 source_volume_id: None,
                 clone_depth: i64::from(parent.is_some()),
+                multiattach: false,
             })
             .await
             .unwrap();
@@ -237,6 +238,7 @@ fn an_event_written_alone_reaches_the_picture_at_once_named() {
                 source_snapshot_id: None,
                 source_volume_id: None,
                 clone_depth: 0,
+                multiattach: false,
             })
             .await
             .unwrap();

@@ -91,14 +91,6 @@ fn check_metrics(p: &str, text: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Scrapes during a throttled flatten: promtool accepts every scrape, the flatten's bytes
 /// counter moves between two of them while it runs, the heartbeat goes on (its lateness is
 /// counted and stays low), the cluster's figures are there, and the job's end is counted.

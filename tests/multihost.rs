@@ -627,6 +627,7 @@ fn racing_submissions_from_two_hosts_never_run_two_jobs_on_one_volume() {
             &da,
             &ca,
             Request::Create {
+                multiattach: false,
                 name: "v".into(),
                 size: Some(1 << 30),
                 backend: Some("file0".into()),

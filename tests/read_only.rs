@@ -378,6 +378,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
             );
             let requests = [
                 Request::Create {
+                    multiattach: false,
                     name: "k1".into(),
                     size: Some(1 << 20),
                     backend: Some("file0".into()),
@@ -389,6 +390,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                     volume: "v".into(),
                 },
                 Request::Create {
+                    multiattach: false,
                     name: "k3".into(),
                     size: None,
                     backend: None,
@@ -396,6 +398,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                     source: None,
                 },
                 Request::Create {
+                    multiattach: false,
                     name: "k4".into(),
                     size: None,
                     backend: None,

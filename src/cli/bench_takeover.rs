@@ -129,6 +129,7 @@ async fn round(db: &Db, url: &str, n: usize) -> anyhow::Result<f64> {
         db,
         cfg,
         Request::Create {
+            multiattach: false,
             name: format!("bench-{tag}-src"),
             size: Some(256 << 20),
             backend: Some("file0".into()),
@@ -157,6 +158,7 @@ async fn round(db: &Db, url: &str, n: usize) -> anyhow::Result<f64> {
         db,
         cfg,
         Request::Create {
+            multiattach: false,
             name: format!("bench-{tag}-c"),
             size: None,
             backend: None,

@@ -96,18 +96,52 @@ pub async fn volume(g: &Global, cmd: VolumeCmd) -> anyhow::Result<ExitCode> {
             locker,
             force,
         } => return oncall::break_lock(g, &volume, &locker, force).await,
+        VolumeCmd::Attach(a) => {
+            return super::attach::attach_cmd(
+                g,
+                &a.volume,
+                &a.host,
+                a.instance.as_deref(),
+                a.mode,
+                a.format,
+            )
+            .await;
+        }
+        VolumeCmd::Detach(d) => {
+            let how = super::attach::DetachArgs {
+                attachment: d.attachment.as_deref(),
+                host: d.host.as_deref(),
+                all: d.all,
+                force: d.force,
+            };
+            return super::attach::detach_cmd(g, &d.volume, how).await;
+        }
+        VolumeCmd::Export(x) => {
+            let how = super::export::ExportArgs {
+                volume: &x.volume,
+                listen: x.listen,
+                read_only: x.read_only,
+                allow_remote: x.allow_remote,
+            };
+            return super::export::export_cmd(g, how).await;
+        }
+        VolumeCmd::Attachments { volume } => {
+            return super::attach::list_cmd(g, volume.as_deref()).await;
+        }
         VolumeCmd::Create {
             name,
             size,
             backend,
             snapshot,
             source,
+            multiattach,
             wait,
         } => {
             if size.is_none() && snapshot.is_none() && source.is_none() {
                 bail!("volume create needs --size (or --snapshot / --source to clone)");
             }
             let req = Request::Create {
+                multiattach,
                 name,
                 size,
                 backend,

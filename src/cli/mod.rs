@@ -4,6 +4,7 @@
 //! Errors here are `anyhow` with context naming the file, backend or volume.
 
 pub mod args;
+mod attach;
 mod backup;
 pub mod bench;
 mod bench_backup;
@@ -17,6 +18,7 @@ pub mod console;
 mod dispatch;
 pub mod doctor;
 mod evacuate;
+mod export;
 pub mod jobs;
 pub mod json_log;
 mod listing;

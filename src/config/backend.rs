@@ -186,7 +186,21 @@ fn rbd(
             .filter(|s| !s.is_empty())
             .map(|s| expand_home(&s)))
     };
+    let secret_uuid = l.string("rbd_secret_uuid")?.filter(|s| !s.is_empty());
+    if let Some(u) = &secret_uuid
+        && uuid::Uuid::parse_str(u).is_err()
+    {
+        return Err(ConfigError::Value {
+            file: path.to_path_buf(),
+            line: l.line("rbd_secret_uuid").unwrap_or(0),
+            section: label.to_string(),
+            key: "rbd_secret_uuid".into(),
+            expected: "the UUID of the libvirt secret (virsh secret-list)".into(),
+            found: u.clone(),
+        });
+    }
     Ok(RbdConfig {
+        secret_uuid,
         pool,
         user: l.string("rbd_user")?.filter(|s| !s.is_empty()),
         ceph_conf: path_opt("rbd_ceph_conf")?,

@@ -56,19 +56,15 @@ pub fn is_cinder_option(key: &str) -> bool {
     options().iter().any(|o| o.name == key)
 }
 
-const ATTACH: &str = "exporting and attaching volumes (iSCSI targets, CHAP, os-brick): ember manages volumes and attaches nothing; guests reach rbd images through librbd or krbd";
+const ATTACH: &str = "iSCSI/iSER targets and CHAP: ember hands out rbd connection info (volume attach) and serves file volumes over NBD (volume export), no SCSI targets";
 const WIPE: &str = "wiping LVM volumes on delete: rbd and file images are removed, never reused";
 const DD: &str = "dd copies between attached devices: ember copies through librbd or sparse file copies (volume_copy_bps_limit paces them)";
 const TLS: &str = "drivers with a REST management API: librados authenticates with cephx";
-const NOVA: &str = "reported to Nova and the scheduler for attachments: ember attaches nothing";
+const NOVA: &str = "reported to Nova and the scheduler: ember has no scheduler, and its rbd connection info always offers discard";
 const IMAGE: &str = "Glance images (uploads, the image-volume cache, image transfers through an attached device): ember makes volumes from volumes and snapshots, not from images";
 
 /// Cinder options ember reads nowhere, with the reason.
 pub const NOT_USED: &[(&str, &str)] = &[
-    (
-        "rbd_secret_uuid",
-        "the libvirt secret for the compute side's attachments: ember attaches nothing",
-    ),
     (
         "replication_connect_timeout",
         "replication to a secondary cluster (failover) is not supported by ember",

@@ -185,6 +185,9 @@ pub struct RbdConfig {
     pub cluster_name: String,
     #[serde(with = "secs")]
     pub connect_timeout: Duration,
+    /// Cinder's `rbd_secret_uuid`: the libvirt secret holding the user's key on the
+    /// hypervisors, handed out in the connection info of `volume attach`.
+    pub secret_uuid: Option<String>,
 }
 
 /// The test driver's knobs (fault injection).

@@ -42,6 +42,7 @@ pub const BACKEND_KEYS: &[&str] = &[
     "rbd_ceph_conf",
     "rbd_keyring_conf",
     "rbd_cluster_name",
+    "rbd_secret_uuid",
     "rbd_max_clone_depth",
     "rbd_flatten_volume_from_snapshot",
     "rados_connect_timeout",

@@ -5,6 +5,7 @@
 //! Unix milliseconds, ids are text, placeholders are `$n` (which SQLite also accepts). Each
 //! engine has its own migrations under `migrations/<engine>/`, run at connect.
 
+pub mod attachments;
 pub mod backups;
 pub mod changes;
 pub mod clock;
@@ -25,6 +26,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 use thiserror::Error;
 
+pub use attachments::AttachmentRow;
 pub use backups::BackupRow;
 pub use clock::now_ms;
 pub use events::EventRow;

@@ -27,8 +27,8 @@ DO $$ BEGIN CREATE ROLE {SERVICE} NOLOGIN; EXCEPTION WHEN duplicate_object THEN 
 GRANT {VIEWER} TO {OPERATOR};\n\
 GRANT {OPERATOR} TO {SERVICE};\n\
 GRANT USAGE ON SCHEMA public TO {VIEWER};\n\
-GRANT SELECT ON services, volumes, snapshots, backups, jobs, events, _sqlx_migrations TO {VIEWER};\n\
-GRANT INSERT, UPDATE, DELETE ON volumes, snapshots, backups, jobs TO {OPERATOR};\n\
+GRANT SELECT ON services, volumes, snapshots, backups, attachments, jobs, events, _sqlx_migrations TO {VIEWER};\n\
+GRANT INSERT, UPDATE, DELETE ON volumes, snapshots, backups, attachments, jobs TO {OPERATOR};\n\
 GRANT INSERT ON events TO {OPERATOR};\n\
 GRANT USAGE ON SEQUENCE events_id_seq TO {OPERATOR};\n\
 GRANT INSERT, UPDATE, DELETE ON services TO {SERVICE};\n\

@@ -56,6 +56,8 @@ pub struct NewVolume<'a> {
     pub source_snapshot_id: Option<&'a str>,
     pub source_volume_id: Option<&'a str>,
     pub clone_depth: i64,
+    /// Takes more than one attachment at a time (`volume create --multiattach`).
+    pub multiattach: bool,
 }
 
 pub struct NewSnapshot<'a> {
@@ -519,8 +521,8 @@ pub(crate) async fn insert_volume(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO volumes (id, name, size_bytes, status, backend, source_snapshot_id, \
-             source_volume_id, clone_depth, created_at, updated_at, host) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+             source_volume_id, clone_depth, created_at, updated_at, host, multiattach) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
     )
     .bind(v.id)
     .bind(v.name)
@@ -532,6 +534,7 @@ pub(crate) async fn insert_volume(
     .bind(v.clone_depth)
     .bind(now)
     .bind(v.host)
+    .bind(i64::from(v.multiattach))
     .execute(conn)
     .await
     .map_err(q("insert volume"))?;

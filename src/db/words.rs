@@ -212,6 +212,8 @@ words! {
         VolumeUnmanaged = "volume_unmanaged",
         VolumeVerified = "volume_verified",
         VolumeMigrated = "volume_migrated",
+        VolumeAttached = "volume_attached",
+        VolumeDetached = "volume_detached",
         BackupCreated = "backup_created",
         BackupRestored = "backup_restored",
         BackupDeleted = "backup_deleted",

@@ -41,7 +41,11 @@ pub async fn run(t: &Run, b: &BackendConfig, sink: &Sink) {
             ),
         }
     };
-    tokio::join!(storage, service(t, b, sink));
+    tokio::join!(
+        storage,
+        service(t, b, sink),
+        super::attachments::check(t, b, sink, 7)
+    );
 }
 
 fn file_dir(dir: &Path) -> Finding {

@@ -10,6 +10,7 @@
 //! Owner: `doctor/`. Imports `config`, `db` and `driver` (to connect exactly as the service
 //! does); the console reaches it only through the service handle.
 
+mod attachments;
 mod backend;
 mod ceph;
 mod ember;

@@ -163,6 +163,41 @@ pub async fn of_volume(
     Ok(h)
 }
 
+/// Who has each of several volumes of one backend open, through one client of this host's,
+/// in one bounded call (the doctor's comparison with the attachments). A volume the storage
+/// could not answer for is left out.
+pub async fn holders_of_many(
+    cfg: &Config,
+    db: &Db,
+    backend: &str,
+    ids: Vec<String>,
+) -> Result<Vec<(String, Vec<Holder>)>, DriverError> {
+    let Some(bc) = cfg.backend(backend) else {
+        return Err(DriverError::Invalid {
+            backend: backend.to_string(),
+            op: "status",
+            message: "this host's config has no section for it: ask from a host that serves it"
+                .into(),
+        });
+    };
+    let drv = driver::open_once(bc)?;
+    let limit = ASK_LIMIT * 3;
+    let mut all = bounded(drv, "status", limit, move |d| {
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let h = d.holders(&driver::volume_image(&id)).ok()?;
+                Some((id, h))
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    for (_, h) in all.iter_mut() {
+        annotate(db, h).await;
+    }
+    Ok(all)
+}
+
 /// Used bytes of every volume on the backends this host's config has (`volume list --wide`):
 /// one listing per backend, bounded in time. A backend that cannot tell is named in the
 /// second list with why.

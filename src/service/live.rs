@@ -157,6 +157,8 @@ pub struct LiveModel {
     pub events: Arc<Vec<EventView>>,
     /// Live backups, newest first: a small table, read whole when a backup job changed.
     pub backups: Arc<Vec<super::snapshot::BackupView>>,
+    /// Live attachments, oldest first; each volume's count is in its row's `attached`.
+    pub attachments: Arc<Vec<crate::db::AttachmentRow>>,
     /// Names of ids the tables no longer hold (deleted volumes and snapshots), learnt from the
     /// database once; ids that are neither (a service's host) are remembered as unnamed.
     names: HashMap<String, String>,
@@ -281,6 +283,33 @@ impl LiveModel {
         Ok(())
     }
 
+    /// Attachments change only with a write to their volume's row: read whole after a
+    /// volume changed, and each volume's count set where it differs.
+    async fn read_attachments(&mut self, db: &Db) -> Result<(), DbError> {
+        let rows = db.list_attachments().await?;
+        let mut count: HashMap<u128, u16> = HashMap::new();
+        for a in &rows {
+            *count.entry(key(&a.volume_id)).or_default() += 1;
+        }
+        let updates: Vec<(usize, VolumeView)> = self
+            .volumes
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let n = count.get(&key(&v.id)).copied().unwrap_or(0);
+                (v.attached != n).then(|| {
+                    let mut v = VolumeView::clone(v);
+                    v.attached = n;
+                    (i, v)
+                })
+            })
+            .collect();
+        self.volumes.replace(updates);
+        self.attachments = Arc::new(rows);
+        Ok(())
+    }
+
     /// Takes in events read newest first, keeping the newest [`EVENTS_KEPT`].
     async fn add_events(&mut self, db: &Db, rows: Vec<EventRow>) -> Result<(), DbError> {
         if rows.is_empty() {
@@ -341,6 +370,7 @@ impl LiveModel {
             self.events = Arc::new(vec![]);
             self.add_events(db, events).await?;
             self.read_backups(db).await?;
+            self.read_attachments(db).await?;
             self.cursor = Some(next);
             return Ok(Refresh {
                 full: true,
@@ -387,6 +417,9 @@ impl LiveModel {
             .events_after(self.last_event_id(), EVENTS_KEPT as i64)
             .await?;
         self.add_events(db, events).await?;
+        if changed_volumes {
+            self.read_attachments(db).await?;
+        }
         if changed_volumes || changed_snapshots {
             // A new row may name an id that had no name before.
             self.unnamed.clear();

@@ -144,6 +144,7 @@ pub async fn manage(
         source_snapshot_id: parent.as_ref().map(|s| s.id.as_str()),
         source_volume_id: parent.as_ref().map(|s| s.volume_id.as_str()),
         clone_depth: depth,
+        multiattach: false,
     })
     .await?;
     let layered = parent

@@ -8,8 +8,10 @@
 //! service row stopped.
 
 pub mod actor;
+pub mod attach;
 pub mod backend;
 pub mod bench;
+pub mod connection;
 pub mod evacuate;
 pub mod handle;
 pub mod inspect;

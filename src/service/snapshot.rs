@@ -150,6 +150,9 @@ pub struct Snapshot {
     pub events: Arc<Vec<EventView>>,
     /// Live backups, newest first (read again only when a backup job changed).
     pub backups: Arc<Vec<BackupView>>,
+    /// Live attachments, oldest first (read again when a volume changed: attaching and
+    /// detaching always write the volume's row).
+    pub attachments: Arc<Vec<crate::db::AttachmentRow>>,
     /// Why the last read failed, if it did (the previous data is kept).
     pub error: Option<String>,
     /// Since when reads have failed (the database's clock as last known), for "database
@@ -241,6 +244,7 @@ impl Reader {
             snap.jobs = self.model.jobs.clone();
             snap.events = self.model.events.clone();
             snap.backups = self.model.backups.clone();
+            snap.attachments = self.model.attachments.clone();
             snap.volume_count = snap.volumes.len() as i64;
             snap.volumes_loaded = true;
             snap.waiting = self

@@ -48,6 +48,8 @@ pub struct VolumeView {
     pub clone_depth: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Live attachments, counted by the live model from the attachments table.
+    pub attached: u16,
 }
 
 impl VolumeView {
@@ -65,6 +67,7 @@ impl VolumeView {
             clone_depth: r.clone_depth,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            attached: 0,
         }
     }
 }

@@ -43,10 +43,12 @@ const fn flex(title: &'static str, min: u16) -> Col {
 }
 
 /// Volumes: the order the filter's sort indices follow (see `tui::filter`).
-pub const VOLUMES: [Col; 8] = [
+pub const VOLUMES: [Col; 9] = [
     flex("name", 16),
     col("size", 10, true),
     col("status", 14, true),
+    // How many attachments it has (k9s' READY-style count): in-use at a glance.
+    col("A", 2, true),
     col("backend", 8, false),
     col("parent", 20, false),
     col("depth", 5, false),
@@ -136,7 +138,10 @@ pub type Sorts = HashMap<&'static str, SortBy>;
 pub fn find(view: View, name: &str) -> Option<usize> {
     let cols = of(view);
     let name = name.trim().to_lowercase();
-    if let Some(i) = cols.iter().position(|c| c.title == name) {
+    if let Some(i) = cols
+        .iter()
+        .position(|c| c.title.eq_ignore_ascii_case(&name))
+    {
         return Some(i);
     }
     let starts: Vec<usize> = (0..cols.len())

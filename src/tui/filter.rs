@@ -64,10 +64,11 @@ pub(crate) fn cmp_rows(
         0 => x.name.cmp(&y.name),
         1 => x.size_bytes.cmp(&y.size_bytes),
         2 => x.status.cmp(&y.status),
-        3 => x.backend.cmp(&y.backend),
-        4 => x.parent_name.cmp(&y.parent_name),
-        5 => x.clone_depth.cmp(&y.clone_depth),
-        6 => x.created_at.cmp(&y.created_at),
+        3 => x.attached.cmp(&y.attached),
+        4 => x.backend.cmp(&y.backend),
+        5 => x.parent_name.cmp(&y.parent_name),
+        6 => x.clone_depth.cmp(&y.clone_depth),
+        7 => x.created_at.cmp(&y.created_at),
         _ => x.id.cmp(&y.id),
     };
     let o = if desc { o.reverse() } else { o };
@@ -137,6 +138,7 @@ mod tests {
             clone_depth: rng.random_range(0..3),
             created_at: n as i64 % 7,
             updated_at: 0,
+            attached: rng.random_range(0..3),
         })
     }
 
@@ -160,7 +162,7 @@ mod tests {
             })
             .collect();
         for round in 0..300 {
-            let sort = rng.random_range(0..8);
+            let sort = rng.random_range(0..9);
             let desc = rng.random_bool(0.5);
             let filter = ["", "db", "status:av", "backend:rbd", "web-1"][rng.random_range(0..5)];
             let before = Snapshot {

@@ -88,6 +88,7 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
     };
     Ok(match &p.kind {
         PromptKind::NewVolume => Request::Create {
+            multiattach: false,
             name: name(f(0))?,
             size: Some(size(&f(1))?),
             backend: Some(f(2)).filter(|b| !b.is_empty()),
@@ -99,6 +100,7 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
             volume: volume.clone(),
         },
         PromptKind::CloneVolume { volume } => Request::Create {
+            multiattach: false,
             name: name(f(0))?,
             size: if f(1).is_empty() {
                 None

@@ -437,6 +437,15 @@ pub enum ClientOp {
     Discard(u64, u64),
 }
 
+/// A loopback port nothing listens on (the moment it was asked).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Whether every command is on PATH. A missing one skips the test with a notice, except in CI
 /// (`CI` or `EMBER_REQUIRE_CEPH` set), where it fails it: scripts/test.sh installs them all.
 pub fn tools_present(commands: &[&str], skipped: &str) -> bool {

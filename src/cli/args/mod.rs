@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::ArgValueCandidates;
 
+pub mod attach;
 mod backup;
 mod bench;
 
@@ -272,8 +273,23 @@ pub enum VolumeCmd {
         /// Clone this volume (snapshot + clone underneath, as Cinder's rbd driver)
         #[arg(long, add = ArgValueCandidates::new(complete::volumes))]
         source: Option<String>,
+        /// May be attached to several consumers at once (a cluster file system's disk)
+        #[arg(long)]
+        multiattach: bool,
         #[command(flatten)]
         wait: Wait,
+    },
+    /// Attach a volume to a consumer: record who has it (the volume becomes in-use) and print
+    /// the connection info it opens the volume with
+    Attach(attach::AttachArgs),
+    /// End attachments; the last one makes the volume available again
+    Detach(attach::DetachArgs),
+    /// Serve a volume over NBD (qemu-nbd) until Ctrl-C, recorded as an attachment
+    Export(attach::ExportArgs),
+    /// List attachments: every volume's, or one volume's
+    Attachments {
+        #[arg(add = ArgValueCandidates::new(complete::volumes))]
+        volume: Option<String>,
     },
     /// Move a volume to another backend, keeping its id and name: a copy read back and
     /// compared before the switch (a clone arrives flattened). Cancel leaves it on its source

@@ -118,6 +118,7 @@ pub(super) async fn plan_restore(
         source_snapshot_id: None,
         source_volume_id: None,
         depth: 0,
+        multiattach: false,
     });
     Ok(plan)
 }

@@ -19,8 +19,8 @@ pub(super) async fn plan_create(
     name: &str,
     size: Option<u64>,
     want_backend: Option<&str>,
-    snap_key: Option<&str>,
-    source_key: Option<&str>,
+    (snap_key, source_key): (Option<&str>, Option<&str>),
+    multiattach: bool,
 ) -> Result<Plan, JobError> {
     check_name(name)?;
     let id = Uuid::new_v4().to_string();
@@ -124,6 +124,7 @@ pub(super) async fn plan_create(
         source_snapshot_id: src_snap,
         source_volume_id: src_vol.map(|v| v.id),
         depth: if plan.params.flatten { 0 } else { depth },
+        multiattach,
     });
     Ok(plan)
 }

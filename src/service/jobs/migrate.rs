@@ -36,6 +36,7 @@ pub(super) async fn plan_migrate(
     to: &str,
 ) -> Result<Plan, JobError> {
     let v = volume(db, key).await?;
+    crate::service::attach::refuse_if_attached(db, &v, "migrate").await?;
     status_is(&v, asks_from(JobKind::Migrate), "migrate")?;
     let to_name = to.rsplit('@').next().unwrap_or(to);
     if v.backend == to_name {

@@ -23,7 +23,9 @@ use thiserror::Error;
 
 use crate::db::DbError;
 
-pub use request::{Checked, Enqueued, Request, cancel, check, enqueue, enqueue_checked};
+pub use request::{
+    Checked, Enqueued, Request, cancel, check, enqueue, enqueue_checked, found, volume,
+};
 
 pub use crate::db::words::JobKind;
 

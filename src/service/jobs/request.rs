@@ -24,6 +24,8 @@ pub enum Request {
         backend: Option<String>,
         snapshot: Option<String>,
         source: Option<String>,
+        /// Takes more than one attachment at a time.
+        multiattach: bool,
     },
     Flatten {
         volume: String,
@@ -253,6 +255,7 @@ pub(super) struct PlanVolume {
     pub(super) source_snapshot_id: Option<String>,
     pub(super) source_volume_id: Option<String>,
     pub(super) depth: i64,
+    pub(super) multiattach: bool,
 }
 
 pub(super) struct PlanBackup {
@@ -349,6 +352,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             backend,
             snapshot,
             source,
+            multiattach,
         } => {
             super::create::plan_create(
                 db,
@@ -356,8 +360,8 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
                 name,
                 *size,
                 backend.as_deref(),
-                snapshot.as_deref(),
-                source.as_deref(),
+                (snapshot.as_deref(), source.as_deref()),
+                *multiattach,
             )
             .await?
         }
@@ -440,6 +444,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             force,
         } => {
             let v = volume(db, key).await?;
+            crate::service::attach::refuse_if_attached(db, &v, "extend").await?;
             status_is(&v, asks_from(JobKind::Extend), "extend")?;
             if *size <= v.size_bytes as u64 {
                 return Err(JobError::Refused(format!(
@@ -470,6 +475,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             force,
         } => {
             let v = volume(db, key).await?;
+            crate::service::attach::refuse_if_attached(db, &v, "delete").await?;
             status_is(&v, asks_from(JobKind::Delete), "delete")?;
             not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
             let bc = rules(cfg, &v.backend);
@@ -570,6 +576,7 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
             source_snapshot_id: v.source_snapshot_id.as_deref(),
             source_volume_id: v.source_volume_id.as_deref(),
             clone_depth: v.depth,
+            multiattach: v.multiattach,
         }),
         snapshot: plan.snapshot.as_ref().map(|s| NewSnapshot {
             id: &s.id,

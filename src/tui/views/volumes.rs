@@ -47,6 +47,11 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
                     Cell::from(&*v.name),
                     Cell::from(human_bytes(v.size_bytes)),
                     Cell::from(Span::styled(v.status.as_str(), status)),
+                    Cell::from(if v.attached > 0 {
+                        v.attached.to_string()
+                    } else {
+                        String::new()
+                    }),
                     Cell::from(&*v.backend),
                     Cell::from(match (&v.parent_name, &v.source_snapshot_id) {
                         (Some(n), _) => n.to_string(),
@@ -117,6 +122,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         kv("depth", v.clone_depth.to_string()),
     ];
     lines.extend(error_lines(app, v));
+    lines.extend(attachment_lines(app, v));
     lines.extend(holder_lines(app, v));
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled("parent chain", t.accent)));
@@ -258,6 +264,79 @@ fn error_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
         Line::from(Span::styled(format!("why: {}", e.reason), t.error)),
         Line::from(Span::styled(format!("fix: {}", e.fix), t.text)),
     ]
+}
+
+/// Its attachments, and where they disagree with who has it open (as last asked): "attached
+/// on paper only" and "used but not attached", each with its fix.
+fn attachment_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
+    use crate::service::attach;
+    let t = &app.theme;
+    let mine: Vec<crate::db::AttachmentRow> = app
+        .snap
+        .attachments
+        .iter()
+        .filter(|a| *a.volume_id == *v.id)
+        .cloned()
+        .collect();
+    let mut out = vec![
+        Line::raw(""),
+        Line::from(Span::styled("attachments", t.accent)),
+    ];
+    if mine.is_empty() {
+        out.push(Line::from(Span::styled(
+            "  none (ember volume attach NAME --host HOST)",
+            t.dim,
+        )));
+    }
+    for a in &mine {
+        out.push(Line::raw(format!(
+            "  {} since {}",
+            a.describe(),
+            rfc3339(a.created_at)
+        )));
+    }
+    // Compared here only where no resolver is needed: the doctor resolves host names.
+    let literal = mine
+        .iter()
+        .all(|a| attach::literal_addresses(&a.attached_host).is_some());
+    if !literal {
+        out.push(Line::from(Span::styled(
+            format!(
+                "  compared with the storage by: ember doctor --backend {}",
+                v.backend
+            ),
+            t.dim,
+        )));
+    }
+    if let (true, Some(Ok(h))) = (literal, app.holders.of(&v.id)) {
+        let row = crate::db::VolumeRow {
+            id: v.id.to_string(),
+            name: v.name.to_string(),
+            size_bytes: v.size_bytes,
+            status: v.status,
+            status_reason: None,
+            backend: v.backend.to_string(),
+            host: None,
+            source_snapshot_id: None,
+            source_volume_id: None,
+            clone_depth: v.clone_depth,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            deleted_at: None,
+            flattened_from: None,
+        };
+        let resolve = |h: &str| attach::literal_addresses(h).unwrap_or_default();
+        let local = |h: &str| {
+            attach::literal_addresses(h).is_some_and(|ips| ips.iter().any(|ip| ip.is_loopback()))
+        };
+        for m in attach::compare(&mine, &h.holders, &resolve, &local) {
+            out.push(Line::from(Span::styled(
+                format!("  ! {}", m.describe(&row)),
+                t.warn,
+            )));
+        }
+    }
+    out
 }
 
 /// Who has it open, as last asked (every few seconds while the pane is open).
