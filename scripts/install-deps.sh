@@ -21,6 +21,13 @@ command -v uuidgen >/dev/null || need+=(uuid-runtime)
 # The shells whose completion tests/completions.rs drives.
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
+# Real clients of attachments and exports (tests/attach.rs, tests/attach_rbd.rs): qemu-io and
+# qemu-nbd, nbdinfo and nbdcopy, and libvirt's schema check (virt-xml-validate runs xmllint).
+# qemu's rbd driver, when the machine's qemu lacks it, is unpacked by scripts/qemu-rbd.sh.
+command -v qemu-io >/dev/null || need+=(qemu-utils)
+command -v nbdcopy >/dev/null || need+=(libnbd-bin)
+command -v virt-xml-validate >/dev/null || need+=(libvirt-clients)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
 # promtool reads the scrape and the alert rules (tests/metrics.rs); only the tool is wanted.
 command -v promtool >/dev/null || need+=(prometheus)
 fi

@@ -197,6 +197,31 @@ fn cases() -> Vec<Case> {
             expect: &["e.toml:1: unknown key \"[backend]\"", "[backends.NAME]"],
         },
         Case {
+            name: "rbd_secret_uuid not a uuid",
+            file: Some((
+                "e.toml",
+                "[backends.r]\nvolume_driver = \"rbd\"\nrbd_secret_uuid = \"virsh-secret\"\n",
+            )),
+            args: check,
+            code: 1,
+            on: On::Stdout,
+            expect: &[
+                "e.toml:3: rbd_secret_uuid in",
+                "expected the UUID of the libvirt secret",
+                "virsh-secret",
+            ],
+        },
+        Case {
+            name: "export listen address",
+            file: Some(("e.toml", FILE0)),
+            args: &[
+                "--config", "{cfg}", "volume", "export", "v", "--listen", "nowhere",
+            ],
+            code: 2,
+            on: On::Stderr,
+            expect: &["invalid value 'nowhere' for '--listen"],
+        },
+        Case {
             name: "no backends at all",
             file: Some(("e.toml", "report_interval = 10\n")),
             args: check,

@@ -196,10 +196,16 @@ fn every_cinder_rbd_option_is_known_and_the_honoured_ones_apply() {
     assert_eq!(b.deferred_deletion_purge_interval.as_secs(), 120);
     assert_eq!(b.concurrent_flattens, 2);
     assert_eq!(b.max_clone_depth, 3);
-    // The two it does not use are named as Cinder's, with why; nothing is "unknown".
+    // Handed out in `volume attach`'s connection info.
+    assert_eq!(
+        r.secret_uuid.as_deref(),
+        Some("457eb676-33da-42ec-9a8c-9293d545c337")
+    );
+    // The one it does not use is named as Cinder's, with why; nothing is "unknown".
     let notes = cfg.notes.join("\n");
     assert!(!notes.contains("unknown key"), "{notes}");
-    for key in ["rbd_secret_uuid", "replication_connect_timeout"] {
+    assert!(!notes.contains("rbd_secret_uuid"), "{notes}");
+    for key in ["replication_connect_timeout"] {
         assert!(
             notes.contains(&format!(
                 "{key} in [ceph-1]: a Cinder option ember does not use ("
