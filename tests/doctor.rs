@@ -97,8 +97,10 @@ fn healthy_setup_is_all_ok_and_each_break_shows_its_fix() {
             "rbd0.health",
             "rbd0.service",
             "rbd0.fencing",
+            "rbd0.attachments",
             "file0.storage",
             "file0.service",
+            "file0.attachments",
         ],
         "a stable order for scripts"
     );

@@ -23,6 +23,7 @@ const READING: &[&str] = &[
     "volume list",
     "volume show",
     "volume locks",
+    "volume attachments",
     "volume snapshot list",
     "job list",
     "job show",
@@ -57,6 +58,15 @@ fn mutating(flatten_job: &str) -> Vec<(&'static str, Vec<String>)> {
             ]),
         ),
         ("volume flatten", v(&["volume", "flatten", "c2"])),
+        (
+            "volume attach",
+            v(&["volume", "attach", "v", "--host", "h"]),
+        ),
+        ("volume detach", v(&["volume", "detach", "w"])),
+        (
+            "volume export",
+            v(&["volume", "export", "v", "--listen", "127.0.0.1:1"]),
+        ),
         (
             "volume migrate",
             v(&["volume", "migrate", "v", "--to", "file1"]),
@@ -259,6 +269,8 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
             env.json(&["volume", "create", c, "--snapshot", "s", "--wait"]);
         }
         env.json(&["backup", "create", "w", "--name", "wb", "--wait"]);
+        // An attachment for the read-only detach to be refused on.
+        env.json(&["volume", "attach", "w", "--host", "h"]);
         // A flatten that runs for minutes at 1 MiB/s: the job a read-only cancel must not stop.
         let job = env.flatten_running("c");
 

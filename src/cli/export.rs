@@ -42,6 +42,7 @@ pub async fn export_cmd(g: &Global, x: ExportArgs<'_>) -> anyhow::Result<ExitCod
     }
     let cfg = load_config(g)?;
     let db = open_db(g, Some(&cfg), &cfg.database_url).await?;
+    db.ensure_writable("export a volume")?;
     let v = volume(&db, x.volume).await?;
     let Some(b) = cfg.backend(&v.backend) else {
         bail!(

@@ -82,7 +82,10 @@ pub async fn check(t: &Run, b: &BackendConfig, sink: &Sink, idx: usize) {
             .cloned()
             .collect();
         for m in attach::compare(&mine, h, &attach::addresses_of, &attach::is_this_host) {
-            lines.push((matches!(m, Mismatch::Unattached { .. }), m.describe(v)));
+            lines.push((
+                matches!(m, Mismatch::Unattached { .. }),
+                m.describe(&v.name),
+            ));
         }
     }
     // Paper-only first: the on-call case ("in-use but the VM is gone").

@@ -44,7 +44,7 @@ pub async fn run(t: &Run, b: &BackendConfig, sink: &Sink) {
     tokio::join!(
         storage,
         service(t, b, sink),
-        super::attachments::check(t, b, sink, 7)
+        super::attachments::check(t, b, sink, 8)
     );
 }
 

@@ -242,20 +242,16 @@ pub enum Mismatch {
 
 impl Mismatch {
     /// One line with the fix, for the doctor and the detail pane.
-    pub fn describe(&self, v: &VolumeRow) -> String {
+    pub fn describe(&self, volume: &str) -> String {
         match self {
             Mismatch::PaperOnly { attachment } => format!(
-                "attached on paper only: volume {} is attached to {}, but nothing there has it open; if that consumer is gone: ember volume detach {} --attachment {}",
-                v.name,
+                "attached on paper only: volume {volume} is attached to {}, but nothing there has it open; if that consumer is gone: ember volume detach {volume} --attachment {}",
                 attachment.describe(),
-                v.name,
                 short_id(&attachment.id)
             ),
             Mismatch::Unattached { holder } => format!(
-                "used but not attached: volume {} is open by {} with no attachment recording it; record it (ember volume attach {} --host HOST) or stop that client",
-                v.name,
+                "used but not attached: volume {volume} is open by {} with no attachment recording it; record it (ember volume attach {volume} --host HOST) or stop that client",
                 holder.describe(),
-                v.name
             ),
         }
     }

@@ -309,29 +309,13 @@ fn attachment_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
         )));
     }
     if let (true, Some(Ok(h))) = (literal, app.holders.of(&v.id)) {
-        let row = crate::db::VolumeRow {
-            id: v.id.to_string(),
-            name: v.name.to_string(),
-            size_bytes: v.size_bytes,
-            status: v.status,
-            status_reason: None,
-            backend: v.backend.to_string(),
-            host: None,
-            source_snapshot_id: None,
-            source_volume_id: None,
-            clone_depth: v.clone_depth,
-            created_at: v.created_at,
-            updated_at: v.updated_at,
-            deleted_at: None,
-            flattened_from: None,
-        };
         let resolve = |h: &str| attach::literal_addresses(h).unwrap_or_default();
         let local = |h: &str| {
             attach::literal_addresses(h).is_some_and(|ips| ips.iter().any(|ip| ip.is_loopback()))
         };
         for m in attach::compare(&mine, &h.holders, &resolve, &local) {
             out.push(Line::from(Span::styled(
-                format!("  ! {}", m.describe(&row)),
+                format!("  ! {}", m.describe(&v.name)),
                 t.warn,
             )));
         }
