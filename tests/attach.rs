@@ -147,6 +147,9 @@ fn attach_refuses_what_would_break_the_consumer_on_both_engines() {
         let att = a["attachment"]["id"].as_str().unwrap().to_string();
         let short = &att[..8];
         assert_eq!(status(&env, "guest"), "in-use", "{engine:?}");
+        let shown = env.volume("guest");
+        assert_eq!(shown["attachments"][0]["instance"], "i-1", "{shown}");
+        assert_eq!(shown["multiattach"], false, "{shown}");
 
         for (args, verb) in [
             (vec!["volume", "delete", "guest"], "delete"),
@@ -304,6 +307,9 @@ fn the_doctor_compares_attachments_with_who_has_the_file_open() {
     assert!(ev.to_string().contains("(forced)"), "{ev}");
     drop(guest);
     assert_eq!(attachments_check(&env, "file0")["status"], "ok");
+    // Detached by force, it may go.
+    env.json(&["volume", "delete", "vm-disk", "--wait"]);
+    assert!(env.run(&["volume", "show", "vm-disk"]).status.code() != Some(0));
 }
 
 #[test]

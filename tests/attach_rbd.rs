@@ -292,4 +292,61 @@ fn rbd_connection_info_opens_the_volume_in_qemu_and_the_doctor_sees_its_watcher(
             .then_some(())
     });
     assert_eq!(env.volume("vm")["status"], "available");
+
+    // `volume export` of the rbd volume: ember's qemu-nbd (the one with the rbd driver, from
+    // PATH) serves what qemu wrote, read back whole by nbdcopy.
+    if !tools_present(&["nbdcopy"], "rbd NBD export") {
+        return;
+    }
+    let mut path = std::env::var("PATH").unwrap();
+    if let Some(bin) = &q.0 {
+        path = format!("{}:{path}", bin.display());
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
+    cmd.args([
+        "--config",
+        env.config.to_str().unwrap(),
+        "--database-url",
+        &env.url,
+    ])
+    .args(["volume", "export", "vm", "--read-only", "--listen", &listen])
+    .env("PATH", path)
+    .stdout(Stdio::piped());
+    if let Some(m) = &q.1 {
+        cmd.env("QEMU_MODULE_DIR", m);
+    }
+    let mut x = Opener(cmd.spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(x.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(
+        line.trim(),
+        format!("nbd://{listen}"),
+        "export printed {line:?}"
+    );
+    assert_eq!(env.volume("vm")["status"], "in-use");
+    let back = dir.path().join("nbd.img");
+    let o = Command::new("nbdcopy")
+        .args([&format!("nbd://{listen}"), back.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "nbdcopy: {}", stderr(&o));
+    let got = std::fs::read(&back).unwrap();
+    if let Some(i) = (0..model.len().max(got.len())).find(|&i| model.get(i) != got.get(i)) {
+        panic!("seed {seed}: the NBD export of the rbd volume differs first at byte {i}");
+    }
+    Command::new("kill")
+        .args(["-TERM", &x.pid().to_string()])
+        .status()
+        .unwrap();
+    let done = wait_for("the export to end", Duration::from_secs(30), || {
+        x.0.try_wait().unwrap()
+    });
+    assert!(done.success(), "{done:?}");
+    assert_eq!(env.volume("vm")["status"], "available");
 }

@@ -243,6 +243,8 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
         .await
         .with_context(|| format!("volume {}", v.id))?;
     let jobs = db.list_jobs(Some(&v.id), 20).await?;
+    let attachments = db.attachments_of(&v.id).await?;
+    let multiattach = db.is_multiattach(&v.id).await?;
     let vj = VolumeJson::from(&v);
     if g.json {
         let mut j = serde_json::to_value(&vj)?;
@@ -254,6 +256,8 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
             .iter()
             .map(|x| serde_json::to_value(JobJson::from(x)))
             .collect::<Result<_, _>>()?;
+        j["attachments"] = serde_json::to_value(&attachments)?;
+        j["multiattach"] = multiattach.into();
         match &holders {
             Some(Ok(h)) => {
                 j["holders"] = serde_json::to_value(h)?;
@@ -281,6 +285,19 @@ pub(super) async fn volume_show(g: &Global, key: &str) -> anyhow::Result<ExitCod
             ("host", vj.host.clone().unwrap_or_else(|| "-".into())),
             ("parent", vj.parent.clone().unwrap_or_else(|| "-".into())),
             ("clone_depth", vj.clone_depth.to_string()),
+            (
+                "attachments",
+                if attachments.is_empty() {
+                    "-".to_string()
+                } else {
+                    attachments
+                        .iter()
+                        .map(|a| a.describe())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            ),
+            ("multiattach", multiattach.to_string()),
             (
                 "snapshots",
                 snaps

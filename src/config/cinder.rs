@@ -264,6 +264,7 @@ mod tests {
             "rbd_cluster_name" => json!(r.cluster_name),
             "rbd_pool" => json!(r.pool),
             "rbd_user" => json!(r.user),
+            "rbd_secret_uuid" => json!(r.secret_uuid),
             "rbd_ceph_conf" => json!(
                 r.ceph_conf
                     .as_ref()
