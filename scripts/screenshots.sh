@@ -129,6 +129,9 @@ $E volume create vm-image --size 40G --backend rbd0 --wait >/dev/null 2>&1
 $E volume snapshot create golden --volume vm-image --wait >/dev/null 2>&1
 $E volume create vm-01 --snapshot golden --wait >/dev/null 2>&1
 $E volume extend scratch --size 1G >/dev/null 2>&1 || true   # refused: shown in events
+# db-data is a guest's disk (the A column, the detail pane's attachments; the doctor finds no
+# client of compute-03 on it: attached on paper only).
+$E volume attach db-data --host compute-03 --instance i-0c1f9e >/dev/null 2>&1
 # On the cluster: a parent with data, a clone, and a flatten; the member running it is killed.
 $E volume create base-image --size 1G --backend rbd2 --wait >/dev/null 2>&1
 base=$($E volume show base-image --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -159,7 +162,7 @@ sleep 3
 shot overview 1
 shot services 2
 shot volumes 3
-shot volume-detail 3 g Enter
+shot volume-detail 3 g j j Enter   # db-data: attached, snapshotted, cloned
 shot jobs Escape 4
 shot logs 5
 shot help 3 '?'

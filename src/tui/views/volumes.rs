@@ -121,6 +121,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         kv("backend", v.backend.to_string()),
         kv("depth", v.clone_depth.to_string()),
     ];
+    lines.extend(used_line(app, v));
     lines.extend(error_lines(app, v));
     lines.extend(attachment_lines(app, v));
     lines.extend(holder_lines(app, v));
@@ -323,22 +324,27 @@ fn attachment_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
     out
 }
 
+/// The storage's allocation, as last asked with the holders: one more line of the facts at
+/// the top, before any section.
+fn used_line(app: &App, v: &VolumeView) -> Option<Line<'static>> {
+    let t = &app.theme;
+    let Some(Ok(h)) = app.holders.of(&v.id) else {
+        return None;
+    };
+    let used = h
+        .used_bytes
+        .map(|u| human_bytes(u as i64))
+        .unwrap_or_else(|| "unknown".into());
+    Some(Line::from(vec![
+        Span::styled(format!("{:>11} ", "used"), t.dim),
+        Span::styled(format!("{used} of {}", human_bytes(v.size_bytes)), t.text),
+    ]))
+}
+
 /// Who has it open, as last asked (every few seconds while the pane is open).
 fn holder_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let mut out = vec![];
-    if let Some(Ok(h)) = app.holders.of(&v.id) {
-        let used = h
-            .used_bytes
-            .map(|u| human_bytes(u as i64))
-            .unwrap_or_else(|| "unknown".into());
-        out.push(Line::from(vec![
-            Span::styled(format!("{:>11} ", "used"), t.dim),
-            Span::styled(format!("{used} of {}", human_bytes(v.size_bytes)), t.text),
-        ]));
-    }
-    out.push(Line::raw(""));
-    out.push(Line::from(Span::styled("open by", t.accent)));
+    let mut out = vec![Line::raw(""), Line::from(Span::styled("open by", t.accent))];
     match app.holders.of(&v.id) {
         None => out.push(Line::from(Span::styled("  asking the storage...", t.dim))),
         Some(Err(e)) => out.push(Line::from(Span::styled(format!("  unknown: {e}"), t.warn))),
