@@ -76,8 +76,7 @@ impl Batch {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
         let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(data)
+            crate::driver::write_all_at(&File::create(&tmp)?, data, 0)
         };
         if let Err(e) = write() {
             let _ = std::fs::remove_file(&tmp);

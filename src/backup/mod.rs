@@ -261,32 +261,44 @@ impl Store {
         Ok(m)
     }
 
-    /// One chunk's file into `buf`, as it is on disk (checked by the caller, against its name).
+    /// One chunk's file into `buf`, as it is on disk (checked by the caller, against its
+    /// name); the file stays open for the write (see [`Store::restore`]).
     fn read_chunk(
         &self,
         m: &Manifest,
         index: u64,
         hash: &str,
         buf: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<std::fs::File, StoreError> {
         buf.clear();
-        let read = std::fs::File::open(self.chunk_path(hash))
-            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf));
+        let path = self.chunk_path(hash);
+        let read = std::fs::File::open(&path).and_then(|mut f| {
+            std::io::Read::read_to_end(&mut f, buf)?;
+            Ok(f)
+        });
         match read {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(damaged(m, index, hash, true))
             }
             Err(e) => Err(StoreError::Io {
-                path: self.chunk_path(hash),
+                path,
                 message: e.to_string(),
             }),
-            Ok(_) => Ok(()),
+            Ok(f) => Ok(f),
         }
     }
 
     /// Writes backup `m` into `dst` (an empty image of its size), every chunk checked as it is
     /// read (before it is written), then reads `dst` back: each chunk must hash to its name,
     /// and every other byte that holds data must be zero. None: cancelled.
+    ///
+    /// Where `dst` is a file, a checked chunk goes in by `copy_file_range` from the chunk
+    /// file it was read from (held open: a delete cannot take it away between the check and
+    /// the copy) rather than written from this process's buffer: on the 2-core test VM the
+    /// write pass took 1.1–1.4 s for 512 MiB through `pwrite` and 0.2 s in the kernel. The
+    /// copy reads the file a second time, which the check did not see; the read-back pass
+    /// that follows hashes every chunk of `dst` again, so a chunk changed in between fails
+    /// the restore all the same.
     pub fn restore(
         &self,
         m: &Manifest,
@@ -297,19 +309,30 @@ impl Store {
         let total = m.size_bytes.saturating_mul(2);
         let mut pacer = Pacer::new(bps, 0, total, progress);
         let mut written = 0;
+        // The chunk files read and not yet written, oldest first (the pass reads one ahead).
+        let open = std::cell::RefCell::new(std::collections::VecDeque::new());
         let wrote = pass::hashed(
             &m.chunks,
             m.hash,
             false,
-            |(index, hash), buf| self.read_chunk(m, *index, hash, buf),
+            |(index, hash), buf| {
+                let f = self.read_chunk(m, *index, hash, buf)?;
+                open.borrow_mut().push_back(f);
+                Ok(())
+            },
             |(index, hash), data, got| {
+                let file = open.borrow_mut().pop_front();
                 if got.as_deref() != Some(hash.as_str()) {
                     return Err(damaged(m, *index, hash, false));
                 }
-                dst.write_at(data, index * CHUNK)
-                    .map_err(StoreError::Volume)?;
-                written += data.len() as u64;
-                Ok(pacer.moved(data.len() as u64))
+                let at = index * CHUNK;
+                let len = data.len() as u64;
+                match file.and_then(|f| dst.write_from_file(&f, len, at)) {
+                    Some(r) => r.map_err(StoreError::Volume)?,
+                    None => dst.write_at(data, at).map_err(StoreError::Volume)?,
+                }
+                written += len;
+                Ok(pacer.moved(len))
             },
         )?;
         if !wrote {
@@ -383,7 +406,7 @@ impl Store {
                     missing.borrow_mut().insert(*index);
                     Ok(())
                 }
-                r => r,
+                r => r.map(drop),
             },
             |(index, hash), data, got| {
                 out.chunks += 1;

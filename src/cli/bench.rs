@@ -73,6 +73,16 @@ pub async fn heartbeat(
 
 pub(super) const ROUNDS: usize = 5;
 
+/// Before each timed run, ember's or a baseline's, so that every run starts alike: what the
+/// run before wrote is on disk (its writeback does not land in the next run's time), and the
+/// memory it freed has been idle for longer than the 2 s after which a VM with virtio-balloon
+/// free page reporting (as the test machine has) hands it back to the host. Without it the
+/// baselines ran right after the deletes of ember's restore and store.
+pub(super) fn settle() {
+    nix::unistd::sync();
+    std::thread::sleep(Duration::from_secs(3));
+}
+
 pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

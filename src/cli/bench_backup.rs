@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::args::Global;
-use super::bench::{ROUNDS, cp, median};
+use super::bench::{ROUNDS, cp, median, settle};
 use super::bench_migrate::cp_checked;
 use super::output::print_json;
 use crate::backup::Store;
@@ -45,6 +45,7 @@ pub fn run(g: &Global, dir: &std::path::Path, size: u64, data: u64) -> anyhow::R
         let store = Store::open(&root)?;
         let backup = |name: &str| -> anyhow::Result<(Duration, u64)> {
             let mut stored = 0;
+            settle();
             let (r, t) = time(|| {
                 drv.with_volume(id, false, &mut |r| {
                     let (_, s) = store
@@ -74,6 +75,7 @@ pub fn run(g: &Global, dir: &std::path::Path, size: u64, data: u64) -> anyhow::R
         inc_stored = s;
         let rid = format!("00000000-0000-0000-0000-0000restor{round:02}");
         let m = store.manifest("inc")?;
+        settle();
         let (r, t) = time(|| -> Result<(), DriverError> {
             drv.create_volume(&rid, size)?;
             drv.with_volume(&rid, true, &mut |w| {
@@ -85,7 +87,9 @@ pub fn run(g: &Global, dir: &std::path::Path, size: u64, data: u64) -> anyhow::R
         restore_ts.push(t);
         drv.delete_volume(&rid, &NoProgress)?;
         std::fs::remove_dir_all(&root)?;
+        settle();
         cp_ts.push(cp(&src, work.path(), true)?);
+        settle();
         cmp_ts.push(cp_checked(&src, work.path())?);
     }
     let (full, inc, restore, c, cc) = (

@@ -273,9 +273,13 @@ impl super::verify::Readable for FileImage {
 
 impl super::transfer::Writable for FileImage {
     fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
-        use std::os::unix::fs::FileExt;
         let f = self.write.as_ref().ok_or("opened read-only")?;
-        f.write_all_at(buf, off).map_err(|e| e.to_string())
+        super::sparse::write_all_at(f, buf, off).map_err(|e| e.to_string())
+    }
+
+    fn write_from_file(&self, src: &File, len: u64, off: u64) -> Option<Result<(), String>> {
+        let f = self.write.as_ref()?;
+        Some(super::sparse::copy_between(src, 0, f, off, len).map_err(|e| e.to_string()))
     }
 
     fn flush(&self) -> Result<(), String> {

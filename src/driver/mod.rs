@@ -21,6 +21,7 @@ pub(crate) mod pace;
 mod proc_open;
 pub mod rbd;
 mod sparse;
+pub use sparse::write_all_at;
 pub mod transfer;
 pub mod verify;
 
@@ -555,4 +556,19 @@ pub fn open(cfg: &BackendConfig) -> Result<Arc<dyn VolumeDriver>, DriverError> {
             cfg.volume_copy_bps_limit,
         ))),
     }
+}
+
+/// A test's random source: seeded from `EMBER_SEED` when set, else at random; the seed is
+/// printed so that a failing round can be replayed.
+#[cfg(test)]
+pub(crate) fn test_rng() -> (u64, rand::rngs::StdRng) {
+    let seed: u64 = std::env::var("EMBER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
+    (
+        seed,
+        <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed),
+    )
 }

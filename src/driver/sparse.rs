@@ -36,26 +36,50 @@ pub fn data_extents(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>>
     Ok(out)
 }
 
+/// The largest single write: `pwrite` of a 4 MiB buffer measured several times slower
+/// than the same bytes in 256 KiB pieces on the 2-core test machine (each piece is copied
+/// into the page cache while it is still in the CPU's cache).
+pub const WRITE_PIECE: usize = 256 << 10;
+
+/// `write_all_at`, in pieces of at most [`WRITE_PIECE`] bytes.
+pub fn write_all_at(f: &File, buf: &[u8], off: u64) -> io::Result<()> {
+    for (i, piece) in buf.chunks(WRITE_PIECE).enumerate() {
+        f.write_all_at(piece, off + (i * WRITE_PIECE) as u64)?;
+    }
+    Ok(())
+}
+
 /// Copies `[off, off + len)` of `src` to the same offset of `dst`, all of it: in-kernel
 /// (`copy_file_range`) where the files allow, else through a buffer. A source that ends before
 /// the range does is an error, never a silently short copy. The caller cuts the range into
 /// chunks (see `pace.rs`) to report progress and cancel between them.
 pub fn copy_range(src: &File, dst: &File, off: u64, len: u64) -> io::Result<()> {
-    let end = off + len;
-    let mut pos = off;
+    copy_between(src, off, dst, off, len)
+}
+
+/// Copies `len` bytes of `src` from `src_off` to `dst` at `dst_off`, as [`copy_range`] does.
+pub fn copy_between(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut done = 0u64;
     let mut buf: Vec<u8> = vec![];
-    while pos < end {
-        let want = (end - pos) as usize;
-        let (mut o_in, mut o_out) = (pos as i64, pos as i64);
+    while done < len {
+        let want = (len - done) as usize;
+        let (from, to) = (src_off + done, dst_off + done);
+        let (mut o_in, mut o_out) = (from as i64, to as i64);
         let n = match nix::fcntl::copy_file_range(src, Some(&mut o_in), dst, Some(&mut o_out), want)
         {
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             // Not supported between these files: copy through a buffer.
             Err(Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP) => {
-                buf.resize(want.min(1 << 20), 0);
-                let n = src.read_at(&mut buf, pos)?;
-                dst.write_all_at(&buf[..n], pos)?;
+                buf.resize(want.min(WRITE_PIECE), 0);
+                let n = src.read_at(&mut buf, from)?;
+                dst.write_all_at(&buf[..n], to)?;
                 n
             }
             Err(e) => return Err(io::Error::from(e)),
@@ -63,10 +87,10 @@ pub fn copy_range(src: &File, dst: &File, off: u64, len: u64) -> io::Result<()> 
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("the source ends at byte {pos}, before {end}"),
+                format!("the source ends at byte {from}, before {}", src_off + len),
             ));
         }
-        pos += n as u64;
+        done += n as u64;
     }
     Ok(())
 }
@@ -112,6 +136,50 @@ mod tests {
         assert!(
             copy_range(&a, &b, (64 << 20) - 10, 20).is_err(),
             "past the source's end"
+        );
+    }
+
+    /// `copy_between` and `write_all_at` at seeded offsets and lengths (not multiples of a
+    /// page or of a piece), compared byte for byte with a model.
+    #[test]
+    fn copy_between_and_pieces_at_random_offsets() {
+        use rand::Rng;
+        let (seed, mut rng) = crate::driver::test_rng();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |n: &str| {
+            File::options()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(dir.path().join(n))
+                .expect(n)
+        };
+        let (src, dst) = (open("src"), open("dst"));
+        let size: u64 = rng.random_range(1..8 << 20);
+        let mut model = vec![0u8; size as usize];
+        let mut data = vec![0u8; size as usize];
+        rng.fill(&mut data[..]);
+        write_all_at(&src, &data, 0).expect("write src");
+        dst.set_len(size).expect("len");
+        for _ in 0..20 {
+            let len = rng.random_range(0..=size.min(3 << 20));
+            let from = rng.random_range(0..=size - len);
+            let to = rng.random_range(0..=size - len);
+            let (f, t, n) = (from as usize, to as usize, len as usize);
+            if rng.random_bool(0.5) {
+                copy_between(&src, from, &dst, to, len).expect("copy");
+            } else {
+                write_all_at(&dst, &data[f..f + n], to).expect("write");
+            }
+            model[t..t + n].copy_from_slice(&data[f..f + n]);
+        }
+        let mut got = vec![0u8; size as usize];
+        dst.read_exact_at(&mut got, 0).expect("read");
+        assert!(got == model, "seed {seed}: dst differs from the model");
+        assert!(
+            copy_between(&src, size - 1, &dst, 0, 2).is_err(),
+            "seed {seed}: a copy past the source's end is an error"
         );
     }
 }

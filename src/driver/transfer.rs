@@ -25,6 +25,17 @@ pub trait Writable: Readable {
     fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String>;
     /// Makes what was written durable (`fdatasync`, `rbd_flush`) before the copy counts it.
     fn flush(&self) -> Result<(), String>;
+    /// Writes `len` bytes of `src` (from its start) at `off`, in the kernel where the image is
+    /// a file (`copy_file_range`: the bytes are not copied through this process). None: the
+    /// image cannot; the caller writes what it read instead.
+    fn write_from_file(
+        &self,
+        _src: &std::fs::File,
+        _len: u64,
+        _off: u64,
+    ) -> Option<Result<(), String>> {
+        None
+    }
 }
 
 /// What a copy moved.
@@ -307,12 +318,7 @@ mod tests {
 
     #[test]
     fn a_copy_equals_its_source_and_leaves_holes_alone() {
-        let seed: u64 = std::env::var("EMBER_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        eprintln!("seed {seed} (EMBER_SEED={seed} replays it)");
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+        let (seed, mut rng) = crate::driver::test_rng();
         use rand::Rng;
         for round in 0..20 {
             let len = rng.random_range(1..(3 << 20));
