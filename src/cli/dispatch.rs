@@ -258,12 +258,22 @@ pub async fn bench(g: &Global, cmd: args::BenchCmd) -> anyhow::Result<ExitCode> 
             rounds,
         } => {
             let cfg = load_config(g)?;
-            let b = cfg
-                .backends
-                .iter()
-                .find(|b| b.name == backend)
-                .with_context(|| format!("no backend {backend:?} in the config"))?;
-            bench_rbd::flatten(g, b, size, data, rounds.max(1))
+            bench_rbd::flatten(g, backend_named(&cfg, &backend)?, size, data, rounds.max(1))
+        }
+        BenchCmd::RbdBackup {
+            backend,
+            dir,
+            size,
+            data,
+            change,
+            rounds,
+        } => {
+            let cfg = load_config(g)?;
+            let b = backend_named(&cfg, &backend)?;
+            if change > size {
+                anyhow::bail!("--change ({change} bytes) is larger than --size ({size} bytes)");
+            }
+            super::bench_rbd_backup::backup(g, b, &dir, size, data, change, rounds.max(1))
         }
         BenchCmd::RbdMigrate {
             backend,
@@ -273,20 +283,25 @@ pub async fn bench(g: &Global, cmd: args::BenchCmd) -> anyhow::Result<ExitCode> 
             rounds,
         } => {
             let cfg = load_config(g)?;
-            let find = |name: &str| {
-                cfg.backends
-                    .iter()
-                    .find(|b| b.name == name)
-                    .with_context(|| format!("no backend {name:?} in the config"))
-            };
             super::bench_rbd_migrate::migrate(
                 g,
-                find(&backend)?,
-                find(&to)?,
+                backend_named(&cfg, &backend)?,
+                backend_named(&cfg, &to)?,
                 size,
                 data,
                 rounds.max(1),
             )
         }
     }
+}
+
+/// The backend section `name` of the config, for a bench that names one.
+fn backend_named<'a>(
+    cfg: &'a crate::config::Config,
+    name: &str,
+) -> anyhow::Result<&'a crate::config::BackendConfig> {
+    cfg.backends
+        .iter()
+        .find(|b| b.name == name)
+        .with_context(|| format!("no backend {name:?} in the config"))
 }

@@ -11,6 +11,7 @@ mod bench_backup;
 mod bench_live;
 mod bench_migrate;
 pub mod bench_rbd;
+mod bench_rbd_backup;
 mod bench_rbd_migrate;
 mod bench_takeover;
 pub mod complete;

@@ -102,6 +102,28 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// An rbd volume backed up into a directory store (full, then incremental after writes)
+    /// and restored, vs `rbd snap create` + `export-diff` + sync and `import-diff`, on the pool
+    /// of an rbd backend of the config (images are made and removed by the bench)
+    RbdBackup {
+        /// The rbd backend whose cluster, pool and user to use
+        #[arg(long)]
+        backend: String,
+        /// Where to put the store and the CLI's diff files
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        #[arg(long, value_parser = size, default_value = "1G")]
+        size: u64,
+        /// How much of it holds data
+        #[arg(long, value_parser = size, default_value = "512M")]
+        data: u64,
+        /// How much is written (at seeded offsets) between the two backups
+        #[arg(long, value_parser = size, default_value = "32M")]
+        change: u64,
+        /// Rounds; the medians are printed
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// rbd flatten of a clone with data, ember's driver vs the `rbd flatten` CLI, on the pool
     /// of an rbd backend of the config (images are made and removed by the bench)
     RbdFlatten {
