@@ -51,8 +51,8 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
         );
     }
     // A chain: v0 <- c1 <- c2 (`--source`: their snapshots go with their last clone, so the
-    // clones move first, flattened on the way, and then what they read from), and a volume
-    // with a snapshot of its own, which a copy between backends cannot carry.
+    // clones move first, flattened on the way, and then what they read from), a volume with
+    // a snapshot of its own, which the copy carries, and an attached volume, which stays.
     let v0 = std::fs::read(env.image("file0", &env.id_of("v0"))).unwrap();
     env.json(&["volume", "create", "c1", "--source", "v0", "--wait"]);
     env.json(&["volume", "create", "c2", "--source", "c1", "--wait"]);
@@ -67,9 +67,30 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
         "--wait",
     ]);
     write_at(&env.image("file0", &env.id_of("keep")), 0, 1 << 20, 0x6b);
-    env.json(&[
+    let ks = env.json(&[
         "volume", "snapshot", "create", "ks", "--volume", "keep", "--wait",
+    ])["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ks_data = std::fs::read(env.file_dir("file0").join(format!("snapshot-{ks}"))).unwrap();
+    write_at(
+        &env.image("file0", &env.id_of("keep")),
+        2 << 20,
+        1 << 20,
+        0x4b,
+    );
+    env.json(&[
+        "volume",
+        "create",
+        "stuck",
+        "--size",
+        "1M",
+        "--backend",
+        "file0",
+        "--wait",
     ]);
+    env.json(&["volume", "attach", "stuck", "--host", "compute-9"]);
     // What every volume reads as now, by id (the clones read v0's data through their parents).
     let mut before = BTreeMap::new();
     for v in env.json(&["volume", "list"]).as_array().unwrap() {
@@ -133,13 +154,22 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
     );
     let said = stdout(&out);
     assert!(
-        said.contains("not moved: keep") && said.contains("snapshot"),
+        said.contains("not moved: stuck") && said.contains("attach"),
         "{said}"
+    );
+    let carried = std::fs::read(env.file_dir("file1").join(format!("snapshot-{ks}"))).unwrap();
+    assert!(
+        carried == ks_data,
+        "seed {seed}: snapshot ks differs on file1"
     );
     for (id, (name, data)) in &before {
         let v = env.volume(id);
-        assert_eq!(v["status"], "available", "seed {seed}: {name}: {v}");
-        let on = if name == "keep" { "file0" } else { "file1" };
+        let (on, status) = if name == "stuck" {
+            ("file0", "in-use")
+        } else {
+            ("file1", "available")
+        };
+        assert_eq!(v["status"], status, "seed {seed}: {name}: {v}");
         assert_eq!(v["backend"], on, "seed {seed}: {name}");
         let got = std::fs::read(env.image(on, id)).unwrap();
         if let Some(i) = (0..data.len()).find(|&i| data.get(i) != got.get(i)) {

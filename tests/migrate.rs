@@ -173,9 +173,12 @@ fn a_clone_arrives_flat_and_what_cannot_move_is_refused() {
     env.json(&["volume", "create", "c", "--snapshot", "s", "--wait"]);
     let c = env.id_of("c");
 
-    // A volume with snapshots cannot carry them to another backend: refused, with the names.
+    // A snapshot with a clone cannot go without it: refused, naming both.
     let err = env.fails(&["volume", "migrate", "base", "--to", "file1"], 1);
-    assert!(err.contains("snapshot") && err.contains("s"), "{err}");
+    assert!(
+        err.contains("dependent clones") && err.contains("c"),
+        "{err}"
+    );
     // The same backend, and a backend nobody configured.
     let err = env.fails(&["volume", "migrate", "c", "--to", "file0"], 1);
     assert!(err.contains("already"), "{err}");
@@ -233,6 +236,116 @@ fn a_clone_arrives_flat_and_what_cannot_move_is_refused() {
     );
 }
 
+/// Takes `n` snapshots of file volume `name` (`id`) on file0, scribbling over it after each
+/// (and growing it once, if `grow`); returns each snapshot's id and its content as taken.
+fn take_snapshots(
+    env: &Env,
+    rng: &mut StdRng,
+    name: &str,
+    id: &str,
+    n: usize,
+    grow: bool,
+) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![];
+    for k in 0..n {
+        let sname = format!("{name}-s{k}");
+        let snap = env.json(&[
+            "volume", "snapshot", "create", &sname, "--volume", name, "--wait",
+        ]);
+        let sid = snap["snapshot"]["id"].as_str().unwrap().to_string();
+        let taken = std::fs::read(env.file_dir("file0").join(format!("snapshot-{sid}"))).unwrap();
+        assert_eq!(
+            taken,
+            std::fs::read(env.image("file0", id)).unwrap(),
+            "the snapshot {sname} differs from its volume"
+        );
+        out.push((sid, taken));
+        let image = env.image("file0", id);
+        if grow && k == 0 {
+            let size = std::fs::metadata(&image).unwrap().len();
+            let more = format!("{}B", size + rng.random_range(1..(3u64 << 20)));
+            env.json(&["volume", "extend", name, "--size", &more, "--wait"]);
+        }
+        let size = std::fs::metadata(&image).unwrap().len();
+        scribble(rng, &image, size);
+    }
+    out
+}
+
+/// The snapshots, each equal byte for byte to its content when taken, on backend `on` only.
+fn check_snapshots(env: &Env, snaps: &[(String, Vec<u8>)], on: &str, off: &str, at: &str) {
+    for (sid, taken) in snaps {
+        let there = env.file_dir(on).join(format!("snapshot-{sid}"));
+        let got =
+            std::fs::read(&there).unwrap_or_else(|e| panic!("{at}: {}: {e}", there.display()));
+        assert_eq!(got.len(), taken.len(), "{at}: snapshot {sid}: size on {on}");
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != taken[i]) {
+            panic!("{at}: snapshot {sid} on {on}: first difference at byte {i}");
+        }
+        assert!(
+            !env.file_dir(off).join(format!("snapshot-{sid}")).exists(),
+            "{at}: snapshot {sid} is left on {off}"
+        );
+    }
+    let listed = env.json(&["volume", "snapshot", "list"]);
+    for (sid, _) in snaps {
+        let s = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == sid.as_str())
+            .unwrap_or_else(|| panic!("{at}: snapshot {sid} is not listed: {listed}"));
+        assert_eq!(s["backend"], on, "{at}: {s}");
+        assert_eq!(s["status"], "available", "{at}: {s}");
+    }
+}
+
+/// A volume with snapshots (seeded writes between them, the volume grown after the first)
+/// moved by copy: every snapshot arrives equal to what it held when taken, under its id, and
+/// the volume equal to what it holds; a clone of a carried snapshot on the target reads it.
+#[test]
+fn a_copy_carries_snapshots_oldest_first() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(dir.path(), &url, TWO_FILES);
+    let _serve = env.serve();
+    for round in 0..2 {
+        let at = format!("seed {seed} round {round}");
+        let size = rng.random_range(1u64..(12 << 20)) | 1;
+        let name = format!("s{round}");
+        let id = create(&env, &name, size, "file0");
+        scribble(&mut rng, &env.image("file0", &id), size);
+        let n = rng.random_range(1..=3);
+        let snaps = take_snapshots(&env, &mut rng, &name, &id, n, true);
+        let before = std::fs::read(env.image("file0", &id)).unwrap();
+        let out = env.run(&["volume", "migrate", &name, "--to", "file1", "--wait"]);
+        assert!(out.status.success(), "{at}: {}", stderr(&out));
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(said.contains("snapshot(s)"), "{at}: {said}");
+        let v = env.volume(&name);
+        assert_eq!(v["backend"], "file1", "{at}: {v}");
+        assert!(!env.image("file0", &id).exists(), "{at}: left on file0");
+        let after = std::fs::read(env.image("file1", &id)).unwrap();
+        assert_eq!(after.len(), before.len(), "{at}: size");
+        if let Some(i) = (0..before.len()).find(|&i| before[i] != after[i]) {
+            panic!("{at}: the volume, first difference at byte {i}");
+        }
+        check_snapshots(&env, &snaps, "file1", "file0", &at);
+        // The carried snapshot is a real one on the target: a clone of it reads it.
+        let cname = format!("c{round}");
+        let sname = format!("{name}-s0");
+        env.json(&["volume", "create", &cname, "--snapshot", &sname, "--wait"]);
+        let c = env.volume(&cname);
+        assert_eq!(c["backend"], "file1", "{at}: {c}");
+        for b in ["file0", "file1"] {
+            let o = env.run(&["volume", "reconcile", b, "--json"]);
+            assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
+        }
+    }
+}
+
 /// Cancel or `kill -9` at a random moment of a throttled migration: the volume ends whole on
 /// exactly one side, with every byte, and nothing is left behind.
 #[test]
@@ -271,6 +384,15 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
         let id = create(&env, &name, size, "file0");
         scribble(&mut rng, &env.image("file0", &id), size);
         write_at(&env.image("file0", &id), 0, 20 << 20, 0x3c);
+        // Every other round (the seed's) the volume has snapshots to carry: the kill or
+        // cancel may land in any of their steps.
+        let snaps = if rng.random_bool(0.5) {
+            let n = rng.random_range(1..=2);
+            take_snapshots(&env, &mut rng, &name, &id, n, false)
+        } else {
+            vec![]
+        };
+        eprintln!("{at}: {} snapshot(s) to carry", snaps.len());
         let before = std::fs::read(env.image("file0", &id)).unwrap();
         let moved = interrupt(&env, &mut serve, &name, "file1", kill, delay, &at);
         let v = env.volume(&name);
@@ -288,6 +410,7 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
         if let Some(i) = (0..before.len()).find(|&i| before.get(i) != after.get(i)) {
             panic!("{at}: on {on}, first difference at byte {i}");
         }
+        check_snapshots(&env, &snaps, on, off, &at);
         for b in ["file0", "file1"] {
             let o = env.run(&["volume", "reconcile", b, "--json"]);
             assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
@@ -322,7 +445,8 @@ fn second_pool(ceph: &Ceph) {
 
 /// rbd on one cluster to rbd on another (a host-assisted copy: no live migration between
 /// clusters), to a file backend and back, on two throwaway clusters: compared with
-/// `rbd export` of the source before the move.
+/// `rbd export` of the source before the move, and its snapshot (taken before more writes)
+/// with what it held when taken, on every backend it reaches.
 #[test]
 fn rbd_across_clusters_and_to_file_and_back() {
     let Some(ceph) = Ceph::start(false) else {
@@ -360,17 +484,41 @@ fn rbd_across_clusters_and_to_file_and_back() {
         &format!("volumes/volume-{id}"),
     ]);
     let before = std::fs::read(&img).unwrap();
-    let export = |c: &Ceph| {
+    // What `rbd export` reads of the volume (`@snapshot-ID`: of one of its snapshots).
+    let export_at = |c: &Ceph, at: &str| {
         let out = dir.path().join("export.img");
         let _ = std::fs::remove_file(&out);
         c.rbd(&[
             "export",
-            &format!("volumes/volume-{id}"),
+            &format!("volumes/volume-{id}{at}"),
             out.to_str().unwrap(),
         ]);
         std::fs::read(&out).unwrap()
     };
+    let export = |c: &Ceph| export_at(c, "");
     assert!(export(&ceph) == before);
+    // A snapshot of it, then more data on the volume: the snapshot is carried to each
+    // backend with what it held, the volume with what it holds now.
+    let snap = env.json(&[
+        "volume", "snapshot", "create", "rs", "--volume", "r", "--wait",
+    ]);
+    let sid = snap["snapshot"]["id"].as_str().unwrap().to_string();
+    let at_snap = before.clone();
+    ceph.rbd(&[
+        "bench",
+        "--io-type",
+        "write",
+        "--io-size",
+        "64K",
+        "--io-total",
+        "2M",
+        "--io-pattern",
+        "rand",
+        &format!("volumes/volume-{id}"),
+    ]);
+    let before = export(&ceph);
+    assert!(before != at_snap, "seed {seed}: rbd bench wrote nothing");
+    let export_snap = |c: &Ceph| export_at(c, &format!("@snapshot-{sid}"));
     let gone = |c: &Ceph| {
         !Command::new("rbd")
             .arg("-c")
@@ -400,11 +548,27 @@ fn rbd_across_clusters_and_to_file_and_back() {
             now.len() == before.len() && now == before,
             "{at}: the data differs"
         );
+        let snap_now = match to {
+            "rbdx" => export_snap(&other),
+            "file0" => {
+                std::fs::read(env.file_dir("file0").join(format!("snapshot-{sid}"))).unwrap()
+            }
+            _ => export_snap(&ceph),
+        };
+        assert!(snap_now == at_snap, "{at}: the snapshot differs");
         match to {
             "rbdx" => assert!(gone(&ceph), "{at}: left on the first cluster"),
             "file0" => assert!(gone(&other), "{at}: left on the second cluster"),
             _ => assert!(!env.image("file0", &id).exists(), "{at}: left on file0"),
         }
+        assert!(
+            to == "file0"
+                || !env
+                    .file_dir("file0")
+                    .join(format!("snapshot-{sid}"))
+                    .exists(),
+            "{at}: the snapshot is left on file0"
+        );
     }
 }
 

@@ -305,9 +305,9 @@ impl Db {
 
     /// A migration's switch: the volume is now on `backend`, owned by `owner`, in one
     /// statement so a crash leaves it on one side. A copy made it flat (it was read through
-    /// any parent): `flat` drops its parent. A live migration kept parent and snapshots: the
-    /// snapshots' rows move with it (first, so a crash between the two is finished by the
-    /// job's next run, which finds the volume not yet moved).
+    /// any parent): `flat` drops its parent. Both ways kept its snapshots (a live migration in
+    /// the image, a copy by carrying them): their rows move with it (first, so a crash between
+    /// the two is finished by the job's next run, which finds the volume not yet moved).
     pub async fn move_volume(
         &self,
         id: &str,
@@ -330,17 +330,17 @@ impl Db {
             })
             .await
         };
-        if !flat {
-            set(
-                "move snapshots",
-                format!(
-                    "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
-                     WHERE volume_id = $4 AND deleted_at IS NULL{}",
-                    self.fence_sql(5)
-                ),
-            )
-            .await?;
-        }
+        // Its snapshots move with it: a live migration keeps them in the image, a copy
+        // carries them.
+        set(
+            "move snapshots",
+            format!(
+                "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
+                 WHERE volume_id = $4 AND deleted_at IS NULL{}",
+                self.fence_sql(5)
+            ),
+        )
+        .await?;
         let layering = if flat {
             ", source_snapshot_id = NULL, clone_depth = 0, flattened_from = NULL"
         } else {

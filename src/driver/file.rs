@@ -590,6 +590,16 @@ impl VolumeDriver for FileDriver {
         f(&FileImage { layers, write })
     }
 
+    fn with_snapshot(
+        &self,
+        snap_id: &str,
+        _volume_id: &str,
+        f: &mut dyn FnMut(&dyn super::verify::Readable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        let layers = self.layers("migrate", &snapshot_image(snap_id))?;
+        f(&FileReader(&layers))
+    }
+
     fn purge_deferred(&self) -> Result<Vec<String>, DriverError> {
         let mut purged = vec![];
         // Removing one may free its own parent: repeat until nothing changes.

@@ -23,6 +23,7 @@ pub mod rbd;
 mod sparse;
 pub use sparse::write_all_at;
 pub mod transfer;
+pub mod transfer_over;
 pub mod verify;
 
 pub use verify::{Against, VerifyReport};
@@ -397,6 +398,21 @@ pub trait VolumeDriver: Send + Sync + std::fmt::Debug {
             backend: self.backend().to_string(),
             op: "migrate",
             message: "this backend cannot read or write its images directly".into(),
+        })
+    }
+    /// Opens snapshot `snap_id` of volume `volume_id` to read, at its point in time (through
+    /// its parents): a migration by copy carries a volume's snapshots this way. Storage that
+    /// cannot read its snapshots refuses.
+    fn with_snapshot(
+        &self,
+        _snap_id: &str,
+        _volume_id: &str,
+        _f: &mut dyn FnMut(&dyn verify::Readable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Invalid {
+            backend: self.backend().to_string(),
+            op: "migrate",
+            message: "this backend cannot read its snapshots directly".into(),
         })
     }
     /// Reads the volume for backup `backup_id`. Storage with snapshots (rbd) reads a snapshot

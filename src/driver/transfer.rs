@@ -95,7 +95,7 @@ impl Regions {
 
 /// Splits `[s, e)` into chunks that never cross a region boundary, so both passes hash the
 /// same bytes into the same region whatever their chunk size.
-fn chunks(s: u64, e: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
+pub(super) fn chunks(s: u64, e: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
     let mut at = s;
     std::iter::from_fn(move || {
         if at >= e {

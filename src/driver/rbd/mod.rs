@@ -627,6 +627,15 @@ impl VolumeDriver for RbdDriver {
         self.with_volume_image(volume_id, write, f)
     }
 
+    fn with_snapshot(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        f: &mut dyn FnMut(&dyn crate::driver::verify::Readable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        self.with_snapshot_image(snap_id, volume_id, f)
+    }
+
     fn backup_read(
         &self,
         volume_id: &str,

@@ -67,6 +67,21 @@ impl RbdDriver {
         f(&RbdReader { img, size })
     }
 
+    /// A snapshot of a volume open to read at its point in time (a migration carrying it).
+    pub(super) fn with_snapshot_image(
+        &self,
+        snap_id: &str,
+        volume_id: &str,
+        f: &mut dyn FnMut(&dyn Readable) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        let pool = self.pool()?;
+        let (name, snap) = (volume_image(volume_id), snapshot_image(snap_id));
+        let spec = format!("{name}@{snap}");
+        let img = self.open(&pool, "migrate", Open::AtSnap(&name, &snap), &spec)?;
+        let size = img.size().map_err(|e| self.fail("migrate", &spec, e))?;
+        f(&RbdReader { img, size })
+    }
+
     pub(super) fn verify_image(
         &self,
         volume_id: &str,

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::config::{BackendConfig, Config, DriverConfig};
-use crate::db::{Db, EventKind, JobKind};
+use crate::db::{Db, EventKind, JobKind, Status};
 use crate::driver::transfer::{Copied, copy_verified};
-use crate::driver::{DriverError, LiveTarget, NoProgress, human_size};
+use crate::driver::transfer_over::copy_over_verified;
+use crate::driver::verify::Readable;
+use crate::driver::{DriverError, LiveTarget, NoProgress, VolumeDriver, human_size};
 use crate::service::BackendService;
 use crate::service::lifecycle::{End, settle};
 
@@ -61,13 +63,10 @@ pub(super) async fn plan_migrate(
             )));
         }
     }
-    if !snaps.is_empty() && !live {
-        let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
+    if let Some(s) = snaps.iter().find(|s| s.status != Status::Available) {
         return Err(JobError::Refused(format!(
-            "volume {} has {} snapshot(s) ({}): a copy between backends does not carry snapshots; delete them first (ember volume snapshot delete NAME)",
-            v.name,
-            snaps.len(),
-            names.join(", ")
+            "snapshot {} of volume {} is {}: a migration carries only available snapshots; wait for it, or delete it (ember volume snapshot delete {})",
+            s.name, v.name, s.status, s.name
         )));
     }
     not_busy(db, &v.id, &format!("volume {}", v.name)).await?;
@@ -93,15 +92,29 @@ pub(super) async fn plan_migrate(
             "{} and {} share a Ceph cluster: a live migration (rbd migration prepare, execute, commit), snapshots and parent kept",
             v.backend, placed.backend
         ));
-    } else if let Some(parent) = &v.source_snapshot_id {
+    } else if !snaps.is_empty() {
+        let names: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
+        plan.placement = Some(format!(
+            "volume {} carries its {} snapshot(s) to {}, oldest first ({}): each is copied, read back and checked, then taken again on the target with the same id; then the volume itself",
+            v.name,
+            snaps.len(),
+            placed.backend,
+            names.join(", ")
+        ));
+    }
+    if !live && let Some(parent) = &v.source_snapshot_id {
         let name = db
             .get_snapshot(parent)
             .await?
             .map_or_else(|| parent.clone(), |s| s.name);
-        plan.placement = Some(format!(
+        let flat = format!(
             "volume {} is a clone of snapshot {name} on {}: it is flattened on the way (the copy reads through its parent), and arrives on {} without one",
             v.name, v.backend, placed.backend
-        ));
+        );
+        plan.placement = Some(match plan.placement.take() {
+            Some(carried) => format!("{flat}; {carried}"),
+            None => flat,
+        });
     }
     plan.guard(v.id.clone(), asks_from(JobKind::Migrate));
     Ok(plan)
@@ -166,9 +179,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
                     .map(|()| Moved::Live)
                     .map_err(Step::from)
             }
-            Method::Copy => copy(ctx, &target, v.size_bytes.max(0) as u64)
-                .await
-                .map(Moved::Copied),
+            Method::Copy => copy(ctx, &target).await.map(Moved::Copied),
         };
         let moved = match moved {
             Ok(m) => m,
@@ -199,10 +210,14 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
         };
         ctx.found(EventKind::VolumeMigrated, &summary).await?;
     }
-    // On the target now: what is left of the source goes.
-    let gone = id.clone();
-    match ctx.call(move |d, p| d.delete_volume(&gone, p)).await {
-        Ok(()) | Err(DriverError::NotFound { .. }) => {}
+    // On the target now: what is left of the source goes, its snapshots first (a copy
+    // carried them; after a live migration none are left on the source).
+    let (gone, snaps) = (id.clone(), snapshot_ids(ctx).await?);
+    match ctx
+        .call(move |d, _| remove_with_snapshots(d, &gone, &snaps))
+        .await
+    {
+        Ok(()) => {}
         Err(e) => {
             // The volume is whole on the target; the leftover is an orphan image for
             // `volume reconcile`, named in the job's error.
@@ -259,11 +274,45 @@ fn peer(ctx: &Ctx, to: &str) -> Result<Arc<BackendService>, Step> {
         })
 }
 
+/// The ids of the volume's snapshots, oldest first: what a copy carries.
+async fn snapshot_ids(ctx: &Ctx) -> Result<Vec<String>, Step> {
+    Ok(ctx
+        .db
+        .snapshots_of(&ctx.id())
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}
+
+/// Removes volume `id` and its snapshots `snaps` from `drv` (what is not there is fine): a
+/// partial copy on the target, or the source once the volume is on the target.
+fn remove_with_snapshots(
+    drv: &dyn VolumeDriver,
+    id: &str,
+    snaps: &[String],
+) -> Result<(), DriverError> {
+    for s in snaps {
+        match drv.delete_snapshot(s, id, false) {
+            Ok(_) | Err(DriverError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match drv.delete_volume(id, &NoProgress) {
+        Ok(()) | Err(DriverError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A new empty image on the target (any partial one of an earlier run removed first), then
-/// the copy and its comparison, on the source's storage pool.
-async fn copy(ctx: &Ctx, target: &Arc<BackendService>, size: u64) -> Result<Copied, Step> {
+/// the copy and its comparison, on the source's storage pool. With snapshots: the oldest is
+/// copied into the empty image and checked, and taken on the target under its own id; each
+/// later one, then the volume, is brought over the last (only what differs is written) and
+/// checked again. The progress bar restarts for each of them.
+async fn copy(ctx: &Ctx, target: &Arc<BackendService>) -> Result<Copied, Step> {
     let id = ctx.id();
     let dst = target.driver.clone();
+    let snaps = snapshot_ids(ctx).await?;
     let bps = match (
         ctx.svc.cfg.volume_copy_bps_limit,
         target.cfg.volume_copy_bps_limit,
@@ -274,24 +323,49 @@ async fn copy(ctx: &Ctx, target: &Arc<BackendService>, size: u64) -> Result<Copi
     let backend = ctx.svc.name.clone();
     let copied = ctx
         .call(move |src, progress| {
-            match dst.delete_volume(&id, &NoProgress) {
-                Ok(()) | Err(DriverError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+            remove_with_snapshots(dst.as_ref(), &id, &snaps)?;
+            // None until the first step has made the target.
+            let mut total: Option<Copied> = None;
+            let mut made_size = 0;
+            // Each step reads one state of the source: its snapshots, oldest first, then the
+            // volume itself.
+            for snap in snaps.iter().map(Some).chain([None]) {
+                let what =
+                    snap.map_or_else(|| "the volume".to_string(), |s| format!("snapshot-{s}"));
+                let fail = |message: String| DriverError::Io {
+                    backend: backend.clone(),
+                    op: "migrate",
+                    message: format!("volume-{id}, {what}: {message}"),
+                };
+                let mut step = |r: &dyn Readable| -> Result<(), DriverError> {
+                    if total.is_none() {
+                        dst.create_volume(&id, r.size())?;
+                        made_size = r.size();
+                    } else if made_size < r.size() {
+                        dst.extend_volume(&id, r.size())?;
+                        made_size = r.size();
+                    }
+                    dst.with_volume(&id, true, &mut |w| {
+                        let c = match &total {
+                            None => copy_verified(&backend, r, w, bps, progress, fail)?.0,
+                            Some(_) => copy_over_verified(&backend, r, w, bps, progress, fail)?,
+                        };
+                        let t = total.get_or_insert_with(Copied::default);
+                        t.size_bytes = c.size_bytes;
+                        t.read_bytes += c.read_bytes;
+                        t.written_bytes += c.written_bytes;
+                        Ok(())
+                    })
+                };
+                match snap {
+                    Some(s) => {
+                        src.with_snapshot(s, &id, &mut step)?;
+                        dst.create_snapshot(s, &id, &NoProgress)?;
+                    }
+                    None => src.with_volume(&id, false, &mut |r| step(r))?,
+                }
             }
-            dst.create_volume(&id, size)?;
-            let mut out = None;
-            src.with_volume(&id, false, &mut |r| {
-                dst.with_volume(&id, true, &mut |w| {
-                    let fail = |message: String| DriverError::Io {
-                        backend: backend.clone(),
-                        op: "migrate",
-                        message: format!("volume-{id}: {message}"),
-                    };
-                    out = Some(copy_verified(&backend, r, w, bps, progress, fail)?.0);
-                    Ok(())
-                })
-            })?;
-            out.ok_or_else(|| DriverError::Io {
+            total.ok_or_else(|| DriverError::Io {
                 backend: backend.clone(),
                 op: "migrate",
                 message: "the copy did not run".into(),
@@ -301,17 +375,25 @@ async fn copy(ctx: &Ctx, target: &Arc<BackendService>, size: u64) -> Result<Copi
     Ok(copied)
 }
 
-/// After a failure or cancel before the switch: the partial copy goes, so the volume is
-/// whole on its source only. A failure to remove it is logged (reconcile will see an orphan).
+/// After a failure or cancel before the switch: the partial copy goes (its snapshots too), so
+/// the volume is whole on its source only. A failure to remove it is logged (reconcile will
+/// see an orphan).
 async fn remove_partial(ctx: &Ctx, target: &Arc<BackendService>) {
     let (id, dst) = (ctx.id(), target.driver.clone());
+    let snaps = match snapshot_ids(ctx).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(job = %ctx.job.id, "partial copy left on {}: {e:?}", target.name);
+            return;
+        }
+    };
     let r = ctx
         .svc
         .pool
-        .run(move || dst.delete_volume(&id, &NoProgress))
+        .run(move || remove_with_snapshots(dst.as_ref(), &id, &snaps))
         .await;
     match r {
-        Ok(Ok(())) | Ok(Err(DriverError::NotFound { .. })) => {}
+        Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(job = %ctx.job.id, "partial copy left on {}: {e}", target.name),
         Err(e) => warn!(job = %ctx.job.id, "partial copy left on {}: {e}", target.name),
     }
