@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use super::args::Global;
 use super::bench::median;
@@ -22,6 +22,7 @@ use super::output::{human_bytes, print_json};
 use crate::backup::{Store, StoreError};
 use crate::config::{BackendConfig, DriverConfig};
 use crate::driver::rbd::RbdDriver;
+use crate::driver::verify::compare_for;
 use crate::driver::{DriverError, NoProgress, VolumeDriver, volume_image};
 use crate::service::bench::time;
 
@@ -65,11 +66,7 @@ pub fn backup(
         .prefix("ember-bench-")
         .tempdir_in(dir)
         .with_context(|| format!("cannot make a temp dir in {}", dir.display()))?;
-    let seed: u64 = std::env::var("EMBER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = crate::driver::seeded_rng();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let id = |n: &str| format!("{}-0000-4000-8000-{}{n:0>4}", &tag[..8], &tag[..8]);
     let spec = |i: &str| format!("{}/{}", r.pool, volume_image(i));
@@ -267,25 +264,15 @@ pub fn backup(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The first byte where volumes `a` and `b` differ (None: equal), read in 4 MiB pieces.
+/// The first byte where volumes `a` and `b` differ (None: equal), as `volume verify` compares.
 fn same(drv: &RbdDriver, a: &str, b: &str) -> anyhow::Result<Option<u64>> {
     let mut found = None;
     drv.with_volume(a, false, &mut |ra| {
         drv.with_volume(b, false, &mut |rb| {
-            let size = ra.size().max(rb.size());
-            let (mut x, mut y) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
-            let mut at = 0;
-            while at < size {
-                let n = (size - at).min(4 << 20) as usize;
-                let io = |e: String| store_err(StoreError::Volume(e));
-                ra.read_at(&mut x[..n], at).map_err(io)?;
-                rb.read_at(&mut y[..n], at).map_err(io)?;
-                if let Some(i) = x[..n].iter().zip(&y[..n]).position(|(p, q)| p != q) {
-                    found = Some(at + i as u64);
-                    return Ok(());
-                }
-                at += n as u64;
-            }
+            let report = compare_for("bench", ra, rb, 0, &NoProgress, |e| {
+                store_err(StoreError::Volume(e))
+            })?;
+            found = report.first_difference;
             Ok(())
         })
     })?;

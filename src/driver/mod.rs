@@ -13,6 +13,7 @@ mod copylog;
 pub mod fake;
 pub mod file;
 mod file_flatten;
+mod file_image;
 pub mod health;
 mod layers;
 #[cfg(test)]
@@ -574,10 +575,9 @@ pub fn open(cfg: &BackendConfig) -> Result<Arc<dyn VolumeDriver>, DriverError> {
     }
 }
 
-/// A test's random source: seeded from `EMBER_SEED` when set, else at random; the seed is
-/// printed so that a failing round can be replayed.
-#[cfg(test)]
-pub(crate) fn test_rng() -> (u64, rand::rngs::StdRng) {
+/// A random source for tests and benches: seeded from `EMBER_SEED` when set, else at
+/// random; the seed is printed (standard error) so that a round can be replayed.
+pub fn seeded_rng() -> (u64, rand::rngs::StdRng) {
     let seed: u64 = std::env::var("EMBER_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn copy_between_and_pieces_at_random_offsets() {
         use rand::Rng;
-        let (seed, mut rng) = crate::driver::test_rng();
+        let (seed, mut rng) = crate::driver::seeded_rng();
         let dir = tempfile::tempdir().expect("tempdir");
         let open = |n: &str| {
             File::options()

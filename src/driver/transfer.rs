@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_copy_equals_its_source_and_leaves_holes_alone() {
-        let (seed, mut rng) = crate::driver::test_rng();
+        let (seed, mut rng) = crate::driver::seeded_rng();
         use rand::Rng;
         for round in 0..20 {
             let len = rng.random_range(1..(3 << 20));

@@ -88,8 +88,26 @@ impl Readable for Listed<'_> {
     }
 }
 
+/// Where `a` or `b` holds data within `[0, len)`, merged: what a comparison reads (and a
+/// copy over an earlier state of its source, which must also clear what only the target holds).
+pub(super) fn either_holds(
+    a: &dyn Readable,
+    b: &dyn Readable,
+    len: u64,
+) -> Result<Vec<(u64, u64)>, String> {
+    Ok(union_within(&a.extents()?, &b.extents()?, len))
+}
+
+/// The union of two extent lists, cut at `len`, sorted and merged.
+fn union_within(a: &[(u64, u64)], b: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
+    let clip = |l: &[(u64, u64)]| -> Vec<(u64, u64)> {
+        l.iter().map(|&(s, e)| (s.min(len), e.min(len))).collect()
+    };
+    union(&clip(a), &clip(b))
+}
+
 /// The union of two sorted extent lists, merged.
-pub(super) fn union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+fn union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().filter(|(s, e)| s < e).collect();
     all.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
@@ -111,13 +129,7 @@ pub fn compare(
     progress: &dyn Progress,
 ) -> Result<Option<VerifyReport>, String> {
     let len = volume.size();
-    let clip = |v: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
-        v.into_iter()
-            .map(|(s, e)| (s.min(len), e.min(len)))
-            .filter(|(s, e)| s < e)
-            .collect()
-    };
-    let extents = union(&clip(volume.extents()?), &clip(against.extents()?));
+    let extents = either_holds(volume, against, len)?;
     let mut report = VerifyReport {
         compared_bytes: len,
         against_bytes: against.size(),
@@ -253,6 +265,14 @@ mod tests {
             r.summary("v", "s").contains("first at byte 2500000"),
             "{}",
             r.summary("v", "s")
+        );
+    }
+
+    #[test]
+    fn union_merges_and_cuts() {
+        assert_eq!(
+            union_within(&[(0, 10), (20, 30)], &[(5, 12), (29, 50), (60, 70)], 40),
+            vec![(0, 12), (20, 40)]
         );
     }
 }

@@ -121,7 +121,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect, v: &VolumeView) {
         kv("backend", v.backend.to_string()),
         kv("depth", v.clone_depth.to_string()),
     ];
-    lines.extend(used_line(app, v));
+    lines.extend(used(app, v).map(|u| kv("used", u)));
     lines.extend(error_lines(app, v));
     lines.extend(attachment_lines(app, v));
     lines.extend(holder_lines(app, v));
@@ -324,10 +324,9 @@ fn attachment_lines(app: &App, v: &VolumeView) -> Vec<Line<'static>> {
     out
 }
 
-/// The storage's allocation, as last asked with the holders: one more line of the facts at
-/// the top, before any section.
-fn used_line(app: &App, v: &VolumeView) -> Option<Line<'static>> {
-    let t = &app.theme;
+/// The storage's allocation, as last asked with the holders (`3.0 GiB of 13.0 GiB`): one more
+/// of the facts at the top, before any section.
+fn used(app: &App, v: &VolumeView) -> Option<String> {
     let Some(Ok(h)) = app.holders.of(&v.id) else {
         return None;
     };
@@ -335,10 +334,7 @@ fn used_line(app: &App, v: &VolumeView) -> Option<Line<'static>> {
         .used_bytes
         .map(|u| human_bytes(u as i64))
         .unwrap_or_else(|| "unknown".into());
-    Some(Line::from(vec![
-        Span::styled(format!("{:>11} ", "used"), t.dim),
-        Span::styled(format!("{used} of {}", human_bytes(v.size_bytes)), t.text),
-    ]))
+    Some(format!("{used} of {}", human_bytes(v.size_bytes)))
 }
 
 /// Who has it open, as last asked (every few seconds while the pane is open).
