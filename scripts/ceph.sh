@@ -12,6 +12,8 @@
 #                                          keeps data only in RAM, so a real stop would lose it)
 #   scripts/ceph.sh mon-freeze DIR         freezes the monitor (SIGSTOP): with osd-freeze, Ceph is
 #   scripts/ceph.sh mon-thaw DIR           gone, without losing its data; mon-thaw resumes it
+#   scripts/ceph.sh backup-pool DIR        pool `backups` and client.cinder-backup with
+#                                          `profile rbd pool=backups` (backup_driver = "ceph")
 #
 # Everything lives under DIR: its own ceph.conf (with `[client] keyring = DIR/ceph.$name.keyring`,
 # timeouts so clients never hang), data in RAM (memstore), logs, pid files. Nothing is written to
@@ -20,7 +22,7 @@
 set -euo pipefail
 
 cmd=${1:-}; DIR=${2:-}
-[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw|mon-freeze|mon-thaw DIR [--no-mgr]" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|backup-pool|mon-stop|mon-start|osd-freeze|osd-thaw|mon-freeze|mon-thaw DIR [--no-mgr]" >&2; exit 2; }
 DIR=$(realpath -m "$DIR")
 CONF=$DIR/ceph.conf
 
@@ -177,8 +179,20 @@ EOF
   echo "$CONF"
 }
 
+# Cinder's backup pool and user, as its deployment guides make them: the backup service
+# writes only to `backups`.
+backup_pool() {
+  local C="-c $CONF"
+  ceph $C osd pool create backups 8 8 replicated --size 1 >/dev/null 2>&1
+  rbd $C pool init backups
+  ceph $C auth get-or-create client.cinder-backup mon 'profile rbd' osd 'profile rbd pool=backups' \
+    -o "$DIR/ceph.client.cinder-backup.keyring"
+  chmod 600 "$DIR"/*.keyring
+}
+
 case $cmd in
   start) start "$@" ;;
+  backup-pool) backup_pool ;;
   stop) stop ;;
   mon-stop) mon_stop ;;
   mon-start) mon_start ;;
@@ -186,5 +200,5 @@ case $cmd in
   osd-thaw) osd_thaw ;;
   mon-freeze) kill_daemon "$DIR/run/mon.a.pid" STOP ;;
   mon-thaw) kill_daemon "$DIR/run/mon.a.pid" CONT ;;
-  *) echo "usage: $0 start|stop|mon-stop|mon-start|osd-freeze|osd-thaw|mon-freeze|mon-thaw DIR [--no-mgr]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|backup-pool|mon-stop|mon-start|osd-freeze|osd-thaw|mon-freeze|mon-thaw DIR [--no-mgr]" >&2; exit 2 ;;
 esac

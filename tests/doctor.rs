@@ -90,6 +90,7 @@ fn healthy_setup_is_all_ok_and_each_break_shows_its_fix() {
             "ember.jobs",
             "ember.role",
             "ember.metrics",
+            "ember.backup",
             "rbd0.ceph_conf",
             "rbd0.monitors",
             "rbd0.keyring",
@@ -140,6 +141,35 @@ fn healthy_setup_is_all_ok_and_each_break_shows_its_fix() {
         "holds client.cinder, not client.cinder-x: set rbd_user = cinder",
     );
     assert_eq!(check(&r, "rbd0.auth_pool")["status"], "skip");
+
+    // Backups into an rbd pool as a user with no keyring yet: ember.backup names it and the
+    // fix; once the pool and client.cinder-backup exist (`ceph.sh backup-pool`), it passes.
+    let top = format!(
+        "backup_driver = \"ceph\"\nbackup_ceph_pool = \"backups\"\nbackup_ceph_user = \"cinder-backup\"\n\
+         backup_ceph_conf = \"{}\"\n{}",
+        ceph.conf.display(),
+        ceph.backend("rbd0", "")
+    );
+    let bk = Env::new(&sub("backup"), &url, &top);
+    let (code, r) = doctor(&bk, &["--backend", "rbd0"]);
+    assert_eq!(code, 2, "{r}");
+    assert_check(
+        &r,
+        "ember.backup",
+        "fail",
+        "client.cinder-backup",
+        "cinder-backup",
+    );
+    ceph.backup_target();
+    let (code, r) = doctor(&bk, &["--backend", "rbd0"]);
+    assert_eq!(code, 0, "{r}");
+    assert_check(
+        &r,
+        "ember.backup",
+        "ok",
+        "rbd pool backups (client.cinder-backup",
+        "",
+    );
 
     // A keyring readable by everyone: a warning, exit 0, or 1 with --strict.
     use std::os::unix::fs::PermissionsExt;

@@ -18,21 +18,73 @@
 //! Blocking by contract, like the drivers: the service runs it on a backend's storage pool.
 //! Owner: `backup/`. Imports the driver's reader and writer traits only.
 
+mod chunks;
 mod files;
-mod pass;
+pub mod pass;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
 use crate::driver::pace::Pacer;
-use crate::driver::transfer::{Writable, outside};
+use crate::driver::transfer::Writable;
 use crate::driver::verify::Readable;
 use crate::driver::{BackupRead, Progress};
 
+pub use chunks::{base_of, chunks_of, restore_chunks, touched_chunks, verify_chunks};
 pub use files::Lock;
 pub use pass::ChunkHash;
+
+/// Where backups go: the directory store here, or an rbd pool (`driver::rbd::RbdBackupStore`,
+/// `backup_driver = "ceph"`). Both keep one manifest per backup naming each non-zero 4 MiB
+/// chunk by its hash, so restore and verify check every chunk they read the same way.
+/// Blocking, like the drivers.
+pub trait Target: Send + Sync {
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+    /// Reads `src` into the target as backup `backup` of volume `volume` (see
+    /// [`Store::backup`]). None: cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn backup(
+        &self,
+        backup: &str,
+        volume: &str,
+        src: &dyn Readable,
+        read: BackupRead,
+        base: Option<&str>,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<(Manifest, Stored)>, StoreError>;
+    fn manifest(&self, backup: &str) -> Result<Manifest, StoreError>;
+    /// Writes backup `m` into `dst` (an empty image of its size) and reads it back, every
+    /// chunk checked against its hash. None: cancelled. Returns the bytes written.
+    fn restore(
+        &self,
+        m: &Manifest,
+        dst: &dyn Writable,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Every chunk of backup `backup` read and checked against its hash.
+    fn verify(&self, backup: &str, progress: &dyn Progress) -> Result<Verified, StoreError>;
+    /// Removes backup `backup`; says what that freed (for the job's summary).
+    fn delete(&self, backup: &str) -> Result<String, StoreError>;
+    /// Whether backups can be written there now (`ember doctor`): what it holds, or (what is
+    /// wrong, the fix).
+    fn check(&self) -> Result<String, (String, String)>;
+}
+
+/// The backup target `cfg` names: the directory store, or the rbd pool when
+/// `backup_driver = "ceph"`.
+pub fn open(cfg: &crate::config::BackupConfig) -> Result<Box<dyn Target>, StoreError> {
+    match &cfg.ceph {
+        Some(rbd) => Ok(Box::new(crate::driver::rbd::RbdBackupStore::new(
+            rbd.clone(),
+        ))),
+        None => Ok(Box::new(Store::open(&cfg.path)?)),
+    }
+}
 
 /// Chunks are this big, at offsets that are multiples of it (a chunk at the same offset with
 /// the same data is the same chunk in every backup).
@@ -78,6 +130,35 @@ pub struct Manifest {
     pub chunks: Vec<(u64, String)>,
 }
 
+impl Manifest {
+    /// The manifest of a backup made now, holding `chunks` (index to hash).
+    pub fn new(
+        backup: &str,
+        volume: &str,
+        size: u64,
+        hash: ChunkHash,
+        chunks: std::collections::BTreeMap<u64, String>,
+    ) -> Manifest {
+        Manifest {
+            version: 2,
+            backup_id: backup.to_string(),
+            volume_id: volume.to_string(),
+            size_bytes: size,
+            chunk_bytes: CHUNK,
+            hash,
+            chunks: chunks.into_iter().collect(),
+        }
+    }
+
+    /// Bytes of its non-zero chunks: what a restore writes.
+    pub fn data_bytes(&self) -> u64 {
+        self.chunks
+            .iter()
+            .map(|(i, _)| CHUNK.min(self.size_bytes.saturating_sub(i * CHUNK)))
+            .sum()
+    }
+}
+
 /// What a backup moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stored {
@@ -103,7 +184,7 @@ pub fn hex(d: &[u8]) -> String {
 }
 
 /// Chunk `hash` of backup `m` (at chunk `index`) is not what its name says, or is missing.
-fn damaged(m: &Manifest, index: u64, hash: &str, missing: bool) -> StoreError {
+pub fn damaged(m: &Manifest, index: u64, hash: &str, missing: bool) -> StoreError {
     StoreError::Damaged {
         backup: m.backup_id.clone(),
         chunk: hash.to_string(),
@@ -139,130 +220,8 @@ impl Store {
         self.root.join("manifests").join(format!("{backup}.json"))
     }
 
-    /// Reads `src` (the volume, `size` bytes) into the store as backup `backup`, at most
-    /// `bps` bytes a second; the manifest is written last. With `ChangedSince`, `src` lists
-    /// only what changed since backup `base`, and every chunk it does not touch is taken from
-    /// `base`'s manifest (read here, under the lock that keeps its chunks). None: cancelled
-    /// (chunks already written stay, unreferenced until a delete collects them).
-    #[allow(clippy::too_many_arguments)]
-    pub fn backup(
-        &self,
-        backup: &str,
-        volume: &str,
-        src: &dyn Readable,
-        read: BackupRead,
-        base: Option<&str>,
-        bps: u64,
-        progress: &dyn Progress,
-    ) -> Result<Option<(Manifest, Stored)>, StoreError> {
-        // Held while the backup runs: a delete's collection waits for no one and skips
-        // collecting instead, so a chunk this backup found (and did not write) is not removed
-        // before its manifest names it.
-        let _lock = Lock::shared(&self.root)?;
-        let size = src.size();
-        // A diff continues its base's naming: one manifest names its chunks one way.
-        let (mut chunks, kind): (BTreeMap<u64, String>, ChunkHash) = match (read, base) {
-            (BackupRead::Whole, _) => (BTreeMap::new(), ChunkHash::NEW),
-            (BackupRead::ChangedSince, Some(base)) => {
-                let m = self.manifest(base)?;
-                if m.size_bytes != size {
-                    return Err(StoreError::Manifest {
-                        backup: base.to_string(),
-                        path: self.manifest_path(base),
-                        message: format!(
-                            "holds {} bytes, the volume {size}: cannot be the base of a diff",
-                            m.size_bytes
-                        ),
-                    });
-                }
-                (m.chunks.into_iter().collect(), m.hash)
-            }
-            (BackupRead::ChangedSince, None) => {
-                return Err(StoreError::Volume(
-                    "a diff was read with no backup to apply it to".into(),
-                ));
-            }
-        };
-        let mut out = Stored::default();
-        let mut pacer = Pacer::new(bps, 0, size, progress);
-        let mut batch = files::Batch::default();
-        // Each chunk that the extents touch, once, in order.
-        let mut todo: Vec<u64> = vec![];
-        for (s, e) in src.extents().map_err(StoreError::Volume)? {
-            let first = (s / CHUNK).max(todo.last().map_or(0, |l| l + 1));
-            todo.extend(first..e.min(size).div_ceil(CHUNK));
-        }
-        let len = |index: u64| CHUNK.min(size - index * CHUNK) as usize;
-        let whole = pass::hashed(
-            todo,
-            kind,
-            true,
-            |index, buf| {
-                buf.resize(len(index), 0);
-                src.read_at(buf, index * CHUNK).map_err(StoreError::Volume)
-            },
-            |index, data, hash| {
-                let at = index * CHUNK;
-                out.read_bytes += data.len() as u64;
-                chunks.remove(&index);
-                if let Some(hash) = hash {
-                    if batch.put(&self.chunk_path(&hash), data)? {
-                        out.stored_bytes += data.len() as u64;
-                    }
-                    if batch.len() >= BATCH {
-                        batch.commit()?;
-                    }
-                    chunks.insert(index, hash);
-                }
-                Ok(pacer.skip(at.saturating_sub(pacer.done)) && pacer.moved(data.len() as u64))
-            },
-        )?;
-        if !whole {
-            return Ok(None);
-        }
-        batch.finish()?;
-        out.data_bytes = chunks
-            .keys()
-            .map(|i| CHUNK.min(size.saturating_sub(i * CHUNK)))
-            .sum();
-        let m = Manifest {
-            version: 2,
-            backup_id: backup.to_string(),
-            volume_id: volume.to_string(),
-            size_bytes: size,
-            chunk_bytes: CHUNK,
-            hash: kind,
-            chunks: chunks.into_iter().collect(),
-        };
-        let text = serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Manifest {
-            backup: backup.to_string(),
-            path: self.manifest_path(backup),
-            message: e.to_string(),
-        })?;
-        files::replace(&self.manifest_path(backup), &text)?;
-        if !pacer.skip(size.saturating_sub(pacer.done)) {
-            return Ok(None);
-        }
-        Ok(Some((m, out)))
-    }
-
-    pub fn manifest(&self, backup: &str) -> Result<Manifest, StoreError> {
-        let path = self.manifest_path(backup);
-        let bad = |message: String| StoreError::Manifest {
-            backup: backup.to_string(),
-            path: path.clone(),
-            message,
-        };
-        let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        if m.backup_id != backup || m.chunk_bytes != CHUNK || !(1..=2).contains(&m.version) {
-            return Err(bad("written for another backup or chunk size".into()));
-        }
-        Ok(m)
-    }
-
     /// One chunk's file into `buf`, as it is on disk (checked by the caller, against its
-    /// name); the file stays open for the write (see [`Store::restore`]).
+    /// name); the file stays open for the write (see `restore`).
     fn read_chunk(
         &self,
         m: &Manifest,
@@ -286,141 +245,6 @@ impl Store {
             }),
             Ok(f) => Ok(f),
         }
-    }
-
-    /// Writes backup `m` into `dst` (an empty image of its size), every chunk checked as it is
-    /// read (before it is written), then reads `dst` back: each chunk must hash to its name,
-    /// and every other byte that holds data must be zero. None: cancelled.
-    ///
-    /// Where `dst` is a file, a checked chunk goes in by `copy_file_range` from the chunk
-    /// file it was read from (held open: a delete cannot take it away between the check and
-    /// the copy) rather than written from this process's buffer: on the 2-core test VM the
-    /// write pass took 1.1–1.4 s for 512 MiB through `pwrite` and 0.2 s in the kernel. The
-    /// copy reads the file a second time, which the check did not see; the read-back pass
-    /// that follows hashes every chunk of `dst` again, so a chunk changed in between fails
-    /// the restore all the same.
-    pub fn restore(
-        &self,
-        m: &Manifest,
-        dst: &dyn Writable,
-        bps: u64,
-        progress: &dyn Progress,
-    ) -> Result<Option<u64>, StoreError> {
-        let total = m.size_bytes.saturating_mul(2);
-        let mut pacer = Pacer::new(bps, 0, total, progress);
-        let mut written = 0;
-        // The chunk files read and not yet written, oldest first (the pass reads one ahead).
-        let open = std::cell::RefCell::new(std::collections::VecDeque::new());
-        let wrote = pass::hashed(
-            &m.chunks,
-            m.hash,
-            false,
-            |(index, hash), buf| {
-                let f = self.read_chunk(m, *index, hash, buf)?;
-                open.borrow_mut().push_back(f);
-                Ok(())
-            },
-            |(index, hash), data, got| {
-                let file = open.borrow_mut().pop_front();
-                if got.as_deref() != Some(hash.as_str()) {
-                    return Err(damaged(m, *index, hash, false));
-                }
-                let at = index * CHUNK;
-                let len = data.len() as u64;
-                match file.and_then(|f| dst.write_from_file(&f, len, at)) {
-                    Some(r) => r.map_err(StoreError::Volume)?,
-                    None => dst.write_at(data, at).map_err(StoreError::Volume)?,
-                }
-                written += len;
-                Ok(pacer.moved(len))
-            },
-        )?;
-        if !wrote {
-            return Ok(None);
-        }
-        dst.flush().map_err(StoreError::Volume)?;
-        pacer.done = m.size_bytes;
-        let len = |index: u64| CHUNK.min(m.size_bytes.saturating_sub(index * CHUNK)) as usize;
-        let checked = pass::hashed(
-            &m.chunks,
-            m.hash,
-            false,
-            |(index, _), buf| {
-                buf.resize(len(*index), 0);
-                dst.read_at(buf, index * CHUNK).map_err(StoreError::Volume)
-            },
-            |(index, hash), data, got| {
-                if got.as_deref() != Some(hash.as_str()) {
-                    let at = index * CHUNK;
-                    return Err(StoreError::Volume(format!(
-                        "the restored volume reads back differently from the backup at bytes {at}..{}",
-                        at + data.len() as u64
-                    )));
-                }
-                Ok(pacer.moved(data.len() as u64))
-            },
-        )?;
-        if !checked {
-            return Ok(None);
-        }
-        let held: Vec<(u64, u64)> = m
-            .chunks
-            .iter()
-            .map(|(i, _)| (i * CHUNK, ((i + 1) * CHUNK).min(m.size_bytes)))
-            .collect();
-        let have = dst.extents().map_err(StoreError::Volume)?;
-        let mut back = vec![0u8; CHUNK as usize];
-        for (s, e) in outside(&have, &held, m.size_bytes) {
-            let mut at = s;
-            while at < e {
-                let n = (e - at).min(CHUNK) as usize;
-                dst.read_at(&mut back[..n], at)
-                    .map_err(StoreError::Volume)?;
-                if let Some(i) = back[..n].iter().position(|b| *b != 0) {
-                    return Err(StoreError::Volume(format!(
-                        "the restored volume holds data at byte {} where the backup holds zeros",
-                        at + i as u64
-                    )));
-                }
-                at += n as u64;
-            }
-        }
-        Ok(Some(written))
-    }
-
-    /// Every chunk of backup `backup` read and checked against its name.
-    pub fn verify(&self, backup: &str, progress: &dyn Progress) -> Result<Verified, StoreError> {
-        let m = self.manifest(backup)?;
-        let mut out = Verified::default();
-        let total = m.chunks.len() as u64 * CHUNK;
-        // Chunks whose file is missing (read one chunk ahead of their turn).
-        let missing = std::cell::RefCell::new(BTreeSet::new());
-        pass::hashed(
-            &m.chunks,
-            m.hash,
-            false,
-            |(index, hash), buf| match self.read_chunk(&m, *index, hash, buf) {
-                // Reported in its turn, below: a missing chunk is one more finding.
-                Err(StoreError::Damaged { .. }) => {
-                    buf.clear();
-                    missing.borrow_mut().insert(*index);
-                    Ok(())
-                }
-                r => r.map(drop),
-            },
-            |(index, hash), data, got| {
-                out.chunks += 1;
-                if missing.borrow_mut().remove(index) {
-                    out.damaged.push((hash.clone(), index * CHUNK, true));
-                } else if got.as_deref() == Some(hash.as_str()) {
-                    out.checked_bytes += data.len() as u64;
-                } else {
-                    out.damaged.push((hash.clone(), index * CHUNK, false));
-                }
-                Ok(progress.update(out.chunks * CHUNK, total))
-            },
-        )?;
-        Ok(out)
     }
 
     /// Removes backup `backup`'s manifest, then every chunk no remaining manifest names (unless
@@ -469,6 +293,159 @@ impl Store {
             }
         }
         total
+    }
+}
+
+impl Target for Store {
+    fn describe(&self) -> String {
+        format!("backup store {}", self.root.display())
+    }
+
+    /// Reads `src` (the volume, `size` bytes) into the store as backup `backup`, at most
+    /// `bps` bytes a second; the manifest is written last. With `ChangedSince`, `src` lists
+    /// only what changed since backup `base`, and every chunk it does not touch is taken from
+    /// `base`'s manifest (read here, under the lock that keeps its chunks). None: cancelled
+    /// (chunks already written stay, unreferenced until a delete collects them).
+    #[allow(clippy::too_many_arguments)]
+    fn backup(
+        &self,
+        backup: &str,
+        volume: &str,
+        src: &dyn Readable,
+        read: BackupRead,
+        base: Option<&str>,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<(Manifest, Stored)>, StoreError> {
+        // Held while the backup runs: a delete's collection waits for no one and skips
+        // collecting instead, so a chunk this backup found (and did not write) is not removed
+        // before its manifest names it.
+        let _lock = Lock::shared(&self.root)?;
+        let size = src.size();
+        // A diff continues its base's naming: one manifest names its chunks one way.
+        let (mut chunks, kind) = base_of(read, base, size, |b| self.manifest(b))?;
+        let mut out = Stored::default();
+        let mut pacer = Pacer::new(bps, 0, size, progress);
+        let mut batch = files::Batch::default();
+        let todo = touched_chunks(src)?;
+        let len = |index: u64| CHUNK.min(size - index * CHUNK) as usize;
+        let whole = pass::hashed(
+            todo,
+            kind,
+            true,
+            |index, buf| {
+                buf.resize(len(index), 0);
+                src.read_at(buf, index * CHUNK).map_err(StoreError::Volume)
+            },
+            |index, data, hash| {
+                let at = index * CHUNK;
+                out.read_bytes += data.len() as u64;
+                chunks.remove(&index);
+                if let Some(hash) = hash {
+                    if batch.put(&self.chunk_path(&hash), data)? {
+                        out.stored_bytes += data.len() as u64;
+                    }
+                    if batch.len() >= BATCH {
+                        batch.commit()?;
+                    }
+                    chunks.insert(index, hash);
+                }
+                Ok(pacer.skip(at.saturating_sub(pacer.done)) && pacer.moved(data.len() as u64))
+            },
+        )?;
+        if !whole {
+            return Ok(None);
+        }
+        batch.finish()?;
+        let m = Manifest::new(backup, volume, size, kind, chunks);
+        out.data_bytes = m.data_bytes();
+        let text = serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Manifest {
+            backup: backup.to_string(),
+            path: self.manifest_path(backup),
+            message: e.to_string(),
+        })?;
+        files::replace(&self.manifest_path(backup), &text)?;
+        if !pacer.skip(size.saturating_sub(pacer.done)) {
+            return Ok(None);
+        }
+        Ok(Some((m, out)))
+    }
+
+    fn manifest(&self, backup: &str) -> Result<Manifest, StoreError> {
+        let path = self.manifest_path(backup);
+        let bad = |message: String| StoreError::Manifest {
+            backup: backup.to_string(),
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        if m.backup_id != backup || m.chunk_bytes != CHUNK || !(1..=2).contains(&m.version) {
+            return Err(bad("written for another backup or chunk size".into()));
+        }
+        Ok(m)
+    }
+
+    /// Writes backup `m` into `dst` (an empty image of its size), every chunk checked as it is
+    /// read (before it is written), then reads `dst` back: each chunk must hash to its name,
+    /// and every other byte that holds data must be zero. None: cancelled.
+    ///
+    /// Where `dst` is a file, a checked chunk goes in by `copy_file_range` from the chunk
+    /// file it was read from (held open: a delete cannot take it away between the check and
+    /// the copy) rather than written from this process's buffer: on the 2-core test VM the
+    /// write pass took 1.1–1.4 s for 512 MiB through `pwrite` and 0.2 s in the kernel. The
+    /// copy reads the file a second time, which the check did not see; the read-back pass
+    /// that follows hashes every chunk of `dst` again, so a chunk changed in between fails
+    /// the restore all the same.
+    fn restore(
+        &self,
+        m: &Manifest,
+        dst: &dyn Writable,
+        bps: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<u64>, StoreError> {
+        restore_chunks(
+            m,
+            &|index, hash, buf| self.read_chunk(m, index, hash, buf).map(Some),
+            dst,
+            bps,
+            progress,
+        )
+    }
+
+    /// Every chunk of backup `backup` read and checked against its name.
+    fn verify(&self, backup: &str, progress: &dyn Progress) -> Result<Verified, StoreError> {
+        let m = self.manifest(backup)?;
+        verify_chunks(
+            &m,
+            &|index, hash, buf| self.read_chunk(&m, index, hash, buf).map(drop),
+            progress,
+        )
+    }
+    fn check(&self) -> Result<String, (String, String)> {
+        let probe = self.root.join(".ember-doctor-probe");
+        std::fs::write(&probe, b"probe")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                (
+                    format!("cannot write in {}: {e}", self.root.display()),
+                    "make the directory writable by ember's user, or set backup_posix_path".into(),
+                )
+            })?;
+        let backups = files::list(&self.root.join("manifests")).map_or(0, |l| l.len());
+        Ok(format!(
+            "{}: {backups} backup(s), {} of chunks",
+            self.describe(),
+            crate::driver::human_size(self.stored_bytes())
+        ))
+    }
+
+    fn delete(&self, backup: &str) -> Result<String, StoreError> {
+        let freed = Store::delete(self, backup)?;
+        Ok(format!(
+            "{} freed (chunks no other backup holds)",
+            crate::driver::human_size(freed)
+        ))
     }
 }
 

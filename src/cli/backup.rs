@@ -8,7 +8,6 @@ use anyhow::Context;
 use super::args::{BackupCmd, Global};
 use super::output::{human_bytes, print_json, rfc3339, table};
 use super::{jobs, load_config, open_db};
-use crate::backup::Store;
 use crate::db::BackupRow;
 use crate::service::jobs::{JobError, Request, request};
 use crate::service::units::short_id;
@@ -72,10 +71,10 @@ pub async fn run(g: &Global, cmd: BackupCmd) -> anyhow::Result<ExitCode> {
         }
         BackupCmd::Verify { backup } => {
             let b = found(&db, &backup).await?;
-            let root = cfg.backup.path.clone();
+            let target = cfg.backup.clone();
             let id = b.id.clone();
             let report = tokio::task::spawn_blocking(move || {
-                Store::open(&root)?.verify(&id, &crate::driver::NoProgress)
+                crate::backup::open(&target)?.verify(&id, &crate::driver::NoProgress)
             })
             .await
             .context("verify")??;

@@ -12,7 +12,7 @@ use super::args::Global;
 use super::bench::{ROUNDS, cp, median, settle};
 use super::bench_migrate::cp_checked;
 use super::output::print_json;
-use crate::backup::Store;
+use crate::backup::{Store, Target};
 use crate::driver::file::FileDriver;
 use crate::driver::{BackupRead, DriverError, NoProgress, VolumeDriver, volume_image};
 use crate::service::bench::{fill_volume, time};

@@ -7,6 +7,12 @@
 //! `rbd import-diff` of both files into a new image. ember's restore also reads the image back
 //! and checks every chunk; `import-diff` checks nothing. Every restored image, ember's and the
 //! CLI's, is compared byte for byte with the volume (not timed).
+//!
+//! With `--to-pool POOL` ember backs up into that rbd pool (`backup_driver = "ceph"`: a base
+//! image per volume, a snapshot per backup) and the CLI does what Cinder's Ceph backup driver
+//! does: `rbd export-diff ... - | rbd import-diff - POOL/base` (the whole image, then
+//! `--from-snap`), and restores with `rbd create` + `rbd export-diff POOL/base@snap - | rbd
+//! import-diff -`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,9 +25,9 @@ use super::args::Global;
 use super::bench::median;
 use super::bench_rbd::{fill, rbd_cli, run};
 use super::output::{human_bytes, print_json};
-use crate::backup::{Store, StoreError};
-use crate::config::{BackendConfig, DriverConfig};
-use crate::driver::rbd::RbdDriver;
+use crate::backup::{Store, StoreError, Target};
+use crate::config::{BackendConfig, DriverConfig, RbdConfig};
+use crate::driver::rbd::{RbdBackupStore, RbdDriver};
 use crate::driver::verify::compare_for;
 use crate::driver::{DriverError, NoProgress, VolumeDriver, volume_image};
 use crate::service::bench::time;
@@ -47,16 +53,53 @@ struct Round {
     cli_inc_bytes: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The volume's size, how much of it holds data, and how much is written between the backups.
+pub struct Sizes {
+    pub size: u64,
+    pub data: u64,
+    pub change: u64,
+}
+
+/// `a | b`, timed from the start of both to the end of both.
+fn piped(
+    mut a: std::process::Command,
+    mut b: std::process::Command,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    use std::process::Stdio;
+    let (res, t) = time(|| -> anyhow::Result<()> {
+        let mut first = a
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {what} (is ceph-common installed?)"))?;
+        let out = first.stdout.take().context("no pipe")?;
+        let second = b.stdin(out).stderr(Stdio::piped()).output();
+        let first = first.wait_with_output()?;
+        let second = second.with_context(|| format!("cannot run {what}"))?;
+        for o in [&first, &second] {
+            if !o.status.success() {
+                bail!(
+                    "{what} failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+        }
+        Ok(())
+    });
+    res?;
+    Ok(t)
+}
+
 pub fn backup(
     g: &Global,
     b: &BackendConfig,
     dir: &Path,
-    size: u64,
-    data: u64,
-    change: u64,
+    sizes: Sizes,
     rounds: usize,
+    to_pool: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    let Sizes { size, data, change } = sizes;
     let DriverConfig::Rbd(r) = &b.driver else {
         bail!("backend {} is not an rbd backend", b.name);
     };
@@ -70,11 +113,14 @@ pub fn backup(
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let id = |n: &str| format!("{}-0000-4000-8000-{}{n:0>4}", &tag[..8], &tag[..8]);
     let spec = |i: &str| format!("{}/{}", r.pool, volume_image(i));
-    let cli = |args: &[&str], what: &str| {
+    let cmd = |args: &[&str]| {
         let mut c = rbd_cli(r);
         c.arg("--no-progress").args(args);
-        run(c, what)
+        c
     };
+    let cli = |args: &[&str], what: &str| run(cmd(args), what);
+    // The CLI's backup image in the backup pool (--to-pool), per round.
+    let cli_base = |round: usize| to_pool.map(|p| format!("{p}/{}-cli-base-{round}", &tag[..8]));
     let mut made: Vec<String> = vec![];
     let mut measured = vec![];
     let result = (|| -> anyhow::Result<()> {
@@ -87,7 +133,13 @@ pub fn backup(
             made.extend([v.clone(), er.clone(), cr.clone()]);
             drv.create_volume(&v, size)?;
             fill(r, &spec(&v), data)?;
-            let store = Store::open(&work.path().join(format!("store{round}")))?;
+            let store: Box<dyn Target> = match to_pool {
+                Some(p) => Box::new(RbdBackupStore::new(RbdConfig {
+                    pool: p.to_string(),
+                    ..r.clone()
+                })),
+                None => Box::new(Store::open(&work.path().join(format!("store{round}")))?),
+            };
             let ours = |name: &str, base: Option<&str>| -> anyhow::Result<(Duration, u64)> {
                 let mut stored = 0;
                 let (res, t) = time(|| {
@@ -110,14 +162,32 @@ pub fn backup(
                 let out = out.to_str().context("temp path")?;
                 let mut t = cli(&["snap", "create", &snap], "rbd snap create")?;
                 let from = format!("cli{}", n - 1);
-                t += if n == 1 {
-                    cli(&["export-diff", &snap, out], "rbd export-diff")?
-                } else {
-                    cli(
-                        &["export-diff", "--from-snap", &from, &snap, out],
-                        "rbd export-diff --from-snap",
-                    )?
-                };
+                let mut export = vec!["export-diff"];
+                if n > 1 {
+                    export.extend(["--from-snap", &from]);
+                }
+                export.push(&snap);
+                if let Some(base) = cli_base(round) {
+                    // Cinder's way: straight into the backup pool's image.
+                    if n == 1 {
+                        t += cli(
+                            &["create", "--size", &format!("{size}B"), &base],
+                            "rbd create",
+                        )?;
+                    }
+                    let what = "rbd export-diff | rbd import-diff";
+                    t += piped(
+                        cmd(&[&export[..], &["-"]].concat()),
+                        cmd(&["import-diff", "-", &base]),
+                        what,
+                    )?;
+                    // The diff's size, untimed.
+                    export.push(out);
+                    cli(&export, "rbd export-diff")?;
+                    return Ok(t);
+                }
+                export.push(out);
+                t += cli(&export, "rbd export-diff")?;
                 let mut sync = std::process::Command::new("sync");
                 sync.arg(out);
                 Ok(t + run(sync, "sync")?)
@@ -168,10 +238,19 @@ pub fn backup(
             m.restore = t;
             let size_arg = format!("{size}B");
             m.cli_restore = cli(&["create", "--size", &size_arg, &spec(&cr)], "rbd create")?;
-            for n in 1..=2 {
-                let f = diff(n);
-                let f = f.to_str().context("temp path")?;
-                m.cli_restore += cli(&["import-diff", f, &spec(&cr)], "rbd import-diff")?;
+            if let Some(base) = cli_base(round) {
+                let at = format!("{base}@cli2");
+                m.cli_restore += piped(
+                    cmd(&["export-diff", &at, "-"]),
+                    cmd(&["import-diff", "-", &spec(&cr)]),
+                    "rbd export-diff | rbd import-diff",
+                )?;
+            } else {
+                for n in 1..=2 {
+                    let f = diff(n);
+                    let f = f.to_str().context("temp path")?;
+                    m.cli_restore += cli(&["import-diff", f, &spec(&cr)], "rbd import-diff")?;
+                }
             }
             // Both restores hold what the volume held at the second backup (nothing wrote
             // since): compared byte for byte, untimed.
@@ -190,6 +269,13 @@ pub fn backup(
             let _ = cli(&["snap", "purge", &spec(&v)], "rbd snap purge");
             drv.delete_volume(&v, &NoProgress)?;
             made.clear();
+            for name in ["full", "inc"] {
+                store.delete(name).map_err(store_err)?;
+            }
+            if let Some(base) = cli_base(round) {
+                cli(&["snap", "purge", &base], "rbd snap purge")?;
+                cli(&["rm", &base], "rbd rm")?;
+            }
         }
         Ok(())
     })();
@@ -222,9 +308,10 @@ pub fn backup(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "backup of an rbd volume ({}, pool {}): {} holding {}, {} written between the backups, seed {seed} (median of {rounds})",
+        "backup of an rbd volume ({}, pool {}) into {}: {} holding {}, {} written between the backups, seed {seed} (median of {rounds})",
         b.name,
         r.pool,
+        to_pool.map_or("a directory".to_string(), |p| format!("rbd pool {p}")),
         human_bytes(size as i64),
         human_bytes(data as i64),
         human_bytes(change as i64),
@@ -237,26 +324,29 @@ pub fn backup(
             speed(ours, theirs)
         )
     };
-    line(
-        "full backup",
-        full,
-        "snap create + export-diff > file + sync",
-        cfull,
-    );
-    line(
-        "incremental backup",
-        inc,
-        "snap create + export-diff --from-snap + sync",
-        cinc,
-    );
+    let [lf, li, lr] = if to_pool.is_some() {
+        [
+            "snap create + export-diff | import-diff",
+            "snap create + same --from-snap",
+            "create + export-diff | import-diff",
+        ]
+    } else {
+        [
+            "snap create + export-diff > file + sync",
+            "snap create + export-diff --from-snap + sync",
+            "create + import-diff x2",
+        ]
+    };
+    line("full backup", full, lf, cfull);
+    line("incremental backup", inc, li, cinc);
     line(
         "restore (read back, checked)",
         restore,
-        "create + import-diff x2 (unchecked)",
+        &format!("{lr} (unchecked)"),
         crestore,
     );
     println!(
-        "  incremental: ember stored {} in the store, the CLI's diff file holds {}",
+        "  incremental: ember stored {} (whole 4 MiB chunks), the CLI's diff holds {}",
         human_bytes(last.0 as i64),
         human_bytes(last.1 as i64)
     );

@@ -267,13 +267,15 @@ pub async fn bench(g: &Global, cmd: args::BenchCmd) -> anyhow::Result<ExitCode> 
             data,
             change,
             rounds,
+            to_pool,
         } => {
             let cfg = load_config(g)?;
             let b = backend_named(&cfg, &backend)?;
             if change > size {
                 anyhow::bail!("--change ({change} bytes) is larger than --size ({size} bytes)");
             }
-            super::bench_rbd_backup::backup(g, b, &dir, size, data, change, rounds.max(1))
+            let sizes = super::bench_rbd_backup::Sizes { size, data, change };
+            super::bench_rbd_backup::backup(g, b, &dir, sizes, rounds.max(1), to_pool.as_deref())
         }
         BenchCmd::RbdMigrate {
             backend,

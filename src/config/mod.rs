@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod backend;
+mod backup;
 pub mod cinder;
 mod console;
 pub mod defaults;
@@ -21,23 +22,12 @@ pub mod raw;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use backup::BackupConfig;
 pub use error::ConfigError;
 pub use raw::Format;
 
 use options::{BACKEND_KEYS, Lookup, SERVICE_KEYS, closest, section_label};
 use raw::RawDoc;
-
-/// Where backups go, and what they keep on the volumes' storage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct BackupConfig {
-    /// Cinder's `backup_posix_path`: the backup store, a directory of content-addressed
-    /// chunks and manifests (default `DATA_DIR/backup`, as Cinder's `$state_path/backup`).
-    pub path: PathBuf,
-    /// Cinder's `backup_ceph_max_snapshots`: how many backup snapshots stay on an rbd
-    /// volume's image for the next incremental backup to diff from (0: every one, Cinder's
-    /// default).
-    pub max_snapshots: u32,
-}
 
 /// How the service and the console's log file write their lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -158,7 +148,7 @@ pub enum DriverConfig {
     Fake(FakeConfig),
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RbdConfig {
     pub pool: String,
     /// Cinder's `rbd_store_chunk_size` (MiB): new images get objects of this size.
@@ -328,13 +318,7 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         Some(d) if !d.is_empty() => expand_home(&d),
         _ => default_data_dir(),
     };
-    let backup = BackupConfig {
-        path: match service.string("backup_posix_path")? {
-            Some(d) if !d.is_empty() => expand_home(&d),
-            _ => data_dir.join("backup"),
-        },
-        max_snapshots: service.int("backup_ceph_max_snapshots", 0, 0, 1000)? as u32,
-    };
+    let backup = backup::parse(&service, &data_dir)?;
     let database_url = match service.string("database_url")? {
         Some(u) if !u.is_empty() => u,
         _ => format!("sqlite://{}", data_dir.join("ember.db").display()),

@@ -21,6 +21,36 @@ pub async fn run(t: &Run, sink: &Sink) {
     hosts(t, sink).await;
     jobs(t, sink).await;
     metrics(t, sink);
+    backup(t, sink).await;
+}
+
+/// The backup target: the directory writable, or the rbd pool reachable as its user.
+async fn backup(t: &Run, sink: &Sink) {
+    let started = Instant::now();
+    let cfg = t.target.config.backup.clone();
+    let limit = cfg
+        .ceph
+        .as_ref()
+        .map_or(Duration::from_secs(10), |c| c.connect_timeout)
+        + super::PROBE_SLACK;
+    let checked = crate::service::pool::operator_call(limit, move || {
+        crate::backup::open(&cfg)
+            .map_err(|e| {
+                (
+                    e.to_string(),
+                    "set backup_posix_path to a directory ember may write".to_string(),
+                )
+            })
+            .and_then(|target| target.check())
+    })
+    .await;
+    let f = match checked {
+        Ok(Ok(summary)) => Finding::ok(summary),
+        Ok(Err((cause, fix))) => Finding::fail(cause).fix(fix),
+        Err(e) => Finding::fail(format!("the backup target did not answer: {e}"))
+            .fix("start the monitors of the backup cluster, or fix mon_host in backup_ceph_conf"),
+    };
+    sink.report(6, "backup", started, f);
 }
 
 /// `metrics_listen`: served to this host only, or to the network without authentication.

@@ -172,6 +172,14 @@ pub fn backup_snapshot(backup_id: &str, unix_secs: u64) -> String {
     format!("backup.{backup_id}.snap.{unix_secs}")
 }
 
+/// The name of backup `backup_id`'s snapshot taken now.
+pub fn backup_snapshot_now(backup_id: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    backup_snapshot(backup_id, now)
+}
+
 /// The backup whose snapshot `snap` is, if it is one.
 pub fn backup_of_snapshot(snap: &str) -> Option<&str> {
     let (id, time) = snap.strip_prefix("backup.")?.split_once(".snap.")?;

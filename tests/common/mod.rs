@@ -645,6 +645,17 @@ impl Ceph {
         )
     }
 
+    /// Makes pool `backups` and client.cinder-backup (`ceph.sh backup-pool`); the top-level
+    /// lines that send backups there.
+    pub fn backup_target(&self) -> String {
+        self.script("backup-pool");
+        format!(
+            "backup_driver = \"ceph\"\nbackup_ceph_pool = \"backups\"\nbackup_ceph_user = \"cinder-backup\"\n\
+             backup_ceph_conf = \"{}\"\n",
+            self.conf.display()
+        )
+    }
+
     pub fn keyring(&self, user: &str) -> PathBuf {
         self.dir.join(format!("ceph.client.{user}.keyring"))
     }

@@ -123,6 +123,11 @@ pub enum BenchCmd {
         /// Rounds; the medians are printed
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Back up into this rbd pool of the same cluster (backup_driver = "ceph") instead of
+        /// a directory; the CLI then pipes export-diff into import-diff into it, as Cinder's
+        /// Ceph backup driver does
+        #[arg(long)]
+        to_pool: Option<String>,
     },
     /// rbd flatten of a clone with data, ember's driver vs the `rbd flatten` CLI, on the pool
     /// of an rbd backend of the config (images are made and removed by the bench)

@@ -8,7 +8,9 @@ use super::RbdDriver;
 use super::image::{Image, Open};
 use super::verify::RbdReader;
 use crate::driver::verify::{Listed, Readable};
-use crate::driver::{BackupRead, DriverError, backup_of_snapshot, backup_snapshot, volume_image};
+use crate::driver::{
+    BackupRead, DriverError, backup_of_snapshot, backup_snapshot_now, volume_image,
+};
 
 impl RbdDriver {
     pub(super) fn backup_read_image(
@@ -34,10 +36,7 @@ impl RbdDriver {
             let snap = match of(backup_id) {
                 Some(s) => s.name.clone(),
                 None => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let s = backup_snapshot(backup_id, now);
+                    let s = backup_snapshot_now(backup_id);
                     img.snap_create(&s)
                         .map_err(|e| self.fail("backup snapshot", &format!("{name}@{s}"), e))?;
                     s
@@ -48,7 +47,7 @@ impl RbdDriver {
         let spec = format!("{name}@{snap}");
         let img = self.open(&pool, "backup", Open::AtSnap(&name, &snap), &spec)?;
         let size = img.size().map_err(|e| self.fail("backup", &spec, e))?;
-        let reader = RbdReader { img, size };
+        let reader = RbdReader::new(img, size);
         match base.filter(|b| b.size == size) {
             // The earlier backup's manifest covers the same size: only the difference is read.
             Some(b) => {

@@ -285,6 +285,63 @@ impl Pool {
         &self._cluster
     }
 
+    /// The whole of RADOS object `oid`; None when there is no such object.
+    #[allow(unsafe_code)]
+    pub fn read_object(&self, oid: &str) -> Result<Option<Vec<u8>>, Errno> {
+        let o = super::image::cstr("rados_stat", oid)?;
+        let (mut size, mut mtime) = (0u64, 0 as libc::time_t);
+        // SAFETY: live ioctx, valid name, out-pointers to locals.
+        let rc = unsafe { ceph::rados::rados_stat(self.io, o.as_ptr(), &mut size, &mut mtime) };
+        if rc == -libc::ENOENT {
+            return Ok(None);
+        }
+        Errno::check("rados_stat", rc)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: as above; rest is a live buffer of rest.len() bytes.
+            let n = unsafe {
+                ceph::rados::rados_read(
+                    self.io,
+                    o.as_ptr(),
+                    rest.as_mut_ptr().cast(),
+                    rest.len(),
+                    done as u64,
+                )
+            };
+            let n = Errno::check("rados_read", n)?;
+            if n == 0 {
+                // Shorter than its stat said (rewritten meanwhile): read it again.
+                return self.read_object(oid);
+            }
+            done += n as usize;
+        }
+        Ok(Some(buf))
+    }
+
+    /// Replaces RADOS object `oid` with `data`, at once (readers see the old or the new).
+    #[allow(unsafe_code)]
+    pub fn write_object(&self, oid: &str, data: &[u8]) -> Result<(), Errno> {
+        let o = super::image::cstr("rados_write_full", oid)?;
+        // SAFETY: live ioctx, valid name, data a live buffer of data.len() bytes.
+        Errno::check("rados_write_full", unsafe {
+            ceph::rados::rados_write_full(self.io, o.as_ptr(), data.as_ptr().cast(), data.len())
+        })
+        .map(drop)
+    }
+
+    /// Removes RADOS object `oid`; one that is not there is gone already.
+    #[allow(unsafe_code)]
+    pub fn remove_object(&self, oid: &str) -> Result<(), Errno> {
+        let o = super::image::cstr("rados_remove", oid)?;
+        // SAFETY: live ioctx, valid name.
+        match unsafe { ceph::rados::rados_remove(self.io, o.as_ptr()) } {
+            rc if rc == -libc::ENOENT => Ok(()),
+            rc => Errno::check("rados_remove", rc).map(drop),
+        }
+    }
+
     /// Another pool of the same cluster, on the same client (a live migration's target).
     pub fn sibling(&self, pool: &str) -> Result<Pool, Errno> {
         self._cluster.open_pool(pool)

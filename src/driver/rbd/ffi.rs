@@ -8,6 +8,12 @@ pub use ceph::rados::{rados_ioctx_t, rados_t};
 
 pub type RbdImage = *mut c_void;
 
+/// `rbd_completion_t`: one asynchronous request.
+pub type RbdCompletion = *mut c_void;
+
+/// `rbd_callback_t` (unused: ember waits on the completion instead).
+pub type CompletionFn = extern "C" fn(c: RbdCompletion, arg: *mut c_void);
+
 /// `int (*librbd_progress_fn_t)(uint64_t offset, uint64_t total, void *ptr)`; a non-zero
 /// return aborts the operation.
 pub type ProgressFn = extern "C" fn(offset: u64, total: u64, arg: *mut c_void) -> c_int;
@@ -220,6 +226,34 @@ unsafe extern "C" {
         buf: *const c_char,
         op_flags: c_int,
     ) -> isize;
+    /// Makes `len` bytes at `ofs` read as zeros (whole objects are removed); returns the
+    /// bytes zeroed or a negative errno. Unlike `rbd_discard`, never skips a partial range.
+    pub fn rbd_write_zeroes(
+        image: RbdImage,
+        ofs: u64,
+        len: usize,
+        zero_flags: c_int,
+        op_flags: c_int,
+    ) -> isize;
+    /// Starts writing `len` bytes of `buf` at `off`; `buf` must stay alive until `c` completes.
+    pub fn rbd_aio_write(
+        image: RbdImage,
+        off: u64,
+        len: usize,
+        buf: *const c_char,
+        c: RbdCompletion,
+    ) -> c_int;
+    pub fn rbd_aio_create_completion(
+        cb_arg: *mut c_void,
+        complete_cb: Option<CompletionFn>,
+        c: *mut RbdCompletion,
+    ) -> c_int;
+    pub fn rbd_aio_wait_for_complete(c: RbdCompletion) -> c_int;
+    /// The request's result: bytes written, or a negative errno.
+    pub fn rbd_aio_get_return_value(c: RbdCompletion) -> isize;
+    pub fn rbd_aio_release(c: RbdCompletion);
+    /// Puts the image's head back to what snapshot `snapname` holds.
+    pub fn rbd_snap_rollback(image: RbdImage, snapname: *const c_char) -> c_int;
     /// Waits until every write so far is stable on the OSDs.
     pub fn rbd_flush(image: RbdImage) -> c_int;
     pub fn rbd_diff_iterate2(

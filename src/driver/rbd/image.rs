@@ -320,6 +320,17 @@ impl<'p> Image<'p> {
         self.snap_call("rbd_snap_remove", ffi::rbd_snap_remove, snap)
     }
 
+    /// Puts the head back to snapshot `snap`'s content (`rbd snap rollback`).
+    #[allow(unsafe_code)]
+    pub fn snap_rollback(&self, snap: &str) -> Result<(), Errno> {
+        let s = cstr("rbd_snap_rollback", snap)?;
+        // SAFETY: open image, valid name.
+        Errno::check("rbd_snap_rollback", unsafe {
+            ffi::rbd_snap_rollback(self.raw, s.as_ptr())
+        })
+        .map(drop)
+    }
+
     pub fn snap_protect(&self, snap: &str) -> Result<(), Errno> {
         self.snap_call("rbd_snap_protect", ffi::rbd_snap_protect, snap)
     }

@@ -104,6 +104,34 @@ impl Image<'_> {
         Ok(())
     }
 
+    /// Starts writing `buf` at `off` (`rbd_aio_write`); [`InFlight::wait`] says how it ended.
+    #[allow(unsafe_code)]
+    pub fn aio_write(&self, buf: Vec<u8>, off: u64) -> Result<InFlight, Errno> {
+        let mut c: ffi::RbdCompletion = ptr::null_mut();
+        // SAFETY: out-pointer to a local; no callback.
+        Errno::check("rbd_aio_create_completion", unsafe {
+            ffi::rbd_aio_create_completion(ptr::null_mut(), None, &mut c)
+        })?;
+        // The completion is released on every path from here (InFlight's drop).
+        let w = InFlight { c, buf, off };
+        // SAFETY: open image; w.buf lives in w, which waits for the completion before it lets
+        // the buffer go (drop).
+        let rc = unsafe {
+            ffi::rbd_aio_write(self.raw, off, w.buf.len(), w.buf.as_ptr().cast(), w.c)
+        };
+        if rc < 0 {
+            // Not started: nothing to wait for.
+            // SAFETY: created above, never submitted.
+            unsafe { ffi::rbd_aio_release(w.c) };
+            std::mem::forget(w);
+            return Err(Errno {
+                call: "rbd_aio_write",
+                code: -rc,
+            });
+        }
+        Ok(w)
+    }
+
     /// Writes all of `buf` at `off` (a migration's copy into its new image).
     #[allow(unsafe_code)]
     pub fn write_at(&self, buf: &[u8], off: u64) -> Result<(), Errno> {
@@ -131,6 +159,21 @@ impl Image<'_> {
         Ok(())
     }
 
+    /// Makes `len` bytes at `off` read as zeros (`rbd_write_zeroes`: a partial object is
+    /// zeroed, never skipped as a partial discard may be).
+    #[allow(unsafe_code)]
+    pub fn write_zeroes(&self, off: u64, len: u64) -> Result<(), Errno> {
+        // SAFETY: open image; no buffer.
+        let n = unsafe { ffi::rbd_write_zeroes(self.raw, off, len as usize, 0, 0) };
+        if n < 0 {
+            return Err(Errno {
+                call: "rbd_write_zeroes",
+                code: -(n as c_int),
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until what was written is stable (`rbd_flush`).
     #[allow(unsafe_code)]
     pub fn flush(&self) -> Result<(), Errno> {
@@ -145,5 +188,54 @@ impl Image<'_> {
             .iter()
             .map(|(a, b)| b - a)
             .sum())
+    }
+}
+
+/// A write librbd is doing: its completion, and the buffer librbd reads from until then.
+pub struct InFlight {
+    c: ffi::RbdCompletion,
+    buf: Vec<u8>,
+    off: u64,
+}
+
+impl InFlight {
+    /// Where it writes.
+    pub fn offset(&self) -> u64 {
+        self.off
+    }
+
+    /// Waits until the write ended; an error or a short write is its errno.
+    #[allow(unsafe_code)]
+    pub fn wait(self) -> Result<(), Errno> {
+        // SAFETY: a submitted completion, released once (drop, after this).
+        let n = unsafe {
+            ffi::rbd_aio_wait_for_complete(self.c);
+            ffi::rbd_aio_get_return_value(self.c)
+        };
+        if n < 0 {
+            return Err(Errno {
+                call: "rbd_aio_write",
+                code: -(n as c_int),
+            });
+        }
+        if (n as usize) < self.buf.len() && n != 0 {
+            return Err(Errno {
+                call: "rbd_aio_write",
+                code: libc::EIO,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for InFlight {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the buffer may be freed only once librbd is done with it: wait (again, if
+        // `wait` did: returns at once), then release the completion, once.
+        unsafe {
+            ffi::rbd_aio_wait_for_complete(self.c);
+            ffi::rbd_aio_release(self.c);
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! call says the cluster went away, so the service reconnects once the cluster is back.
 
 mod backup;
+mod backup_store;
 mod conn;
 mod ffi;
 mod flatten;
@@ -28,6 +29,7 @@ mod verify;
 
 pub mod cephconf;
 
+pub use backup_store::RbdBackupStore;
 pub use session::ClusterHealth;
 
 use std::sync::{Arc, Mutex};

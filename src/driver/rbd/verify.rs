@@ -3,7 +3,11 @@
 //! diff shows data.
 
 use super::RbdDriver;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
 use super::image::{Image, Open};
+use super::image_io::InFlight;
 use crate::driver::transfer::Writable;
 use crate::driver::verify::{Against, Readable, VerifyReport, compare_for};
 use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
@@ -11,8 +15,37 @@ use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
 /// An open image as a comparison or a copy reads it (zeros past its end), and as a copy
 /// writes it.
 pub(super) struct RbdReader<'a> {
+    /// Writes librbd is still doing, oldest first (declared before `img`: dropped, and so
+    /// waited for, before the image closes).
+    in_flight: RefCell<VecDeque<InFlight>>,
     pub(super) img: Image<'a>,
     pub(super) size: u64,
+}
+
+/// Writes a copy keeps in flight: librbd's own tools keep several object writes going
+/// (`rbd import` 10); one at a time, each waits for the OSDs' acknowledgement.
+const WRITES_IN_FLIGHT: usize = 8;
+
+impl<'a> RbdReader<'a> {
+    pub(super) fn new(img: Image<'a>, size: u64) -> Self {
+        RbdReader {
+            in_flight: RefCell::default(),
+            img,
+            size,
+        }
+    }
+
+    /// Waits for the writes in flight down to `keep`; the first that failed is the error.
+    fn settle(&self, keep: usize) -> Result<(), String> {
+        let mut q = self.in_flight.borrow_mut();
+        while q.len() > keep {
+            let Some(w) = q.pop_front() else { break };
+            let at = w.offset();
+            w.wait()
+                .map_err(|e| format!("write at byte {at}: {}", e.describe()))?;
+        }
+        Ok(())
+    }
 }
 
 impl Readable for RbdReader<'_> {
@@ -21,10 +54,13 @@ impl Readable for RbdReader<'_> {
     }
 
     fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
+        self.settle(0)?;
         self.img.data_extents().map_err(|e| e.describe())
     }
 
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        // What this copy wrote reads back as written.
+        self.settle(0)?;
         let n = self.size.saturating_sub(off).min(buf.len() as u64) as usize;
         buf[n..].fill(0);
         if n > 0 {
@@ -38,10 +74,17 @@ impl Readable for RbdReader<'_> {
 
 impl Writable for RbdReader<'_> {
     fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
-        self.img.write_at(buf, off).map_err(|e| e.describe())
+        self.settle(WRITES_IN_FLIGHT - 1)?;
+        let w = self
+            .img
+            .aio_write(buf.to_vec(), off)
+            .map_err(|e| format!("write at byte {off}: {}", e.describe()))?;
+        self.in_flight.borrow_mut().push_back(w);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), String> {
+        self.settle(0)?;
         self.img.flush().map_err(|e| e.describe())
     }
 }
@@ -64,7 +107,12 @@ impl RbdDriver {
         };
         let img = self.open(&pool, "migrate", how, &name)?;
         let size = img.size().map_err(|e| self.fail("migrate", &name, e))?;
-        f(&RbdReader { img, size })
+        let image = RbdReader::new(img, size);
+        f(&image)?;
+        // A write still in flight that failed is this call's failure, never lost in a drop.
+        image
+            .settle(0)
+            .map_err(|e| self.io("migrate", format!("{name}: {e}")))
     }
 
     /// A snapshot of a volume open to read at its point in time (a migration carrying it).
@@ -79,7 +127,7 @@ impl RbdDriver {
         let spec = format!("{name}@{snap}");
         let img = self.open(&pool, "migrate", Open::AtSnap(&name, &snap), &spec)?;
         let size = img.size().map_err(|e| self.fail("migrate", &spec, e))?;
-        f(&RbdReader { img, size })
+        f(&RbdReader::new(img, size))
     }
 
     pub(super) fn verify_image(
@@ -99,7 +147,7 @@ impl RbdDriver {
         let open = |how, what: &str| -> Result<RbdReader<'_>, DriverError> {
             let img = self.open(&pool, "verify", how, what)?;
             let size = img.size().map_err(|e| self.fail("verify", what, e))?;
-            Ok(RbdReader { img, size })
+            Ok(RbdReader::new(img, size))
         };
         let a = open(Open::ReadOnly(&name), &name)?;
         let b = open(Open::AtSnap(&src, &snap), &spec)?;

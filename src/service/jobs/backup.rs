@@ -4,7 +4,7 @@
 //! on the storage pool of the backend whose volume they read or write. The store is the
 //! running process's `backup_posix_path`.
 
-use crate::backup::{Store, StoreError};
+use crate::backup::StoreError;
 use crate::config::Config;
 use crate::db::{Db, EventKind, JobKind, Status};
 use crate::driver::{BackupRead, DriverError, human_size};
@@ -179,12 +179,12 @@ pub(super) async fn create(ctx: &Ctx) -> Result<(), Step> {
     }
     let row = ctx.db.get_backup(&id).await?;
     let since = row.as_ref().and_then(|b| b.parent_id.clone());
-    let (root, backend) = (ctx.svc.backup.path.clone(), ctx.svc.name.clone());
+    let (target, backend) = (ctx.svc.backup.clone(), ctx.svc.name.clone());
     let bps = ctx.svc.cfg.volume_copy_bps_limit;
     let (bid, v2, base) = (id.clone(), vid.clone(), since.clone());
     let (manifest, stored, how) = ctx
         .call(move |d, p| {
-            let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
+            let store = crate::backup::open(&target).map_err(|e| store_error(&backend, e))?;
             let mut out = None;
             d.backup_read(&v2, &bid, base.as_deref(), &mut |r, how| {
                 out = store
@@ -278,12 +278,12 @@ pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
             message: "the backup of the job is gone".into(),
         }));
     };
-    let (root, backend) = (ctx.svc.backup.path.clone(), ctx.svc.name.clone());
+    let (target, backend) = (ctx.svc.backup.clone(), ctx.svc.name.clone());
     let bps = ctx.svc.cfg.volume_copy_bps_limit;
     let (vid, bid, size) = (id.clone(), b.id.clone(), b.size_bytes.max(0) as u64);
     let written = ctx
         .call(move |d, p| {
-            let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
+            let store = crate::backup::open(&target).map_err(|e| store_error(&backend, e))?;
             let m = store.manifest(&bid).map_err(|e| store_error(&backend, e))?;
             d.create_volume(&vid, size)?;
             let mut out = None;
@@ -309,14 +309,10 @@ pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
 
 pub(super) async fn delete(ctx: &Ctx) -> Result<(), Step> {
     let id = ctx.id();
-    let (root, backend, bid) = (
-        ctx.svc.backup.path.clone(),
-        ctx.svc.name.clone(),
-        id.clone(),
-    );
+    let (target, backend, bid) = (ctx.svc.backup.clone(), ctx.svc.name.clone(), id.clone());
     let freed = ctx
         .call(move |_, _| {
-            let store = Store::open(&root).map_err(|e| store_error(&backend, e))?;
+            let store = crate::backup::open(&target).map_err(|e| store_error(&backend, e))?;
             store.delete(&bid).map_err(|e| store_error(&backend, e))
         })
         .await?;
@@ -329,10 +325,7 @@ pub(super) async fn delete(ctx: &Ctx) -> Result<(), Step> {
     let name = row.map_or(id.clone(), |b| b.name);
     ctx.found(
         EventKind::BackupDeleted,
-        &format!(
-            "backup {name} deleted: {} freed (chunks no other backup holds){pruned}",
-            human_size(freed)
-        ),
+        &format!("backup {name} deleted: {freed}{pruned}"),
     )
     .await?;
     settle(&ctx.db, JobKind::BackupDelete, End::Succeeded, &id, None).await?;
