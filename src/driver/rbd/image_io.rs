@@ -116,9 +116,8 @@ impl Image<'_> {
         let w = InFlight { c, buf, off };
         // SAFETY: open image; w.buf lives in w, which waits for the completion before it lets
         // the buffer go (drop).
-        let rc = unsafe {
-            ffi::rbd_aio_write(self.raw, off, w.buf.len(), w.buf.as_ptr().cast(), w.c)
-        };
+        let rc =
+            unsafe { ffi::rbd_aio_write(self.raw, off, w.buf.len(), w.buf.as_ptr().cast(), w.c) };
         if rc < 0 {
             // Not started: nothing to wait for.
             // SAFETY: created above, never submitted.
