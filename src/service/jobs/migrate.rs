@@ -298,11 +298,30 @@ fn remove_with_snapshots(
             Err(e) => return Err(e),
         }
     }
-    match drv.delete_volume(id, &NoProgress) {
+    let remove = || match drv.delete_volume(id, &NoProgress) {
         Ok(()) | Err(DriverError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),
-    }
+    };
+    // After a crash the image may still be held by the dead process's client (an rbd watch
+    // outlives its client by osd_client_watch_timeout, 30 s): found by the tests' kill -9
+    // round, where the next run's removal of the partial copy failed at once with EBUSY.
+    use backon::{BlockingRetryable, ConstantBuilder};
+    let policy = ConstantBuilder::default()
+        .with_delay(std::time::Duration::from_secs(2))
+        .with_max_times(BUSY_RETRIES);
+    remove
+        .retry(policy)
+        .sleep(std::thread::sleep)
+        .when(crate::driver::is_busy)
+        .notify(|e, after| {
+            tracing::warn!("volume-{id} cannot be removed yet ({e}); trying again in {after:?}")
+        })
+        .call()
 }
+
+/// Tries of a removal refused because the image is busy, 2 s apart: past the 30 s a dead
+/// client's watch outlives it.
+const BUSY_RETRIES: usize = 30;
 
 /// A new empty image on the target (any partial one of an earlier run removed first), then
 /// the copy and its comparison, on the source's storage pool. With snapshots: the oldest is
