@@ -1,8 +1,9 @@
 //! `backup create / restore / delete`: jobs over the backup store (`crate::backup`). A backup
 //! reads the volume as clients see it through the driver (any backend that can read its
 //! images back), a restore makes a new volume and writes it, read back and checked; both run
-//! on the storage pool of the backend whose volume they read or write. The store is the
-//! running process's `backup_posix_path`.
+//! on the storage pool of the backend whose volume they read or write. The target is the
+//! running process's (`backup::open`): its `backup_posix_path`, or with `backup_driver =
+//! "ceph"` its `backup_ceph_pool`.
 
 use crate::backup::StoreError;
 use crate::config::Config;
