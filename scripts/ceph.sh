@@ -26,7 +26,25 @@ cmd=${1:-}; DIR=${2:-}
 DIR=$(realpath -m "$DIR")
 CONF=$DIR/ceph.conf
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# A free loopback port below Linux's ephemeral range (32768-60999): a port the kernel hands
+# out picks one from that range, which an outgoing connection of another cluster in the same
+# test run may take before the monitor binds it (seen: "unable to bind monitor ... in use").
+free_port() {
+  python3 -c '
+import random, socket
+for _ in range(500):
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break
+else:
+    raise SystemExit("no free port in 20000-32000")
+'
+}
 
 # Kills the daemon named by a pid file, only if that pid really is one of this cluster's.
 kill_daemon() { # pidfile signal
@@ -96,6 +114,7 @@ start() {
   mkdir -p "$DIR"/{run,log,mon/ceph-a,osd/ceph-0,mgr/ceph-x}
   local fsid p1 p2
   fsid=$(uuidgen); p1=$(free_port); p2=$(free_port)
+  while [ "$p2" = "$p1" ]; do p2=$(free_port); done
   cat >"$CONF" <<EOF
 [global]
 fsid = $fsid

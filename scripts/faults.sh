@@ -4,7 +4,7 @@
 # rbd, every job kind), 100,000 mutated configs and command lines, and the database, disk and
 # Ceph faults three times each, and issue 22's randomized interrupted copies: 1,000 file rounds
 # (4 at a time), 20 rbd rounds, 10 cluster rounds; and 30 migrations cancelled or killed -9 at a
-# random moment. Rounds: EMBER_MIGRATE_ROUNDS, EMBER_KILL_ROUNDS,
+# random moment, and 30 of a volume moving with its clones. Rounds: EMBER_MIGRATE_ROUNDS, EMBER_KILL_ROUNDS,
 # EMBER_KILL_ROUNDS_RBD, EMBER_FUZZ_ROUNDS, EMBER_COPY_ROUNDS, EMBER_COPY_ROUNDS_RBD,
 # EMBER_COPY_ROUNDS_CLUSTER, FAULT_REPEATS. A failing round prints its seed (EMBER_FUZZ_SEED,
 # EMBER_COPY_SEED replay it).
@@ -28,6 +28,8 @@ echo "== copy rounds: $EMBER_COPY_ROUNDS (file), $EMBER_COPY_ROUNDS_RBD (rbd), $
 cargo test -q --test copy_rounds -- --nocapture 2>&1 | grep -E -A2 'first seed|clean in|DATA LOST|test result|panicked'
 echo "== migrations cancelled or killed: $EMBER_MIGRATE_ROUNDS"
 cargo test -q --test migrate cancel_or_kill -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
+echo "== migrations of a volume with its clones (--with-clones) cancelled or killed: $EMBER_MIGRATE_ROUNDS"
+cargo test -q --test migrate_family cancel_or_kill -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
 echo "== garbage in: $EMBER_FUZZ_ROUNDS configs and command lines"
 cargo test -q --test garbage_in -- --nocapture 2>&1 | grep -E 'seed|loaded|parsed|test result|panicked'
 for i in $(seq "$repeats"); do

@@ -110,8 +110,14 @@ impl Case {
         ]);
         assert_eq!(r["job"]["state"], "succeeded", "seed {seed}: {r}");
         let rid = r["volume"]["id"].as_str().unwrap();
+        self.volume_equals(rid, to, want, &format!("restore of {name} to {to}"));
+    }
+
+    /// Volume `rid` on `to` (rbd0 or a file backend) holds `want`, byte for byte.
+    fn volume_equals(&self, rid: &str, to: &str, want: &[u8], what: &str) {
+        let seed = self.seed;
         let got = if to == "rbd0" {
-            let out = self.dir.path().join(format!("{name}-{to}.img"));
+            let out = self.dir.path().join(format!("{rid}.img"));
             self.ceph.rbd(&[
                 "export",
                 &format!("volumes/volume-{rid}"),
@@ -122,7 +128,7 @@ impl Case {
             std::fs::read(self.env.image(to, rid)).unwrap()
         };
         if let Some(i) = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i)) {
-            panic!("seed {seed}: restore of {name} to {to} differs first at byte {i}");
+            panic!("seed {seed}: {what} differs first at byte {i}");
         }
     }
 
@@ -280,7 +286,8 @@ fn rbd_incremental_backups_read_only_what_changed_since_the_last_snapshot() {
 /// `kill -9` at a random moment of a backup while a guest writes: the guest writes more while
 /// ember is down, and the backup, run again after the restart, still holds the volume as it
 /// was when the backup began (the same snapshot, taken once); the next incremental holds the
-/// later writes.
+/// later writes. Then `kill -9` at a random moment of a restore of the first: run again, it
+/// ends equal to it.
 #[test]
 fn rbd_kill_9_mid_backup_keeps_its_point_in_time() {
     // 6 to 16 MiB/s: a 32 MiB volume takes 2 to 5 s to back up.
@@ -344,6 +351,36 @@ fn rbd_kill_9_mid_backup_keeps_its_point_in_time() {
     c.backup("b2", true);
     c.restore_equals("b1", "rbd0", &at_start);
     c.restore_equals("b2", "rbd0", &c.model);
+
+    // kill -9 at a seeded moment of a restore of b1 (throttled by rbd0's limit, from the
+    // pool or the directory as above): run again after the restart, it ends equal to b1.
+    let r = c.env.json(&[
+        "backup",
+        "restore",
+        "b1",
+        "--name",
+        "again",
+        "--backend",
+        "rbd0",
+    ]);
+    let job = r["job_id"].as_str().unwrap().to_string();
+    wait_for("the restore to write", Duration::from_secs(60), || {
+        (c.env.job(&job)["bytes_done"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let delay = c.rng.random_range(0..read_ms / 2);
+    std::thread::sleep(Duration::from_millis(delay));
+    let was = c.env.job(&job);
+    eprintln!(
+        "seed {seed}: kill -9 {delay} ms into the restore at {bps} B/s: at {} of {} ({})",
+        was["bytes_done"], was["bytes_total"], was["state"]
+    );
+    c.serve.signal("KILL");
+    c.serve.wait(Duration::from_secs(10));
+    c.serve = c.env.serve();
+    let end = c.env.wait_job(&job, 180);
+    assert_eq!(end["state"], "succeeded", "seed {seed}: {end}");
+    let rid = c.env.volume("again")["id"].as_str().unwrap().to_string();
+    c.volume_equals(&rid, "rbd0", &at_start, "the restore of b1 killed mid-way");
 }
 
 /// `rbd ls`-style names of the backup pool's snapshots of volume `vid`'s base image.

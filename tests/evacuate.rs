@@ -50,10 +50,9 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
             rng.random_range(1..=255),
         );
     }
-    // A chain: v0 <- c1 <- c2 (`--source`: their snapshots go with their last clone, so the
-    // clones move first, flattened on the way, and then what they read from), a volume with
-    // a snapshot of its own, which the copy carries, and an attached volume, which stays.
-    let v0 = std::fs::read(env.image("file0", &env.id_of("v0"))).unwrap();
+    // A chain: v0 <- c1 <- c2 (`--source`: each reads from a snapshot ember took), which
+    // moves as one family and stays layered on file1, a volume with a snapshot of its own,
+    // which the copy carries, and an attached volume, which stays.
     env.json(&["volume", "create", "c1", "--source", "v0", "--wait"]);
     env.json(&["volume", "create", "c2", "--source", "c1", "--wait"]);
     env.json(&[
@@ -91,17 +90,20 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
         "--wait",
     ]);
     env.json(&["volume", "attach", "stuck", "--host", "compute-9"]);
-    // What every volume reads as now, by id (the clones read v0's data through their parents).
+    // c2 writes over what it reads from c1's snapshot of v0.
+    write_at(
+        &env.image("file0", &env.id_of("c2")),
+        1 << 20,
+        64 << 10,
+        0xc2,
+    );
+    // What every volume reads as now, by id (the clones through their parents).
     let mut before = BTreeMap::new();
     for v in env.json(&["volume", "list"]).as_array().unwrap() {
         let id = v["id"].as_str().unwrap().to_string();
         let name = v["name"].as_str().unwrap();
-        let data = if name.starts_with('c') {
-            v0.clone()
-        } else {
-            std::fs::read(env.image("file0", &id)).unwrap()
-        };
-        before.insert(id, (name.to_string(), data));
+        let data = read_through(&env.file_dir("file0"), &format!("volume-{id}"));
+        before.insert(id, (name.to_string(), data, v["clone_depth"].clone()));
     }
     let parallel = rng.random_range(1..4).to_string();
     let args = |env: &Env| -> Vec<String> {
@@ -162,7 +164,7 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
         carried == ks_data,
         "seed {seed}: snapshot ks differs on file1"
     );
-    for (id, (name, data)) in &before {
+    for (id, (name, data, depth)) in &before {
         let v = env.volume(id);
         let (on, status) = if name == "stuck" {
             ("file0", "in-use")
@@ -171,7 +173,9 @@ fn evacuate_paused_and_killed_moves_every_byte_and_says_what_cannot_move() {
         };
         assert_eq!(v["status"], status, "seed {seed}: {name}: {v}");
         assert_eq!(v["backend"], on, "seed {seed}: {name}");
-        let got = std::fs::read(env.image(on, id)).unwrap();
+        // The clones kept their layering: same depth, read through their parents there.
+        assert_eq!(&v["clone_depth"], depth, "seed {seed}: {name}: {v}");
+        let got = read_through(&env.file_dir(on), &format!("volume-{id}"));
         if let Some(i) = (0..data.len()).find(|&i| data.get(i) != got.get(i)) {
             panic!("seed {seed}: {name} differs first at byte {i}");
         }

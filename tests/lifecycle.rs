@@ -185,6 +185,7 @@ async fn request_from(rows: &Rows<'_>, kind: JobKind, status: Status) -> (Reques
             let r = Request::Migrate {
                 volume: v.clone(),
                 to: "file0".into(),
+                with_clones: false,
             };
             (r, Some(v))
         }

@@ -441,6 +441,7 @@ fn every_change_is_refused_by_the_database_in_read_only_mode() {
                 Request::Migrate {
                     volume: "v".into(),
                     to: "file1".into(),
+                    with_clones: false,
                 },
                 Request::BackupCreate {
                     volume: "v".into(),

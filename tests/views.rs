@@ -82,7 +82,7 @@ fn volume_detail_filter_help_and_prompts() {
     assert!(!offered.is_empty() && offered != *v.backend, "{offered}");
     let shown = render(&a, 120, 40);
     assert!(
-        shown.contains("Migrate") && shown.contains("arrives flat"),
+        shown.contains("Migrate") && shown.contains("with its clones"),
         "{shown}"
     );
     let sent = a.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
@@ -92,6 +92,7 @@ fn volume_detail_filter_help_and_prompts() {
             ember::service::jobs::Request::Migrate {
                 volume: v.id.to_string(),
                 to: offered,
+                with_clones: false,
             }
         ))
     );

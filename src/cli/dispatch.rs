@@ -151,7 +151,19 @@ pub async fn volume(g: &Global, cmd: VolumeCmd) -> anyhow::Result<ExitCode> {
             (req, wait)
         }
         VolumeCmd::Flatten { volume, wait } => (Request::Flatten { volume }, wait),
-        VolumeCmd::Migrate { volume, to, wait } => (Request::Migrate { volume, to }, wait),
+        VolumeCmd::Migrate {
+            volume,
+            to,
+            with_clones,
+            wait,
+        } => (
+            Request::Migrate {
+                volume,
+                to,
+                with_clones,
+            },
+            wait,
+        ),
         VolumeCmd::Verify {
             volume,
             against,

@@ -10,7 +10,8 @@ use super::output::{human_bytes, print_json};
 use super::{load_config, open_db};
 use crate::db::JobState;
 use crate::service::actor::current_actor;
-use crate::service::evacuate::{moving, remaining};
+use crate::service::evacuate::{Family, moving, remaining};
+use crate::service::jobs::Params;
 use crate::service::jobs::{JobError, Request, enqueue};
 
 pub async fn drain(g: &Global, backend: &str, off: bool) -> anyhow::Result<ExitCode> {
@@ -31,9 +32,10 @@ pub async fn drain(g: &Global, backend: &str, off: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// One volume's migration this run started or found under way.
+/// One migration this run started or found under way: a volume and the clones moving with it.
 struct Moving {
-    volume_id: String,
+    /// The volume and its clones.
+    volume_ids: Vec<String>,
     name: String,
     size: u64,
 }
@@ -65,13 +67,26 @@ pub async fn evacuate(
         // Under way, whoever started them (a run before this one carries on).
         for j in moving(&db, from, to).await? {
             if !jobs.contains_key(&j.id) {
-                let v = db.get_volume(&j.target_id).await?;
+                let family = serde_json::from_str::<Params>(&j.params)
+                    .map(|p| p.family)
+                    .unwrap_or_default();
+                let mut size = 0;
+                for id in std::iter::once(&j.target_id).chain(&family) {
+                    size += db
+                        .get_volume(id)
+                        .await?
+                        .map_or(0, |v| v.size_bytes.max(0) as u64);
+                }
+                let name = db
+                    .get_volume(&j.target_id)
+                    .await?
+                    .map_or(j.target_id.clone(), |v| v.name);
                 jobs.insert(
                     j.id.clone(),
                     Moving {
-                        volume_id: j.target_id.clone(),
-                        name: v.as_ref().map_or(j.target_id.clone(), |v| v.name.clone()),
-                        size: v.map_or(0, |v| v.size_bytes.max(0) as u64),
+                        volume_ids: std::iter::once(j.target_id.clone()).chain(family).collect(),
+                        name,
+                        size,
                     },
                 );
             }
@@ -86,7 +101,7 @@ pub async fn evacuate(
             };
             match j.state {
                 JobState::Succeeded => {
-                    moved += 1;
+                    moved += m.volume_ids.len();
                     moved_bytes += m.size;
                     ended.push(id.clone());
                 }
@@ -100,7 +115,7 @@ pub async fn evacuate(
                             j.error.unwrap_or_default()
                         ),
                     ));
-                    skipped_ids.insert(j.target_id.clone());
+                    skipped_ids.extend(m.volume_ids.iter().cloned());
                     ended.push(id.clone());
                 }
                 _ => {
@@ -116,60 +131,46 @@ pub async fn evacuate(
         // The jobs still under way are the ones just looked at (an ended one was removed).
         let busy: HashSet<String> = jobs
             .values()
-            .map(|m| m.volume_id.clone())
+            .flat_map(|m| m.volume_ids.iter().cloned())
             .chain(skipped_ids.iter().cloned())
             .collect();
         let left = remaining(&db, from, &busy).await?;
-        // A volume whose snapshot a waiting or moving clone reads from waits for it.
-        let mut read_from = HashSet::new();
-        // The parents of what waits (its rows are at hand) and of what moves (read).
-        let mut parents: Vec<String> = left
-            .iter()
-            .filter_map(|v| v.source_snapshot_id.clone())
-            .collect();
-        for id in jobs.values().map(|m| &m.volume_id) {
-            parents.extend(db.get_volume(id).await?.and_then(|v| v.source_snapshot_id));
-        }
-        for snap in parents {
-            if let Some(s) = db.get_snapshot(&snap).await? {
-                read_from.insert(s.volume_id);
-            }
-        }
         // Start more, up to --parallel.
-        for v in left.iter().filter(|v| !read_from.contains(&v.id)) {
+        let mut waiting = vec![];
+        for f in left {
             if jobs.len() >= parallel {
-                break;
+                waiting.push(f);
+                continue;
             }
             let req = Request::Migrate {
-                volume: v.id.clone(),
+                volume: f.root.id.clone(),
                 to: to.to_string(),
+                with_clones: true,
             };
             match enqueue(&db, &cfg, req, &actor).await {
                 Ok(e) => {
                     jobs.insert(
                         e.job_id,
                         Moving {
-                            volume_id: v.id.clone(),
-                            name: v.name.clone(),
-                            size: v.size_bytes.max(0) as u64,
+                            volume_ids: f.ids().map(str::to_string).collect(),
+                            name: f.root.name.clone(),
+                            size: f.bytes(),
                         },
                     );
                 }
                 Err(JobError::Refused(why)) => {
-                    skipped.push((v.name.clone(), why));
-                    skipped_ids.insert(v.id.clone());
+                    let with = match f.clones.len() {
+                        0 => String::new(),
+                        n => format!(" (with its {n} clone(s))"),
+                    };
+                    skipped.push((format!("{}{with}", f.root.name), why));
+                    skipped_ids.extend(f.ids().map(str::to_string));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let waiting: Vec<&crate::db::VolumeRow> = left
-            .iter()
-            .filter(|v| !skipped_ids.contains(&v.id) && !jobs.values().any(|m| m.volume_id == v.id))
-            .collect();
-        let left_bytes: u64 = waiting
-            .iter()
-            .map(|v| v.size_bytes.max(0) as u64)
-            .sum::<u64>()
+        let waiting_volumes: usize = waiting.iter().map(|f| 1 + f.clones.len()).sum();
+        let left_bytes: u64 = waiting.iter().map(Family::bytes).sum::<u64>()
             + jobs.values().map(|m| m.size).sum::<u64>();
         if !g.json && last_line.elapsed() >= Duration::from_secs(2) {
             let done = moved_bytes as f64 + in_flight;
@@ -180,9 +181,8 @@ pub async fn evacuate(
                 "-".into()
             };
             eprintln!(
-                "evacuate {from} -> {to}: {moved} moved, {} moving, {} waiting, {} skipped; {} left, ETA {eta}",
-                jobs.len(),
-                waiting.len(),
+                "evacuate {from} -> {to}: {moved} moved, {} moving, {waiting_volumes} waiting, {} skipped; {} left, ETA {eta}",
+                jobs.values().map(|m| m.volume_ids.len()).sum::<usize>(),
                 skipped.len(),
                 human_bytes(left_bytes as i64)
             );

@@ -95,13 +95,13 @@ pub struct Transition<'a> {
     pub to: Status,
 }
 
-/// Everything one request writes, in one transaction: new rows, a guarded status change, the
-/// job itself. Either all of it is written or nothing is.
+/// Everything one request writes, in one transaction: new rows, guarded status changes (one,
+/// or a migrating family's), the job itself. Either all of it is written or nothing is.
 pub struct Enqueue<'a> {
     pub volume: Option<NewVolume<'a>>,
     pub snapshot: Option<NewSnapshot<'a>>,
     pub backup: Option<super::backups::NewBackup<'a>>,
-    pub transition: Option<Transition<'a>>,
+    pub transitions: Vec<Transition<'a>>,
     pub job: NewJob<'a>,
 }
 
@@ -125,7 +125,7 @@ impl Db {
         if let Some(b) = &e.backup {
             super::backups::insert_backup(&mut tx, b).await?;
         }
-        if let Some(t) = &e.transition {
+        for t in &e.transitions {
             let marks: Vec<String> = (0..t.from.len()).map(|i| format!("${}", i + 4)).collect();
             let sql = format!(
                 "UPDATE {} SET status = $1, status_reason = NULL, updated_at = $2 WHERE id = $3 \

@@ -73,6 +73,9 @@ pub enum DbError {
         user: String,
         grant: &'static str,
     },
+    /// A guarded change found a row it needs gone: nothing was written.
+    #[error("{what}: {id} is gone; nothing was changed")]
+    Gone { what: &'static str, id: String },
 }
 
 /// Whether an error is the database being away for a moment (connection lost, refused,

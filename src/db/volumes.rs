@@ -303,59 +303,66 @@ impl Db {
         .await
     }
 
-    /// A migration's switch: the volume is now on `backend`, owned by `owner`, in one
-    /// statement so a crash leaves it on one side. A copy made it flat (it was read through
-    /// any parent): `flat` drops its parent. Both ways kept its snapshots (a live migration in
-    /// the image, a copy by carrying them): their rows move with it (first, so a crash between
-    /// the two is finished by the job's next run, which finds the volume not yet moved).
-    pub async fn move_volume(
+    /// A migration's switch: the volumes of `moved` (one, or a parent with the clones that
+    /// moved with it) are now on `backend`, owned by `owner`, in one transaction, so a crash
+    /// leaves all of them on one side. Each volume's `bool` says it arrived flat (a copy read
+    /// it through a parent that did not move): it drops its parent. Their snapshots move with
+    /// them (a live migration keeps them in the image, a copy carries them).
+    pub async fn move_volumes(
         &self,
-        id: &str,
+        moved: &[(&str, bool)],
         backend: &str,
         owner: &str,
-        flat: bool,
     ) -> Result<(), DbError> {
-        // Both statements set backend ($1), host ($2), updated_at ($3) where $4 names them.
-        let set = |what: &'static str, sql: String| async move {
-            self.write(what, || async {
-                let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(backend.to_string())
-                    .bind(owner.to_string())
-                    .bind(now_ms())
-                    .bind(id.to_string());
-                self.bind_fence(query)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(q(what))
+        let what = "move volumes";
+        let unmatched = self
+            .write(what, || async {
+                let mut tx = self.pool.begin().await.map_err(q(what))?;
+                let now = now_ms();
+                for &(id, flat) in moved {
+                    let layering = if flat {
+                        ", source_snapshot_id = NULL, clone_depth = 0, flattened_from = NULL"
+                    } else {
+                        ""
+                    };
+                    // Each statement sets backend ($1), host ($2), updated_at ($3) where $4
+                    // names the volume.
+                    for (is_volume, sql) in [
+                        (false, format!(
+                            "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
+                             WHERE volume_id = $4 AND deleted_at IS NULL{}",
+                            self.fence_sql(5)
+                        )),
+                        (true, format!(
+                            "UPDATE volumes SET backend = $1, host = $2{layering}, updated_at = $3 \
+                             WHERE id = $4{}",
+                            self.fence_sql(5)
+                        )),
+                    ] {
+                        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(backend.to_string())
+                            .bind(owner.to_string())
+                            .bind(now)
+                            .bind(id.to_string());
+                        let r = self
+                            .bind_fence(query)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(q(what))?;
+                        if is_volume && r.rows_affected() == 0 {
+                            tx.rollback().await.map_err(q(what))?;
+                            return Ok(Some(id.to_string()));
+                        }
+                    }
+                }
+                tx.commit().await.map_err(q(what))?;
+                Ok(None)
             })
-            .await
-        };
-        // Its snapshots move with it: a live migration keeps them in the image, a copy
-        // carries them.
-        set(
-            "move snapshots",
-            format!(
-                "UPDATE snapshots SET backend = $1, host = $2, updated_at = $3 \
-                 WHERE volume_id = $4 AND deleted_at IS NULL{}",
-                self.fence_sql(5)
-            ),
-        )
-        .await?;
-        let layering = if flat {
-            ", source_snapshot_id = NULL, clone_depth = 0, flattened_from = NULL"
-        } else {
-            ""
-        };
-        let r = set(
-            "move volume",
-            format!(
-                "UPDATE volumes SET backend = $1, host = $2{layering}, updated_at = $3 WHERE id = $4{}",
-                self.fence_sql(5)
-            ),
-        )
-        .await?;
-        if r.rows_affected() == 0 {
+            .await?;
+        if let Some(id) = unmatched {
+            // Fenced (the claim is gone), or the volume's row is gone: nothing was written.
             self.check_fence().await?;
+            return Err(DbError::Gone { what, id });
         }
         Ok(())
     }
@@ -401,6 +408,22 @@ impl Db {
     }
 
     /// Live volumes cloned from a snapshot and not yet flattened: they depend on it.
+    /// The clones that read from volume `id` through its snapshots, and theirs, parents
+    /// before their clones: what moves with it when a migration keeps the layering.
+    pub async fn descendants(&self, id: &str) -> Result<Vec<VolumeRow>, DbError> {
+        let mut family = vec![];
+        let mut next = std::collections::VecDeque::from([id.to_string()]);
+        while let Some(id) = next.pop_front() {
+            for s in self.snapshots_of(&id).await? {
+                for c in self.clones_of_snapshot(&s.id).await? {
+                    next.push_back(c.id.clone());
+                    family.push(c);
+                }
+            }
+        }
+        Ok(family)
+    }
+
     pub async fn clones_of_snapshot(&self, snapshot_id: &str) -> Result<Vec<VolumeRow>, DbError> {
         let sql = format!(
             "SELECT {VOLUME_COLUMNS} FROM volumes WHERE deleted_at IS NULL AND source_snapshot_id = $1 ORDER BY created_at"

@@ -58,9 +58,9 @@ pub fn copy_over_verified(
             let n = (end - at) as usize;
             src.read_at(&mut a[..n], at).map_err(&fail)?;
             dst.read_at(&mut b[..n], at).map_err(&fail)?;
-            if a[..n] != b[..n] {
-                dst.write_at(&a[..n], at).map_err(&fail)?;
-                out.written_bytes += n as u64;
+            for (s, e) in differing(&a[..n], &b[..n], at) {
+                dst.write_at(&a[s..e], at + s as u64).map_err(&fail)?;
+                out.written_bytes += (e - s) as u64;
             }
             out.read_bytes += n as u64;
             if !pacer.moved(n as u64) {
@@ -84,12 +84,59 @@ pub fn copy_over_verified(
     Ok(out)
 }
 
+/// The unit a copy over an earlier state writes: what did not change in a 4 KiB block is
+/// not written, so a clone made over its parent's snapshot on the target (a file image's own
+/// blocks) holds no more of its own than it did on the source.
+const BLOCK: usize = 4096;
+
+/// The runs of `BLOCK`s in which `a` and `b` (read at offset `at`) differ, as ranges of
+/// them. Blocks are aligned to the image, not to the buffer: a run never spills into a
+/// storage block it did not change (a copy range may start anywhere, as at the end of a
+/// clone's parent).
+fn differing(a: &[u8], b: &[u8], at: u64) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = vec![];
+    if a == b {
+        return runs;
+    }
+    let mut s = 0;
+    while s < a.len() {
+        let e = (s + BLOCK - ((at as usize + s) % BLOCK)).min(a.len());
+        if a[s..e] != b[s..e] {
+            match runs.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => runs.push((s, e)),
+            }
+        }
+        s = e;
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::driver::NoProgress;
     use crate::driver::mem::Mem;
     use rand::Rng;
+
+    /// Runs end at the image's block boundaries, wherever the buffer starts.
+    #[test]
+    fn runs_follow_the_image_blocks() {
+        let a = vec![0u8; 3 * BLOCK];
+        let mut b = a.clone();
+        // The buffer starts 96 bytes before a block boundary.
+        let at = (BLOCK - 96) as u64;
+        b[50] = 1;
+        assert_eq!(differing(&a, &b, at), vec![(0, 96)]);
+        b[96] = 1;
+        assert_eq!(differing(&a, &b, at), vec![(0, 96 + BLOCK)]);
+        b[3 * BLOCK - 1] = 1;
+        assert_eq!(
+            differing(&a, &b, at),
+            vec![(0, 96 + BLOCK), (96 + 2 * BLOCK, 3 * BLOCK)]
+        );
+        assert!(differing(&a, &a, at).is_empty());
+    }
 
     /// Each state of a seeded chain of writes (zeros among them) copied over the previous
     /// one: the target equals it byte for byte, and what did not change is not written.
@@ -105,9 +152,12 @@ mod tests {
             message: e,
         };
         for step in 0..6 {
+            // The 4 KiB blocks this step writes: at most these are written over the last.
+            let mut touched = std::collections::BTreeSet::new();
             for _ in 0..rng.random_range(0..6) {
                 let at = rng.random_range(0..len);
                 let n = rng.random_range(1..(700 << 10)).min(len - at);
+                touched.extend(at / BLOCK..=(at + n - 1) / BLOCK);
                 let fill = if rng.random_bool(0.3) {
                     0
                 } else {
@@ -123,6 +173,12 @@ mod tests {
             dst.read_at(&mut got, 0).expect("read");
             assert!(got == state, "seed {seed} step {step}: the target differs");
             assert!(c.written_bytes <= c.read_bytes, "seed {seed} step {step}");
+            assert!(
+                c.written_bytes <= (touched.len() * BLOCK) as u64,
+                "seed {seed} step {step}: {} bytes written for {} blocks changed",
+                c.written_bytes,
+                touched.len()
+            );
         }
         // Unchanged: nothing written.
         let src = Mem::new(state.clone());

@@ -121,9 +121,15 @@ pub(crate) fn build_request(p: &Prompt) -> Result<Request, String> {
             if to.is_empty() {
                 return Err("name the backend to move it to".into());
             }
+            let with_clones = match f(1).to_ascii_lowercase().as_str() {
+                "" | "n" | "no" => false,
+                "y" | "yes" => true,
+                other => return Err(format!("with its clones: answer y or n, not {other:?}")),
+            };
             Request::Migrate {
                 volume: volume.clone(),
                 to,
+                with_clones,
             }
         }
         PromptKind::Extend { volume } => Request::Extend {

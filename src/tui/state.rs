@@ -564,7 +564,10 @@ impl App {
                                 "Migrate {} from {}: copy, compare, switch",
                                 v.name, v.backend
                             ),
-                            &[("to backend (a clone arrives flat)", &other)],
+                            &[
+                                ("to backend", &other),
+                                ("with its clones, kept layered (y/n)", "n"),
+                            ],
                         )
                     }
                     Action::Verify => self.ask(

@@ -419,6 +419,47 @@ pub fn write_at(path: &Path, offset: u64, len: usize, byte: u8) {
     f.write_all_at(&vec![byte; len], offset).unwrap();
 }
 
+/// A file-backend image (`volume-ID` or `snapshot-ID` in `dir`) as a client reads it, by the
+/// file driver's layering rule written out here on its own, not with the driver's code: a
+/// byte is the image's own where its file holds data (`SEEK_DATA`), else its parent's (named
+/// by `IMAGE.parent`), read the same way, as far as the parent reaches; else zero.
+pub fn read_through(dir: &Path, image: &str) -> Vec<u8> {
+    let path = dir.join(image);
+    let mut out = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let Some(parent) = std::fs::read_to_string(dir.join(format!("{image}.parent")))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        return out;
+    };
+    let below = read_through(dir, &parent);
+    let f = std::fs::File::open(&path).unwrap();
+    use nix::unistd::{Whence, lseek};
+    let len = out.len() as i64;
+    let mut at = 0i64;
+    while at < len {
+        // The next hole from `at`, and where data starts again after it (ENXIO: none).
+        let Ok(hole) = lseek(&f, at, Whence::SeekHole) else {
+            break;
+        };
+        if hole >= len {
+            break;
+        }
+        let end = lseek(&f, hole, Whence::SeekData).map_or(len, |d| d.min(len));
+        for (i, b) in out
+            .iter_mut()
+            .enumerate()
+            .take(end as usize)
+            .skip(hole as usize)
+        {
+            *b = below.get(i).copied().unwrap_or(0);
+        }
+        at = end;
+    }
+    out
+}
+
 pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(path).unwrap();

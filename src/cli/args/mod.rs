@@ -292,13 +292,18 @@ pub enum VolumeCmd {
         volume: Option<String>,
     },
     /// Move a volume to another backend, keeping its id and name: a copy read back and
-    /// compared before the switch (a clone arrives flattened). Cancel leaves it on its source
+    /// compared before the switch (a clone whose parent stays arrives flattened). Cancel
+    /// leaves it on its source
     Migrate {
         #[arg(add = ArgValueCandidates::new(complete::volumes))]
         volume: String,
         /// The backend to move it to: NAME, HOST@NAME or CLUSTER@NAME
         #[arg(long, value_name = "BACKEND", add = ArgValueCandidates::new(complete::backends))]
         to: String,
+        /// Move the clones of its snapshots (and theirs) with it, in one job: each arrives as
+        /// a clone of the same snapshot on the target, only its own data copied
+        #[arg(long)]
+        with_clones: bool,
         #[command(flatten)]
         wait: Wait,
     },

@@ -233,6 +233,10 @@ async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> R
     let busy = matches!(err, Step::Driver(e) if crate::driver::is_busy(e));
     let end = if busy { End::RefusedBusy } else { End::Failed };
     settle(&ctx.db, kind, end, &ctx.id(), Some(reason)).await?;
+    // The clones a migration moves with its volume end as it does.
+    for id in &ctx.params.family {
+        settle(&ctx.db, kind, end, id, Some(reason)).await?;
+    }
     // The snapshot a `--source` clone made first fails with it.
     if matches!(kind, JobKind::Create | JobKind::Clone)
         && ctx.params.source_volume_id.is_some()
@@ -247,6 +251,9 @@ async fn settle_failure(ctx: &Ctx, kind: JobKind, err: &Step, reason: &str) -> R
 pub async fn settle_cancelled_before_start(db: &Db, job: &JobRow) -> Result<(), DbError> {
     let params: Params = serde_json::from_str(&job.params).unwrap_or_default();
     settle(db, job.kind, End::CancelledQueued, &job.target_id, None).await?;
+    for id in &params.family {
+        settle(db, job.kind, End::CancelledQueued, id, None).await?;
+    }
     if matches!(job.kind, JobKind::Create | JobKind::Clone)
         && let (Some(_), Some(sid)) = (&params.source_volume_id, &params.snapshot_id)
     {

@@ -12,6 +12,7 @@ mod backup;
 mod create;
 pub mod exec;
 mod migrate;
+mod migrate_copy;
 pub mod placement;
 pub mod recovery;
 pub mod request;
@@ -66,6 +67,11 @@ pub struct Params {
     pub to_backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_owner: Option<String>,
+    /// `volume migrate --with-clones`: the clones that move with the volume (and keep
+    /// reading from its snapshots there), parents before their clones. Their rows are guarded
+    /// as the volume's is, and switch with it in one transaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub family: Vec<String>,
     /// The backup a restore reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_id: Option<String>,

@@ -48,7 +48,10 @@ pub async fn settle_transitional(
     why: &str,
 ) -> Result<(), DbError> {
     for v in db.transitional_volumes(owner).await? {
-        if db.active_job_on(&v.id).await?.is_some() {
+        // A clone moving with its parent is named in the migration's parameters.
+        if db.active_job_on(&v.id).await?.is_some()
+            || db.active_job_referencing(&v.id).await?.is_some()
+        {
             continue;
         }
         let Some(to) = lifecycle::interrupted(Target::Volume, v.status) else {

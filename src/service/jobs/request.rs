@@ -55,10 +55,12 @@ pub enum Request {
     SnapshotDelete {
         snapshot: String,
     },
-    /// Move a volume to another backend (`NAME`, `HOST@NAME` or `CLUSTER@NAME`).
+    /// Move a volume to another backend (`NAME`, `HOST@NAME` or `CLUSTER@NAME`);
+    /// `with_clones`: and every clone that reads from it, keeping their layering.
     Migrate {
         volume: String,
         to: String,
+        with_clones: bool,
     },
     /// Back a volume up into the backup store (`incremental`: refused without an earlier one).
     BackupCreate {
@@ -365,9 +367,11 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             )
             .await?
         }
-        Request::Migrate { volume: key, to } => {
-            super::migrate::plan_migrate(db, cfg, key, to).await?
-        }
+        Request::Migrate {
+            volume: key,
+            to,
+            with_clones,
+        } => super::migrate::plan_migrate(db, cfg, key, to, *with_clones).await?,
         Request::BackupCreate {
             volume: key,
             name,
@@ -597,19 +601,24 @@ pub(super) async fn write(db: &Db, actor: &str, plan: Plan) -> Result<Enqueued, 
             host: &plan.owner,
             parent_id: b.parent_id.as_deref(),
         }),
-        transition: plan
+        transitions: plan
             .transition
-            .as_ref()
-            .map(|(target, id, from, to)| Transition {
-                table: match target {
-                    Target::Volume => "volumes",
-                    Target::Snapshot => "snapshots",
-                    Target::Backup => "backups",
-                },
-                id,
-                from,
-                to: *to,
-            }),
+            .iter()
+            .flat_map(|(target, id, from, to)| {
+                std::iter::once(id)
+                    .chain(&plan.params.family)
+                    .map(move |id| Transition {
+                        table: match target {
+                            Target::Volume => "volumes",
+                            Target::Snapshot => "snapshots",
+                            Target::Backup => "backups",
+                        },
+                        id,
+                        from,
+                        to: *to,
+                    })
+            })
+            .collect(),
         job: NewJob {
             id: &job_id,
             kind: plan.kind,

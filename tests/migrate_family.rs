@@ -1,0 +1,567 @@
+//! `volume migrate --with-clones`: a volume moves with the clones that read from its
+//! snapshots (and theirs), in one job, and they keep their layering on the target: each is
+//! made there as a clone of the same snapshot, and only what differs from it is written. Every
+//! volume and snapshot of the family is read back as a client reads it (`read_through`, the
+//! layering rule written out in the tests) and compared byte for byte with what it held before;
+//! random sizes, data, chain shapes and moments of a cancel or a `kill -9` (seed printed;
+//! `EMBER_SEED` replays it). `EMBER_MIGRATE_ROUNDS` sets the cancel/kill rounds (2 by default).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Random guest writes into a file image: random bytes, written zeros (over a parent's data
+/// in a clone: they must stay zeros), short or long.
+fn scribble(rng: &mut StdRng, path: &Path, most: u64) {
+    use std::os::unix::fs::FileExt;
+    let size = std::fs::metadata(path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    for _ in 0..rng.random_range(1..5) {
+        let at = rng.random_range(0..size);
+        let len = rng.random_range(1..most).min(size - at) as usize;
+        let data: Vec<u8> = if rng.random_bool(0.25) {
+            vec![0; len]
+        } else {
+            (0..len).map(|_| rng.random()).collect()
+        };
+        f.write_all_at(&data, at).unwrap();
+    }
+}
+
+/// The bytes a file image holds itself: its data extents (`SEEK_DATA`), not its allocated
+/// blocks (which count the filesystem's own extent-tree blocks too).
+fn own_bytes(path: &Path) -> u64 {
+    use nix::unistd::{Whence, lseek};
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as i64;
+    let (mut at, mut sum) = (0, 0);
+    while at < len {
+        let Ok(data) = lseek(&f, at, Whence::SeekData) else {
+            break;
+        };
+        let hole = lseek(&f, data, Whence::SeekHole).unwrap_or(len).min(len);
+        sum += (hole - data) as u64;
+        at = hole;
+    }
+    sum
+}
+
+/// A family on file0: volume `v0` with snapshot `s1`; `c1` a clone of `s1` (sometimes larger)
+/// with its own writes and snapshot `cs`; `c2` a clone of `cs`; `c3` a `--source` clone of
+/// `v0` (its hidden snapshot goes with it). Returns the volume names, and every image as a
+/// client reads it now: `volume-ID` and `snapshot-ID` by image name.
+fn family(env: &Env, rng: &mut StdRng) -> (Vec<&'static str>, BTreeMap<String, Vec<u8>>) {
+    let size = (6u64 << 20) + rng.random_range(0..(10u64 << 20));
+    env.json(&[
+        "volume",
+        "create",
+        "v0",
+        "--size",
+        &format!("{size}B"),
+        "--backend",
+        "file0",
+        "--wait",
+    ]);
+    let dir = env.file_dir("file0");
+    let image = |name: &str| env.image("file0", &env.id_of(name));
+    write_at(
+        &image("v0"),
+        0,
+        (size / 2) as usize,
+        rng.random_range(1..=255),
+    );
+    scribble(rng, &image("v0"), 3 << 20);
+    env.json(&[
+        "volume", "snapshot", "create", "s1", "--volume", "v0", "--wait",
+    ]);
+    scribble(rng, &image("v0"), 1 << 20);
+    let mut c1 = vec!["volume", "create", "c1", "--snapshot", "s1", "--wait"];
+    let bigger = format!("{}B", size + rng.random_range(1..(2u64 << 20)));
+    if rng.random_bool(0.5) {
+        c1.extend(["--size", &bigger]);
+    }
+    env.json(&c1);
+    scribble(rng, &image("c1"), 512 << 10);
+    env.json(&[
+        "volume", "snapshot", "create", "cs", "--volume", "c1", "--wait",
+    ]);
+    scribble(rng, &image("c1"), 256 << 10);
+    env.json(&["volume", "create", "c2", "--snapshot", "cs", "--wait"]);
+    scribble(rng, &image("c2"), 256 << 10);
+    env.json(&["volume", "create", "c3", "--source", "v0", "--wait"]);
+    scribble(rng, &image("c3"), 256 << 10);
+    let names = vec!["v0", "c1", "c2", "c3"];
+    let before = images(env, &dir, &names);
+    (names, before)
+}
+
+/// The images of the volumes `names`: each volume's, and each of its snapshots'.
+fn image_names(env: &Env, names: &[&str]) -> Vec<String> {
+    let snaps = env.json(&["volume", "snapshot", "list", "--all"]);
+    let mut out = vec![];
+    for n in names {
+        let id = env.id_of(n);
+        out.push(format!("volume-{id}"));
+        for s in snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["volume_id"] == id.as_str())
+        {
+            out.push(format!("snapshot-{}", s["id"].as_str().unwrap()));
+        }
+    }
+    out
+}
+
+/// Every image of the volumes `names` as a client reads it, from the file backend directory
+/// `dir`, by image name.
+fn images(env: &Env, dir: &Path, names: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    image_names(env, names)
+        .into_iter()
+        .map(|image| {
+            let data = read_through(dir, &image);
+            (image, data)
+        })
+        .collect()
+}
+
+/// Every image of `before` is on backend `on` only, reading as it did.
+fn all_on(env: &Env, before: &BTreeMap<String, Vec<u8>>, on: &str, off: &str, at: &str) {
+    for (image, data) in before {
+        let got = read_through(&env.file_dir(on), image);
+        assert_eq!(got.len(), data.len(), "{at}: {image} size on {on}");
+        if let Some(i) = (0..data.len()).find(|&i| got[i] != data[i]) {
+            panic!("{at}: {image} on {on}: first difference at byte {i}");
+        }
+        assert!(
+            !env.file_dir(off).join(image).exists(),
+            "{at}: {image} is left on {off}"
+        );
+    }
+    for b in ["file0", "file1"] {
+        let o = env.run(&["volume", "reconcile", b, "--json"]);
+        assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
+    }
+}
+
+/// What the database says of the volumes' layering: (parent snapshot, depth) by name.
+fn layering(env: &Env, names: &[&str]) -> BTreeMap<String, (serde_json::Value, serde_json::Value)> {
+    names
+        .iter()
+        .map(|n| {
+            let v = env.volume(n);
+            (
+                n.to_string(),
+                (v["parent"].clone(), v["clone_depth"].clone()),
+            )
+        })
+        .collect()
+}
+
+const TWO_FILES: &str = "\
+[backends.file0]
+volume_driver = \"file\"
+
+[backends.file1]
+volume_driver = \"file\"
+";
+
+#[test]
+fn a_volume_moves_with_its_clones_and_they_stay_layered() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let env = Env::new(dir.path(), &url, TWO_FILES);
+    let _serve = env.serve();
+    let (names, before) = family(&env, &mut rng);
+    let layered = layering(&env, &names);
+    let at = format!("seed {seed}");
+
+    // Without --with-clones: refused, saying how to move them together.
+    let err = env.fails(&["volume", "migrate", "v0", "--to", "file1"], 1);
+    assert!(err.contains("--with-clones"), "{at}: {err}");
+    // A clone of the family attached elsewhere: refused, naming it; nothing moves.
+    env.json(&["volume", "attach", "c2", "--host", "compute-7"]);
+    let err = env.fails(
+        &["volume", "migrate", "v0", "--to", "file1", "--with-clones"],
+        1,
+    );
+    assert!(err.contains("c2") && err.contains("attach"), "{at}: {err}");
+    env.run(&["volume", "detach", "c2", "--force"]);
+    assert_eq!(env.volume("c2")["status"], "available", "{at}");
+
+    // What each clone holds of its own on file0 (its data extents).
+    let own_before: BTreeMap<&str, u64> = ["c1", "c2", "c3"]
+        .into_iter()
+        .map(|n| (n, own_bytes(&env.image("file0", &env.id_of(n)))))
+        .collect();
+    let out = env.run(&[
+        "volume",
+        "migrate",
+        "v0",
+        "--to",
+        "file1",
+        "--with-clones",
+        "--wait",
+    ]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{at}: {said}");
+    assert!(said.contains("clone(s) move with it"), "{at}: {said}");
+    for n in &names {
+        let v = env.volume(n);
+        assert_eq!(v["backend"], "file1", "{at}: {n}: {v}");
+        assert_eq!(v["status"], "available", "{at}: {n}: {v}");
+    }
+    assert_eq!(
+        layering(&env, &names),
+        layered,
+        "{at}: the layering changed"
+    );
+    all_on(&env, &before, "file1", "file0", &at);
+    // Still clones on file1: a parent link each, and only their own data in their files.
+    for n in ["c1", "c2", "c3"] {
+        let image = env.image("file1", &env.id_of(n));
+        assert!(
+            image.with_extension("parent").exists(),
+            "{at}: {n} has no parent link on file1"
+        );
+        let (own, size) = (own_bytes(&image), std::fs::metadata(&image).unwrap().len());
+        eprintln!(
+            "{at}: {n}: {own} bytes of its own on file1 ({} on file0) of {size}",
+            own_before[n]
+        );
+        assert!(
+            own <= own_before[n],
+            "{at}: {n} holds {own} bytes of its own on file1, {} on file0",
+            own_before[n]
+        );
+    }
+
+    // c1 alone with its clone, back to file0: c1's parent s1 stays on file1, so c1 arrives
+    // flat, and c2 still reads from c1's snapshot cs.
+    let out = env.run(&[
+        "volume",
+        "migrate",
+        "c1",
+        "--to",
+        "file0",
+        "--with-clones",
+        "--wait",
+    ]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{at}: {said}");
+    assert!(said.contains("flattened on the way"), "{at}: {said}");
+    let c1 = env.volume("c1");
+    assert!(c1["parent"].is_null(), "{at}: {c1}");
+    assert_eq!(c1["clone_depth"], 0, "{at}: {c1}");
+    assert_eq!(env.volume("c2")["parent"], layered["c2"].0, "{at}");
+    assert_eq!(env.volume("c2")["backend"], "file0", "{at}");
+    let moved: BTreeMap<String, Vec<u8>> = image_names(&env, &["c1", "c2"])
+        .into_iter()
+        .map(|image| {
+            let data = before[&image].clone();
+            (image, data)
+        })
+        .collect();
+    assert_eq!(moved.len(), 3, "{at}: c1, cs and c2");
+    all_on(&env, &moved, "file0", "file1", &at);
+}
+
+#[test]
+fn cancel_or_kill_leaves_the_whole_family_on_one_side() {
+    let seed = seed();
+    let rounds: usize = std::env::var("EMBER_MIGRATE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut rng = StdRng::seed_from_u64(seed);
+    // 8 to 24 MiB/s (the seed's): the family's copy and its checks take a few seconds.
+    let bps = rng.random_range(8u64..=24) << 20;
+    eprintln!("seed {seed}: volume_copy_bps_limit = {bps}");
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+        let env = Env::new(
+            dir.path(),
+            &url,
+            &format!(
+                "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
+                 [backends.file1]\nvolume_driver = \"file\"\n"
+            ),
+        );
+        let mut serve = env.serve();
+        let (names, before) = family(&env, &mut rng);
+        let layered = layering(&env, &names);
+        let total: u64 = before.values().map(|d| d.len() as u64).sum();
+        let kill = rng.random_bool(0.5);
+        let delay = rng.random_range(0..(2 * total * 1000 / bps).max(1));
+        let at = format!(
+            "seed {seed} round {round} ({} after {delay} ms)",
+            if kill { "kill -9" } else { "cancel" }
+        );
+        let job =
+            env.json(&["volume", "migrate", "v0", "--to", "file1", "--with-clones"])["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        wait_for("the migration to run", Duration::from_secs(30), || {
+            (env.job(&job)["state"] != "queued").then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(delay));
+        let was = env.job(&job);
+        eprintln!(
+            "{at}: at {} of {} bytes ({})",
+            was["bytes_done"], was["bytes_total"], was["state"]
+        );
+        if kill {
+            serve.signal("KILL");
+            serve.wait(Duration::from_secs(10));
+            serve = env.serve();
+        } else {
+            let _ = env.run(&["job", "cancel", &job]);
+        }
+        let end = env.wait_job(&job, 180);
+        eprintln!("{at}: the job {}", end["state"]);
+        let on = match end["state"].as_str() {
+            Some("succeeded") => "file1",
+            Some("cancelled") if !kill => "file0",
+            other => panic!("{at}: the job ended {other:?}: {end}"),
+        };
+        let off = if on == "file1" { "file0" } else { "file1" };
+        for n in &names {
+            let v = env.volume(n);
+            assert_eq!(v["backend"], on, "{at}: {n}: {v}");
+            assert_eq!(v["status"], "available", "{at}: {n}: {v}");
+        }
+        assert_eq!(
+            layering(&env, &names),
+            layered,
+            "{at}: the layering changed"
+        );
+        all_on(&env, &before, on, off, &at);
+        drop(serve);
+    }
+}
+
+/// A second pool on `ceph`, usable by client.cinder.
+fn second_pool(ceph: &Ceph) {
+    ceph.ceph(&[
+        "osd",
+        "pool",
+        "create",
+        "volumes2",
+        "8",
+        "8",
+        "replicated",
+        "--size",
+        "1",
+    ]);
+    ceph.rbd(&["pool", "init", "volumes2"]);
+    ceph.ceph(&[
+        "auth",
+        "caps",
+        "client.cinder",
+        "mon",
+        "profile rbd",
+        "osd",
+        "profile rbd pool=volumes, profile rbd pool=volumes2",
+    ]);
+}
+
+/// Seeded guest writes into `pool/image` through librbd (`rbd bench`, random 64 KiB writes).
+fn bench(ceph: &Ceph, spec: &str, rng: &mut StdRng) {
+    let total = format!("{}K", 64 * rng.random_range(4..24));
+    ceph.rbd(&[
+        "bench",
+        "--io-type",
+        "write",
+        "--io-size",
+        "64K",
+        "--io-total",
+        &total,
+        "--io-pattern",
+        "rand",
+        spec,
+    ]);
+}
+
+/// An rbd family, as in the file test, moved by live migration to another pool of its
+/// cluster (librbd relinks the clones), then by copy to another cluster: every volume and
+/// snapshot compared by `rbd export` with what it held before, each clone still a clone of the
+/// same snapshot (`rbd info`'s parent) in its new pool, nothing left behind.
+#[test]
+fn rbd_family_moves_live_then_across_clusters_and_stays_layered() {
+    let Some(ceph) = Ceph::start(false) else {
+        return;
+    };
+    let Some(other) = Ceph::start(false) else {
+        return;
+    };
+    second_pool(&ceph);
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let rbd1 = ceph
+        .backend("rbd1", "")
+        .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"");
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &format!(
+            "{}{rbd1}{}",
+            ceph.backend("rbd0", ""),
+            other.backend("rbdx", "")
+        ),
+    );
+    let _serve = env.serve();
+    for b in ["rbd0", "rbd1", "rbdx"] {
+        env.wait_backend_up(b, 60);
+    }
+    let size = (8u64 << 20) + rng.random_range(0..16384u64) * 512;
+    env.json(&[
+        "volume",
+        "create",
+        "v0",
+        "--size",
+        &format!("{size}B"),
+        "--backend",
+        "rbd0",
+        "--wait",
+    ]);
+    let spec = |pool: &str, n: &str| format!("{pool}/volume-{}", env.id_of(n));
+    ceph.fill(&format!("volume-{}", env.id_of("v0")), 4);
+    bench(&ceph, &spec("volumes", "v0"), &mut rng);
+    env.json(&[
+        "volume", "snapshot", "create", "s1", "--volume", "v0", "--wait",
+    ]);
+    bench(&ceph, &spec("volumes", "v0"), &mut rng);
+    env.json(&["volume", "create", "c1", "--snapshot", "s1", "--wait"]);
+    bench(&ceph, &spec("volumes", "c1"), &mut rng);
+    // Zeros written over the parent's data: they must stay zeros in the moved clone.
+    let at = rng.random_range(0..(3u64 << 20));
+    let mut model = vec![0u8; size as usize];
+    ceph.client_write(
+        &format!("volume-{}", env.id_of("c1")),
+        &[ClientOp::Zero(at, 100 << 10)],
+        &mut model,
+    );
+    env.json(&[
+        "volume", "snapshot", "create", "cs", "--volume", "c1", "--wait",
+    ]);
+    bench(&ceph, &spec("volumes", "c1"), &mut rng);
+    env.json(&["volume", "create", "c2", "--snapshot", "cs", "--wait"]);
+    bench(&ceph, &spec("volumes", "c2"), &mut rng);
+    let names = ["v0", "c1", "c2"];
+    // Every image (`volume-ID`, `volume-ID@snapshot-SID`) as `rbd export` reads it.
+    let export = |c: &Ceph, pool: &str, image: &str| {
+        let out = dir.path().join("export.img");
+        let _ = std::fs::remove_file(&out);
+        c.rbd(&["export", &format!("{pool}/{image}"), out.to_str().unwrap()]);
+        std::fs::read(&out).unwrap()
+    };
+    let images: Vec<String> = image_names(&env, &names)
+        .into_iter()
+        .map(|i| match i.strip_prefix("snapshot-") {
+            Some(sid) => {
+                let s = env.json(&["volume", "snapshot", "list", "--all"]);
+                let vid = s
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["id"] == sid)
+                    .unwrap()["volume_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                format!("volume-{vid}@snapshot-{sid}")
+            }
+            None => i,
+        })
+        .collect();
+    let before: BTreeMap<&String, Vec<u8>> = images
+        .iter()
+        .map(|i| (i, export(&ceph, "volumes", i)))
+        .collect();
+    let layered = layering(&env, &names);
+    let parent_of = |c: &Ceph, pool: &str, n: &str| {
+        let info = c.rbd(&["info", "--format", "json", &spec(pool, n)]);
+        let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        (
+            v["parent"]["pool"].as_str().unwrap_or("").to_string(),
+            v["parent"]["image"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    for (to, c, pool, off) in [
+        ("rbd1", &ceph, "volumes2", (&ceph, "volumes")),
+        ("rbdx", &other, "volumes", (&ceph, "volumes2")),
+    ] {
+        let at = format!("seed {seed}: to {to}");
+        let out = env.run(&[
+            "volume",
+            "migrate",
+            "v0",
+            "--to",
+            to,
+            "--with-clones",
+            "--wait",
+        ]);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{at}: {said}");
+        assert!(
+            said.contains(if to == "rbd1" {
+                "live migration"
+            } else {
+                "read back and checked"
+            }),
+            "{at}: {said}"
+        );
+        for n in names {
+            let v = env.volume(n);
+            assert_eq!(v["backend"], to, "{at}: {n}: {v}");
+            assert_eq!(v["status"], "available", "{at}: {n}: {v}");
+        }
+        assert_eq!(
+            layering(&env, &names),
+            layered,
+            "{at}: the layering changed"
+        );
+        assert_eq!(
+            parent_of(c, pool, "c1"),
+            (pool.to_string(), format!("volume-{}", env.id_of("v0"))),
+            "{at}: c1 is no clone of v0's snapshot there"
+        );
+        assert_eq!(
+            parent_of(c, pool, "c2"),
+            (pool.to_string(), format!("volume-{}", env.id_of("c1"))),
+            "{at}: c2 is no clone of c1's snapshot there"
+        );
+        for (image, data) in &before {
+            let got = export(c, pool, image);
+            assert_eq!(got.len(), data.len(), "{at}: {image}: size");
+            if let Some(i) = (0..data.len()).find(|&i| got[i] != data[i]) {
+                panic!("{at}: {image} differs first at byte {i}");
+            }
+        }
+        let left = off.0.rbd(&["ls", off.1]);
+        assert!(
+            stdout(&left).trim().is_empty(),
+            "{at}: left in {}: {}",
+            off.1,
+            stdout(&left)
+        );
+        for b in ["rbd0", "rbd1", "rbdx"] {
+            let o = env.run(&["volume", "reconcile", b, "--json"]);
+            assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
+        }
+    }
+}
