@@ -113,6 +113,37 @@ impl Case {
         self.volume_equals(rid, to, want, &format!("restore of {name} to {to}"));
     }
 
+    /// Once job `job` has moved its first bytes, `kill -9` of the service at a seeded moment
+    /// in the next `most_ms`; `while_down` runs before the service starts again; the job, run
+    /// again, must succeed.
+    fn kill_mid(
+        &mut self,
+        job: &str,
+        what: &str,
+        most_ms: u64,
+        while_down: impl FnOnce(&mut Case),
+    ) {
+        let seed = self.seed;
+        wait_for(
+            &format!("the {what} to start"),
+            Duration::from_secs(60),
+            || (self.env.job(job)["bytes_done"].as_u64().unwrap_or(0) > 0).then_some(()),
+        );
+        let delay = self.rng.random_range(0..most_ms.max(1));
+        std::thread::sleep(Duration::from_millis(delay));
+        let was = self.env.job(job);
+        eprintln!(
+            "seed {seed}: kill -9 {delay} ms into the {what}: at {} of {} ({})",
+            was["bytes_done"], was["bytes_total"], was["state"]
+        );
+        self.serve.signal("KILL");
+        self.serve.wait(Duration::from_secs(10));
+        while_down(self);
+        self.serve = self.env.serve();
+        let end = self.env.wait_job(job, 180);
+        assert_eq!(end["state"], "succeeded", "seed {seed}: {what}: {end}");
+    }
+
     /// Volume `rid` on `to` (rbd0 or a file backend) holds `want`, byte for byte.
     fn volume_equals(&self, rid: &str, to: &str, want: &[u8], what: &str) {
         let seed = self.seed;
@@ -316,28 +347,16 @@ fn rbd_kill_9_mid_backup_keeps_its_point_in_time() {
     let seed = c.seed;
     let at_start = c.model.clone();
     let read_ms = c.model.len() as u64 * 1000 / bps;
-    let delay = c.rng.random_range(0..read_ms / 2);
+    eprintln!("seed {seed}: volume_copy_bps_limit = {bps}");
     let job = c.env.json(&["backup", "create", "r", "--name", "b1"])["job_id"]
         .as_str()
         .unwrap()
         .to_string();
-    // Reading has begun (so its snapshot was taken), then a random moment of the read.
-    wait_for("the backup to read", Duration::from_secs(60), || {
-        (c.env.job(&job)["bytes_done"].as_u64().unwrap_or(0) > 0).then_some(())
+    // Reading has begun (so its snapshot was taken), then a random moment of the read; the
+    // guest goes on writing while ember is down.
+    c.kill_mid(&job, "backup", read_ms / 2, |c| {
+        c.guest_io();
     });
-    std::thread::sleep(Duration::from_millis(delay));
-    let was = c.env.job(&job);
-    eprintln!(
-        "seed {seed}: kill -9 {delay} ms into the backup at {bps} B/s: at {} of {} ({})",
-        was["bytes_done"], was["bytes_total"], was["state"]
-    );
-    c.serve.signal("KILL");
-    c.serve.wait(Duration::from_secs(10));
-    // The guest goes on writing while ember is down.
-    c.guest_io();
-    c.serve = c.env.serve();
-    let end = c.env.wait_job(&job, 180);
-    assert_eq!(end["state"], "succeeded", "seed {seed}: {end}");
     let b1 = c.env.json(&["backup", "show", "b1"])[0]["id"]
         .as_str()
         .unwrap()
@@ -364,21 +383,7 @@ fn rbd_kill_9_mid_backup_keeps_its_point_in_time() {
         "rbd0",
     ]);
     let job = r["job_id"].as_str().unwrap().to_string();
-    wait_for("the restore to write", Duration::from_secs(60), || {
-        (c.env.job(&job)["bytes_done"].as_u64().unwrap_or(0) > 0).then_some(())
-    });
-    let delay = c.rng.random_range(0..read_ms / 2);
-    std::thread::sleep(Duration::from_millis(delay));
-    let was = c.env.job(&job);
-    eprintln!(
-        "seed {seed}: kill -9 {delay} ms into the restore at {bps} B/s: at {} of {} ({})",
-        was["bytes_done"], was["bytes_total"], was["state"]
-    );
-    c.serve.signal("KILL");
-    c.serve.wait(Duration::from_secs(10));
-    c.serve = c.env.serve();
-    let end = c.env.wait_job(&job, 180);
-    assert_eq!(end["state"], "succeeded", "seed {seed}: {end}");
+    c.kill_mid(&job, "restore", read_ms / 2, |_| {});
     let rid = c.env.volume("again")["id"].as_str().unwrap().to_string();
     c.volume_equals(&rid, "rbd0", &at_start, "the restore of b1 killed mid-way");
 }

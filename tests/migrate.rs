@@ -9,7 +9,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use rand::rngs::StdRng;
@@ -54,55 +53,6 @@ fn create(env: &Env, name: &str, size: u64, backend: &str) -> String {
         "--wait",
     ]);
     env.id_of(name)
-}
-
-/// Starts a migration of `name` to `to`, and once it runs, after `delay` ms, cancels it or
-/// kills `ember serve` (then starts it again); returns the job as it ended, and whether the
-/// volume ended on the target (a cancel that came too late lets it succeed). The volume is
-/// `available` either way.
-fn interrupt(
-    env: &Env,
-    serve: &mut Serve,
-    name: &str,
-    to: &str,
-    kill: bool,
-    delay: u64,
-    at: &str,
-) -> bool {
-    let job = env.json(&["volume", "migrate", name, "--to", to])["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for("the migration to run", Duration::from_secs(30), || {
-        (env.job(&job)["state"] != "queued").then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(delay));
-    let was = env.job(&job);
-    eprintln!(
-        "{at}: at {} of {} bytes ({})",
-        was["bytes_done"], was["bytes_total"], was["state"]
-    );
-    if kill {
-        serve.signal("KILL");
-        serve.wait(Duration::from_secs(10));
-        *serve = env.serve();
-        // Both ends ready again before the next request (an rbd backend's first setup check
-        // takes a moment, and a request with --wait is refused meanwhile).
-        let from = env.job(&job)["backend"].as_str().unwrap().to_string();
-        env.wait_backend_up(&from, 60);
-        env.wait_backend_up(to, 60);
-    } else {
-        let _ = env.run(&["job", "cancel", &job]);
-    }
-    let end = env.wait_job(&job, 180);
-    eprintln!("{at}: the job {}", end["state"]);
-    let v = env.volume(name);
-    assert_eq!(v["status"], "available", "{at}: {v}");
-    match end["state"].as_str() {
-        Some("succeeded") => true,
-        Some("cancelled") if !kill => false,
-        other => panic!("{at}: the job ended {other:?}: {end}"),
-    }
 }
 
 const TWO_FILES: &str = "\
@@ -394,7 +344,14 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
         };
         eprintln!("{at}: {} snapshot(s) to carry", snaps.len());
         let before = std::fs::read(env.image("file0", &id)).unwrap();
-        let moved = interrupt(&env, &mut serve, &name, "file1", kill, delay, &at);
+        let moved = interrupt(
+            &env,
+            &mut serve,
+            &[&name, "--to", "file1"],
+            kill,
+            delay,
+            &at,
+        );
         let v = env.volume(&name);
         let (on, off) = if moved {
             ("file1", "file0")
@@ -416,31 +373,6 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
             assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
         }
     }
-}
-
-/// A second pool on `ceph`, usable by client.cinder.
-fn second_pool(ceph: &Ceph) {
-    ceph.ceph(&[
-        "osd",
-        "pool",
-        "create",
-        "volumes2",
-        "8",
-        "8",
-        "replicated",
-        "--size",
-        "1",
-    ]);
-    ceph.rbd(&["pool", "init", "volumes2"]);
-    ceph.ceph(&[
-        "auth",
-        "caps",
-        "client.cinder",
-        "mon",
-        "profile rbd",
-        "osd",
-        "profile rbd pool=volumes, profile rbd pool=volumes2",
-    ]);
 }
 
 /// rbd on one cluster to rbd on another (a host-assisted copy: no live migration between
@@ -668,7 +600,7 @@ fn rbd_copy_carrying_snapshots_survives_cancel_and_kill() {
             snaps.len()
         );
         eprintln!("{at}");
-        let moved = interrupt(&env, &mut serve, &name, "rbdx", kill, delay, &at);
+        let moved = interrupt(&env, &mut serve, &[&name, "--to", "rbdx"], kill, delay, &at);
         let (on, off, backend) = if moved {
             (&other, &ceph, "rbdx")
         } else {
@@ -701,14 +633,11 @@ fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
     let Some(ceph) = Ceph::start(false) else {
         return;
     };
-    second_pool(&ceph);
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let rbd1 = ceph
-        .backend("rbd1", "")
-        .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"");
+    let rbd1 = ceph.second_pool("rbd1");
     // 64 MiB/s on the source: a 192 MiB migration takes about 3 s, long enough to be hit.
     let env = Env::new(
         dir.path(),
@@ -814,7 +743,7 @@ fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
         let size = 192u64 << 20;
         let id = create(&env, &name, size, "rbd0");
         let before = import(&id, size, &mut rng);
-        let moved = interrupt(&env, &mut serve, &name, "rbd1", kill, delay, &at);
+        let moved = interrupt(&env, &mut serve, &[&name, "--to", "rbd1"], kill, delay, &at);
         let v = env.volume(&name);
         let (on, off) = if moved {
             ("volumes2", "volumes")

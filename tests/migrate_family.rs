@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use rand::rngs::StdRng;
@@ -308,34 +307,15 @@ fn cancel_or_kill_leaves_the_whole_family_on_one_side() {
             "seed {seed} round {round} ({} after {delay} ms)",
             if kill { "kill -9" } else { "cancel" }
         );
-        let job =
-            env.json(&["volume", "migrate", "v0", "--to", "file1", "--with-clones"])["job_id"]
-                .as_str()
-                .unwrap()
-                .to_string();
-        wait_for("the migration to run", Duration::from_secs(30), || {
-            (env.job(&job)["state"] != "queued").then_some(())
-        });
-        std::thread::sleep(Duration::from_millis(delay));
-        let was = env.job(&job);
-        eprintln!(
-            "{at}: at {} of {} bytes ({})",
-            was["bytes_done"], was["bytes_total"], was["state"]
+        let moved = interrupt(
+            &env,
+            &mut serve,
+            &["v0", "--to", "file1", "--with-clones"],
+            kill,
+            delay,
+            &at,
         );
-        if kill {
-            serve.signal("KILL");
-            serve.wait(Duration::from_secs(10));
-            serve = env.serve();
-        } else {
-            let _ = env.run(&["job", "cancel", &job]);
-        }
-        let end = env.wait_job(&job, 180);
-        eprintln!("{at}: the job {}", end["state"]);
-        let on = match end["state"].as_str() {
-            Some("succeeded") => "file1",
-            Some("cancelled") if !kill => "file0",
-            other => panic!("{at}: the job ended {other:?}: {end}"),
-        };
+        let on = if moved { "file1" } else { "file0" };
         let off = if on == "file1" { "file0" } else { "file1" };
         for n in &names {
             let v = env.volume(n);
@@ -350,31 +330,6 @@ fn cancel_or_kill_leaves_the_whole_family_on_one_side() {
         all_on(&env, &before, on, off, &at);
         drop(serve);
     }
-}
-
-/// A second pool on `ceph`, usable by client.cinder.
-fn second_pool(ceph: &Ceph) {
-    ceph.ceph(&[
-        "osd",
-        "pool",
-        "create",
-        "volumes2",
-        "8",
-        "8",
-        "replicated",
-        "--size",
-        "1",
-    ]);
-    ceph.rbd(&["pool", "init", "volumes2"]);
-    ceph.ceph(&[
-        "auth",
-        "caps",
-        "client.cinder",
-        "mon",
-        "profile rbd",
-        "osd",
-        "profile rbd pool=volumes, profile rbd pool=volumes2",
-    ]);
 }
 
 /// Seeded guest writes into `pool/image` through librbd (`rbd bench`, random 64 KiB writes).
@@ -406,14 +361,11 @@ fn rbd_family_moves_live_then_across_clusters_and_stays_layered() {
     let Some(other) = Ceph::start(false) else {
         return;
     };
-    second_pool(&ceph);
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let rbd1 = ceph
-        .backend("rbd1", "")
-        .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"");
+    let rbd1 = ceph.second_pool("rbd1");
     let env = Env::new(
         dir.path(),
         &url,

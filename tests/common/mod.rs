@@ -412,6 +412,55 @@ impl Env {
     }
 }
 
+/// Starts `ember volume migrate ARGS` (`[NAME, "--to", TO, ...]`), and once it runs, after
+/// `delay` ms, cancels it or kills `ember serve` (then starts it again); returns whether the
+/// volume ended on the target (a cancel that came too late lets it succeed). The volume is
+/// `available` either way.
+pub fn interrupt(
+    env: &Env,
+    serve: &mut Serve,
+    args: &[&str],
+    kill: bool,
+    delay: u64,
+    at: &str,
+) -> bool {
+    let (name, to) = (args[0], args[2]);
+    let job = env.json(&[&["volume", "migrate"], args].concat())["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the migration to run", Duration::from_secs(30), || {
+        (env.job(&job)["state"] != "queued").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(delay));
+    let was = env.job(&job);
+    eprintln!(
+        "{at}: at {} of {} bytes ({})",
+        was["bytes_done"], was["bytes_total"], was["state"]
+    );
+    if kill {
+        serve.signal("KILL");
+        serve.wait(Duration::from_secs(10));
+        *serve = env.serve();
+        // Both ends ready again before the next request (an rbd backend's first setup check
+        // takes a moment, and a request with --wait is refused meanwhile).
+        let from = env.job(&job)["backend"].as_str().unwrap().to_string();
+        env.wait_backend_up(&from, 60);
+        env.wait_backend_up(to, 60);
+    } else {
+        let _ = env.run(&["job", "cancel", &job]);
+    }
+    let end = env.wait_job(&job, 180);
+    eprintln!("{at}: the job {}", end["state"]);
+    let v = env.volume(name);
+    assert_eq!(v["status"], "available", "{at}: {v}");
+    match end["state"].as_str() {
+        Some("succeeded") => true,
+        Some("cancelled") if !kill => false,
+        other => panic!("{at}: the job ended {other:?}: {end}"),
+    }
+}
+
 /// Writes `len` bytes of `byte` at `offset` into a file (a volume's data, as a guest would).
 pub fn write_at(path: &Path, offset: u64, len: usize, byte: u8) {
     use std::os::unix::fs::FileExt;
@@ -592,6 +641,34 @@ impl Ceph {
     /// Freezes (SIGSTOP) or resumes the monitor.
     pub fn mon_freeze(&self, on: bool) {
         self.script(if on { "mon-freeze" } else { "mon-thaw" });
+    }
+
+    /// A second pool, `volumes2`, usable by client.cinder (two backends on one cluster);
+    /// returns the section of backend `name` on it.
+    pub fn second_pool(&self, name: &str) -> String {
+        self.ceph(&[
+            "osd",
+            "pool",
+            "create",
+            "volumes2",
+            "8",
+            "8",
+            "replicated",
+            "--size",
+            "1",
+        ]);
+        self.rbd(&["pool", "init", "volumes2"]);
+        self.ceph(&[
+            "auth",
+            "caps",
+            "client.cinder",
+            "mon",
+            "profile rbd",
+            "osd",
+            "profile rbd pool=volumes, profile rbd pool=volumes2",
+        ]);
+        self.backend(name, "")
+            .replace("rbd_pool = \"volumes\"", "rbd_pool = \"volumes2\"")
     }
 
     /// The `rbd` CLI as client.admin on this cluster.

@@ -145,13 +145,15 @@ async fn refuse_dependent_clones(db: &Db, v: &VolumeRow) -> Result<(), JobError>
     for s in db.snapshots_of(&v.id).await? {
         let clones = db.clones_of_snapshot(&s.id).await?;
         if let Some(c) = clones.first() {
+            let mut names: Vec<&str> = clones.iter().take(3).map(|c| c.name.as_str()).collect();
+            if clones.len() > 3 {
+                names.push("...");
+            }
             return Err(JobError::Refused(format!(
-                "snapshot {} of volume {} has dependent clones ({} and {} more): move them with it (ember volume migrate {} --to BACKEND --with-clones), or migrate or flatten them first (ember volume flatten {})",
+                "volume {} has dependent clones of its snapshot {} ({}): move them with it (--with-clones; in the console, y to \"with its clones\"), or flatten them first (ember volume flatten {})",
+                v.name,
                 s.name,
-                v.name,
-                c.name,
-                clones.len() - 1,
-                v.name,
+                names.join(", "),
                 c.name
             )));
         }
