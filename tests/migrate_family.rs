@@ -165,21 +165,20 @@ fn layering(env: &Env, names: &[&str]) -> BTreeMap<String, (serde_json::Value, s
         .collect()
 }
 
-const TWO_FILES: &str = "\
-[backends.file0]
-volume_driver = \"file\"
-
-[backends.file1]
-volume_driver = \"file\"
-";
-
 #[test]
 fn a_volume_moves_with_its_clones_and_they_stay_layered() {
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let env = Env::new(dir.path(), &url, TWO_FILES);
+    // Both at 16 MiB/s: each move takes a few seconds, long enough to be cancelled, or asked
+    // for what it forbids meanwhile.
+    let env = Env::new(
+        dir.path(),
+        &url,
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n\
+         [backends.file1]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = 16777216\n",
+    );
     let _serve = env.serve();
     let (names, before) = family(&env, &mut rng);
     let layered = layering(&env, &names);
@@ -203,18 +202,31 @@ fn a_volume_moves_with_its_clones_and_they_stay_layered() {
         .into_iter()
         .map(|n| (n, own_bytes(&env.image("file0", &env.id_of(n)))))
         .collect();
-    let out = env.run(&[
-        "volume",
-        "migrate",
-        "v0",
-        "--to",
-        "file1",
-        "--with-clones",
-        "--wait",
-    ]);
+    // Asked and cancelled at once (file0 at 16 MiB/s: it cannot be done yet): the whole
+    // family is still on file0.
+    let out = env.run(&["volume", "migrate", "v0", "--to", "file1", "--with-clones"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{at}: {said}");
     assert!(said.contains("clone(s) move with it"), "{at}: {said}");
+    let job = env.json(&["job", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.run(&["job", "cancel", &job]);
+    assert_eq!(env.wait_job(&job, 120)["state"], "cancelled", "{at}");
+    all_on(&env, &before, "file0", "file1", &at);
+    // A retry moves the family it was asked for: refused once another clone reads from it.
+    env.json(&["volume", "create", "c9", "--snapshot", "s1", "--wait"]);
+    let err = env.fails(&["job", "retry", &job], 1);
+    assert!(err.contains("changed"), "{at}: {err}");
+    env.json(&["volume", "delete", "c9", "--wait"]);
+    let out = env.run(&["job", "retry", &job, "--wait"]);
+    assert!(
+        out.status.success(),
+        "{at}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     for n in &names {
         let v = env.volume(n);
         assert_eq!(v["backend"], "file1", "{at}: {n}: {v}");
@@ -247,18 +259,37 @@ fn a_volume_moves_with_its_clones_and_they_stay_layered() {
 
     // c1 alone with its clone, back to file0: c1's parent s1 stays on file1, so c1 arrives
     // flat, and c2 still reads from c1's snapshot cs.
-    let out = env.run(&[
-        "volume",
-        "migrate",
-        "c1",
-        "--to",
-        "file0",
-        "--with-clones",
-        "--wait",
-    ]);
+    let out = env.run(&["volume", "migrate", "c1", "--to", "file0", "--with-clones"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{at}: {said}");
     assert!(said.contains("flattened on the way"), "{at}: {said}");
+    let job = env.json(&["job", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // While it moves, a clone of a moving snapshot or its deletion is refused (they would be
+    // left behind, or pulled from under the copy), and so is another job on a clone.
+    let state = env.job(&job)["state"].clone();
+    for (what, args) in [
+        (
+            "a clone of cs",
+            vec!["volume", "create", "x", "--snapshot", "cs"],
+        ),
+        ("deleting cs", vec!["volume", "snapshot", "delete", "cs"]),
+        ("a flatten of c2", vec!["volume", "flatten", "c2"]),
+    ] {
+        let o = env.run(&args);
+        let err = stderr(&o);
+        eprintln!("{at}: {what} while the job was {state}: {err}");
+        if state == "queued" || state == "running" {
+            assert!(!o.status.success(), "{at}: {what} was not refused");
+            assert!(
+                err.contains("migrat") || err.contains("maintenance"),
+                "{at}: {what}: {err}"
+            );
+        }
+    }
+    assert_eq!(env.wait_job(&job, 120)["state"], "succeeded", "{at}");
     let c1 = env.volume("c1");
     assert!(c1["parent"].is_null(), "{at}: {c1}");
     assert_eq!(c1["clone_depth"], 0, "{at}: {c1}");

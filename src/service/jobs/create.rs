@@ -33,6 +33,7 @@ pub(super) async fn plan_create(
                 s.name, s.status
             )));
         }
+        super::request::snapshot_not_moving(db, &s, "clone").await?;
         let depth = db
             .get_volume(&s.volume_id)
             .await?

@@ -132,6 +132,30 @@ pub(crate) async fn not_busy(db: &Db, id: &str, what: &str) -> Result<(), JobErr
     Ok(())
 }
 
+/// Refuses to `action` snapshot `s` while a migration moves its volume (`maintenance`): its
+/// snapshots move with it, so a new clone of one, or its deletion, would be left behind or
+/// pulled from under the copy.
+pub(super) async fn snapshot_not_moving(
+    db: &Db,
+    s: &SnapshotRow,
+    action: &str,
+) -> Result<(), JobError> {
+    let Some(v) = db.get_volume(&s.volume_id).await? else {
+        return Ok(());
+    };
+    if v.status != Status::Maintenance {
+        return Ok(());
+    }
+    let job = db.active_job_referencing(&v.id).await?;
+    Err(JobError::Refused(format!(
+        "snapshot {} of volume {}: cannot {action} it while a migration moves the volume{}; wait for it",
+        s.name,
+        v.name,
+        job.map(|j| format!(" ({} job {})", j.kind, short(&j.id)))
+            .unwrap_or_default()
+    )))
+}
+
 /// What `volume verify` compares with when no snapshot is named: the parent of a layered
 /// clone, else the snapshot it was flattened from, while that snapshot still exists.
 async fn verify_default(db: &Db, v: &VolumeRow) -> Result<SnapshotRow, JobError> {
@@ -544,6 +568,7 @@ async fn plan(db: &Db, cfg: &Config, req: &Request) -> Result<Plan, JobError> {
             let from = asks_from(JobKind::SnapshotDelete);
             may_start("snapshot", &s.name, &s.id, s.status, from, "delete")?;
             not_busy(db, &s.id, &format!("snapshot {}", s.name)).await?;
+            snapshot_not_moving(db, &s, "delete").await?;
             let bc = rules(cfg, &s.backend);
             if !bc.enable_deferred_deletion
                 && let Some(why) = dependents(db, &s).await?

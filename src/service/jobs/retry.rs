@@ -78,6 +78,24 @@ pub async fn retry(db: &Db, cfg: &Config, key: &str, actor: &str) -> Result<Enqu
         }
         (Target::Snapshot, false) | (Target::Backup, false) => {}
     }
+    // A migration moves the clones that read from its volume: the same ones as when it was
+    // asked, or it would leave a new one behind (or carry one that went).
+    if kind == JobKind::Migrate {
+        let now: Vec<String> = db
+            .descendants(&old.target_id)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if now != params.family {
+            return Err(JobError::Refused(format!(
+                "job {}: the clones reading from its volume changed since it was asked ({} then, {} now): ask again (ember volume migrate ... --with-clones)",
+                short(&old.id),
+                params.family.len(),
+                now.len()
+            )));
+        }
+    }
     let mut plan = Plan::new(
         cfg,
         kind,
