@@ -21,7 +21,8 @@ use crate::driver::{self, DriverError, ImageInfo, VolumeDriver, volume_image};
 use crate::service::lifecycle;
 
 use super::jobs::JobError;
-use super::jobs::request::{not_busy, volume};
+use super::jobs::guards::not_busy;
+use super::jobs::request::volume;
 use super::units::check_name;
 
 /// A storage call made for manage gives up after this long.
@@ -171,7 +172,7 @@ pub async fn manage(
 pub async fn unmanage(db: &Db, key: &str, actor: &str) -> Result<VolumeRow, JobError> {
     db.ensure_writable("unmanage a volume")?;
     let v = volume(db, key).await?;
-    super::jobs::request::may_start(
+    super::jobs::guards::may_start(
         "volume",
         &v.name,
         &v.id,

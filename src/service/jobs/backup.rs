@@ -12,7 +12,8 @@ use crate::driver::{BackupRead, DriverError, human_size};
 use crate::service::lifecycle::{End, settle};
 
 use super::exec::{Ctx, Step, check_holders_of};
-use super::request::{Plan, PlanBackup, PlanVolume, asks_from, found, may_start, not_busy, volume};
+use super::guards::{asks_from, may_start, not_busy};
+use super::request::{Plan, PlanBackup, PlanVolume, found, volume};
 use super::{JobError, placement};
 use crate::service::units::check_name;
 

@@ -7,9 +7,8 @@ use crate::config::Config;
 use crate::db::{Db, Purpose, Status};
 use crate::service::units::check_name;
 
-use super::request::{
-    Plan, PlanSnapshot, PlanVolume, asks_from, not_busy, rules, short, snapshot, status_is, volume,
-};
+use super::guards::{asks_from, not_busy, rules, short, snapshot_not_moving, status_is};
+use super::request::{Plan, PlanSnapshot, PlanVolume, snapshot, volume};
 use super::{JobError, JobKind};
 
 /// A new volume: empty, or a clone of a snapshot (`--snapshot`) or of a volume (`--source`).
@@ -33,7 +32,7 @@ pub(super) async fn plan_create(
                 s.name, s.status
             )));
         }
-        super::request::snapshot_not_moving(db, &s, "clone").await?;
+        snapshot_not_moving(db, &s, "clone").await?;
         let depth = db
             .get_volume(&s.volume_id)
             .await?

@@ -346,7 +346,7 @@ async fn verify(ctx: &Ctx) -> Result<(), Step> {
         names
             .get(id)
             .cloned()
-            .unwrap_or_else(|| super::request::short(id).to_string())
+            .unwrap_or_else(|| super::guards::short(id).to_string())
     };
     let summary = report.summary(
         &format!("volume {}", name(&ctx.id())),

@@ -24,8 +24,9 @@ use crate::service::BackendService;
 use crate::service::lifecycle::{End, settle};
 
 use super::exec::{Ctx, Step, check_holders_of, collect_clone_snapshot, fence_holders};
+use super::guards::{asks_from, not_busy, status_is};
 use super::migrate_copy::{Member, copy, members, remove_partial, remove_with_snapshots};
-use super::request::{Plan, asks_from, not_busy, status_is, volume};
+use super::request::{Plan, volume};
 use super::{JobError, placement};
 
 /// Checks a migration and plans its job: run by the volume's own service, which must also

@@ -2,7 +2,10 @@
 //! operator, queued in the database, and run by a service of the target's backend.
 //!
 //! - `request.rs`: checks a request at once (unknown volume, dependent clones, shrinking...)
-//!   and writes the volume/snapshot rows and the job in one transaction.
+//!   and writes the volume/snapshot rows and the job in one transaction; `guards.rs` holds the
+//!   checks several kinds share (status, busy, a snapshot whose volume is moving, rules).
+//! - `migrate.rs`, `migrate_copy.rs`: a volume (and the clones moving with it) to another
+//!   backend, by live migration or a checked copy.
 //! - `runner.rs`: each backend claims queued jobs when it has a free slot and runs them, the
 //!   driver call on the blocking pool, with throttled progress writes and cancellation.
 //! - `exec.rs`: what each kind does, and the status transitions Cinder operators expect.
@@ -11,6 +14,7 @@
 mod backup;
 mod create;
 pub mod exec;
+pub mod guards;
 mod migrate;
 mod migrate_copy;
 pub mod placement;

@@ -7,7 +7,8 @@ use crate::db::events::NewEvent;
 use crate::db::{Db, EventKind, JobRow, JobState, SnapshotRow, Status, VolumeRow};
 use crate::service::lifecycle::{self, RESET_STATES, Target};
 
-use super::request::{Plan, found, not_busy, short, snapshot, status_is, volume, write};
+use super::guards::{not_busy, short, status_is};
+use super::request::{Plan, found, snapshot, volume, write};
 use super::{Enqueued, JobError, JobKind, Params};
 
 /// Re-queues a failed or cancelled job with the same parameters. Its target must still be
