@@ -41,6 +41,9 @@ pub(super) async fn plan_migrate(
     with_clones: bool,
 ) -> Result<Plan, JobError> {
     let v = volume(db, key).await?;
+    // Attached or busy says more than where it is: first.
+    crate::service::attach::refuse_if_attached(db, &v, "migrate").await?;
+    status_is(&v, asks_from(JobKind::Migrate), "migrate")?;
     let to_name = to.rsplit('@').next().unwrap_or(to);
     if v.backend == to_name {
         return Err(JobError::Refused(format!(
