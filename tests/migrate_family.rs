@@ -380,116 +380,205 @@ fn bench(ceph: &Ceph, spec: &str, rng: &mut StdRng) {
     ]);
 }
 
-/// An rbd family, as in the file test, moved by live migration to another pool of its
-/// cluster (librbd relinks the clones), then by copy to another cluster: every volume and
-/// snapshot compared by `rbd export` with what it held before, each clone still a clone of the
-/// same snapshot (`rbd info`'s parent) in its new pool, nothing left behind.
-#[test]
-fn rbd_family_moves_live_then_across_clusters_and_stays_layered() {
-    let Some(ceph) = Ceph::start(false) else {
-        return;
-    };
-    let Some(other) = Ceph::start(false) else {
-        return;
-    };
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-    let rbd1 = ceph.second_pool("rbd1");
-    let env = Env::new(
-        dir.path(),
-        &url,
-        &format!(
-            "{}{rbd1}{}",
-            ceph.backend("rbd0", ""),
-            other.backend("rbdx", "")
-        ),
-    );
-    let _serve = env.serve();
-    for b in ["rbd0", "rbd1", "rbdx"] {
-        env.wait_backend_up(b, 60);
+/// Three rbd backends on two throwaway clusters: rbd0 (`volumes`) and rbd1 (`volumes2`) on
+/// one, rbdx on the other; on rbd0 a family as in the file test, written through librbd: `v0`
+/// with snapshot `s1`, `c1` a clone of it with its own writes and written zeros over its
+/// parent's data, its snapshot `cs`, `c2` a clone of that.
+struct RbdFamily {
+    ceph: Ceph,
+    other: Ceph,
+    dir: tempfile::TempDir,
+    env: Env,
+    serve: Serve,
+    seed: u64,
+    rng: StdRng,
+    /// Every image of the family (`volume-ID`, `volume-ID@snapshot-SID`) as `rbd export` read
+    /// it before any move.
+    before: BTreeMap<String, Vec<u8>>,
+    layered: BTreeMap<String, (serde_json::Value, serde_json::Value)>,
+}
+
+const RBD_NAMES: [&str; 3] = ["v0", "c1", "c2"];
+
+impl RbdFamily {
+    /// `rbd0_extra`: more lines for rbd0's section (a copy rate), drawn from the seed's
+    /// generator first.
+    fn start(rbd0_extra: impl FnOnce(&mut StdRng) -> String) -> Option<RbdFamily> {
+        let ceph = Ceph::start(false)?;
+        let other = Ceph::start(false)?;
+        let seed = seed();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+        let rbd1 = ceph.second_pool("rbd1");
+        let extra = rbd0_extra(&mut rng);
+        let env = Env::new(
+            dir.path(),
+            &url,
+            &format!(
+                "{}{rbd1}{}",
+                ceph.backend("rbd0", &extra),
+                other.backend("rbdx", "")
+            ),
+        );
+        let serve = env.serve();
+        for b in ["rbd0", "rbd1", "rbdx"] {
+            env.wait_backend_up(b, 60);
+        }
+        let size = (8u64 << 20) + rng.random_range(0..16384u64) * 512;
+        env.json(&[
+            "volume",
+            "create",
+            "v0",
+            "--size",
+            &format!("{size}B"),
+            "--backend",
+            "rbd0",
+            "--wait",
+        ]);
+        let spec = |n: &str| format!("volumes/volume-{}", env.id_of(n));
+        ceph.fill(&format!("volume-{}", env.id_of("v0")), 4);
+        bench(&ceph, &spec("v0"), &mut rng);
+        env.json(&[
+            "volume", "snapshot", "create", "s1", "--volume", "v0", "--wait",
+        ]);
+        bench(&ceph, &spec("v0"), &mut rng);
+        env.json(&["volume", "create", "c1", "--snapshot", "s1", "--wait"]);
+        bench(&ceph, &spec("c1"), &mut rng);
+        // Zeros written over the parent's data: they must stay zeros in the moved clone.
+        let at = rng.random_range(0..(3u64 << 20));
+        let mut model = vec![0u8; size as usize];
+        ceph.client_write(
+            &format!("volume-{}", env.id_of("c1")),
+            &[ClientOp::Zero(at, 100 << 10)],
+            &mut model,
+        );
+        env.json(&[
+            "volume", "snapshot", "create", "cs", "--volume", "c1", "--wait",
+        ]);
+        bench(&ceph, &spec("c1"), &mut rng);
+        env.json(&["volume", "create", "c2", "--snapshot", "cs", "--wait"]);
+        bench(&ceph, &spec("c2"), &mut rng);
+        let snaps = env.json(&["volume", "snapshot", "list", "--all"]);
+        let images: Vec<String> = image_names(&env, &RBD_NAMES)
+            .into_iter()
+            .map(|i| match i.strip_prefix("snapshot-") {
+                Some(sid) => {
+                    let s = snaps
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|s| s["id"] == sid)
+                        .unwrap();
+                    format!("volume-{}@snapshot-{sid}", s["volume_id"].as_str().unwrap())
+                }
+                None => i,
+            })
+            .collect();
+        let layered = layering(&env, &RBD_NAMES);
+        let mut f = RbdFamily {
+            ceph,
+            other,
+            dir,
+            env,
+            serve,
+            seed,
+            rng,
+            before: BTreeMap::new(),
+            layered,
+        };
+        f.before = images
+            .into_iter()
+            .map(|i| {
+                let data = f.export("rbd0", &i);
+                (i, data)
+            })
+            .collect();
+        Some(f)
     }
-    let size = (8u64 << 20) + rng.random_range(0..16384u64) * 512;
-    env.json(&[
-        "volume",
-        "create",
-        "v0",
-        "--size",
-        &format!("{size}B"),
-        "--backend",
-        "rbd0",
-        "--wait",
-    ]);
-    let spec = |pool: &str, n: &str| format!("{pool}/volume-{}", env.id_of(n));
-    ceph.fill(&format!("volume-{}", env.id_of("v0")), 4);
-    bench(&ceph, &spec("volumes", "v0"), &mut rng);
-    env.json(&[
-        "volume", "snapshot", "create", "s1", "--volume", "v0", "--wait",
-    ]);
-    bench(&ceph, &spec("volumes", "v0"), &mut rng);
-    env.json(&["volume", "create", "c1", "--snapshot", "s1", "--wait"]);
-    bench(&ceph, &spec("volumes", "c1"), &mut rng);
-    // Zeros written over the parent's data: they must stay zeros in the moved clone.
-    let at = rng.random_range(0..(3u64 << 20));
-    let mut model = vec![0u8; size as usize];
-    ceph.client_write(
-        &format!("volume-{}", env.id_of("c1")),
-        &[ClientOp::Zero(at, 100 << 10)],
-        &mut model,
-    );
-    env.json(&[
-        "volume", "snapshot", "create", "cs", "--volume", "c1", "--wait",
-    ]);
-    bench(&ceph, &spec("volumes", "c1"), &mut rng);
-    env.json(&["volume", "create", "c2", "--snapshot", "cs", "--wait"]);
-    bench(&ceph, &spec("volumes", "c2"), &mut rng);
-    let names = ["v0", "c1", "c2"];
-    // Every image (`volume-ID`, `volume-ID@snapshot-SID`) as `rbd export` reads it.
-    let export = |c: &Ceph, pool: &str, image: &str| {
-        let out = dir.path().join("export.img");
+
+    /// The cluster and pool of backend `b`.
+    fn place(&self, b: &str) -> (&Ceph, &'static str) {
+        match b {
+            "rbd0" => (&self.ceph, "volumes"),
+            "rbd1" => (&self.ceph, "volumes2"),
+            _ => (&self.other, "volumes"),
+        }
+    }
+
+    /// `rbd export` of `image` on backend `b`.
+    fn export(&self, b: &str, image: &str) -> Vec<u8> {
+        let (c, pool) = self.place(b);
+        let out = self.dir.path().join("export.img");
         let _ = std::fs::remove_file(&out);
         c.rbd(&["export", &format!("{pool}/{image}"), out.to_str().unwrap()]);
         std::fs::read(&out).unwrap()
-    };
-    let images: Vec<String> = image_names(&env, &names)
-        .into_iter()
-        .map(|i| match i.strip_prefix("snapshot-") {
-            Some(sid) => {
-                let s = env.json(&["volume", "snapshot", "list", "--all"]);
-                let vid = s
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|s| s["id"] == sid)
-                    .unwrap()["volume_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
-                format!("volume-{vid}@snapshot-{sid}")
+    }
+
+    /// The family is whole on backend `on` and nowhere else: its rows there, `available`, the
+    /// layering rows as before and in the images (`rbd info`'s parent of each clone in the
+    /// same pool), every image equal to what it held, the other pools empty, reconcile quiet.
+    fn whole_on(&self, on: &str, at: &str) {
+        let env = &self.env;
+        for n in RBD_NAMES {
+            let v = env.volume(n);
+            assert_eq!(v["backend"], on, "{at}: {n}: {v}");
+            assert_eq!(v["status"], "available", "{at}: {n}: {v}");
+        }
+        assert_eq!(
+            layering(env, &RBD_NAMES),
+            self.layered,
+            "{at}: the layering changed"
+        );
+        let (c, pool) = self.place(on);
+        for (clone, parent) in [("c1", "v0"), ("c2", "c1")] {
+            let spec = format!("{pool}/volume-{}", env.id_of(clone));
+            let info = c.rbd(&["info", "--format", "json", &spec]);
+            let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+            assert_eq!(
+                (v["parent"]["pool"].as_str(), v["parent"]["image"].as_str()),
+                (
+                    Some(pool),
+                    Some(format!("volume-{}", env.id_of(parent)).as_str())
+                ),
+                "{at}: {clone} is no clone of {parent}'s snapshot on {on}: {v}"
+            );
+        }
+        for (image, data) in &self.before {
+            let got = self.export(on, image);
+            assert_eq!(got.len(), data.len(), "{at}: {image}: size");
+            if let Some(i) = (0..data.len()).find(|&i| got[i] != data[i]) {
+                panic!("{at}: {image} on {on} differs first at byte {i}");
             }
-            None => i,
-        })
-        .collect();
-    let before: BTreeMap<&String, Vec<u8>> = images
-        .iter()
-        .map(|i| (i, export(&ceph, "volumes", i)))
-        .collect();
-    let layered = layering(&env, &names);
-    let parent_of = |c: &Ceph, pool: &str, n: &str| {
-        let info = c.rbd(&["info", "--format", "json", &spec(pool, n)]);
-        let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-        (
-            v["parent"]["pool"].as_str().unwrap_or("").to_string(),
-            v["parent"]["image"].as_str().unwrap_or("").to_string(),
-        )
+        }
+        for b in ["rbd0", "rbd1", "rbdx"].into_iter().filter(|b| *b != on) {
+            let (c, pool) = self.place(b);
+            let left = c.rbd(&["ls", pool]);
+            assert!(
+                stdout(&left).trim().is_empty(),
+                "{at}: left on {b}: {}",
+                stdout(&left)
+            );
+        }
+        for b in ["rbd0", "rbd1", "rbdx"] {
+            let o = env.run(&["volume", "reconcile", b, "--json"]);
+            assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
+        }
+    }
+}
+
+/// An rbd family moved by copy to another pool of its cluster (a family is never live
+/// migrated), then to another cluster: every volume and snapshot compared by `rbd export` with
+/// what it held before, each clone still a clone of the same snapshot in its new pool, nothing
+/// left behind.
+#[test]
+fn rbd_family_moves_to_another_pool_then_across_clusters_and_stays_layered() {
+    let Some(f) = RbdFamily::start(|_| String::new()) else {
+        return;
     };
-    for (to, c, pool, off) in [
-        ("rbd1", &ceph, "volumes2", (&ceph, "volumes")),
-        ("rbdx", &other, "volumes", (&ceph, "volumes2")),
-    ] {
-        let at = format!("seed {seed}: to {to}");
-        let out = env.run(&[
+    for to in ["rbd1", "rbdx"] {
+        let at = format!("seed {}: to {to}", f.seed);
+        let out = f.env.run(&[
             "volume",
             "migrate",
             "v0",
@@ -500,51 +589,48 @@ fn rbd_family_moves_live_then_across_clusters_and_stays_layered() {
         ]);
         let said = format!("{}{}", stdout(&out), stderr(&out));
         assert!(out.status.success(), "{at}: {said}");
-        assert!(
-            said.contains(if to == "rbd1" {
-                "live migration"
-            } else {
-                "read back and checked"
-            }),
-            "{at}: {said}"
-        );
-        for n in names {
-            let v = env.volume(n);
-            assert_eq!(v["backend"], to, "{at}: {n}: {v}");
-            assert_eq!(v["status"], "available", "{at}: {n}: {v}");
-        }
-        assert_eq!(
-            layering(&env, &names),
-            layered,
-            "{at}: the layering changed"
-        );
-        assert_eq!(
-            parent_of(c, pool, "c1"),
-            (pool.to_string(), format!("volume-{}", env.id_of("v0"))),
-            "{at}: c1 is no clone of v0's snapshot there"
-        );
-        assert_eq!(
-            parent_of(c, pool, "c2"),
-            (pool.to_string(), format!("volume-{}", env.id_of("c1"))),
-            "{at}: c2 is no clone of c1's snapshot there"
-        );
-        for (image, data) in &before {
-            let got = export(c, pool, image);
-            assert_eq!(got.len(), data.len(), "{at}: {image}: size");
-            if let Some(i) = (0..data.len()).find(|&i| got[i] != data[i]) {
-                panic!("{at}: {image} differs first at byte {i}");
-            }
-        }
-        let left = off.0.rbd(&["ls", off.1]);
-        assert!(
-            stdout(&left).trim().is_empty(),
-            "{at}: left in {}: {}",
-            off.1,
-            stdout(&left)
-        );
-        for b in ["rbd0", "rbd1", "rbdx"] {
-            let o = env.run(&["volume", "reconcile", b, "--json"]);
-            assert_eq!(json(&o), serde_json::json!([]), "{at}: reconcile {b}");
-        }
+        // A copy, also between the two pools of one cluster (no live migration for a family).
+        assert!(said.contains("read back and checked"), "{at}: {said}");
+        assert!(!said.contains("live migration"), "{at}: {said}");
+        f.whole_on(to, &at);
     }
+}
+
+/// The family's copy to the other pool of its cluster or to the other cluster, as the seed
+/// says, throttled on rbd0, cancelled or killed (`kill -9`) at a seeded moment: it ends whole
+/// on exactly one side, layered, every image equal.
+#[test]
+fn rbd_family_move_survives_cancel_and_kill() {
+    // 16 to 32 MiB/s on rbd0 (the seed's): the family's move takes a few seconds.
+    let bps = std::cell::Cell::new(0);
+    let Some(mut f) = RbdFamily::start(|rng| {
+        bps.set(rng.random_range(16u64..=32) << 20);
+        format!("volume_copy_bps_limit = {}", bps.get())
+    }) else {
+        return;
+    };
+    let bps = bps.get();
+    let seed = f.seed;
+    let to = if f.rng.random_bool(0.5) {
+        "rbd1"
+    } else {
+        "rbdx"
+    };
+    let kill = f.rng.random_bool(0.5);
+    let total: u64 = f.before.values().map(|d| d.len() as u64).sum();
+    let delay = f.rng.random_range(0..(total * 1000 / bps).max(1));
+    let at = format!(
+        "seed {seed}: to {to} at {bps} B/s, {} after {delay} ms",
+        if kill { "kill -9" } else { "cancel" }
+    );
+    eprintln!("{at}");
+    let moved = interrupt(
+        &f.env,
+        &mut f.serve,
+        &["v0", "--to", to, "--with-clones"],
+        kill,
+        delay,
+        &at,
+    );
+    f.whole_on(if moved { to } else { "rbd0" }, &at);
 }

@@ -1,8 +1,8 @@
 //! `volume migrate VOL --to BACKEND [--with-clones]`: a volume moved to another backend,
 //! keeping its id and name; with `--with-clones`, together with every clone that reads from
-//! its snapshots, which keep their layering. Between two pools of one Ceph cluster, by librbd's
-//! live migration (the driver's `live_migrate`: prepare, execute, commit; snapshots and parent
-//! move with it, and librbd relinks its clones). Between any other two, as a host-assisted copy
+//! its snapshots, which keep their layering. A single volume between two pools of one Ceph
+//! cluster, by librbd's live migration (the driver's `live_migrate`: prepare, execute, commit;
+//! snapshots and parent move with it). A family, or between any other two, as a host-assisted copy
 //! (Cinder's generic migration, `migrate_copy.rs`): each image is made on the target, written,
 //! read back and checked against what was read, and only then does the database say the
 //! volumes are on the target (all in one transaction); the source images are removed last.
@@ -25,7 +25,7 @@ use crate::service::lifecycle::{End, settle};
 
 use super::exec::{Ctx, Step, check_holders_of, collect_clone_snapshot, fence_holders};
 use super::guards::{asks_from, not_busy, status_is};
-use super::migrate_copy::{Member, copy, members, remove_partial, remove_with_snapshots};
+use super::migrate_copy::{copy, members, remove_partial, remove_with_snapshots};
 use super::request::{Plan, volume};
 use super::{JobError, placement};
 
@@ -63,7 +63,8 @@ pub(super) async fn plan_migrate(
         movable(db, m, &v).await?;
     }
     let to_cfg = cfg.backend(to_name);
-    let live = same_cluster(cfg.backend(&v.backend), to_cfg);
+    // A family is copied (see `run`).
+    let live = family.is_empty() && same_cluster(cfg.backend(&v.backend), to_cfg);
     // Room on the target, by the same thin-provisioning rule as a new volume's placement
     // (a clone counts its whole size, as it does when it is made).
     let size: i64 = std::iter::once(&v)
@@ -130,11 +131,7 @@ pub(super) async fn plan_migrate(
             family.len(),
             names.join(", "),
             placed.backend,
-            if live {
-                " (librbd relinks them)"
-            } else {
-                ", only what differs from its parent written, then read back and checked"
-            }
+            ", only what differs from its parent written, then read back and checked"
         ));
     }
     if !said.is_empty() {
@@ -237,14 +234,16 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
     // The whole family switches in one transaction: the job's own volume says for all.
     if v.backend != to {
         let target = peer(ctx, &to)?;
-        let method = method(ctx, &target).await?;
-        for m in &members {
-            let resuming = match &method {
-                Method::Live { resuming, .. } if m.id == id => *resuming,
-                Method::Live { .. } => live_under_way(ctx, &m.id).await?,
-                Method::Copy => false,
-            };
-            if !resuming {
+        // A family is copied even between two pools of one cluster: librbd's live migration
+        // of a volume whose snapshots have clones could not be carried on after a kill -9
+        // here (the commit failed with EBUSY, then EINVAL), while the copy starts over safely.
+        let method = if members.len() > 1 {
+            Method::Copy
+        } else {
+            method(ctx, &target).await?
+        };
+        if !matches!(method, Method::Live { resuming: true, .. }) {
+            for m in &members {
                 // Left by this service's or this job's own earlier client (kill -9 mid-run):
                 // fenced now, or its exclusive lock would hold the migration until its watch
                 // times out. Anyone else's refuses the migration.
@@ -253,7 +252,13 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
             }
         }
         let moved = match &method {
-            Method::Live { target: t, .. } => live(ctx, t, &members).await.map(|()| Moved::Live),
+            Method::Live { target: t, .. } => {
+                let (id, t) = (id.clone(), t.clone());
+                ctx.call(move |d, p| d.live_migrate(&id, &t, p))
+                    .await
+                    .map(|()| Moved::Live)
+                    .map_err(Step::from)
+            }
             Method::Copy => copy(ctx, &target, &members).await.map(Moved::Copied),
         };
         let moved = match moved {
@@ -333,24 +338,6 @@ pub(super) async fn run(ctx: &Ctx) -> Result<(), Step> {
         settle(&ctx.db, JobKind::Migrate, End::Succeeded, &m.id, None).await?;
     }
     Ok(())
-}
-
-/// Each volume of the family by live migration, the job's own first (librbd relinks the
-/// clones of its snapshots to the target), then its clones, parents first. A volume an
-/// earlier run moved already is found committed by the driver.
-async fn live(ctx: &Ctx, target: &LiveTarget, members: &[Member]) -> Result<(), Step> {
-    for m in members {
-        let (id, t) = (m.id.clone(), target.clone());
-        ctx.call(move |d, p| d.live_migrate(&id, &t, p)).await?;
-    }
-    Ok(())
-}
-
-/// Whether an earlier run left volume `id`'s live migration under way (its only holders
-/// are then the migration's own).
-async fn live_under_way(ctx: &Ctx, id: &str) -> Result<bool, Step> {
-    let id = id.to_string();
-    Ok(ctx.call(move |d, _| d.live_migration(&id)).await?)
 }
 
 /// Live when both backends' storage is one cluster (asked of the clusters, not the config),
