@@ -54,11 +54,9 @@ pub(super) async fn plan_migrate(
     let family = if with_clones {
         db.descendants(&v.id).await?
     } else {
+        refuse_dependent_clones(db, &v).await?;
         vec![]
     };
-    if !with_clones {
-        refuse_dependent_clones(db, &v).await?;
-    }
     for m in std::iter::once(&v).chain(&family) {
         movable(db, m, &v).await?;
     }
