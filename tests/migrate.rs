@@ -296,6 +296,80 @@ fn a_copy_carries_snapshots_oldest_first() {
     }
 }
 
+/// A copy that carries snapshots is one job to its operator: its progress runs once from 0 to
+/// the whole job (every state copied and read back), never back to 0 at the next snapshot, so
+/// the rate and ETA the console shows hold for the whole move.
+#[test]
+fn the_progress_runs_once_over_every_snapshot_carried() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
+    let bps = rng.random_range(16u64..=32) << 20;
+    let env = Env::new(
+        dir.path(),
+        &url,
+        &format!(
+            "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
+             [backends.file1]\nvolume_driver = \"file\"\n"
+        ),
+    );
+    let at = format!("seed {seed} ({bps} B/s)");
+    let _serve = env.serve();
+    let size = (6u64 << 20) + rng.random_range(0..(4u64 << 20));
+    let id = create(&env, "p", size, "file0");
+    scribble(&mut rng, &env.image("file0", &id), size);
+    let n = rng.random_range(2..=3);
+    let snaps = take_snapshots(&env, &mut rng, "p", &id, n, true);
+    let states: u64 = snaps.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
+        + std::fs::metadata(env.image("file0", &id)).unwrap().len();
+    let before = std::fs::read(env.image("file0", &id)).unwrap();
+    let job = env.json(&["volume", "migrate", "p", "--to", "file1"])["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut seen: Vec<(u64, u64)> = vec![];
+    let end = loop {
+        let j = env.job(&job);
+        let (done, total) = (
+            j["bytes_done"].as_u64().unwrap_or(0),
+            j["bytes_total"].as_u64().unwrap_or(0),
+        );
+        if total > 0 {
+            seen.push((done, total));
+        }
+        if ["succeeded", "failed", "cancelled"].contains(&j["state"].as_str().unwrap_or("")) {
+            break j;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    };
+    assert_eq!(end["state"], "succeeded", "{at}: {end}");
+    eprintln!("{at}: {n} snapshot(s), {} samples: {seen:?}", seen.len());
+    // Each state is copied, then read back: twice its bytes on the bar.
+    for (done, total) in &seen {
+        assert_eq!(
+            *total,
+            2 * states,
+            "{at}: the bar is not the whole job: {seen:?}"
+        );
+        assert!(done <= total, "{at}: {seen:?}");
+    }
+    for w in seen.windows(2) {
+        assert!(w[1].0 >= w[0].0, "{at}: the progress went back: {seen:?}");
+    }
+    let last_step = 2 * (states - snaps.iter().map(|(_, d)| d.len() as u64).sum::<u64>());
+    assert!(
+        seen.iter()
+            .any(|(d, t)| *d > last_step.min(*t / 2) && d < t),
+        "{at}: no sample past the first steps while it ran: {seen:?}"
+    );
+    let after = std::fs::read(env.image("file1", &id)).unwrap();
+    if let Some(i) = (0..before.len().max(after.len())).find(|&i| before.get(i) != after.get(i)) {
+        panic!("{at}: on file1, first difference at byte {i}");
+    }
+    check_snapshots(&env, &snaps, "file1", "file0", &at);
+}
+
 /// Cancel or `kill -9` at a random moment of a throttled migration: the volume ends whole on
 /// exactly one side, with every byte, and nothing is left behind.
 #[test]

@@ -141,6 +141,37 @@ impl Progress for Phase<'_> {
     }
 }
 
+/// Progress of one step of a call made of several (a migration's snapshots, then its volume,
+/// for each volume it moves): each step reports into its own share of one bar, so the job's
+/// figure, rate and ETA run once from 0 to the whole job instead of starting over per step.
+pub struct Stage<'a> {
+    pub inner: &'a dyn Progress,
+    /// Bytes of the bar before this step.
+    pub before: u64,
+    /// This step's share of the bar: its `total` is scaled to it.
+    pub share: u64,
+    /// The whole bar.
+    pub whole: u64,
+}
+
+impl Progress for Stage<'_> {
+    fn update(&self, done: u64, total: u64) -> bool {
+        let part = match total {
+            0 => self.share,
+            t => (u128::from(done.min(t)) * u128::from(self.share) / u128::from(t)) as u64,
+        };
+        self.inner.update(self.before + part, self.whole)
+    }
+
+    fn storage_client(&self, address: &str) -> bool {
+        self.inner.storage_client(address)
+    }
+
+    fn undo_on_stop(&self) -> bool {
+        self.inner.undo_on_stop()
+    }
+}
+
 /// Copies `src` into `dst` (an empty image at least as large), at most `bps_limit` bytes a
 /// second (0: no limit), and flushes `dst`. None: cancelled.
 pub fn copy(

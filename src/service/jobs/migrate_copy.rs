@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::driver::transfer::{Copied, copy_verified};
+use crate::driver::transfer::{Copied, Stage, copy_verified};
 use crate::driver::transfer_over::copy_over_verified;
 use crate::driver::verify::Readable;
-use crate::driver::{DriverError, NoProgress, Progress, VolumeDriver};
+use crate::driver::{DriverError, NoProgress, VolumeDriver};
 use crate::service::BackendService;
 
 use super::exec::{Ctx, Step};
@@ -30,6 +30,9 @@ pub(super) struct Member {
     /// For a clone moving with its parent: the snapshot it reads from and that snapshot's
     /// volume, both in this migration. None for the job's own volume.
     pub(super) parent: Option<(String, String)>,
+    /// The size of each state a copy carries: its snapshots', then its own (each state's
+    /// share of the job's progress bar).
+    pub(super) sizes: Vec<u64>,
 }
 
 /// The job's volume, then the clones of its family (`params.family`, parents first), from
@@ -40,22 +43,24 @@ pub(super) async fn members(ctx: &Ctx) -> Result<Vec<Member>, Step> {
         .chain(ctx.params.family.iter().cloned())
         .enumerate()
     {
-        let snaps = ctx
-            .db
-            .snapshots_of(&id)
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let rows = ctx.db.snapshots_of(&id).await?;
+        let mut sizes: Vec<u64> = rows.iter().map(|s| s.size_bytes.max(0) as u64).collect();
+        let snaps = rows.into_iter().map(|s| s.id).collect();
+        let volume = ctx.db.get_volume(&id).await?;
+        sizes.push(volume.as_ref().map_or(0, |v| v.size_bytes.max(0) as u64));
         let mut parent = None;
         if i > 0
-            && let Some(v) = ctx.db.get_volume(&id).await?
-            && let Some(sid) = v.source_snapshot_id
+            && let Some(sid) = volume.and_then(|v| v.source_snapshot_id)
             && let Some(s) = ctx.db.get_snapshot(&sid).await?
         {
             parent = Some((sid, s.volume_id));
         }
-        out.push(Member { id, snaps, parent });
+        out.push(Member {
+            id,
+            snaps,
+            parent,
+            sizes,
+        });
     }
     Ok(out)
 }
@@ -126,9 +131,25 @@ pub(super) async fn copy(
     Ok(ctx
         .call(move |src, progress| {
             remove_all(dst.as_ref(), &members)?;
+            // Each state is copied, then read back: twice its size on the bar.
+            let whole = members.iter().flat_map(|m| &m.sizes).sum::<u64>() * 2;
+            let mut before = 0;
             members
                 .iter()
-                .map(|m| copy_one(src, dst.as_ref(), m, &backend, bps, progress))
+                .map(|m| {
+                    let mut bar = |i: usize| {
+                        let share = m.sizes.get(i).copied().unwrap_or(0) * 2;
+                        let stage = Stage {
+                            inner: progress,
+                            before,
+                            share,
+                            whole,
+                        };
+                        before += share;
+                        stage
+                    };
+                    copy_one(src, dst.as_ref(), m, &backend, bps, &mut bar)
+                })
                 .collect()
         })
         .await?)
@@ -137,20 +158,22 @@ pub(super) async fn copy(
 /// One member: its snapshots, oldest first, then the volume. The first state goes into a new
 /// image (empty, or a clone of the member's parent snapshot on the target); each later one is
 /// brought over the last, writing only what differs; each is read back and checked, and each
-/// snapshot is then taken on the target under its own id. The progress bar restarts for each.
-fn copy_one(
+/// snapshot is then taken on the target under its own id. `bar(i)` is state i's share of the
+/// job's progress bar.
+fn copy_one<'p>(
     src: &dyn VolumeDriver,
     dst: &dyn VolumeDriver,
     m: &Member,
     backend: &str,
     bps: u64,
-    progress: &dyn Progress,
+    bar: &mut dyn FnMut(usize) -> Stage<'p>,
 ) -> Result<Copied, DriverError> {
     let id = &m.id;
     // None until the first step has made the target.
     let mut total: Option<Copied> = None;
     let mut made_size = 0;
-    for snap in m.snaps.iter().map(Some).chain([None]) {
+    for (i, snap) in m.snaps.iter().map(Some).chain([None]).enumerate() {
+        let progress = &bar(i);
         let what = snap.map_or_else(|| "the volume".to_string(), |s| format!("snapshot-{s}"));
         let fail = |message: String| DriverError::Io {
             backend: backend.to_string(),
