@@ -463,8 +463,10 @@ fn an_evacuation_on_the_overview_says_what_is_left_and_when_it_ends() {
         "{idle}"
     );
     let mut jobs = (*snap.jobs).clone();
+    // Its volume (12 GiB) copied and half read back: 18 of the bar's 24 GiB (each state
+    // counts twice), in the 99 s since it started.
     jobs.push(named(
-        job("m1", "migrate", "running", 1 << 30, 4 << 30, None),
+        job("m1", "migrate", "running", 18 << 30, 24 << 30, None),
         "db-data",
     ));
     snap.jobs = Arc::new(jobs);
@@ -479,4 +481,10 @@ fn an_evacuation_on_the_overview_says_what_is_left_and_when_it_ends() {
         "{line}"
     );
     assert!(!line.contains("nothing moves"), "{line}");
+    // In the volume's bytes: 9 GiB of it done, at 9 GiB / 99 s (not the bar's 18 GiB).
+    // 81 GiB on file0, 9 done: 72 GiB at 9 GiB / 99 s is 792 s (the bar's figures gave 5m).
+    assert!(
+        line.contains("moving at 93.1 MiB/s") && line.contains("eta 13m"),
+        "{line}"
+    );
 }

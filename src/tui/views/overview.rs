@@ -270,10 +270,6 @@ fn evacuation_line(app: &App, backend: &str) -> Line<'static> {
         .iter()
         .filter(|j| j.kind == JobKind::Migrate && j.backend == backend && j.state.is_active())
         .collect();
-    let rate: f64 = moving
-        .iter()
-        .filter_map(|j| job_rate(j, app.rates.get(&j.id).copied()))
-        .sum();
     let mut text = if snap.volumes_loaded {
         let left: Vec<_> = snap
             .volumes
@@ -281,15 +277,25 @@ fn evacuation_line(app: &App, backend: &str) -> Line<'static> {
             .filter(|v| &*v.backend == backend)
             .collect();
         let bytes: i64 = left.iter().map(|v| v.size_bytes.max(0)).sum();
-        // What the running migrations copied already is not left to copy.
-        let done: i64 = moving.iter().map(|j| j.bytes_done.max(0)).sum();
+        // A job's bar counts each state it carries twice (copied, then read back), snapshots
+        // too: its share of its volume's bytes is what it has done of them, and its rate in
+        // those bytes is its bar's rate scaled the same way.
+        let (mut done, mut rate) = (0.0, 0.0);
+        for j in moving.iter().filter(|j| j.bytes_total > 0) {
+            let Some(v) = left.iter().find(|v| *v.id == j.target_id) else {
+                continue;
+            };
+            let share = v.size_bytes.max(0) as f64 / j.bytes_total as f64;
+            done += j.bytes_done.max(0) as f64 * share;
+            rate += job_rate(j, app.rates.get(&j.id).copied()).unwrap_or(0.0) * share;
+        }
         let mut text = format!(
             "  ↳ draining: {} volume(s), {} left",
             left.len(),
             human_bytes(bytes)
         );
         if rate > 0.0 {
-            let eta = (bytes - done).max(0) as f64 / rate;
+            let eta = (bytes as f64 - done).max(0.0) / rate;
             text.push_str(&format!(
                 ", {} moving at {}/s, eta {}",
                 moving.len(),
