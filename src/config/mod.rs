@@ -15,6 +15,7 @@ mod backup;
 pub mod cinder;
 mod console;
 pub mod defaults;
+mod enabled;
 pub mod error;
 pub mod options;
 pub mod raw;
@@ -26,7 +27,8 @@ pub use backup::BackupConfig;
 pub use error::ConfigError;
 pub use raw::Format;
 
-use options::{BACKEND_KEYS, Lookup, SERVICE_KEYS, closest, section_label};
+use enabled::{check_service_keys, enabled_backend_names};
+use options::{Lookup, section_label};
 use raw::RawDoc;
 
 /// How the service and the console's log file write their lines.
@@ -417,117 +419,6 @@ fn build(path: &Path, doc: &RawDoc) -> Result<Config, ConfigError> {
         broken,
         notes,
     })
-}
-
-/// TOML: an unknown top-level key or table is fatal. cinder.conf: listed, because the same
-/// file configures the API, scheduler and backup services too.
-fn check_service_keys(
-    path: &Path,
-    doc: &RawDoc,
-    notes: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    let known = || SERVICE_KEYS.iter().chain(BACKEND_KEYS).copied();
-    let mut unknown = vec![];
-    for e in doc
-        .default
-        .entries
-        .iter()
-        .filter(|e| !known().any(|k| k == e.key))
-    {
-        match cinder::not_used(&e.key) {
-            Some(why) => notes.push(format!(
-                "{}:{}: {} in {}: a Cinder option ember does not use ({why})",
-                path.display(),
-                e.line,
-                e.key,
-                section_label(doc.format, "DEFAULT")
-            )),
-            None => unknown.push(e),
-        }
-    }
-    match doc.format {
-        Format::Toml => {
-            if let Some(e) = unknown.first() {
-                return Err(ConfigError::UnknownKey {
-                    file: path.to_path_buf(),
-                    line: e.line,
-                    section: "the top level".into(),
-                    key: e.key.clone(),
-                    suggestion: closest(&e.key, known().chain(["backends"])),
-                });
-            }
-            if let Some((name, line)) = doc.stray_tables.first() {
-                return Err(ConfigError::UnknownKey {
-                    file: path.to_path_buf(),
-                    line: *line,
-                    section: "the top level".into(),
-                    key: format!("[{name}]"),
-                    suggestion: closest(name, ["backends"]).map(|_| "[backends.NAME]".into()),
-                });
-            }
-        }
-        Format::CinderConf => {
-            if !unknown.is_empty() {
-                let names: Vec<_> = unknown.iter().map(|e| e.key.as_str()).collect();
-                notes.push(format!(
-                    "ignored [DEFAULT] keys (not ember's): {}",
-                    names.join(", ")
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn enabled_backend_names(
-    path: &Path,
-    doc: &RawDoc,
-    service: &Lookup<'_>,
-    notes: &mut Vec<String>,
-) -> Result<Vec<String>, ConfigError> {
-    let listed = service.list("enabled_backends")?;
-    // `enabled_backends =` (empty) beside a driver in [DEFAULT] is the pre-Ocata layout too.
-    let legacy_empty = listed.as_ref().is_some_and(|l| l.is_empty())
-        && doc.format == Format::CinderConf
-        && doc.default.get("volume_driver").is_some();
-    if let Some(list) = listed.filter(|_| !legacy_empty) {
-        let mut seen = std::collections::HashSet::new();
-        let names: Vec<String> = list
-            .into_iter()
-            .filter(|n| seen.insert(n.clone()))
-            .collect();
-        if doc.format == Format::CinderConf {
-            let other: Vec<_> = doc
-                .sections
-                .iter()
-                .filter(|s| !names.contains(&s.name) && s.name != "backend_defaults")
-                .map(|s| {
-                    if s.get("volume_driver").is_some() {
-                        format!("[{}] (a backend not in enabled_backends)", s.name)
-                    } else {
-                        format!("[{}]", s.name)
-                    }
-                })
-                .collect();
-            if !other.is_empty() {
-                notes.push(format!("sections not used by ember: {}", other.join(", ")));
-            }
-        }
-        return Ok(names);
-    }
-    match doc.format {
-        Format::Toml => Ok(doc.sections.iter().map(|s| s.name.clone()).collect()),
-        Format::CinderConf => match doc.default.get("volume_driver") {
-            // Cinder's layout before Ocata: refused there since, and here, with the way out.
-            Some(driver) => {
-                let name = service
-                    .string("volume_backend_name")?
-                    .filter(|n| !n.is_empty());
-                Err(cinder::legacy_layout(path, doc, driver, name))
-            }
-            None => Ok(vec![]),
-        },
-    }
 }
 
 pub(crate) fn expand_home(p: &str) -> PathBuf {

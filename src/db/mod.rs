@@ -16,6 +16,7 @@ pub mod lock;
 pub mod names;
 pub mod roles;
 pub mod services;
+pub mod snapshots;
 pub mod volumes;
 pub mod words;
 

@@ -11,8 +11,9 @@ use crate::db::{Db, EventKind, JobKind, Status};
 use crate::driver::{BackupRead, DriverError, human_size};
 use crate::service::lifecycle::{End, settle};
 
-use super::exec::{Ctx, Step, check_holders_of};
+use super::exec::{Ctx, Step};
 use super::guards::{asks_from, may_start, not_busy};
+use super::holders::check_holders_of;
 use super::request::{Plan, PlanBackup, PlanVolume, found, volume};
 use super::{JobError, placement};
 use crate::service::units::check_name;

@@ -23,8 +23,9 @@ use crate::driver::{DriverError, LiveTarget, human_size};
 use crate::service::BackendService;
 use crate::service::lifecycle::{End, settle};
 
-use super::exec::{Ctx, Step, check_holders_of, collect_clone_snapshot, fence_holders};
+use super::exec::{Ctx, Step, collect_clone_snapshot};
 use super::guards::{asks_from, not_busy, status_is};
+use super::holders::{check_holders_of, fence_holders};
 use super::migrate_copy::{copy, members, remove_partial, remove_with_snapshots};
 use super::request::{Plan, volume};
 use super::{JobError, placement};

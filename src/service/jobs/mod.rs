@@ -12,9 +12,11 @@
 //! - `recovery.rs`: at start, what a crash left running or half-done is resumed or settled.
 
 mod backup;
+mod cancel;
 mod create;
 pub mod exec;
 pub mod guards;
+mod holders;
 mod migrate;
 mod migrate_copy;
 pub mod placement;
