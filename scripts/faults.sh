@@ -4,7 +4,8 @@
 # rbd, every job kind), 100,000 mutated configs and command lines, and the database, disk and
 # Ceph faults three times each, and issue 22's randomized interrupted copies: 1,000 file rounds
 # (4 at a time), 20 rbd rounds, 10 cluster rounds; and 30 migrations cancelled or killed -9 at a
-# random moment, and 30 of a volume moving with its clones. Rounds: EMBER_MIGRATE_ROUNDS, EMBER_KILL_ROUNDS,
+# random moment, 30 of a volume moving with its clones, and 10 rbd live migrations. Rounds:
+# EMBER_MIGRATE_ROUNDS, EMBER_LIVE_ROUNDS, EMBER_KILL_ROUNDS,
 # EMBER_KILL_ROUNDS_RBD, EMBER_FUZZ_ROUNDS, EMBER_COPY_ROUNDS, EMBER_COPY_ROUNDS_RBD,
 # EMBER_COPY_ROUNDS_CLUSTER, FAULT_REPEATS. A failing round prints its seed (EMBER_FUZZ_SEED,
 # EMBER_COPY_SEED replay it).
@@ -20,6 +21,7 @@ export EMBER_COPY_ROUNDS_RBD=${EMBER_COPY_ROUNDS_RBD:-20}
 export EMBER_COPY_ROUNDS_CLUSTER=${EMBER_COPY_ROUNDS_CLUSTER:-10}
 export EMBER_COPY_PARALLEL=${EMBER_COPY_PARALLEL:-4}
 export EMBER_MIGRATE_ROUNDS=${EMBER_MIGRATE_ROUNDS:-30}
+export EMBER_LIVE_ROUNDS=${EMBER_LIVE_ROUNDS:-10}
 repeats=${FAULT_REPEATS:-3}
 started=$SECONDS
 echo "== kill -9 rounds: $EMBER_KILL_ROUNDS (file), $EMBER_KILL_ROUNDS_RBD (rbd)"
@@ -30,6 +32,8 @@ echo "== migrations cancelled or killed: $EMBER_MIGRATE_ROUNDS"
 cargo test -q --test migrate cancel_or_kill -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
 echo "== migrations of a volume with its clones (--with-clones) cancelled or killed: $EMBER_MIGRATE_ROUNDS"
 cargo test -q --test migrate_family cancel_or_kill -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
+echo "== rbd live migrations cancelled or killed: $EMBER_LIVE_ROUNDS"
+cargo test -q --test migrate rbd_live_migration -- --nocapture 2>&1 | grep -E 'round|seed|test result|panicked'
 echo "== garbage in: $EMBER_FUZZ_ROUNDS configs and command lines"
 cargo test -q --test garbage_in -- --nocapture 2>&1 | grep -E 'seed|loaded|parsed|test result|panicked'
 for i in $(seq "$repeats"); do

@@ -2,7 +2,8 @@
 //! back from the storage and compared byte for byte with what it held before; random sizes,
 //! data layouts and moments of a cancel or a `kill -9` (seed printed; `EMBER_SEED` replays it).
 //! `EMBER_MIGRATE_ROUNDS` sets the file cancel/kill rounds (4 by default: the short form in
-//! `.ci/run`; `scripts/faults.sh` runs more).
+//! `.ci/run`; `scripts/faults.sh` runs more), `EMBER_LIVE_ROUNDS` those of an rbd live
+//! migration (2).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -306,14 +307,7 @@ fn the_progress_runs_once_over_every_snapshot_carried() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
     let bps = rng.random_range(16u64..=32) << 20;
-    let env = Env::new(
-        dir.path(),
-        &url,
-        &format!(
-            "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
-             [backends.file1]\nvolume_driver = \"file\"\n"
-        ),
-    );
+    let env = Env::new(dir.path(), &url, &two_files_from_throttled(bps));
     let at = format!("seed {seed} ({bps} B/s)");
     let _serve = env.serve();
     let size = (6u64 << 20) + rng.random_range(0..(4u64 << 20));
@@ -384,14 +378,7 @@ fn cancel_or_kill_at_a_random_moment_leaves_it_whole_on_one_side() {
     let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
     // 12 to 24 MiB/s (the seed's): a 24 MiB copy and its comparison take 2 to 4 s.
     let bps = rng.random_range(12u64..=24) << 20;
-    let env = Env::new(
-        dir.path(),
-        &url,
-        &format!(
-            "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
-             [backends.file1]\nvolume_driver = \"file\"\n"
-        ),
-    );
+    let env = Env::new(dir.path(), &url, &two_files_from_throttled(bps));
     eprintln!("seed {seed}: volume_copy_bps_limit = {bps}");
     let copy_ms = (48u64 << 20) * 1000 / bps;
     let mut serve = env.serve();
@@ -805,9 +792,14 @@ fn rbd_live_migration_keeps_snapshots_and_survives_cancel_and_kill() {
         );
     }
 
-    // Cancel or kill -9 at a random moment of a larger one.
-    for round in 0..2 {
-        let kill = round == 1 || rng.random_bool(0.5);
+    // Cancel or kill -9 at a random moment of a larger one (EMBER_LIVE_ROUNDS, 2 by default:
+    // the second is always a kill).
+    let rounds: usize = std::env::var("EMBER_LIVE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    for round in 0..rounds {
+        let kill = round % 2 == 1 || rng.random_bool(0.5);
         let delay = rng.random_range(0..3000u64);
         let at = format!(
             "seed {seed} live round {round} ({} after {delay} ms)",

@@ -320,14 +320,7 @@ fn cancel_or_kill_leaves_the_whole_family_on_one_side() {
     for round in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_db(Engine::Sqlite, dir.path()).unwrap();
-        let env = Env::new(
-            dir.path(),
-            &url,
-            &format!(
-                "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
-                 [backends.file1]\nvolume_driver = \"file\"\n"
-            ),
-        );
+        let env = Env::new(dir.path(), &url, &two_files_from_throttled(bps));
         let mut serve = env.serve();
         let (names, before) = family(&env, &mut rng);
         let layered = layering(&env, &names);

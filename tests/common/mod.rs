@@ -461,6 +461,15 @@ pub fn interrupt(
     }
 }
 
+/// Two file backends, `file0` held to `bps` bytes a second (`volume_copy_bps_limit`): a copy
+/// out of it lasts long enough to be cancelled or killed at a chosen moment.
+pub fn two_files_from_throttled(bps: u64) -> String {
+    format!(
+        "[backends.file0]\nvolume_driver = \"file\"\nvolume_copy_bps_limit = {bps}\n\
+         [backends.file1]\nvolume_driver = \"file\"\n"
+    )
+}
+
 /// Writes `len` bytes of `byte` at `offset` into a file (a volume's data, as a guest would).
 pub fn write_at(path: &Path, offset: u64, len: usize, byte: u8) {
     use std::os::unix::fs::FileExt;
