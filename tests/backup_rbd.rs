@@ -111,6 +111,24 @@ impl Case {
         assert_eq!(r["job"]["state"], "succeeded", "seed {seed}: {r}");
         let rid = r["volume"]["id"].as_str().unwrap();
         self.volume_equals(rid, to, want, &format!("restore of {name} to {to}"));
+        // How the written chunks were checked: by the OSDs that store them on rbd (none read
+        // back through this host), read back on a file backend.
+        let job = r["job"]["id"].as_str().unwrap();
+        let said = self.env.job(job)["result"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if to.starts_with("rbd") {
+            assert!(
+                said.contains(", 0 read back)") && !said.contains("(0 chunk(s) hashed"),
+                "seed {seed}: {said}"
+            );
+        } else {
+            assert!(
+                said.contains("(0 chunk(s) hashed where stored"),
+                "seed {seed}: {said}"
+            );
+        }
     }
 
     /// Once job `job` has moved its first bytes, `kill -9` of the service at a seeded moment

@@ -2,11 +2,14 @@
 //! starts from, and restore and verify over chunks read from wherever the target keeps them,
 //! each checked against its hash in the manifest before it is trusted.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CHUNK, ChunkHash, Manifest, StoreError, Verified, damaged, pass};
+use xxhash_rust::xxh64::xxh64;
+
+use super::{CHUNK, ChunkHash, Manifest, Restored, StoreError, Verified, damaged, pass};
 use crate::driver::pace::Pacer;
-use crate::driver::transfer::{Writable, outside};
+use crate::driver::transfer::{Writable, zeros_outside};
 use crate::driver::verify::Readable;
 use crate::driver::{BackupRead, Progress};
 
@@ -63,22 +66,28 @@ pub fn base_of(
     }
 }
 
-/// Writes backup `m` into `dst` (an empty image of its size), every chunk checked as it is
-/// read (before it is written), then reads `dst` back: each chunk must hash to its name,
-/// and every other byte that holds data must be zero. None: cancelled. A chunk that comes
-/// with its file goes in by `Writable::write_from_file` where `dst` can.
+/// Writes backup `m` into `dst` (an empty image of its size), every chunk checked against
+/// its name as it is read (before it is written), then checks what `dst` holds: each chunk
+/// must equal what was written (by XXH64: the bytes were checked against their BLAKE3 name
+/// once, as read), asked of the storage where it can answer (`Writable::stored_xxh64`: an rbd
+/// object's OSD hashes it), else read back; and every other byte that holds data must be
+/// zero. None: cancelled. A chunk that comes with its file goes in by
+/// `Writable::write_from_file` where `dst` can (the check then covers that second read of the
+/// file too).
 pub fn restore_chunks(
     m: &Manifest,
     read: &ReadChunk<'_>,
     dst: &dyn Writable,
     bps: u64,
     progress: &dyn Progress,
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Option<Restored>, StoreError> {
     let total = m.size_bytes.saturating_mul(2);
     let mut pacer = Pacer::new(bps, 0, total, progress);
     let mut written = 0;
+    // What each chunk written holds: (offset, length, XXH64).
+    let mut wrote_hashes: Vec<(u64, usize, u64)> = Vec::with_capacity(m.chunks.len());
     // The chunk files read and not yet written, oldest first (the pass reads one ahead).
-    let open = std::cell::RefCell::new(std::collections::VecDeque::new());
+    let open = RefCell::new(std::collections::VecDeque::new());
     let wrote = pass::hashed(
         &m.chunks,
         m.hash,
@@ -99,6 +108,7 @@ pub fn restore_chunks(
                 Some(r) => r.map_err(StoreError::Volume)?,
                 None => dst.write_at(data, at).map_err(StoreError::Volume)?,
             }
+            wrote_hashes.push((at, data.len(), xxh64(data, 0)));
             written += len;
             Ok(pacer.moved(len))
         },
@@ -108,52 +118,49 @@ pub fn restore_chunks(
     }
     dst.flush().map_err(StoreError::Volume)?;
     pacer.done = m.size_bytes;
-    let len = |index: u64| CHUNK.min(m.size_bytes.saturating_sub(index * CHUNK)) as usize;
-    let checked = pass::hashed(
-        &m.chunks,
-        m.hash,
-        false,
-        |(index, _), buf| {
-            buf.resize(len(*index), 0);
-            dst.read_at(buf, index * CHUNK).map_err(StoreError::Volume)
-        },
-        |(index, hash), data, got| {
-            if got.as_deref() != Some(hash.as_str()) {
-                let at = index * CHUNK;
-                return Err(StoreError::Volume(format!(
-                    "the restored volume reads back differently from the backup at bytes {at}..{}",
-                    at + data.len() as u64
-                )));
-            }
-            Ok(pacer.moved(data.len() as u64))
-        },
-    )?;
-    if !checked {
-        return Ok(None);
-    }
-    let held: Vec<(u64, u64)> = m
-        .chunks
-        .iter()
-        .map(|(i, _)| (i * CHUNK, ((i + 1) * CHUNK).min(m.size_bytes)))
-        .collect();
-    let have = dst.extents().map_err(StoreError::Volume)?;
     let mut back = vec![0u8; CHUNK as usize];
-    for (s, e) in outside(&have, &held, m.size_bytes) {
-        let mut at = s;
-        while at < e {
-            let n = (e - at).min(CHUNK) as usize;
-            dst.read_at(&mut back[..n], at)
-                .map_err(StoreError::Volume)?;
-            if let Some(i) = back[..n].iter().position(|b| *b != 0) {
-                return Err(StoreError::Volume(format!(
-                    "the restored volume holds data at byte {} where the backup holds zeros",
-                    at + i as u64
-                )));
+    let mut out = Restored {
+        written_bytes: written,
+        ..Default::default()
+    };
+    for &(at, n, want) in &wrote_hashes {
+        let got = match dst.stored_xxh64(at, n as u64) {
+            Some(h) if h == want => {
+                out.hashed_where_stored += 1;
+                h
             }
-            at += n as u64;
+            // Not known there, or different: read back (a storage's own hash that disagrees
+            // is never taken alone, either way).
+            _ => {
+                out.read_back += 1;
+                dst.read_at(&mut back[..n], at)
+                    .map_err(StoreError::Volume)?;
+                xxh64(&back[..n], 0)
+            }
+        };
+        if got != want {
+            return Err(StoreError::Volume(format!(
+                "the restored volume reads back differently from the backup at bytes {at}..{}",
+                at + n as u64
+            )));
+        }
+        if !pacer.moved(n as u64) {
+            return Ok(None);
         }
     }
-    Ok(Some(written))
+    let held: Vec<(u64, u64)> = wrote_hashes
+        .iter()
+        .map(|&(at, n, _)| (at, at + n as u64))
+        .collect();
+    let mut read_back = 0;
+    let stray = zeros_outside(dst, &held, m.size_bytes, &mut back, &mut read_back)
+        .map_err(StoreError::Volume)?;
+    if let Some(at) = stray {
+        return Err(StoreError::Volume(format!(
+            "the restored volume holds data at byte {at} where the backup holds zeros"
+        )));
+    }
+    Ok(Some(out))
 }
 
 /// Every chunk of backup `m` read (`read`: a missing chunk is `StoreError::Damaged` with
@@ -166,7 +173,7 @@ pub fn verify_chunks(
     let mut out = Verified::default();
     let total = m.chunks.len() as u64 * CHUNK;
     // Chunks that are missing (read one chunk ahead of their turn).
-    let missing = std::cell::RefCell::new(BTreeSet::new());
+    let missing = RefCell::new(BTreeSet::new());
     pass::hashed(
         &m.chunks,
         m.hash,

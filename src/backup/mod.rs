@@ -57,15 +57,15 @@ pub trait Target: Send + Sync {
         progress: &dyn Progress,
     ) -> Result<Option<(Manifest, Stored)>, StoreError>;
     fn manifest(&self, backup: &str) -> Result<Manifest, StoreError>;
-    /// Writes backup `m` into `dst` (an empty image of its size) and reads it back, every
-    /// chunk checked against its hash. None: cancelled. Returns the bytes written.
+    /// Writes backup `m` into `dst` (an empty image of its size), every chunk checked against
+    /// its hash, then checks what `dst` holds (`restore_chunks`). None: cancelled.
     fn restore(
         &self,
         m: &Manifest,
         dst: &dyn Writable,
         bps: u64,
         progress: &dyn Progress,
-    ) -> Result<Option<u64>, StoreError>;
+    ) -> Result<Option<Restored>, StoreError>;
     /// Every chunk of backup `backup` read and checked against its hash.
     fn verify(&self, backup: &str, progress: &dyn Progress) -> Result<Verified, StoreError>;
     /// Removes backup `backup`; says what that freed (for the job's summary).
@@ -168,6 +168,16 @@ pub struct Stored {
     pub data_bytes: u64,
     /// Bytes this backup added to the store (chunks no earlier backup held).
     pub stored_bytes: u64,
+}
+
+/// What a restore wrote, and how what it wrote was checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Restored {
+    pub written_bytes: u64,
+    /// Chunks whose hash the storage computed where it keeps them (an rbd object's OSD).
+    pub hashed_where_stored: u64,
+    /// Chunks read back through this host and hashed here.
+    pub read_back: u64,
 }
 
 /// What `backup verify` found.
@@ -403,7 +413,7 @@ impl Target for Store {
         dst: &dyn Writable,
         bps: u64,
         progress: &dyn Progress,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<Restored>, StoreError> {
         restore_chunks(
             m,
             &|index, hash, buf| self.read_chunk(m, index, hash, buf).map(Some),

@@ -246,3 +246,88 @@ fn a_sha256_manifest_of_an_earlier_version_restores_and_takes_a_diff() {
     assert_eq!(v.damaged.len(), 2, "{v:?}");
     assert!(v.damaged.iter().all(|(_, _, missing)| *missing));
 }
+
+/// A target that hashes what it holds itself (as an OSD does), and may drop one byte of a
+/// write (`corrupt`: the chunk at that offset) or answer a wrong hash (`lies`).
+struct Hashing {
+    mem: Mem,
+    corrupt: Option<u64>,
+    lies: bool,
+}
+
+impl crate::driver::verify::Readable for Hashing {
+    fn size(&self) -> u64 {
+        self.mem.size()
+    }
+    fn extents(&self) -> Result<Vec<(u64, u64)>, String> {
+        self.mem.extents()
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), String> {
+        self.mem.read_at(buf, off)
+    }
+}
+
+impl Writable for Hashing {
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<(), String> {
+        self.mem.write_at(buf, off)?;
+        if self.corrupt == Some(off) {
+            self.mem.0.borrow_mut()[off as usize + buf.len() / 2] ^= 0x40;
+        }
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn stored_xxh64(&self, off: u64, len: u64) -> Option<u64> {
+        let d = self.mem.0.borrow();
+        let h = xxhash_rust::xxh64::xxh64(&d[off as usize..(off + len) as usize], 0);
+        Some(if self.lies { h ^ 1 } else { h })
+    }
+}
+
+/// A restore is checked where the storage can hash what it holds (nothing read back), reads
+/// back when the storage's hash disagrees (a wrong answer never fails a good restore alone),
+/// and a write the storage got wrong fails the restore, whichever way it was found.
+#[test]
+fn a_restore_is_checked_where_stored_and_read_back_when_that_disagrees() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let size = (12 << 20) + rng.random_range(0..(4 << 20));
+    let vol = Mem::new((0..size).map(|_| rng.random()).collect());
+    let Ok(Some((m, _))) = store.backup("b", "v", &vol, BackupRead::Whole, None, 0, &NoProgress)
+    else {
+        panic!("seed {seed}: the backup did not run");
+    };
+    let n = m.chunks.len() as u64;
+    let target = |corrupt, lies| Hashing {
+        mem: Mem::new(vec![0u8; size]),
+        corrupt,
+        lies,
+    };
+    let honest = target(None, false);
+    let r = store.restore(&m, &honest, 0, &NoProgress);
+    assert!(
+        matches!(&r, Ok(Some(r)) if r.hashed_where_stored == n && r.read_back == 0),
+        "seed {seed}: {r:?}"
+    );
+    assert!(*honest.mem.0.borrow() == *vol.0.borrow(), "seed {seed}");
+    let liar = target(None, true);
+    let r = store.restore(&m, &liar, 0, &NoProgress);
+    assert!(
+        matches!(&r, Ok(Some(r)) if r.hashed_where_stored == 0 && r.read_back == n),
+        "seed {seed}: {r:?}"
+    );
+    let bad_chunk = m.chunks[rng.random_range(0..m.chunks.len())].0 * CHUNK;
+    for lies in [false, true] {
+        let r = store.restore(&m, &target(Some(bad_chunk), lies), 0, &NoProgress);
+        match r {
+            Err(StoreError::Volume(e)) => assert!(
+                e.contains(&format!("at bytes {bad_chunk}..")),
+                "seed {seed}: {e}"
+            ),
+            other => panic!("seed {seed}: a bad write at {bad_chunk} passed: {other:?}"),
+        }
+    }
+}

@@ -4,9 +4,10 @@
 //! driver's `backup_read`, `backup::Store`), beside the `rbd` CLI on the same image in the
 //! same round: `rbd snap create` + `rbd export-diff` into a file + `sync` (whole, then
 //! `--from-snap`: the diffs Cinder's Ceph backup driver ships), and `rbd create` +
-//! `rbd import-diff` of both files into a new image. ember's restore also reads the image back
-//! and checks every chunk; `import-diff` checks nothing. Every restored image, ember's and the
-//! CLI's, is compared byte for byte with the volume (not timed).
+//! `rbd import-diff` of both files into a new image. ember's restore also checks every chunk
+//! it wrote (hashed by the OSD that stores it, `rados_checksum`); `import-diff` checks
+//! nothing. Every restored image, ember's and the CLI's, is compared byte for byte with the
+//! volume (not timed).
 //!
 //! With `--to-pool POOL` ember backs up into that rbd pool (`backup_driver = "ceph"`: a base
 //! image per volume, a snapshot per backup) and the CLI does what Cinder's Ceph backup driver
@@ -340,7 +341,7 @@ pub fn backup(
     line("full backup", full, lf, cfull);
     line("incremental backup", inc, li, cinc);
     line(
-        "restore (read back, checked)",
+        "restore (written, checked)",
         restore,
         &format!("{lr} (unchecked)"),
         crestore,

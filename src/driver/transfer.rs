@@ -36,6 +36,13 @@ pub trait Writable: Readable {
     ) -> Option<Result<(), String>> {
         None
     }
+    /// The XXH64 (seed 0) of the `len` bytes at `off` as the storage holds them, computed
+    /// where they are stored, so that a check of what was written (and flushed) need not read
+    /// it back through this host (rbd: by the OSD of the object the range lies in). None: the
+    /// storage cannot say; the caller reads the range back.
+    fn stored_xxh64(&self, _off: u64, _len: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// What a copy moved.
@@ -274,22 +281,34 @@ pub fn check(
     }
     // Data the target holds where the source held none (left by someone else, or a write
     // that landed at the wrong offset) must be zeros.
-    for (s, e) in outside(&dst.extents()?, &copied.read, len) {
-        for (at, end) in chunks(s, e, chunk) {
-            let n = (end - at) as usize;
-            dst.read_at(&mut buf[..n], at)?;
-            out.read_bytes += n as u64;
-            if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
-                out.first_difference = Some(at + i as u64);
-                return Ok(Some(out));
-            }
-        }
-    }
+    out.first_difference = zeros_outside(dst, &copied.read, len, &mut buf, &mut out.read_bytes)?;
     Ok(Some(out))
 }
 
+/// Where `dst` holds data outside `written` (sorted, disjoint ranges within `len`): the first
+/// byte there that is not zero, read in pieces of `buf`'s size. `read` counts what was read.
+pub fn zeros_outside(
+    dst: &dyn Readable,
+    written: &[(u64, u64)],
+    len: u64,
+    buf: &mut [u8],
+    read: &mut u64,
+) -> Result<Option<u64>, String> {
+    for (s, e) in outside(&dst.extents()?, written, len) {
+        for (at, end) in chunks(s, e, buf.len() as u64) {
+            let n = (end - at) as usize;
+            dst.read_at(&mut buf[..n], at)?;
+            *read += n as u64;
+            if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+                return Ok(Some(at + i as u64));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The parts of `have` (sorted extents) outside `read` (sorted, disjoint), within `len`.
-pub(crate) fn outside(have: &[(u64, u64)], read: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
+fn outside(have: &[(u64, u64)], read: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
     let mut out = vec![];
     for &(s, e) in have {
         let (mut s, e) = (s.min(len), e.min(len));

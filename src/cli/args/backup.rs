@@ -31,7 +31,7 @@ pub enum BackupCmd {
     },
     /// One backup, with its manifest's figures
     Show { backup: String },
-    /// A new volume from a backup, written and read back and checked
+    /// A new volume from a backup, written and checked (hashed where stored, or read back)
     Restore {
         backup: String,
         /// The new volume's name (default: BACKUP-restore)

@@ -23,7 +23,7 @@ use super::RbdDriver;
 use super::conn::Pool;
 use super::image::{self, Image, Open};
 use crate::backup::{
-    CHUNK, Manifest, StoreError, Stored, Target, Verified, base_of, chunks_of, pass,
+    CHUNK, Manifest, Restored, StoreError, Stored, Target, Verified, base_of, chunks_of, pass,
     restore_chunks, touched_chunks, verify_chunks,
 };
 use crate::config::RbdConfig;
@@ -384,7 +384,7 @@ impl Target for RbdBackupStore {
         dst: &dyn Writable,
         bps: u64,
         progress: &dyn Progress,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<Restored>, StoreError> {
         let pool = self.pool()?;
         let img = self.at_snapshot(&pool, m)?;
         let read = read_from(&img, m);

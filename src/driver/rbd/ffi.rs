@@ -21,6 +21,9 @@ pub type ProgressFn = extern "C" fn(offset: u64, total: u64, arg: *mut c_void) -
 /// `rbd_diff_iterate2`'s callback: (offset, length, exists, arg).
 pub type DiffFn = extern "C" fn(offset: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int;
 
+/// `LIBRADOS_CHECKSUM_TYPE_XXHASH64`.
+pub const CHECKSUM_XXHASH64: c_int = 1;
+
 /// `RBD_FEATURE_LAYERING` (rbd/features.h): clones need it on the parent.
 pub const FEATURE_LAYERING: u64 = 1;
 /// `RBD_FEATURE_OBJECT_MAP`: which objects exist, kept by librbd (and trusted by flatten).
@@ -304,9 +307,30 @@ unsafe extern "C" {
     ) -> c_int;
     pub fn rbd_migration_status_cleanup(status: *mut MigrationStatus);
 
+    // Where an image's data objects are: `rbd_data.<id>.<object number, 16 hex digits>`.
+    pub fn rbd_get_block_name_prefix(image: RbdImage, prefix: *mut c_char, len: usize) -> c_int;
+    pub fn rbd_get_stripe_unit(image: RbdImage, stripe_unit: *mut u64) -> c_int;
+    pub fn rbd_get_stripe_count(image: RbdImage, stripe_count: *mut u64) -> c_int;
+    pub fn rbd_get_data_pool_id(image: RbdImage) -> i64;
+
     // librados (the `ceph` crate binds only the deprecated `rados_blacklist_add`).
     /// This client's addresses (`v2:10.0.0.5:0/123456`), `strdup`ed: freed with `free`.
     pub fn rados_getaddrs(cluster: rados_t, addrs: *mut *mut c_char) -> c_int;
+    pub fn rados_ioctx_get_id(io: rados_ioctx_t) -> i64;
+    /// Checksums of an object's bytes, computed by its OSD (`type` 1: XXHASH64, le64 init
+    /// value); the result is a le32 count, then each checksum (le64).
+    pub fn rados_checksum(
+        io: rados_ioctx_t,
+        oid: *const c_char,
+        kind: c_int,
+        init_value: *const c_char,
+        init_value_len: usize,
+        len: usize,
+        off: u64,
+        chunk_size: usize,
+        checksum: *mut c_char,
+        checksum_len: usize,
+    ) -> c_int;
     /// Adds a client address to the OSD blocklist for `expire_seconds` (0: Ceph's default).
     pub fn rados_blocklist_add(
         cluster: rados_t,

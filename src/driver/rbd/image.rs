@@ -25,6 +25,13 @@ pub struct Image<'p> {
     _pool: &'p Pool,
 }
 
+impl<'p> Image<'p> {
+    /// The pool the image was opened in.
+    pub(super) fn pool(&self) -> &'p Pool {
+        self._pool
+    }
+}
+
 impl Drop for Image<'_> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {

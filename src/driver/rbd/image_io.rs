@@ -8,7 +8,99 @@ use super::conn::Errno;
 use super::ffi;
 use super::image::{Image, cstr};
 
+/// Where an image's bytes are stored, when each object holds one plain run of them: object
+/// `n` holds `[n * object_size, (n + 1) * object_size)`, in the pool the image was opened in.
+#[derive(Debug, Clone)]
+pub struct Objects {
+    /// `rbd_data.<image id>`.
+    pub prefix: String,
+    pub object_size: u64,
+}
+
 impl Image<'_> {
+    /// The image's objects, if they map to its bytes plainly (no fancy striping, no separate
+    /// data pool); None otherwise.
+    #[allow(unsafe_code)]
+    pub fn objects(&self) -> Result<Option<Objects>, Errno> {
+        let (mut unit, mut count) = (0u64, 0u64);
+        // SAFETY: open image; out-parameters written.
+        unsafe {
+            Errno::check(
+                "rbd_get_stripe_unit",
+                ffi::rbd_get_stripe_unit(self.raw, &mut unit),
+            )?;
+            Errno::check(
+                "rbd_get_stripe_count",
+                ffi::rbd_get_stripe_count(self.raw, &mut count),
+            )?;
+        }
+        // SAFETY: open image; the pool's ioctx is live while the image is.
+        let (data_pool, pool) = unsafe {
+            (
+                ffi::rbd_get_data_pool_id(self.raw),
+                ffi::rados_ioctx_get_id(self.pool().raw()),
+            )
+        };
+        if count != 1 || unit == 0 || data_pool != pool {
+            return Ok(None);
+        }
+        let mut buf = [0u8; 64];
+        // SAFETY: open image; buf holds buf.len() bytes, NUL-terminated by librbd.
+        Errno::check("rbd_get_block_name_prefix", unsafe {
+            ffi::rbd_get_block_name_prefix(self.raw, buf.as_mut_ptr().cast(), buf.len())
+        })?;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        Ok(Some(Objects {
+            prefix: String::from_utf8_lossy(&buf[..end]).into_owned(),
+            object_size: unit,
+        }))
+    }
+
+    /// The XXH64 (seed 0) of `len` bytes at `at` in object `number`, computed by the OSD that
+    /// stores it (`rados_checksum`): nothing is read back through this host.
+    #[allow(unsafe_code)]
+    pub fn object_xxh64(
+        &self,
+        objects: &Objects,
+        number: u64,
+        at: u64,
+        len: u64,
+    ) -> Result<u64, Errno> {
+        let oid = cstr(
+            "rados_checksum",
+            &format!("{}.{number:016x}", objects.prefix),
+        )?;
+        let init = 0u64.to_le_bytes();
+        let mut out = [0u8; 12];
+        // SAFETY: live ioctx; the name, init value and result buffer live across the call,
+        // with their lengths.
+        let rc = unsafe {
+            ffi::rados_checksum(
+                self.pool().raw(),
+                oid.as_ptr(),
+                ffi::CHECKSUM_XXHASH64,
+                init.as_ptr().cast(),
+                init.len(),
+                len as usize,
+                at,
+                0,
+                out.as_mut_ptr().cast(),
+                out.len(),
+            )
+        };
+        Errno::check("rados_checksum", rc)?;
+        let n = u32::from_le_bytes([out[0], out[1], out[2], out[3]]);
+        if n != 1 {
+            return Err(Errno {
+                call: "rados_checksum",
+                code: libc::EIO,
+            });
+        }
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&out[4..12]);
+        Ok(u64::from_le_bytes(h))
+    }
+
     /// Where the image holds data, its parent's included (`rbd diff --whole-object` off):
     /// `[start, end)` in offset order, adjacent extents merged. For `volume verify`.
     pub fn data_extents(&self) -> Result<Vec<(u64, u64)>, Errno> {

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use super::image::{Image, Open};
-use super::image_io::InFlight;
+use super::image_io::{InFlight, Objects};
 use crate::driver::transfer::Writable;
 use crate::driver::verify::{Against, Readable, VerifyReport, compare_for};
 use crate::driver::{DriverError, Progress, snapshot_image, volume_image};
@@ -20,6 +20,8 @@ pub(super) struct RbdReader<'a> {
     in_flight: RefCell<VecDeque<InFlight>>,
     pub(super) img: Image<'a>,
     pub(super) size: u64,
+    /// How its bytes map to objects, looked up at the first `stored_xxh64`.
+    objects: std::sync::OnceLock<Option<Objects>>,
 }
 
 /// Writes a copy keeps in flight: librbd's own tools keep several object writes going
@@ -32,6 +34,7 @@ impl<'a> RbdReader<'a> {
             in_flight: RefCell::default(),
             img,
             size,
+            objects: Default::default(),
         }
     }
 
@@ -86,6 +89,20 @@ impl Writable for RbdReader<'_> {
     fn flush(&self) -> Result<(), String> {
         self.settle(0)?;
         self.img.flush().map_err(|e| e.describe())
+    }
+
+    fn stored_xxh64(&self, off: u64, len: u64) -> Option<u64> {
+        let objects = self
+            .objects
+            .get_or_init(|| self.img.objects().ok().flatten())
+            .as_ref()?;
+        let (number, at) = (off / objects.object_size, off % objects.object_size);
+        if len == 0 || at + len > objects.object_size || off + len > self.size {
+            return None;
+        }
+        // Only what has reached the OSDs can be asked of them (past librbd's cache too).
+        self.flush().ok()?;
+        self.img.object_xxh64(objects, number, at, len).ok()
     }
 }
 

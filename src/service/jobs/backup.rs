@@ -1,6 +1,7 @@
 //! `backup create / restore / delete`: jobs over the backup store (`crate::backup`). A backup
 //! reads the volume as clients see it through the driver (any backend that can read its
-//! images back), a restore makes a new volume and writes it, read back and checked; both run
+//! images back), a restore makes a new volume and writes it, then checks it (each chunk
+//! hashed by the storage where it keeps it, else read back); both run
 //! on the storage pool of the backend whose volume they read or write. The target is the
 //! running process's (`backup::open`): its `backup_posix_path`, or with `backup_driver =
 //! "ceph"` its `backup_ceph_pool`.
@@ -284,7 +285,7 @@ pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
     let (target, backend) = (ctx.svc.backup.clone(), ctx.svc.name.clone());
     let bps = ctx.svc.cfg.volume_copy_bps_limit;
     let (vid, bid, size) = (id.clone(), b.id.clone(), b.size_bytes.max(0) as u64);
-    let written = ctx
+    let restored = ctx
         .call(move |d, p| {
             let store = crate::backup::open(&target).map_err(|e| store_error(&backend, e))?;
             let m = store.manifest(&bid).map_err(|e| store_error(&backend, e))?;
@@ -300,10 +301,12 @@ pub(super) async fn restore(ctx: &Ctx) -> Result<(), Step> {
         })
         .await?;
     let summary = format!(
-        "volume {} restored from backup {}: {} written, read back and checked",
+        "volume {} restored from backup {}: {} written and checked ({} chunk(s) hashed where stored, {} read back)",
         ctx.db.get_volume(&id).await?.map_or(id.clone(), |v| v.name),
         b.name,
-        human_size(written)
+        human_size(restored.written_bytes),
+        restored.hashed_where_stored,
+        restored.read_back
     );
     ctx.found(EventKind::BackupRestored, &summary).await?;
     settle(&ctx.db, JobKind::BackupRestore, End::Succeeded, &id, None).await?;
