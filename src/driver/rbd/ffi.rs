@@ -26,6 +26,9 @@ pub const CHECKSUM_XXHASH64: c_int = 1;
 
 /// `RBD_FEATURE_LAYERING` (rbd/features.h): clones need it on the parent.
 pub const FEATURE_LAYERING: u64 = 1;
+/// `RBD_FEATURE_STRIPINGV2`: a stripe unit and count of the image's own (without it, the
+/// stripe unit is the object size and the count 1).
+pub const FEATURE_STRIPINGV2: u64 = 1 << 1;
 /// `RBD_FEATURE_OBJECT_MAP`: which objects exist, kept by librbd (and trusted by flatten).
 pub const FEATURE_OBJECT_MAP: u64 = 1 << 3;
 /// `RBD_FEATURE_FAST_DIFF`: needs the object map; disabled and enabled with it.

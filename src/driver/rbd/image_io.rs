@@ -18,10 +18,14 @@ pub struct Objects {
 }
 
 impl Image<'_> {
-    /// The image's objects, if they map to its bytes plainly (no fancy striping, no separate
-    /// data pool); None otherwise.
+    /// The image's objects, if they map to its bytes plainly (no striping of its own, no
+    /// separate data pool); None otherwise.
     #[allow(unsafe_code)]
     pub fn objects(&self) -> Result<Option<Objects>, Errno> {
+        if self.features()? & ffi::FEATURE_STRIPINGV2 != 0 {
+            return Ok(None);
+        }
+        // Without striping v2 the stripe unit is the object size.
         let (mut unit, mut count) = (0u64, 0u64);
         // SAFETY: open image; out-parameters written.
         unsafe {
