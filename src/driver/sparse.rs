@@ -41,12 +41,35 @@ pub fn data_extents(f: &File, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>>
 /// into the page cache while it is still in the CPU's cache).
 pub const WRITE_PIECE: usize = 256 << 10;
 
-/// `write_all_at`, in pieces of at most [`WRITE_PIECE`] bytes.
+/// `write_all_at`, in pieces of at most [`WRITE_PIECE`] bytes, then [`start_writeback`] of
+/// what it wrote.
 pub fn write_all_at(f: &File, buf: &[u8], off: u64) -> io::Result<()> {
     for (i, piece) in buf.chunks(WRITE_PIECE).enumerate() {
         f.write_all_at(piece, off + (i * WRITE_PIECE) as u64)?;
     }
+    start_writeback(f, off, buf.len() as u64);
     Ok(())
+}
+
+/// Starts writing `[off, off + len)` of `f` to its device now (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), without waiting. Every bulk write of ember's (a chunk, a copied
+/// range) is synced before it counts, so its writeback had better run while the next chunk is
+/// read and hashed than all at the sync: `bench backup`'s full backup went from 0.40-0.45 s
+/// to 0.33 s (cp + sync: 0.44 s). Not durability: the callers still sync. Errors are ignored
+/// (a filesystem that cannot start writeback early writes it at the sync).
+pub fn start_writeback(f: &File, off: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    #[allow(unsafe_code)]
+    // SAFETY: sync_file_range reads no memory of this process; the descriptor is borrowed
+    // from a live File for the length of the call.
+    let _ = unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            off as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
 }
 
 /// Copies `[off, off + len)` of `src` to the same offset of `dst`, all of it: in-kernel
@@ -57,7 +80,8 @@ pub fn copy_range(src: &File, dst: &File, off: u64, len: u64) -> io::Result<()> 
     copy_between(src, off, dst, off, len)
 }
 
-/// Copies `len` bytes of `src` from `src_off` to `dst` at `dst_off`, as [`copy_range`] does.
+/// Copies `len` bytes of `src` from `src_off` to `dst` at `dst_off`, as [`copy_range`] does,
+/// then [`start_writeback`] of what it wrote.
 pub fn copy_between(
     src: &File,
     src_off: u64,
@@ -92,6 +116,7 @@ pub fn copy_between(
         }
         done += n as u64;
     }
+    start_writeback(dst, dst_off, len);
     Ok(())
 }
 
