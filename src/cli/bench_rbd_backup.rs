@@ -319,7 +319,7 @@ pub fn backup(
     );
     let line = |what: &str, ours: Duration, base: &str, theirs: Duration| {
         println!(
-            "  {what:<30} {:>7.3} s   {base:<44} {:>7.3} s   {:.2}x",
+            "  {what:<30} {:>7.3} s   {base:<47} {:>7.3} s   {:.2}x",
             ours.as_secs_f64(),
             theirs.as_secs_f64(),
             speed(ours, theirs)
