@@ -20,6 +20,7 @@ pub mod oncall;
 pub mod prompt;
 pub mod state;
 pub mod theme;
+pub mod view;
 pub mod views;
 
 use std::sync::Arc;
