@@ -22,7 +22,7 @@ pub(crate) mod pace;
 mod proc_open;
 pub mod rbd;
 mod sparse;
-pub use sparse::{start_writeback, write_all_at};
+pub use sparse::write_all_at;
 pub mod transfer;
 pub mod transfer_over;
 pub mod verify;

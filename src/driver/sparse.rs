@@ -57,7 +57,7 @@ pub fn write_all_at(f: &File, buf: &[u8], off: u64) -> io::Result<()> {
 /// read and hashed than all at the sync: `bench backup`'s full backup went from 0.40-0.45 s
 /// to 0.33 s (cp + sync: 0.44 s). Not durability: the callers still sync. Errors are ignored
 /// (a filesystem that cannot start writeback early writes it at the sync).
-pub fn start_writeback(f: &File, off: u64, len: u64) {
+fn start_writeback(f: &File, off: u64, len: u64) {
     use std::os::fd::AsRawFd;
     #[allow(unsafe_code)]
     // SAFETY: sync_file_range reads no memory of this process; the descriptor is borrowed
